@@ -1,0 +1,10 @@
+"""edge_speech: offline speech recognition for small devices.
+
+The runtime imports numpy and the native extension only; model backends (onnxruntime, LiteRT)
+and the converter (torch) are optional and imported where used.
+"""
+
+from edge_speech import features
+
+__version__ = "0.1.0"
+__all__ = ["features", "__version__"]

@@ -1,0 +1,475 @@
+"""Speech features (log-mel filterbank, MFCC) computed by the native C front end.
+
+The same code computes features for training, conversion and the runtime, so a model always
+sees the features it was trained on. Presets reproduce the usual references::
+
+    from edge_speech import features
+    cfg = features.FeatureConfig.preset("kaldi-mfcc")   # "kaldi-fbank", "librosa-mel", "librosa-mfcc"
+    cfg = cfg.replace(num_mel_bins=80)
+    feats = features.compute(samples, 16000, cfg)       # float32 [num_frames, cfg.dim]
+
+    stream = features.FeatureStream(cfg, 16000)         # the same frames, chunk by chunk
+    stream.accept(chunk); stream.finish(); new_frames = stream.read()
+
+A config holds no sample rate: times are in ms and frequencies in Hz, so one config serves every
+rate; problems that depend on the rate (a band above Nyquist, more mel bins than FFT bins) are
+reported by :meth:`FeatureConfig.check` and by ``compute``/``FeatureStream``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge_speech import _native
+
+__all__ = [
+    "FeatureConfig",
+    "FeatureStream",
+    "PRESETS",
+    "compute",
+    "compute_cmvn_stats",
+    "load_cmvn_stats",
+]
+
+# Native enum values, by the names the Python API uses.
+_KINDS = {"fbank": 0, "mfcc": 1}
+_PADDINGS = {"none": 0, "reflect": 1, "constant": 2}
+_WINDOWS = {"povey": 0, "hann": 1, "hamming": 2, "rectangular": 3, "blackman": 4}
+_SPECTRA = {"power": 1, "magnitude": 0}
+_MEL_SCALES = {"htk": 0, "slaney": 1}
+_MEL_TRIANGLES = {"mel": 0, "hz": 1}
+_MEL_NORMS = {"none": 0, "slaney": 1}
+_LOG_SCALES = {"natural": 0, "db": 1}
+_LOG_FLOOR_MODES = {"max": 0, "add": 1}
+_CMVN_MODES = {"none": 0, "global": 1, "sliding": 2}
+
+_FLT_EPSILON = float(np.finfo(np.float32).eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that decides the features, in user units. Defaults: Kaldi's 80-bin fbank.
+
+    Framing: ``padding="none"`` cuts only whole frames starting at sample 0 (Kaldi's
+    snip_edges); ``"reflect"``/``"constant"`` centre frame t on sample t * shift and pad the
+    signal's ends (librosa's ``center=True``), giving ``1 + n // shift`` frames.
+    Per frame, in Kaldi's order: ``input_scale``, dither, DC removal, energy, pre-emphasis,
+    window, FFT (``fft_size`` 0 = next power of two), power or magnitude spectrum, mel
+    filterbank, log with floor, then DCT-II with liftering (``kind="mfcc"``), and CMVN.
+    ``mel_triangles="mel"`` makes filters linear in mel (Kaldi), ``"hz"`` linear in Hz
+    (librosa). With ``use_energy``, fbank gets the log energy as its first column and MFCC
+    replaces c0 with it.
+    """
+
+    kind: str = "fbank"
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    fft_size: int = 0
+    padding: str = "none"
+    input_scale: float = 1.0
+    dither: float = 0.0
+    dither_seed: int = 0
+    remove_dc_offset: bool = True
+    preemphasis: float = 0.97
+    window: str = "povey"
+    periodic_window: bool = False
+    spectrum: str = "power"
+    num_mel_bins: int = 80
+    low_freq_hz: float = 20.0
+    high_freq_hz: float = 0.0
+    mel_scale: str = "htk"
+    mel_triangles: str = "mel"
+    mel_norm: str = "none"
+    log_scale: str = "natural"
+    log_floor_mode: str = "max"
+    log_floor: float = _FLT_EPSILON
+    num_ceps: int = 13
+    cepstral_lifter: float = 22.0
+    use_energy: bool = False
+    raw_energy: bool = True
+    energy_floor: float = 0.0
+    cmvn: str = "none"
+    cmvn_window_frames: int = 600
+    cmvn_normalize_variance: bool = False
+    cmvn_mean: Optional[Tuple[float, ...]] = None
+    cmvn_std: Optional[Tuple[float, ...]] = None
+
+    def __post_init__(self) -> None:
+        for name in ("cmvn_mean", "cmvn_std"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(float(v) for v in np.asarray(value, dtype=np.float64).ravel()))
+        self._validate()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str) -> "FeatureConfig":
+        """A named preset: one of :data:`PRESETS`."""
+        try:
+            return cls(**PRESETS[name])
+        except KeyError:
+            raise ValueError(f"unknown feature preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+    def replace(self, **changes: Any) -> "FeatureConfig":
+        """A copy with some fields changed (validated like the constructor)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown FeatureConfig field(s): {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def with_global_cmvn(self, mean: Sequence[float], std: Optional[Sequence[float]] = None) -> "FeatureConfig":
+        """A copy that normalises every frame with fixed statistics (see :func:`load_cmvn_stats`)."""
+        return self.replace(cmvn="global", cmvn_mean=tuple(mean), cmvn_std=None if std is None else tuple(std))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict; :meth:`from_dict` rebuilds an equal config."""
+        out = dataclasses.asdict(self)
+        for name in ("cmvn_mean", "cmvn_std"):
+            if out[name] is not None:
+                out[name] = list(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureConfig":
+        if not isinstance(data, Mapping):
+            raise TypeError(f"feature config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown feature config key(s): {sorted(unknown)}")
+        return cls(**dict(data))
+
+    # -- derived --------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Values per frame."""
+        if self.kind == "mfcc":
+            return self.num_ceps
+        return self.num_mel_bins + (1 if self.use_energy else 0)
+
+    def frame_length(self, sample_rate: float) -> int:
+        """Samples per frame at this rate (Kaldi's truncation of rate * ms / 1000)."""
+        return int(float(sample_rate) * 0.001 * self.frame_length_ms + 1e-6)
+
+    def frame_shift(self, sample_rate: float) -> int:
+        return int(float(sample_rate) * 0.001 * self.frame_shift_ms + 1e-6)
+
+    def num_frames(self, num_samples: int, sample_rate: float) -> int:
+        """How many frames ``compute`` returns for a signal of this length."""
+        length, shift = self.frame_length(sample_rate), self.frame_shift(sample_rate)
+        if self.padding == "none":
+            return 0 if num_samples < length else 1 + (num_samples - length) // shift
+        if num_samples == 0:
+            return 0
+        fft = self.fft_size or _next_power_of_two(length)
+        return 1 + (num_samples + 2 * (fft // 2) - fft) // shift
+
+    def check(self, sample_rate: float) -> None:
+        """Raises ValueError naming the first problem this config has at ``sample_rate``."""
+        _native.check_config(self._native(sample_rate))
+
+    # -- internals ------------------------------------------------------------------------
+    def _native(self, sample_rate: float) -> dict:
+        d = {
+            "sample_rate_hz": _check_sample_rate(sample_rate),
+            "frame_length_ms": self.frame_length_ms,
+            "frame_shift_ms": self.frame_shift_ms,
+            "fft_size": self.fft_size,
+            "padding": _PADDINGS[self.padding],
+            "input_scale": self.input_scale,
+            "dither": self.dither,
+            "dither_seed": self.dither_seed,
+            "remove_dc_offset": int(self.remove_dc_offset),
+            "preemphasis": self.preemphasis,
+            "window": _WINDOWS[self.window],
+            "periodic_window": int(self.periodic_window),
+            "use_power": _SPECTRA[self.spectrum],
+            "num_mel_bins": self.num_mel_bins,
+            "low_freq_hz": self.low_freq_hz,
+            "high_freq_hz": self.high_freq_hz,
+            "mel_scale": _MEL_SCALES[self.mel_scale],
+            "mel_triangles": _MEL_TRIANGLES[self.mel_triangles],
+            "mel_norm": _MEL_NORMS[self.mel_norm],
+            "log_scale": _LOG_SCALES[self.log_scale],
+            "log_floor_mode": _LOG_FLOOR_MODES[self.log_floor_mode],
+            "log_floor": self.log_floor,
+            "kind": _KINDS[self.kind],
+            "num_ceps": self.num_ceps,
+            "cepstral_lifter": self.cepstral_lifter,
+            "use_energy": int(self.use_energy),
+            "raw_energy": int(self.raw_energy),
+            "energy_floor": self.energy_floor,
+            "cmvn": _CMVN_MODES[self.cmvn],
+            "cmvn_window_frames": self.cmvn_window_frames,
+            "cmvn_normalize_variance": int(self.cmvn_normalize_variance),
+        }
+        if self.cmvn == "global":
+            d["cmvn_mean"] = np.asarray(self.cmvn_mean, dtype=np.float32)
+            if self.cmvn_std is not None:
+                d["cmvn_std"] = np.asarray(self.cmvn_std, dtype=np.float32)
+        return d
+
+    def _validate(self) -> None:
+        choices = {
+            "kind": _KINDS, "padding": _PADDINGS, "window": _WINDOWS, "spectrum": _SPECTRA,
+            "mel_scale": _MEL_SCALES, "mel_triangles": _MEL_TRIANGLES, "mel_norm": _MEL_NORMS,
+            "log_scale": _LOG_SCALES, "log_floor_mode": _LOG_FLOOR_MODES, "cmvn": _CMVN_MODES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+        for name in ("remove_dc_offset", "periodic_window", "use_energy", "raw_energy", "cmvn_normalize_variance"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        for name in ("fft_size", "num_mel_bins", "num_ceps", "cmvn_window_frames", "dither_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise TypeError(f"{f.name} must be a number, got {value!r}")
+            if f.type == "float" and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be finite, got {value!r}")
+        _require(self.frame_length_ms > 0, f"frame_length_ms must be > 0, got {self.frame_length_ms}")
+        _require(self.frame_shift_ms > 0, f"frame_shift_ms must be > 0, got {self.frame_shift_ms}")
+        _require(self.fft_size == 0 or (self.fft_size >= 4 and self.fft_size & (self.fft_size - 1) == 0),
+                 f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}")
+        _require(self.input_scale != 0, "input_scale must be non-zero")
+        _require(self.dither >= 0, f"dither must be >= 0, got {self.dither}")
+        _require(0 <= self.dither_seed < 2**64, "dither_seed must fit in 64 bits")
+        _require(0 <= self.preemphasis <= 1, f"preemphasis must be in [0, 1], got {self.preemphasis}")
+        _require(self.num_mel_bins >= 1, f"num_mel_bins must be >= 1, got {self.num_mel_bins}")
+        _require(self.low_freq_hz >= 0, f"low_freq_hz must be >= 0, got {self.low_freq_hz}")
+        _require(self.log_floor > 0, f"log_floor must be > 0, got {self.log_floor}")
+        if self.kind == "mfcc":
+            _require(1 <= self.num_ceps <= self.num_mel_bins,
+                     f"num_ceps must be in 1..num_mel_bins ({self.num_mel_bins}), got {self.num_ceps}")
+        _require(self.cepstral_lifter >= 0, f"cepstral_lifter must be >= 0, got {self.cepstral_lifter}")
+        _require(self.energy_floor >= 0, f"energy_floor must be >= 0, got {self.energy_floor}")
+        _require(1 <= self.cmvn_window_frames <= 1_000_000,
+                 f"cmvn_window_frames must be in 1..1000000, got {self.cmvn_window_frames}")
+        if self.cmvn == "global":
+            _require(self.cmvn_mean is not None, "cmvn='global' needs cmvn_mean (see with_global_cmvn)")
+            _require(len(self.cmvn_mean) == self.dim,
+                     f"cmvn_mean has {len(self.cmvn_mean)} values; the features have {self.dim}")
+            _require(all(math.isfinite(v) for v in self.cmvn_mean), "cmvn_mean must be finite")
+            if self.cmvn_std is not None:
+                _require(len(self.cmvn_std) == self.dim,
+                         f"cmvn_std has {len(self.cmvn_std)} values; the features have {self.dim}")
+                _require(all(math.isfinite(v) and v > 0 for v in self.cmvn_std), "cmvn_std must be finite and > 0")
+
+
+PRESETS: Mapping[str, Mapping[str, Any]] = {
+    # kaldi-native-fbank / Kaldi compute-fbank-feats with dither 0.
+    "kaldi-fbank": dict(kind="fbank", num_mel_bins=80, use_energy=False),
+    # Kaldi compute-mfcc-feats with dither 0: 23 bins, 13 cepstra, lifter 22, c0 = log energy.
+    "kaldi-mfcc": dict(kind="mfcc", num_mel_bins=23, num_ceps=13, cepstral_lifter=22.0, use_energy=True),
+    # np.log(librosa.feature.melspectrogram(center=True, pad_mode="reflect", window="hann",
+    #        n_fft=fft_size, win_length, hop_length, n_mels=80) + 1e-6)
+    "librosa-mel": dict(
+        kind="fbank", padding="reflect", window="hann", periodic_window=True, remove_dc_offset=False,
+        preemphasis=0.0, num_mel_bins=80, low_freq_hz=0.0, high_freq_hz=0.0, mel_scale="slaney",
+        mel_triangles="hz", mel_norm="slaney", log_floor_mode="add", log_floor=1e-6, use_energy=False,
+    ),
+    # librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=13) over a 40-bin mel.
+    "librosa-mfcc": dict(
+        kind="mfcc", padding="reflect", window="hann", periodic_window=True, remove_dc_offset=False,
+        preemphasis=0.0, num_mel_bins=40, low_freq_hz=0.0, high_freq_hz=0.0, mel_scale="slaney",
+        mel_triangles="hz", mel_norm="slaney", log_scale="db", log_floor_mode="max", log_floor=1e-10,
+        num_ceps=13, cepstral_lifter=0.0, use_energy=False,
+    ),
+}
+
+
+def compute(samples: Any, sample_rate: float, config: Optional[FeatureConfig] = None) -> np.ndarray:
+    """Features of a whole signal: float32 array [num_frames, config.dim].
+
+    ``samples``: a 1-D float32/float64 array in [-1, 1] or int16 (strided views are fine).
+    An empty signal gives zero frames.
+    """
+    config = _check_config_type(config)
+    frontend = _native.FrontEnd(config._native(sample_rate))
+    data = frontend.accept_and_finish(_as_samples(samples))
+    return _frames(data, frontend.dim)
+
+
+class FeatureStream:
+    """Features computed chunk by chunk; identical to :func:`compute` on the whole signal.
+
+    Not thread-safe: use one stream per thread (many streams may run in parallel; the native
+    work releases the GIL).
+    """
+
+    def __init__(self, config: Optional[FeatureConfig] = None, sample_rate: float = 16000):
+        self.config = _check_config_type(config)
+        self.sample_rate = _check_sample_rate(sample_rate)
+        self._frontend = _native.FrontEnd(self.config._native(self.sample_rate))
+        self._pending: list = []
+
+    @property
+    def dim(self) -> int:
+        return self._frontend.dim
+
+    @property
+    def frames_ready(self) -> int:
+        """Frames computed but not yet read."""
+        return sum(len(block) for block in self._pending)
+
+    @property
+    def frames_done(self) -> int:
+        """Frames computed since creation or reset (the absolute index of the next one)."""
+        return self._frontend.frames_done
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._frontend.finished)
+
+    def accept(self, samples: Any) -> None:
+        """Adds samples (any chunk size). Raises ValueError after :meth:`finish` until reset."""
+        if self._frontend.finished:
+            raise ValueError("FeatureStream already finished; call reset() before new audio")
+        self._keep(self._frontend.accept(_as_samples(samples)))
+
+    def finish(self) -> None:
+        """Ends the signal; frames that overhang its end (padded modes) become ready."""
+        self._keep(self._frontend.finish())
+
+    def read(self) -> np.ndarray:
+        """All frames computed since the last read, float32 [n, dim] (possibly n = 0)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+    def reset(self) -> None:
+        """Forgets all audio and unread frames; the next sample starts a new signal."""
+        self._frontend.reset()
+        self._pending = []
+
+    def _keep(self, data: bytearray) -> None:
+        if len(data):
+            self._pending.append(_frames(data, self._frontend.dim))
+
+
+def compute_cmvn_stats(feature_arrays: Iterable[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """Global mean and standard deviation over every frame of every array (float64 sums)."""
+    total, sums, squares = 0, None, None
+    for feats in feature_arrays:
+        feats = np.asarray(feats, dtype=np.float64)
+        if feats.ndim != 2:
+            raise ValueError(f"feature arrays must be 2-D [frames, dim], got shape {feats.shape}")
+        if sums is None:
+            sums, squares = np.zeros(feats.shape[1]), np.zeros(feats.shape[1])
+        elif feats.shape[1] != len(sums):
+            raise ValueError(f"feature dims differ: {feats.shape[1]} vs {len(sums)}")
+        total += len(feats)
+        sums += feats.sum(axis=0)
+        squares += np.square(feats).sum(axis=0)
+    if not total:
+        raise ValueError("no frames to compute CMVN statistics from")
+    mean = sums / total
+    std = np.sqrt(np.maximum(squares / total - mean**2, 1e-20))
+    return mean, std
+
+
+def load_cmvn_stats(path: "str | Path") -> Tuple[np.ndarray, np.ndarray]:
+    """Reads global CMVN statistics: JSON ``{"mean": [...], "std": [...]}`` (as written by the
+    converter), or a Kaldi text stats matrix (``[ sums... count \\n sums_of_squares... 0 ]``).
+    Returns (mean, std) as float64 arrays."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: CMVN stats must be JSON or Kaldi text format (binary stats are not supported)") from None
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+            mean = np.asarray(data["mean"], dtype=np.float64)
+            std = np.asarray(data.get("std", np.ones_like(mean)), dtype=np.float64)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: malformed CMVN JSON ({err}); expected {{\"mean\": [...], \"std\": [...]}}") from None
+    else:
+        mean, std = _parse_kaldi_cmvn(stripped, path)
+    if mean.ndim != 1 or mean.shape != std.shape or not len(mean):
+        raise ValueError(f"{path}: CMVN mean and std must be equal-length non-empty vectors")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(f"{path}: CMVN statistics must be finite with std > 0")
+    return mean, std
+
+
+def _parse_kaldi_cmvn(text: str, path: Path) -> Tuple[np.ndarray, np.ndarray]:
+    # Optional utterance key before the matrix, then "[ row \n row ]".
+    match = re.search(r"\[(.*)\]", text, flags=re.S)
+    rows = [r.split() for r in match.group(1).strip().splitlines()] if match else []
+    try:
+        if len(rows) != 2 or len(rows[0]) != len(rows[1]) or len(rows[0]) < 2:
+            raise ValueError("expected a 2-row matrix")
+        sums, squares = np.array(rows[0], dtype=np.float64), np.array(rows[1], dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{path}: malformed Kaldi CMVN stats ({err})") from None
+    count = sums[-1]
+    if not count > 0:
+        raise ValueError(f"{path}: Kaldi CMVN stats have a frame count of {count}")
+    mean = sums[:-1] / count
+    std = np.sqrt(np.maximum(squares[:-1] / count - mean**2, 1e-20))
+    return mean, std
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _next_power_of_two(n: int) -> int:
+    p = 4
+    while p < n:
+        p *= 2
+    return p
+
+
+def _check_config_type(config: Optional[FeatureConfig]) -> FeatureConfig:
+    if config is None:
+        return FeatureConfig()
+    if not isinstance(config, FeatureConfig):
+        raise TypeError(f"config must be a FeatureConfig, got {type(config).__name__}")
+    return config
+
+
+def _check_sample_rate(sample_rate: Any) -> float:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"sample_rate must be a number in Hz, got {sample_rate!r}")
+    if not (math.isfinite(sample_rate) and sample_rate > 0):
+        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
+    return float(sample_rate)
+
+
+_SAMPLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16))
+
+
+def _as_samples(samples: Any) -> np.ndarray:
+    array = samples if isinstance(samples, np.ndarray) else np.asarray(samples)
+    if array.dtype not in _SAMPLE_DTYPES:
+        if array.size == 0 and array.dtype.kind in "fiu":
+            return np.zeros(0, dtype=np.float32)
+        raise TypeError(f"samples must be float32, float64 or int16, got {array.dtype}"
+                        " (convert, e.g. x.astype(np.float32) / 32768 for int32 PCM)")
+    if array.ndim != 1:
+        raise ValueError(f"samples must be a 1-D mono signal, got shape {array.shape}; mix channels down first")
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _frames(data: bytearray, dim: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.float32).reshape(-1, dim)

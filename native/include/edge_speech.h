@@ -1,0 +1,6 @@
+/* edge_speech native core: include this one header to use the whole C library. */
+#ifndef EDGE_SPEECH_H
+#define EDGE_SPEECH_H
+#include "edge_speech/es_common.h"
+#include "edge_speech/es_frontend.h"
+#endif

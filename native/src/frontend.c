@@ -1,0 +1,299 @@
+#include "edge_speech/es_frontend.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_internal.h"
+
+es_frontend_config es_frontend_config_default(void) {
+  es_frontend_config c;
+  memset(&c, 0, sizeof c);
+  c.sample_rate_hz = 16000.0f;
+  c.frame_length_ms = 25.0f;
+  c.frame_shift_ms = 10.0f;
+  c.fft_size = 0;
+  c.padding = ES_PADDING_NONE;
+  c.input_scale = 1.0f;
+  c.dither = 0.0f;
+  c.dither_seed = 0;
+  c.remove_dc_offset = 1;
+  c.preemphasis = 0.97f;
+  c.window = ES_WINDOW_POVEY;
+  c.periodic_window = 0;
+  c.use_power = 1;
+  c.mel = es_mel_config_default();
+  c.log_scale = ES_LOG_NATURAL;
+  c.log_floor_mode = ES_LOG_FLOOR_MAX;
+  c.log_floor = FLT_EPSILON;
+  c.kind = ES_FEATURES_MFCC;
+  c.num_ceps = 13;
+  c.cepstral_lifter = 22.0f;
+  c.use_energy = 1;
+  c.raw_energy = 1;
+  c.energy_floor = 0.0f;
+  c.cmvn = es_cmvn_config_default();
+  return c;
+}
+
+/* Samples per frame and per shift, rounded as Kaldi does (truncation of rate * ms / 1000). */
+static int ms_to_samples(float sample_rate_hz, float ms) {
+  return (int)((double)sample_rate_hz * 0.001 * (double)ms + 1e-6);
+}
+
+static int resolved_fft_size(const es_frontend_config *c, int frame_length) {
+  if (c->fft_size > 0) return c->fft_size;
+  int n = 4;
+  while (n < frame_length && n < (1 << 30)) n *= 2;
+  return n;
+}
+
+int es_frontend_config_dim(const es_frontend_config *c) {
+  if (c->kind == ES_FEATURES_MFCC) return c->num_ceps;
+  return c->mel.num_bins + (c->use_energy ? 1 : 0);
+}
+
+es_status es_frontend_config_check(const es_frontend_config *c, char *why, size_t why_size) {
+  char msg[256];
+  if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
+  const int length = ms_to_samples(c->sample_rate_hz, c->frame_length_ms);
+  const int shift = ms_to_samples(c->sample_rate_hz, c->frame_shift_ms);
+  const int fft_size = resolved_fft_size(c, length);
+  if (!(c->sample_rate_hz > 0.0f) || !isfinite(c->sample_rate_hz)) {
+    snprintf(msg, sizeof msg, "sample rate must be > 0 Hz, got %g", c->sample_rate_hz);
+  } else if (!(c->frame_length_ms > 0.0f) || length < 2) {
+    snprintf(msg, sizeof msg, "frame_length_ms %g gives %d samples at %g Hz; need at least 2",
+             c->frame_length_ms, length, c->sample_rate_hz);
+  } else if (!(c->frame_shift_ms > 0.0f) || shift < 1) {
+    snprintf(msg, sizeof msg, "frame_shift_ms %g gives %d samples at %g Hz; need at least 1",
+             c->frame_shift_ms, shift, c->sample_rate_hz);
+  } else if (!es_fft_size_is_supported(fft_size)) {
+    snprintf(msg, sizeof msg, "fft_size %d is not a power of two in 4..65536", fft_size);
+  } else if (fft_size < length) {
+    snprintf(msg, sizeof msg, "fft_size %d is shorter than the %d-sample frame", fft_size, length);
+  } else if ((unsigned)c->padding > ES_PADDING_CONSTANT) {
+    snprintf(msg, sizeof msg, "unknown padding mode %d", (int)c->padding);
+  } else if ((unsigned)c->window > ES_WINDOW_BLACKMAN) {
+    snprintf(msg, sizeof msg, "unknown window type %d", (int)c->window);
+  } else if (!isfinite(c->input_scale) || c->input_scale == 0.0f) {
+    snprintf(msg, sizeof msg, "input_scale must be finite and non-zero, got %g", c->input_scale);
+  } else if (!(c->dither >= 0.0f) || !isfinite(c->dither)) {
+    snprintf(msg, sizeof msg, "dither must be finite and >= 0, got %g", c->dither);
+  } else if (!(c->preemphasis >= 0.0f && c->preemphasis <= 1.0f)) {
+    snprintf(msg, sizeof msg, "preemphasis must be in [0, 1], got %g", c->preemphasis);
+  } else if (!(c->log_floor > 0.0f) || !isfinite(c->log_floor)) {
+    snprintf(msg, sizeof msg, "log_floor must be finite and > 0, got %g", c->log_floor);
+  } else if ((unsigned)c->log_scale > ES_LOG_DECIBEL || (unsigned)c->log_floor_mode > ES_LOG_FLOOR_ADD) {
+    snprintf(msg, sizeof msg, "unknown log scale or floor mode");
+  } else if ((unsigned)c->kind > ES_FEATURES_MFCC) {
+    snprintf(msg, sizeof msg, "unknown feature kind %d", (int)c->kind);
+  } else if (c->kind == ES_FEATURES_MFCC && (c->num_ceps < 1 || c->num_ceps > c->mel.num_bins)) {
+    snprintf(msg, sizeof msg, "num_ceps must be in 1..num_mel_bins (%d), got %d", c->mel.num_bins,
+             c->num_ceps);
+  } else if (!(c->cepstral_lifter >= 0.0f) || !isfinite(c->cepstral_lifter)) {
+    snprintf(msg, sizeof msg, "cepstral_lifter must be finite and >= 0, got %g", c->cepstral_lifter);
+  } else if (!(c->energy_floor >= 0.0f) || !isfinite(c->energy_floor)) {
+    snprintf(msg, sizeof msg, "energy_floor must be finite and >= 0, got %g", c->energy_floor);
+  } else {
+    es_status s = es_mel_config_check(&c->mel, c->sample_rate_hz, fft_size, why, why_size);
+    if (s != ES_OK) return s;
+    int dim = c->mel.num_bins >= 1 ? es_frontend_config_dim(c) : 1;
+    return es_cmvn_config_check(&c->cmvn, dim, why, why_size);
+  }
+  es_explain(why, why_size, msg);
+  return ES_ERR_INVALID_CONFIG;
+}
+
+void es_frontend_free(es_frontend *fe) {
+  if (fe == NULL) return;
+  es_framer_free(&fe->framer);
+  es_rfft_free(&fe->fft);
+  es_mel_free(&fe->mel);
+  es_cepstrum_free(&fe->cepstrum);
+  es_cmvn_free(&fe->cmvn);
+  free(fe->window);
+  free(fe->frame);
+  free(fe->spectrum);
+  free(fe->mel_energies);
+  memset(fe, 0, sizeof(*fe));
+}
+
+es_status es_frontend_init(es_frontend *fe, const es_frontend_config *c) {
+  if (fe == NULL || c == NULL) return ES_ERR_INVALID_ARGUMENT;
+  memset(fe, 0, sizeof(*fe));
+  es_status s = es_frontend_config_check(c, NULL, 0);
+  if (s != ES_OK) return s;
+  fe->config = *c;
+  fe->config.cmvn.mean = NULL; /* the caller's arrays are copied by the CMVN stage */
+  fe->config.cmvn.stddev = NULL;
+  fe->frame_length = ms_to_samples(c->sample_rate_hz, c->frame_length_ms);
+  fe->fft_size = resolved_fft_size(c, fe->frame_length);
+  fe->dim = es_frontend_config_dim(c);
+  const int shift = ms_to_samples(c->sample_rate_hz, c->frame_shift_ms);
+  if ((s = es_framer_init(&fe->framer, fe->frame_length, shift, c->padding, fe->fft_size, c->input_scale)) ||
+      (s = es_rfft_init(&fe->fft, fe->fft_size)) ||
+      (s = es_mel_init(&fe->mel, &c->mel, c->sample_rate_hz, fe->fft_size)) ||
+      (c->kind == ES_FEATURES_MFCC &&
+       (s = es_cepstrum_init(&fe->cepstrum, c->mel.num_bins, c->num_ceps, c->cepstral_lifter))) ||
+      (s = es_cmvn_init(&fe->cmvn, &c->cmvn, fe->dim)))
+    goto fail;
+  fe->window = malloc(sizeof(float) * (size_t)fe->frame_length);
+  fe->frame = calloc((size_t)fe->fft_size, sizeof(float));
+  fe->spectrum = malloc(sizeof(float) * (size_t)(fe->fft_size + 2));
+  fe->mel_energies = malloc(sizeof(float) * (size_t)c->mel.num_bins);
+  if (!fe->window || !fe->frame || !fe->spectrum || !fe->mel_energies) {
+    s = ES_ERR_OUT_OF_MEMORY;
+    goto fail;
+  }
+  if ((s = es_window_fill(c->window, c->periodic_window, fe->frame_length, fe->window))) goto fail;
+  fe->log_floor = c->log_floor;
+  fe->log_energy_floor = c->energy_floor > 0.0f ? logf(c->energy_floor) : -INFINITY;
+  return ES_OK;
+fail:
+  es_frontend_free(fe);
+  return s;
+}
+
+void es_frontend_reset(es_frontend *fe) {
+  es_framer_reset(&fe->framer);
+  es_cmvn_reset(&fe->cmvn);
+}
+
+int es_frontend_dim(const es_frontend *fe) { return fe->dim; }
+
+int64_t es_frontend_frames_done(const es_frontend *fe) { return fe->framer.next_frame; }
+
+size_t es_frontend_frames_after(const es_frontend *fe, size_t num_samples, int finishing) {
+  return (size_t)(es_framer_total_frames(&fe->framer, num_samples, finishing) - fe->framer.next_frame);
+}
+
+static uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+/* A standard normal draw that depends only on (seed, frame, sample): dither is reproducible and
+ * independent of how the signal was chunked. */
+static float gaussian(uint64_t seed, int64_t frame, int sample) {
+  uint64_t h = splitmix64(seed ^ splitmix64(((uint64_t)frame << 20) ^ (uint64_t)sample));
+  double u1 = ((double)(h >> 40) + 1.0) / 16777217.0; /* (0, 1] */
+  double u2 = (double)(h & 0xFFFFFF) / 16777216.0;
+  return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * ES_PI * u2));
+}
+
+static float log_of(float x, es_log_scale scale) {
+  float y = logf(x);
+  return scale == ES_LOG_DECIBEL ? y * 4.3429448190325175f /* 10 / ln 10 */ : y;
+}
+
+static void compute_frame(es_frontend *fe, float *out) {
+  const es_frontend_config *c = &fe->config;
+  const int n = fe->frame_length;
+  const int64_t index = fe->framer.next_frame;
+  float *x = fe->frame;
+  es_framer_pop(&fe->framer, x);
+  if (c->dither > 0.0f)
+    for (int j = 0; j < n; j++) x[j] += c->dither * gaussian(c->dither_seed, index, j);
+  if (c->remove_dc_offset) {
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) sum += x[j];
+    const float mean = sum / (float)n;
+    for (int j = 0; j < n; j++) x[j] -= mean;
+  }
+  float energy = 0.0f;
+  if (c->use_energy && c->raw_energy)
+    for (int j = 0; j < n; j++) energy += x[j] * x[j];
+  if (c->preemphasis != 0.0f) {
+    for (int j = n - 1; j > 0; j--) x[j] -= c->preemphasis * x[j - 1];
+    x[0] -= c->preemphasis * x[0];
+  }
+  for (int j = 0; j < n; j++) x[j] *= fe->window[j];
+  if (c->use_energy && !c->raw_energy)
+    for (int j = 0; j < n; j++) energy += x[j] * x[j];
+  /* x[n .. fft_size) stays zero: set by init, never written. */
+  es_rfft_forward(&fe->fft, x, fe->spectrum);
+  float *power = fe->spectrum; /* bin k's power overwrites slot k; slots 2k, 2k+1 are read first */
+  const int bins = fe->fft_size / 2 + 1;
+  for (int k = 0; k < bins; k++) {
+    float re = fe->spectrum[2 * k], im = fe->spectrum[2 * k + 1];
+    float p = re * re + im * im;
+    power[k] = c->use_power ? p : sqrtf(p);
+  }
+  float *mel = fe->mel_energies;
+  es_mel_apply(&fe->mel, power, mel);
+  const int nb = fe->mel.num_bins;
+  for (int b = 0; b < nb; b++) {
+    float v = c->log_floor_mode == ES_LOG_FLOOR_ADD ? mel[b] + fe->log_floor : ES_MAX(mel[b], fe->log_floor);
+    mel[b] = log_of(v, c->log_scale);
+  }
+  float log_energy = 0.0f;
+  if (c->use_energy) {
+    log_energy = log_of(ES_MAX(energy, FLT_EPSILON), c->log_scale);
+    if (log_energy < fe->log_energy_floor) log_energy = fe->log_energy_floor;
+  }
+  if (c->kind == ES_FEATURES_MFCC) {
+    es_cepstrum_apply(&fe->cepstrum, mel, out);
+    if (c->use_energy) out[0] = log_energy;
+  } else if (c->use_energy) {
+    out[0] = log_energy;
+    memcpy(out + 1, mel, sizeof(float) * (size_t)nb);
+  } else {
+    memcpy(out, mel, sizeof(float) * (size_t)nb);
+  }
+  es_cmvn_apply(&fe->cmvn, out);
+}
+
+static es_status check_finite(const es_samples *in) {
+  size_t bad = 0;
+  if (in->format == ES_SAMPLE_F32) {
+    const float *p = in->data;
+    for (size_t i = 0; i < in->count; i++) bad |= !isfinite(p[(ptrdiff_t)i * in->stride]);
+  } else if (in->format == ES_SAMPLE_F64) {
+    const double *p = in->data;
+    for (size_t i = 0; i < in->count; i++) bad |= !isfinite(p[(ptrdiff_t)i * in->stride]);
+  }
+  return bad ? ES_ERR_NON_FINITE_INPUT : ES_OK;
+}
+
+es_status es_frontend_accept(es_frontend *fe, const es_samples *in, float *out, size_t capacity_frames,
+                             size_t *frames_written) {
+  if (frames_written) *frames_written = 0;
+  if (fe == NULL || in == NULL || frames_written == NULL || (in->count > 0 && in->data == NULL) ||
+      (unsigned)in->format > ES_SAMPLE_S16)
+    return ES_ERR_INVALID_ARGUMENT;
+  if (fe->framer.buffer == NULL) return ES_ERR_STATE;
+  if (fe->framer.finished) return ES_ERR_FINISHED;
+  const size_t needed = es_frontend_frames_after(fe, in->count, 0);
+  if (needed > capacity_frames) return ES_ERR_BUFFER_TOO_SMALL;
+  if (needed > 0 && out == NULL) return ES_ERR_INVALID_ARGUMENT;
+  es_status s = check_finite(in);
+  if (s != ES_OK) return s;
+  size_t done = 0, written = 0;
+  while (done < in->count) {
+    size_t taken = es_framer_push(&fe->framer, in, done);
+    if (taken == 0) return ES_ERR_STATE; /* cannot happen: compaction always frees room */
+    done += taken;
+    while (es_framer_frame_ready(&fe->framer)) compute_frame(fe, out + (written++) * (size_t)fe->dim);
+  }
+  *frames_written = written;
+  return ES_OK;
+}
+
+es_status es_frontend_finish(es_frontend *fe, float *out, size_t capacity_frames, size_t *frames_written) {
+  if (frames_written) *frames_written = 0;
+  if (fe == NULL || frames_written == NULL) return ES_ERR_INVALID_ARGUMENT;
+  if (fe->framer.buffer == NULL) return ES_ERR_STATE;
+  if (fe->framer.finished) return ES_OK;
+  const size_t needed = es_frontend_frames_after(fe, 0, 1);
+  if (needed > capacity_frames) return ES_ERR_BUFFER_TOO_SMALL;
+  if (needed > 0 && out == NULL) return ES_ERR_INVALID_ARGUMENT;
+  es_framer_finish(&fe->framer);
+  size_t written = 0;
+  while (es_framer_frame_ready(&fe->framer)) compute_frame(fe, out + (written++) * (size_t)fe->dim);
+  *frames_written = written;
+  return ES_OK;
+}
