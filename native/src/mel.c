@@ -45,43 +45,67 @@ static double resolved_high_freq(const es_mel_config *c, float sample_rate_hz) {
   return c->high_freq_hz > 0.0f ? c->high_freq_hz : nyquist + c->high_freq_hz;
 }
 
-/* Weight of FFT bin `k` in filter `b`, computed as the reference implementations do:
- * Kaldi in single precision with strict band edges, librosa in double precision. */
-static float filter_weight(const es_mel_config *c, float sample_rate_hz, int fft_size, int b, int k) {
-  double low = c->low_freq_hz, high = resolved_high_freq(c, sample_rate_hz);
+/* Dense weights, num_bins x (fft_size/2 + 1), computed as the reference implementations do:
+ * Kaldi in single precision with strict band edges, librosa in double precision. Transcendental
+ * calls are per bin and per band edge, not per weight. */
+static es_status compute_weights(const es_mel_config *c, float sample_rate_hz, int fft_size, float *out) {
+  const int nb = c->num_bins, nf = fft_size / 2 + 1;
+  const double low = c->low_freq_hz, high = resolved_high_freq(c, sample_rate_hz);
   if (c->triangles == ES_MEL_TRIANGLES_MEL) {
-    float mel_low = (float)es_hz_to_mel(low, c->scale), mel_high = (float)es_hz_to_mel(high, c->scale);
-    float delta = (mel_high - mel_low) / (float)(c->num_bins + 1);
-    float left = mel_low + (float)b * delta, center = mel_low + (float)(b + 1) * delta,
-          right = mel_low + (float)(b + 2) * delta;
-    float freq = (sample_rate_hz / (float)fft_size) * (float)k;
-    float mel = (float)es_hz_to_mel(freq, c->scale);
-    if (!(mel > left && mel < right)) return 0.0f;
-    return mel <= center ? (mel - left) / (center - left) : (right - mel) / (right - center);
+    const float mel_low = (float)es_hz_to_mel(low, c->scale), mel_high = (float)es_hz_to_mel(high, c->scale);
+    const float delta = (mel_high - mel_low) / (float)(nb + 1);
+    const float bin_width = sample_rate_hz / (float)fft_size;
+    for (int k = 0; k < nf; k++) {
+      const float mel = (float)es_hz_to_mel(bin_width * (float)k, c->scale);
+      for (int b = 0; b < nb; b++) {
+        float left = mel_low + (float)b * delta, center = mel_low + (float)(b + 1) * delta,
+              right = mel_low + (float)(b + 2) * delta, w = 0.0f;
+        if (mel > left && mel < right)
+          w = mel <= center ? (mel - left) / (center - left) : (right - mel) / (right - center);
+        out[(size_t)b * nf + k] = w;
+      }
+    }
+    return ES_OK;
   }
-  double mel_low = es_hz_to_mel(low, c->scale), mel_high = es_hz_to_mel(high, c->scale);
-  double step = (mel_high - mel_low) / (c->num_bins + 1);
-  double f0 = es_mel_to_hz(mel_low + b * step, c->scale);
-  double f1 = es_mel_to_hz(mel_low + (b + 1) * step, c->scale);
-  double f2 = es_mel_to_hz(mel_low + (b + 2) * step, c->scale);
-  if (b + 2 == c->num_bins + 1) f2 = high; /* linspace ends exactly on its endpoint */
-  double freq = (double)k * sample_rate_hz / fft_size;
-  double lower = (freq - f0) / (f1 - f0), upper = (f2 - freq) / (f2 - f1);
-  double w = ES_MIN(lower, upper);
-  return w > 0.0 ? (float)w : 0.0f;
+  double *edges = malloc(sizeof(double) * (size_t)(nb + 2));
+  if (edges == NULL) return ES_ERR_OUT_OF_MEMORY;
+  const double mel_low = es_hz_to_mel(low, c->scale), mel_high = es_hz_to_mel(high, c->scale);
+  const double step = (mel_high - mel_low) / (nb + 1);
+  for (int i = 0; i < nb + 2; i++) edges[i] = es_mel_to_hz(mel_low + i * step, c->scale);
+  edges[nb + 1] = high; /* linspace ends exactly on its endpoint */
+  for (int b = 0; b < nb; b++) {
+    const double f0 = edges[b], f1 = edges[b + 1], f2 = edges[b + 2];
+    for (int k = 0; k < nf; k++) {
+      double freq = (double)k * sample_rate_hz / fft_size;
+      double w = ES_MIN((freq - f0) / (f1 - f0), (f2 - freq) / (f2 - f1));
+      out[(size_t)b * nf + k] = w > 0.0 ? (float)w : 0.0f;
+    }
+  }
+  free(edges);
+  return ES_OK;
+}
+
+/* The first filter without a positive weight, or -1. */
+static int first_empty_filter(const float *dense, int nb, int nf) {
+  for (int b = 0; b < nb; b++) {
+    int any = 0;
+    for (int k = 0; k < nf && !any; k++) any = dense[(size_t)b * nf + k] > 0.0f;
+    if (!any) return b;
+  }
+  return -1;
 }
 
 static double band_width_hz(const es_mel_config *c, float sample_rate_hz, int b) {
   double low = c->low_freq_hz, high = resolved_high_freq(c, sample_rate_hz);
   double mel_low = es_hz_to_mel(low, c->scale), mel_high = es_hz_to_mel(high, c->scale);
   double step = (mel_high - mel_low) / (c->num_bins + 1);
-  return es_mel_to_hz(mel_low + (b + 2) * step, c->scale) - es_mel_to_hz(mel_low + b * step, c->scale);
+  double top = b + 2 == c->num_bins + 1 ? high : es_mel_to_hz(mel_low + (b + 2) * step, c->scale);
+  return top - es_mel_to_hz(mel_low + b * step, c->scale);
 }
 
-es_status es_mel_config_check(const es_mel_config *c, float sample_rate_hz, int fft_size, char *why,
-                              size_t why_size) {
+static es_status check_basic(const es_mel_config *c, float sample_rate_hz, int fft_size, char *why,
+                             size_t why_size) {
   char msg[256];
-  if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
   double nyquist = 0.5 * sample_rate_hz, high = resolved_high_freq(c, sample_rate_hz);
   int num_fft_bins = fft_size / 2 + 1;
   if (c->num_bins < 1) {
@@ -100,23 +124,35 @@ es_status es_mel_config_check(const es_mel_config *c, float sample_rate_hz, int 
              (unsigned)c->norm > ES_MEL_NORM_SLANEY) {
     snprintf(msg, sizeof msg, "unknown mel scale, triangle or norm value");
   } else {
-    for (int b = 0; b < c->num_bins; b++) {
-      int any = 0;
-      for (int k = 0; k < num_fft_bins && !any; k++)
-        any = filter_weight(c, sample_rate_hz, fft_size, b, k) > 0.0f;
-      if (!any) {
-        snprintf(msg, sizeof msg,
-                 "mel filter %d covers no FFT bin: use fewer mel bins (%d), a larger fft_size (%d) "
-                 "or a higher low_freq_hz",
-                 b, c->num_bins, fft_size);
-        es_explain(why, why_size, msg);
-        return ES_ERR_INVALID_CONFIG;
-      }
-    }
     return ES_OK;
   }
   es_explain(why, why_size, msg);
   return ES_ERR_INVALID_CONFIG;
+}
+
+static es_status explain_empty_filter(int b, const es_mel_config *c, int fft_size, char *why, size_t why_size) {
+  char msg[256];
+  snprintf(msg, sizeof msg,
+           "mel filter %d covers no FFT bin: use fewer mel bins (%d), a larger fft_size (%d) or a "
+           "higher low_freq_hz",
+           b, c->num_bins, fft_size);
+  es_explain(why, why_size, msg);
+  return ES_ERR_INVALID_CONFIG;
+}
+
+es_status es_mel_config_check(const es_mel_config *c, float sample_rate_hz, int fft_size, char *why,
+                              size_t why_size) {
+  if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
+  es_status s = check_basic(c, sample_rate_hz, fft_size, why, why_size);
+  if (s != ES_OK) return s;
+  const int nf = fft_size / 2 + 1;
+  float *dense = malloc(sizeof(float) * (size_t)c->num_bins * (size_t)nf);
+  if (dense == NULL) return ES_ERR_OUT_OF_MEMORY;
+  s = compute_weights(c, sample_rate_hz, fft_size, dense);
+  int empty = s == ES_OK ? first_empty_filter(dense, c->num_bins, nf) : -1;
+  free(dense);
+  if (s == ES_OK && empty >= 0) s = explain_empty_filter(empty, c, fft_size, why, why_size);
+  return s;
 }
 
 void es_mel_free(es_mel_filterbank *bank) {
@@ -131,43 +167,43 @@ void es_mel_free(es_mel_filterbank *bank) {
 es_status es_mel_init(es_mel_filterbank *bank, const es_mel_config *c, float sample_rate_hz, int fft_size) {
   if (bank == NULL || c == NULL) return ES_ERR_INVALID_ARGUMENT;
   memset(bank, 0, sizeof(*bank));
-  es_status status = es_mel_config_check(c, sample_rate_hz, fft_size, NULL, 0);
-  if (status != ES_OK) return status;
+  es_status s = check_basic(c, sample_rate_hz, fft_size, NULL, 0);
+  if (s != ES_OK) return s;
   const int nb = c->num_bins, nf = fft_size / 2 + 1;
+  float *dense = malloc(sizeof(float) * (size_t)nb * (size_t)nf);
+  if (dense == NULL) return ES_ERR_OUT_OF_MEMORY;
+  s = compute_weights(c, sample_rate_hz, fft_size, dense);
+  if (s == ES_OK && first_empty_filter(dense, nb, nf) >= 0) s = ES_ERR_INVALID_CONFIG;
+  if (s != ES_OK) {
+    free(dense);
+    return s;
+  }
   bank->num_bins = nb;
   bank->num_fft_bins = nf;
   bank->first_bin = calloc((size_t)nb, sizeof(int));
   bank->num_weights = calloc((size_t)nb, sizeof(int));
   bank->weight_offset = calloc((size_t)nb, sizeof(int));
-  if (!bank->first_bin || !bank->num_weights || !bank->weight_offset) goto oom;
+  bank->weights = malloc(sizeof(float) * (size_t)nb * (size_t)nf);
+  if (!bank->first_bin || !bank->num_weights || !bank->weight_offset || !bank->weights) {
+    free(dense);
+    es_mel_free(bank);
+    return ES_ERR_OUT_OF_MEMORY;
+  }
   int total = 0;
   for (int b = 0; b < nb; b++) {
-    int first = -1, last = -1;
-    for (int k = 0; k < nf; k++) {
-      if (filter_weight(c, sample_rate_hz, fft_size, b, k) > 0.0f) {
-        if (first < 0) first = k;
-        last = k;
-      }
-    }
-    bank->first_bin[b] = first < 0 ? 0 : first;
-    bank->num_weights[b] = first < 0 ? 0 : last - first + 1;
-    bank->weight_offset[b] = total;
-    total += bank->num_weights[b];
-  }
-  bank->weights = malloc(sizeof(float) * (size_t)ES_MAX(total, 1));
-  if (!bank->weights) goto oom;
-  for (int b = 0; b < nb; b++) {
+    const float *row = dense + (size_t)b * nf;
+    int first = 0, last = nf - 1;
+    while (row[first] == 0.0f) first++;
+    while (row[last] == 0.0f) last--;
     double norm = c->norm == ES_MEL_NORM_SLANEY ? 2.0 / band_width_hz(c, sample_rate_hz, b) : 1.0;
-    float *w = bank->weights + bank->weight_offset[b];
-    for (int j = 0; j < bank->num_weights[b]; j++)
-      w[j] = (float)(filter_weight(c, sample_rate_hz, fft_size, b, bank->first_bin[b] + j) * norm);
+    bank->first_bin[b] = first;
+    bank->num_weights[b] = last - first + 1;
+    bank->weight_offset[b] = total;
+    for (int k = first; k <= last; k++) bank->weights[total++] = (float)(row[k] * norm);
   }
+  free(dense);
   return ES_OK;
-oom:
-  es_mel_free(bank);
-  return ES_ERR_OUT_OF_MEMORY;
 }
-
 void es_mel_apply(const es_mel_filterbank *bank, const float *spectrum, float *out) {
   for (int b = 0; b < bank->num_bins; b++) {
     const float *w = bank->weights + bank->weight_offset[b];
