@@ -1,0 +1,13 @@
+# Cross-compiles the native core for 64-bit Arm Linux (Raspberry Pi 3/4/5 64-bit OS, Jetson).
+# Debian: apt-get install gcc-aarch64-linux-gnu qemu-user  (qemu runs the C tests under ctest)
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
+set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+find_program(ES_QEMU_AARCH64 qemu-aarch64)
+if(ES_QEMU_AARCH64)
+  set(CMAKE_CROSSCOMPILING_EMULATOR ${ES_QEMU_AARCH64} -L /usr/aarch64-linux-gnu)
+endif()
