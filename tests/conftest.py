@@ -1,0 +1,72 @@
+"""Shared fixtures: real synthesised speech (espeak-ng, resampled by sox) and noise.
+
+The tools are required, not optional: a missing espeak-ng or sox fails the tests that need them
+(the project's setup installs both), so a parity test can never pass by skipping its input.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_speech import audio
+
+SENTENCE = "Turn on the kitchen light, then set a timer for five minutes."
+
+
+def _require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is required for these tests; install it with: apt-get install {name}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(speech_dir):
+    """Path of a speech WAV at the requested rate, synthesised once per rate."""
+
+    def make(rate: int, text: str = SENTENCE, voice: str = "en-us") -> Path:
+        out = speech_dir / f"speech_{voice}_{rate}_{abs(hash(text)) % 10**8}.wav"
+        if not out.exists():
+            raw = speech_dir / f"raw_{out.name}"
+            subprocess.run([_require_tool("espeak-ng"), "-v", voice, "-w", str(raw), text], check=True)
+            subprocess.run([_require_tool("sox"), str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(out)],
+                           check=True)
+        return out
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def speech(speech_wav):
+    """(float32 samples, rate) of synthesised speech at the requested rate."""
+
+    def load(rate: int) -> np.ndarray:
+        samples, sr = audio.read_wav(speech_wav(rate))
+        assert sr == rate
+        assert len(samples) > rate  # more than a second of speech
+        return samples
+
+    return load
+
+
+def noise(rate: int, seconds: float = 1.5, seed: int = 0) -> np.ndarray:
+    """White noise with a slow amplitude envelope (silence to loud), float32."""
+    rng = np.random.default_rng(seed)
+    n = int(rate * seconds)
+    envelope = np.linspace(0.0, 0.5, n) ** 2
+    return (rng.standard_normal(n) * envelope).astype(np.float32)
+
+
+def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
+    assert ours.shape == ref.shape, f"shape {ours.shape} != reference {ref.shape}"
+    return float(np.linalg.norm(ours.astype(np.float64) - ref) / np.linalg.norm(ref))
