@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Sets up edge_speech on a Debian/Ubuntu machine: system packages, a virtual environment in
+# .venv, and the package built from this checkout.
+#   bash recipes/setup.sh          runtime + the tools the quickstart uses
+#   bash recipes/setup.sh --test   also the test references, sanitizers and Arm cross tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+packages=(python3 python3-venv python3-dev build-essential espeak-ng sox)
+if [ $with_tests = 1 ]; then
+  packages+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ $with_tests = 1 ]; then
+  .venv/bin/python -m pip install -q ".[test]"
+else
+  .venv/bin/python -m pip install -q .
+fi
+echo "setup: edge_speech $(.venv/bin/python -c 'import edge_speech; print(edge_speech.__version__)') installed in .venv"
