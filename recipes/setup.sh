@@ -33,4 +33,4 @@ if [ $with_tests = 1 ]; then
 else
   .venv/bin/python -m pip install -q .
 fi
-echo "setup: edge_speech $(.venv/bin/python -c 'import edge_speech; print(edge_speech.__version__)') installed in .venv"
+echo "setup: edge_speech $(.venv/bin/python -c 'from importlib.metadata import version; print(version("edge-speech"))') installed in .venv"
