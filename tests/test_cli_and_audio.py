@@ -6,6 +6,7 @@ import json
 import struct
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -68,7 +69,9 @@ def test_truncated_wav_is_reported(tmp_path, speech_wav):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True)
+    # Outside the checkout, so the installed package (with its extension) is the one imported.
+    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
 
 
 def test_cli_features_summarises_a_wav(speech_wav):
