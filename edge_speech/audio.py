@@ -1,14 +1,15 @@
-"""Reading audio files without third-party dependencies: RIFF/WAVE, any PCM width or float."""
+"""Audio input: WAV of any PCM width or float (read here, no dependencies), FLAC/OGG through
+soundfile when installed, raw PCM with an explicit format, resampling with soxr."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["read_wav"]
+__all__ = ["load_audio", "read_raw", "read_wav", "resample"]
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
@@ -73,3 +74,95 @@ def _decode(body: bytes, fmt: tuple, path: Path) -> Tuple[np.ndarray, int]:
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return np.ascontiguousarray(x, dtype=np.float32), int(rate)
+
+
+RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4", "f64le": "<f8", "u8": "u1"}
+
+
+def read_raw(path: "str | Path", sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> Tuple[np.ndarray, int]:
+    """Headerless PCM: ``sample_format`` one of :data:`RAW_FORMATS`, interleaved channels."""
+    if sample_format not in RAW_FORMATS:
+        raise ValueError(f"raw sample format must be one of {sorted(RAW_FORMATS)}, got {sample_format!r}")
+    if channels < 1 or sample_rate <= 0:
+        raise ValueError(f"raw audio needs channels >= 1 and sample_rate > 0, got {channels}, {sample_rate}")
+    dtype = np.dtype(RAW_FORMATS[sample_format])
+    data = Path(path).read_bytes()
+    frame = dtype.itemsize * channels
+    if len(data) % frame:
+        raise ValueError(f"{path}: {len(data)} bytes is not a whole number of {channels}-channel {sample_format} frames")
+    x = np.frombuffer(data, dtype=dtype)
+    if dtype.kind == "f":
+        x = x.astype(np.float32)
+    elif dtype.kind == "u":
+        x = (x.astype(np.float32) - 128.0) / 128.0
+    else:
+        x = (x.astype(np.float64) / float(2 ** (8 * dtype.itemsize - 1))).astype(np.float32)
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    return x, int(sample_rate)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """soxr's high-quality resampler (float32 in, float32 out); a no-op at equal rates."""
+    if from_rate == to_rate:
+        return samples
+    try:
+        import soxr
+    except ImportError:
+        raise ImportError(f"resampling {from_rate} Hz audio to {to_rate} Hz needs soxr: pip install soxr") from None
+    return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+
+
+AudioInput = Union[str, Path, Tuple[Any, int]]
+
+
+def load_audio(source: AudioInput, sample_rate: int, what: Optional[str] = None) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` from a file path or a ``(samples, rate)`` pair.
+
+    WAV is read here; other containers (FLAC, OGG, ...) go through soundfile if it is installed.
+    Raises ValueError for empty audio, NaN/Inf samples and undecodable files.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        what = what or str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such audio file")
+        if path.suffix.lower() in (".wav", ".wave") or path.read_bytes()[:4] == b"RIFF":
+            samples, rate = read_wav(path)
+        else:
+            samples, rate = _read_with_soundfile(path)
+    elif isinstance(source, tuple) and len(source) == 2:
+        samples, rate = source
+        what = what or "audio"
+        if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+            raise ValueError(f"{what}: sample rate must be a positive int, got {rate!r}")
+        samples = np.asarray(samples)
+        if samples.dtype == np.int16:
+            samples = samples.astype(np.float32) / 32768.0
+        elif samples.dtype.kind != "f":
+            raise TypeError(f"{what}: samples must be float or int16, got {samples.dtype}")
+        if samples.ndim == 2:  # [frames, channels]
+            samples = samples.mean(axis=1)
+        if samples.ndim != 1:
+            raise ValueError(f"{what}: samples must be 1-D or [frames, channels], got shape {samples.shape}")
+        samples = samples.astype(np.float32, copy=False)
+    else:
+        raise TypeError("audio must be a file path or a (samples, sample_rate) tuple")
+    if samples.size == 0:
+        raise ValueError(f"{what}: the audio contains no samples")
+    if not np.all(np.isfinite(samples)):
+        raise ValueError(f"{what}: the audio contains NaN or Inf samples")
+    return resample(samples, int(rate), int(sample_rate))
+
+
+def _read_with_soundfile(path: Path) -> Tuple[np.ndarray, int]:
+    try:
+        import soundfile
+    except ImportError:
+        raise ValueError(f"{path}: not a WAV file; reading {path.suffix or 'this format'} needs soundfile: "
+                         "pip install soundfile") from None
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises its own error types for undecodable files
+        raise ValueError(f"{path}: cannot decode audio ({err})") from None
+    return data.mean(axis=1, dtype=np.float32), int(rate)

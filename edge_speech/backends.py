@@ -1,0 +1,157 @@
+"""Model backends: ONNX Runtime now; every backend runs features [frames, dim] to model
+outputs [frames / subsampling, vocab] behind one small protocol.
+
+Backends are imported lazily; asking for one that is not installed raises
+:class:`BackendUnavailable` naming the pip extra to install.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Optional, Protocol, Sequence
+
+import numpy as np
+
+from edge_speech.bundle import Bundle, BundleError, InputSpec
+
+__all__ = ["Backend", "BackendUnavailable", "OnnxBackend", "create_backend", "import_onnxruntime"]
+
+
+class BackendUnavailable(ImportError):
+    """The requested backend's runtime library is not installed."""
+
+
+class Backend(Protocol):
+    name: str
+    providers: Sequence[str]
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """float32 features [frames, dim] -> float32 outputs [output_frames, vocab]."""
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailable("the ONNX Runtime backend needs onnxruntime: pip install 'edge-speech[onnx]'") from None
+    return onnxruntime
+
+
+class OnnxBackend:
+    """ONNX Runtime with the requested execution providers, falling back to CPU with a warning
+    (and the reason in :attr:`fallback`) when a provider is missing or fails to start."""
+
+    name = "onnx"
+
+    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: int, subsampling: int = 1,
+                 threads: Optional[int] = None, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 source: str = "model"):
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = set(ort.get_available_providers())
+        wanted = [p for p in providers if p in available]
+        missing = [p for p in providers if p not in available]
+        self.fallback = f"not available in this onnxruntime: {', '.join(missing)}" if missing else None
+        if "CPUExecutionProvider" not in wanted:
+            wanted.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(model, sess_options=options, providers=wanted)
+        except Exception as err:  # onnxruntime's own exception types
+            if wanted == ["CPUExecutionProvider"]:
+                raise BundleError(f"{source}: ONNX Runtime cannot load the model ({str(err).splitlines()[0]})") from None
+            self.fallback = f"{', '.join(wanted[:-1])} failed to start: {str(err).splitlines()[0]}"
+            self.session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        if self.fallback:
+            warnings.warn(f"edge_speech: ONNX Runtime falls back to CPU ({self.fallback})", RuntimeWarning, stacklevel=3)
+        self.providers = tuple(self.session.get_providers())
+        self.input_spec = input_spec
+        self.subsampling = subsampling
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if input_spec.name not in inputs:
+            raise BundleError(f"{source}: the model has no input {input_spec.name!r} (it has {sorted(inputs)})")
+        node = inputs[input_spec.name]
+        if len(node.shape) != 3:
+            raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape}; "
+                              "expected 3 dimensions [batch, frames, dim] or [batch, dim, frames]")
+        dim_axis, time_axis = (2, 1) if input_spec.layout == "time_major" else (1, 2)
+        model_dim = node.shape[dim_axis]
+        if isinstance(model_dim, int) and model_dim != feature_dim:
+            raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape} ({input_spec.layout}), "
+                              f"so it takes {model_dim} features per frame; the manifest's feature config gives {feature_dim}")
+        fixed = node.shape[time_axis]
+        if isinstance(fixed, int):
+            window = input_spec.chunk_frames and (input_spec.left_context_frames + input_spec.chunk_frames
+                                                  + input_spec.right_context_frames)
+            if window != fixed:
+                raise BundleError(f"{source}: model input has a fixed {fixed} frames, but the manifest's chunking "
+                                  f"gives windows of {window}; fixed-shape models need input.chunk_frames and contexts "
+                                  "that add up to the model's frame count")
+        self.input_dtype = np.int8 if node.type == "tensor(int8)" else np.float32
+        if self.input_dtype != np.float32:
+            raise BundleError(f"{source}: model input type {node.type} is not supported yet (float32 inputs only)")
+        self.output_name = self.session.get_outputs()[0].name
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
+
+    def _run_window(self, window: np.ndarray) -> np.ndarray:
+        x = window[None] if self.input_spec.layout == "time_major" else window.T[None]
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = self.session.run([self.output_name], {self.input_spec.name: x})[0]
+        if out.ndim != 3 or out.shape[0] != 1:
+            raise BundleError(f"model output has shape {out.shape}; expected [1, frames, vocab]")
+        return np.asarray(out[0], dtype=np.float32)
+
+
+def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray, spec: InputSpec,
+                  subsampling: int) -> np.ndarray:
+    """Runs a whole utterance, or, for fixed-shape models, overlapping windows of
+    left + chunk + right frames (zero-padded at the ends), keeping the outputs of each window's
+    chunk: ceil(frames / subsampling) output frames in all."""
+    if spec.chunk_frames is None:
+        return run_window(features)
+    chunk, left, right = spec.chunk_frames, spec.left_context_frames, spec.right_context_frames
+    window = left + chunk + right
+    frames = len(features)
+    padded = np.zeros((left + frames + chunk + right, features.shape[1]), dtype=np.float32)
+    padded[left:left + frames] = features
+    pieces = []
+    for start in range(0, frames, chunk):
+        out = run_window(padded[start:start + window])
+        if len(out) * subsampling != window:
+            raise BundleError(f"the model gave {len(out)} output frames for a {window}-frame window; with "
+                              f"subsampling {subsampling} it must give {window / subsampling:g}")
+        pieces.append(out[left // subsampling:(left + chunk) // subsampling])
+    if not pieces:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(pieces)[:-(-frames // subsampling)]
+
+
+def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int] = None,
+                   providers: Optional[Sequence[str]] = None) -> Backend:
+    """The backend for a bundle: ``"onnx"``, or ``"auto"`` (ONNX when the bundle has an ONNX
+    model and onnxruntime is installed)."""
+    manifest = bundle.manifest
+    if backend not in ("auto", "onnx", "tflite"):
+        raise ValueError(f"backend must be 'auto', 'onnx' or 'tflite', got {backend!r}")
+    if backend == "tflite":
+        raise BackendUnavailable("the LiteRT (TFLite) backend is not part of this edge_speech release yet; "
+                                 "use backend='onnx'")
+    if "onnx" not in bundle.model_bytes:
+        raise BundleError(f"{bundle.source}: the bundle has no ONNX model (it has {sorted(bundle.model_bytes)})")
+    threads = threads if threads is not None else _default_threads()
+    return OnnxBackend(bundle.model_bytes["onnx"], manifest.input, manifest.features.dim,
+                       subsampling=manifest.subsampling_factor, threads=threads,
+                       providers=providers or ("CPUExecutionProvider",), source=bundle.source)
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)

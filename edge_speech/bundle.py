@@ -1,0 +1,365 @@
+"""Bundles: the contract between the converter and the runtime.
+
+A bundle is a directory (or the same files in one ``.zip``) holding ``manifest.json`` and the
+model files it lists. The manifest records everything the runtime needs to reproduce the
+conditions the model was trained and verified under: the feature config, tokens, frame rate,
+input layout, quantization, target and provenance, plus the files' sha256 checksums. The same
+JSON is embedded in ONNX ``metadata_props`` (key :data:`METADATA_KEY`), so a lone model file is
+self-describing. The format is described by ``edge_speech/schema/manifest.schema.json``.
+
+Loading checks the schema version, every checksum and the feature config, and raises
+:class:`BundleError` (a ``ValueError``) saying exactly what is wrong. Zip bundles are read in
+memory: nothing is extracted, and member names that could escape a directory are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from edge_speech.features import FeatureConfig
+
+__all__ = ["Bundle", "BundleError", "InputSpec", "Manifest", "METADATA_KEY", "SCHEMA_VERSION", "pack_bundle",
+           "write_bundle"]
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "edge_speech.manifest"
+MANIFEST_NAME = "manifest.json"
+MODEL_KINDS = ("ctc", "classifier")
+MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+_MAX_MEMBER_BYTES = 1 << 31
+
+
+class BundleError(ValueError):
+    """A bundle or model file that cannot be used, with the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """How features enter the model.
+
+    ``layout``: ``"time_major"`` feeds [1, frames, dim], ``"channel_major"`` feeds [1, dim, frames].
+    Fixed-shape models (``chunk_frames`` set) see windows of ``left_context_frames +
+    chunk_frames + right_context_frames`` input frames; the runtime keeps the outputs of the
+    middle part, so chunked output equals a whole-utterance run for models whose receptive field
+    fits in the context.
+    """
+
+    name: str = "features"
+    layout: str = "time_major"
+    chunk_frames: Optional[int] = None
+    left_context_frames: int = 0
+    right_context_frames: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("time_major", "channel_major"):
+            raise BundleError(f"input layout must be 'time_major' or 'channel_major', got {self.layout!r}")
+        if self.chunk_frames is not None and self.chunk_frames < 1:
+            raise BundleError(f"input chunk_frames must be >= 1, got {self.chunk_frames}")
+        if self.left_context_frames < 0 or self.right_context_frames < 0:
+            raise BundleError("input context frames must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """The parsed, validated ``manifest.json``. ``models`` maps a format (``onnx``, ``tflite``)
+    to a file name; ``files`` maps every file name to ``{"sha256", "size"}``."""
+
+    kind: str
+    sample_rate: int
+    features: FeatureConfig
+    tokens: Tuple[str, ...]
+    models: Mapping[str, str]
+    blank_id: int = 0
+    subsampling_factor: int = 1
+    input: InputSpec = InputSpec()
+    output_is_log_probs: bool = True
+    quantization: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"scheme": "float"})
+    target: Optional[str] = None
+    name: str = "model"
+    files: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    verification: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise BundleError(f"manifest kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise BundleError(f"manifest sample_rate must be a positive int, got {self.sample_rate!r}")
+        if not self.tokens:
+            raise BundleError("manifest has no tokens")
+        if self.kind == "ctc" and not 0 <= self.blank_id < len(self.tokens):
+            raise BundleError(f"manifest blank_id {self.blank_id} is outside the {len(self.tokens)} tokens")
+        if self.subsampling_factor < 1:
+            raise BundleError(f"manifest subsampling_factor must be >= 1, got {self.subsampling_factor}")
+        unknown = set(self.models) - set(MODEL_FORMATS.values())
+        if unknown or not self.models:
+            raise BundleError(f"manifest models must map 'onnx' and/or 'tflite' to file names, got {dict(self.models)}")
+        try:
+            self.features.check(self.sample_rate)
+        except ValueError as err:
+            raise BundleError(f"manifest feature config does not work at {self.sample_rate} Hz: {err}") from None
+
+    @property
+    def frame_shift_s(self) -> float:
+        """Seconds between model output frames."""
+        return self.features.frame_shift(self.sample_rate) / self.sample_rate * self.subsampling_factor
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "kind": self.kind,
+            "sample_rate": self.sample_rate,
+            "features": self.features.to_dict(),
+            "tokens": list(self.tokens),
+            "blank_id": self.blank_id,
+            "subsampling_factor": self.subsampling_factor,
+            "input": dataclasses.asdict(self.input),
+            "output": {"is_log_probs": self.output_is_log_probs},
+            "models": dict(self.models),
+            "files": {k: dict(v) for k, v in self.files.items()},
+            "quantization": dict(self.quantization),
+            "target": self.target,
+            "provenance": dict(self.provenance),
+            "verification": dict(self.verification),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "manifest") -> "Manifest":
+        if not isinstance(data, Mapping):
+            raise BundleError(f"{source}: the manifest must be a JSON object")
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise BundleError(f"{source}: missing or non-integer schema_version")
+        if version > SCHEMA_VERSION:
+            raise BundleError(f"{source}: schema_version {version} is newer than this edge_speech supports "
+                              f"({SCHEMA_VERSION}); upgrade edge-speech")
+        if version < 1:
+            raise BundleError(f"{source}: invalid schema_version {version}")
+        for key in ("kind", "sample_rate", "features", "tokens", "models"):
+            if key not in data:
+                raise BundleError(f"{source}: missing required key {key!r}")
+        try:
+            features = FeatureConfig.from_dict(data["features"])
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"{source}: invalid feature config: {err}") from None
+        tokens = data["tokens"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise BundleError(f"{source}: tokens must be a list of strings")
+        try:
+            input_spec = InputSpec(**data.get("input", {}))
+        except TypeError as err:
+            raise BundleError(f"{source}: invalid input section: {err}") from None
+        try:
+            return cls(
+                kind=data["kind"], sample_rate=data["sample_rate"], features=features, tokens=tuple(tokens),
+                models=dict(data["models"]), blank_id=data.get("blank_id", 0),
+                subsampling_factor=data.get("subsampling_factor", 1), input=input_spec,
+                output_is_log_probs=bool(data.get("output", {}).get("is_log_probs", True)),
+                quantization=dict(data.get("quantization", {"scheme": "float"})), target=data.get("target"),
+                name=str(data.get("name", "model")), files=dict(data.get("files", {})),
+                provenance=dict(data.get("provenance", {})), verification=dict(data.get("verification", {})),
+                schema_version=version,
+            )
+        except BundleError as err:
+            raise BundleError(f"{source}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise BundleError(f"{source}: invalid manifest: {err}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """A loaded, verified bundle: the manifest and the bytes of its model files."""
+
+    manifest: Manifest
+    source: str
+    model_bytes: Mapping[str, bytes]  # format -> file content
+
+    @classmethod
+    def load(cls, path: "str | Path") -> "Bundle":
+        """Loads a bundle directory, a ``.zip`` of one, or a lone ``.onnx`` model with an
+        embedded manifest."""
+        path = Path(path)
+        if not path.exists():
+            raise BundleError(f"{path}: no such bundle, zip or model file")
+        if path.is_dir():
+            return cls._from_files(str(path), _DirectoryReader(path))
+        if path.suffix.lower() in MODEL_FORMATS:
+            return cls.from_model_file(path)
+        if zipfile.is_zipfile(path):
+            return cls._from_files(str(path), _ZipReader(path))
+        raise BundleError(f"{path}: not a bundle directory, a .zip bundle or a .onnx/.tflite model")
+
+    @classmethod
+    def from_model_file(cls, path: "str | Path") -> "Bundle":
+        """A bundle from a lone model file whose metadata embeds the manifest."""
+        path = Path(path)
+        fmt = MODEL_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise BundleError(f"{path}: unknown model format (expected .onnx or .tflite)")
+        data = path.read_bytes()
+        if fmt != "onnx":
+            raise BundleError(f"{path}: reading the manifest from a lone {fmt} file is not supported yet; "
+                              "load the bundle directory instead")
+        text = read_onnx_metadata(data, str(path)).get(METADATA_KEY)
+        if text is None:
+            raise BundleError(f"{path}: the model has no '{METADATA_KEY}' metadata; it was not exported by "
+                              "edge_speech's converter (load its bundle directory instead)")
+        manifest = Manifest.from_dict(_parse_json(text, f"{path} metadata"), f"{path} metadata")
+        manifest = dataclasses.replace(manifest, models={fmt: path.name}, files={})
+        return cls(manifest=manifest, source=str(path), model_bytes={fmt: data})
+
+    @classmethod
+    def _from_files(cls, source: str, reader: "_Reader") -> "Bundle":
+        manifest = Manifest.from_dict(_parse_json(reader.read(MANIFEST_NAME, source), f"{source}/{MANIFEST_NAME}"),
+                                      f"{source}/{MANIFEST_NAME}")
+        for name in set(manifest.models.values()) - set(manifest.files):
+            raise BundleError(f"{source}: model file {name!r} has no checksum in the manifest's files")
+        contents = {}
+        for name, entry in manifest.files.items():
+            data = reader.read(name, source)
+            if "size" in entry and len(data) != entry["size"]:
+                raise BundleError(f"{source}/{name}: size {len(data)} bytes, manifest says {entry['size']} "
+                                  "(truncated or replaced file)")
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != entry.get("sha256"):
+                raise BundleError(f"{source}/{name}: sha256 mismatch (file corrupted or modified): "
+                                  f"{digest[:12]}… != manifest {str(entry.get('sha256'))[:12]}…")
+            contents[name] = data
+        return cls(manifest=manifest, source=source,
+                   model_bytes={fmt: contents[name] for fmt, name in manifest.models.items()})
+
+
+def write_bundle(directory: "str | Path", manifest: Manifest, files: Mapping[str, bytes],
+                 embed_in_onnx: bool = True) -> Path:
+    """Writes ``files`` and a ``manifest.json`` recording their checksums into ``directory``.
+
+    With ``embed_in_onnx`` the manifest JSON is also stored in every ONNX model's metadata (this
+    needs the ``onnx`` package, part of the converter extra). Returns the directory.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = dict(files)
+    for fmt, name in manifest.models.items():
+        if name not in files:
+            raise BundleError(f"write_bundle: the manifest's {fmt} model {name!r} is not among the files")
+    if embed_in_onnx:
+        lone = dataclasses.replace(manifest, files={})
+        for fmt, name in manifest.models.items():
+            if fmt == "onnx":
+                files[name] = embed_onnx_metadata(files[name], {METADATA_KEY: lone.to_json()})
+    checksums = {}
+    for name, data in files.items():
+        _check_member_name(name, str(directory))
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+        checksums[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    final = dataclasses.replace(manifest, files=checksums)
+    (directory / MANIFEST_NAME).write_text(final.to_json() + "\n", encoding="utf-8")
+    return directory
+
+
+def read_onnx_metadata(model: bytes, source: str) -> Dict[str, str]:
+    """``metadata_props`` of an ONNX model, read with onnxruntime (the runtime has no onnx)."""
+    from edge_speech.backends import import_onnxruntime
+
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        raise BundleError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0]})") from None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def embed_onnx_metadata(model: bytes, metadata: Mapping[str, str]) -> bytes:
+    """The ONNX model with ``metadata`` added to (or replacing keys in) its metadata_props."""
+    try:
+        import onnx
+    except ImportError:
+        raise BundleError("embedding metadata in ONNX models needs the onnx package: "
+                          "pip install 'edge-speech[converter]'") from None
+    try:
+        proto = onnx.load_from_string(model)
+    except Exception as err:  # protobuf's DecodeError and onnx's own errors
+        raise BundleError(f"not a valid ONNX model ({err})") from None
+    kept = [p for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    return proto.SerializeToString()
+
+
+def _parse_json(text: "str | bytes", source: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{source}: not valid JSON ({err})") from None
+
+
+def _check_member_name(name: str, source: str) -> None:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if not name or pure.is_absolute() or ".." in pure.parts or ":" in name:
+        raise BundleError(f"{source}: unsafe file name {name!r} (absolute or escaping the bundle)")
+
+
+class _Reader:
+    def read(self, name: str, source: str) -> bytes:
+        raise NotImplementedError
+
+
+class _DirectoryReader(_Reader):
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read(self, name: str, source: str) -> bytes:
+        _check_member_name(name, source)
+        path = self.root / name
+        if not path.is_file():
+            raise BundleError(f"{source}: missing file {name!r}")
+        return path.read_bytes()
+
+
+class _ZipReader(_Reader):
+    def __init__(self, path: Path):
+        self.zip = zipfile.ZipFile(path)
+        for info in self.zip.infolist():
+            _check_member_name(info.filename, str(path))
+            if info.file_size > _MAX_MEMBER_BYTES:
+                raise BundleError(f"{path}: member {info.filename!r} is implausibly large ({info.file_size} bytes)")
+        # Bundles zipped with their folder put everything under one top-level directory.
+        names = [i.filename for i in self.zip.infolist() if not i.is_dir()]
+        roots = {n.split("/", 1)[0] for n in names}
+        self.prefix = ""
+        if MANIFEST_NAME not in names and len(roots) == 1 and f"{next(iter(roots))}/{MANIFEST_NAME}" in names:
+            self.prefix = next(iter(roots)) + "/"
+
+    def read(self, name: str, source: str) -> bytes:
+        _check_member_name(name, source)
+        try:
+            return self.zip.read(self.prefix + name)
+        except KeyError:
+            raise BundleError(f"{source}: missing file {name!r} in the zip") from None
+        except (zipfile.BadZipFile, OSError) as err:
+            raise BundleError(f"{source}: corrupt zip member {name!r} ({err})") from None
+
+
+def pack_bundle(directory: "str | Path", zip_path: "str | Path") -> Path:
+    """Packs a bundle directory into one zip (members at the top level)."""
+    directory, zip_path = Path(directory), Path(zip_path)
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(directory).as_posix())
+    return zip_path
