@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from edge_speech import __version__, audio, features
+from edge_speech import __version__, audio, features, targets
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -41,6 +41,48 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _targets(args: argparse.Namespace) -> int:
+    profiles = targets.load_targets()
+    if args.detect:
+        name, reason = targets.detect_target()
+        print(f"{name}  ({reason})")
+        return 0
+    width = max(len(n) for n in profiles)
+    for name, target in profiles.items():
+        print(f"{name:<{width}}  {target.backend:<6} threads={target.threads or 'all'}  "
+              f"quant={target.quantization:<5} {target.description}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edge_speech.bundle import Bundle
+
+    bundle = Bundle.load(args.bundle)
+    m = bundle.manifest
+    summary = {
+        "source": bundle.source,
+        "name": m.name,
+        "kind": m.kind,
+        "schema_version": m.schema_version,
+        "sample_rate": m.sample_rate,
+        "features": f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift",
+        "tokens": len(m.tokens),
+        "frame_shift_s": round(m.frame_shift_s, 4),
+        "input": f"{m.input.layout}" + (f", chunks of {m.input.chunk_frames} (+{m.input.left_context_frames}/"
+                                        f"{m.input.right_context_frames} context)" if m.input.chunk_frames else ", dynamic"),
+        "quantization": m.quantization.get("scheme", "float"),
+        "target": m.target,
+        "models": {fmt: f"{name} ({len(bundle.model_bytes[fmt]) / 1e6:.2f} MB)" for fmt, name in m.models.items()},
+        "verification": dict(m.verification),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>14}: {value}")
+    return 0
+
+
 def _sparkline(values: np.ndarray, width: int) -> str:
     bars = " .:-=+*#%@"
     blocks = np.array_split(values, min(width, len(values)))
@@ -61,6 +103,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--output", help="save the features as a .npy file")
     p.set_defaults(run=_features)
+    p = sub.add_parser("info", help="summarise a bundle, a bundle zip or a model file with an embedded manifest")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_info)
+    p = sub.add_parser("targets", help="list device profiles, or suggest one for this machine")
+    p.add_argument("--detect", action="store_true", help="read /proc/cpuinfo and the device-tree model")
+    p.set_defaults(run=_targets)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
