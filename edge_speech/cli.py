@@ -41,6 +41,66 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transcribe(args: argparse.Namespace) -> int:
+    from edge_speech.recognizer import Recognizer
+
+    if not args.bundle:
+        raise ValueError("--bundle is required until the embedded default model ships")
+    rec = Recognizer.from_bundle(args.bundle, target=args.target, backend=args.backend, threads=args.threads,
+                                 beam=args.beam)
+    options = {"lm": args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
+    failures = 0
+    results = rec.transcribe_many(args.files, workers=args.jobs, **options)
+    for path, result in zip(args.files, results):
+        if isinstance(result, Exception):
+            failures += 1
+            print(f"edge-speech: {path}: {result}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps({"file": path, **result.to_dict()}), flush=True)
+        else:
+            print(f"{path}\t{result.text}", flush=True)
+    return 1 if failures else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import resource
+    import time
+
+    from edge_speech.recognizer import Recognizer
+
+    rec = Recognizer.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
+    rate = rec.manifest.sample_rate
+    rng = np.random.default_rng(0)
+    samples = (0.05 * rng.standard_normal(int(args.seconds * rate))).astype(np.float32)
+    rec.transcribe((samples[:rate], rate))  # warm-up
+    best = None
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        result = rec.transcribe((samples, rate))
+        elapsed = time.perf_counter() - t0
+        if best is None or elapsed < best[0]:
+            best = (elapsed, result)
+    elapsed, result = best
+    stream = rec.create_stream()
+    chunk = int(0.1 * rate)
+    latencies = []
+    for start in range(0, len(samples), chunk):
+        t0 = time.perf_counter()
+        stream.accept_waveform(samples[start:start + chunk], rate)
+        latencies.append(time.perf_counter() - t0)
+    stream.finish()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report = {
+        "bundle": args.bundle, "backend": rec.backend.name, "providers": list(rec.backend.providers),
+        "audio_s": args.seconds, "rtf": round(elapsed / args.seconds, 5),
+        "share": {k: round(v / sum(result.timings.values()), 3) for k, v in result.timings.items()},
+        "stream_chunk_ms_p50": round(1e3 * float(np.median(latencies)), 2),
+        "stream_chunk_ms_max": round(1e3 * max(latencies), 2), "peak_rss_mb": round(peak_mb, 1),
+    }
+    print(json.dumps(report) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in report.items()))
+    return 0
+
+
 def _targets(args: argparse.Namespace) -> int:
     profiles = targets.load_targets()
     if args.detect:
@@ -103,6 +163,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--output", help="save the features as a .npy file")
     p.set_defaults(run=_features)
+    p = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--bundle", help="bundle directory, .zip or .onnx model with an embedded manifest")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
+    p.add_argument("--target", help="device profile (see 'edge-speech targets')")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--jobs", type=int, help="files transcribed in parallel (default: up to 4)")
+    p.add_argument("--beam", type=int, default=8, help="beam width; 1 is greedy decoding")
+    p.add_argument("--lm", help="ARPA n-gram language model for shallow fusion")
+    p.add_argument("--lm-weight", type=float, default=0.5)
+    p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost'")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.set_defaults(run=_transcribe)
+    p = sub.add_parser("bench", help="real-time factor, streaming chunk latency and peak memory of a bundle")
+    p.add_argument("bundle")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_bench)
     p = sub.add_parser("info", help="summarise a bundle, a bundle zip or a model file with an embedded manifest")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true")
@@ -113,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, NotImplementedError) as err:
         print(f"edge-speech: error: {err}", file=sys.stderr)
         return 2
 

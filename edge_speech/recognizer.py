@@ -1,0 +1,298 @@
+"""The recognizer: audio -> native front end -> model backend -> native CTC decoder -> text.
+
+    from edge_speech import Recognizer
+    rec = Recognizer.from_bundle("bundle_dir_or.zip")
+    res = rec.transcribe("command.wav")                 # or (samples, sample_rate)
+    res.text, res.words                                 # words: text, start, end, confidence
+    rec.transcribe("command.wav", lm="lm.arpa", hotwords={"kitchen light": 3.0}, beam=16)
+
+    stream = rec.create_stream()
+    stream.accept_waveform(samples, sample_rate)        # any chunk size, any rate
+    stream.partial.text
+    final = stream.finish()
+
+A recognizer may be shared by threads (ONNX Runtime sessions are thread-safe, and each call
+makes its own feature and decoder state); :meth:`Recognizer.transcribe_many` uses a pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from edge_speech import audio, decoding, features
+from edge_speech.backends import Backend, create_backend
+from edge_speech.bundle import Bundle, BundleError, Manifest
+
+__all__ = ["Recognizer", "RecognizerStream", "Transcript"]
+
+HotwordsArg = Union[None, Mapping[str, float], Sequence[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcript:
+    """What :meth:`Recognizer.transcribe` returns.
+
+    ``words`` carry start/end in seconds of the input and a confidence in [0, 1]. ``rtf`` is
+    processing time over audio duration; ``timings`` splits it into features, model and decoding
+    (seconds)."""
+
+    text: str
+    words: Tuple[decoding.Word, ...]
+    tokens: Tuple[str, ...]
+    score: float
+    duration_s: float
+    rtf: float
+    timings: Mapping[str, float]
+    intent: Optional[str] = None
+    slots: Optional[Mapping[str, str]] = None
+    confidence: Optional[float] = None
+    nbest: Tuple[decoding.Hypothesis, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "words": [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                       "confidence": round(w.confidence, 4)} for w in self.words],
+            "intent": self.intent,
+            "slots": dict(self.slots) if self.slots else None,
+            "confidence": self.confidence,
+            "rtf": round(self.rtf, 5),
+        }
+
+
+class Recognizer:
+    """Offline and streaming CTC recognition with one bundle. Build it with :meth:`from_bundle`."""
+
+    def __init__(self, bundle: Bundle, backend: Backend, beam: int = 8):
+        if bundle.manifest.kind != "ctc":
+            raise BundleError(f"{bundle.source}: a Recognizer needs a CTC bundle, this one is {bundle.manifest.kind!r}")
+        self.bundle = bundle
+        self.manifest: Manifest = bundle.manifest
+        self.backend = backend
+        self.beam = beam
+        self._decoder = self._make_decoder(beam, None, None, 0.5, 0.0)
+
+    @classmethod
+    def from_bundle(cls, path: "str | Path | Bundle", target: Optional[str] = None, backend: str = "auto",
+                    threads: Optional[int] = None, beam: int = 8) -> "Recognizer":
+        """Loads and verifies a bundle (directory, zip or lone model) and starts its backend.
+
+        ``target`` names a device profile (``edge-speech targets``) whose thread count and
+        execution providers are used; ``threads`` overrides the profile."""
+        bundle = path if isinstance(path, Bundle) else Bundle.load(path)
+        providers = None
+        if target is not None:
+            from edge_speech.targets import get_target
+
+            profile = get_target(target)
+            providers = profile.onnx_providers
+            if threads is None and profile.threads:
+                threads = profile.threads
+        return cls(bundle, create_backend(bundle, backend=backend, threads=threads, providers=providers), beam=beam)
+
+    # -- offline --------------------------------------------------------------------------
+    def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: "str | Path | None" = None,
+                   lm_weight: float = 0.5, word_bonus: float = 0.0, hotwords: HotwordsArg = None,
+                   grammar: Any = None) -> Transcript:
+        """Transcribes a file path or a ``(samples, sample_rate)`` pair.
+
+        ``beam`` (1 = greedy), ``lm`` (an ARPA file, shallow fusion with ``lm_weight`` and
+        ``word_bonus``) and ``hotwords`` (``{phrase: boost}``) choose the search."""
+        samples = audio.load_audio(source, self.manifest.sample_rate)
+        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar)
+        t0 = time.perf_counter()
+        feats = features.compute(samples, self.manifest.sample_rate, self.manifest.features)
+        t1 = time.perf_counter()
+        log_probs = self.log_probs_from_features(feats)
+        t2 = time.perf_counter()
+        result = decoder.decode(log_probs)
+        t3 = time.perf_counter()
+        duration = len(samples) / self.manifest.sample_rate
+        timings = {"features": t1 - t0, "model": t2 - t1, "decoding": t3 - t2}
+        return self._transcript(result, duration, timings)
+
+    def transcribe_many(self, sources: Iterable[audio.AudioInput], workers: Optional[int] = None,
+                        **options: Any) -> List[Union[Transcript, Exception]]:
+        """Transcribes many inputs on a thread pool; a failed input gives its exception in place
+        of a transcript (the others still run)."""
+
+        def one(source):
+            try:
+                return self.transcribe(source, **options)
+            except (ValueError, TypeError, OSError) as err:
+                return err
+
+        with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+            return list(pool.map(one, sources))
+
+    def log_probs(self, samples: np.ndarray) -> np.ndarray:
+        """Model log-probabilities [frames, vocab] for mono float32 samples at the bundle's rate."""
+        return self.log_probs_from_features(features.compute(samples, self.manifest.sample_rate, self.manifest.features))
+
+    def log_probs_from_features(self, feats: np.ndarray) -> np.ndarray:
+        if len(feats) == 0:
+            return np.zeros((0, len(self.manifest.tokens)), dtype=np.float32)
+        out = self.backend.run(feats)
+        if out.ndim != 2 or out.shape[1] != len(self.manifest.tokens):
+            raise BundleError(f"{self.bundle.source}: the model outputs {out.shape[-1]} classes per frame but the "
+                              f"manifest has {len(self.manifest.tokens)} tokens")
+        return out if self.manifest.output_is_log_probs else _log_softmax(out)
+
+    # -- streaming ------------------------------------------------------------------------
+    def create_stream(self, *, beam: Optional[int] = None, lm: "str | Path | None" = None, lm_weight: float = 0.5,
+                      word_bonus: float = 0.0, hotwords: HotwordsArg = None, chunk_frames: int = 32,
+                      left_context_frames: int = 16, right_context_frames: int = 8) -> "RecognizerStream":
+        """A stream fed with audio chunks; partial results at any time. Dynamic-shape models run
+        on windows of ``left + chunk + right`` feature frames (fixed-shape models use their
+        manifest's chunking), so models whose receptive field fits the context give exactly the
+        offline result."""
+        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, None)
+        spec = self.manifest.input
+        if spec.chunk_frames is not None:
+            chunk_frames, left_context_frames, right_context_frames = (
+                spec.chunk_frames, spec.left_context_frames, spec.right_context_frames)
+        return RecognizerStream(self, decoder, chunk_frames, left_context_frames, right_context_frames)
+
+    # -- internals ------------------------------------------------------------------------
+    def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar) -> decoding.CTCDecoder:
+        if beam is None and lm is None and hotwords is None and grammar is None and (lm_weight, word_bonus) == (0.5, 0.0):
+            return self._decoder
+        if grammar is not None:
+            raise NotImplementedError("grammar-constrained recognition arrives with the decoder's grammar support")
+        return self._make_decoder(beam or self.beam, lm, hotwords, lm_weight, word_bonus)
+
+    def _make_decoder(self, beam, lm, hotwords, lm_weight, word_bonus) -> decoding.CTCDecoder:
+        if (lm is not None or hotwords) and beam < 2:
+            beam = 2  # an LM or hotwords need a search, not greedy decoding
+        if isinstance(hotwords, (str, Path)):
+            hotwords = _read_hotwords(Path(hotwords))
+        return decoding.CTCDecoder(
+            list(self.manifest.tokens), blank_id=self.manifest.blank_id, beam_width=beam,
+            lm=_load_lm(str(lm)) if lm is not None else None, lm_weight=lm_weight, word_bonus=word_bonus,
+            hotwords=hotwords or None, frame_shift_s=self.manifest.frame_shift_s)
+
+    def _transcript(self, result: decoding.Result, duration: float, timings: Mapping[str, float]) -> Transcript:
+        tokens = tuple(self.manifest.tokens[i] for i in result.tokens)
+        return Transcript(text=result.text, words=result.words, tokens=tokens, score=result.score,
+                          duration_s=duration, rtf=sum(timings.values()) / duration if duration else 0.0,
+                          timings=dict(timings), intent=result.intent, slots=result.slots,
+                          confidence=result.confidence, nbest=result.nbest)
+
+
+class RecognizerStream:
+    """Streaming recognition; create it with :meth:`Recognizer.create_stream`. Not thread-safe."""
+
+    def __init__(self, recognizer: Recognizer, decoder: decoding.CTCDecoder, chunk: int, left: int, right: int):
+        sub = recognizer.manifest.subsampling_factor
+        if chunk % sub or left % sub:
+            raise ValueError(f"chunk and left context must be multiples of the model's subsampling ({sub})")
+        self.recognizer = recognizer
+        self._rate = recognizer.manifest.sample_rate
+        self._features = features.FeatureStream(recognizer.manifest.features, self._rate)
+        self._decoder = decoder.create_stream()
+        self._chunk, self._left, self._right, self._sub = chunk, left, right, sub
+        self._pending = np.zeros((0, recognizer.manifest.features.dim), dtype=np.float32)  # context + unrun frames
+        self._pending_start = 0  # absolute index of _pending[0]
+        self._next_frame = 0  # first feature frame whose outputs are not yet decoded
+        self._resampler = None
+        self._input_rate: Optional[int] = None
+        self._samples = 0
+        self._finished = False
+
+    @property
+    def partial(self) -> decoding.Result:
+        """The decoder's best hypothesis so far."""
+        return self._decoder.partial
+
+    def accept_waveform(self, samples: Any, sample_rate: int) -> None:
+        """Adds audio (float or int16, mono) at ``sample_rate``; resampled as needed, statefully."""
+        if self._finished:
+            raise ValueError("the stream is finished; create a new one")
+        if self._input_rate is None:
+            self._input_rate = int(sample_rate)
+        elif int(sample_rate) != self._input_rate:
+            raise ValueError(f"sample rate changed mid-stream from {self._input_rate} to {sample_rate} Hz")
+        x = np.asarray(samples)
+        if x.size == 0:
+            return
+        x = audio.load_audio((x, int(sample_rate)), int(sample_rate), what="stream chunk")
+        if self._input_rate != self._rate:
+            if self._resampler is None:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(self._input_rate, self._rate, 1, dtype="float32", quality="HQ")
+            x = self._resampler.resample_chunk(x)
+        self._samples += len(x)
+        self._features.accept(x)
+        self._run(final=False)
+
+    def finish(self) -> Transcript:
+        """Flushes everything and returns the final transcript (equal to the offline result for
+        models whose receptive field fits the context)."""
+        if not self._finished:
+            if self._resampler is not None:
+                tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+                self._samples += len(tail)
+                self._features.accept(tail)
+            self._features.finish()
+            self._run(final=True)
+            self._finished = True
+            self._final = self._decoder.finish()
+        duration = self._samples / self._rate
+        return self.recognizer._transcript(self._final, duration, {})
+
+    def _run(self, final: bool) -> None:
+        new = self._features.read()
+        if len(new):
+            self._pending = np.concatenate([self._pending, new])
+        total = self._pending_start + len(self._pending)
+        while True:
+            end = self._next_frame + self._chunk
+            if not final and end + self._right > total:
+                return
+            if self._next_frame >= total:
+                return
+            start = max(0, self._next_frame - self._left)
+            stop = min(total, end + self._right)
+            window = self._pending[start - self._pending_start:stop - self._pending_start]
+            out = self.recognizer.log_probs_from_features(window)
+            first = (self._next_frame - start) // self._sub
+            count = -(-(min(end, total) - self._next_frame) // self._sub)
+            self._decoder.accept(out[first:first + count])
+            self._next_frame = end
+            keep_from = max(0, self._next_frame - self._left)
+            self._pending = self._pending[keep_from - self._pending_start:]
+            self._pending_start = keep_from
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_lm(path: str) -> decoding.ArpaLM:
+    return decoding.ArpaLM.from_file(path)
+
+
+def _read_hotwords(path: Path) -> dict:
+    """A hotwords file: one phrase per line, optionally followed by ``:boost``."""
+    table = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        phrase, _, boost = line.rpartition(":") if ":" in line else (line, "", "")
+        try:
+            table[phrase.strip()] = float(boost) if boost else 2.0
+        except ValueError:
+            raise ValueError(f"{path}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
+    return table
