@@ -4,7 +4,7 @@ The runtime imports numpy and the native extension only; model backends (onnxrun
 and the converter (torch) are optional and imported where used.
 """
 
-from edge_speech import features
+from edge_speech import decoding, features
 
 __version__ = "0.1.0"
-__all__ = ["features", "__version__"]
+__all__ = ["decoding", "features", "__version__"]

@@ -15,5 +15,6 @@ PyObject *es_raise(es_status status, const char *why);
 PyObject *es_new_bytes(Py_ssize_t n, char **data);
 
 int es_register_frontend(PyObject *module);
+int es_register_decoding(PyObject *module);
 
 #endif

@@ -1,0 +1,475 @@
+"""CTC decoding in the native core: greedy, prefix beam search, ARPA n-gram LM fusion, hotwords.
+
+A CTC model gives, per frame, natural-log probabilities over its tokens (blank included). The
+decoder turns them into text, tokens with frame timestamps, and words with times::
+
+    from edge_speech import decoding
+    dec = decoding.CTCDecoder(tokens, blank_id=0, beam_width=16)
+    res = dec.decode(log_probs)                 # float32 [T, V]
+    res.text, res.tokens, res.score, res.words, res.nbest
+
+    lm = decoding.ArpaLM.from_file("words.arpa")
+    dec = decoding.CTCDecoder(tokens, lm=lm, lm_weight=0.5, word_bonus=1.0,
+                              hotwords={"edge speech": 4.0})
+
+    stream = dec.create_stream()                # the same result, chunk by chunk
+    stream.accept(chunk); stream.partial; res = stream.finish()
+
+Tokens are characters (``" "`` or ``"|"`` separate words) or SentencePiece-style subwords (a
+``"▁"`` prefix begins a word); ``kind="auto"`` tells them apart. ``beam_width=1`` selects greedy
+decoding (the argmax path, repeats merged, blanks removed). Decoders hold no global state: use one
+stream per thread, as many threads as you like (the native work releases the GIL); an ``ArpaLM``
+may be shared by any number of decoders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from pathlib import Path
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from edge_speech import _native
+
+__all__ = [
+    "ArpaLM",
+    "BeamConfig",
+    "CTCDecoder",
+    "DecoderStream",
+    "Hypothesis",
+    "Result",
+    "Vocabulary",
+    "Word",
+]
+
+_KINDS = {"auto": 0, "chars": 1, "sentencepiece": 2}
+_KIND_NAMES = {v: k for k, v in _KINDS.items()}
+_WORD_START, _SEPARATOR, _BLANK = 2, 4, 1
+_TOKEN_DTYPE = np.dtype([("id", "<i4"), ("log_prob", "<f4"), ("frame", "<i8")])
+
+
+# -- results ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Word:
+    """A decoded word: text, start/end in seconds (model frame rate), confidence in [0, 1].
+
+    ``start`` is the first token's frame, ``end`` one frame past the last token's frame; the
+    confidence is the geometric mean of the word's token probabilities at their frames."""
+
+    text: str
+    start: float
+    end: float
+    confidence: float
+    start_frame: int
+    end_frame: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Hypothesis:
+    """One entry of the n-best list. ``score`` = ``acoustic_score`` + lm_weight * ``lm_score``
+    + word_bonus * words + hotword credit (natural log)."""
+
+    text: str
+    tokens: Tuple[int, ...]
+    score: float
+    acoustic_score: float
+    lm_score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A decoding result. ``tokens`` are token ids, ``token_frames`` the absolute frame at which
+    each was emitted. ``nbest`` holds the ranked hypotheses (the first is this one). The grammar
+    fields ``intent``, ``slots`` and ``confidence`` stay None until grammars are supported."""
+
+    text: str
+    tokens: Tuple[int, ...]
+    token_frames: Tuple[int, ...]
+    score: float
+    acoustic_score: float
+    lm_score: float
+    words: Tuple[Word, ...]
+    nbest: Tuple[Hypothesis, ...]
+    intent: Optional[str] = None
+    slots: Optional[Mapping[str, str]] = None
+    confidence: Optional[float] = None
+
+
+# -- vocabulary --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """Token strings, the blank id, and the word boundaries they imply (``kind`` resolved)."""
+
+    tokens: Tuple[str, ...]
+    blank_id: int = 0
+    kind: str = "auto"
+
+    def __post_init__(self) -> None:
+        tokens = self.tokens
+        if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+            raise TypeError("tokens must be a sequence of str")
+        tokens = tuple(tokens)
+        if not tokens:
+            raise ValueError("tokens is empty; a CTC vocabulary needs at least the blank")
+        for i, t in enumerate(tokens):
+            if not isinstance(t, str):
+                raise TypeError(f"tokens[{i}] must be a str, got {type(t).__name__}")
+        object.__setattr__(self, "tokens", tokens)
+        if isinstance(self.blank_id, bool) or not isinstance(self.blank_id, numbers.Integral):
+            raise TypeError(f"blank_id must be an int, got {self.blank_id!r}")
+        if not 0 <= self.blank_id < len(tokens):
+            raise ValueError(f"blank_id {self.blank_id} is outside the vocabulary of {len(tokens)} tokens")
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {self.kind!r}")
+        kind, flags, texts = _native.vocab_info(list(tokens), int(self.blank_id), _KINDS[self.kind])
+        object.__setattr__(self, "blank_id", int(self.blank_id))
+        object.__setattr__(self, "kind", _KIND_NAMES[kind])
+        object.__setattr__(self, "_flags", bytes(flags))
+        object.__setattr__(self, "_texts", tuple(texts))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def from_file(cls, path: "str | Path", blank_id: Optional[int] = None, kind: str = "auto") -> "Vocabulary":
+        """Reads ``tokens.txt``: one token per line, optionally followed by its id (sherpa/k2
+        style ``"a 3"``). ``blank_id`` defaults to the line ``<blk>``/``<blank>``/``<pad>``, else 0."""
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        entries = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip() and line != " ":
+                continue
+            parts = line.rsplit(" ", 1)
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "":
+                entries.append((int(parts[1]), parts[0]))
+            else:
+                entries.append((len(entries), line))
+        ids = sorted(i for i, _ in entries)
+        if ids != list(range(len(entries))):
+            raise ValueError(f"{path}: token ids must be 0..{len(entries) - 1} without gaps")
+        tokens = [t for _, t in sorted(entries)]
+        if blank_id is None:
+            blank_id = next((i for i, t in enumerate(tokens) if t in ("<blk>", "<blank>", "<pad>")), 0)
+        return cls(tuple(tokens), blank_id, kind)
+
+    def text(self, ids: Iterable[int]) -> str:
+        """The text of a token sequence: one space per word boundary, none at the ends."""
+        return " ".join(w for w, _ in self._words([(int(i), 0, 0.0) for i in ids]))
+
+    def _words(self, toks: Sequence[Tuple[int, int, float]]) -> List[Tuple[str, List[Tuple[int, int, float]]]]:
+        words: List[Tuple[str, List[Tuple[int, int, float]]]] = []
+        text, members, boundary = "", [], True
+        for tok in toks:
+            flags, piece = self._flags[tok[0]], self._texts[tok[0]]
+            if flags & _BLANK:
+                continue
+            if flags & _WORD_START:
+                boundary = True
+            if not piece:
+                continue
+            if boundary and text:
+                words.append((text, members))
+                text, members = "", []
+            boundary = False
+            text += piece
+            members.append(tok)
+        if text:
+            words.append((text, members))
+        return words
+
+
+# -- language model and hotwords ------------------------------------------------------------------
+
+class ArpaLM:
+    """A word n-gram LM from an ARPA file, held in the native core (sorted arrays, backoff).
+
+    Malformed files raise ValueError naming the line. Read-only once built: share one between
+    decoders and threads."""
+
+    def __init__(self, text: Union[str, bytes]):
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        if not isinstance(text, (bytes, bytearray, memoryview)):
+            raise TypeError(f"ArpaLM takes ARPA text (str or bytes), got {type(text).__name__}; "
+                            "use ArpaLM.from_file(path) for a file")
+        self._lm = _native.ArpaLM(bytes(text))
+
+    @classmethod
+    def from_file(cls, path: "str | Path") -> "ArpaLM":
+        path = Path(path)
+        try:
+            return cls(path.read_bytes())
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+    @property
+    def order(self) -> int:
+        return self._lm.order
+
+    @property
+    def counts(self) -> Tuple[int, ...]:
+        """How many n-grams of each order."""
+        return tuple(self._lm.counts)
+
+    def score(self, words: Sequence[str], bos: bool = True, eos: bool = True) -> List[float]:
+        """log10 p(word | history) for each word (and ``</s>`` last if eos and the model has it)."""
+        if isinstance(words, str):
+            words = words.split()
+        return self._lm.score_words([str(w) for w in words], bool(bos), bool(eos))
+
+
+def _hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:
+    if hotwords is None:
+        return None
+    if isinstance(hotwords, str):
+        raise TypeError("hotwords must be a dict {phrase: boost}, or a list of phrases or (phrase, boost) pairs")
+    items = list(hotwords.items()) if isinstance(hotwords, Mapping) else [
+        (h, default_boost) if isinstance(h, str) else tuple(h) for h in hotwords]
+    phrases, boosts = [], []
+    for item in items:
+        if len(item) != 2 or not isinstance(item[0], str):
+            raise TypeError(f"hotword entries must be (phrase, boost), got {item!r}")
+        phrase, boost = item
+        if not phrase.split():
+            raise ValueError("a hotword phrase is empty")
+        if isinstance(boost, bool) or not isinstance(boost, numbers.Real) or not (math.isfinite(boost) and boost > 0):
+            raise ValueError(f"hotword {phrase!r} has boost {boost!r}; boosts must be finite and > 0")
+        phrases.append(" ".join(phrase.split()))
+        boosts.append(float(boost))
+    if not phrases:
+        return None
+    return _native.Hotwords(phrases, boosts)
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BeamConfig:
+    """Search settings. ``beam_width=1`` is greedy decoding. Per frame, only the ``top_k``
+    most likely non-blank tokens (0 = all) with probability >= ``token_min_prob`` extend
+    hypotheses, and frames whose blank probability is above ``blank_skip_prob`` (None = never)
+    extend none. ``lm_weight`` scales the LM's natural-log probability, ``word_bonus`` is added per
+    word. ``frame_shift_s`` is the model's output frame period (word times). ``nbest`` bounds the
+    n-best list."""
+
+    beam_width: int = 16
+    top_k: int = 0
+    token_min_prob: float = 1e-4
+    blank_skip_prob: Optional[float] = 0.999
+    lm_weight: float = 0.5
+    word_bonus: float = 0.0
+    frame_shift_s: float = 0.02
+    nbest: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("beam_width", "top_k", "nbest"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+        _require(1 <= self.beam_width <= 1 << 20, f"beam_width must be in 1..{1 << 20}, got {self.beam_width}")
+        _require(self.top_k >= 0, f"top_k must be >= 0 (0 = all tokens), got {self.top_k}")
+        _require(self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}")
+        for name in ("token_min_prob", "lm_weight", "word_bonus", "frame_shift_s") + (
+                ("blank_skip_prob",) if self.blank_skip_prob is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        _require(0 <= self.token_min_prob < 1, f"token_min_prob must be in [0, 1), got {self.token_min_prob}")
+        if self.blank_skip_prob is not None:
+            _require(0 < self.blank_skip_prob <= 1, f"blank_skip_prob must be in (0, 1] or None, got {self.blank_skip_prob}")
+        _require(self.frame_shift_s > 0, f"frame_shift_s must be > 0, got {self.frame_shift_s}")
+
+    def replace(self, **changes: Any) -> "BeamConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown BeamConfig field(s): {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BeamConfig":
+        if not isinstance(data, Mapping):
+            raise TypeError(f"beam config must be a mapping, got {type(data).__name__}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown beam config key(s): {sorted(unknown)}")
+        return cls(**dict(data))
+
+    def _native(self) -> dict:
+        return {
+            "beam_width": self.beam_width,
+            "top_k": self.top_k,
+            "token_min_log_prob": math.log(self.token_min_prob) if self.token_min_prob > 0 else -math.inf,
+            "blank_skip_log_prob": math.inf if self.blank_skip_prob is None else math.log(self.blank_skip_prob),
+            "lm_weight": self.lm_weight,
+            "word_bonus": self.word_bonus,
+        }
+
+
+# -- the decoder ------------------------------------------------------------------------------------
+
+class CTCDecoder:
+    """CTC decoding over a token vocabulary; see the module docstring.
+
+    ``tokens``: a sequence of token strings or a :class:`Vocabulary`. Keyword options are the
+    :class:`BeamConfig` fields (or pass ``config=``), plus ``lm`` (an :class:`ArpaLM`),
+    ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), and ``kind``.
+    """
+
+    def __init__(self, tokens: Union[Sequence[str], Vocabulary], blank_id: int = 0, beam_width: Optional[int] = None,
+                 *, lm: Optional[ArpaLM] = None, lm_weight: Optional[float] = None,
+                 word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
+                 grammar: Any = None, kind: str = "auto", config: Optional[BeamConfig] = None, **options: Any):
+        if grammar is not None:
+            raise NotImplementedError("grammar-constrained decoding is not implemented yet")
+        self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
+        if config is not None and not isinstance(config, BeamConfig):
+            raise TypeError(f"config must be a BeamConfig, got {type(config).__name__}")
+        changes = dict(options)
+        for name, value in (("beam_width", beam_width), ("lm_weight", lm_weight), ("word_bonus", word_bonus)):
+            if value is not None:
+                changes[name] = value
+        self.config = (config or BeamConfig()).replace(**changes)
+        if lm is not None and not isinstance(lm, ArpaLM):
+            raise TypeError(f"lm must be an ArpaLM, got {type(lm).__name__}")
+        self.lm = lm
+        self._hotwords = _hotword_table(hotwords, hotword_boost)
+        if self.config.beam_width == 1 and (lm is not None or self._hotwords is not None):
+            raise ValueError("beam_width=1 is greedy decoding, which cannot use an LM or hotwords; use beam_width >= 2")
+
+    @property
+    def tokens(self) -> Tuple[str, ...]:
+        return self.vocab.tokens
+
+    @property
+    def blank_id(self) -> int:
+        return self.vocab.blank_id
+
+    def decode(self, log_probs: Any) -> Result:
+        """Decodes a whole utterance: ``log_probs`` float32 [T, V] natural-log probabilities."""
+        stream = self.create_stream()
+        stream.accept(log_probs)
+        return stream.finish()
+
+    def decode_greedy(self, log_probs: Any) -> Result:
+        """Greedy decoding whatever the beam width: argmax per frame, repeats merged, blanks removed."""
+        stream = DecoderStream(self, greedy=True)
+        stream.accept(log_probs)
+        return stream.finish()
+
+    def create_stream(self) -> "DecoderStream":
+        """A stream that accepts log-prob chunks of any size; its final result equals decode()."""
+        return DecoderStream(self, greedy=self.config.beam_width == 1)
+
+    def _new_beam(self) -> Any:
+        return _native.CTCBeam(list(self.vocab.tokens), self.vocab.blank_id, _KINDS[self.vocab.kind],
+                               self.config._native(), None if self.lm is None else self.lm._lm, self._hotwords)
+
+    def _log_probs(self, log_probs: Any) -> np.ndarray:
+        array = np.asarray(log_probs)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"log_probs must be a float array, got {array.dtype}")
+        if array.ndim != 2:
+            raise ValueError(f"log_probs must be 2-D [frames, vocab], got shape {array.shape}")
+        if array.shape[1] != len(self.vocab):
+            raise ValueError(f"log_probs has {array.shape[1]} columns but the vocabulary has {len(self.vocab)} tokens")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if np.isnan(array).any() or np.isposinf(array).any():
+            raise ValueError("log_probs contain NaN or +inf; pass natural-log probabilities (log_softmax output)")
+        return array
+
+
+class DecoderStream:
+    """Streaming decoding: :meth:`accept` chunks, read :attr:`partial`, then :meth:`finish`.
+    Not thread-safe: one stream per thread."""
+
+    def __init__(self, decoder: CTCDecoder, greedy: bool = False):
+        self._decoder = decoder
+        self._greedy = greedy
+        self._beam = None if greedy else decoder._new_beam()
+        self._result: Optional[Result] = None
+        self.reset()
+
+    @property
+    def frames_done(self) -> int:
+        return self._frames
+
+    @property
+    def finished(self) -> bool:
+        return self._result is not None
+
+    def reset(self) -> None:
+        """Forgets all input; the next chunk starts a new utterance."""
+        self._frames = 0
+        self._result = None
+        if self._greedy:
+            self._previous = -1
+            self._path = 0.0
+            self._tokens: List[np.ndarray] = []
+        else:
+            self._beam.reset()
+
+    def accept(self, chunk: Any) -> None:
+        """Adds frames: float32 [n, V] log-probs (n may be 0)."""
+        if self._result is not None:
+            raise ValueError("stream already finished; call reset() before new input")
+        chunk = self._decoder._log_probs(chunk)
+        if self._greedy:
+            data, self._previous, self._path = _native.ctc_greedy(
+                chunk, chunk.shape[1], self._decoder.blank_id, self._previous, self._frames, self._path)
+            if len(data):
+                self._tokens.append(np.frombuffer(data, dtype=_TOKEN_DTYPE))
+        else:
+            self._beam.accept(chunk)
+        self._frames += chunk.shape[0]
+
+    @property
+    def partial(self) -> Result:
+        """The best hypothesis so far (without the end-of-utterance LM score)."""
+        if self._result is not None:
+            return self._result
+        return self._make_result()
+
+    def finish(self) -> Result:
+        """Ends the utterance and returns the final result (again on later calls)."""
+        if self._result is None:
+            if not self._greedy:
+                self._beam.finish()
+            self._result = self._make_result()
+        return self._result
+
+    def _make_result(self) -> Result:
+        vocab, shift = self._decoder.vocab, self._decoder.config.frame_shift_s
+        if self._greedy:
+            toks = np.concatenate(self._tokens) if self._tokens else np.zeros(0, _TOKEN_DTYPE)
+            acoustic = self._path  # the argmax path's log-prob
+            entries = [(toks, acoustic, acoustic, 0.0)]
+        else:
+            entries = []
+            for data, total, acoustic, lm, _hotword, _words in self._beam.hypotheses(self._decoder.config.nbest):
+                entries.append((np.frombuffer(data, dtype=_TOKEN_DTYPE), total, acoustic, lm))
+        nbest = tuple(Hypothesis(vocab.text(t["id"]), tuple(int(i) for i in t["id"]), float(total),
+                                 float(acoustic), float(lm)) for t, total, acoustic, lm in entries)
+        toks, total, acoustic, lm = entries[0]
+        triples = [(int(i), int(f), float(p)) for i, f, p in zip(toks["id"], toks["frame"], toks["log_prob"])]
+        words = []
+        for text, members in vocab._words(triples):
+            first, last = members[0][1], members[-1][1]
+            confidence = math.exp(sum(m[2] for m in members) / len(members))
+            words.append(Word(text, first * shift, (last + 1) * shift, min(1.0, confidence), first, last + 1))
+        return Result(
+            text=nbest[0].text, tokens=nbest[0].tokens, token_frames=tuple(int(f) for f in toks["frame"]),
+            score=float(total), acoustic_score=float(acoustic), lm_score=float(lm), words=tuple(words),
+            nbest=nbest)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

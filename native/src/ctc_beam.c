@@ -1,0 +1,555 @@
+#include "edge_speech/es_ctc_beam.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CTX_MAX (ES_LM_MAX_ORDER - 1)
+#define WORD_MAX_BYTES 1024
+#define LN10 2.302585092994046f
+
+/* One prefix: a node of the prefix tree. Everything but the acoustic scores is a function of the
+ * prefix alone, so it lives here and merged hypotheses agree on it. */
+struct es_beam_node {
+  int32_t parent, token, first_child, next_sibling;
+  int64_t frame;
+  float token_log_prob;
+  int32_t depth;
+  float lm_ln;          /* natural-log LM score of the completed words */
+  float hw_locked;      /* credit of completed hotwords */
+  int32_t hw_state;
+  int32_t words;        /* completed words */
+  int32_t word_bytes;   /* bytes of the word in progress */
+  int32_t at_boundary;  /* the last thing fed to the hotwords was a word boundary */
+  int32_t ctx_len;
+  int32_t ctx[CTX_MAX];
+  int32_t end_cached, end_ctx_len;   /* the LM score of ending the word in progress, cached */
+  float end_lm_ln;
+  int32_t end_ctx[CTX_MAX];
+  int32_t mark;
+};
+
+struct es_beam_candidate {
+  int32_t parent, token, node;  /* node: its tree node, or -1 until materialised from proto */
+  float lp_blank, lp_nonblank;
+  float ext;
+  es_beam_node proto;
+};
+
+static inline float lse(float a, float b) {
+  if (a < b) {
+    float t = a;
+    a = b;
+    b = t;
+  }
+  if (b == -INFINITY) return a;
+  return a + log1pf(expf(b - a));
+}
+
+es_ctc_beam_config es_ctc_beam_config_default(void) {
+  es_ctc_beam_config c;
+  memset(&c, 0, sizeof c);
+  c.beam_width = 16;
+  c.top_k = 0;
+  c.token_min_log_prob = -9.2103404f;   /* ln 1e-4 */
+  c.blank_skip_log_prob = -0.0010005f;  /* ln 0.999 */
+  c.lm_weight = 0.5f;
+  c.word_bonus = 0.0f;
+  return c;
+}
+
+es_status es_ctc_beam_config_check(const es_ctc_beam_config *c, char *why, size_t why_size) {
+  char msg[160];
+  if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
+  if (c->beam_width < 1 || c->beam_width > (1 << 20))
+    snprintf(msg, sizeof msg, "beam_width must be in 1..%d, got %d", 1 << 20, c->beam_width);
+  else if (c->top_k < 0)
+    snprintf(msg, sizeof msg, "top_k must be >= 0 (0 = all tokens), got %d", c->top_k);
+  else if (isnan(c->token_min_log_prob) || c->token_min_log_prob == INFINITY)
+    snprintf(msg, sizeof msg, "token_min_log_prob must be a number or -inf");
+  else if (isnan(c->blank_skip_log_prob) || c->blank_skip_log_prob == -INFINITY)
+    snprintf(msg, sizeof msg, "blank_skip_log_prob must be a number or +inf");
+  else if (!isfinite(c->lm_weight) || !isfinite(c->word_bonus))
+    snprintf(msg, sizeof msg, "lm_weight and word_bonus must be finite");
+  else
+    return ES_OK;
+  es_explain(why, why_size, msg);
+  return ES_ERR_INVALID_CONFIG;
+}
+
+void es_ctc_beam_free(es_ctc_beam *b) {
+  if (b == NULL) return;
+  free(b->nodes);
+  free(b->hyps);
+  free(b->next_hyps);
+  free(b->candidates);
+  free(b->ranks);
+  free(b->slots);
+  free(b->slot_gen);
+  free(b->frame_tokens);
+  free(b->token_ranks);
+  free(b->word_ids);
+  free(b->word_text);
+  memset(b, 0, sizeof(*b));
+}
+
+static float node_ext(const es_ctc_beam *b, const es_beam_node *n) {
+  float ext = b->config.lm_weight * n->lm_ln + b->config.word_bonus * (float)n->words + n->hw_locked;
+  if (b->hotwords) ext += es_hotwords_credit(b->hotwords, n->hw_state);
+  return ext;
+}
+
+void es_ctc_beam_reset(es_ctc_beam *b) {
+  es_beam_node *root = &b->nodes[0];
+  memset(root, 0, sizeof(*root));
+  root->parent = -1;
+  root->token = -1;
+  root->first_child = root->next_sibling = -1;
+  root->frame = -1;
+  root->at_boundary = 1;
+  root->hw_state = es_hotwords_start(b->hotwords);
+  if (b->lm) root->ctx_len = es_lm_begin(b->lm, root->ctx);
+  b->num_nodes = 1;
+  b->num_hyps = 1;
+  b->hyps[0].node = 0;
+  b->hyps[0].lp_blank = 0.0f;
+  b->hyps[0].lp_nonblank = -INFINITY;
+  b->hyps[0].ext = node_ext(b, root);
+  b->hyps[0].total = b->hyps[0].ext;
+  b->frames_done = 0;
+  b->finished = 0;
+}
+
+es_status es_ctc_beam_init(es_ctc_beam *b, const es_ctc_beam_config *c, const es_vocab *vocab, const es_lm *lm,
+                           const es_hotwords *hotwords, char *why, size_t why_size) {
+  if (b == NULL) return ES_ERR_INVALID_ARGUMENT;
+  memset(b, 0, sizeof(*b));
+  if (c == NULL || vocab == NULL || vocab->size < 1) return ES_ERR_INVALID_ARGUMENT;
+  es_status s = es_ctc_beam_config_check(c, why, why_size);
+  if (s != ES_OK) return s;
+  b->config = *c;
+  b->vocab = vocab;
+  b->lm = lm;
+  b->hotwords = hotwords && hotwords->num_nodes > 0 ? hotwords : NULL;
+  const int V = vocab->size;
+  int k = c->top_k > 0 && c->top_k < V - 1 ? c->top_k : V - 1;
+  size_t max_cand = (size_t)c->beam_width * (size_t)(k + 1);
+  if (max_cand > (1u << 26)) {
+    es_explain(why, why_size, "beam_width x tokens per frame is too large; lower beam_width or set top_k");
+    return ES_ERR_INVALID_CONFIG;
+  }
+  b->max_candidates = (int)max_cand;
+  size_t hash = 16;
+  while (hash < 2 * max_cand) hash *= 2;
+  b->hash_mask = (uint32_t)(hash - 1);
+  b->node_capacity = 4 * c->beam_width + 64;
+  b->nodes = malloc(sizeof(es_beam_node) * (size_t)b->node_capacity);
+  b->hyps = malloc(sizeof(es_beam_hyp) * (size_t)c->beam_width);
+  b->next_hyps = malloc(sizeof(es_beam_hyp) * (size_t)c->beam_width);
+  b->candidates = malloc(sizeof(es_beam_candidate) * max_cand);
+  b->ranks = malloc(sizeof(es_beam_rank) * max_cand);
+  b->slots = malloc(sizeof(int32_t) * hash);
+  b->slot_gen = calloc(hash, sizeof(uint32_t));
+  b->frame_tokens = malloc(sizeof(int32_t) * (size_t)V);
+  b->token_ranks = malloc(sizeof(es_beam_rank) * (size_t)V);
+  b->word_ids = malloc(sizeof(int32_t) * WORD_MAX_BYTES);
+  b->word_text = malloc(WORD_MAX_BYTES + 1);
+  if (!b->nodes || !b->hyps || !b->next_hyps || !b->candidates || !b->ranks || !b->slots || !b->slot_gen ||
+      !b->frame_tokens || !b->token_ranks || !b->word_ids || !b->word_text) {
+    es_ctc_beam_free(b);
+    return ES_ERR_OUT_OF_MEMORY;
+  }
+  es_ctc_beam_reset(b);
+  return ES_OK;
+}
+
+/* ---- prefix state ------------------------------------------------------------------------ */
+
+/* The LM score of ending node n's word in progress (cached in the node). */
+static void end_word(es_ctc_beam *b, es_beam_node *n) {
+  if (n->end_cached) return;
+  n->end_cached = 1;
+  n->end_lm_ln = 0.0f;
+  n->end_ctx_len = n->ctx_len;
+  memcpy(n->end_ctx, n->ctx, sizeof(n->ctx));
+  if (b->lm == NULL) return;
+  /* the word's tokens, walking back to its first one */
+  int count = 0;
+  size_t bytes = 0;
+  int too_long = 0;
+  for (int32_t i = (int32_t)(n - b->nodes); i > 0; i = b->nodes[i].parent) {
+    int32_t tok = b->nodes[i].token;
+    uint8_t f = b->vocab->flags[tok];
+    if (f & ES_TOKEN_SEPARATOR) break;
+    if (count == WORD_MAX_BYTES) {
+      too_long = 1;
+      break;
+    }
+    b->word_ids[count++] = tok;
+    bytes += (size_t)es_vocab_token_length(b->vocab, tok);
+    if (f & ES_TOKEN_WORD_START) break;
+  }
+  int32_t id = -1;
+  if (!too_long && bytes <= WORD_MAX_BYTES) {
+    size_t pos = 0;
+    for (int i = count - 1; i >= 0; i--) {
+      int len = es_vocab_token_length(b->vocab, b->word_ids[i]);
+      memcpy(b->word_text + pos, es_vocab_token_text(b->vocab, b->word_ids[i]), (size_t)len);
+      pos += (size_t)len;
+    }
+    id = es_lm_word_id(b->lm, b->word_text, pos);
+  }
+  int len;
+  n->end_lm_ln = LN10 * es_lm_score(b->lm, n->ctx, n->ctx_len, id, n->end_ctx, &len);
+  n->end_ctx_len = len;
+}
+
+/* The state of prefix p + token into *out (tree links left unset). */
+static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame, float lp, es_beam_node *out) {
+  const es_vocab *v = b->vocab;
+  const uint8_t f = v->flags[token];
+  const int len = es_vocab_token_length(v, token);
+  *out = *p;
+  out->token = token;
+  out->frame = frame;
+  out->token_log_prob = lp;
+  out->depth = p->depth + 1;
+  out->end_cached = 0;
+  if (f & ES_TOKEN_WORD_START) {
+    if (p->word_bytes > 0) {
+      end_word(b, p);
+      out->lm_ln = p->lm_ln + p->end_lm_ln;
+      out->ctx_len = p->end_ctx_len;
+      memcpy(out->ctx, p->end_ctx, sizeof(out->ctx));
+      out->words = p->words + 1;
+    }
+    out->word_bytes = len;
+    if (b->hotwords && !p->at_boundary)
+      out->hw_state = es_hotwords_advance(b->hotwords, out->hw_state, " ", 1, &out->hw_locked);
+    out->at_boundary = 1;
+  } else {
+    out->word_bytes = p->word_bytes + len;
+  }
+  if (len > 0) {
+    if (b->hotwords)
+      out->hw_state = es_hotwords_advance(b->hotwords, out->hw_state, es_vocab_token_text(v, token), (size_t)len,
+                                          &out->hw_locked);
+    out->at_boundary = 0;
+  }
+}
+
+/* ---- the node pool ------------------------------------------------------------------------- */
+
+/* Makes room for `needed` new nodes: drops nodes no hypothesis reaches (keeping order, so a
+ * parent still precedes its children), and grows the pool when it stays more than half full.
+ * 0 on allocation failure. */
+static int make_room(es_ctc_beam *b, int needed) {
+  if (b->num_nodes + needed <= b->node_capacity) return 1;
+  es_beam_node *nodes = b->nodes;
+  const int32_t old_count = b->num_nodes;
+  for (int32_t i = 0; i < old_count; i++) nodes[i].mark = -1;
+  nodes[0].mark = 0;
+  for (int h = 0; h < b->num_hyps; h++)
+    for (int32_t i = b->hyps[h].node; i >= 0 && nodes[i].mark < 0; i = nodes[i].parent) nodes[i].mark = 0;
+  int32_t n = 0;
+  for (int32_t i = 0; i < old_count; i++)
+    if (nodes[i].mark >= 0) nodes[i].mark = n++;
+  for (int32_t i = 0; i < old_count; i++)   /* new parent index, before anything moves */
+    if (nodes[i].mark >= 0) nodes[i].first_child = nodes[i].parent >= 0 ? nodes[nodes[i].parent].mark : -1;
+  for (int h = 0; h < b->num_hyps; h++) b->hyps[h].node = nodes[b->hyps[h].node].mark;
+  for (int32_t i = 0; i < old_count; i++) {
+    if (nodes[i].mark < 0) continue;
+    es_beam_node moved = nodes[i];
+    moved.parent = moved.first_child;
+    moved.first_child = moved.next_sibling = -1;
+    nodes[moved.mark] = moved;
+  }
+  for (int32_t i = n - 1; i >= 1; i--) {
+    es_beam_node *parent = &nodes[nodes[i].parent];
+    nodes[i].next_sibling = parent->first_child;
+    parent->first_child = i;
+  }
+  b->num_nodes = n;
+  if (n + needed <= b->node_capacity / 2 + 1 && n + needed <= b->node_capacity) return 1;
+  int32_t capacity = b->node_capacity;
+  while (capacity < 2 * (n + needed)) capacity *= 2;
+  es_beam_node *grown = realloc(b->nodes, sizeof(es_beam_node) * (size_t)capacity);
+  if (grown == NULL) return n + needed <= b->node_capacity;
+  b->nodes = grown;
+  b->node_capacity = capacity;
+  return 1;
+}
+
+static int32_t find_child(const es_ctc_beam *b, int32_t parent, int32_t token) {
+  for (int32_t c = b->nodes[parent].first_child; c >= 0; c = b->nodes[c].next_sibling)
+    if (b->nodes[c].token == token) return c;
+  return -1;
+}
+
+/* ---- the search ------------------------------------------------------------------------------ */
+
+static int compare_rank(const void *x, const void *y) {
+  const es_beam_rank *a = x, *b = y;
+  if (a->total != b->total) return a->total > b->total ? -1 : 1;
+  return (a->index > b->index) - (a->index < b->index);
+}
+
+/* The candidate for prefix (parent, token), created on first use. parent -1 is the empty prefix. */
+static es_beam_candidate *candidate(es_ctc_beam *b, int *count, int32_t parent, int32_t token, int32_t node) {
+  uint64_t key = ((uint64_t)(uint32_t)(parent + 1) << 32) | (uint32_t)(token + 1);
+  uint64_t h = key * 0x9E3779B97F4A7C15ull;
+  for (uint32_t slot = (uint32_t)(h >> 32) & b->hash_mask;; slot = (slot + 1) & b->hash_mask) {
+    if (b->slot_gen[slot] != b->generation) {
+      b->slot_gen[slot] = b->generation;
+      b->slots[slot] = *count;
+      es_beam_candidate *c = &b->candidates[(*count)++];
+      c->parent = parent;
+      c->token = token;
+      c->node = node;
+      c->lp_blank = c->lp_nonblank = -INFINITY;
+      return c;
+    }
+    es_beam_candidate *c = &b->candidates[b->slots[slot]];
+    if (c->parent == parent && c->token == token) {
+      if (node >= 0) c->node = node;
+      return c;
+    }
+  }
+}
+
+/* The non-blank tokens tried in this frame; returns their count. */
+static int frame_tokens(es_ctc_beam *b, const float *row) {
+  const int V = b->vocab->size, blank = b->vocab->blank_id;
+  const float floor = b->config.token_min_log_prob;
+  int n = 0;
+  for (int v = 0; v < V; v++)
+    if (v != blank && row[v] >= floor && row[v] > -INFINITY) {
+      b->token_ranks[n].total = row[v];
+      b->token_ranks[n].index = v;
+      n++;
+    }
+  if (b->config.top_k > 0 && n > b->config.top_k) {
+    qsort(b->token_ranks, (size_t)n, sizeof(es_beam_rank), compare_rank);
+    n = b->config.top_k;
+  }
+  for (int i = 0; i < n; i++) b->frame_tokens[i] = b->token_ranks[i].index;
+  return n;
+}
+
+static es_status step(es_ctc_beam *b, const float *row) {
+  const int blank = b->vocab->blank_id;
+  const int64_t frame = b->frames_done;
+  const float lp_blank = row[blank];
+  es_beam_node *nodes = b->nodes;
+  if (lp_blank > b->config.blank_skip_log_prob) {
+    /* blank dominates: hypotheses only stay (blank or their last token repeated) */
+    for (int h = 0; h < b->num_hyps; h++) {
+      es_beam_hyp *y = &b->hyps[h];
+      int32_t last = nodes[y->node].token;
+      float stay_nb = last >= 0 ? y->lp_nonblank + row[last] : -INFINITY;
+      y->lp_blank = lse(y->lp_blank, y->lp_nonblank) + lp_blank;
+      y->lp_nonblank = stay_nb;
+      y->total = lse(y->lp_blank, y->lp_nonblank) + y->ext;
+    }
+    for (int h = 1; h < b->num_hyps; h++) { /* re-rank: insertion sort, stable */
+      es_beam_hyp y = b->hyps[h];
+      int j = h;
+      while (j > 0 && b->hyps[j - 1].total < y.total) {
+        b->hyps[j] = b->hyps[j - 1];
+        j--;
+      }
+      b->hyps[j] = y;
+    }
+    return ES_OK;
+  }
+  /* room for this frame's new nodes first: compaction renumbers, so never mid-frame */
+  if (!make_room(b, b->config.beam_width)) return ES_ERR_OUT_OF_MEMORY;
+  nodes = b->nodes;
+  const int k = frame_tokens(b, row);
+  b->generation++;
+  if (b->generation == 0) { /* wrapped: clear the stamps */
+    memset(b->slot_gen, 0, sizeof(uint32_t) * ((size_t)b->hash_mask + 1));
+    b->generation = 1;
+  }
+  int count = 0;
+  for (int h = 0; h < b->num_hyps; h++) {
+    const es_beam_hyp *y = &b->hyps[h];
+    es_beam_node *n = &nodes[y->node];
+    const int32_t last = n->token;
+    const float total = lse(y->lp_blank, y->lp_nonblank);
+    es_beam_candidate *c = candidate(b, &count, n->parent, last, y->node);
+    c->ext = y->ext;
+    c->lp_blank = lse(c->lp_blank, total + lp_blank);
+    if (last >= 0) c->lp_nonblank = lse(c->lp_nonblank, y->lp_nonblank + row[last]);
+    for (int i = 0; i < k; i++) {
+      const int32_t tok = b->frame_tokens[i];
+      const float lp = row[tok];
+      const int before = count;
+      c = candidate(b, &count, y->node, tok, -1);
+      if (count != before) { /* new: its prefix state */
+        int32_t existing = find_child(b, y->node, tok);
+        if (existing >= 0) {
+          c->node = existing;
+          c->ext = node_ext(b, &nodes[existing]);
+        } else {
+          extend(b, n, tok, frame, lp, &c->proto);
+          c->ext = node_ext(b, &c->proto);
+        }
+      }
+      c->lp_nonblank = lse(c->lp_nonblank, (tok == last ? y->lp_blank : total) + lp);
+    }
+  }
+  int kept = 0;
+  for (int i = 0; i < count; i++) {
+    const es_beam_candidate *c = &b->candidates[i];
+    float t = lse(c->lp_blank, c->lp_nonblank);
+    if (t == -INFINITY) continue;
+    b->ranks[kept].total = t + c->ext;
+    b->ranks[kept].index = i;
+    kept++;
+  }
+  if (kept > b->config.beam_width) {
+    qsort(b->ranks, (size_t)kept, sizeof(es_beam_rank), compare_rank);
+    kept = b->config.beam_width;
+  } else {
+    qsort(b->ranks, (size_t)kept, sizeof(es_beam_rank), compare_rank);
+  }
+  if (kept == 0) { /* every path has probability 0: keep the hypotheses as they are */
+    return ES_OK;
+  }
+  for (int r = 0; r < kept; r++) {
+    es_beam_candidate *c = &b->candidates[b->ranks[r].index];
+    int32_t id = c->node;
+    if (id < 0) {
+      id = b->num_nodes++;
+      es_beam_node *node = &nodes[id];
+      *node = c->proto;
+      node->parent = c->parent;
+      node->first_child = -1;
+      node->next_sibling = nodes[c->parent].first_child;
+      node->mark = 0;
+      nodes[c->parent].first_child = id;
+    }
+    b->next_hyps[r].node = id;
+    b->next_hyps[r].lp_blank = c->lp_blank;
+    b->next_hyps[r].lp_nonblank = c->lp_nonblank;
+    b->next_hyps[r].ext = c->ext;
+    b->next_hyps[r].total = b->ranks[r].total;
+  }
+  es_beam_hyp *swap = b->hyps;
+  b->hyps = b->next_hyps;
+  b->next_hyps = swap;
+  b->num_hyps = kept;
+  return ES_OK;
+}
+
+es_status es_ctc_beam_accept(es_ctc_beam *b, const float *log_probs, size_t num_frames) {
+  if (b == NULL || (num_frames > 0 && log_probs == NULL)) return ES_ERR_INVALID_ARGUMENT;
+  if (b->nodes == NULL) return ES_ERR_STATE;
+  if (b->finished) return ES_ERR_FINISHED;
+  const size_t V = (size_t)b->vocab->size;
+  if (!es_log_probs_valid(log_probs, num_frames * V)) return ES_ERR_NON_FINITE_INPUT;
+  for (size_t t = 0; t < num_frames; t++) {
+    es_status s = step(b, log_probs + t * V);
+    if (s != ES_OK) return s;
+    b->frames_done++;
+  }
+  return ES_OK;
+}
+
+/* The final extension score of a hypothesis: its last word ended, "</s>", no partial credit. */
+static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *words_out) {
+  float lm = n->lm_ln;
+  int32_t words = n->words;
+  int32_t ctx[CTX_MAX];
+  int ctx_len = n->ctx_len;
+  memcpy(ctx, n->ctx, sizeof ctx);
+  if (n->word_bytes > 0) {
+    end_word(b, n);
+    lm += n->end_lm_ln;
+    ctx_len = n->end_ctx_len;
+    memcpy(ctx, n->end_ctx, sizeof ctx);
+    words++;
+  }
+  if (b->lm && b->lm->eos >= 0) {
+    int len;
+    lm += LN10 * es_lm_score(b->lm, ctx, ctx_len, b->lm->eos, ctx, &len);
+  }
+  *lm_out = lm;
+  *words_out = words;
+  return b->config.lm_weight * lm + b->config.word_bonus * (float)words + n->hw_locked;
+}
+
+es_status es_ctc_beam_finish(es_ctc_beam *b) {
+  if (b == NULL) return ES_ERR_INVALID_ARGUMENT;
+  if (b->nodes == NULL) return ES_ERR_STATE;
+  if (b->finished) return ES_OK;
+  for (int h = 0; h < b->num_hyps; h++) {
+    es_beam_hyp *y = &b->hyps[h];
+    float lm;
+    int32_t words;
+    y->ext = final_ext(b, &b->nodes[y->node], &lm, &words);
+    y->total = lse(y->lp_blank, y->lp_nonblank) + y->ext;
+  }
+  for (int h = 1; h < b->num_hyps; h++) {
+    es_beam_hyp y = b->hyps[h];
+    int j = h;
+    while (j > 0 && b->hyps[j - 1].total < y.total) {
+      b->hyps[j] = b->hyps[j - 1];
+      j--;
+    }
+    b->hyps[j] = y;
+  }
+  b->finished = 1;
+  return ES_OK;
+}
+
+int es_ctc_beam_num_hypotheses(const es_ctc_beam *b) { return b && b->nodes ? b->num_hyps : 0; }
+
+es_status es_ctc_beam_hypothesis(const es_ctc_beam *b, int rank, es_ctc_token *out, size_t capacity,
+                                 size_t *length, es_ctc_beam_score *score) {
+  if (b == NULL || length == NULL || (out == NULL && capacity > 0)) return ES_ERR_INVALID_ARGUMENT;
+  *length = 0;
+  if (b->nodes == NULL) return ES_ERR_STATE;
+  if (rank < 0 || rank >= b->num_hyps) return ES_ERR_INVALID_ARGUMENT;
+  const es_beam_hyp *y = &b->hyps[rank];
+  const es_beam_node *n = &b->nodes[y->node];
+  const size_t depth = (size_t)n->depth;
+  *length = depth;
+  if (score) {
+    score->total = y->total;
+    score->acoustic = lse(y->lp_blank, y->lp_nonblank);
+    score->words = n->words;
+    score->lm = n->lm_ln;
+    score->hotword = n->hw_locked + (b->hotwords ? es_hotwords_credit(b->hotwords, n->hw_state) : 0.0f);
+    if (b->finished) {
+      /* recompute the final parts without touching the (cached) state */
+      float lm = n->lm_ln;
+      int32_t words = n->words;
+      if (n->word_bytes > 0) {
+        lm += n->end_lm_ln;
+        words++;
+      }
+      if (b->lm && b->lm->eos >= 0) {
+        int32_t ctx[CTX_MAX];
+        int len;
+        lm += LN10 * es_lm_score(b->lm, n->word_bytes > 0 ? n->end_ctx : n->ctx,
+                                 n->word_bytes > 0 ? n->end_ctx_len : n->ctx_len, b->lm->eos, ctx, &len);
+      }
+      score->lm = lm;
+      score->words = words;
+      score->hotword = n->hw_locked;
+    }
+  }
+  if (capacity < depth) return ES_ERR_BUFFER_TOO_SMALL;
+  size_t i = depth;
+  for (int32_t id = y->node; id > 0; id = b->nodes[id].parent) {
+    const es_beam_node *m = &b->nodes[id];
+    i--;
+    out[i].id = m->token;
+    out[i].frame = m->frame;
+    out[i].log_prob = m->token_log_prob;
+  }
+  return ES_OK;
+}
