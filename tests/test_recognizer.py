@@ -1,0 +1,150 @@
+"""Recognizer end to end on a tiny ONNX CTC bundle: offline text equals decoding the
+independently computed log-probs, streaming equals offline, batch and CLI behaviour, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+import tiny_models
+from conftest import noise
+from edge_speech import Recognizer, audio, decoding, features
+from test_bundle_backends import FEATURES, make_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def recognizer(bundle_dir):
+    return Recognizer.from_bundle(bundle_dir, threads=1)
+
+
+def greedy_reference(log_probs: np.ndarray) -> str:
+    best = log_probs.argmax(axis=1)
+    out, previous = [], None
+    for token in best:
+        if token != previous and token != 0:
+            out.append(tiny_models.TOKENS[token])
+        previous = token
+    return "".join(out)
+
+
+def test_greedy_transcript_equals_argmax_collapse_of_the_reference_model(recognizer, speech):
+    samples = speech(16000)
+    result = recognizer.transcribe((samples, 16000), beam=1)
+    ref = tiny_models.reference(features.compute(samples, 16000, FEATURES))
+    expected = greedy_reference(ref)
+    assert result.text.strip() == " ".join(expected.split())
+    assert result.duration_s == pytest.approx(len(samples) / 16000)
+    assert set(result.timings) == {"features", "model", "decoding"} and result.rtf > 0
+
+
+def test_beam_transcript_equals_the_decoder_on_reference_log_probs(recognizer, speech_wav):
+    path = speech_wav(16000)
+    samples, _ = audio.read_wav(path)
+    ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
+    expected = decoding.CTCDecoder(tiny_models.TOKENS, blank_id=0, beam_width=8, frame_shift_s=0.02).decode(ref)
+    result = recognizer.transcribe(path)
+    assert result.text == expected.text
+    assert result.score == pytest.approx(expected.score, abs=1e-2)
+    for word in result.words:
+        assert 0 <= word.start <= word.end <= result.duration_s + 0.02 and 0 <= word.confidence <= 1
+
+
+def test_other_sample_rates_are_resampled(recognizer, speech):
+    at_16k = recognizer.transcribe((speech(16000), 16000), beam=1)
+    at_44k = recognizer.transcribe((speech(44100), 44100), beam=1)
+    assert abs(at_44k.duration_s - at_16k.duration_s) < 0.01
+
+
+@pytest.mark.parametrize("chunk_samples", [160, 1337, 16000])
+def test_streaming_equals_offline(recognizer, speech, chunk_samples):
+    samples = speech(16000)
+    offline = recognizer.transcribe((samples, 16000))
+    stream = recognizer.create_stream()
+    partials = []
+    for start in range(0, len(samples), chunk_samples):
+        stream.accept_waveform(samples[start:start + chunk_samples], 16000)
+        partials.append(stream.partial.text)
+    final = stream.finish()
+    assert final.text == offline.text
+    assert final.score == pytest.approx(offline.score, abs=1e-2)
+    assert any(partials) or not offline.text
+
+
+def test_streaming_at_another_rate_resamples_statefully(recognizer, speech):
+    samples = speech(22050)
+    offline = recognizer.transcribe((samples, 22050), beam=1)
+    stream = recognizer.create_stream(beam=1)
+    for start in range(0, len(samples), 999):
+        stream.accept_waveform(samples[start:start + 999], 22050)
+    final = stream.finish()
+    assert abs(final.duration_s - offline.duration_s) < 0.005
+    with pytest.raises(ValueError, match="finished"):
+        stream.accept_waveform(samples[:100], 22050)
+    other = recognizer.create_stream()
+    other.accept_waveform(samples[:1000], 22050)
+    with pytest.raises(ValueError, match="sample rate changed"):
+        other.accept_waveform(samples[:1000], 16000)
+
+
+def test_transcribe_many_reports_failures_in_place(recognizer, speech_wav, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF0000WAVEjunk")
+    results = recognizer.transcribe_many([speech_wav(16000), bad, tmp_path / "missing.wav", speech_wav(8000)])
+    assert isinstance(results[1], ValueError) and isinstance(results[2], FileNotFoundError)
+    assert results[0].text == recognizer.transcribe(speech_wav(16000)).text
+    assert not isinstance(results[3], Exception)
+
+
+@pytest.mark.parametrize("source, error, message", [
+    ((np.zeros(0, dtype=np.float32), 16000), ValueError, "no samples"),
+    ((np.array([0.0, np.inf] * 800, dtype=np.float32), 16000), ValueError, "NaN or Inf"),
+])
+def test_bad_audio_is_refused_clearly(recognizer, source, error, message):
+    with pytest.raises(error, match=message):
+        recognizer.transcribe(source)
+
+
+def test_short_audio_gives_an_empty_transcript(recognizer):
+    result = recognizer.transcribe((noise(16000, seconds=0.01), 16000))
+    assert result.text == "" and result.words == ()
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
+
+
+def test_cli_transcribe_json_lines_and_failures(bundle_dir, speech_wav, tmp_path, recognizer):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"nope")
+    good = speech_wav(16000)
+    result = run_cli("transcribe", "--bundle", str(bundle_dir), "--json", str(good), str(bad))
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 1 and lines[0]["file"] == str(good)
+    assert set(lines[0]) >= {"file", "text", "words", "intent", "slots", "confidence", "rtf"}
+    assert lines[0]["text"] == recognizer.transcribe(good).text
+    assert result.stderr.strip().splitlines() == [f"edge-speech: {bad}: {bad}: not a RIFF/WAVE file"]
+
+
+def test_cli_info_and_bench(bundle_dir):
+    info = run_cli("info", str(bundle_dir), "--json")
+    assert info.returncode == 0, info.stderr
+    summary = json.loads(info.stdout)
+    assert summary["tokens"] == len(tiny_models.TOKENS) and summary["kind"] == "ctc"
+    bench = run_cli("bench", str(bundle_dir), "--seconds", "3", "--repeats", "1", "--json")
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads(bench.stdout)
+    assert report["rtf"] > 0 and report["peak_rss_mb"] > 0
+    missing = run_cli("info", "/nonexistent/bundle")
+    assert missing.returncode == 2 and "no such bundle" in missing.stderr
