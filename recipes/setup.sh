@@ -29,6 +29,8 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ $with_tests = 1 ]; then
+  # The converter tests need torch; this exact pin takes the CPU build (a looser one pulls CUDA).
+  .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q ".[test]"
 else
   .venv/bin/python -m pip install -q .

@@ -1,0 +1,28 @@
+"""edge_speech's converter side: from a trained PyTorch speech model to a verified edge bundle.
+
+Installed as ``edge_speech.converters``; it needs torch and friends (``pip install
+torch==2.13.0`` then ``pip install 'edge-speech[converter]'``), which the runtime never imports.
+Every step is a plain function, and :func:`convert` chains them, recording what it did::
+
+    from edge_speech import converters
+    pruned, report = converters.prune(model, example, target_macs_ratio=0.5)
+    onnx_fp32 = converters.export_onnx(pruned, example)
+    onnx_int8 = converters.quantize(onnx_fp32, calibration_features)
+    converters.convert(model, example, feature_config, tokens, calib=wavs, prune=0.5, out="bundle/")
+
+Models take features [batch, frames, dim] and return CTC log-probabilities or logits
+[batch, frames / subsampling, vocab] (or class logits [batch, classes] for classifiers). The
+caller's model is never modified.
+"""
+
+from edge_speech.converters.export import export_onnx
+from edge_speech.converters.loading import load_checkpoint
+from edge_speech.converters.pipeline import ConversionReport, convert
+from edge_speech.converters.pruning import PruneReport, count_macs, prune
+from edge_speech.converters.quantization import quantize
+from edge_speech.converters.verification import VerifyReport, verify
+
+__all__ = [
+    "ConversionReport", "PruneReport", "VerifyReport", "convert", "count_macs", "export_onnx", "load_checkpoint",
+    "prune", "quantize", "verify",
+]

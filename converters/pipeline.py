@@ -1,0 +1,140 @@
+"""One call from a trained model to a verified bundle: prune, export, quantize, verify, write."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from edge_speech import __version__, audio, features
+from edge_speech.bundle import InputSpec, Manifest, write_bundle
+from edge_speech.converters._deps import import_torch
+from edge_speech.converters.export import export_onnx
+from edge_speech.converters.pruning import count_macs, prune as prune_model
+from edge_speech.converters.quantization import quantize as quantize_onnx
+from edge_speech.converters.verification import error_rate, greedy_tokens, onnx_runner, torch_runner, verify
+
+AudioSet = Union[str, Path, Iterable[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionReport:
+    bundle: str
+    fp32_bundle: Optional[str]
+    steps: Tuple[dict, ...]
+
+    def step(self, name: str) -> dict:
+        return next(s for s in self.steps if s["step"] == name)
+
+    def to_dict(self) -> dict:
+        return {"bundle": self.bundle, "fp32_bundle": self.fp32_bundle, "steps": list(self.steps)}
+
+
+def convert(model, example_input, feature_config: features.FeatureConfig, tokens: Sequence[str], *,
+            calib: Optional[AudioSet] = None, eval: Optional[Sequence[Tuple[Any, str]]] = None,
+            prune: Optional[float] = None, importance: str = "magnitude", quantize: Optional[str] = "int8",
+            formats: Sequence[str] = ("onnx",), target: Optional[str] = None, out: "str | Path" = "bundle",
+            sample_rate: int = 16000, blank_id: int = 0, name: str = "model", keep_fp32: bool = True,
+            max_calibration: int = 64) -> ConversionReport:
+    """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
+
+    ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
+    ``None`` (float), or ``"target"`` to take the scheme from ``target``'s profile. ``calib``: a
+    folder of WAVs or an iterable of audio (arrays at ``sample_rate`` or paths). ``eval``:
+    ``(audio, transcript)`` pairs for CER before and after each step. Writes the final bundle to
+    ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``).
+    """
+    torch = import_torch()
+    unknown = set(formats) - {"onnx", "tflite"}
+    if unknown or not formats:
+        raise ValueError(f"formats must be a non-empty subset of ('onnx', 'tflite'), got {formats}")
+    if "tflite" in formats:
+        raise NotImplementedError("TFLite export is not in this release yet; use formats=('onnx',)")
+    profile = None
+    if target is not None:
+        from edge_speech.targets import get_target
+
+        profile = get_target(target)
+        if quantize == "target":
+            quantize = profile.quantization
+    if quantize == "float":
+        quantize = None
+    out = Path(out)
+    steps: List[dict] = []
+    model = model.eval()
+    with torch.no_grad():
+        reference_out = model(example_input)
+    subsampling = int(round(example_input.shape[1] / reference_out.shape[1]))
+    if reference_out.shape[-1] != len(tokens):
+        raise ValueError(f"the model outputs {reference_out.shape[-1]} classes but {len(tokens)} tokens were given")
+
+    calibration = _features_of(calib, feature_config, sample_rate, max_calibration) if calib is not None else []
+    evaluation = [(_features_of([a], feature_config, sample_rate, 1)[0], text) for a, text in (eval or [])]
+    macs, params = count_macs(model, example_input)
+    steps.append({"step": "source", "macs": macs, "params": params, **_accuracy(torch_runner(model), evaluation,
+                                                                               tokens, blank_id)})
+
+    if prune:
+        model, prune_report = prune_model(model, example_input, target_macs_ratio=prune, importance=importance)
+        steps.append({"step": "prune", **prune_report.to_dict(),
+                      **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
+
+    fp32 = export_onnx(model, example_input)
+    probe = calibration[:8] or [f for f, _ in evaluation[:8]] or [example_input[0].numpy()]
+    export_check = verify(torch_runner(model), onnx_runner(fp32), probe, blank_id)
+    steps.append({"step": "export_onnx", "bytes": len(fp32), "vs_torch": export_check.to_dict(),
+                  **_accuracy(onnx_runner(fp32), evaluation, tokens, blank_id)})
+
+    final = fp32
+    if quantize:
+        final = quantize_onnx(fp32, calibration, scheme=quantize,
+                              symmetric_activations=bool(profile and "TensorrtExecutionProvider" in profile.onnx_providers))
+        check = verify(onnx_runner(fp32), onnx_runner(final), probe + [f for f, _ in evaluation], blank_id)
+        steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final),
+                      "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
+                      **_accuracy(onnx_runner(final), evaluation, tokens, blank_id)})
+
+    provenance = {"converter_version": __version__,
+                  "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
+    manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
+                        models={"onnx": "model.onnx"}, blank_id=blank_id, subsampling_factor=subsampling,
+                        input=InputSpec(name="features"), quantization={"scheme": quantize or "float"},
+                        target=target, name=name, provenance=provenance,
+                        verification=json.loads(json.dumps({"steps": steps}, default=float)))
+    fp32_dir = None
+    if quantize and keep_fp32:
+        fp32_dir = out.with_name(out.name + "-fp32")
+        write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"}), {"model.onnx": fp32})
+    write_bundle(out, manifest, {"model.onnx": final})
+    return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
+
+
+def _features_of(source: AudioSet, config: features.FeatureConfig, rate: int, limit: int) -> List[np.ndarray]:
+    if isinstance(source, (str, Path)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ValueError(f"calibration audio {folder} is not a folder of WAV files")
+        items = sorted(folder.glob("*.wav"))
+        if not items:
+            raise ValueError(f"calibration folder {folder} has no .wav files")
+    else:
+        items = list(source)
+    feats = []
+    for item in items[:limit]:
+        if not isinstance(item, (str, Path, tuple)):
+            item = (np.asarray(item), rate)  # a bare array is audio at the model's rate
+        samples = audio.load_audio(item, rate)
+        feats.append(features.compute(samples, rate, config))
+    return feats
+
+
+def _accuracy(runner, evaluation, tokens, blank_id) -> dict:
+    if not evaluation:
+        return {}
+    hyps = ["".join(tokens[t] for t in greedy_tokens(runner(f), blank_id)).strip() for f, _ in evaluation]
+    refs = [text for _, text in evaluation]
+    return {"cer": round(error_rate(refs, hyps, "char"), 4), "wer": round(error_rate(refs, hyps, "word"), 4)}

@@ -1,0 +1,76 @@
+"""int8 quantization of ONNX models with onnxruntime.quantization: static QDQ with calibration
+features (per-channel symmetric int8 weights, int8 activations), int16-activation/int8-weight,
+or dynamic (weights only)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from edge_speech.converters._deps import import_ort_quantization
+
+SCHEMES = ("int8", "int16x8", "dynamic")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
+def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = None, scheme: str = "int8",
+             input_name: str = "features", method: str = "minmax", per_channel: bool = True,
+             symmetric_activations: bool = False, keep_float: Sequence[str] = ()) -> bytes:
+    """The quantized model as bytes.
+
+    ``calibration``: feature arrays [frames, dim] (static schemes; a few dozen utterances are
+    enough). ``symmetric_activations`` suits TensorRT. ``keep_float``: node names left in float
+    (e.g. from a sensitivity analysis).
+    """
+    q = import_ort_quantization()
+    if scheme not in SCHEMES:
+        raise ValueError(f"quantization scheme must be one of {SCHEMES}, got {scheme!r}")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
+    with tempfile.TemporaryDirectory(prefix="es_quant_") as tmp:
+        src, prepared, dst = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "quant.onnx")
+        src.write_bytes(onnx_model)
+        try:
+            q.shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        except Exception:  # symbolic shape inference fails on some graphs; quantize the original then
+            prepared = src
+        if scheme == "dynamic":
+            q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel,
+                               nodes_to_exclude=list(keep_float))
+            return dst.read_bytes()
+        batches = [np.asarray(x, dtype=np.float32) for x in (calibration or [])]
+        if not batches:
+            raise ValueError(f"{scheme} static quantization needs calibration data: pass feature arrays of "
+                             "representative audio (calib=a folder of WAVs in convert())")
+        for i, x in enumerate(batches):
+            if x.ndim != 2 or not np.all(np.isfinite(x)):
+                raise ValueError(f"calibration item {i} must be finite features [frames, dim], got shape {x.shape}")
+        reader = _Reader(input_name, batches)
+        activation = q.QuantType.QInt16 if scheme == "int16x8" else q.QuantType.QInt8
+        extra = {"ActivationSymmetric": symmetric_activations or scheme == "int16x8",
+                 "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = 99.99
+        q.quantize_static(str(prepared), str(dst), reader, quant_format=q.QuantFormat.QDQ,
+                          activation_type=activation, weight_type=q.QuantType.QInt8, per_channel=per_channel,
+                          calibrate_method={"minmax": q.CalibrationMethod.MinMax,
+                                            "percentile": q.CalibrationMethod.Percentile,
+                                            "entropy": q.CalibrationMethod.Entropy}[method],
+                          nodes_to_exclude=list(keep_float), extra_options=extra)
+        return dst.read_bytes()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over feature arrays."""
+
+    def __init__(self, input_name: str, batches):
+        self._items = iter([{input_name: x[None]} for x in batches])
+
+    def get_next(self):
+        return next(self._items, None)
+
+    def rewind(self):  # pragma: no cover - called by some calibrators
+        pass

@@ -1,0 +1,110 @@
+"""Verification of a converted model against its reference: logits agreement (cosine, SNR),
+greedy-token agreement, accuracy on labelled audio, size and latency."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+Runner = Callable[[np.ndarray], np.ndarray]  # features [frames, dim] -> outputs [frames', vocab]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    cosine: float                 # mean over utterances of the cosine of flattened outputs
+    snr_db: float                 # 10 log10(|ref|^2 / |ref - test|^2), over all outputs
+    frame_agreement: float        # share of frames with the same argmax
+    greedy_token_agreement: float  # 1 - token edit distance / reference length, greedy decoding
+    reference_latency_ms: float   # mean per utterance
+    candidate_latency_ms: float
+    utterances: int
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], blank_id: int = 0) -> VerifyReport:
+    """Runs both on every feature array in ``inputs`` and compares their outputs."""
+    if not inputs:
+        raise ValueError("verify needs at least one input")
+    cosines, signal, noise, agree, frames, token_scores = [], 0.0, 0.0, 0, 0, []
+    times = {"ref": 0.0, "cand": 0.0}
+    for x in inputs:
+        t0 = time.perf_counter()
+        ref = np.asarray(reference(x), dtype=np.float64)
+        t1 = time.perf_counter()
+        out = np.asarray(candidate(x), dtype=np.float64)
+        t2 = time.perf_counter()
+        times["ref"] += t1 - t0
+        times["cand"] += t2 - t1
+        if ref.shape != out.shape:
+            raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {out.shape}")
+        a, b = ref.ravel(), out.ravel()
+        cosines.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)))
+        signal += float(a @ a)
+        noise += float((a - b) @ (a - b))
+        if ref.ndim == 2:
+            agree += int((ref.argmax(1) == out.argmax(1)).sum())
+            frames += len(ref)
+            r, c = greedy_tokens(ref, blank_id), greedy_tokens(out, blank_id)
+            token_scores.append(1.0 - edit_distance(r, c) / max(1, len(r)))
+    n = len(inputs)
+    return VerifyReport(
+        cosine=float(np.mean(cosines)), snr_db=float(10 * np.log10(signal / max(noise, 1e-30))),
+        frame_agreement=agree / frames if frames else float("nan"),
+        greedy_token_agreement=float(np.mean(token_scores)) if token_scores else float("nan"),
+        reference_latency_ms=1e3 * times["ref"] / n, candidate_latency_ms=1e3 * times["cand"] / n, utterances=n)
+
+
+def greedy_tokens(outputs: np.ndarray, blank_id: int = 0) -> Tuple[int, ...]:
+    best = outputs.argmax(axis=1)
+    keep = np.ones(len(best), dtype=bool)
+    keep[1:] = best[1:] != best[:-1]
+    return tuple(int(t) for t in best[keep] if t != blank_id)
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def error_rate(references: Sequence[str], hypotheses: Sequence[str], unit: str = "char") -> float:
+    """CER (unit='char') or WER (unit='word') over a corpus."""
+    split = (lambda s: list(s)) if unit == "char" else (lambda s: s.split())
+    errors = sum(edit_distance(split(r), split(h)) for r, h in zip(references, hypotheses))
+    total = sum(len(split(r)) for r in references)
+    return errors / max(1, total)
+
+
+def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1) -> Runner:
+    """A runner over ONNX bytes with onnxruntime on CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    output = session.get_outputs()[0].name
+    return lambda x: session.run([output], {input_name: np.asarray(x, dtype=np.float32)[None]})[0][0]
+
+
+def torch_runner(model) -> Runner:
+    import torch
+
+    model = model.eval()
+
+    def run(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(np.asarray(x, dtype=np.float32))[None])[0].numpy()
+
+    return run
+
+

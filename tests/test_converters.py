@@ -1,0 +1,153 @@
+"""The converter on three architectures built in the tests: pruning hits the MAC target, the
+pruned models run and export; int8 ONNX agrees with float; the pipeline writes bundles the
+runtime loads; bad inputs are refused with errors that say what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import noise
+from converter_models import ConformerCTC, DSCNN, DSConvCTC, seeded
+from edge_speech import Recognizer, converters, features
+from edge_speech.bundle import Bundle
+from edge_speech.converters.verification import onnx_runner, torch_runner
+
+FBANK = features.FeatureConfig.preset("kaldi-fbank")
+TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
+
+
+@pytest.fixture(scope="module")
+def speech_features(speech):
+    samples = speech(16000)
+    return [features.compute(samples[i:i + 24000], 16000, FBANK) for i in range(0, len(samples) - 8000, 12000)]
+
+
+# The Conformer's residual width is tied to its attention and GLU convolution module, which stay
+# whole, so its reachable MAC reduction is lower; 0.3 is within it.
+@pytest.mark.parametrize("model_class, target", [(DSConvCTC, 0.5), (ConformerCTC, 0.3), (DSCNN, 0.5)])
+def test_pruning_hits_the_mac_target_and_the_model_still_runs_and_exports(model_class, target):
+    model = seeded(model_class)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    example = torch.randn(1, 120, 80)
+    pruned, report = converters.prune(model, example, target_macs_ratio=target)
+    assert abs(report.mac_reduction - target) <= 0.05, report
+    assert report.params_after < report.params_before
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # caller's model untouched
+    if model_class is ConformerCTC:
+        assert any("feeds a GLU" in note for note in report.notes)
+    with torch.no_grad():
+        assert pruned(example).shape == model(example).shape
+    onnx_bytes = converters.export_onnx(pruned, example)
+    np.testing.assert_allclose(onnx_runner(onnx_bytes)(example[0].numpy()), torch_runner(pruned)(example[0].numpy()),
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_ratio_pruning_and_taylor_importance():
+    model = seeded(DSConvCTC)
+    example = torch.randn(1, 100, 80)
+    pruned, report = converters.prune(model, example, ratio=0.25, round_to=8)
+    assert 0.2 < report.mac_reduction < 0.6
+    assert all(m.out_channels % 8 == 0 for m in pruned.modules() if isinstance(m, torch.nn.Conv1d)
+               and m.out_channels != len(TOKENS))
+    calibration = [torch.randn(2, 100, 80) for _ in range(2)]
+    pruned, report = converters.prune(model, example, target_macs_ratio=0.3, importance="taylor",
+                                      calibration=calibration)
+    assert abs(report.mac_reduction - 0.3) <= 0.05
+    with pytest.raises(ValueError, match="Taylor importance needs calibration"):
+        converters.prune(model, example, ratio=0.3, importance="taylor")
+    with pytest.raises(ValueError, match="exactly one of"):
+        converters.prune(model, example)
+
+
+@pytest.mark.parametrize("model_class", [DSConvCTC, ConformerCTC])
+def test_onnx_export_keeps_the_time_axis_dynamic(model_class):
+    model = seeded(model_class)
+    onnx_bytes = converters.export_onnx(model, torch.randn(1, 64, 80))
+    run = onnx_runner(onnx_bytes)
+    for frames in (33, 200):
+        x = np.random.default_rng(frames).standard_normal((frames, 80)).astype(np.float32)
+        np.testing.assert_allclose(run(x), torch_runner(model)(x), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("model_class", [DSConvCTC, ConformerCTC])
+def test_int8_onnx_agrees_with_float_and_is_about_four_times_smaller(model_class, speech_features):
+    model = seeded(model_class, channels=192, blocks=4) if model_class is DSConvCTC else seeded(model_class, d=128)
+    fp32 = converters.export_onnx(model, torch.from_numpy(speech_features[0])[None])
+    int8 = converters.quantize(fp32, speech_features[:6])
+    report = converters.verify(onnx_runner(fp32), onnx_runner(int8), speech_features)
+    assert report.cosine >= 0.99, report
+    assert len(fp32) / len(int8) >= 3.0
+    dynamic = converters.quantize(fp32, scheme="dynamic")
+    assert converters.verify(onnx_runner(fp32), onnx_runner(dynamic), speech_features[:2]).cosine >= 0.99
+
+
+def test_static_quantization_without_calibration_is_refused():
+    fp32 = converters.export_onnx(seeded(DSConvCTC), torch.randn(1, 50, 80))
+    with pytest.raises(ValueError, match="needs calibration data"):
+        converters.quantize(fp32, [])
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        converters.quantize(fp32, scheme="int4")
+
+
+def test_convert_pipeline_writes_bundles_the_runtime_loads(tmp_path, speech):
+    model = seeded(DSConvCTC, vocab=len(TOKENS))
+    samples = speech(16000)
+    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    report = converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, calib=calib,
+                                eval=[((samples, 16000), "turn on the kitchen light")], prune=0.3,
+                                quantize="int8", out=tmp_path / "bundle", name="tiny-ds")
+    steps = [s["step"] for s in report.steps]
+    assert steps == ["source", "prune", "export_onnx", "quantize"]
+    assert abs(report.step("prune")["mac_reduction"] - 0.3) <= 0.05
+    assert report.step("export_onnx")["vs_torch"]["cosine"] > 0.9999
+    assert report.step("quantize")["vs_fp32"]["cosine"] >= 0.98
+    bundle = Bundle.load(tmp_path / "bundle")
+    assert bundle.manifest.quantization["scheme"] == "int8" and bundle.manifest.subsampling_factor == 2
+    assert bundle.manifest.verification["steps"][-1]["step"] == "quantize"
+    fp32 = Bundle.load(tmp_path / "bundle-fp32")
+    assert len(fp32.model_bytes["onnx"]) > len(bundle.model_bytes["onnx"])
+    result = Recognizer.from_bundle(tmp_path / "bundle").transcribe((samples, 16000))
+    assert isinstance(result.text, str)
+
+
+def test_convert_validates_its_inputs(tmp_path):
+    model = seeded(DSConvCTC, vocab=len(TOKENS))
+    with pytest.raises(ValueError, match="29 classes but 3 tokens"):
+        converters.convert(model, torch.randn(1, 50, 80), FBANK, ["a", "b", "c"], quantize=None, out=tmp_path / "x")
+    with pytest.raises(ValueError, match="no .wav files"):
+        converters.convert(model, torch.randn(1, 50, 80), FBANK, TOKENS, calib=tmp_path, out=tmp_path / "y")
+    with pytest.raises(NotImplementedError, match="TFLite"):
+        converters.convert(model, torch.randn(1, 50, 80), FBANK, TOKENS, formats=("tflite",), out=tmp_path / "z")
+
+
+def test_checkpoints_load_safely(tmp_path):
+    model = seeded(DSConvCTC)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.ckpt")
+    for name in ("weights.pt", "wrapped.ckpt"):
+        loaded = converters.load_checkpoint(tmp_path / name, lambda: DSConvCTC())
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    converters.load_checkpoint(tmp_path / "w.safetensors", lambda: DSConvCTC())
+    torch.save({"model": model, "note": object()}, tmp_path / "pickled.pt")  # a whole pickled module
+    with pytest.raises(ValueError, match="pickled Python objects"):
+        converters.load_checkpoint(tmp_path / "pickled.pt", lambda: DSConvCTC())
+    with pytest.raises(ValueError, match="do not fit"):
+        converters.load_checkpoint(tmp_path / "weights.pt", lambda: DSConvCTC(channels=32))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        converters.load_checkpoint(tmp_path / "junk.pt", lambda: DSConvCTC())
+
+
+class Unexportable(torch.nn.Module):
+    def forward(self, features):
+        return torch.special.zeta(features, features + 2.0)  # no ONNX symbolic exists for zeta
+
+
+def test_export_failure_names_the_problem():
+    with pytest.raises(RuntimeError, match="ONNX export failed: .*zeta"):
+        converters.export_onnx(Unexportable(), torch.randn(1, 10, 4))
