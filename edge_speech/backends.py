@@ -74,6 +74,14 @@ class OnnxBackend:
         inputs = {i.name: i for i in self.session.get_inputs()}
         if input_spec.name not in inputs:
             raise BundleError(f"{source}: the model has no input {input_spec.name!r} (it has {sorted(inputs)})")
+        expected = {input_spec.name} | ({input_spec.length_name} if input_spec.length_name else set())
+        if input_spec.length_name and input_spec.length_name not in inputs:
+            raise BundleError(f"{source}: the model has no length input {input_spec.length_name!r} (it has {sorted(inputs)})")
+        if set(inputs) - expected:
+            raise BundleError(f"{source}: the model has inputs {sorted(set(inputs) - expected)} the manifest does not "
+                              "describe; a frame-count input is named by input.length_name")
+        self.length_dtype = np.int32 if input_spec.length_name and inputs[input_spec.length_name].type == "tensor(int32)" \
+            else np.int64
         node = inputs[input_spec.name]
         if len(node.shape) != 3:
             raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape}; "
@@ -102,7 +110,10 @@ class OnnxBackend:
     def _run_window(self, window: np.ndarray) -> np.ndarray:
         x = window[None] if self.input_spec.layout == "time_major" else window.T[None]
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = self.session.run([self.output_name], {self.input_spec.name: x})[0]
+        feeds = {self.input_spec.name: x}
+        if self.input_spec.length_name:
+            feeds[self.input_spec.length_name] = np.array([len(window)], dtype=self.length_dtype)
+        out = self.session.run([self.output_name], feeds)[0]
         if out.ndim != 3 or out.shape[0] != 1:
             raise BundleError(f"model output has shape {out.shape}; expected [1, frames, vocab]")
         return np.asarray(out[0], dtype=np.float32)

@@ -51,6 +51,7 @@ class InputSpec:
 
     name: str = "features"
     layout: str = "time_major"
+    length_name: Optional[str] = None  # a second input taking the frame count (NeMo/ESPnet exports)
     chunk_frames: Optional[int] = None
     left_context_frames: int = 0
     right_context_frames: int = 0

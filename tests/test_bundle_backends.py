@@ -166,6 +166,17 @@ def test_fixed_shape_model_in_chunks_equals_whole_utterance(tmp_path):
         np.testing.assert_allclose(out, tiny_models.reference(feats), rtol=1e-4, atol=1e-4)
 
 
+def test_models_with_a_length_input_get_the_frame_count(tmp_path):
+    model = tiny_models.build(FEATURES.dim, length_input=True)
+    bundle = Bundle.load(make_bundle(tmp_path / "b", model, input=InputSpec(length_name="length")))
+    feats = features.compute(noise(16000, seconds=0.5), 16000, FEATURES)
+    np.testing.assert_allclose(backends.create_backend(bundle).run(feats), tiny_models.reference(feats),
+                               rtol=1e-4, atol=1e-4)
+    undescribed = Bundle.load(make_bundle(tmp_path / "c", model))
+    with pytest.raises(BundleError, match=r"inputs \['length'\] the manifest does not describe"):
+        backends.create_backend(undescribed)
+
+
 def test_fixed_shape_model_without_matching_chunking_is_refused(tmp_path):
     fixed = tiny_models.build(FEATURES.dim, frames=20)
     bundle = Bundle.load(make_bundle(tmp_path / "b", fixed))

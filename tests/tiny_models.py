@@ -24,7 +24,7 @@ def weights(dim: int, hidden: int, vocab: int, seed: int = 0):
 
 
 def build(dim: int, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0, frames: Optional[int] = None,
-          layout: str = "time_major", log_softmax: bool = True) -> bytes:
+          layout: str = "time_major", log_softmax: bool = True, length_input: bool = False) -> bytes:
     """Serialized ONNX model: input 'features' [1, T, dim] (or [1, dim, T]), output [1, ceil(T/2), vocab]."""
     w = weights(dim, hidden, vocab, seed)
     time = frames if frames is not None else "T"
@@ -43,9 +43,11 @@ def build(dim: int, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0, f
     ]
     if log_softmax:
         nodes.append(helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=-1))
+    inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, in_shape)]
+    if length_input:  # as NeMo exports have; the frame count is not needed by this model
+        inputs.append(helper.make_tensor_value_info("length", TensorProto.INT64, [1]))
     graph = helper.make_graph(
-        nodes, "tiny_ctc",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, in_shape)],
+        nodes, "tiny_ctc", inputs,
         [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [1, None, vocab])],
         initializer=[numpy_helper.from_array(v, k) for k, v in w.items()],
     )
