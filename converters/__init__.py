@@ -15,7 +15,7 @@ Models take features [batch, frames, dim] and return CTC log-probabilities or lo
 caller's model is never modified.
 """
 
-from edge_speech.converters.export import export_onnx
+from edge_speech.converters.export import export_onnx, export_tflite
 from edge_speech.converters.loading import load_checkpoint
 from edge_speech.converters.pipeline import ConversionReport, convert
 from edge_speech.converters.pruning import PruneReport, count_macs, prune
@@ -23,6 +23,7 @@ from edge_speech.converters.quantization import quantize
 from edge_speech.converters.verification import VerifyReport, verify
 
 __all__ = [
-    "ConversionReport", "PruneReport", "VerifyReport", "convert", "count_macs", "export_onnx", "load_checkpoint",
+    "ConversionReport", "PruneReport", "VerifyReport", "convert", "count_macs", "export_onnx", "export_tflite",
+    "load_checkpoint",
     "prune", "quantize", "verify",
 ]

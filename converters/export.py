@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
 
 from edge_speech.converters._deps import import_torch
 
@@ -28,3 +33,75 @@ def export_onnx(model, example_input, input_name: str = "features", output_name:
                            "standard torch.nn modules or register a symbolic; data-dependent Python control "
                            "flow in forward() must be removed") from None
     return buffer.getvalue()
+
+
+def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_context_frames: int = 16,
+                  right_context_frames: int = 16, quantize: Optional[str] = None,
+                  calibration: Sequence[np.ndarray] = ()) -> Tuple[bytes, "InputSpec"]:
+    """A fixed-shape TFLite model (litert-torch) over windows of left + chunk + right frames,
+    and the input spec the runtime chunks with. LiteRT's converter does not keep a dynamic time
+    axis, so the runtime runs overlapping windows; the context must cover the model's receptive
+    field for chunked output to equal a whole-utterance run (verify() measures it).
+
+    ``quantize="int8"``: static per-channel int8 (PT2E) calibrated on windows cut from
+    ``calibration`` feature arrays; the model then takes int8 input, which the runtime quantizes.
+    """
+    torch = import_torch()
+    from edge_speech.bundle import InputSpec
+
+    try:
+        import litert_torch
+    except ImportError:
+        raise ImportError("TFLite export needs litert-torch: pip install 'edge-speech[converter]'") from None
+    if quantize not in (None, "int8"):
+        raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
+    window = left_context_frames + chunk_frames + right_context_frames
+    example = torch.zeros(1, window, feature_dim)
+    model = model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if quantize == "int8":
+                windows = _calibration_windows(calibration, window, feature_dim)
+                if not windows:
+                    raise ValueError("int8 TFLite export needs calibration feature arrays")
+                from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+                from litert_torch.quantize.quant_config import QuantConfig
+                from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+                quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+                graph = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+                with torch.no_grad():
+                    for x in windows:
+                        graph(torch.from_numpy(x)[None])
+                graph = convert_pt2e(graph, fold_quantize=False)
+                edge = litert_torch.convert(graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+            else:
+                edge = litert_torch.convert(model, (example,))
+            with tempfile.TemporaryDirectory(prefix="es_tflite_") as tmp:
+                path = Path(tmp) / "model.tflite"
+                edge.export(str(path))
+                data = path.read_bytes()
+    except ValueError:
+        raise
+    except Exception as err:  # litert-torch and torch.export raise many error types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(f"TFLite conversion failed: {first}. Layers must be torch.export-able (no data-dependent "
+                           "control flow) and supported by LiteRT") from None
+    spec = InputSpec(name="features", chunk_frames=chunk_frames, left_context_frames=left_context_frames,
+                     right_context_frames=right_context_frames)
+    return data, spec
+
+
+def _calibration_windows(calibration: Sequence[np.ndarray], window: int, dim: int) -> list:
+    windows = []
+    for feats in calibration:
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != dim:
+            raise ValueError(f"calibration features must be [frames, {dim}], got {feats.shape}")
+        for start in range(0, max(1, len(feats) - window + 1), window):
+            piece = np.zeros((window, dim), dtype=np.float32)
+            chunk = feats[start:start + window]
+            piece[:len(chunk)] = chunk
+            windows.append(piece)
+    return windows

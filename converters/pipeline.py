@@ -13,10 +13,11 @@ import numpy as np
 from edge_speech import __version__, audio, features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from edge_speech.converters._deps import import_torch
-from edge_speech.converters.export import export_onnx
+from edge_speech.converters.export import export_onnx, export_tflite
 from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
-from edge_speech.converters.verification import error_rate, greedy_tokens, onnx_runner, torch_runner, verify
+from edge_speech.converters.verification import (error_rate, greedy_tokens, onnx_runner, tflite_runner,
+                                                   torch_runner, verify)
 
 AudioSet = Union[str, Path, Iterable[Any]]
 
@@ -39,21 +40,21 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
             prune: Optional[float] = None, importance: str = "magnitude", quantize: Optional[str] = "int8",
             formats: Sequence[str] = ("onnx",), target: Optional[str] = None, out: "str | Path" = "bundle",
             sample_rate: int = 16000, blank_id: int = 0, name: str = "model", keep_fp32: bool = True,
-            max_calibration: int = 64) -> ConversionReport:
+            max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
     ``None`` (float), or ``"target"`` to take the scheme from ``target``'s profile. ``calib``: a
     folder of WAVs or an iterable of audio (arrays at ``sample_rate`` or paths). ``eval``:
     ``(audio, transcript)`` pairs for CER before and after each step. Writes the final bundle to
-    ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``).
+    ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``). ``formats``
+    may add ``"tflite"``: a fixed-shape model over windows of ``tflite_chunk_frames`` plus
+    ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``).
     """
     torch = import_torch()
     unknown = set(formats) - {"onnx", "tflite"}
     if unknown or not formats:
         raise ValueError(f"formats must be a non-empty subset of ('onnx', 'tflite'), got {formats}")
-    if "tflite" in formats:
-        raise NotImplementedError("TFLite export is not in this release yet; use formats=('onnx',)")
     profile = None
     if target is not None:
         from edge_speech.targets import get_target
@@ -98,18 +99,35 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
                       "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
                       **_accuracy(onnx_runner(final), evaluation, tokens, blank_id)})
 
+    files = {"model.onnx": final} if "onnx" in formats else {}
+    format_inputs = {}
+    if "tflite" in formats:
+        tflite_scheme = "int8" if quantize == "int8" else None
+        tflite, spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
+                                     chunk_frames=tflite_chunk_frames, left_context_frames=tflite_context_frames,
+                                     right_context_frames=tflite_context_frames)
+        check = verify(torch_runner(model), tflite_runner(tflite, spec, subsampling), probe, blank_id)
+        steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
+                      "chunk_frames": spec.chunk_frames, "context_frames": spec.left_context_frames,
+                      "vs_torch": check.to_dict(),
+                      **_accuracy(tflite_runner(tflite, spec, subsampling), evaluation, tokens, blank_id)})
+        files["model.tflite"] = tflite
+        format_inputs["tflite"] = spec
+
     provenance = {"converter_version": __version__,
                   "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
     manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
-                        models={"onnx": "model.onnx"}, blank_id=blank_id, subsampling_factor=subsampling,
-                        input=InputSpec(name="features"), quantization={"scheme": quantize or "float"},
+                        models={fmt: f"model.{fmt}" for fmt in formats}, blank_id=blank_id,
+                        subsampling_factor=subsampling, input=InputSpec(name="features"), format_inputs=format_inputs,
+                        quantization={"scheme": quantize or "float"},
                         target=target, name=name, provenance=provenance,
                         verification=json.loads(json.dumps({"steps": steps}, default=float)))
     fp32_dir = None
-    if quantize and keep_fp32:
+    if quantize and keep_fp32 and "onnx" in formats:
         fp32_dir = out.with_name(out.name + "-fp32")
-        write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"}), {"model.onnx": fp32})
-    write_bundle(out, manifest, {"model.onnx": final})
+        write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"}, models={"onnx": "model.onnx"},
+                                                   format_inputs={}), {"model.onnx": fp32})
+    write_bundle(out, manifest, files)
     return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
 
 

@@ -108,3 +108,18 @@ def torch_runner(model) -> Runner:
     return run
 
 
+
+
+def tflite_runner(model: bytes, spec, subsampling: int, threads: int = 1) -> Runner:
+    """A runner over a TFLite model with the runtime's LiteRT backend (chunked as the manifest says)."""
+    from edge_speech.backends import LiteRTBackend
+
+    interpreter = LiteRTBackend(model, spec, _tflite_feature_dim(model), subsampling=subsampling, threads=threads)
+    return interpreter.run
+
+
+def _tflite_feature_dim(model: bytes) -> int:
+    from edge_speech.backends import import_litert
+
+    interpreter = import_litert()(model_content=model)
+    return int(interpreter.get_input_details()[0]["shape"][2])

@@ -15,7 +15,8 @@ import numpy as np
 
 from edge_speech.bundle import Bundle, BundleError, InputSpec
 
-__all__ = ["Backend", "BackendUnavailable", "OnnxBackend", "create_backend", "import_onnxruntime"]
+__all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "import_litert",
+           "import_onnxruntime"]
 
 
 class BackendUnavailable(ImportError):
@@ -36,6 +37,26 @@ def import_onnxruntime():
     except ImportError:
         raise BackendUnavailable("the ONNX Runtime backend needs onnxruntime: pip install 'edge-speech[onnx]'") from None
     return onnxruntime
+
+
+def import_litert():
+    """The LiteRT interpreter class: ai_edge_litert, else tflite_runtime (numpy < 2), else
+    tensorflow.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+        return tf.lite.Interpreter
+    except ImportError:
+        raise BackendUnavailable("the LiteRT backend needs ai-edge-litert: pip install 'edge-speech[tflite]'") from None
 
 
 class OnnxBackend:
@@ -119,46 +140,144 @@ class OnnxBackend:
         return np.asarray(out[0], dtype=np.float32)
 
 
+class LiteRTBackend:
+    """LiteRT (TFLite) with its default XNNPACK delegate. int8/uint8 inputs and outputs are
+    quantized and dequantized with the tensors' own scale and zero point."""
+
+    name = "tflite"
+
+    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: int, subsampling: int = 1,
+                 threads: Optional[int] = None, source: str = "model"):
+        Interpreter = import_litert()
+        try:
+            self.interpreter = Interpreter(model_content=model, num_threads=threads or None)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise BundleError(f"{source}: LiteRT cannot load the model ({str(err).splitlines()[0]})") from None
+        self.providers = ("XNNPACK",)
+        self.fallback = None
+        self.input_spec, self.subsampling = input_spec, subsampling
+        inputs = self.interpreter.get_input_details()
+        if len(inputs) != 1:
+            raise BundleError(f"{source}: the TFLite model has {len(inputs)} inputs; edge_speech feeds one")
+        self.input, self.output = inputs[0], self.interpreter.get_output_details()[0]
+        shape = list(self.input["shape_signature"])
+        if len(shape) != 3:
+            raise BundleError(f"{source}: TFLite input has shape {shape}; expected [1, frames, dim] or [1, dim, frames]")
+        dim_axis, time_axis = (2, 1) if input_spec.layout == "time_major" else (1, 2)
+        if shape[dim_axis] != feature_dim:
+            raise BundleError(f"{source}: the TFLite model takes {shape[dim_axis]} features per frame; the manifest's "
+                              f"feature config gives {feature_dim}")
+        self.fixed_frames = shape[time_axis] if shape[time_axis] > 0 else None
+        window = input_spec.chunk_frames and (input_spec.left_context_frames + input_spec.chunk_frames
+                                              + input_spec.right_context_frames)
+        if self.fixed_frames is not None and window != self.fixed_frames:
+            raise BundleError(f"{source}: the TFLite model has a fixed {self.fixed_frames} frames, but the manifest's "
+                              f"chunking gives windows of {window}")
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
+
+    def _run_window(self, window: np.ndarray) -> np.ndarray:
+        x = window[None] if self.input_spec.layout == "time_major" else window.T[None]
+        if self.fixed_frames is None and tuple(self.input["shape"]) != x.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+        self.interpreter.set_tensor(self.input["index"], _quantize(x, self.input))
+        self.interpreter.invoke()
+        out = _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+        if out.ndim != 3 or out.shape[0] != 1:
+            raise BundleError(f"TFLite output has shape {out.shape}; expected [1, frames, vocab]")
+        return out[0]
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if y.dtype == np.float32:
+        return y
+    scale, zero_point = detail["quantization"]
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
 def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray, spec: InputSpec,
                   subsampling: int) -> np.ndarray:
-    """Runs a whole utterance, or, for fixed-shape models, overlapping windows of
-    left + chunk + right frames (zero-padded at the ends), keeping the outputs of each window's
-    chunk: ceil(frames / subsampling) output frames in all."""
+    """Runs a whole utterance, or, for fixed-shape models, windows of left + chunk + right
+    frames, keeping from each the outputs its context makes exact. The first window starts at
+    the utterance start and the last ends at its end, so the model's own edge padding applies
+    there as in a whole-utterance run; only utterances shorter than a window are zero-padded.
+    Returns ceil(frames / subsampling) output frames."""
     if spec.chunk_frames is None:
         return run_window(features)
-    chunk, left, right = spec.chunk_frames, spec.left_context_frames, spec.right_context_frames
-    window = left + chunk + right
+    left, right = spec.left_context_frames, spec.right_context_frames
+    window = left + spec.chunk_frames + right
+    if window % subsampling or left % subsampling:
+        raise BundleError(f"chunking ({left}+{spec.chunk_frames}+{right}) must be in multiples of the model's "
+                          f"subsampling ({subsampling})")
     frames = len(features)
-    padded = np.zeros((left + frames + chunk + right, features.shape[1]), dtype=np.float32)
-    padded[left:left + frames] = features
-    pieces = []
-    for start in range(0, frames, chunk):
+    wanted = -(-frames // subsampling)
+    padded_frames = max(wanted * subsampling, window)
+    padded = features
+    if padded_frames != frames:
+        padded = np.zeros((padded_frames, features.shape[1]), dtype=np.float32)
+        padded[:frames] = features
+    last_start = padded_frames - window
+    pieces, done = [], 0
+    while done < padded_frames:
+        start = min(max(0, done - left), last_start)
+        keep_until = padded_frames if start == last_start else start + window - right
         out = run_window(padded[start:start + window])
         if len(out) * subsampling != window:
             raise BundleError(f"the model gave {len(out)} output frames for a {window}-frame window; with "
-                              f"subsampling {subsampling} it must give {window / subsampling:g}")
-        pieces.append(out[left // subsampling:(left + chunk) // subsampling])
-    if not pieces:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(pieces)[:-(-frames // subsampling)]
+                              f"subsampling {subsampling} it must give {window // subsampling}")
+        pieces.append(out[(done - start) // subsampling:(keep_until - start) // subsampling])
+        done = keep_until
+    return np.concatenate(pieces)[:wanted]
 
 
 def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int] = None,
-                   providers: Optional[Sequence[str]] = None) -> Backend:
-    """The backend for a bundle: ``"onnx"``, or ``"auto"`` (ONNX when the bundle has an ONNX
-    model and onnxruntime is installed)."""
+                   providers: Optional[Sequence[str]] = None, preferred: str = "onnx") -> Backend:
+    """The backend for a bundle: ``"onnx"``, ``"tflite"``, or ``"auto"``: ``preferred`` (a
+    target profile's choice) when the bundle has that model and its runtime is installed, else
+    the other one."""
     manifest = bundle.manifest
     if backend not in ("auto", "onnx", "tflite"):
         raise ValueError(f"backend must be 'auto', 'onnx' or 'tflite', got {backend!r}")
-    if backend == "tflite":
-        raise BackendUnavailable("the LiteRT (TFLite) backend is not part of this edge_speech release yet; "
-                                 "use backend='onnx'")
-    if "onnx" not in bundle.model_bytes:
-        raise BundleError(f"{bundle.source}: the bundle has no ONNX model (it has {sorted(bundle.model_bytes)})")
+    if backend == "auto":
+        backend = _pick_backend(bundle, preferred)
+    if backend not in bundle.model_bytes:
+        raise BundleError(f"{bundle.source}: the bundle has no {backend} model (it has {sorted(bundle.model_bytes)})")
     threads = threads if threads is not None else _default_threads()
-    return OnnxBackend(bundle.model_bytes["onnx"], manifest.input, manifest.features.dim,
+    if backend == "tflite":
+        return LiteRTBackend(bundle.model_bytes["tflite"], manifest.input_for("tflite"), manifest.features.dim,
+                             subsampling=manifest.subsampling_factor, threads=threads, source=bundle.source)
+    return OnnxBackend(bundle.model_bytes["onnx"], manifest.input_for("onnx"), manifest.features.dim,
                        subsampling=manifest.subsampling_factor, threads=threads,
                        providers=providers or ("CPUExecutionProvider",), source=bundle.source)
+
+
+def _pick_backend(bundle: Bundle, preferred: str) -> str:
+    order = [preferred] + [f for f in ("onnx", "tflite") if f != preferred]
+    available = [f for f in order if f in bundle.model_bytes]
+    for fmt in available:
+        try:
+            import_onnxruntime() if fmt == "onnx" else import_litert()
+            return fmt
+        except BackendUnavailable:
+            continue
+    if not available:
+        raise BundleError(f"{bundle.source}: the bundle has no model")
+    raise BackendUnavailable(f"no runtime for this bundle's models ({', '.join(available)}): "
+                             "pip install 'edge-speech[onnx]' or 'edge-speech[tflite]'")
 
 
 def _default_threads() -> int:

@@ -78,6 +78,7 @@ class Manifest:
     blank_id: int = 0
     subsampling_factor: int = 1
     input: InputSpec = InputSpec()
+    format_inputs: Mapping[str, InputSpec] = dataclasses.field(default_factory=dict)  # per-format overrides
     output_is_log_probs: bool = True
     quantization: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"scheme": "float"})
     target: Optional[str] = None
@@ -106,6 +107,10 @@ class Manifest:
         except ValueError as err:
             raise BundleError(f"manifest feature config does not work at {self.sample_rate} Hz: {err}") from None
 
+    def input_for(self, fmt: str) -> InputSpec:
+        """The input spec of one model format (TFLite models are usually fixed-shape chunks)."""
+        return self.format_inputs.get(fmt, self.input)
+
     @property
     def frame_shift_s(self) -> float:
         """Seconds between model output frames."""
@@ -122,6 +127,7 @@ class Manifest:
             "blank_id": self.blank_id,
             "subsampling_factor": self.subsampling_factor,
             "input": dataclasses.asdict(self.input),
+            "format_inputs": {fmt: dataclasses.asdict(spec) for fmt, spec in self.format_inputs.items()},
             "output": {"is_log_probs": self.output_is_log_probs},
             "models": dict(self.models),
             "files": {k: dict(v) for k, v in self.files.items()},
@@ -158,13 +164,14 @@ class Manifest:
             raise BundleError(f"{source}: tokens must be a list of strings")
         try:
             input_spec = InputSpec(**data.get("input", {}))
-        except TypeError as err:
+            format_inputs = {fmt: InputSpec(**spec) for fmt, spec in data.get("format_inputs", {}).items()}
+        except (TypeError, AttributeError) as err:
             raise BundleError(f"{source}: invalid input section: {err}") from None
         try:
             return cls(
                 kind=data["kind"], sample_rate=data["sample_rate"], features=features, tokens=tuple(tokens),
                 models=dict(data["models"]), blank_id=data.get("blank_id", 0),
-                subsampling_factor=data.get("subsampling_factor", 1), input=input_spec,
+                subsampling_factor=data.get("subsampling_factor", 1), input=input_spec, format_inputs=format_inputs,
                 output_is_log_probs=bool(data.get("output", {}).get("is_log_probs", True)),
                 quantization=dict(data.get("quantization", {"scheme": "float"})), target=data.get("target"),
                 name=str(data.get("name", "model")), files=dict(data.get("files", {})),

@@ -88,15 +88,16 @@ class Recognizer:
         ``target`` names a device profile (``edge-speech targets``) whose thread count and
         execution providers are used; ``threads`` overrides the profile."""
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
-        providers = None
+        providers, preferred = None, "onnx"
         if target is not None:
             from edge_speech.targets import get_target
 
             profile = get_target(target)
-            providers = profile.onnx_providers
+            providers, preferred = profile.onnx_providers, profile.backend
             if threads is None and profile.threads:
                 threads = profile.threads
-        return cls(bundle, create_backend(bundle, backend=backend, threads=threads, providers=providers), beam=beam)
+        return cls(bundle, create_backend(bundle, backend=backend, threads=threads, providers=providers,
+                                          preferred=preferred), beam=beam)
 
     # -- offline --------------------------------------------------------------------------
     def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: "str | Path | None" = None,
@@ -155,11 +156,12 @@ class Recognizer:
         manifest's chunking), so models whose receptive field fits the context give exactly the
         offline result."""
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, None)
-        spec = self.manifest.input
+        spec = self.manifest.input_for(self.backend.name)
         if spec.chunk_frames is not None:
             chunk_frames, left_context_frames, right_context_frames = (
                 spec.chunk_frames, spec.left_context_frames, spec.right_context_frames)
-        return RecognizerStream(self, decoder, chunk_frames, left_context_frames, right_context_frames)
+        return RecognizerStream(self, decoder, chunk_frames, left_context_frames, right_context_frames,
+                                fixed_shape=spec.chunk_frames is not None)
 
     # -- internals ------------------------------------------------------------------------
     def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar) -> decoding.CTCDecoder:
@@ -190,7 +192,8 @@ class Recognizer:
 class RecognizerStream:
     """Streaming recognition; create it with :meth:`Recognizer.create_stream`. Not thread-safe."""
 
-    def __init__(self, recognizer: Recognizer, decoder: decoding.CTCDecoder, chunk: int, left: int, right: int):
+    def __init__(self, recognizer: Recognizer, decoder: decoding.CTCDecoder, chunk: int, left: int, right: int,
+                 fixed_shape: bool = False):
         sub = recognizer.manifest.subsampling_factor
         if chunk % sub or left % sub:
             raise ValueError(f"chunk and left context must be multiples of the model's subsampling ({sub})")
@@ -199,6 +202,9 @@ class RecognizerStream:
         self._features = features.FeatureStream(recognizer.manifest.features, self._rate)
         self._decoder = decoder.create_stream()
         self._chunk, self._left, self._right, self._sub = chunk, left, right, sub
+        # Fixed-shape models see whole windows; the last one is aligned to the end, as offline.
+        self._fixed_window = left + chunk + right if fixed_shape else None
+        self._history = self._fixed_window or left
         self._pending = np.zeros((0, recognizer.manifest.features.dim), dtype=np.float32)  # context + unrun frames
         self._pending_start = 0  # absolute index of _pending[0]
         self._next_frame = 0  # first feature frame whose outputs are not yet decoded
@@ -262,13 +268,16 @@ class RecognizerStream:
                 return
             start = max(0, self._next_frame - self._left)
             stop = min(total, end + self._right)
+            if final and self._fixed_window and end >= total:
+                padded_total = -(-total // self._sub) * self._sub
+                start = max(0, min(start, padded_total - self._fixed_window))
             window = self._pending[start - self._pending_start:stop - self._pending_start]
             out = self.recognizer.log_probs_from_features(window)
             first = (self._next_frame - start) // self._sub
             count = -(-(min(end, total) - self._next_frame) // self._sub)
             self._decoder.accept(out[first:first + count])
             self._next_frame = end
-            keep_from = max(0, self._next_frame - self._left)
+            keep_from = max(0, self._next_frame - self._history)
             self._pending = self._pending[keep_from - self._pending_start:]
             self._pending_start = keep_from
 

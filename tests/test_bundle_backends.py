@@ -212,5 +212,5 @@ def test_backend_selection_errors_name_the_fix(tmp_path):
     bundle = Bundle.load(make_bundle(tmp_path / "b"))
     with pytest.raises(ValueError, match="backend must be"):
         backends.create_backend(bundle, backend="tensorrt")
-    with pytest.raises(backends.BackendUnavailable, match="backend='onnx'"):
+    with pytest.raises(BundleError, match=r"has no tflite model \(it has \['onnx'\]\)"):
         backends.create_backend(bundle, backend="tflite")

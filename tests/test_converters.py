@@ -112,14 +112,50 @@ def test_convert_pipeline_writes_bundles_the_runtime_loads(tmp_path, speech):
     assert isinstance(result.text, str)
 
 
+def test_float_tflite_in_chunks_equals_the_whole_utterance_torch_model(speech_features):
+    from edge_speech.backends import LiteRTBackend
+
+    model = seeded(DSConvCTC)  # receptive field 63 input frames: 32 frames of context cover it
+    tflite, spec = converters.export_tflite(model, 80, chunk_frames=64, left_context_frames=32,
+                                            right_context_frames=32)
+    backend = LiteRTBackend(tflite, spec, 80, subsampling=2, threads=1)
+    for feats in speech_features[:3]:
+        np.testing.assert_allclose(backend.run(feats), torch_runner(model)(feats), rtol=1e-3, atol=2e-4)
+
+
+def test_int8_tflite_and_onnx_in_one_bundle_run_on_both_backends(tmp_path, speech):
+    model = seeded(DSConvCTC, vocab=len(TOKENS))
+    samples = speech(16000)
+    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    report = converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, calib=calib, quantize="int8",
+                                formats=("onnx", "tflite"), tflite_context_frames=32, out=tmp_path / "b")
+    tfl = report.step("export_tflite")
+    assert tfl["scheme"] == "int8" and tfl["vs_torch"]["cosine"] >= 0.98, tfl
+    bundle = Bundle.load(tmp_path / "b")
+    assert set(bundle.model_bytes) == {"onnx", "tflite"}
+    assert bundle.manifest.input_for("tflite").chunk_frames == 64 and bundle.manifest.input_for("onnx").chunk_frames is None
+    on_onnx = Recognizer.from_bundle(tmp_path / "b", backend="onnx")
+    on_tflite = Recognizer.from_bundle(tmp_path / "b", backend="tflite")
+    assert on_tflite.backend.name == "tflite"
+    lp_onnx = on_onnx.log_probs(samples)
+    lp_tflite = on_tflite.log_probs(samples)
+    assert lp_onnx.shape == lp_tflite.shape
+    cosine = float((lp_onnx * lp_tflite).sum() / np.linalg.norm(lp_onnx) / np.linalg.norm(lp_tflite))
+    assert cosine >= 0.98
+    stream = on_tflite.create_stream()
+    for start in range(0, len(samples), 4000):
+        stream.accept_waveform(samples[start:start + 4000], 16000)
+    assert stream.finish().text == on_tflite.transcribe((samples, 16000)).text
+
+
 def test_convert_validates_its_inputs(tmp_path):
     model = seeded(DSConvCTC, vocab=len(TOKENS))
     with pytest.raises(ValueError, match="29 classes but 3 tokens"):
         converters.convert(model, torch.randn(1, 50, 80), FBANK, ["a", "b", "c"], quantize=None, out=tmp_path / "x")
     with pytest.raises(ValueError, match="no .wav files"):
         converters.convert(model, torch.randn(1, 50, 80), FBANK, TOKENS, calib=tmp_path, out=tmp_path / "y")
-    with pytest.raises(NotImplementedError, match="TFLite"):
-        converters.convert(model, torch.randn(1, 50, 80), FBANK, TOKENS, formats=("tflite",), out=tmp_path / "z")
+    with pytest.raises(ValueError, match="formats must be"):
+        converters.convert(model, torch.randn(1, 50, 80), FBANK, TOKENS, formats=("coreml",), out=tmp_path / "z")
 
 
 def test_checkpoints_load_safely(tmp_path):
