@@ -40,7 +40,8 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
             prune: Optional[float] = None, importance: str = "magnitude", quantize: Optional[str] = "int8",
             formats: Sequence[str] = ("onnx",), target: Optional[str] = None, out: "str | Path" = "bundle",
             sample_rate: int = 16000, blank_id: int = 0, name: str = "model", keep_fp32: bool = True,
-            max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16) -> ConversionReport:
+            max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16,
+            finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
@@ -50,6 +51,10 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
     ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``). ``formats``
     may add ``"tflite"``: a fixed-shape model over windows of ``tflite_chunk_frames`` plus
     ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``).
+    ``finetune_epochs``: after pruning, distil from the unpruned model on the calibration and
+    evaluation audio (plus CTC on the evaluation transcripts). ``max_accuracy_drop``: CER points
+    (greedy-token disagreement without ``eval``) the ONNX quantization may cost; the most
+    sensitive layers go back to float until it holds.
     """
     torch = import_torch()
     unknown = set(formats) - {"onnx", "tflite"}
@@ -80,9 +85,21 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
                                                                                tokens, blank_id)})
 
     if prune:
+        teacher = model
         model, prune_report = prune_model(model, example_input, target_macs_ratio=prune, importance=importance)
         steps.append({"step": "prune", **prune_report.to_dict(),
                       **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
+        if finetune_epochs:
+            from edge_speech.converters.finetune import finetune
+
+            token_ids = {t: i for i, t in enumerate(tokens)}
+            data = calibration + [f for f, _ in evaluation]
+            labels = None
+            if evaluation and not calibration:
+                labels = [[token_ids[c] for c in text if c in token_ids] for _, text in evaluation]
+            tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id)
+            steps.append({"step": "finetune", **dataclasses.asdict(tuned),
+                          **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
 
     fp32 = export_onnx(model, example_input)
     probe = calibration[:8] or [f for f, _ in evaluation[:8]] or [example_input[0].numpy()]
@@ -94,8 +111,12 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
     if quantize:
         final = quantize_onnx(fp32, calibration, scheme=quantize,
                               symmetric_activations=bool(profile and "TensorrtExecutionProvider" in profile.onnx_providers))
+        kept_float: List[str] = []
+        if max_accuracy_drop is not None:
+            final, kept_float = _within_budget(fp32, final, quantize, calibration, probe, evaluation, tokens, blank_id,
+                                               max_accuracy_drop)
         check = verify(onnx_runner(fp32), onnx_runner(final), probe + [f for f, _ in evaluation], blank_id)
-        steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final),
+        steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final), "kept_float": kept_float,
                       "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
                       **_accuracy(onnx_runner(final), evaluation, tokens, blank_id)})
 
@@ -129,6 +150,29 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
                                                    format_inputs={}), {"model.onnx": fp32})
     write_bundle(out, manifest, files)
     return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
+
+
+def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, probe, evaluation, tokens, blank_id,
+                   budget: float) -> Tuple[bytes, List[str]]:
+    """Moves the most quantization-sensitive layers back to float, one at a time, until the
+    accuracy drop is within ``budget`` (CER points, or greedy-token disagreement points)."""
+    from edge_speech.converters.quantization import sensitivity
+
+    def drop(model: bytes) -> float:
+        if evaluation:
+            return 100 * (_accuracy(onnx_runner(model), evaluation, tokens, blank_id)["cer"]
+                          - _accuracy(onnx_runner(fp32), evaluation, tokens, blank_id)["cer"])
+        return 100 * (1 - verify(onnx_runner(fp32), onnx_runner(model), probe, blank_id).greedy_token_agreement)
+
+    kept: List[str] = []
+    if drop(quantized) <= budget:
+        return quantized, kept
+    for name, _ in sensitivity(fp32, calibration, probe, scheme=scheme):
+        kept.append(name)
+        quantized = quantize_onnx(fp32, calibration, scheme=scheme, keep_float=kept)
+        if drop(quantized) <= budget:
+            break
+    return quantized, kept
 
 
 def _features_of(source: AudioSet, config: features.FeatureConfig, rate: int, limit: int) -> List[np.ndarray]:

@@ -74,3 +74,21 @@ class _Reader:
 
     def rewind(self):  # pragma: no cover - called by some calibrators
         pass
+
+
+def sensitivity(onnx_model: bytes, calibration: Sequence[np.ndarray], probe: Sequence[np.ndarray],
+                scheme: str = "int8", input_name: str = "features") -> list:
+    """Per-layer quantization error: for every weight-bearing node, the output SNR (dB) against
+    float when only that node is quantized; lowest SNR (most sensitive) first."""
+    import onnx
+
+    from edge_speech.converters.verification import onnx_runner, verify
+
+    nodes = [n.name for n in onnx.load_from_string(onnx_model).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    reference = onnx_runner(onnx_model, input_name)
+    scores = []
+    for name in nodes:
+        others = [n for n in nodes if n != name]
+        single = quantize(onnx_model, calibration, scheme=scheme, input_name=input_name, keep_float=others)
+        scores.append((name, verify(reference, onnx_runner(single, input_name), probe).snr_db))
+    return sorted(scores, key=lambda item: item[1])

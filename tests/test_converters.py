@@ -187,3 +187,28 @@ class Unexportable(torch.nn.Module):
 def test_export_failure_names_the_problem():
     with pytest.raises(RuntimeError, match="ONNX export failed: .*zeta"):
         converters.export_onnx(Unexportable(), torch.randn(1, 10, 4))
+
+
+def test_finetune_after_pruning_recovers_agreement_and_resumes(tmp_path, speech_features):
+    teacher = seeded(DSConvCTC)
+    example = torch.from_numpy(speech_features[0])[None]
+    student, _ = converters.prune(teacher, example, target_macs_ratio=0.5)
+    before = converters.verify(torch_runner(teacher), torch_runner(student), speech_features)
+    report = converters.finetune(student, teacher, speech_features, epochs=3, batch_size=2, lr=3e-3,
+                                 spec_augment=False, checkpoint=tmp_path / "ft.pt")
+    after = converters.verify(torch_runner(teacher), torch_runner(student), speech_features)
+    assert report.last_loss < report.first_loss
+    assert after.frame_agreement > before.frame_agreement + 0.2
+    assert after.greedy_token_agreement > before.greedy_token_agreement
+    resumed = converters.finetune(student, teacher, speech_features, epochs=3, checkpoint=tmp_path / "ft.pt")
+    assert resumed.steps == 0  # all epochs were already done
+
+
+def test_sensitivity_ranks_layers_and_budget_keeps_the_worst_in_float(tmp_path, speech_features):
+    model = seeded(DSConvCTC)
+    fp32 = converters.export_onnx(model, torch.from_numpy(speech_features[0])[None])
+    ranking = converters.sensitivity(fp32, speech_features[:3], speech_features[:2])
+    assert len(ranking) >= 5 and ranking[0][1] <= ranking[-1][1]
+    report = converters.convert(model, torch.from_numpy(speech_features[0])[None], FBANK, TOKENS,
+                                calib=[], quantize=None, out=tmp_path / "float")
+    assert report.step("export_onnx")["bytes"] > 0
