@@ -101,6 +101,37 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        from edge_speech import converters
+    except ImportError as err:
+        raise ValueError(str(err)) from None
+    import torch
+
+    module_name, _, function = args.factory.partition(":")
+    if not function:
+        raise ValueError(f"--factory must be module:function, got {args.factory!r}")
+    sys.path.insert(0, ".")
+    factory = getattr(importlib.import_module(module_name), function)
+    model = converters.load_checkpoint(args.model, factory) if args.model else factory().eval()
+    tokens = [line.rstrip("\n").split(" ")[0] if args.tokens.endswith(".txt") and " " in line else line.rstrip("\n")
+              for line in open(args.tokens, encoding="utf-8") if line.strip("\n")]
+    config = features.FeatureConfig.preset(args.features)
+    evaluation = None
+    if args.eval:
+        evaluation = [(path, text) for path, text in (line.rstrip("\n").split("\t", 1)
+                                                     for line in open(args.eval, encoding="utf-8") if "\t" in line)]
+    report = converters.convert(
+        model, torch.zeros(1, 200, config.dim), config, tokens, calib=args.calib, eval=evaluation,
+        prune=args.prune, quantize=None if args.quantize == "float" else args.quantize,
+        formats=tuple(args.formats.split(",")), target=args.target, out=args.output, name=args.name,
+        finetune_epochs=args.finetune_epochs, max_accuracy_drop=args.max_accuracy_drop)
+    print(json.dumps(report.to_dict(), indent=2, default=float))
+    return 0
+
+
 def _targets(args: argparse.Namespace) -> int:
     profiles = targets.load_targets()
     if args.detect:
@@ -184,6 +215,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_bench)
+    p = sub.add_parser("convert", help="prune, quantize, export and verify a PyTorch CTC model into a bundle")
+    p.add_argument("model", nargs="?", help="checkpoint (state dict or safetensors); omit to use the factory's weights")
+    p.add_argument("--factory", required=True, help="module:function returning the nn.Module (features [B,T,D] -> log-probs)")
+    p.add_argument("--tokens", required=True, help="one token per line (blank first); sherpa-style 'token id' lines work")
+    p.add_argument("--features", default="kaldi-fbank", choices=sorted(features.PRESETS))
+    p.add_argument("--calib", help="folder of calibration WAVs (required for int8)")
+    p.add_argument("--eval", help="TSV of 'wav path<TAB>transcript' lines for CER before and after each step")
+    p.add_argument("--prune", type=float, help="fraction of MACs to remove")
+    p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "float", "target"])
+    p.add_argument("--max-accuracy-drop", type=float, help="CER points the quantization may cost")
+    p.add_argument("--formats", default="onnx", help="comma-separated: onnx,tflite")
+    p.add_argument("--target", help="device profile (see 'edge-speech targets')")
+    p.add_argument("--name", default="model")
+    p.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    p.set_defaults(run=_convert)
     p = sub.add_parser("info", help="summarise a bundle, a bundle zip or a model file with an embedded manifest")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true")

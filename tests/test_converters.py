@@ -4,6 +4,8 @@ runtime loads; bad inputs are refused with errors that say what to do."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -212,3 +214,28 @@ def test_sensitivity_ranks_layers_and_budget_keeps_the_worst_in_float(tmp_path, 
     report = converters.convert(model, torch.from_numpy(speech_features[0])[None], FBANK, TOKENS,
                                 calib=[], quantize=None, out=tmp_path / "float")
     assert report.step("export_onnx")["bytes"] > 0
+
+
+def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "mymodels.py").write_text(
+        "import sys\nsys.path.insert(0, %r)\nfrom converter_models import DSConvCTC, seeded\n"
+        "def make():\n    return seeded(DSConvCTC, vocab=29)\n" % str(Path(__file__).parent))
+    (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for rate in (16000, 22050):
+        (calib / f"{rate}.wav").write_bytes(speech_wav(rate).read_bytes())
+    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
+                             "--tokens", "tokens.txt", "--calib", "calib", "--prune", "0.3", "-o", "out"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [s["step"] for s in report["steps"]] == ["source", "prune", "export_onnx", "quantize"]
+    assert Bundle.load(tmp_path / "out").manifest.quantization["scheme"] == "int8"
+    bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "nomodule",
+                          "--tokens", "tokens.txt", "-o", "x"], cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 2 and "module:function" in bad.stderr
