@@ -191,21 +191,20 @@ static float log_of(float x, es_log_scale scale) {
 }
 
 /* ln(x) for finite normal x > 0, accurate to about 1e-7 relative, in a loop the compiler
- * vectorises (libm's logf is a call per value). x = 2^e * m with m in [sqrt(1/2), sqrt(2));
+ * vectorises (libm's logf is a call per value). x = 2^e * m with m in [sqrt(1/2), sqrt(2)),
+ * found without a branch by offsetting the bits by those of sqrt(1/2) (as musl's logf does);
  * ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series to s^9. */
-static void log_in_place(float *x, int n, float multiplier) {
+static void log_in_place(float *restrict x, int n, float multiplier) {
+  const uint32_t sqrt_half = 0x3F3504F3u; /* bits of sqrt(1/2) */
   for (int i = 0; i < n; i++) {
-    uint32_t bits;
-    float v = ES_MIN(x[i], 3.0e38f);
-    memcpy(&bits, &v, sizeof bits);
-    int32_t e = (int32_t)((bits >> 23) & 0xFF) - 127;
-    uint32_t mbits = (bits & 0x007FFFFFu) | 0x3F800000u; /* m in [1, 2) */
+    int32_t bits;
+    memcpy(&bits, &x[i], sizeof bits);
+    bits = ES_MIN(bits, 0x7F7FFFFF); /* +inf to FLT_MAX: positive floats order as their bits */
+    uint32_t ix = (uint32_t)bits - sqrt_half + 0x40000000u; /* + 2^30 (128 << 23): no wrap for normal x */
+    int32_t e = (int32_t)(ix >> 23) - 128;
+    uint32_t mbits = (ix & 0x007FFFFFu) + sqrt_half;
     float m;
     memcpy(&m, &mbits, sizeof m);
-    if (m > 1.41421356f) {
-      m *= 0.5f;
-      e += 1;
-    }
     float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
     float series = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
     x[i] = ((float)e * 0.69314718056f + 2.0f * s * series) * multiplier;
