@@ -211,6 +211,12 @@ static void log_in_place(float *restrict x, int n, float multiplier) {
   }
 }
 
+/* |X[k]|^2 of interleaved bins into a separate buffer: written in place, GCC's alias check
+ * sends the loop down its scalar path. */
+static void power_spectrum(const float *restrict spectrum, float *restrict power, int bins) {
+  for (int k = 0; k < bins; k++) power[k] = spectrum[2 * k] * spectrum[2 * k] + spectrum[2 * k + 1] * spectrum[2 * k + 1];
+}
+
 static void compute_frame(es_frontend *fe, float *out) {
   const es_frontend_config *c = &fe->config;
   const int n = fe->frame_length;
@@ -237,12 +243,18 @@ static void compute_frame(es_frontend *fe, float *out) {
     for (int j = 0; j < n; j++) energy += x[j] * x[j];
   /* x[n .. fft_size) stays zero: set by init, never written. */
   es_rfft_forward(&fe->fft, x, fe->spectrum);
-  float *power = fe->spectrum; /* bin k's power overwrites slot k; slots 2k, 2k+1 are read first */
   const int bins = fe->fft_size / 2 + 1;
-  for (int k = 0; k < bins; k++) {
-    float re = fe->spectrum[2 * k], im = fe->spectrum[2 * k + 1];
-    float p = re * re + im * im;
-    power[k] = c->use_power ? p : sqrtf(p);
+  float *power;
+  if (c->use_power && bins <= n) {
+    power = x; /* the frame is spent, and the next pop rewrites x[0 .. n) */
+    power_spectrum(fe->spectrum, power, bins);
+  } else {
+    power = fe->spectrum; /* bin k's power overwrites slot k; slots 2k, 2k+1 are read first */
+    for (int k = 0; k < bins; k++) {
+      float re = fe->spectrum[2 * k], im = fe->spectrum[2 * k + 1];
+      float p = re * re + im * im;
+      power[k] = c->use_power ? p : sqrtf(p);
+    }
   }
   float *mel = fe->mel_energies;
   es_mel_apply(&fe->mel, power, mel);
