@@ -194,7 +194,7 @@ static float log_of(float x, es_log_scale scale) {
  * vectorises (libm's logf is a call per value). x = 2^e * m with m in [sqrt(1/2), sqrt(2)),
  * found without a branch by offsetting the bits by those of sqrt(1/2) (as musl's logf does);
  * ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series to s^9. */
-static void log_in_place(float *restrict x, int n, float multiplier) {
+static void log_in_place(float *x, int n, float multiplier) {
   const uint32_t sqrt_half = 0x3F3504F3u; /* bits of sqrt(1/2) */
   for (int i = 0; i < n; i++) {
     int32_t bits;
@@ -214,7 +214,10 @@ static void log_in_place(float *restrict x, int n, float multiplier) {
 /* |X[k]|^2 of interleaved bins into a separate buffer: written in place, GCC's alias check
  * sends the loop down its scalar path. */
 static void power_spectrum(const float *restrict spectrum, float *restrict power, int bins) {
-  for (int k = 0; k < bins; k++) power[k] = spectrum[2 * k] * spectrum[2 * k] + spectrum[2 * k + 1] * spectrum[2 * k + 1];
+  for (int k = 0; k < bins; k++) {
+    const float re = spectrum[2 * k], im = spectrum[2 * k + 1];
+    power[k] = re * re + im * im;
+  }
 }
 
 static void compute_frame(es_frontend *fe, float *out) {
