@@ -99,14 +99,19 @@ def synthetic_speech(seconds: float) -> np.ndarray:
 
 
 # -- timing ---------------------------------------------------------------------------------
-def best_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call costs (numba compilation, caches) are not what we compare
-    best = float("inf")
+def best_pair_ms(first, second, repeats: int):
+    """Best-of-``repeats`` times of two functions, run alternately so that load from other
+    processes on a shared machine falls on both alike. One warm-up call each first: first-call
+    costs (numba compilation, caches) are not what we compare."""
+    best = [float("inf"), float("inf")]
+    first()
+    second()
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+        for i, f in enumerate((first, second)):
+            start = time.perf_counter()
+            f()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best[0] * 1e3, best[1] * 1e3
 
 
 def rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
@@ -133,7 +138,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info(source: str, seconds: float, repeats: int) -> list:
+def load_average() -> str:
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
+
+
+def machine_info(source: str, seconds: float, repeats: int, load_before: str) -> list:
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -149,7 +161,8 @@ def machine_info(source: str, seconds: float, repeats: int) -> list:
         ("python_speech_features", version("python_speech_features")),
         ("scipy", version("scipy")),
         ("audio", f"{seconds:g} s at {SAMPLE_RATE} Hz, {source}"),
-        ("timing", f"best of {repeats} runs (time.perf_counter), after one warm-up run"),
+        ("load average", f"{load_before} before the run, {load_average()} after"),
+        ("timing", f"best of {repeats} runs (time.perf_counter), ours and peer alternating, after one warm-up run each"),
     ]
     blas = {k: v for k, v in _ENV_BEFORE.items() if k.startswith("OPENBLAS_")}
     info.append(("OPENBLAS env", ", ".join(f"{k}={'unset' if v is None else v}" for k, v in blas.items())))
@@ -173,6 +186,7 @@ def run(seconds: float, repeats: int, threads_calls: int):
 
     from edge_speech import features
 
+    load_before = load_average()
     source = "espeak-ng speech (sox to 16 kHz, looped)"
     audio = espeak_speech(seconds)
     if audio is None:
@@ -192,7 +206,7 @@ def run(seconds: float, repeats: int, threads_calls: int):
                                              center=True, pad_mode="reflect", n_mels=80)
         return np.log(mel + 1e-6)
 
-    ours, peer = best_ms(ours_librosa, repeats), best_ms(peer_librosa, repeats)
+    ours, peer = best_pair_ms(ours_librosa, peer_librosa, repeats)
     rows.append(("librosa-mel one-shot vs librosa", ours, peer, 3.0))
     checks.append(("librosa-mel vs librosa", rel_err(ours_librosa(), peer_librosa().T)))
 
@@ -244,12 +258,12 @@ def run(seconds: float, repeats: int, threads_calls: int):
         knf_drain(fb, out, 0)
         return np.array(out, dtype=np.float32)
 
-    ours, peer = best_ms(ours_stream, repeats), best_ms(peer_stream, repeats)
+    ours, peer = best_pair_ms(ours_stream, peer_stream, repeats)
     rows.append(("kaldi-fbank 10 ms chunks vs knf (numpy chunks)", ours, peer, 5.0))
-    peer = best_ms(lambda: peer_stream(knf_lists), repeats)
+    ours, peer = best_pair_ms(ours_stream, lambda: peer_stream(knf_lists), repeats)
     rows.append(("kaldi-fbank 10 ms chunks vs knf (list chunks)", ours, peer, 5.0))
     checks.append(("kaldi-fbank stream vs knf stream", rel_err(ours_stream(), peer_stream())))
-    ours, peer = best_ms(ours_kaldi, repeats), best_ms(peer_kaldi, repeats)
+    ours, peer = best_pair_ms(ours_kaldi, peer_kaldi, repeats)
     rows.append(("kaldi-fbank one-shot vs knf", ours, peer, None))
     checks.append(("kaldi-fbank one-shot vs knf", rel_err(ours_kaldi(), peer_kaldi())))
     checks.append(("kaldi-fbank stream vs one-shot (ours)",
@@ -260,7 +274,7 @@ def run(seconds: float, repeats: int, threads_calls: int):
     def peer_psf():
         return psf.logfbank(audio, samplerate=SAMPLE_RATE, winlen=0.025, winstep=0.01, nfilt=80, nfft=512)
 
-    ours, peer = best_ms(ours_kaldi, repeats), best_ms(peer_psf, repeats)
+    ours, peer = best_pair_ms(ours_kaldi, peer_psf, repeats)
     rows.append(("kaldi-fbank one-shot vs python_speech_features", ours, peer, None))
 
     # (d) GIL release: N calls in one thread vs the same N over two threads.
@@ -279,9 +293,20 @@ def run(seconds: float, repeats: int, threads_calls: int):
         for w in workers:
             w.join()
 
-    single, double = best_ms(one_thread, repeats), best_ms(two_threads, repeats)
+    double, single = best_pair_ms(two_threads, one_thread, repeats)
+    # The speedup needs two idle cores; this does not. While one thread computes, count how
+    # often the main thread gets to run Python: a GIL held through the call would allow ~none.
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (calls(threads_calls), done.set()))
+    spins, start = 0, time.perf_counter()
+    worker.start()
+    while not done.is_set():
+        spins += 1
+    worker.join()
+    checks.append((f"GIL: main-thread Python loops during {threads_calls} calls in a worker "
+                   f"({(time.perf_counter() - start) * 1e3:.0f} ms)", float(spins)))
     rows.append((f"{threads_calls} librosa-mel calls: 2 threads vs 1", double, single, 1.8))
-    return rows, checks, machine_info(source, seconds, repeats)
+    return rows, checks, machine_info(source, seconds, repeats, load_before)
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -314,10 +339,11 @@ def main(argv=None) -> int:
         for r in body:
             print("| " + " | ".join(r) + " |")
         print()
-        print("Accuracy in the same run (relative error ||ours - ref|| / ||ref||; the last line is a max abs difference):")
+        print("Checks in the same run (relative error ||ours - ref|| / ||ref||; stream vs one-shot is a max abs "
+              "difference; the GIL line is a count):")
         print()
         for name, err in checks:
-            print(f"- {name}: {err:.2e}")
+            print(f"- {name}: {err:.2e}" if not name.startswith("GIL") else f"- {name}: {err:.0f}")
         print()
         print("Machine and versions:")
         print()
@@ -332,9 +358,9 @@ def main(argv=None) -> int:
             print("  ".join(str(x).ljust(w) if i in (0, 4, 5) else str(x).rjust(w)
                             for i, (x, w) in enumerate(zip(r, widths))))
         print()
-        print("accuracy (relative error; stream vs one-shot is a max abs difference):")
+        print("checks (relative error; stream vs one-shot is a max abs difference; GIL is a count):")
         for name, err in checks:
-            print(f"  {name:40s}{err:.2e}")
+            print(f"  {name:40s}{err:.2e}" if not name.startswith("GIL") else f"  {name}: {err:.0f}")
         print("(GIL row: 'ours' is two threads, 'peer' one thread; ratio is the speedup)")
     return 0 if all(v != "FAIL" for *_, v in body) else 1
 
