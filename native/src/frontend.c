@@ -254,11 +254,14 @@ static void compute_frame(es_frontend *fe, float *out) {
   }
   float energy = 0.0f;
   if (c->use_energy && c->raw_energy) energy = sum_of_squares(x, n);
-  if (c->preemphasis != 0.0f) {
-    for (int j = n - 1; j > 0; j--) x[j] -= c->preemphasis * x[j - 1];
-    x[0] -= c->preemphasis * x[0];
+  const float *window = fe->window;
+  if (c->preemphasis != 0.0f) { /* fused with the window: one pass, the same arithmetic */
+    const float k = c->preemphasis;
+    for (int j = n - 1; j > 0; j--) x[j] = (x[j] - k * x[j - 1]) * window[j];
+    x[0] = (x[0] - k * x[0]) * window[0];
+  } else {
+    for (int j = 0; j < n; j++) x[j] *= window[j];
   }
-  for (int j = 0; j < n; j++) x[j] *= fe->window[j];
   if (c->use_energy && !c->raw_energy) energy = sum_of_squares(x, n);
   /* x[n .. fft_size) stays zero: set by init, never written. */
   es_rfft_forward(&fe->fft, x, fe->spectrum);
