@@ -1,5 +1,7 @@
-/* Real FFT: an N/2-point complex radix-2 transform on split real/imaginary arrays (which the
- * compiler vectorises), then the standard split step that recovers N/2 + 1 real-input bins. */
+/* Real FFT: an N/2-point complex transform of z[m] = x[2m] + i x[2m+1], then the standard
+ * split step that recovers N/2 + 1 real-input bins. The complex transform is a Stockham
+ * (autosort) decimation in frequency on split real/imaginary arrays: no bit-reversal pass, and
+ * every stage after the first reads and writes contiguous runs the compiler vectorises. */
 #include "edge_speech/es_fft.h"
 
 #include <math.h>
@@ -21,12 +23,11 @@ void es_rfft_free(es_rfft *fft) {
   memset(fft, 0, sizeof(*fft));
 }
 
-/* Number of twiddle floats: a radix-2 first stage when log2(half) is odd (no twiddles), then
- * radix-4 stages of span h = 1 or 2, times 4, ..., each with 3 complex twiddles per k < h. */
+/* Twiddle floats: radix-4 stages of length L = half, half / 4, ... while L >= 4, each with
+ * W^p, W^2p, W^3p (W = e^{-2 pi i / L}) for p < L / 4, as 6 runs of L / 4 floats. */
 static size_t twiddle_floats(int half) {
   size_t total = 0;
-  int h = (half & 0x55555555) ? 1 : 2; /* half a power of 4: start at span 1 */
-  for (; 4 * h <= half; h *= 4) total += 6 * (size_t)h;
+  for (int len = half; len >= 4; len /= 4) total += 6 * (size_t)(len / 4);
   return total;
 }
 
@@ -38,30 +39,22 @@ es_status es_rfft_init(es_rfft *fft, int size) {
   fft->size = size;
   fft->twiddles = malloc(sizeof(float) * (twiddle_floats(half) + 1));
   fft->unpack = malloc(sizeof(float) * 2 * (size_t)(half + 1));
-  fft->bit_reverse = malloc(sizeof(int) * (size_t)half);
+  fft->bit_reverse = NULL; /* the autosort transform needs no permutation */
   fft->scratch = malloc(sizeof(float) * 2 * (size_t)half);
-  if (!fft->twiddles || !fft->unpack || !fft->bit_reverse || !fft->scratch) {
+  if (!fft->twiddles || !fft->unpack || !fft->scratch) {
     es_rfft_free(fft);
     return ES_ERR_OUT_OF_MEMORY;
   }
-  int bits = 0;
-  while ((1 << bits) < half) bits++;
-  for (int i = 0; i < half; i++) {
-    int r = 0;
-    for (int b = 0; b < bits; b++) r |= ((i >> b) & 1) << (bits - 1 - b);
-    fft->bit_reverse[i] = r;
-  }
-  /* Per radix-4 stage of span h: W^k, W^2k, W^3k for k < h, W = e^{-2 pi i / 4h}; each as h
-   * cosines then h sines (split layout, like the data). */
   float *t = fft->twiddles;
-  for (int h = (half & 0x55555555) ? 1 : 2; 4 * h <= half; h *= 4) {
-    for (int p = 1; p <= 3; p++) {
-      for (int k = 0; k < h; k++) {
-        double angle = -2.0 * ES_PI * p * k / (4.0 * h);
-        t[k] = (float)cos(angle);
-        t[h + k] = (float)sin(angle);
+  for (int len = half; len >= 4; len /= 4) {
+    const int m = len / 4;
+    for (int r = 1; r <= 3; r++) {
+      for (int p = 0; p < m; p++) {
+        double angle = -2.0 * ES_PI * r * p / len;
+        t[p] = (float)cos(angle);
+        t[m + p] = (float)sin(angle);
       }
-      t += 2 * h;
+      t += 2 * m;
     }
   }
   for (int k = 0; k <= half; k++) {
@@ -72,69 +65,117 @@ es_status es_rfft_init(es_rfft *fft, int size) {
   return ES_OK;
 }
 
-/* One block of a radix-4 stage: quarters q0..q3 of span h. With binary bit reversal the second
- * and third quarters hold the sub-DFTs of residues 2 and 1 (mod 4), so they swap roles. */
-static void radix4_butterflies(float *restrict r0, float *restrict i0, float *restrict r1,
-                               float *restrict i1, float *restrict r2, float *restrict i2,
-                               float *restrict r3, float *restrict i3, const float *restrict w, int h) {
-  const float *restrict w1r = w, *restrict w1i = w + h, *restrict w2r = w + 2 * h;
-  const float *restrict w2i = w + 3 * h, *restrict w3r = w + 4 * h, *restrict w3i = w + 5 * h;
-  for (int k = 0; k < h; k++) {
-    float t1r = r2[k] * w1r[k] - i2[k] * w1i[k], t1i = r2[k] * w1i[k] + i2[k] * w1r[k];
-    float t2r = r1[k] * w2r[k] - i1[k] * w2i[k], t2i = r1[k] * w2i[k] + i1[k] * w2r[k];
-    float t3r = r3[k] * w3r[k] - i3[k] * w3i[k], t3i = r3[k] * w3i[k] + i3[k] * w3r[k];
-    float s0r = r0[k] + t2r, s0i = i0[k] + t2i, s1r = r0[k] - t2r, s1i = i0[k] - t2i;
-    float s2r = t1r + t3r, s2i = t1i + t3i, s3r = t1r - t3r, s3i = t1i - t3i;
-    r0[k] = s0r + s2r; i0[k] = s0i + s2i;
-    r2[k] = s0r - s2r; i2[k] = s0i - s2i;
-    r1[k] = s1r + s3i; i1[k] = s1i - s3r;
-    r3[k] = s1r - s3i; i3[k] = s1i + s3r;
+/* One radix-4 butterfly: the 4-point DFT of a, b, c, d, outputs 1..3 times W^p, W^2p, W^3p. */
+#define ES_RADIX4(ar, ai, br, bi, cr, ci, dr, di, w1r, w1i, w2r, w2i, w3r, w3i, y0r, y0i, y1r, y1i, \
+                  y2r, y2i, y3r, y3i)                                                             \
+  do {                                                                                            \
+    float apcr = (ar) + (cr), apci = (ai) + (ci), amcr = (ar) - (cr), amci = (ai) - (ci);         \
+    float bpdr = (br) + (dr), bpdi = (bi) + (di), bmdr = (br) - (dr), bmdi = (bi) - (di);         \
+    float u1r = amcr + bmdi, u1i = amci - bmdr; /* (a - c) - i (b - d) */                         \
+    float u2r = apcr - bpdr, u2i = apci - bpdi;                                                   \
+    float u3r = amcr - bmdi, u3i = amci + bmdr; /* (a - c) + i (b - d) */                         \
+    y0r = apcr + bpdr;                                                                            \
+    y0i = apci + bpdi;                                                                            \
+    y1r = u1r * (w1r) - u1i * (w1i);                                                              \
+    y1i = u1r * (w1i) + u1i * (w1r);                                                              \
+    y2r = u2r * (w2r) - u2i * (w2i);                                                              \
+    y2i = u2r * (w2i) + u2i * (w2r);                                                              \
+    y3r = u3r * (w3r) - u3i * (w3i);                                                              \
+    y3i = u3r * (w3i) + u3i * (w3r);                                                              \
+  } while (0)
+
+/* Even samples as real parts, odd as imaginary: z[m] = x[2m] + i x[2m+1], split. */
+static void deinterleave(const float *restrict in, float *restrict re, float *restrict im, int half) {
+  for (int m = 0; m < half; m++) {
+    re[m] = in[2 * m];
+    im[m] = in[2 * m + 1];
   }
 }
 
-/* In-place complex FFT of bit-reversed split data: radix-4 stages, each merging four length-h
- * DFTs, after one radix-2 stage when n is not a power of 4. */
-static void complex_fft_split(float *restrict re, float *restrict im, int n, const float *twiddles) {
-  int h = 1;
-  if (!(n & 0x55555555)) { /* n = 2 * 4^k: one radix-2 stage first */
-    for (int i = 0; i < n; i += 2) {
-      float ar = re[i], ai = im[i], br = re[i + 1], bi = im[i + 1];
-      re[i] = ar + br; im[i] = ai + bi;
-      re[i + 1] = ar - br; im[i + 1] = ai - bi;
-    }
-    h = 2;
-  } else if (n >= 4) { /* span 1: no twiddles */
-    for (int i = 0; i < n; i += 4) {
-      float ar = re[i], ai = im[i], cr = re[i + 1], ci = im[i + 1];
-      float br = re[i + 2], bi = im[i + 2], dr = re[i + 3], di = im[i + 3];
-      float s0r = ar + cr, s0i = ai + ci, s1r = ar - cr, s1i = ai - ci;
-      float s2r = br + dr, s2i = bi + di, s3r = br - dr, s3i = bi - di;
-      re[i] = s0r + s2r; im[i] = s0i + s2i;
-      re[i + 2] = s0r - s2r; im[i + 2] = s0i - s2i;
-      re[i + 1] = s1r + s3i; im[i + 1] = s1i - s3r;
-      re[i + 3] = s1r - s3i; im[i + 3] = s1i + s3r;
-    }
-    h = 4;
-    twiddles += 6;
+/* The first radix-4 stage (stride 1): contiguous loads, outputs interleaved by 4. Reading the
+ * interleaved input here directly, GCC gives up ("complicated access pattern"). */
+static void first_stage(const float *restrict xr, const float *restrict xi, float *restrict yr,
+                        float *restrict yi, int m, const float *restrict w) {
+  const float *w1r = w, *w1i = w + m, *w2r = w + 2 * m, *w2i = w + 3 * m, *w3r = w + 4 * m, *w3i = w + 5 * m;
+  for (int p = 0; p < m; p++) {
+    ES_RADIX4(xr[p], xi[p], xr[p + m], xi[p + m], xr[p + 2 * m], xi[p + 2 * m], xr[p + 3 * m], xi[p + 3 * m],
+              w1r[p], w1i[p], w2r[p], w2i[p], w3r[p], w3i[p], yr[4 * p], yi[4 * p], yr[4 * p + 1],
+              yi[4 * p + 1], yr[4 * p + 2], yi[4 * p + 2], yr[4 * p + 3], yi[4 * p + 3]);
   }
-  for (; 4 * h <= n; h *= 4) {
-    for (int block = 0; block < n; block += 4 * h)
-      radix4_butterflies(re + block, im + block, re + block + h, im + block + h, re + block + 2 * h,
-                         im + block + 2 * h, re + block + 3 * h, im + block + 3 * h, twiddles, h);
-    twiddles += 6 * h;
+}
+
+/* s butterflies sharing one set of twiddles: quarters a..d in, y0..y3 out, all contiguous.
+ * Restrict parameters (not pointers derived inside one function) let GCC vectorise it. */
+static inline void radix4_run(const float *restrict ar, const float *restrict ai, const float *restrict br,
+                              const float *restrict bi, const float *restrict cr, const float *restrict ci,
+                              const float *restrict dr, const float *restrict di, float *restrict y0r,
+                              float *restrict y0i, float *restrict y1r, float *restrict y1i, float *restrict y2r,
+                              float *restrict y2i, float *restrict y3r, float *restrict y3i,
+                              const float *restrict tw, int m, int s) {
+  const float c1r = tw[0], c1i = tw[m], c2r = tw[2 * m], c2i = tw[3 * m], c3r = tw[4 * m], c3i = tw[5 * m];
+  for (int q = 0; q < s; q++)
+    ES_RADIX4(ar[q], ai[q], br[q], bi[q], cr[q], ci[q], dr[q], di[q], c1r, c1i, c2r, c2i, c3r, c3i, y0r[q],
+              y0i[q], y1r[q], y1i[q], y2r[q], y2i[q], y3r[q], y3i[q]);
+}
+
+/* A later radix-4 stage: n values as sequences of length 4m interleaved with stride s >= 4. */
+static void radix4_stage(const float *xr, const float *xi, float *yr, float *yi, int n, int s, const float *w) {
+  const int m = n / (4 * s), sm = s * m;
+  for (int p = 0; p < m; p++) {
+    const float *ar = xr + s * p, *ai = xi + s * p;
+    float *y0r = yr + 4 * s * p, *y0i = yi + 4 * s * p;
+    radix4_run(ar, ai, ar + sm, ai + sm, ar + 2 * sm, ai + 2 * sm, ar + 3 * sm, ai + 3 * sm, y0r, y0i, y0r + s,
+               y0i + s, y0r + 2 * s, y0i + 2 * s, y0r + 3 * s, y0i + 3 * s, w + p, m, s);
+  }
+}
+
+/* The closing radix-2 stage when half is 2 * 4^k: pairs s = half / 2 apart, no twiddles. */
+static void radix2_last(const float *restrict xr, const float *restrict xi, float *restrict yr,
+                        float *restrict yi, int s) {
+  for (int q = 0; q < s; q++) {
+    float ar = xr[q], ai = xi[q], br = xr[q + s], bi = xi[q + s];
+    yr[q] = ar + br; yi[q] = ai + bi;
+    yr[q + s] = ar - br; yi[q + s] = ai - bi;
+  }
+}
+
+/* The half-size complex transform of input into scratch, in natural order. Passes ping-pong
+ * between scratch and the caller's spectrum (N + 2 floats, about to be overwritten), starting
+ * with whichever makes the last one land in scratch. */
+static void complex_transform(es_rfft *fft, const float *input, float *spare) {
+  const int half = fft->size / 2;
+  float *const scratch = fft->scratch;
+  if (half == 2) {
+    scratch[0] = input[0] + input[2]; scratch[1] = input[0] - input[2];
+    scratch[2] = input[1] + input[3]; scratch[3] = input[1] - input[3];
+    return;
+  }
+  int radix4 = 0, len = half;
+  for (; len >= 4; len /= 4) radix4++;
+  const int passes = 1 + radix4 + (len == 2); /* deinterleave, then the stages */
+  float *src = passes % 2 ? scratch : spare, *dst = src == scratch ? spare : scratch;
+  const float *w = fft->twiddles;
+  deinterleave(input, src, src + half, half);
+  first_stage(src, src + half, dst, dst + half, half / 4, w);
+  w += 6 * (half / 4);
+  int s = 4;
+  for (int i = 1; i < radix4; i++, s *= 4) {
+    src = dst;
+    dst = dst == scratch ? spare : scratch;
+    radix4_stage(src, src + half, dst, dst + half, half, s, w);
+    w += 6 * (half / (4 * s));
+  }
+  if (len == 2) {
+    src = dst;
+    dst = dst == scratch ? spare : scratch;
+    radix2_last(src, src + half, dst, dst + half, half / 2);
   }
 }
 
 void es_rfft_forward(es_rfft *fft, const float *input, float *spectrum) {
   const int half = fft->size / 2;
-  float *re = fft->scratch, *im = fft->scratch + half;
-  /* Pack even samples as real, odd as imaginary parts, in bit-reversed order. */
-  for (int m = 0; m < half; m++) {
-    int src = fft->bit_reverse[m];
-    re[m] = input[2 * src];
-    im[m] = input[2 * src + 1];
-  }
-  if (half >= 2) complex_fft_split(re, im, half, fft->twiddles);
+  complex_transform(fft, input, spectrum);
+  const float *re = fft->scratch, *im = fft->scratch + half;
   /* Split: X[k] = E[k] + W^k O[k], E = (Z[k] + conj Z[half-k]) / 2, O = (Z[k] - conj Z[half-k]) / 2i. */
   spectrum[0] = re[0] + im[0];
   spectrum[1] = 0.0f;

@@ -191,25 +191,53 @@ static float log_of(float x, es_log_scale scale) {
 }
 
 /* ln(x) for finite normal x > 0, accurate to about 1e-7 relative, in a loop the compiler
- * vectorises (libm's logf is a call per value). x = 2^e * m with m in [sqrt(1/2), sqrt(2));
+ * vectorises (libm's logf is a call per value). x = 2^e * m with m in [sqrt(1/2), sqrt(2)),
+ * found without a branch by offsetting the bits by those of sqrt(1/2) (as musl's logf does);
  * ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, by its odd series to s^9. */
 static void log_in_place(float *x, int n, float multiplier) {
+  const uint32_t sqrt_half = 0x3F3504F3u; /* bits of sqrt(1/2) */
   for (int i = 0; i < n; i++) {
-    uint32_t bits;
-    float v = ES_MIN(x[i], 3.0e38f);
-    memcpy(&bits, &v, sizeof bits);
-    int32_t e = (int32_t)((bits >> 23) & 0xFF) - 127;
-    uint32_t mbits = (bits & 0x007FFFFFu) | 0x3F800000u; /* m in [1, 2) */
+    int32_t bits;
+    memcpy(&bits, &x[i], sizeof bits);
+    bits = ES_MIN(bits, 0x7F7FFFFF); /* +inf to FLT_MAX: positive floats order as their bits */
+    uint32_t ix = (uint32_t)bits - sqrt_half + 0x40000000u; /* + 2^30 (128 << 23): no wrap for normal x */
+    int32_t e = (int32_t)(ix >> 23) - 128;
+    uint32_t mbits = (ix & 0x007FFFFFu) + sqrt_half;
     float m;
     memcpy(&m, &mbits, sizeof m);
-    if (m > 1.41421356f) {
-      m *= 0.5f;
-      e += 1;
-    }
     float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
     float series = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
     x[i] = ((float)e * 0.69314718056f + 2.0f * s * series) * multiplier;
   }
+}
+
+/* |X[k]|^2 of interleaved bins into a separate buffer: written in place, GCC's alias check
+ * sends the loop down its scalar path. */
+static void power_spectrum(const float *restrict spectrum, float *restrict power, int bins) {
+  for (int k = 0; k < bins; k++) {
+    const float re = spectrum[2 * k], im = spectrum[2 * k + 1];
+    power[k] = re * re + im * im;
+  }
+}
+
+/* Sums in 8 interleaved lanes, added pairwise at the end: one running sum is a serial chain of
+ * adds the compiler may not reorder (no -ffast-math), about 3 cycles a sample. */
+static float sum_of(const float *x, int n) {
+  float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) lane[l] += x[j + l];
+  for (; j < n; j++) lane[j % 8] += x[j];
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+static float sum_of_squares(const float *x, int n) {
+  float lane[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) lane[l] += x[j + l] * x[j + l];
+  for (; j < n; j++) lane[j % 8] += x[j] * x[j];
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
 }
 
 static void compute_frame(es_frontend *fe, float *out) {
@@ -221,29 +249,34 @@ static void compute_frame(es_frontend *fe, float *out) {
   if (c->dither > 0.0f)
     for (int j = 0; j < n; j++) x[j] += c->dither * gaussian(c->dither_seed, index, j);
   if (c->remove_dc_offset) {
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) sum += x[j];
-    const float mean = sum / (float)n;
+    const float mean = sum_of(x, n) / (float)n;
     for (int j = 0; j < n; j++) x[j] -= mean;
   }
   float energy = 0.0f;
-  if (c->use_energy && c->raw_energy)
-    for (int j = 0; j < n; j++) energy += x[j] * x[j];
-  if (c->preemphasis != 0.0f) {
-    for (int j = n - 1; j > 0; j--) x[j] -= c->preemphasis * x[j - 1];
-    x[0] -= c->preemphasis * x[0];
+  if (c->use_energy && c->raw_energy) energy = sum_of_squares(x, n);
+  const float *window = fe->window;
+  if (c->preemphasis != 0.0f) { /* fused with the window: one pass, the same arithmetic */
+    const float k = c->preemphasis;
+    for (int j = n - 1; j > 0; j--) x[j] = (x[j] - k * x[j - 1]) * window[j];
+    x[0] = (x[0] - k * x[0]) * window[0];
+  } else {
+    for (int j = 0; j < n; j++) x[j] *= window[j];
   }
-  for (int j = 0; j < n; j++) x[j] *= fe->window[j];
-  if (c->use_energy && !c->raw_energy)
-    for (int j = 0; j < n; j++) energy += x[j] * x[j];
+  if (c->use_energy && !c->raw_energy) energy = sum_of_squares(x, n);
   /* x[n .. fft_size) stays zero: set by init, never written. */
   es_rfft_forward(&fe->fft, x, fe->spectrum);
-  float *power = fe->spectrum; /* bin k's power overwrites slot k; slots 2k, 2k+1 are read first */
   const int bins = fe->fft_size / 2 + 1;
-  for (int k = 0; k < bins; k++) {
-    float re = fe->spectrum[2 * k], im = fe->spectrum[2 * k + 1];
-    float p = re * re + im * im;
-    power[k] = c->use_power ? p : sqrtf(p);
+  float *power;
+  if (c->use_power && bins <= n) {
+    power = x; /* the frame is spent, and the next pop rewrites x[0 .. n) */
+    power_spectrum(fe->spectrum, power, bins);
+  } else {
+    power = fe->spectrum; /* bin k's power overwrites slot k; slots 2k, 2k+1 are read first */
+    for (int k = 0; k < bins; k++) {
+      float re = fe->spectrum[2 * k], im = fe->spectrum[2 * k + 1];
+      float p = re * re + im * im;
+      power[k] = c->use_power ? p : sqrtf(p);
+    }
   }
   float *mel = fe->mel_energies;
   es_mel_apply(&fe->mel, power, mel);
