@@ -157,8 +157,8 @@ static int frontend_init(FrontEndObject *self, PyObject *args, PyObject *kwargs)
   config_buffers buffers;
   if (config_from_dict(dict, &config, &buffers) < 0) return -1;
   char why[256] = "";
-  es_status s = es_frontend_config_check(&config, why, sizeof why);
-  if (s == ES_OK) s = es_frontend_init(&self->fe, &config);
+  es_status s = es_frontend_init(&self->fe, &config);
+  if (s == ES_ERR_INVALID_CONFIG) es_frontend_config_check(&config, why, sizeof why); /* only to explain */
   release_config_buffers(&buffers);
   if (s != ES_OK) {
     es_raise(s, why);

@@ -55,7 +55,8 @@ int es_frontend_config_dim(const es_frontend_config *c) {
   return c->mel.num_bins + (c->use_energy ? 1 : 0);
 }
 
-es_status es_frontend_config_check(const es_frontend_config *c, char *why, size_t why_size) {
+/* Everything but the mel and CMVN stages, which validate themselves in their init. */
+static es_status check_own_fields(const es_frontend_config *c, char *why, size_t why_size) {
   char msg[256];
   if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
   const int length = ms_to_samples(c->sample_rate_hz, c->frame_length_ms);
@@ -97,13 +98,19 @@ es_status es_frontend_config_check(const es_frontend_config *c, char *why, size_
   } else if (!(c->energy_floor >= 0.0f) || !isfinite(c->energy_floor)) {
     snprintf(msg, sizeof msg, "energy_floor must be finite and >= 0, got %g", c->energy_floor);
   } else {
-    es_status s = es_mel_config_check(&c->mel, c->sample_rate_hz, fft_size, why, why_size);
-    if (s != ES_OK) return s;
-    int dim = c->mel.num_bins >= 1 ? es_frontend_config_dim(c) : 1;
-    return es_cmvn_config_check(&c->cmvn, dim, why, why_size);
+    return ES_OK;
   }
   es_explain(why, why_size, msg);
   return ES_ERR_INVALID_CONFIG;
+}
+
+es_status es_frontend_config_check(const es_frontend_config *c, char *why, size_t why_size) {
+  es_status s = check_own_fields(c, why, why_size);
+  if (s != ES_OK) return s;
+  const int fft_size = resolved_fft_size(c, ms_to_samples(c->sample_rate_hz, c->frame_length_ms));
+  s = es_mel_config_check(&c->mel, c->sample_rate_hz, fft_size, why, why_size);
+  if (s != ES_OK) return s;
+  return es_cmvn_config_check(&c->cmvn, es_frontend_config_dim(c), why, why_size);
 }
 
 void es_frontend_free(es_frontend *fe) {
@@ -123,7 +130,7 @@ void es_frontend_free(es_frontend *fe) {
 es_status es_frontend_init(es_frontend *fe, const es_frontend_config *c) {
   if (fe == NULL || c == NULL) return ES_ERR_INVALID_ARGUMENT;
   memset(fe, 0, sizeof(*fe));
-  es_status s = es_frontend_config_check(c, NULL, 0);
+  es_status s = check_own_fields(c, NULL, 0); /* the stages' inits check the rest, once */
   if (s != ES_OK) return s;
   fe->config = *c;
   fe->config.cmvn.mean = NULL; /* the caller's arrays are copied by the CMVN stage */
@@ -305,7 +312,13 @@ static void compute_frame(es_frontend *fe, float *out) {
 
 static es_status check_finite(const es_samples *in) {
   size_t bad = 0;
-  if (in->format == ES_SAMPLE_F32) {
+  if (in->format == ES_SAMPLE_F32 && in->stride == 1) {
+    /* x - x is 0 for finite x and NaN for NaN/Inf; a plain sum of those vectorises. */
+    const float *p = in->data;
+    float acc = 0.0f;
+    for (size_t i = 0; i < in->count; i++) acc += p[i] - p[i];
+    bad = acc != 0.0f;
+  } else if (in->format == ES_SAMPLE_F32) {
     const float *p = in->data;
     for (size_t i = 0; i < in->count; i++) bad |= !isfinite(p[(ptrdiff_t)i * in->stride]);
   } else if (in->format == ES_SAMPLE_F64) {
