@@ -16,6 +16,7 @@ struct es_beam_node {
   int64_t frame;
   float token_log_prob;
   int32_t depth;
+  float ext;            /* the non-acoustic score: lm_weight * lm_ln + word_bonus * words + hotwords */
   float lm_ln;          /* natural-log LM score of the completed words */
   float hw_locked;      /* credit of completed hotwords */
   int32_t hw_state;
@@ -30,11 +31,12 @@ struct es_beam_node {
   int32_t mark;
 };
 
+/* A prefix reached in the current frame: only scores; its tree node is built if it survives. */
 struct es_beam_candidate {
-  int32_t parent, token, node;  /* node: its tree node, or -1 until materialised from proto */
+  int32_t parent, token, node;  /* node: its tree node, or -1 until one is made */
   float lp_blank, lp_nonblank;
   float ext;
-  es_beam_node proto;
+  float token_log_prob;
 };
 
 static inline float lse(float a, float b) {
@@ -110,6 +112,7 @@ void es_ctc_beam_reset(es_ctc_beam *b) {
   root->at_boundary = 1;
   root->hw_state = es_hotwords_start(b->hotwords);
   if (b->lm) root->ctx_len = es_lm_begin(b->lm, root->ctx);
+  root->ext = node_ext(b, root);
   b->num_nodes = 1;
   b->num_hyps = 1;
   b->hyps[0].node = 0;
@@ -205,18 +208,63 @@ static void end_word(es_ctc_beam *b, es_beam_node *n) {
   n->end_ctx_len = len;
 }
 
-/* The state of prefix p + token into *out (tree links left unset). */
-static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame, float lp, es_beam_node *out) {
+/* Whether appending token to p ends p's word in progress. */
+static inline int ends_word(const es_ctc_beam *b, const es_beam_node *p, int32_t token) {
+  return (b->vocab->flags[token] & ES_TOKEN_WORD_START) && p->word_bytes > 0;
+}
+
+/* Feeds token's text (after a space at a word start) to the hotword automaton. */
+static void feed_hotwords(const es_ctc_beam *b, const es_beam_node *p, int32_t token, int32_t *state, float *locked,
+                          int *at_boundary) {
   const es_vocab *v = b->vocab;
-  const uint8_t f = v->flags[token];
+  const int len = es_vocab_token_length(v, token);
+  *state = p->hw_state;
+  *locked = p->hw_locked;
+  *at_boundary = p->at_boundary;
+  if (v->flags[token] & ES_TOKEN_WORD_START) {
+    if (!*at_boundary) *state = es_hotwords_advance(b->hotwords, *state, " ", 1, locked);
+    *at_boundary = 1;
+  }
+  if (len > 0) {
+    *state = es_hotwords_advance(b->hotwords, *state, es_vocab_token_text(v, token), (size_t)len, locked);
+    *at_boundary = 0;
+  }
+}
+
+/* The non-acoustic score of prefix p + token, from p's (cheap: no node is built). */
+static float extension_ext(es_ctc_beam *b, es_beam_node *p, int32_t token) {
+  float ext = p->ext;
+  if (ends_word(b, p, token)) {
+    if (b->lm) {
+      end_word(b, p);
+      ext += b->config.lm_weight * p->end_lm_ln;
+    }
+    ext += b->config.word_bonus;
+  }
+  if (b->hotwords) {
+    int32_t state;
+    float locked;
+    int at_boundary;
+    feed_hotwords(b, p, token, &state, &locked, &at_boundary);
+    ext += (locked + es_hotwords_credit(b->hotwords, state)) -
+           (p->hw_locked + es_hotwords_credit(b->hotwords, p->hw_state));
+  }
+  return ext;
+}
+
+/* The state of prefix p + token into *out (tree links left unset); ext as computed for ranking. */
+static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame, float lp, float ext,
+                   es_beam_node *out) {
+  const es_vocab *v = b->vocab;
   const int len = es_vocab_token_length(v, token);
   *out = *p;
   out->token = token;
   out->frame = frame;
   out->token_log_prob = lp;
   out->depth = p->depth + 1;
+  out->ext = ext;
   out->end_cached = 0;
-  if (f & ES_TOKEN_WORD_START) {
+  if (v->flags[token] & ES_TOKEN_WORD_START) {
     if (p->word_bytes > 0) {
       end_word(b, p);
       out->lm_ln = p->lm_ln + p->end_lm_ln;
@@ -225,17 +273,13 @@ static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame
       out->words = p->words + 1;
     }
     out->word_bytes = len;
-    if (b->hotwords && !p->at_boundary)
-      out->hw_state = es_hotwords_advance(b->hotwords, out->hw_state, " ", 1, &out->hw_locked);
-    out->at_boundary = 1;
   } else {
     out->word_bytes = p->word_bytes + len;
   }
-  if (len > 0) {
-    if (b->hotwords)
-      out->hw_state = es_hotwords_advance(b->hotwords, out->hw_state, es_vocab_token_text(v, token), (size_t)len,
-                                          &out->hw_locked);
-    out->at_boundary = 0;
+  if (b->hotwords) {
+    int at_boundary;
+    feed_hotwords(b, p, token, &out->hw_state, &out->hw_locked, &at_boundary);
+    out->at_boundary = at_boundary;
   }
 }
 
@@ -295,6 +339,35 @@ static int compare_rank(const void *x, const void *y) {
   return (a->index > b->index) - (a->index < b->index);
 }
 
+static inline int rank_before(const es_beam_rank *a, const es_beam_rank *b) {
+  return a->total > b->total || (a->total == b->total && a->index < b->index);
+}
+
+/* Moves the k best of a[0..n) (by total, then index: a strict order) to the front, sorted. */
+static void select_top(es_beam_rank *a, int n, int k) {
+  if (k < n) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+      es_beam_rank pivot = a[lo + (hi - lo) / 2];
+      int i = lo, j = hi;
+      while (i <= j) {
+        while (rank_before(&a[i], &pivot)) i++;
+        while (rank_before(&pivot, &a[j])) j--;
+        if (i <= j) {
+          es_beam_rank t = a[i];
+          a[i++] = a[j];
+          a[j--] = t;
+        }
+      }
+      if (k - 1 <= j) hi = j;
+      else if (k - 1 >= i) lo = i;
+      else break;
+    }
+    n = k;
+  }
+  qsort(a, (size_t)n, sizeof(es_beam_rank), compare_rank);
+}
+
 /* The candidate for prefix (parent, token), created on first use. parent -1 is the empty prefix. */
 static es_beam_candidate *candidate(es_ctc_beam *b, int *count, int32_t parent, int32_t token, int32_t node) {
   uint64_t key = ((uint64_t)(uint32_t)(parent + 1) << 32) | (uint32_t)(token + 1);
@@ -318,6 +391,17 @@ static es_beam_candidate *candidate(es_ctc_beam *b, int *count, int32_t parent, 
   }
 }
 
+/* The candidate for prefix (parent, token) if this frame has one, else NULL. */
+static es_beam_candidate *find_candidate(es_ctc_beam *b, int32_t parent, int32_t token) {
+  uint64_t key = ((uint64_t)(uint32_t)(parent + 1) << 32) | (uint32_t)(token + 1);
+  uint64_t h = key * 0x9E3779B97F4A7C15ull;
+  for (uint32_t slot = (uint32_t)(h >> 32) & b->hash_mask;; slot = (slot + 1) & b->hash_mask) {
+    if (b->slot_gen[slot] != b->generation) return NULL;
+    es_beam_candidate *c = &b->candidates[b->slots[slot]];
+    if (c->parent == parent && c->token == token) return c;
+  }
+}
+
 /* The non-blank tokens tried in this frame; returns their count. */
 static int frame_tokens(es_ctc_beam *b, const float *row) {
   const int V = b->vocab->size, blank = b->vocab->blank_id;
@@ -330,7 +414,7 @@ static int frame_tokens(es_ctc_beam *b, const float *row) {
       n++;
     }
   if (b->config.top_k > 0 && n > b->config.top_k) {
-    qsort(b->token_ranks, (size_t)n, sizeof(es_beam_rank), compare_rank);
+    select_top(b->token_ranks, n, b->config.top_k);
     n = b->config.top_k;
   }
   for (int i = 0; i < n; i++) b->frame_tokens[i] = b->token_ranks[i].index;
@@ -373,31 +457,53 @@ static es_status step(es_ctc_beam *b, const float *row) {
     b->generation = 1;
   }
   int count = 0;
+  /* every hypothesis stays: a blank, or its last token repeated */
+  for (int h = 0; h < b->num_hyps; h++) {
+    const es_beam_hyp *y = &b->hyps[h];
+    const es_beam_node *n = &nodes[y->node];
+    es_beam_candidate *c = candidate(b, &count, n->parent, n->token, y->node);
+    c->ext = y->ext;
+    c->lp_blank = lse(y->lp_blank, y->lp_nonblank) + lp_blank;
+    c->lp_nonblank = n->token >= 0 ? y->lp_nonblank + row[n->token] : -INFINITY;
+  }
+  /* Scores only grow from here (merges) and candidates only get added, so the beam_width-th best
+   * stay is a floor for the final cut: a new prefix scoring below it cannot survive, and it is
+   * dropped before it costs an insertion. A prefix already held (a stay) always gets its share. */
+  float cutoff = -INFINITY;
+  if (count >= b->config.beam_width) {
+    for (int i = 0; i < count; i++) {
+      b->ranks[i].total = lse(b->candidates[i].lp_blank, b->candidates[i].lp_nonblank) + b->candidates[i].ext;
+      b->ranks[i].index = i;
+    }
+    select_top(b->ranks, count, b->config.beam_width);
+    cutoff = b->ranks[b->config.beam_width - 1].total;
+  }
   for (int h = 0; h < b->num_hyps; h++) {
     const es_beam_hyp *y = &b->hyps[h];
     es_beam_node *n = &nodes[y->node];
     const int32_t last = n->token;
     const float total = lse(y->lp_blank, y->lp_nonblank);
-    es_beam_candidate *c = candidate(b, &count, n->parent, last, y->node);
-    c->ext = y->ext;
-    c->lp_blank = lse(c->lp_blank, total + lp_blank);
-    if (last >= 0) c->lp_nonblank = lse(c->lp_nonblank, y->lp_nonblank + row[last]);
     for (int i = 0; i < k; i++) {
       const int32_t tok = b->frame_tokens[i];
       const float lp = row[tok];
+      const float base = (tok == last ? y->lp_blank : total) + lp;
+      if (base == -INFINITY) continue;
+      const float ext = extension_ext(b, n, tok);
+      es_beam_candidate *c;
+      if (base + ext < cutoff) {
+        c = find_candidate(b, y->node, tok);
+        if (c != NULL) c->lp_nonblank = lse(c->lp_nonblank, base);
+        continue;
+      }
       const int before = count;
       c = candidate(b, &count, y->node, tok, -1);
-      if (count != before) { /* new: its prefix state */
-        int32_t existing = find_child(b, y->node, tok);
-        if (existing >= 0) {
-          c->node = existing;
-          c->ext = node_ext(b, &nodes[existing]);
-        } else {
-          extend(b, n, tok, frame, lp, &c->proto);
-          c->ext = node_ext(b, &c->proto);
-        }
+      if (count != before) {
+        c->ext = ext;
+        c->token_log_prob = lp;
+        c->lp_nonblank = base;
+      } else {
+        c->lp_nonblank = lse(c->lp_nonblank, base);
       }
-      c->lp_nonblank = lse(c->lp_nonblank, (tok == last ? y->lp_blank : total) + lp);
     }
   }
   int kept = 0;
@@ -409,22 +515,19 @@ static es_status step(es_ctc_beam *b, const float *row) {
     b->ranks[kept].index = i;
     kept++;
   }
-  if (kept > b->config.beam_width) {
-    qsort(b->ranks, (size_t)kept, sizeof(es_beam_rank), compare_rank);
-    kept = b->config.beam_width;
-  } else {
-    qsort(b->ranks, (size_t)kept, sizeof(es_beam_rank), compare_rank);
-  }
+  select_top(b->ranks, kept, b->config.beam_width);
+  if (kept > b->config.beam_width) kept = b->config.beam_width;
   if (kept == 0) { /* every path has probability 0: keep the hypotheses as they are */
     return ES_OK;
   }
   for (int r = 0; r < kept; r++) {
     es_beam_candidate *c = &b->candidates[b->ranks[r].index];
     int32_t id = c->node;
+    if (id < 0) id = find_child(b, c->parent, c->token); /* a prefix held before, dropped, reached again */
     if (id < 0) {
       id = b->num_nodes++;
       es_beam_node *node = &nodes[id];
-      *node = c->proto;
+      extend(b, &nodes[c->parent], c->token, frame, c->token_log_prob, c->ext, node);
       node->parent = c->parent;
       node->first_child = -1;
       node->next_sibling = nodes[c->parent].first_child;
