@@ -8,4 +8,5 @@
 #include "edge_speech/es_lm.h"
 #include "edge_speech/es_hotwords.h"
 #include "edge_speech/es_ctc_beam.h"
+#include "edge_speech/es_grammar.h"
 #endif

@@ -6,6 +6,7 @@
 
 #include "binding.h"
 #include "edge_speech/es_ctc_beam.h"
+#include "edge_speech/es_grammar.h"
 
 _Static_assert(sizeof(es_ctc_token) == 16, "es_ctc_token is read by numpy as (int32, float32, int64)");
 
@@ -484,6 +485,138 @@ static PyTypeObject BeamType = {
     .tp_getset = beam_getset,
 };
 
+/* ---- GrammarDecoder ----------------------------------------------------------------------- */
+
+_Static_assert(sizeof(es_grammar_arc) == 20, "es_grammar_arc is packed by numpy as (i4, i4, i4, f4, i4)");
+_Static_assert(sizeof(es_grammar_step) == 24, "es_grammar_step is read by numpy as (i4, i4, i4, pad, i8)");
+
+typedef struct {
+  PyObject_HEAD
+  es_grammar grammar;
+  es_grammar_decoder decoder;
+  int ready;
+  int busy;
+} GrammarObject;
+
+static int grammar_init(GrammarObject *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"arcs", "num_states", "start", "finals", "vocab_size", "blank_id", NULL};
+  Py_buffer arcs, finals;
+  int num_states, start, vocab_size, blank;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiy*ii:GrammarDecoder", kwlist, &arcs, &num_states, &start,
+                                   &finals, &vocab_size, &blank))
+    return -1;
+  if (self->busy) {
+    PyBuffer_Release(&arcs);
+    PyBuffer_Release(&finals);
+    PyErr_SetString(PyExc_RuntimeError, "GrammarDecoder is in use by another thread");
+    return -1;
+  }
+  es_grammar_decoder_free(&self->decoder);
+  es_grammar_free(&self->grammar);
+  self->ready = 0;
+  char why[256] = "";
+  es_status s = ES_ERR_INVALID_ARGUMENT;
+  if (arcs.len % (Py_ssize_t)sizeof(es_grammar_arc) != 0 || finals.len % 4 != 0) {
+    es_explain(why, sizeof why, "arcs and finals must be packed int32/float32 records");
+  } else {
+    s = es_grammar_init(&self->grammar, arcs.buf, (int32_t)(arcs.len / (Py_ssize_t)sizeof(es_grammar_arc)),
+                        num_states, start, finals.buf, (int32_t)(finals.len / 4), vocab_size, blank, why, sizeof why);
+    if (s == ES_OK) s = es_grammar_decoder_init(&self->decoder, &self->grammar);
+  }
+  PyBuffer_Release(&arcs);
+  PyBuffer_Release(&finals);
+  if (s != ES_OK) {
+    es_grammar_free(&self->grammar);
+    es_raise(s, why);
+    return -1;
+  }
+  self->ready = 1;
+  return 0;
+}
+
+static void grammar_dealloc(GrammarObject *self) {
+  es_grammar_decoder_free(&self->decoder);
+  es_grammar_free(&self->grammar);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int grammar_enter(GrammarObject *self) {
+  if (!self->ready) {
+    PyErr_SetString(PyExc_RuntimeError, "GrammarDecoder is not initialised");
+    return -1;
+  }
+  if (self->busy) {
+    PyErr_SetString(PyExc_RuntimeError, "GrammarDecoder is in use by another thread; use one stream per thread");
+    return -1;
+  }
+  self->busy = 1;
+  return 0;
+}
+
+static PyObject *grammar_accept(GrammarObject *self, PyObject *obj) {
+  if (grammar_enter(self) < 0) return NULL;
+  Py_buffer view;
+  if (get_log_probs(obj, &view, self->grammar.vocab_size) < 0) {
+    self->busy = 0;
+    return NULL;
+  }
+  es_status s;
+  Py_BEGIN_ALLOW_THREADS
+  s = es_grammar_decoder_accept(&self->decoder, view.buf, (size_t)view.shape[0]);
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&view);
+  self->busy = 0;
+  if (s != ES_OK) return es_raise(s, s == ES_ERR_NON_FINITE_INPUT ? "log_probs contain NaN or +inf" : NULL);
+  Py_RETURN_NONE;
+}
+
+static PyObject *grammar_reset(GrammarObject *self, PyObject *unused) {
+  if (grammar_enter(self) < 0) return NULL;
+  es_grammar_decoder_reset(&self->decoder);
+  self->busy = 0;
+  Py_RETURN_NONE;
+}
+
+/* result() -> (steps bytearray, score, free_score) */
+static PyObject *grammar_result(GrammarObject *self, PyObject *unused) {
+  if (grammar_enter(self) < 0) return NULL;
+  size_t length = 0;
+  float score, free_score;
+  es_grammar_decoder_result(&self->decoder, NULL, 0, &length, &score, &free_score);
+  char *data;
+  PyObject *steps = es_new_bytes((Py_ssize_t)(length * sizeof(es_grammar_step)), &data);
+  if (steps != NULL) es_grammar_decoder_result(&self->decoder, (es_grammar_step *)data, length, &length, &score, &free_score);
+  self->busy = 0;
+  if (steps == NULL) return NULL;
+  return Py_BuildValue("Nff", steps, score, free_score);
+}
+
+static PyObject *grammar_get(GrammarObject *self, void *which) {
+  if (!self->ready) return es_raise(ES_ERR_STATE, NULL);
+  return PyLong_FromLongLong(self->decoder.frames_done);
+}
+
+static PyMethodDef grammar_methods[] = {
+    {"accept", (PyCFunction)grammar_accept, METH_O, "accept(log_probs float32 [frames, vocab])"},
+    {"reset", (PyCFunction)grammar_reset, METH_NOARGS, "reset(): forget all input"},
+    {"result", (PyCFunction)grammar_result, METH_NOARGS, "result() -> (steps, score, free_score)"},
+    {NULL, NULL, 0, NULL}};
+static PyGetSetDef grammar_getset[] = {
+    {"frames_done", (getter)grammar_get, NULL, "frames accepted since reset", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject GrammarType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edge_speech._native.GrammarDecoder",
+    .tp_basicsize = sizeof(GrammarObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "GrammarDecoder(arcs, num_states, start, finals, vocab_size, blank_id): constrained Viterbi",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)grammar_init,
+    .tp_dealloc = (destructor)grammar_dealloc,
+    .tp_methods = grammar_methods,
+    .tp_getset = grammar_getset,
+};
+
 static PyMethodDef functions[] = {
     {"vocab_info", vocab_info, METH_VARARGS, "vocab_info(tokens, blank_id, kind) -> (kind, flags, texts)"},
     {"ctc_greedy", ctc_greedy, METH_VARARGS,
@@ -503,7 +636,7 @@ static int add_type(PyObject *module, PyTypeObject *type, const char *name) {
 
 int es_register_decoding(PyObject *module) {
   if (add_type(module, &LMType, "ArpaLM") < 0 || add_type(module, &HotwordsType, "Hotwords") < 0 ||
-      add_type(module, &BeamType, "CTCBeam") < 0)
+      add_type(module, &BeamType, "CTCBeam") < 0 || add_type(module, &GrammarType, "GrammarDecoder") < 0)
     return -1;
   return PyModule_AddFunctions(module, functions);
 }
