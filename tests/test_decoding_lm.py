@@ -208,3 +208,12 @@ def test_lm_steers_an_ambiguous_utterance_and_streams_identically():
     for t in range(len(lp)):
         stream.accept(lp[t:t + 1])
     assert stream.finish() == fused
+
+
+def test_an_empty_higher_order_section_is_allowed():
+    text = "\\data\\\nngram 1=2\nngram 2=0\n\n\\1-grams:\n-0.5 a -0.1\n-0.4 b\n\n\\2-grams:\n\n\\end\\\n"
+    lm = decoding.ArpaLM(text)
+    assert lm.counts == (2, 0)
+    assert lm.score(["a", "b"], eos=False) == pytest.approx(ArpaReference(text).score(["a", "b"], eos=False))
+    with pytest.raises(ValueError, match="no words"):
+        decoding.ArpaLM("\\data\\\nngram 1=0\n\n\\1-grams:\n\\end\\\n")
