@@ -228,6 +228,11 @@ class ArpaLM:
         return self._lm.order
 
     @property
+    def words(self) -> Tuple[str, ...]:
+        """The unigrams (``<s>``, ``</s>``, ``<unk>`` included when present)."""
+        return tuple(self._lm.words)
+
+    @property
     def counts(self) -> Tuple[int, ...]:
         """How many n-grams of each order."""
         return tuple(self._lm.counts)
@@ -336,7 +341,8 @@ class CTCDecoder:
 
     ``tokens``: a sequence of token strings or a :class:`Vocabulary`. Keyword options are the
     :class:`BeamConfig` fields (or pass ``config=``), plus ``lm`` (an :class:`ArpaLM`),
-    ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), ``kind``, and
+    ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), ``lexicon``
+    (True: only the LM's words may be output; or an iterable of allowed words), ``kind``, and
     ``grammar`` (a :class:`Grammar`, or JSGF / intent-YAML text) with ``grammar_threshold``:
     a grammar replaces the beam search by a Viterbi search constrained to its sentences.
     """
@@ -344,6 +350,7 @@ class CTCDecoder:
     def __init__(self, tokens: Union[Sequence[str], Vocabulary], blank_id: int = 0, beam_width: Optional[int] = None,
                  *, lm: Optional[ArpaLM] = None, lm_weight: Optional[float] = None,
                  word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
+                 lexicon: Any = None,
                  grammar: Any = None, grammar_threshold: float = 0.5, kind: str = "auto",
                  config: Optional[BeamConfig] = None, **options: Any):
         self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
@@ -358,7 +365,20 @@ class CTCDecoder:
             raise TypeError(f"lm must be an ArpaLM, got {type(lm).__name__}")
         self.lm = lm
         self._hotwords = _hotword_table(hotwords, hotword_boost)
-        if self.config.beam_width == 1 and (lm is not None or self._hotwords is not None):
+        self._lexicon = None
+        if lexicon is not None and lexicon is not False:
+            if lexicon is True:
+                if lm is None:
+                    raise ValueError("lexicon=True takes the LM's words; pass an lm, or a list of words as lexicon")
+                words = [w for w in lm.words if w not in ("<s>", "</s>", "<unk>")]
+            elif isinstance(lexicon, str) or not isinstance(lexicon, Iterable):
+                raise TypeError("lexicon must be True (the LM's words) or an iterable of words")
+            else:
+                words = [str(w) for w in lexicon]
+            if not words:
+                raise ValueError("the lexicon has no words")
+            self._lexicon = _native.Lexicon(words)
+        if self.config.beam_width == 1 and (lm is not None or self._hotwords is not None or self._lexicon is not None):
             raise ValueError("beam_width=1 is greedy decoding, which cannot use an LM or hotwords; use beam_width >= 2")
         self.grammar: Optional[Grammar] = None
         if grammar is not None:
@@ -367,7 +387,7 @@ class CTCDecoder:
                 grammar = Grammar.from_jsgf(grammar) if is_jsgf else Grammar.from_yaml(grammar)
             if not isinstance(grammar, Grammar):
                 raise TypeError(f"grammar must be a Grammar (or JSGF / intent YAML text), got {type(grammar).__name__}")
-            if lm is not None or self._hotwords is not None:
+            if lm is not None or self._hotwords is not None or self._lexicon is not None:
                 raise ValueError("a grammar already constrains the words; it cannot be combined with lm or hotwords")
             if isinstance(grammar_threshold, bool) or not isinstance(grammar_threshold, numbers.Real) or \
                     not 0 <= grammar_threshold <= 1:
@@ -407,7 +427,8 @@ class CTCDecoder:
 
     def _new_beam(self) -> Any:
         return _native.CTCBeam(list(self.vocab.tokens), self.vocab.blank_id, _KINDS[self.vocab.kind],
-                               self.config._native(), None if self.lm is None else self.lm._lm, self._hotwords)
+                               self.config._native(), None if self.lm is None else self.lm._lm, self._hotwords,
+                               self._lexicon)
 
     def _log_probs(self, log_probs: Any) -> np.ndarray:
         array = np.asarray(log_probs)
@@ -498,7 +519,10 @@ class DecoderStream:
         else:
             entries = []
             for data, total, acoustic, lm, _hotword, _words in self._beam.hypotheses(self._decoder.config.nbest):
-                entries.append((np.frombuffer(data, dtype=_TOKEN_DTYPE), total, acoustic, lm))
+                if math.isfinite(total) or not entries:  # a lexicon can rule hypotheses out
+                    entries.append((np.frombuffer(data, dtype=_TOKEN_DTYPE), total, acoustic, lm))
+            if not math.isfinite(entries[0][1]):
+                entries = [(np.zeros(0, _TOKEN_DTYPE), -math.inf, -math.inf, 0.0)]
         nbest = tuple(Hypothesis(vocab.text(t["id"]), tuple(int(i) for i in t["id"]), float(total),
                                  float(acoustic), float(lm)) for t, total, acoustic, lm in entries)
         toks, total, acoustic, lm = entries[0]

@@ -217,3 +217,41 @@ def test_an_empty_higher_order_section_is_allowed():
     assert lm.score(["a", "b"], eos=False) == pytest.approx(ArpaReference(text).score(["a", "b"], eos=False))
     with pytest.raises(ValueError, match="no words"):
         decoding.ArpaLM("\\data\\\nngram 1=0\n\n\\1-grams:\n\\end\\\n")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lexicon_with_a_full_beam_finds_the_best_sequence_of_known_words(seed):
+    rng = np.random.default_rng(100 + seed)
+    tokens = ["_", "a", "b", " "]
+    T = 6
+    lp = log_softmax(rng.normal(size=(T, 4)) * 1.5).astype(np.float32)
+    ref, vocab = ArpaReference(FUSION_LM), decoding.Vocabulary(tuple(tokens))
+    known = {"a", "ab"}  # lexicon=True: the LM's words ("b" too), here narrowed by an explicit list
+    exact = {}
+    for seq, acoustic in all_label_scores(lp, 0).items():
+        words = vocab.text(seq).split()
+        if all(w in known for w in words):
+            exact[seq] = acoustic + 0.7 * LN10 * sum(ref.score(words))
+    dec = decoding.CTCDecoder(tokens, beam_width=sum(3 ** n for n in range(T + 1)), lm=decoding.ArpaLM(FUSION_LM),
+                              lm_weight=0.7, lexicon=sorted(known), token_min_prob=0.0, blank_skip_prob=None, nbest=50)
+    res = dec.decode(lp)
+    assert res.score == pytest.approx(max(exact.values()), abs=1e-3)
+    for hyp in res.nbest:
+        assert set(hyp.text.split()) <= known
+        assert hyp.score == pytest.approx(exact[hyp.tokens], abs=1e-3)
+    assert len(res.nbest) == min(50, len(exact))
+
+
+def test_lexicon_true_takes_the_lm_words():
+    lm = decoding.ArpaLM(FUSION_LM)
+    assert set(lm.words) == {"<unk>", "<s>", "</s>", "a", "b", "ab"}
+    tokens = ["_", "a", "b", " "]
+    path = [2, 0, 2, 3, 1]  # "bb a": "bb" is not a word
+    lp = np.full((5, 4), np.log(0.05), dtype=np.float32)
+    lp[np.arange(5), path] = np.log(0.85)
+    plain = decoding.CTCDecoder(tokens, beam_width=8, lm=lm).decode(lp)
+    assert plain.text == "bb a"
+    constrained = decoding.CTCDecoder(tokens, beam_width=8, lm=lm, lexicon=True).decode(lp)
+    assert set(constrained.text.split()) <= {"a", "b", "ab"}
+    with pytest.raises(ValueError, match="lexicon=True"):
+        decoding.CTCDecoder(tokens, lexicon=True)

@@ -191,6 +191,19 @@ static PyObject *lm_score_words(LMObject *self, PyObject *args) {
 static PyObject *lm_get(LMObject *self, void *which) {
   if (!self->ready) return es_raise(ES_ERR_STATE, NULL);
   if ((intptr_t)which == 0) return PyLong_FromLong(self->lm.order);
+  if ((intptr_t)which == 2) {
+    PyObject *words = PyList_New(self->lm.num_words);
+    for (int32_t i = 0; words && i < self->lm.num_words; i++) {
+      PyObject *w = PyUnicode_DecodeUTF8(self->lm.word_text + self->lm.word_offset[i],
+                                         (Py_ssize_t)strlen(self->lm.word_text + self->lm.word_offset[i]), "replace");
+      if (w == NULL) {
+        Py_CLEAR(words);
+        break;
+      }
+      PyList_SET_ITEM(words, i, w);
+    }
+    return words;
+  }
   PyObject *counts = PyList_New(self->lm.order);
   for (int i = 0; counts && i < self->lm.order; i++)
     PyList_SET_ITEM(counts, i, PyLong_FromSize_t(self->lm.table[i].count));
@@ -204,6 +217,7 @@ static PyMethodDef lm_methods[] = {
 static PyGetSetDef lm_getset[] = {
     {"order", (getter)lm_get, NULL, "n-gram order", (void *)0},
     {"counts", (getter)lm_get, NULL, "n-grams per order", (void *)1},
+    {"words", (getter)lm_get, NULL, "the unigrams, in file order", (void *)2},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject LMType = {
@@ -277,23 +291,70 @@ static PyTypeObject HotwordsType = {
     .tp_dealloc = (destructor)hotwords_dealloc,
 };
 
+/* ---- Lexicon ------------------------------------------------------------------------------- */
+
+typedef struct {
+  PyObject_HEAD
+  es_lexicon lex;
+  int ready;
+} LexiconObject;
+
+static int lexicon_init(LexiconObject *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"words", NULL};
+  PyObject *list;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Lexicon", kwlist, &list)) return -1;
+  if (self->ready) es_lexicon_free(&self->lex);
+  self->ready = 0;
+  int count;
+  const char **words = utf8_list(list, "words", &count);
+  if (words == NULL) return -1;
+  es_status s = es_lexicon_init(&self->lex, words, count);
+  PyMem_Free(words);
+  if (s != ES_OK) {
+    es_raise(s, NULL);
+    return -1;
+  }
+  self->ready = 1;
+  return 0;
+}
+
+static void lexicon_dealloc(LexiconObject *self) {
+  es_lexicon_free(&self->lex);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LexiconType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edge_speech._native.Lexicon",
+    .tp_basicsize = sizeof(LexiconObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Lexicon(words: list[str]): the words a beam search may output",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)lexicon_init,
+    .tp_dealloc = (destructor)lexicon_dealloc,
+};
+
 /* ---- CTCBeam -------------------------------------------------------------------------------- */
 
 typedef struct {
   PyObject_HEAD
   es_vocab vocab;
   es_ctc_beam beam;
-  PyObject *lm, *hotwords; /* keep the borrowed C objects alive */
+  PyObject *lm, *hotwords, *lexicon; /* keep the borrowed C objects alive */
   int ready;
   int busy;
 } BeamObject;
 
 static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
-  static char *kwlist[] = {"tokens", "blank_id", "kind", "config", "lm", "hotwords", NULL};
-  PyObject *list, *dict, *lm = Py_None, *hw = Py_None;
+  static char *kwlist[] = {"tokens", "blank_id", "kind", "config", "lm", "hotwords", "lexicon", NULL};
+  PyObject *list, *dict, *lm = Py_None, *hw = Py_None, *lex = Py_None;
   int blank, kind;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiiO|OO:CTCBeam", kwlist, &list, &blank, &kind, &dict, &lm, &hw))
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiiO|OOO:CTCBeam", kwlist, &list, &blank, &kind, &dict, &lm, &hw,
+                                   &lex))
     return -1;
+  if (lex != Py_None && !PyObject_TypeCheck(lex, &LexiconType)) {
+    PyErr_SetString(PyExc_TypeError, "lexicon must be a Lexicon or None");
+    return -1;
+  }
   if (self->busy) {
     PyErr_SetString(PyExc_RuntimeError, "CTCBeam is in use by another thread");
     return -1;
@@ -314,6 +375,7 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
   es_vocab_free(&self->vocab);
   Py_CLEAR(self->lm);
   Py_CLEAR(self->hotwords);
+  Py_CLEAR(self->lexicon);
   self->ready = 0;
   es_ctc_beam_config cfg = es_ctc_beam_config_default();
   PyObject *key, *value;
@@ -363,6 +425,11 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
     Py_INCREF(hw);
     self->hotwords = hw;
   }
+  if (lex != Py_None) {
+    Py_INCREF(lex);
+    self->lexicon = lex;
+    es_ctc_beam_set_lexicon(&self->beam, &((LexiconObject *)lex)->lex);
+  }
   self->ready = 1;
   return 0;
 }
@@ -372,6 +439,7 @@ static void beam_dealloc(BeamObject *self) {
   es_vocab_free(&self->vocab);
   Py_CLEAR(self->lm);
   Py_CLEAR(self->hotwords);
+  Py_CLEAR(self->lexicon);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -636,6 +704,7 @@ static int add_type(PyObject *module, PyTypeObject *type, const char *name) {
 
 int es_register_decoding(PyObject *module) {
   if (add_type(module, &LMType, "ArpaLM") < 0 || add_type(module, &HotwordsType, "Hotwords") < 0 ||
+      add_type(module, &LexiconType, "Lexicon") < 0 ||
       add_type(module, &BeamType, "CTCBeam") < 0 || add_type(module, &GrammarType, "GrammarDecoder") < 0)
     return -1;
   return PyModule_AddFunctions(module, functions);

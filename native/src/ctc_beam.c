@@ -23,6 +23,7 @@ struct es_beam_node {
   int32_t words;        /* completed words */
   int32_t word_bytes;   /* bytes of the word in progress */
   int32_t at_boundary;  /* the last thing fed to the hotwords was a word boundary */
+  int32_t lex_state;    /* lexicon trie state of the word in progress */
   int32_t ctx_len;
   int32_t ctx[CTX_MAX];
   int32_t end_cached, end_ctx_len;   /* the LM score of ending the word in progress, cached */
@@ -102,6 +103,12 @@ static float node_ext(const es_ctc_beam *b, const es_beam_node *n) {
   return ext;
 }
 
+void es_ctc_beam_set_lexicon(es_ctc_beam *b, const es_lexicon *lexicon) {
+  if (b == NULL || b->nodes == NULL) return;
+  b->lexicon = lexicon;
+  es_ctc_beam_reset(b);
+}
+
 void es_ctc_beam_reset(es_ctc_beam *b) {
   es_beam_node *root = &b->nodes[0];
   memset(root, 0, sizeof(*root));
@@ -110,6 +117,7 @@ void es_ctc_beam_reset(es_ctc_beam *b) {
   root->first_child = root->next_sibling = -1;
   root->frame = -1;
   root->at_boundary = 1;
+  root->lex_state = ES_LEXICON_ROOT;
   root->hw_state = es_hotwords_start(b->hotwords);
   if (b->lm) root->ctx_len = es_lm_begin(b->lm, root->ctx);
   root->ext = node_ext(b, root);
@@ -231,8 +239,21 @@ static void feed_hotwords(const es_ctc_beam *b, const es_beam_node *p, int32_t t
   }
 }
 
-/* The non-acoustic score of prefix p + token, from p's (cheap: no node is built). */
+/* The lexicon state after p + token: ES_LEXICON_DEAD when the word cannot be a lexicon word. */
+static int32_t lexicon_state(const es_ctc_beam *b, const es_beam_node *p, int32_t token) {
+  const es_vocab *v = b->vocab;
+  int32_t state = p->lex_state;
+  if (v->flags[token] & ES_TOKEN_WORD_START) {
+    if (p->word_bytes > 0 && !es_lexicon_is_word(b->lexicon, state)) return ES_LEXICON_DEAD;
+    state = ES_LEXICON_ROOT;
+  }
+  return es_lexicon_advance(b->lexicon, state, es_vocab_token_text(v, token), (size_t)es_vocab_token_length(v, token));
+}
+
+/* The non-acoustic score of prefix p + token, from p's (cheap: no node is built); -INFINITY
+ * when a lexicon rules the prefix out. */
 static float extension_ext(es_ctc_beam *b, es_beam_node *p, int32_t token) {
+  if (b->lexicon && lexicon_state(b, p, token) == ES_LEXICON_DEAD) return -INFINITY;
   float ext = p->ext;
   if (ends_word(b, p, token)) {
     if (b->lm) {
@@ -281,6 +302,7 @@ static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame
     feed_hotwords(b, p, token, &out->hw_state, &out->hw_locked, &at_boundary);
     out->at_boundary = at_boundary;
   }
+  if (b->lexicon) out->lex_state = lexicon_state(b, p, token);
 }
 
 /* ---- the node pool ------------------------------------------------------------------------- */
@@ -489,6 +511,7 @@ static es_status step(es_ctc_beam *b, const float *row) {
       const float base = (tok == last ? y->lp_blank : total) + lp;
       if (base == -INFINITY) continue;
       const float ext = extension_ext(b, n, tok);
+      if (ext == -INFINITY) continue; /* never a held prefix: those have finite scores */
       es_beam_candidate *c;
       if (base + ext < cutoff) {
         c = find_candidate(b, y->node, tok);
@@ -581,6 +604,7 @@ static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *
   }
   *lm_out = lm;
   *words_out = words;
+  if (b->lexicon && n->word_bytes > 0 && !es_lexicon_is_word(b->lexicon, n->lex_state)) return -INFINITY;
   return b->config.lm_weight * lm + b->config.word_bonus * (float)words + n->hw_locked;
 }
 

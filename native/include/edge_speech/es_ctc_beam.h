@@ -28,6 +28,7 @@
 #include "es_common.h"
 #include "es_ctc_greedy.h"
 #include "es_hotwords.h"
+#include "es_lexicon.h"
 #include "es_lm.h"
 #include "es_vocab.h"
 
@@ -73,6 +74,7 @@ typedef struct es_ctc_beam {
   const es_vocab *vocab;
   const es_lm *lm;
   const es_hotwords *hotwords;
+  const es_lexicon *lexicon;
   int max_candidates;
   es_beam_node *nodes;
   int32_t num_nodes, node_capacity;
@@ -94,6 +96,8 @@ typedef struct es_ctc_beam {
 es_status es_ctc_beam_init(es_ctc_beam *beam, const es_ctc_beam_config *config, const es_vocab *vocab,
                            const es_lm *lm, const es_hotwords *hotwords, char *why, size_t why_size);
 void es_ctc_beam_free(es_ctc_beam *beam);
+/* Restricts the output to the lexicon's words (NULL lifts it); borrowed like the LM. Resets. */
+void es_ctc_beam_set_lexicon(es_ctc_beam *beam, const es_lexicon *lexicon);
 void es_ctc_beam_reset(es_ctc_beam *beam);
 /* ES_ERR_NON_FINITE_INPUT (nothing consumed) for NaN or +Inf; ES_ERR_FINISHED after finish. */
 es_status es_ctc_beam_accept(es_ctc_beam *beam, const float *log_probs, size_t num_frames);
