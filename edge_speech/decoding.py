@@ -292,7 +292,7 @@ class BeamConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an int, got {value!r}")
-        _require(1 <= self.beam_width <= 1 << 20, f"beam_width must be in 1..{1 << 20}, got {self.beam_width}")
+        _require(1 <= self.beam_width <= 1 << 16, f"beam_width must be in 1..{1 << 16}, got {self.beam_width}")
         _require(self.top_k >= 0, f"top_k must be >= 0 (0 = all tokens), got {self.top_k}")
         _require(self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}")
         for name in ("token_min_prob", "lm_weight", "word_bonus", "frame_shift_s") + (

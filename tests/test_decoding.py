@@ -225,3 +225,24 @@ def test_parallel_threads_give_the_serial_results():
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(dec.decode, inputs))
     assert parallel == serial
+
+
+def test_threads_share_one_lm_and_hotword_table():
+    lm_text = """\\data\\
+ngram 1=4
+
+\\1-grams:
+-0.5 <s>
+-0.5 </s>
+-0.3 ab
+-0.4 ba
+
+\\end\\
+"""
+    lm = decoding.ArpaLM(lm_text)
+    rng = np.random.default_rng(9)
+    inputs = [_random_log_probs(rng, 300, 4, 3.0) for _ in range(8)]
+    dec = decoding.CTCDecoder(CHARS, beam_width=12, lm=lm, lm_weight=0.8, word_bonus=0.5, hotwords={"ab ba": 2.0})
+    serial = [dec.decode(x) for x in inputs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(dec.decode, inputs)) == serial

@@ -65,8 +65,8 @@ es_ctc_beam_config es_ctc_beam_config_default(void) {
 es_status es_ctc_beam_config_check(const es_ctc_beam_config *c, char *why, size_t why_size) {
   char msg[160];
   if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
-  if (c->beam_width < 1 || c->beam_width > (1 << 20))
-    snprintf(msg, sizeof msg, "beam_width must be in 1..%d, got %d", 1 << 20, c->beam_width);
+  if (c->beam_width < 1 || c->beam_width > (1 << 16))
+    snprintf(msg, sizeof msg, "beam_width must be in 1..%d, got %d", 1 << 16, c->beam_width);
   else if (c->top_k < 0)
     snprintf(msg, sizeof msg, "top_k must be >= 0 (0 = all tokens), got %d", c->top_k);
   else if (isnan(c->token_min_log_prob) || c->token_min_log_prob == INFINITY)
@@ -146,7 +146,7 @@ es_status es_ctc_beam_init(es_ctc_beam *b, const es_ctc_beam_config *c, const es
   const int V = vocab->size;
   int k = c->top_k > 0 && c->top_k < V - 1 ? c->top_k : V - 1;
   size_t max_cand = (size_t)c->beam_width * (size_t)(k + 1);
-  if (max_cand > (1u << 26)) {
+  if (max_cand > (1u << 22)) {
     es_explain(why, why_size, "beam_width x tokens per frame is too large; lower beam_width or set top_k");
     return ES_ERR_INVALID_CONFIG;
   }

@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 typedef struct es_ctc_beam_config {
-  int beam_width;              /* hypotheses kept after each frame, >= 1 (default 16) */
+  int beam_width;              /* hypotheses kept after each frame, 1..65536 (default 16) */
   int top_k;                   /* non-blank tokens tried per frame; 0 = all (default 0) */
   float token_min_log_prob;    /* -INFINITY: no threshold (default ln 1e-4) */
   float blank_skip_log_prob;   /* +INFINITY: never skip (default ln 0.999) */
