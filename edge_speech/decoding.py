@@ -180,8 +180,9 @@ class Vocabulary:
     def _words(self, toks: Sequence[Tuple[int, int, float]]) -> List[Tuple[str, List[Tuple[int, int, float]]]]:
         words: List[Tuple[str, List[Tuple[int, int, float]]]] = []
         text, members, boundary = "", [], True
+        flags_of, texts = self._flags, self._texts
         for tok in toks:
-            flags, piece = self._flags[tok[0]], self._texts[tok[0]]
+            flags, piece = flags_of[tok[0]], texts[tok[0]]
             if flags & _BLANK:
                 continue
             if flags & _WORD_START:
@@ -438,10 +439,7 @@ class CTCDecoder:
             raise ValueError(f"log_probs must be 2-D [frames, vocab], got shape {array.shape}")
         if array.shape[1] != len(self.vocab):
             raise ValueError(f"log_probs has {array.shape[1]} columns but the vocabulary has {len(self.vocab)} tokens")
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if np.isnan(array).any() or np.isposinf(array).any():
-            raise ValueError("log_probs contain NaN or +inf; pass natural-log probabilities (log_softmax output)")
-        return array
+        return np.ascontiguousarray(array, dtype=np.float32)  # NaN / +inf are refused by the native code
 
 
 class DecoderStream:
@@ -523,20 +521,26 @@ class DecoderStream:
                     entries.append((np.frombuffer(data, dtype=_TOKEN_DTYPE), total, acoustic, lm))
             if not math.isfinite(entries[0][1]):
                 entries = [(np.zeros(0, _TOKEN_DTYPE), -math.inf, -math.inf, 0.0)]
-        nbest = tuple(Hypothesis(vocab.text(t["id"]), tuple(int(i) for i in t["id"]), float(total),
-                                 float(acoustic), float(lm)) for t, total, acoustic, lm in entries)
+        nbest = []
+        for k, (t, total, acoustic, lm) in enumerate(entries):
+            ids = tuple(t["id"].tolist())
+            if k == 0:
+                triples = list(zip(ids, t["frame"].tolist(), t["log_prob"].tolist()))
+                grouped = vocab._words(triples)
+                text = " ".join(w for w, _ in grouped)
+            else:
+                text = vocab.text(ids)
+            nbest.append(Hypothesis(text, ids, float(total), float(acoustic), float(lm)))
         toks, total, acoustic, lm = entries[0]
-        triples = [(int(i), int(f), float(p)) for i, f, p in zip(toks["id"], toks["frame"], toks["log_prob"])]
         words = []
-        for text, members in vocab._words(triples):
+        for text, members in grouped:
             first, last = members[0][1], members[-1][1]
             confidence = math.exp(sum(m[2] for m in members) / len(members))
             words.append(Word(text, first * shift, (last + 1) * shift, min(1.0, confidence), first, last + 1))
         return Result(
-            text=nbest[0].text, tokens=nbest[0].tokens, token_frames=tuple(int(f) for f in toks["frame"]),
+            text=nbest[0].text, tokens=nbest[0].tokens, token_frames=tuple(toks["frame"].tolist()),
             score=float(total), acoustic_score=float(acoustic), lm_score=float(lm), words=tuple(words),
-            nbest=nbest)
-
+            nbest=tuple(nbest))
 
     def _grammar_result(self) -> Result:
         dec = self._decoder
