@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es_internal.h"
+
 #define CTX_MAX (ES_LM_MAX_ORDER - 1)
 #define WORD_MAX_BYTES 1024
 #define LN10 2.302585092994046f
@@ -91,6 +93,7 @@ void es_ctc_beam_free(es_ctc_beam *b) {
   free(b->slots);
   free(b->slot_gen);
   free(b->frame_tokens);
+  free(b->token_stamp);
   free(b->token_ranks);
   free(b->word_ids);
   free(b->word_text);
@@ -163,11 +166,12 @@ es_status es_ctc_beam_init(es_ctc_beam *b, const es_ctc_beam_config *c, const es
   b->slots = malloc(sizeof(int32_t) * hash);
   b->slot_gen = calloc(hash, sizeof(uint32_t));
   b->frame_tokens = malloc(sizeof(int32_t) * (size_t)V);
+  b->token_stamp = calloc((size_t)V, sizeof(uint32_t));
   b->token_ranks = malloc(sizeof(es_beam_rank) * (size_t)V);
   b->word_ids = malloc(sizeof(int32_t) * WORD_MAX_BYTES);
   b->word_text = malloc(WORD_MAX_BYTES + 1);
   if (!b->nodes || !b->hyps || !b->next_hyps || !b->candidates || !b->ranks || !b->slots || !b->slot_gen ||
-      !b->frame_tokens || !b->token_ranks || !b->word_ids || !b->word_text) {
+      !b->frame_tokens || !b->token_stamp || !b->token_ranks || !b->word_ids || !b->word_text) {
     es_ctc_beam_free(b);
     return ES_ERR_OUT_OF_MEMORY;
   }
@@ -476,8 +480,10 @@ static es_status step(es_ctc_beam *b, const float *row) {
   b->generation++;
   if (b->generation == 0) { /* wrapped: clear the stamps */
     memset(b->slot_gen, 0, sizeof(uint32_t) * ((size_t)b->hash_mask + 1));
+    memset(b->token_stamp, 0, sizeof(uint32_t) * (size_t)b->vocab->size);
     b->generation = 1;
   }
+  for (int i = 0; i < k; i++) b->token_stamp[b->frame_tokens[i]] = b->generation;
   int count = 0;
   /* every hypothesis stays: a blank, or its last token repeated */
   for (int h = 0; h < b->num_hyps; h++) {
@@ -500,11 +506,28 @@ static es_status step(es_ctc_beam *b, const float *row) {
     select_top(b->ranks, count, b->config.beam_width);
     cutoff = b->ranks[b->config.beam_width - 1].total;
   }
+  /* An upper bound on what an extension adds to its parent's non-acoustic score: LM log-probs and
+   * lexicons only lower it; hotword credit is not bounded here, so with hotwords no hypothesis is
+   * skipped as a whole. */
+  float best_lp = -INFINITY;
+  for (int i = 0; i < k; i++) best_lp = ES_MAX(best_lp, row[b->frame_tokens[i]]);
+  const int may_skip = b->hotwords == NULL && (b->lm == NULL || b->config.lm_weight >= 0.0f);
+  const float max_gain = ES_MAX(0.0f, b->config.word_bonus);
   for (int h = 0; h < b->num_hyps; h++) {
     const es_beam_hyp *y = &b->hyps[h];
     es_beam_node *n = &nodes[y->node];
     const int32_t last = n->token;
     const float total = lse(y->lp_blank, y->lp_nonblank);
+    if (may_skip && total + best_lp + y->ext + max_gain < cutoff) {
+      /* no new prefix from this hypothesis can make the cut; it still feeds the prefixes held */
+      for (int32_t ch = n->first_child; ch >= 0; ch = nodes[ch].next_sibling) {
+        const int32_t tok = nodes[ch].token;
+        if (b->token_stamp[tok] != b->generation) continue; /* pruned in this frame */
+        es_beam_candidate *c = find_candidate(b, y->node, tok);
+        if (c != NULL) c->lp_nonblank = lse(c->lp_nonblank, (tok == last ? y->lp_blank : total) + row[tok]);
+      }
+      continue;
+    }
     for (int i = 0; i < k; i++) {
       const int32_t tok = b->frame_tokens[i];
       const float lp = row[tok];

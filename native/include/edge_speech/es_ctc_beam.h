@@ -86,6 +86,7 @@ typedef struct es_ctc_beam {
   uint32_t *slot_gen;
   uint32_t generation, hash_mask;
   int32_t *frame_tokens;         /* the tokens tried in the current frame */
+  uint32_t *token_stamp;         /* generation of the last frame that tried each token */
   es_beam_rank *token_ranks;
   int32_t *word_ids;             /* scratch: a word's tokens */
   char *word_text;               /* scratch: a word's text */
