@@ -255,3 +255,49 @@ def test_lexicon_true_takes_the_lm_words():
     assert set(constrained.text.split()) <= {"a", "b", "ab"}
     with pytest.raises(ValueError, match="lexicon=True"):
         decoding.CTCDecoder(tokens, lexicon=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("beam, top_k", [(3, 0), (5, 2)])
+def test_pruned_fusion_equals_a_textbook_beam_search_with_the_reference_lm(seed, beam, top_k):
+    # a narrow beam: the decoder's shortcuts must give what a plain prefix beam search gives
+    # when every prefix is ranked by acoustic + alpha * LM(completed words) + beta * words
+    rng = np.random.default_rng(200 + seed)
+    tokens = ["_", "a", "b", " "]
+    alpha, beta = 0.8, 0.3
+    lp = log_softmax(rng.normal(size=(30, 4)) * 2.0).astype(np.float32).astype(np.float64)
+    ref = ArpaReference(FUSION_LM)
+
+    def words_of(p):
+        text = "".join(tokens[t] for t in p)
+        done = text.split(" ")
+        return [w for w in done[:-1] if w], done[-1]
+
+    def ext(p):
+        done, _ = words_of(p)
+        return alpha * LN10 * sum(ref.score(done, eos=False)) + beta * len(done)
+
+    def final(p):
+        done, last = words_of(p)
+        words = done + ([last] if last else [])
+        return alpha * LN10 * sum(ref.score(words)) + beta * len(words)
+
+    hyps = {(): (0.0, -np.inf)}
+    for row in lp:
+        cand = sorted(range(1, 4), key=lambda v: (-row[v], v))[:top_k] if top_k else [1, 2, 3]
+        nxt = {}
+        for p, (pb, pnb) in hyps.items():
+            total = np.logaddexp(pb, pnb)
+            b, n = nxt.get(p, (-np.inf, -np.inf))
+            nxt[p] = (np.logaddexp(b, total + row[0]), np.logaddexp(n, pnb + row[p[-1]]) if p else n)
+            for c in cand:
+                q = p + (c,)
+                b, n = nxt.get(q, (-np.inf, -np.inf))
+                nxt[q] = (b, np.logaddexp(n, (pb if p and c == p[-1] else total) + row[c]))
+        hyps = dict(sorted(nxt.items(), key=lambda kv: -(np.logaddexp(*kv[1]) + ext(kv[0])))[:beam])
+    expected = sorted(((p, float(np.logaddexp(*s)) + final(p)) for p, s in hyps.items()), key=lambda x: -x[1])
+    dec = decoding.CTCDecoder(tokens, beam_width=beam, top_k=top_k, lm=decoding.ArpaLM(FUSION_LM), lm_weight=alpha,
+                              word_bonus=beta, token_min_prob=0.0, blank_skip_prob=None, nbest=beam)
+    res = dec.decode(lp.astype(np.float32))
+    assert [h.tokens for h in res.nbest] == [p for p, _ in expected]
+    assert [h.score for h in res.nbest] == pytest.approx([s for _, s in expected], abs=2e-3)
