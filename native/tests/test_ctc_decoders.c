@@ -151,6 +151,15 @@ int main(void) {
   for (size_t i = 0; i < l1 && i < l2; i++) same &= t1[i].id == t2[i].id && t1[i].frame == t2[i].frame;
   CHECK(same);
   CHECK(beam.node_capacity < LONG * 8); /* compaction keeps the pool near the live size */
+  /* steady state: once the pool has grown, decoding again allocates nothing (same pool) */
+  const void *pool = beam.nodes;
+  const int32_t capacity = beam.node_capacity;
+  for (int round = 0; round < 3; round++) {
+    es_ctc_beam_reset(&beam);
+    CHECK(es_ctc_beam_accept(&beam, big, LONG) == ES_OK);
+    es_ctc_beam_finish(&beam);
+  }
+  CHECK(beam.nodes == pool && beam.node_capacity == capacity);
 
   /* bad input */
   big[5] = NAN;
