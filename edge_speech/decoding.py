@@ -276,7 +276,9 @@ class BeamConfig:
     most likely non-blank tokens (0 = all) with probability >= ``token_min_prob`` extend
     hypotheses, and frames whose blank probability is above ``blank_skip_prob`` (None = never)
     extend none. ``lm_weight`` scales the LM's natural-log probability, ``word_bonus`` is added per
-    word. ``frame_shift_s`` is the model's output frame period (word times). ``nbest`` bounds the
+    word, ``oov_penalty`` (<= 0) per out-of-vocabulary word: with a lexicon, per word that leaves it
+    (charged as soon as it does; 0 keeps such words out altogether), else, with an LM, per word
+    missing from its unigrams. ``frame_shift_s`` is the model's output frame period (word times). ``nbest`` bounds the
     n-best list."""
 
     beam_width: int = 16
@@ -285,6 +287,7 @@ class BeamConfig:
     blank_skip_prob: Optional[float] = 0.999
     lm_weight: float = 0.5
     word_bonus: float = 0.0
+    oov_penalty: float = 0.0
     frame_shift_s: float = 0.02
     nbest: int = 5
 
@@ -296,7 +299,7 @@ class BeamConfig:
         _require(1 <= self.beam_width <= 1 << 16, f"beam_width must be in 1..{1 << 16}, got {self.beam_width}")
         _require(self.top_k >= 0, f"top_k must be >= 0 (0 = all tokens), got {self.top_k}")
         _require(self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}")
-        for name in ("token_min_prob", "lm_weight", "word_bonus", "frame_shift_s") + (
+        for name in ("token_min_prob", "lm_weight", "word_bonus", "oov_penalty", "frame_shift_s") + (
                 ("blank_skip_prob",) if self.blank_skip_prob is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -305,6 +308,7 @@ class BeamConfig:
         if self.blank_skip_prob is not None:
             _require(0 < self.blank_skip_prob <= 1, f"blank_skip_prob must be in (0, 1] or None, got {self.blank_skip_prob}")
         _require(self.frame_shift_s > 0, f"frame_shift_s must be > 0, got {self.frame_shift_s}")
+        _require(self.oov_penalty <= 0, f"oov_penalty must be <= 0, got {self.oov_penalty}")
 
     def replace(self, **changes: Any) -> "BeamConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -332,6 +336,7 @@ class BeamConfig:
             "blank_skip_log_prob": math.inf if self.blank_skip_prob is None else math.log(self.blank_skip_prob),
             "lm_weight": self.lm_weight,
             "word_bonus": self.word_bonus,
+            "oov_penalty": self.oov_penalty,
         }
 
 
@@ -343,7 +348,8 @@ class CTCDecoder:
     ``tokens``: a sequence of token strings or a :class:`Vocabulary`. Keyword options are the
     :class:`BeamConfig` fields (or pass ``config=``), plus ``lm`` (an :class:`ArpaLM`),
     ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), ``lexicon``
-    (True: only the LM's words may be output; or an iterable of allowed words), ``kind``, and
+    (True: the LM's words, or an iterable of words: only these are output, or with
+    ``oov_penalty < 0`` others pay that penalty), ``kind``, and
     ``grammar`` (a :class:`Grammar`, or JSGF / intent-YAML text) with ``grammar_threshold``:
     a grammar replaces the beam search by a Viterbi search constrained to its sentences.
     """

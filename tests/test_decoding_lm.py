@@ -167,8 +167,8 @@ ngram 2=4
 
 
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("alpha, beta", [(0.5, 0.0), (1.5, 1.0), (0.8, -0.5)])
-def test_fusion_with_a_full_beam_finds_the_exact_best_fused_score(seed, alpha, beta):
+@pytest.mark.parametrize("alpha, beta, oov", [(0.5, 0.0, 0.0), (1.5, 1.0, 0.0), (0.8, -0.5, -3.0)])
+def test_fusion_with_a_full_beam_finds_the_exact_best_fused_score(seed, alpha, beta, oov):
     rng = np.random.default_rng(seed)
     tokens = ["_", "a", "b", " "]
     T = 6
@@ -178,9 +178,11 @@ def test_fusion_with_a_full_beam_finds_the_exact_best_fused_score(seed, alpha, b
     for seq, acoustic in all_label_scores(lp, 0).items():
         words = vocab.text(seq).split()
         lm_ln = LN10 * sum(ref.score(words))
-        exact[seq] = (acoustic + alpha * lm_ln + beta * len(words), acoustic, lm_ln)
+        unknown = sum(w not in ref.vocab for w in words)
+        exact[seq] = (acoustic + alpha * lm_ln + beta * len(words) + oov * unknown, acoustic, lm_ln)
     dec = decoding.CTCDecoder(tokens, beam_width=sum(3 ** n for n in range(T + 1)), lm=decoding.ArpaLM(FUSION_LM),
-                              lm_weight=alpha, word_bonus=beta, token_min_prob=0.0, blank_skip_prob=None, nbest=6)
+                              lm_weight=alpha, word_bonus=beta, oov_penalty=oov, token_min_prob=0.0,
+                              blank_skip_prob=None, nbest=6)
     res = dec.decode(lp)
     ranked = sorted(exact.values(), key=lambda v: -v[0])
     assert res.score == pytest.approx(ranked[0][0], abs=1e-3)
@@ -220,24 +222,28 @@ def test_an_empty_higher_order_section_is_allowed():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_lexicon_with_a_full_beam_finds_the_best_sequence_of_known_words(seed):
+@pytest.mark.parametrize("oov_penalty", [0.0, -2.0])
+def test_lexicon_with_a_full_beam_finds_the_exact_best(seed, oov_penalty):
+    # oov_penalty 0: only lexicon words; < 0: other words allowed at that price each
     rng = np.random.default_rng(100 + seed)
     tokens = ["_", "a", "b", " "]
     T = 6
     lp = log_softmax(rng.normal(size=(T, 4)) * 1.5).astype(np.float32)
     ref, vocab = ArpaReference(FUSION_LM), decoding.Vocabulary(tuple(tokens))
-    known = {"a", "ab"}  # lexicon=True: the LM's words ("b" too), here narrowed by an explicit list
+    known = {"a", "ab", "bab"}  # "ba" is a prefix of a word but not a word
     exact = {}
     for seq, acoustic in all_label_scores(lp, 0).items():
         words = vocab.text(seq).split()
-        if all(w in known for w in words):
-            exact[seq] = acoustic + 0.7 * LN10 * sum(ref.score(words))
+        unknown = sum(w not in known for w in words)
+        if oov_penalty < 0 or not unknown:
+            exact[seq] = acoustic + 0.7 * LN10 * sum(ref.score(words)) + oov_penalty * unknown
     dec = decoding.CTCDecoder(tokens, beam_width=sum(3 ** n for n in range(T + 1)), lm=decoding.ArpaLM(FUSION_LM),
-                              lm_weight=0.7, lexicon=sorted(known), token_min_prob=0.0, blank_skip_prob=None, nbest=50)
+                              lm_weight=0.7, lexicon=sorted(known), oov_penalty=oov_penalty, token_min_prob=0.0,
+                              blank_skip_prob=None, nbest=50)
     res = dec.decode(lp)
     assert res.score == pytest.approx(max(exact.values()), abs=1e-3)
     for hyp in res.nbest:
-        assert set(hyp.text.split()) <= known
+        assert oov_penalty < 0 or set(hyp.text.split()) <= known
         assert hyp.score == pytest.approx(exact[hyp.tokens], abs=1e-3)
     assert len(res.nbest) == min(50, len(exact))
 

@@ -395,6 +395,7 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
     else if (strcmp(name, "blank_skip_log_prob") == 0) cfg.blank_skip_log_prob = (float)v;
     else if (strcmp(name, "lm_weight") == 0) cfg.lm_weight = (float)v;
     else if (strcmp(name, "word_bonus") == 0) cfg.word_bonus = (float)v;
+    else if (strcmp(name, "oov_penalty") == 0) cfg.oov_penalty = (float)v;
     else {
       PyErr_Format(PyExc_ValueError, "unknown beam search option %R", key);
       return -1;

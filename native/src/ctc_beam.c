@@ -23,12 +23,14 @@ struct es_beam_node {
   float hw_locked;      /* credit of completed hotwords */
   int32_t hw_state;
   int32_t words;        /* completed words */
+  int32_t oov_words;    /* completed words missing from the LM */
   int32_t word_bytes;   /* bytes of the word in progress */
   int32_t at_boundary;  /* the last thing fed to the hotwords was a word boundary */
   int32_t lex_state;    /* lexicon trie state of the word in progress */
   int32_t ctx_len;
   int32_t ctx[CTX_MAX];
   int32_t end_cached, end_ctx_len;   /* the LM score of ending the word in progress, cached */
+  int32_t end_oov;                   /* ... and whether that word is missing from the LM */
   float end_lm_ln;
   int32_t end_ctx[CTX_MAX];
   int32_t mark;
@@ -61,6 +63,7 @@ es_ctc_beam_config es_ctc_beam_config_default(void) {
   c.blank_skip_log_prob = -0.0010005f;  /* ln 0.999 */
   c.lm_weight = 0.5f;
   c.word_bonus = 0.0f;
+  c.oov_penalty = 0.0f;
   return c;
 }
 
@@ -77,6 +80,8 @@ es_status es_ctc_beam_config_check(const es_ctc_beam_config *c, char *why, size_
     snprintf(msg, sizeof msg, "blank_skip_log_prob must be a number or +inf");
   else if (!isfinite(c->lm_weight) || !isfinite(c->word_bonus))
     snprintf(msg, sizeof msg, "lm_weight and word_bonus must be finite");
+  else if (!isfinite(c->oov_penalty) || c->oov_penalty > 0.0f)
+    snprintf(msg, sizeof msg, "oov_penalty must be finite and <= 0");
   else
     return ES_OK;
   es_explain(why, why_size, msg);
@@ -101,7 +106,8 @@ void es_ctc_beam_free(es_ctc_beam *b) {
 }
 
 static float node_ext(const es_ctc_beam *b, const es_beam_node *n) {
-  float ext = b->config.lm_weight * n->lm_ln + b->config.word_bonus * (float)n->words + n->hw_locked;
+  float ext = b->config.lm_weight * n->lm_ln + b->config.word_bonus * (float)n->words + n->hw_locked +
+              b->config.oov_penalty * (float)n->oov_words;
   if (b->hotwords) ext += es_hotwords_credit(b->hotwords, n->hw_state);
   return ext;
 }
@@ -186,6 +192,7 @@ static void end_word(es_ctc_beam *b, es_beam_node *n) {
   if (n->end_cached) return;
   n->end_cached = 1;
   n->end_lm_ln = 0.0f;
+  n->end_oov = 0;
   n->end_ctx_len = n->ctx_len;
   memcpy(n->end_ctx, n->ctx, sizeof(n->ctx));
   if (b->lm == NULL) return;
@@ -216,6 +223,7 @@ static void end_word(es_ctc_beam *b, es_beam_node *n) {
     id = es_lm_word_id(b->lm, b->word_text, pos);
   }
   int len;
+  n->end_oov = id < 0;
   n->end_lm_ln = LN10 * es_lm_score(b->lm, n->ctx, n->ctx_len, id, n->end_ctx, &len);
   n->end_ctx_len = len;
 }
@@ -243,21 +251,46 @@ static void feed_hotwords(const es_ctc_beam *b, const es_beam_node *p, int32_t t
   }
 }
 
-/* The lexicon state after p + token: ES_LEXICON_DEAD when the word cannot be a lexicon word. */
-static int32_t lexicon_state(const es_ctc_beam *b, const es_beam_node *p, int32_t token) {
+/* The lexicon state after p + token (ES_LEXICON_DEAD once the word has left the lexicon), and how
+ * many words that step takes out of the lexicon (0 or 1): an unfinished lexicon prefix ending,
+ * or a word growing past every lexicon word. A word is counted once, when it leaves. */
+static int lexicon_step(const es_ctc_beam *b, const es_beam_node *p, int32_t token, int32_t *state_out) {
   const es_vocab *v = b->vocab;
   int32_t state = p->lex_state;
+  int left = 0;
   if (v->flags[token] & ES_TOKEN_WORD_START) {
-    if (p->word_bytes > 0 && !es_lexicon_is_word(b->lexicon, state)) return ES_LEXICON_DEAD;
+    if (p->word_bytes > 0 && state != ES_LEXICON_DEAD && !es_lexicon_is_word(b->lexicon, state)) left = 1;
     state = ES_LEXICON_ROOT;
   }
-  return es_lexicon_advance(b->lexicon, state, es_vocab_token_text(v, token), (size_t)es_vocab_token_length(v, token));
+  const int len = es_vocab_token_length(v, token);
+  if (state != ES_LEXICON_DEAD && len > 0) {
+    state = es_lexicon_advance(b->lexicon, state, es_vocab_token_text(v, token), (size_t)len);
+    if (state == ES_LEXICON_DEAD) left++;
+  }
+  *state_out = state;
+  return left;
+}
+
+/* Words the step p + token counts as out of vocabulary: by the lexicon when there is one (a hard
+ * lexicon, oov_penalty 0, forbids them: -1), else by the LM at word ends. */
+static int oov_step(es_ctc_beam *b, es_beam_node *p, int32_t token, int32_t *lex_state) {
+  if (b->lexicon) {
+    int left = lexicon_step(b, p, token, lex_state);
+    return left && b->config.oov_penalty == 0.0f ? -1 : left;
+  }
+  if (b->lm && ends_word(b, p, token)) {
+    end_word(b, p);
+    return p->end_oov;
+  }
+  return 0;
 }
 
 /* The non-acoustic score of prefix p + token, from p's (cheap: no node is built); -INFINITY
  * when a lexicon rules the prefix out. */
 static float extension_ext(es_ctc_beam *b, es_beam_node *p, int32_t token) {
-  if (b->lexicon && lexicon_state(b, p, token) == ES_LEXICON_DEAD) return -INFINITY;
+  int32_t lex_state;
+  const int oov = oov_step(b, p, token, &lex_state);
+  if (oov < 0) return -INFINITY;
   float ext = p->ext;
   if (ends_word(b, p, token)) {
     if (b->lm) {
@@ -266,6 +299,7 @@ static float extension_ext(es_ctc_beam *b, es_beam_node *p, int32_t token) {
     }
     ext += b->config.word_bonus;
   }
+  ext += b->config.oov_penalty * (float)oov;
   if (b->hotwords) {
     int32_t state;
     float locked;
@@ -306,7 +340,10 @@ static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame
     feed_hotwords(b, p, token, &out->hw_state, &out->hw_locked, &at_boundary);
     out->at_boundary = at_boundary;
   }
-  if (b->lexicon) out->lex_state = lexicon_state(b, p, token);
+  int32_t lex_state = ES_LEXICON_ROOT;
+  const int oov = oov_step(b, p, token, &lex_state);
+  out->oov_words = p->oov_words + (oov > 0 ? oov : 0);
+  out->lex_state = lex_state;
 }
 
 /* ---- the node pool ------------------------------------------------------------------------- */
@@ -610,7 +647,7 @@ es_status es_ctc_beam_accept(es_ctc_beam *b, const float *log_probs, size_t num_
 /* The final extension score of a hypothesis: its last word ended, "</s>", no partial credit. */
 static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *words_out) {
   float lm = n->lm_ln;
-  int32_t words = n->words;
+  int32_t words = n->words, oov = n->oov_words;
   int32_t ctx[CTX_MAX];
   int ctx_len = n->ctx_len;
   memcpy(ctx, n->ctx, sizeof ctx);
@@ -620,6 +657,7 @@ static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *
     ctx_len = n->end_ctx_len;
     memcpy(ctx, n->end_ctx, sizeof ctx);
     words++;
+    if (!b->lexicon) oov += n->end_oov;
   }
   if (b->lm && b->lm->eos >= 0) {
     int len;
@@ -627,8 +665,12 @@ static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *
   }
   *lm_out = lm;
   *words_out = words;
-  if (b->lexicon && n->word_bytes > 0 && !es_lexicon_is_word(b->lexicon, n->lex_state)) return -INFINITY;
-  return b->config.lm_weight * lm + b->config.word_bonus * (float)words + n->hw_locked;
+  if (b->lexicon && n->word_bytes > 0 && n->lex_state != ES_LEXICON_DEAD && !es_lexicon_is_word(b->lexicon, n->lex_state)) {
+    if (b->config.oov_penalty == 0.0f) return -INFINITY; /* a hard lexicon: the last word must be in it */
+    oov++;
+  }
+  return b->config.lm_weight * lm + b->config.word_bonus * (float)words + n->hw_locked +
+         b->config.oov_penalty * (float)oov;
 }
 
 es_status es_ctc_beam_finish(es_ctc_beam *b) {

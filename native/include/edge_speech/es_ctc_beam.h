@@ -43,6 +43,9 @@ typedef struct es_ctc_beam_config {
   float blank_skip_log_prob;   /* +INFINITY: never skip (default ln 0.999) */
   float lm_weight;             /* alpha, on the LM's natural-log probability (default 0.5) */
   float word_bonus;            /* beta, added per word (default 0) */
+  float oov_penalty;           /* <= 0, added per out-of-vocabulary word (default 0): with a lexicon,
+                                  a word leaving it (0 forbids such words); else, with an LM, a word
+                                  missing from its unigrams */
 } es_ctc_beam_config;
 
 es_ctc_beam_config es_ctc_beam_config_default(void);
@@ -97,7 +100,8 @@ typedef struct es_ctc_beam {
 es_status es_ctc_beam_init(es_ctc_beam *beam, const es_ctc_beam_config *config, const es_vocab *vocab,
                            const es_lm *lm, const es_hotwords *hotwords, char *why, size_t why_size);
 void es_ctc_beam_free(es_ctc_beam *beam);
-/* Restricts the output to the lexicon's words (NULL lifts it); borrowed like the LM. Resets. */
+/* Restricts the output to the lexicon's words (NULL lifts it), or with oov_penalty < 0 charges
+ * that penalty for each word that leaves it, as soon as it does; borrowed like the LM. Resets. */
 void es_ctc_beam_set_lexicon(es_ctc_beam *beam, const es_lexicon *lexicon);
 void es_ctc_beam_reset(es_ctc_beam *beam);
 /* ES_ERR_NON_FINITE_INPUT (nothing consumed) for NaN or +Inf; ES_ERR_FINISHED after finish. */
