@@ -15,6 +15,11 @@ decoder turns them into text, tokens with frame timestamps, and words with times
     stream = dec.create_stream()                # the same result, chunk by chunk
     stream.accept(chunk); stream.partial; res = stream.finish()
 
+    grammar = decoding.Grammar.from_yaml(intents_yaml)     # or Grammar.from_jsgf(text)
+    dec = decoding.CTCDecoder(tokens, grammar=grammar)     # grammar_threshold=0.5
+    res = dec.decode(log_probs)
+    res.intent, res.slots, res.text, res.confidence        # intent None: rejected
+
 Tokens are characters (``" "`` or ``"|"`` separate words) or SentencePiece-style subwords (a
 ``"▁"`` prefix begins a word); ``kind="auto"`` tells them apart. ``beam_width=1`` selects greedy
 decoding (the argmax path, repeats merged, blanks removed). Decoders hold no global state: use one
@@ -28,17 +33,19 @@ import dataclasses
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from edge_speech import _native
+from edge_speech.grammars import Grammar
 
 __all__ = [
     "ArpaLM",
     "BeamConfig",
     "CTCDecoder",
     "DecoderStream",
+    "Grammar",
     "Hypothesis",
     "Result",
     "Vocabulary",
@@ -49,6 +56,9 @@ _KINDS = {"auto": 0, "chars": 1, "sentencepiece": 2}
 _KIND_NAMES = {v: k for k, v in _KINDS.items()}
 _WORD_START, _SEPARATOR, _BLANK = 2, 4, 1
 _TOKEN_DTYPE = np.dtype([("id", "<i4"), ("log_prob", "<f4"), ("frame", "<i8")])
+_ARC_DTYPE = np.dtype([("src", "<i4"), ("dst", "<i4"), ("token", "<i4"), ("weight", "<f4"), ("label", "<i4")])
+_STEP_DTYPE = np.dtype({"names": ["arc", "token", "label", "frame"], "formats": ["<i4", "<i4", "<i4", "<i8"],
+                        "offsets": [0, 4, 8, 16], "itemsize": 24})
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -83,8 +93,14 @@ class Hypothesis:
 @dataclasses.dataclass(frozen=True)
 class Result:
     """A decoding result. ``tokens`` are token ids, ``token_frames`` the absolute frame at which
-    each was emitted. ``nbest`` holds the ranked hypotheses (the first is this one). The grammar
-    fields ``intent``, ``slots`` and ``confidence`` stay None until grammars are supported."""
+    each was emitted. ``nbest`` holds the ranked hypotheses (the first is this one).
+
+    With a grammar: ``intent`` and ``slots`` (``{"room": "kitchen"}``) of the best in-grammar
+    sentence, and ``confidence`` in [0, 1]: exp of the per-token log-ratio between the best
+    in-grammar alignment and the best unconstrained one. Below the decoder's
+    ``grammar_threshold`` the result is a rejection: ``intent`` and ``slots`` are None and
+    ``text`` is empty, while ``nbest[0]`` still shows the closest in-grammar sentence. Grammar
+    words carry the utterance confidence."""
 
     text: str
     tokens: Tuple[int, ...]
@@ -164,8 +180,9 @@ class Vocabulary:
     def _words(self, toks: Sequence[Tuple[int, int, float]]) -> List[Tuple[str, List[Tuple[int, int, float]]]]:
         words: List[Tuple[str, List[Tuple[int, int, float]]]] = []
         text, members, boundary = "", [], True
+        flags_of, texts = self._flags, self._texts
         for tok in toks:
-            flags, piece = self._flags[tok[0]], self._texts[tok[0]]
+            flags, piece = flags_of[tok[0]], texts[tok[0]]
             if flags & _BLANK:
                 continue
             if flags & _WORD_START:
@@ -212,6 +229,11 @@ class ArpaLM:
         return self._lm.order
 
     @property
+    def words(self) -> Tuple[str, ...]:
+        """The unigrams (``<s>``, ``</s>``, ``<unk>`` included when present)."""
+        return tuple(self._lm.words)
+
+    @property
     def counts(self) -> Tuple[int, ...]:
         """How many n-grams of each order."""
         return tuple(self._lm.counts)
@@ -254,7 +276,9 @@ class BeamConfig:
     most likely non-blank tokens (0 = all) with probability >= ``token_min_prob`` extend
     hypotheses, and frames whose blank probability is above ``blank_skip_prob`` (None = never)
     extend none. ``lm_weight`` scales the LM's natural-log probability, ``word_bonus`` is added per
-    word. ``frame_shift_s`` is the model's output frame period (word times). ``nbest`` bounds the
+    word, ``oov_penalty`` (<= 0) per out-of-vocabulary word: with a lexicon, per word that leaves it
+    (charged as soon as it does; 0 keeps such words out altogether), else, with an LM, per word
+    missing from its unigrams. ``frame_shift_s`` is the model's output frame period (word times). ``nbest`` bounds the
     n-best list."""
 
     beam_width: int = 16
@@ -263,6 +287,7 @@ class BeamConfig:
     blank_skip_prob: Optional[float] = 0.999
     lm_weight: float = 0.5
     word_bonus: float = 0.0
+    oov_penalty: float = 0.0
     frame_shift_s: float = 0.02
     nbest: int = 5
 
@@ -271,10 +296,10 @@ class BeamConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an int, got {value!r}")
-        _require(1 <= self.beam_width <= 1 << 20, f"beam_width must be in 1..{1 << 20}, got {self.beam_width}")
+        _require(1 <= self.beam_width <= 1 << 16, f"beam_width must be in 1..{1 << 16}, got {self.beam_width}")
         _require(self.top_k >= 0, f"top_k must be >= 0 (0 = all tokens), got {self.top_k}")
         _require(self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}")
-        for name in ("token_min_prob", "lm_weight", "word_bonus", "frame_shift_s") + (
+        for name in ("token_min_prob", "lm_weight", "word_bonus", "oov_penalty", "frame_shift_s") + (
                 ("blank_skip_prob",) if self.blank_skip_prob is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -283,6 +308,7 @@ class BeamConfig:
         if self.blank_skip_prob is not None:
             _require(0 < self.blank_skip_prob <= 1, f"blank_skip_prob must be in (0, 1] or None, got {self.blank_skip_prob}")
         _require(self.frame_shift_s > 0, f"frame_shift_s must be > 0, got {self.frame_shift_s}")
+        _require(self.oov_penalty <= 0, f"oov_penalty must be <= 0, got {self.oov_penalty}")
 
     def replace(self, **changes: Any) -> "BeamConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -310,6 +336,7 @@ class BeamConfig:
             "blank_skip_log_prob": math.inf if self.blank_skip_prob is None else math.log(self.blank_skip_prob),
             "lm_weight": self.lm_weight,
             "word_bonus": self.word_bonus,
+            "oov_penalty": self.oov_penalty,
         }
 
 
@@ -320,15 +347,19 @@ class CTCDecoder:
 
     ``tokens``: a sequence of token strings or a :class:`Vocabulary`. Keyword options are the
     :class:`BeamConfig` fields (or pass ``config=``), plus ``lm`` (an :class:`ArpaLM`),
-    ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), and ``kind``.
+    ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), ``lexicon``
+    (True: the LM's words, or an iterable of words: only these are output, or with
+    ``oov_penalty < 0`` others pay that penalty), ``kind``, and
+    ``grammar`` (a :class:`Grammar`, or JSGF / intent-YAML text) with ``grammar_threshold``:
+    a grammar replaces the beam search by a Viterbi search constrained to its sentences.
     """
 
     def __init__(self, tokens: Union[Sequence[str], Vocabulary], blank_id: int = 0, beam_width: Optional[int] = None,
                  *, lm: Optional[ArpaLM] = None, lm_weight: Optional[float] = None,
                  word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
-                 grammar: Any = None, kind: str = "auto", config: Optional[BeamConfig] = None, **options: Any):
-        if grammar is not None:
-            raise NotImplementedError("grammar-constrained decoding is not implemented yet")
+                 lexicon: Any = None,
+                 grammar: Any = None, grammar_threshold: float = 0.5, kind: str = "auto",
+                 config: Optional[BeamConfig] = None, **options: Any):
         self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
         if config is not None and not isinstance(config, BeamConfig):
             raise TypeError(f"config must be a BeamConfig, got {type(config).__name__}")
@@ -341,8 +372,36 @@ class CTCDecoder:
             raise TypeError(f"lm must be an ArpaLM, got {type(lm).__name__}")
         self.lm = lm
         self._hotwords = _hotword_table(hotwords, hotword_boost)
-        if self.config.beam_width == 1 and (lm is not None or self._hotwords is not None):
+        self._lexicon = None
+        if lexicon is not None and lexicon is not False:
+            if lexicon is True:
+                if lm is None:
+                    raise ValueError("lexicon=True takes the LM's words; pass an lm, or a list of words as lexicon")
+                words = [w for w in lm.words if w not in ("<s>", "</s>", "<unk>")]
+            elif isinstance(lexicon, str) or not isinstance(lexicon, Iterable):
+                raise TypeError("lexicon must be True (the LM's words) or an iterable of words")
+            else:
+                words = [str(w) for w in lexicon]
+            if not words:
+                raise ValueError("the lexicon has no words")
+            self._lexicon = _native.Lexicon(words)
+        if self.config.beam_width == 1 and (lm is not None or self._hotwords is not None or self._lexicon is not None):
             raise ValueError("beam_width=1 is greedy decoding, which cannot use an LM or hotwords; use beam_width >= 2")
+        self.grammar: Optional[Grammar] = None
+        if grammar is not None:
+            if isinstance(grammar, str):
+                is_jsgf = grammar.lstrip().startswith("#JSGF") or ("<" in grammar and "=" in grammar)
+                grammar = Grammar.from_jsgf(grammar) if is_jsgf else Grammar.from_yaml(grammar)
+            if not isinstance(grammar, Grammar):
+                raise TypeError(f"grammar must be a Grammar (or JSGF / intent YAML text), got {type(grammar).__name__}")
+            if lm is not None or self._hotwords is not None or self._lexicon is not None:
+                raise ValueError("a grammar already constrains the words; it cannot be combined with lm or hotwords")
+            if isinstance(grammar_threshold, bool) or not isinstance(grammar_threshold, numbers.Real) or \
+                    not 0 <= grammar_threshold <= 1:
+                raise ValueError(f"grammar_threshold must be in [0, 1], got {grammar_threshold!r}")
+            self.grammar = grammar
+            self.grammar_threshold = float(grammar_threshold)
+            self._grammar_graph = _compile_grammar(grammar, self.vocab)
 
     @property
     def tokens(self) -> Tuple[str, ...]:
@@ -366,11 +425,17 @@ class CTCDecoder:
 
     def create_stream(self) -> "DecoderStream":
         """A stream that accepts log-prob chunks of any size; its final result equals decode()."""
-        return DecoderStream(self, greedy=self.config.beam_width == 1)
+        return DecoderStream(self, greedy=self.config.beam_width == 1 and self.grammar is None)
+
+    def _new_grammar_decoder(self) -> Any:
+        arcs, num_states, finals, _labels = self._grammar_graph
+        return _native.GrammarDecoder(arcs.tobytes(), num_states, 0, finals.tobytes(), len(self.vocab),
+                                      self.vocab.blank_id)
 
     def _new_beam(self) -> Any:
         return _native.CTCBeam(list(self.vocab.tokens), self.vocab.blank_id, _KINDS[self.vocab.kind],
-                               self.config._native(), None if self.lm is None else self.lm._lm, self._hotwords)
+                               self.config._native(), None if self.lm is None else self.lm._lm, self._hotwords,
+                               self._lexicon)
 
     def _log_probs(self, log_probs: Any) -> np.ndarray:
         array = np.asarray(log_probs)
@@ -380,10 +445,7 @@ class CTCDecoder:
             raise ValueError(f"log_probs must be 2-D [frames, vocab], got shape {array.shape}")
         if array.shape[1] != len(self.vocab):
             raise ValueError(f"log_probs has {array.shape[1]} columns but the vocabulary has {len(self.vocab)} tokens")
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if np.isnan(array).any() or np.isposinf(array).any():
-            raise ValueError("log_probs contain NaN or +inf; pass natural-log probabilities (log_softmax output)")
-        return array
+        return np.ascontiguousarray(array, dtype=np.float32)  # NaN / +inf are refused by the native code
 
 
 class DecoderStream:
@@ -393,7 +455,8 @@ class DecoderStream:
     def __init__(self, decoder: CTCDecoder, greedy: bool = False):
         self._decoder = decoder
         self._greedy = greedy
-        self._beam = None if greedy else decoder._new_beam()
+        self._grammar = decoder._new_grammar_decoder() if decoder.grammar is not None else None
+        self._beam = None if greedy or self._grammar is not None else decoder._new_beam()
         self._result: Optional[Result] = None
         self.reset()
 
@@ -413,6 +476,8 @@ class DecoderStream:
             self._previous = -1
             self._path = 0.0
             self._tokens: List[np.ndarray] = []
+        elif self._grammar is not None:
+            self._grammar.reset()
         else:
             self._beam.reset()
 
@@ -426,6 +491,8 @@ class DecoderStream:
                 chunk, chunk.shape[1], self._decoder.blank_id, self._previous, self._frames, self._path)
             if len(data):
                 self._tokens.append(np.frombuffer(data, dtype=_TOKEN_DTYPE))
+        elif self._grammar is not None:
+            self._grammar.accept(chunk)
         else:
             self._beam.accept(chunk)
         self._frames += chunk.shape[0]
@@ -440,12 +507,14 @@ class DecoderStream:
     def finish(self) -> Result:
         """Ends the utterance and returns the final result (again on later calls)."""
         if self._result is None:
-            if not self._greedy:
+            if self._beam is not None:
                 self._beam.finish()
             self._result = self._make_result()
         return self._result
 
     def _make_result(self) -> Result:
+        if self._grammar is not None:
+            return self._grammar_result()
         vocab, shift = self._decoder.vocab, self._decoder.config.frame_shift_s
         if self._greedy:
             toks = np.concatenate(self._tokens) if self._tokens else np.zeros(0, _TOKEN_DTYPE)
@@ -454,20 +523,140 @@ class DecoderStream:
         else:
             entries = []
             for data, total, acoustic, lm, _hotword, _words in self._beam.hypotheses(self._decoder.config.nbest):
-                entries.append((np.frombuffer(data, dtype=_TOKEN_DTYPE), total, acoustic, lm))
-        nbest = tuple(Hypothesis(vocab.text(t["id"]), tuple(int(i) for i in t["id"]), float(total),
-                                 float(acoustic), float(lm)) for t, total, acoustic, lm in entries)
+                if math.isfinite(total) or not entries:  # a lexicon can rule hypotheses out
+                    entries.append((np.frombuffer(data, dtype=_TOKEN_DTYPE), total, acoustic, lm))
+            if not math.isfinite(entries[0][1]):
+                entries = [(np.zeros(0, _TOKEN_DTYPE), -math.inf, -math.inf, 0.0)]
+        nbest = []
+        for k, (t, total, acoustic, lm) in enumerate(entries):
+            ids = tuple(t["id"].tolist())
+            if k == 0:
+                triples = list(zip(ids, t["frame"].tolist(), t["log_prob"].tolist()))
+                grouped = vocab._words(triples)
+                text = " ".join(w for w, _ in grouped)
+            else:
+                text = vocab.text(ids)
+            nbest.append(Hypothesis(text, ids, float(total), float(acoustic), float(lm)))
         toks, total, acoustic, lm = entries[0]
-        triples = [(int(i), int(f), float(p)) for i, f, p in zip(toks["id"], toks["frame"], toks["log_prob"])]
         words = []
-        for text, members in vocab._words(triples):
+        for text, members in grouped:
             first, last = members[0][1], members[-1][1]
             confidence = math.exp(sum(m[2] for m in members) / len(members))
             words.append(Word(text, first * shift, (last + 1) * shift, min(1.0, confidence), first, last + 1))
         return Result(
-            text=nbest[0].text, tokens=nbest[0].tokens, token_frames=tuple(int(f) for f in toks["frame"]),
+            text=nbest[0].text, tokens=nbest[0].tokens, token_frames=tuple(toks["frame"].tolist()),
             score=float(total), acoustic_score=float(acoustic), lm_score=float(lm), words=tuple(words),
-            nbest=nbest)
+            nbest=tuple(nbest))
+
+    def _grammar_result(self) -> Result:
+        dec = self._decoder
+        shift = dec.config.frame_shift_s
+        data, score, free_score = self._grammar.result()
+        steps = np.frombuffer(data, dtype=_STEP_DTYPE)
+        labels = dec._grammar_graph[3]
+        found = bool(len(steps)) and math.isfinite(score)
+        # confidence: the per-token ratio of the in-grammar path to the free-running best path
+        confidence = math.exp(min(0.0, score - free_score) / (len(steps) + 1)) if found else 0.0
+        words, intent, slots = [], None, {}
+        starts = [i for i, label in enumerate(steps["label"]) if label >= 0]
+        for k, i in enumerate(starts):
+            intent, word, slot = labels[int(steps["label"][i])]
+            last = (starts[k + 1] if k + 1 < len(starts) else len(steps)) - 1
+            while last > i and steps["label"][last] < 0 and dec.vocab._flags[int(steps["token"][last])] & _SEPARATOR:
+                last -= 1
+            first_frame, end_frame = int(steps["frame"][i]), int(steps["frame"][last]) + 1
+            words.append(Word(word, first_frame * shift, end_frame * shift, confidence, first_frame, end_frame))
+            if slot is not None:
+                slots[slot] = f"{slots[slot]} {word}" if slot in slots else word
+        text = " ".join(w.text for w in words)
+        tokens = tuple(int(t) for t in steps["token"])
+        accepted = found and confidence >= dec.grammar_threshold
+        hyp = Hypothesis(text, tokens, float(score), float(score), 0.0)
+        return Result(
+            text=text if accepted else "", tokens=tokens if accepted else (),
+            token_frames=tuple(int(f) for f in steps["frame"]) if accepted else (),
+            score=float(score), acoustic_score=float(score), lm_score=0.0,
+            words=tuple(words) if accepted else (), nbest=(hyp,) if found else (),
+            intent=intent if accepted else None, slots=dict(slots) if accepted else None, confidence=confidence)
+
+
+def _spell(word: str, vocab: Vocabulary, pieces: Dict[str, int], starts: Dict[str, int]) -> List[int]:
+    """The token ids that spell a grammar word (greedy longest match)."""
+    if vocab.kind == "chars":
+        out = []
+        for ch in word:
+            for candidate in (ch, ch.upper(), ch.lower()):
+                if candidate in pieces:
+                    out.append(pieces[candidate])
+                    break
+            else:
+                raise ValueError(f"the grammar word {word!r} has {ch!r}, which the vocabulary cannot spell")
+        return out
+    out, pos, first = [], 0, True
+    variants = (word, word.upper(), word.lower())
+    for text in variants:
+        out, pos, first = [], 0, True
+        while pos < len(text):
+            table = starts if first else pieces
+            for end in range(len(text), pos, -1):
+                if text[pos:end] in table:
+                    out.append(table[text[pos:end]])
+                    pos, first = end, False
+                    break
+            else:
+                if first and "" in starts:  # a lone word marker, then plain pieces
+                    out.append(starts[""])
+                    first = False
+                    continue
+                break
+        if pos == len(text):
+            return out
+    raise ValueError(f"the grammar word {word!r} cannot be spelled with the vocabulary's pieces")
+
+
+def _compile_grammar(grammar: Grammar, vocab: Vocabulary):
+    """Token automaton: each word arc becomes a chain of token arcs (the word's label on the first);
+    word separators may appear any number of times between words (self-loops)."""
+    pieces: Dict[str, int] = {}
+    starts: Dict[str, int] = {}
+    separators = []
+    for i, (flags, text) in enumerate(zip(vocab._flags, vocab._texts)):
+        if flags & _BLANK:
+            continue
+        if flags & _SEPARATOR:
+            separators.append(i)
+            if vocab.kind == "sentencepiece":
+                starts.setdefault("", i)
+            continue
+        if vocab.kind == "sentencepiece" and flags & _WORD_START:
+            starts.setdefault(text, i)
+        else:
+            pieces.setdefault(text, i)
+    labels: List[Tuple[str, str, Optional[str]]] = []
+    label_ids: Dict[Tuple[str, str, Optional[str]], int] = {}
+    rows = []
+    num_states = grammar.num_states
+    spelled: Dict[str, List[int]] = {}
+    for arc in grammar.arcs:
+        ids = spelled.get(arc.word)
+        if ids is None:
+            ids = spelled[arc.word] = _spell(arc.word, vocab, pieces, starts)
+        key = (arc.intent, arc.word, arc.slot)
+        label = label_ids.setdefault(key, len(labels))
+        if label == len(labels):
+            labels.append(key)
+        src = arc.src
+        for k, tok in enumerate(ids):
+            dst = arc.dst if k == len(ids) - 1 else num_states
+            if k < len(ids) - 1:
+                num_states += 1
+            rows.append((src, dst, tok, arc.weight if k == 0 else 0.0, label if k == 0 else -1))
+            src = dst
+    for state in range(grammar.num_states):
+        for tok in separators:
+            rows.append((state, state, tok, 0.0, -1))
+    arcs = np.array(rows, dtype=_ARC_DTYPE)
+    return arcs, num_states, np.array(grammar.finals, dtype=np.int32), labels
 
 
 def _require(condition: bool, message: str) -> None:

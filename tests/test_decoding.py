@@ -200,7 +200,7 @@ def test_bad_inputs_raise_clear_errors():
         decoding.CTCDecoder([])
     with pytest.raises(ValueError, match="unknown BeamConfig"):
         decoding.CTCDecoder(CHARS, beam_size=3)
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="no public rule|intents"):
         decoding.CTCDecoder(CHARS, grammar="#JSGF V1.0;")
     # -inf (a zero probability) is valid input
     lp[:, 1] = -np.inf
@@ -225,3 +225,87 @@ def test_parallel_threads_give_the_serial_results():
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(dec.decode, inputs))
     assert parallel == serial
+
+
+def test_threads_share_one_lm_and_hotword_table():
+    lm_text = """\\data\\
+ngram 1=4
+
+\\1-grams:
+-0.5 <s>
+-0.5 </s>
+-0.3 ab
+-0.4 ba
+
+\\end\\
+"""
+    lm = decoding.ArpaLM(lm_text)
+    rng = np.random.default_rng(9)
+    inputs = [_random_log_probs(rng, 300, 4, 3.0) for _ in range(8)]
+    dec = decoding.CTCDecoder(CHARS, beam_width=12, lm=lm, lm_weight=0.8, word_bonus=0.5, hotwords={"ab ba": 2.0})
+    serial = [dec.decode(x) for x in inputs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(dec.decode, inputs)) == serial
+
+
+def _completed_words(prefix, separator):
+    words, current = 0, 0
+    for t in prefix:
+        if t == separator:
+            words, current = words + (current > 0), 0
+        else:
+            current += 1
+    return words, current > 0
+
+
+def _reference_prefix_beam(lp, blank, beam, top_k=0, token_min_prob=0.0, blank_skip_prob=None, word_bonus=0.0,
+                           separator=4):
+    """Textbook CTC prefix beam search (dicts, no shortcuts), with the same pruning rules and a
+    bonus per word (counted when the word ends; the last one at the end)."""
+    lp = lp.astype(np.float64)
+    ext = lambda p: word_bonus * _completed_words(p, separator)[0]
+    hyps = {(): (0.0, -np.inf)}
+    thr = np.log(token_min_prob) if token_min_prob > 0 else -np.inf
+    for row in lp:
+        if blank_skip_prob is not None and row[blank] > np.log(np.float32(blank_skip_prob)):
+            hyps = {p: (np.logaddexp(pb, pnb) + row[blank], pnb + row[p[-1]] if p else -np.inf)
+                    for p, (pb, pnb) in hyps.items()}
+            continue
+        tokens = [v for v in range(len(row)) if v != blank and row[v] >= thr and row[v] > -np.inf]
+        if top_k and len(tokens) > top_k:
+            tokens = sorted(tokens, key=lambda v: (-row[v], v))[:top_k]
+        nxt = {}
+        for p, (pb, pnb) in hyps.items():
+            total = np.logaddexp(pb, pnb)
+            b, n = nxt.get(p, (-np.inf, -np.inf))
+            nxt[p] = (np.logaddexp(b, total + row[blank]), np.logaddexp(n, pnb + row[p[-1]]) if p else n)
+            for c in tokens:
+                q = p + (c,)
+                b, n = nxt.get(q, (-np.inf, -np.inf))
+                nxt[q] = (b, np.logaddexp(n, (pb if p and c == p[-1] else total) + row[c]))
+        ranked = sorted(nxt.items(), key=lambda kv: -(np.logaddexp(*kv[1]) + ext(kv[0])))
+        hyps = dict(kv for kv in ranked[:beam] if np.logaddexp(*kv[1]) > -np.inf)
+    final = lambda p: word_bonus * sum(_completed_words(p, separator))
+    return sorted(((p, float(np.logaddexp(pb, pnb)) + final(p)) for p, (pb, pnb) in hyps.items()), key=lambda x: -x[1])
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("options", [
+    dict(beam_width=3),
+    dict(beam_width=5, top_k=2),
+    dict(beam_width=4, token_min_prob=0.05),
+    dict(beam_width=6, blank_skip_prob=0.6),
+    dict(beam_width=4, top_k=3, word_bonus=1.5),
+    dict(beam_width=4, word_bonus=-1.0),
+])
+def test_pruned_search_equals_a_textbook_prefix_beam_search(seed, options):
+    # the decoder's shortcuts (cut floors, skipped hypotheses, lazy nodes) must not change the result
+    rng = np.random.default_rng(seed)
+    V, T = 5, 40
+    lp = _random_log_probs(rng, T, V, 2.5)
+    full = dict(token_min_prob=0.0, blank_skip_prob=None, top_k=0, word_bonus=0.0) | options
+    ref = _reference_prefix_beam(lp, 0, full["beam_width"], full["top_k"], full["token_min_prob"],
+                                 full["blank_skip_prob"], full["word_bonus"])
+    res = decoding.CTCDecoder(["_", "a", "b", "c", " "], nbest=full["beam_width"], **full).decode(lp)
+    assert [h.tokens for h in res.nbest] == [p for p, _ in ref]
+    assert [h.score for h in res.nbest] == pytest.approx([s for _, s in ref], abs=1e-3)

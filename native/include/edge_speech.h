@@ -7,5 +7,7 @@
 #include "edge_speech/es_ctc_greedy.h"
 #include "edge_speech/es_lm.h"
 #include "edge_speech/es_hotwords.h"
+#include "edge_speech/es_lexicon.h"
 #include "edge_speech/es_ctc_beam.h"
+#include "edge_speech/es_grammar.h"
 #endif

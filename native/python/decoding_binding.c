@@ -6,6 +6,7 @@
 
 #include "binding.h"
 #include "edge_speech/es_ctc_beam.h"
+#include "edge_speech/es_grammar.h"
 
 _Static_assert(sizeof(es_ctc_token) == 16, "es_ctc_token is read by numpy as (int32, float32, int64)");
 
@@ -190,6 +191,19 @@ static PyObject *lm_score_words(LMObject *self, PyObject *args) {
 static PyObject *lm_get(LMObject *self, void *which) {
   if (!self->ready) return es_raise(ES_ERR_STATE, NULL);
   if ((intptr_t)which == 0) return PyLong_FromLong(self->lm.order);
+  if ((intptr_t)which == 2) {
+    PyObject *words = PyList_New(self->lm.num_words);
+    for (int32_t i = 0; words && i < self->lm.num_words; i++) {
+      PyObject *w = PyUnicode_DecodeUTF8(self->lm.word_text + self->lm.word_offset[i],
+                                         (Py_ssize_t)strlen(self->lm.word_text + self->lm.word_offset[i]), "replace");
+      if (w == NULL) {
+        Py_CLEAR(words);
+        break;
+      }
+      PyList_SET_ITEM(words, i, w);
+    }
+    return words;
+  }
   PyObject *counts = PyList_New(self->lm.order);
   for (int i = 0; counts && i < self->lm.order; i++)
     PyList_SET_ITEM(counts, i, PyLong_FromSize_t(self->lm.table[i].count));
@@ -203,6 +217,7 @@ static PyMethodDef lm_methods[] = {
 static PyGetSetDef lm_getset[] = {
     {"order", (getter)lm_get, NULL, "n-gram order", (void *)0},
     {"counts", (getter)lm_get, NULL, "n-grams per order", (void *)1},
+    {"words", (getter)lm_get, NULL, "the unigrams, in file order", (void *)2},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject LMType = {
@@ -276,23 +291,70 @@ static PyTypeObject HotwordsType = {
     .tp_dealloc = (destructor)hotwords_dealloc,
 };
 
+/* ---- Lexicon ------------------------------------------------------------------------------- */
+
+typedef struct {
+  PyObject_HEAD
+  es_lexicon lex;
+  int ready;
+} LexiconObject;
+
+static int lexicon_init(LexiconObject *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"words", NULL};
+  PyObject *list;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:Lexicon", kwlist, &list)) return -1;
+  if (self->ready) es_lexicon_free(&self->lex);
+  self->ready = 0;
+  int count;
+  const char **words = utf8_list(list, "words", &count);
+  if (words == NULL) return -1;
+  es_status s = es_lexicon_init(&self->lex, words, count);
+  PyMem_Free(words);
+  if (s != ES_OK) {
+    es_raise(s, NULL);
+    return -1;
+  }
+  self->ready = 1;
+  return 0;
+}
+
+static void lexicon_dealloc(LexiconObject *self) {
+  es_lexicon_free(&self->lex);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LexiconType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edge_speech._native.Lexicon",
+    .tp_basicsize = sizeof(LexiconObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Lexicon(words: list[str]): the words a beam search may output",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)lexicon_init,
+    .tp_dealloc = (destructor)lexicon_dealloc,
+};
+
 /* ---- CTCBeam -------------------------------------------------------------------------------- */
 
 typedef struct {
   PyObject_HEAD
   es_vocab vocab;
   es_ctc_beam beam;
-  PyObject *lm, *hotwords; /* keep the borrowed C objects alive */
+  PyObject *lm, *hotwords, *lexicon; /* keep the borrowed C objects alive */
   int ready;
   int busy;
 } BeamObject;
 
 static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
-  static char *kwlist[] = {"tokens", "blank_id", "kind", "config", "lm", "hotwords", NULL};
-  PyObject *list, *dict, *lm = Py_None, *hw = Py_None;
+  static char *kwlist[] = {"tokens", "blank_id", "kind", "config", "lm", "hotwords", "lexicon", NULL};
+  PyObject *list, *dict, *lm = Py_None, *hw = Py_None, *lex = Py_None;
   int blank, kind;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiiO|OO:CTCBeam", kwlist, &list, &blank, &kind, &dict, &lm, &hw))
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiiO|OOO:CTCBeam", kwlist, &list, &blank, &kind, &dict, &lm, &hw,
+                                   &lex))
     return -1;
+  if (lex != Py_None && !PyObject_TypeCheck(lex, &LexiconType)) {
+    PyErr_SetString(PyExc_TypeError, "lexicon must be a Lexicon or None");
+    return -1;
+  }
   if (self->busy) {
     PyErr_SetString(PyExc_RuntimeError, "CTCBeam is in use by another thread");
     return -1;
@@ -313,6 +375,7 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
   es_vocab_free(&self->vocab);
   Py_CLEAR(self->lm);
   Py_CLEAR(self->hotwords);
+  Py_CLEAR(self->lexicon);
   self->ready = 0;
   es_ctc_beam_config cfg = es_ctc_beam_config_default();
   PyObject *key, *value;
@@ -332,6 +395,7 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
     else if (strcmp(name, "blank_skip_log_prob") == 0) cfg.blank_skip_log_prob = (float)v;
     else if (strcmp(name, "lm_weight") == 0) cfg.lm_weight = (float)v;
     else if (strcmp(name, "word_bonus") == 0) cfg.word_bonus = (float)v;
+    else if (strcmp(name, "oov_penalty") == 0) cfg.oov_penalty = (float)v;
     else {
       PyErr_Format(PyExc_ValueError, "unknown beam search option %R", key);
       return -1;
@@ -362,6 +426,11 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
     Py_INCREF(hw);
     self->hotwords = hw;
   }
+  if (lex != Py_None) {
+    Py_INCREF(lex);
+    self->lexicon = lex;
+    es_ctc_beam_set_lexicon(&self->beam, &((LexiconObject *)lex)->lex);
+  }
   self->ready = 1;
   return 0;
 }
@@ -371,6 +440,7 @@ static void beam_dealloc(BeamObject *self) {
   es_vocab_free(&self->vocab);
   Py_CLEAR(self->lm);
   Py_CLEAR(self->hotwords);
+  Py_CLEAR(self->lexicon);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -484,6 +554,138 @@ static PyTypeObject BeamType = {
     .tp_getset = beam_getset,
 };
 
+/* ---- GrammarDecoder ----------------------------------------------------------------------- */
+
+_Static_assert(sizeof(es_grammar_arc) == 20, "es_grammar_arc is packed by numpy as (i4, i4, i4, f4, i4)");
+_Static_assert(sizeof(es_grammar_step) == 24, "es_grammar_step is read by numpy as (i4, i4, i4, pad, i8)");
+
+typedef struct {
+  PyObject_HEAD
+  es_grammar grammar;
+  es_grammar_decoder decoder;
+  int ready;
+  int busy;
+} GrammarObject;
+
+static int grammar_init(GrammarObject *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"arcs", "num_states", "start", "finals", "vocab_size", "blank_id", NULL};
+  Py_buffer arcs, finals;
+  int num_states, start, vocab_size, blank;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiy*ii:GrammarDecoder", kwlist, &arcs, &num_states, &start,
+                                   &finals, &vocab_size, &blank))
+    return -1;
+  if (self->busy) {
+    PyBuffer_Release(&arcs);
+    PyBuffer_Release(&finals);
+    PyErr_SetString(PyExc_RuntimeError, "GrammarDecoder is in use by another thread");
+    return -1;
+  }
+  es_grammar_decoder_free(&self->decoder);
+  es_grammar_free(&self->grammar);
+  self->ready = 0;
+  char why[256] = "";
+  es_status s = ES_ERR_INVALID_ARGUMENT;
+  if (arcs.len % (Py_ssize_t)sizeof(es_grammar_arc) != 0 || finals.len % 4 != 0) {
+    es_explain(why, sizeof why, "arcs and finals must be packed int32/float32 records");
+  } else {
+    s = es_grammar_init(&self->grammar, arcs.buf, (int32_t)(arcs.len / (Py_ssize_t)sizeof(es_grammar_arc)),
+                        num_states, start, finals.buf, (int32_t)(finals.len / 4), vocab_size, blank, why, sizeof why);
+    if (s == ES_OK) s = es_grammar_decoder_init(&self->decoder, &self->grammar);
+  }
+  PyBuffer_Release(&arcs);
+  PyBuffer_Release(&finals);
+  if (s != ES_OK) {
+    es_grammar_free(&self->grammar);
+    es_raise(s, why);
+    return -1;
+  }
+  self->ready = 1;
+  return 0;
+}
+
+static void grammar_dealloc(GrammarObject *self) {
+  es_grammar_decoder_free(&self->decoder);
+  es_grammar_free(&self->grammar);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int grammar_enter(GrammarObject *self) {
+  if (!self->ready) {
+    PyErr_SetString(PyExc_RuntimeError, "GrammarDecoder is not initialised");
+    return -1;
+  }
+  if (self->busy) {
+    PyErr_SetString(PyExc_RuntimeError, "GrammarDecoder is in use by another thread; use one stream per thread");
+    return -1;
+  }
+  self->busy = 1;
+  return 0;
+}
+
+static PyObject *grammar_accept(GrammarObject *self, PyObject *obj) {
+  if (grammar_enter(self) < 0) return NULL;
+  Py_buffer view;
+  if (get_log_probs(obj, &view, self->grammar.vocab_size) < 0) {
+    self->busy = 0;
+    return NULL;
+  }
+  es_status s;
+  Py_BEGIN_ALLOW_THREADS
+  s = es_grammar_decoder_accept(&self->decoder, view.buf, (size_t)view.shape[0]);
+  Py_END_ALLOW_THREADS
+  PyBuffer_Release(&view);
+  self->busy = 0;
+  if (s != ES_OK) return es_raise(s, s == ES_ERR_NON_FINITE_INPUT ? "log_probs contain NaN or +inf" : NULL);
+  Py_RETURN_NONE;
+}
+
+static PyObject *grammar_reset(GrammarObject *self, PyObject *unused) {
+  if (grammar_enter(self) < 0) return NULL;
+  es_grammar_decoder_reset(&self->decoder);
+  self->busy = 0;
+  Py_RETURN_NONE;
+}
+
+/* result() -> (steps bytearray, score, free_score) */
+static PyObject *grammar_result(GrammarObject *self, PyObject *unused) {
+  if (grammar_enter(self) < 0) return NULL;
+  size_t length = 0;
+  float score, free_score;
+  es_grammar_decoder_result(&self->decoder, NULL, 0, &length, &score, &free_score);
+  char *data;
+  PyObject *steps = es_new_bytes((Py_ssize_t)(length * sizeof(es_grammar_step)), &data);
+  if (steps != NULL) es_grammar_decoder_result(&self->decoder, (es_grammar_step *)data, length, &length, &score, &free_score);
+  self->busy = 0;
+  if (steps == NULL) return NULL;
+  return Py_BuildValue("Nff", steps, score, free_score);
+}
+
+static PyObject *grammar_get(GrammarObject *self, void *which) {
+  if (!self->ready) return es_raise(ES_ERR_STATE, NULL);
+  return PyLong_FromLongLong(self->decoder.frames_done);
+}
+
+static PyMethodDef grammar_methods[] = {
+    {"accept", (PyCFunction)grammar_accept, METH_O, "accept(log_probs float32 [frames, vocab])"},
+    {"reset", (PyCFunction)grammar_reset, METH_NOARGS, "reset(): forget all input"},
+    {"result", (PyCFunction)grammar_result, METH_NOARGS, "result() -> (steps, score, free_score)"},
+    {NULL, NULL, 0, NULL}};
+static PyGetSetDef grammar_getset[] = {
+    {"frames_done", (getter)grammar_get, NULL, "frames accepted since reset", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject GrammarType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edge_speech._native.GrammarDecoder",
+    .tp_basicsize = sizeof(GrammarObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "GrammarDecoder(arcs, num_states, start, finals, vocab_size, blank_id): constrained Viterbi",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)grammar_init,
+    .tp_dealloc = (destructor)grammar_dealloc,
+    .tp_methods = grammar_methods,
+    .tp_getset = grammar_getset,
+};
+
 static PyMethodDef functions[] = {
     {"vocab_info", vocab_info, METH_VARARGS, "vocab_info(tokens, blank_id, kind) -> (kind, flags, texts)"},
     {"ctc_greedy", ctc_greedy, METH_VARARGS,
@@ -503,7 +705,8 @@ static int add_type(PyObject *module, PyTypeObject *type, const char *name) {
 
 int es_register_decoding(PyObject *module) {
   if (add_type(module, &LMType, "ArpaLM") < 0 || add_type(module, &HotwordsType, "Hotwords") < 0 ||
-      add_type(module, &BeamType, "CTCBeam") < 0)
+      add_type(module, &LexiconType, "Lexicon") < 0 ||
+      add_type(module, &BeamType, "CTCBeam") < 0 || add_type(module, &GrammarType, "GrammarDecoder") < 0)
     return -1;
   return PyModule_AddFunctions(module, functions);
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es_internal.h"
+
 #define CTX_MAX (ES_LM_MAX_ORDER - 1)
 #define WORD_MAX_BYTES 1024
 #define LN10 2.302585092994046f
@@ -16,25 +18,30 @@ struct es_beam_node {
   int64_t frame;
   float token_log_prob;
   int32_t depth;
+  float ext;            /* the non-acoustic score: lm_weight * lm_ln + word_bonus * words + hotwords */
   float lm_ln;          /* natural-log LM score of the completed words */
   float hw_locked;      /* credit of completed hotwords */
   int32_t hw_state;
   int32_t words;        /* completed words */
+  int32_t oov_words;    /* completed words missing from the LM */
   int32_t word_bytes;   /* bytes of the word in progress */
   int32_t at_boundary;  /* the last thing fed to the hotwords was a word boundary */
+  int32_t lex_state;    /* lexicon trie state of the word in progress */
   int32_t ctx_len;
   int32_t ctx[CTX_MAX];
   int32_t end_cached, end_ctx_len;   /* the LM score of ending the word in progress, cached */
+  int32_t end_oov;                   /* ... and whether that word is missing from the LM */
   float end_lm_ln;
   int32_t end_ctx[CTX_MAX];
   int32_t mark;
 };
 
+/* A prefix reached in the current frame: only scores; its tree node is built if it survives. */
 struct es_beam_candidate {
-  int32_t parent, token, node;  /* node: its tree node, or -1 until materialised from proto */
+  int32_t parent, token, node;  /* node: its tree node, or -1 until one is made */
   float lp_blank, lp_nonblank;
   float ext;
-  es_beam_node proto;
+  float token_log_prob;
 };
 
 static inline float lse(float a, float b) {
@@ -56,14 +63,15 @@ es_ctc_beam_config es_ctc_beam_config_default(void) {
   c.blank_skip_log_prob = -0.0010005f;  /* ln 0.999 */
   c.lm_weight = 0.5f;
   c.word_bonus = 0.0f;
+  c.oov_penalty = 0.0f;
   return c;
 }
 
 es_status es_ctc_beam_config_check(const es_ctc_beam_config *c, char *why, size_t why_size) {
   char msg[160];
   if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
-  if (c->beam_width < 1 || c->beam_width > (1 << 20))
-    snprintf(msg, sizeof msg, "beam_width must be in 1..%d, got %d", 1 << 20, c->beam_width);
+  if (c->beam_width < 1 || c->beam_width > (1 << 16))
+    snprintf(msg, sizeof msg, "beam_width must be in 1..%d, got %d", 1 << 16, c->beam_width);
   else if (c->top_k < 0)
     snprintf(msg, sizeof msg, "top_k must be >= 0 (0 = all tokens), got %d", c->top_k);
   else if (isnan(c->token_min_log_prob) || c->token_min_log_prob == INFINITY)
@@ -72,6 +80,8 @@ es_status es_ctc_beam_config_check(const es_ctc_beam_config *c, char *why, size_
     snprintf(msg, sizeof msg, "blank_skip_log_prob must be a number or +inf");
   else if (!isfinite(c->lm_weight) || !isfinite(c->word_bonus))
     snprintf(msg, sizeof msg, "lm_weight and word_bonus must be finite");
+  else if (!isfinite(c->oov_penalty) || c->oov_penalty > 0.0f)
+    snprintf(msg, sizeof msg, "oov_penalty must be finite and <= 0");
   else
     return ES_OK;
   es_explain(why, why_size, msg);
@@ -88,6 +98,7 @@ void es_ctc_beam_free(es_ctc_beam *b) {
   free(b->slots);
   free(b->slot_gen);
   free(b->frame_tokens);
+  free(b->token_stamp);
   free(b->token_ranks);
   free(b->word_ids);
   free(b->word_text);
@@ -95,9 +106,16 @@ void es_ctc_beam_free(es_ctc_beam *b) {
 }
 
 static float node_ext(const es_ctc_beam *b, const es_beam_node *n) {
-  float ext = b->config.lm_weight * n->lm_ln + b->config.word_bonus * (float)n->words + n->hw_locked;
+  float ext = b->config.lm_weight * n->lm_ln + b->config.word_bonus * (float)n->words + n->hw_locked +
+              b->config.oov_penalty * (float)n->oov_words;
   if (b->hotwords) ext += es_hotwords_credit(b->hotwords, n->hw_state);
   return ext;
+}
+
+void es_ctc_beam_set_lexicon(es_ctc_beam *b, const es_lexicon *lexicon) {
+  if (b == NULL || b->nodes == NULL) return;
+  b->lexicon = lexicon;
+  es_ctc_beam_reset(b);
 }
 
 void es_ctc_beam_reset(es_ctc_beam *b) {
@@ -108,8 +126,10 @@ void es_ctc_beam_reset(es_ctc_beam *b) {
   root->first_child = root->next_sibling = -1;
   root->frame = -1;
   root->at_boundary = 1;
+  root->lex_state = ES_LEXICON_ROOT;
   root->hw_state = es_hotwords_start(b->hotwords);
   if (b->lm) root->ctx_len = es_lm_begin(b->lm, root->ctx);
+  root->ext = node_ext(b, root);
   b->num_nodes = 1;
   b->num_hyps = 1;
   b->hyps[0].node = 0;
@@ -135,7 +155,7 @@ es_status es_ctc_beam_init(es_ctc_beam *b, const es_ctc_beam_config *c, const es
   const int V = vocab->size;
   int k = c->top_k > 0 && c->top_k < V - 1 ? c->top_k : V - 1;
   size_t max_cand = (size_t)c->beam_width * (size_t)(k + 1);
-  if (max_cand > (1u << 26)) {
+  if (max_cand > (1u << 22)) {
     es_explain(why, why_size, "beam_width x tokens per frame is too large; lower beam_width or set top_k");
     return ES_ERR_INVALID_CONFIG;
   }
@@ -152,11 +172,12 @@ es_status es_ctc_beam_init(es_ctc_beam *b, const es_ctc_beam_config *c, const es
   b->slots = malloc(sizeof(int32_t) * hash);
   b->slot_gen = calloc(hash, sizeof(uint32_t));
   b->frame_tokens = malloc(sizeof(int32_t) * (size_t)V);
+  b->token_stamp = calloc((size_t)V, sizeof(uint32_t));
   b->token_ranks = malloc(sizeof(es_beam_rank) * (size_t)V);
   b->word_ids = malloc(sizeof(int32_t) * WORD_MAX_BYTES);
   b->word_text = malloc(WORD_MAX_BYTES + 1);
   if (!b->nodes || !b->hyps || !b->next_hyps || !b->candidates || !b->ranks || !b->slots || !b->slot_gen ||
-      !b->frame_tokens || !b->token_ranks || !b->word_ids || !b->word_text) {
+      !b->frame_tokens || !b->token_stamp || !b->token_ranks || !b->word_ids || !b->word_text) {
     es_ctc_beam_free(b);
     return ES_ERR_OUT_OF_MEMORY;
   }
@@ -171,6 +192,7 @@ static void end_word(es_ctc_beam *b, es_beam_node *n) {
   if (n->end_cached) return;
   n->end_cached = 1;
   n->end_lm_ln = 0.0f;
+  n->end_oov = 0;
   n->end_ctx_len = n->ctx_len;
   memcpy(n->end_ctx, n->ctx, sizeof(n->ctx));
   if (b->lm == NULL) return;
@@ -201,22 +223,107 @@ static void end_word(es_ctc_beam *b, es_beam_node *n) {
     id = es_lm_word_id(b->lm, b->word_text, pos);
   }
   int len;
+  n->end_oov = id < 0;
   n->end_lm_ln = LN10 * es_lm_score(b->lm, n->ctx, n->ctx_len, id, n->end_ctx, &len);
   n->end_ctx_len = len;
 }
 
-/* The state of prefix p + token into *out (tree links left unset). */
-static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame, float lp, es_beam_node *out) {
+/* Whether appending token to p ends p's word in progress. */
+static inline int ends_word(const es_ctc_beam *b, const es_beam_node *p, int32_t token) {
+  return (b->vocab->flags[token] & ES_TOKEN_WORD_START) && p->word_bytes > 0;
+}
+
+/* Feeds token's text (after a space at a word start) to the hotword automaton. */
+static void feed_hotwords(const es_ctc_beam *b, const es_beam_node *p, int32_t token, int32_t *state, float *locked,
+                          int *at_boundary) {
   const es_vocab *v = b->vocab;
-  const uint8_t f = v->flags[token];
+  const int len = es_vocab_token_length(v, token);
+  *state = p->hw_state;
+  *locked = p->hw_locked;
+  *at_boundary = p->at_boundary;
+  if (v->flags[token] & ES_TOKEN_WORD_START) {
+    if (!*at_boundary) *state = es_hotwords_advance(b->hotwords, *state, " ", 1, locked);
+    *at_boundary = 1;
+  }
+  if (len > 0) {
+    *state = es_hotwords_advance(b->hotwords, *state, es_vocab_token_text(v, token), (size_t)len, locked);
+    *at_boundary = 0;
+  }
+}
+
+/* The lexicon state after p + token (ES_LEXICON_DEAD once the word has left the lexicon), and how
+ * many words that step takes out of the lexicon (0 or 1): an unfinished lexicon prefix ending,
+ * or a word growing past every lexicon word. A word is counted once, when it leaves. */
+static int lexicon_step(const es_ctc_beam *b, const es_beam_node *p, int32_t token, int32_t *state_out) {
+  const es_vocab *v = b->vocab;
+  int32_t state = p->lex_state;
+  int left = 0;
+  if (v->flags[token] & ES_TOKEN_WORD_START) {
+    if (p->word_bytes > 0 && state != ES_LEXICON_DEAD && !es_lexicon_is_word(b->lexicon, state)) left = 1;
+    state = ES_LEXICON_ROOT;
+  }
+  const int len = es_vocab_token_length(v, token);
+  if (state != ES_LEXICON_DEAD && len > 0) {
+    state = es_lexicon_advance(b->lexicon, state, es_vocab_token_text(v, token), (size_t)len);
+    if (state == ES_LEXICON_DEAD) left++;
+  }
+  *state_out = state;
+  return left;
+}
+
+/* Words the step p + token counts as out of vocabulary: by the lexicon when there is one (a hard
+ * lexicon, oov_penalty 0, forbids them: -1), else by the LM at word ends. */
+static int oov_step(es_ctc_beam *b, es_beam_node *p, int32_t token, int32_t *lex_state) {
+  if (b->lexicon) {
+    int left = lexicon_step(b, p, token, lex_state);
+    return left && b->config.oov_penalty == 0.0f ? -1 : left;
+  }
+  if (b->lm && ends_word(b, p, token)) {
+    end_word(b, p);
+    return p->end_oov;
+  }
+  return 0;
+}
+
+/* The non-acoustic score of prefix p + token, from p's (cheap: no node is built); -INFINITY
+ * when a lexicon rules the prefix out. */
+static float extension_ext(es_ctc_beam *b, es_beam_node *p, int32_t token) {
+  int32_t lex_state;
+  const int oov = oov_step(b, p, token, &lex_state);
+  if (oov < 0) return -INFINITY;
+  float ext = p->ext;
+  if (ends_word(b, p, token)) {
+    if (b->lm) {
+      end_word(b, p);
+      ext += b->config.lm_weight * p->end_lm_ln;
+    }
+    ext += b->config.word_bonus;
+  }
+  ext += b->config.oov_penalty * (float)oov;
+  if (b->hotwords) {
+    int32_t state;
+    float locked;
+    int at_boundary;
+    feed_hotwords(b, p, token, &state, &locked, &at_boundary);
+    ext += (locked + es_hotwords_credit(b->hotwords, state)) -
+           (p->hw_locked + es_hotwords_credit(b->hotwords, p->hw_state));
+  }
+  return ext;
+}
+
+/* The state of prefix p + token into *out (tree links left unset); ext as computed for ranking. */
+static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame, float lp, float ext,
+                   es_beam_node *out) {
+  const es_vocab *v = b->vocab;
   const int len = es_vocab_token_length(v, token);
   *out = *p;
   out->token = token;
   out->frame = frame;
   out->token_log_prob = lp;
   out->depth = p->depth + 1;
+  out->ext = ext;
   out->end_cached = 0;
-  if (f & ES_TOKEN_WORD_START) {
+  if (v->flags[token] & ES_TOKEN_WORD_START) {
     if (p->word_bytes > 0) {
       end_word(b, p);
       out->lm_ln = p->lm_ln + p->end_lm_ln;
@@ -225,18 +332,18 @@ static void extend(es_ctc_beam *b, es_beam_node *p, int32_t token, int64_t frame
       out->words = p->words + 1;
     }
     out->word_bytes = len;
-    if (b->hotwords && !p->at_boundary)
-      out->hw_state = es_hotwords_advance(b->hotwords, out->hw_state, " ", 1, &out->hw_locked);
-    out->at_boundary = 1;
   } else {
     out->word_bytes = p->word_bytes + len;
   }
-  if (len > 0) {
-    if (b->hotwords)
-      out->hw_state = es_hotwords_advance(b->hotwords, out->hw_state, es_vocab_token_text(v, token), (size_t)len,
-                                          &out->hw_locked);
-    out->at_boundary = 0;
+  if (b->hotwords) {
+    int at_boundary;
+    feed_hotwords(b, p, token, &out->hw_state, &out->hw_locked, &at_boundary);
+    out->at_boundary = at_boundary;
   }
+  int32_t lex_state = ES_LEXICON_ROOT;
+  const int oov = oov_step(b, p, token, &lex_state);
+  out->oov_words = p->oov_words + (oov > 0 ? oov : 0);
+  out->lex_state = lex_state;
 }
 
 /* ---- the node pool ------------------------------------------------------------------------- */
@@ -295,6 +402,35 @@ static int compare_rank(const void *x, const void *y) {
   return (a->index > b->index) - (a->index < b->index);
 }
 
+static inline int rank_before(const es_beam_rank *a, const es_beam_rank *b) {
+  return a->total > b->total || (a->total == b->total && a->index < b->index);
+}
+
+/* Moves the k best of a[0..n) (by total, then index: a strict order) to the front, sorted. */
+static void select_top(es_beam_rank *a, int n, int k) {
+  if (k < n) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+      es_beam_rank pivot = a[lo + (hi - lo) / 2];
+      int i = lo, j = hi;
+      while (i <= j) {
+        while (rank_before(&a[i], &pivot)) i++;
+        while (rank_before(&pivot, &a[j])) j--;
+        if (i <= j) {
+          es_beam_rank t = a[i];
+          a[i++] = a[j];
+          a[j--] = t;
+        }
+      }
+      if (k - 1 <= j) hi = j;
+      else if (k - 1 >= i) lo = i;
+      else break;
+    }
+    n = k;
+  }
+  qsort(a, (size_t)n, sizeof(es_beam_rank), compare_rank);
+}
+
 /* The candidate for prefix (parent, token), created on first use. parent -1 is the empty prefix. */
 static es_beam_candidate *candidate(es_ctc_beam *b, int *count, int32_t parent, int32_t token, int32_t node) {
   uint64_t key = ((uint64_t)(uint32_t)(parent + 1) << 32) | (uint32_t)(token + 1);
@@ -318,6 +454,17 @@ static es_beam_candidate *candidate(es_ctc_beam *b, int *count, int32_t parent, 
   }
 }
 
+/* The candidate for prefix (parent, token) if this frame has one, else NULL. */
+static es_beam_candidate *find_candidate(es_ctc_beam *b, int32_t parent, int32_t token) {
+  uint64_t key = ((uint64_t)(uint32_t)(parent + 1) << 32) | (uint32_t)(token + 1);
+  uint64_t h = key * 0x9E3779B97F4A7C15ull;
+  for (uint32_t slot = (uint32_t)(h >> 32) & b->hash_mask;; slot = (slot + 1) & b->hash_mask) {
+    if (b->slot_gen[slot] != b->generation) return NULL;
+    es_beam_candidate *c = &b->candidates[b->slots[slot]];
+    if (c->parent == parent && c->token == token) return c;
+  }
+}
+
 /* The non-blank tokens tried in this frame; returns their count. */
 static int frame_tokens(es_ctc_beam *b, const float *row) {
   const int V = b->vocab->size, blank = b->vocab->blank_id;
@@ -330,7 +477,7 @@ static int frame_tokens(es_ctc_beam *b, const float *row) {
       n++;
     }
   if (b->config.top_k > 0 && n > b->config.top_k) {
-    qsort(b->token_ranks, (size_t)n, sizeof(es_beam_rank), compare_rank);
+    select_top(b->token_ranks, n, b->config.top_k);
     n = b->config.top_k;
   }
   for (int i = 0; i < n; i++) b->frame_tokens[i] = b->token_ranks[i].index;
@@ -370,34 +517,76 @@ static es_status step(es_ctc_beam *b, const float *row) {
   b->generation++;
   if (b->generation == 0) { /* wrapped: clear the stamps */
     memset(b->slot_gen, 0, sizeof(uint32_t) * ((size_t)b->hash_mask + 1));
+    memset(b->token_stamp, 0, sizeof(uint32_t) * (size_t)b->vocab->size);
     b->generation = 1;
   }
+  for (int i = 0; i < k; i++) b->token_stamp[b->frame_tokens[i]] = b->generation;
   int count = 0;
+  /* every hypothesis stays: a blank, or its last token repeated */
+  for (int h = 0; h < b->num_hyps; h++) {
+    const es_beam_hyp *y = &b->hyps[h];
+    const es_beam_node *n = &nodes[y->node];
+    es_beam_candidate *c = candidate(b, &count, n->parent, n->token, y->node);
+    c->ext = y->ext;
+    c->lp_blank = lse(y->lp_blank, y->lp_nonblank) + lp_blank;
+    c->lp_nonblank = n->token >= 0 ? y->lp_nonblank + row[n->token] : -INFINITY;
+  }
+  /* Scores only grow from here (merges) and candidates only get added, so the beam_width-th best
+   * stay is a floor for the final cut: a new prefix scoring below it cannot survive, and it is
+   * dropped before it costs an insertion. A prefix already held (a stay) always gets its share. */
+  float cutoff = -INFINITY;
+  if (count >= b->config.beam_width) {
+    for (int i = 0; i < count; i++) {
+      b->ranks[i].total = lse(b->candidates[i].lp_blank, b->candidates[i].lp_nonblank) + b->candidates[i].ext;
+      b->ranks[i].index = i;
+    }
+    select_top(b->ranks, count, b->config.beam_width);
+    cutoff = b->ranks[b->config.beam_width - 1].total;
+  }
+  /* An upper bound on what an extension adds to its parent's non-acoustic score: LM log-probs and
+   * lexicons only lower it; hotword credit is not bounded here, so with hotwords no hypothesis is
+   * skipped as a whole. */
+  float best_lp = -INFINITY;
+  for (int i = 0; i < k; i++) best_lp = ES_MAX(best_lp, row[b->frame_tokens[i]]);
+  const int may_skip = b->hotwords == NULL && (b->lm == NULL || b->config.lm_weight >= 0.0f);
+  const float max_gain = ES_MAX(0.0f, b->config.word_bonus);
   for (int h = 0; h < b->num_hyps; h++) {
     const es_beam_hyp *y = &b->hyps[h];
     es_beam_node *n = &nodes[y->node];
     const int32_t last = n->token;
     const float total = lse(y->lp_blank, y->lp_nonblank);
-    es_beam_candidate *c = candidate(b, &count, n->parent, last, y->node);
-    c->ext = y->ext;
-    c->lp_blank = lse(c->lp_blank, total + lp_blank);
-    if (last >= 0) c->lp_nonblank = lse(c->lp_nonblank, y->lp_nonblank + row[last]);
+    if (may_skip && total + best_lp + y->ext + max_gain < cutoff) {
+      /* no new prefix from this hypothesis can make the cut; it still feeds the prefixes held */
+      for (int32_t ch = n->first_child; ch >= 0; ch = nodes[ch].next_sibling) {
+        const int32_t tok = nodes[ch].token;
+        if (b->token_stamp[tok] != b->generation) continue; /* pruned in this frame */
+        es_beam_candidate *c = find_candidate(b, y->node, tok);
+        if (c != NULL) c->lp_nonblank = lse(c->lp_nonblank, (tok == last ? y->lp_blank : total) + row[tok]);
+      }
+      continue;
+    }
     for (int i = 0; i < k; i++) {
       const int32_t tok = b->frame_tokens[i];
       const float lp = row[tok];
+      const float base = (tok == last ? y->lp_blank : total) + lp;
+      if (base == -INFINITY) continue;
+      const float ext = extension_ext(b, n, tok);
+      if (ext == -INFINITY) continue; /* never a held prefix: those have finite scores */
+      es_beam_candidate *c;
+      if (base + ext < cutoff) {
+        c = find_candidate(b, y->node, tok);
+        if (c != NULL) c->lp_nonblank = lse(c->lp_nonblank, base);
+        continue;
+      }
       const int before = count;
       c = candidate(b, &count, y->node, tok, -1);
-      if (count != before) { /* new: its prefix state */
-        int32_t existing = find_child(b, y->node, tok);
-        if (existing >= 0) {
-          c->node = existing;
-          c->ext = node_ext(b, &nodes[existing]);
-        } else {
-          extend(b, n, tok, frame, lp, &c->proto);
-          c->ext = node_ext(b, &c->proto);
-        }
+      if (count != before) {
+        c->ext = ext;
+        c->token_log_prob = lp;
+        c->lp_nonblank = base;
+      } else {
+        c->lp_nonblank = lse(c->lp_nonblank, base);
       }
-      c->lp_nonblank = lse(c->lp_nonblank, (tok == last ? y->lp_blank : total) + lp);
     }
   }
   int kept = 0;
@@ -409,22 +598,19 @@ static es_status step(es_ctc_beam *b, const float *row) {
     b->ranks[kept].index = i;
     kept++;
   }
-  if (kept > b->config.beam_width) {
-    qsort(b->ranks, (size_t)kept, sizeof(es_beam_rank), compare_rank);
-    kept = b->config.beam_width;
-  } else {
-    qsort(b->ranks, (size_t)kept, sizeof(es_beam_rank), compare_rank);
-  }
+  select_top(b->ranks, kept, b->config.beam_width);
+  if (kept > b->config.beam_width) kept = b->config.beam_width;
   if (kept == 0) { /* every path has probability 0: keep the hypotheses as they are */
     return ES_OK;
   }
   for (int r = 0; r < kept; r++) {
     es_beam_candidate *c = &b->candidates[b->ranks[r].index];
     int32_t id = c->node;
+    if (id < 0) id = find_child(b, c->parent, c->token); /* a prefix held before, dropped, reached again */
     if (id < 0) {
       id = b->num_nodes++;
       es_beam_node *node = &nodes[id];
-      *node = c->proto;
+      extend(b, &nodes[c->parent], c->token, frame, c->token_log_prob, c->ext, node);
       node->parent = c->parent;
       node->first_child = -1;
       node->next_sibling = nodes[c->parent].first_child;
@@ -461,7 +647,7 @@ es_status es_ctc_beam_accept(es_ctc_beam *b, const float *log_probs, size_t num_
 /* The final extension score of a hypothesis: its last word ended, "</s>", no partial credit. */
 static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *words_out) {
   float lm = n->lm_ln;
-  int32_t words = n->words;
+  int32_t words = n->words, oov = n->oov_words;
   int32_t ctx[CTX_MAX];
   int ctx_len = n->ctx_len;
   memcpy(ctx, n->ctx, sizeof ctx);
@@ -471,6 +657,7 @@ static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *
     ctx_len = n->end_ctx_len;
     memcpy(ctx, n->end_ctx, sizeof ctx);
     words++;
+    if (!b->lexicon) oov += n->end_oov;
   }
   if (b->lm && b->lm->eos >= 0) {
     int len;
@@ -478,7 +665,12 @@ static float final_ext(es_ctc_beam *b, es_beam_node *n, float *lm_out, int32_t *
   }
   *lm_out = lm;
   *words_out = words;
-  return b->config.lm_weight * lm + b->config.word_bonus * (float)words + n->hw_locked;
+  if (b->lexicon && n->word_bytes > 0 && n->lex_state != ES_LEXICON_DEAD && !es_lexicon_is_word(b->lexicon, n->lex_state)) {
+    if (b->config.oov_penalty == 0.0f) return -INFINITY; /* a hard lexicon: the last word must be in it */
+    oov++;
+  }
+  return b->config.lm_weight * lm + b->config.word_bonus * (float)words + n->hw_locked +
+         b->config.oov_penalty * (float)oov;
 }
 
 es_status es_ctc_beam_finish(es_ctc_beam *b) {

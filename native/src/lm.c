@@ -212,8 +212,8 @@ static es_status parse(es_lm *lm, char *text, size_t length, parser *p) {
         return fail(p, "expected 'ngram N=count' in \\data\\");
       if (kk > ES_LM_MAX_ORDER) return fail(p, "n-gram order %zu is above the supported %d", kk, ES_LM_MAX_ORDER);
       k = (int)kk;
-      if (k != order + 1) return fail(p, "ngram %d declared after ngram %d; orders must be 1, 2, ...", k, order);
-      if (count == 0) return fail(p, "ngram %d has a count of 0", k);
+      if (k != order + 1) return fail(p, "expected 'ngram %d=count', found ngram %d (orders must be 1, 2, ...)", order + 1, k);
+      if (count == 0 && k == 1) return fail(p, "ngram 1 has a count of 0: the model has no words");
       if (count > INT32_MAX / ES_LM_MAX_ORDER) return fail(p, "ngram %d count is too large", k);
       declared[k] = count;
       order = k;

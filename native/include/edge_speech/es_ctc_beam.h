@@ -28,6 +28,7 @@
 #include "es_common.h"
 #include "es_ctc_greedy.h"
 #include "es_hotwords.h"
+#include "es_lexicon.h"
 #include "es_lm.h"
 #include "es_vocab.h"
 
@@ -36,12 +37,15 @@ extern "C" {
 #endif
 
 typedef struct es_ctc_beam_config {
-  int beam_width;              /* hypotheses kept after each frame, >= 1 (default 16) */
+  int beam_width;              /* hypotheses kept after each frame, 1..65536 (default 16) */
   int top_k;                   /* non-blank tokens tried per frame; 0 = all (default 0) */
   float token_min_log_prob;    /* -INFINITY: no threshold (default ln 1e-4) */
   float blank_skip_log_prob;   /* +INFINITY: never skip (default ln 0.999) */
   float lm_weight;             /* alpha, on the LM's natural-log probability (default 0.5) */
   float word_bonus;            /* beta, added per word (default 0) */
+  float oov_penalty;           /* <= 0, added per out-of-vocabulary word (default 0): with a lexicon,
+                                  a word leaving it (0 forbids such words); else, with an LM, a word
+                                  missing from its unigrams */
 } es_ctc_beam_config;
 
 es_ctc_beam_config es_ctc_beam_config_default(void);
@@ -73,6 +77,7 @@ typedef struct es_ctc_beam {
   const es_vocab *vocab;
   const es_lm *lm;
   const es_hotwords *hotwords;
+  const es_lexicon *lexicon;
   int max_candidates;
   es_beam_node *nodes;
   int32_t num_nodes, node_capacity;
@@ -84,6 +89,7 @@ typedef struct es_ctc_beam {
   uint32_t *slot_gen;
   uint32_t generation, hash_mask;
   int32_t *frame_tokens;         /* the tokens tried in the current frame */
+  uint32_t *token_stamp;         /* generation of the last frame that tried each token */
   es_beam_rank *token_ranks;
   int32_t *word_ids;             /* scratch: a word's tokens */
   char *word_text;               /* scratch: a word's text */
@@ -94,6 +100,9 @@ typedef struct es_ctc_beam {
 es_status es_ctc_beam_init(es_ctc_beam *beam, const es_ctc_beam_config *config, const es_vocab *vocab,
                            const es_lm *lm, const es_hotwords *hotwords, char *why, size_t why_size);
 void es_ctc_beam_free(es_ctc_beam *beam);
+/* Restricts the output to the lexicon's words (NULL lifts it), or with oov_penalty < 0 charges
+ * that penalty for each word that leaves it, as soon as it does; borrowed like the LM. Resets. */
+void es_ctc_beam_set_lexicon(es_ctc_beam *beam, const es_lexicon *lexicon);
 void es_ctc_beam_reset(es_ctc_beam *beam);
 /* ES_ERR_NON_FINITE_INPUT (nothing consumed) for NaN or +Inf; ES_ERR_FINISHED after finish. */
 es_status es_ctc_beam_accept(es_ctc_beam *beam, const float *log_probs, size_t num_frames);

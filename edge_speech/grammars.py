@@ -1,0 +1,559 @@
+"""Command grammars: JSGF (a subset) and YAML intent templates, compiled to word automata.
+
+A :class:`Grammar` is a word-level automaton whose arcs know their intent and slot. The decoder
+(``decoding.CTCDecoder(tokens, grammar=g)``) spells it with the model's tokens and searches it.
+
+JSGF subset: ``#JSGF V1.0;`` and ``grammar name;`` headers, ``public <rule> = ...;`` and private
+rules, alternatives ``|`` with optional weights ``/2.5/``, groups ``( )``, optional ``[ ]``, rule
+references ``<rule>``, repetition ``*`` and ``+``, quoted tokens, ``//`` and ``/* */`` comments;
+tags ``{...}`` are accepted and ignored; ``import`` is not supported. Each public rule is an
+intent named after it; JSGF results have no slots.
+
+Intent format (a YAML subset read without a YAML library)::
+
+    intents:
+      LightOn:
+        - "turn on the {room} light"
+        - "[please] switch (on | up) the {room} light"
+    slots:
+      room: [kitchen, bedroom, "living room"]
+
+Templates hold words, ``[optional]``, ``(a | b)`` alternatives and ``{slot}`` references; slot
+values may be several words. Malformed input raises ValueError naming the line and column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+__all__ = ["Grammar", "WordArc"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WordArc:
+    src: int
+    dst: int
+    word: str
+    weight: float        # natural log, <= 0
+    intent: str
+    slot: Optional[str]
+
+
+# -- expressions -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Word:
+    text: str
+
+
+@dataclasses.dataclass
+class _Ref:
+    name: str
+    line: int
+    col: int
+
+
+@dataclasses.dataclass
+class _Slot:
+    name: str
+    line: int
+    col: int
+
+
+@dataclasses.dataclass
+class _Seq:
+    items: list
+
+
+@dataclasses.dataclass
+class _Alt:
+    items: list
+    weights: Optional[list]
+
+
+@dataclasses.dataclass
+class _Opt:
+    item: object
+
+
+@dataclasses.dataclass
+class _Rep:
+    item: object
+    at_least_one: bool
+
+
+class _Tokens:
+    """Splits grammar text into tokens with line/column positions."""
+
+    _PATTERN = re.compile(r"""
+        (?P<space>\s+) | (?P<comment>//[^\n]*|/\*.*?\*/) | (?P<weight>/\s*[0-9.eE+-]+\s*/) |
+        (?P<ref><[^<>\s]+>) | (?P<slot>\{[^{}]*\}) | (?P<quoted>"[^"\n]*") |
+        (?P<punct>[()\[\]|*+;=]) | (?P<word>[^\s()\[\]|*+;=<>{}"/]+)
+    """, re.X | re.S)
+
+    def __init__(self, text: str, line0: int = 1, col0: int = 1, what: str = "grammar"):
+        self.items: List[Tuple[str, str, int, int]] = []
+        self.what = what
+        pos, line, line_start = 0, line0, -(col0 - 1)
+        while pos < len(text):
+            m = self._PATTERN.match(text, pos)
+            col = pos - line_start + 1
+            if m is None:
+                raise ValueError(f"{what}: line {line}, column {col}: unexpected character {text[pos]!r}")
+            kind = m.lastgroup
+            if kind not in ("space", "comment"):
+                self.items.append((kind, m.group(), line, col))
+            newlines = m.group().count("\n")
+            if newlines:
+                line += newlines
+                line_start = m.start() + m.group().rindex("\n") + 1
+            pos = m.end()
+        self.end = (line, pos - line_start + 1)
+        self.i = 0
+
+    def peek(self) -> Optional[Tuple[str, str, int, int]]:
+        return self.items[self.i] if self.i < len(self.items) else None
+
+    def take(self) -> Tuple[str, str, int, int]:
+        tok = self.peek()
+        if tok is None:
+            raise self.error(None, "unexpected end")
+        self.i += 1
+        return tok
+
+    def expect(self, value: str) -> Tuple[str, str, int, int]:
+        tok = self.peek()
+        if tok is None or tok[1] != value:
+            raise self.error(tok, f"expected {value!r}" + (f", found {tok[1]!r}" if tok else ""))
+        self.i += 1
+        return tok
+
+    def error(self, tok, message: str) -> ValueError:
+        line, col = (tok[2], tok[3]) if tok else self.end
+        return ValueError(f"{self.what}: line {line}, column {col}: {message}")
+
+
+def _parse_alternatives(toks: _Tokens, slots: bool, stop: Sequence[str]):
+    items, weights, starts = [], [], []
+    while True:
+        weight = None
+        tok = toks.peek()
+        starts.append(tok)
+        if tok is not None and tok[0] == "weight":
+            if slots:
+                raise toks.error(tok, "weights are not supported in templates")
+            toks.take()
+            try:
+                weight = float(tok[1].strip("/ \t"))
+            except ValueError:
+                raise toks.error(tok, f"bad weight {tok[1]!r}") from None
+            if not (math.isfinite(weight) and weight > 0):
+                raise toks.error(tok, f"weights must be > 0, got {tok[1]!r}")
+        weights.append(weight)
+        items.append(_parse_sequence(toks, slots, stop))
+        tok = toks.peek()
+        if tok is None or tok[1] != "|":
+            break
+        toks.take()
+    if all(w is None for w in weights):
+        weights = None
+    elif any(w is None for w in weights):
+        raise toks.error(starts[weights.index(None)], "give weights to all alternatives or to none")
+    return items[0] if len(items) == 1 and weights is None else _Alt(items, weights)
+
+
+def _parse_sequence(toks: _Tokens, slots: bool, stop: Sequence[str]):
+    items = []
+    while True:
+        tok = toks.peek()
+        if tok is None or tok[1] in (")", "]", ";", "|"):
+            break  # the caller checks that it is the closer it expects
+        kind, value, line, col = toks.take()
+        if value == "(":
+            item = _parse_alternatives(toks, slots, (")",))
+            toks.expect(")")
+        elif value == "[":
+            item = _Opt(_parse_alternatives(toks, slots, ("]",)))
+            toks.expect("]")
+        elif kind == "word":
+            item = _Word(value)
+        elif kind == "quoted":
+            words = value[1:-1].split()
+            if not words:
+                raise toks.error((kind, value, line, col), "empty quoted token")
+            item = _Seq([_Word(w) for w in words])
+        elif kind == "ref" and not slots:
+            item = _Ref(value[1:-1], line, col)
+        elif kind == "slot" and slots:
+            name = value[1:-1].strip()
+            if not re.fullmatch(r"[A-Za-z_][\w-]*", name):
+                raise toks.error((kind, value, line, col), f"bad slot name {value!r}")
+            item = _Slot(name, line, col)
+        elif kind == "slot":
+            continue  # a JSGF tag: accepted and ignored
+        else:
+            raise toks.error((kind, value, line, col), f"unexpected {value!r}")
+        while True:
+            tok = toks.peek()
+            if tok is not None and tok[1] in ("*", "+"):
+                toks.take()
+                item = _Rep(item, tok[1] == "+")
+            elif tok is not None and tok[0] == "slot" and not slots:
+                toks.take()  # tag
+            else:
+                break
+        items.append(item)
+    if not items:
+        raise toks.error(toks.peek(), "empty expansion")
+    return items[0] if len(items) == 1 else _Seq(items)
+
+
+# -- automaton -------------------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, rules: Mapping[str, object], slot_values: Mapping[str, list], what: str):
+        self.rules, self.slot_values, self.what = rules, slot_values, what
+        self.num_states = 1
+        self.eps: List[Tuple[int, int, float]] = []
+        self.arcs: List[WordArc] = []
+        self.stack: List[str] = []
+
+    def new(self) -> int:
+        self.num_states += 1
+        if self.num_states > 200_000:
+            raise ValueError(f"{self.what}: the grammar expands to more than 200000 states")
+        return self.num_states - 1
+
+    def build(self, e, s: int, intent: str, slot: Optional[str]) -> int:
+        if isinstance(e, _Word):
+            d = self.new()
+            self.arcs.append(WordArc(s, d, e.text, 0.0, intent, slot))
+            return d
+        if isinstance(e, _Seq):
+            for item in e.items:
+                s = self.build(item, s, intent, slot)
+            return s
+        if isinstance(e, _Alt):
+            end = self.new()
+            total = sum(e.weights) if e.weights else None
+            for i, item in enumerate(e.items):
+                start = self.new()
+                self.eps.append((s, start, math.log(e.weights[i] / total) if total else 0.0))
+                self.eps.append((self.build(item, start, intent, slot), end, 0.0))
+            return end
+        if isinstance(e, _Opt):
+            start, end = self.new(), self.new()
+            self.eps.append((s, start, 0.0))
+            self.eps.append((self.build(e.item, start, intent, slot), end, 0.0))
+            self.eps.append((s, end, 0.0))
+            return end
+        if isinstance(e, _Rep):
+            loop, end = self.new(), self.new()
+            self.eps.append((s, loop, 0.0))
+            e_end = self.build(e.item, loop, intent, slot)
+            self.eps.append((e_end, loop, 0.0))
+            self.eps.append((e_end, end, 0.0))
+            if not e.at_least_one:
+                self.eps.append((s, end, 0.0))
+            return end
+        if isinstance(e, _Ref):
+            if e.name not in self.rules:
+                raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown rule <{e.name}>")
+            if e.name in self.stack:
+                raise ValueError(f"{self.what}: line {e.line}, column {e.col}: rule <{e.name}> refers to itself "
+                                 "(recursive rules are not supported; use * or +)")
+            self.stack.append(e.name)
+            end = self.build(self.rules[e.name], s, intent, slot)
+            self.stack.pop()
+            return end
+        if isinstance(e, _Slot):
+            if e.name not in self.slot_values:
+                raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown slot {{{e.name}}}")
+            values = self.slot_values[e.name]
+            return self.build(_Alt([_Seq([_Word(w) for w in v.split()]) for v in values], None), s, intent, e.name)
+        raise TypeError(e)
+
+    def finish(self, finals: Sequence[int]) -> "Grammar":
+        # epsilon removal (max-weight closure), then keep what is reachable and co-reachable
+        n = self.num_states
+        eps_out: List[List[Tuple[int, float]]] = [[] for _ in range(n)]
+        for a, b, w in self.eps:
+            eps_out[a].append((b, w))
+        arcs_out: List[List[WordArc]] = [[] for _ in range(n)]
+        for arc in self.arcs:
+            arcs_out[arc.src].append(arc)
+        final_set = set(finals)
+        new_arcs: Dict[Tuple[int, int, str, str, Optional[str]], float] = {}
+        new_finals = set()
+        for s in range(n):
+            best = {s: 0.0}
+            todo = [s]
+            while todo:
+                u = todo.pop()
+                for v, w in eps_out[u]:
+                    if best[u] + w > best.get(v, -math.inf) + 1e-12:
+                        best[v] = best[u] + w
+                        todo.append(v)
+            for u, w0 in best.items():
+                if u in final_set:
+                    new_finals.add(s)
+                for arc in arcs_out[u]:
+                    key = (s, arc.dst, arc.word, arc.intent, arc.slot)
+                    new_arcs[key] = max(new_arcs.get(key, -math.inf), w0 + arc.weight)
+        arcs = [WordArc(s, d, word, w, intent, slot) for (s, d, word, intent, slot), w in new_arcs.items()]
+        # trim: reachable from 0 and reaching a final state
+        fwd, stack = {0}, [0]
+        out: Dict[int, List[WordArc]] = {}
+        inc: Dict[int, List[WordArc]] = {}
+        for a in arcs:
+            out.setdefault(a.src, []).append(a)
+            inc.setdefault(a.dst, []).append(a)
+        while stack:
+            for a in out.get(stack.pop(), []):
+                if a.dst not in fwd:
+                    fwd.add(a.dst)
+                    stack.append(a.dst)
+        bwd, stack = set(new_finals), list(new_finals)
+        while stack:
+            for a in inc.get(stack.pop(), []):
+                if a.src not in bwd:
+                    bwd.add(a.src)
+                    stack.append(a.src)
+        keep = sorted((fwd & bwd) | {0})
+        index = {s: i for i, s in enumerate(keep)}
+        arcs = [dataclasses.replace(a, src=index[a.src], dst=index[a.dst]) for a in arcs
+                if a.src in index and a.dst in index and a.src in fwd and a.dst in bwd]
+        finals_out = sorted(index[s] for s in new_finals if s in index and s in fwd)
+        if not finals_out:
+            raise ValueError(f"{self.what}: the grammar accepts no sentence")
+        return Grammar(len(keep), tuple(sorted(arcs, key=lambda a: (a.src, a.dst, a.word))), tuple(finals_out))
+
+
+@dataclasses.dataclass(frozen=True)
+class Grammar:
+    """A word automaton: state 0 starts, ``finals`` end; arcs carry word, weight, intent, slot."""
+
+    num_states: int
+    arcs: Tuple[WordArc, ...]
+    finals: Tuple[int, ...]
+
+    @classmethod
+    def from_jsgf(cls, text: str) -> "Grammar":
+        """Compiles JSGF text (see the module docstring for the subset)."""
+        if not isinstance(text, str):
+            raise TypeError("JSGF grammar must be text")
+        toks = _Tokens(text, what="JSGF")
+        # header lines: "#JSGF ...;" is not a token here, so strip it first by position
+        rules: Dict[str, object] = {}
+        public: List[str] = []
+        tok = toks.peek()
+        if tok is not None and tok[1].startswith("#JSGF"):
+            while toks.take()[1] != ";":
+                if toks.peek() is None:
+                    raise toks.error(None, "the #JSGF header needs a ';'")
+        tok = toks.peek()
+        if tok is not None and tok[1] == "grammar":
+            toks.take()
+            name = toks.take()
+            if name[0] != "word":
+                raise toks.error(name, "expected a grammar name")
+            toks.expect(";")
+        while toks.peek() is not None:
+            tok = toks.take()
+            is_public = tok[1] == "public"
+            if tok[1] == "import":
+                raise toks.error(tok, "import is not supported")
+            if is_public:
+                tok = toks.take()
+            if tok[0] != "ref":
+                raise toks.error(tok, f"expected a rule name like <command>, found {tok[1]!r}")
+            name = tok[1][1:-1]
+            if name in rules:
+                raise toks.error(tok, f"rule <{name}> is defined twice")
+            toks.expect("=")
+            rules[name] = _parse_alternatives(toks, slots=False, stop=(";",))
+            toks.expect(";")
+            if is_public:
+                public.append(name)
+        if not public:
+            raise ValueError("JSGF: the grammar has no public rule")
+        builder = _Builder(rules, {}, "JSGF")
+        finals = []
+        for name in public:
+            builder.stack = [name]
+            finals.append(builder.build(rules[name], 0, name, None))
+        return builder.finish(finals)
+
+    @classmethod
+    def from_intents(cls, intents: Mapping[str, Sequence[str]], slots: Optional[Mapping[str, Sequence[str]]] = None,
+                     ) -> "Grammar":
+        """Compiles intent templates: ``{"LightOn": ["turn on the {room} light"]}`` with slot values."""
+        slot_values: Dict[str, list] = {}
+        for name, values in (slots or {}).items():
+            if isinstance(values, str) or not all(isinstance(v, str) and v.split() for v in values):
+                raise ValueError(f"slot {name!r} must list non-empty strings")
+            if not values:
+                raise ValueError(f"slot {name!r} has no values")
+            slot_values[name] = [" ".join(v.split()) for v in values]
+        if not intents:
+            raise ValueError("no intents given")
+        builder = _Builder({}, slot_values, "intents")
+        finals = []
+        for intent, templates in intents.items():
+            if isinstance(templates, str) or not templates:
+                raise ValueError(f"intent {intent!r} needs a list of templates")
+            for t in templates:
+                line, col, text = (t if isinstance(t, tuple) else (None, 1, t))
+                what = f"intent {intent!r}" if line is None else "intents"
+                toks = _Tokens(text, line0=line or 1, col0=col, what=what)
+                expr = _parse_alternatives(toks, slots=True, stop=())
+                if toks.peek() is not None:
+                    raise toks.error(toks.peek(), f"unexpected {toks.peek()[1]!r}")
+                builder.what = what
+                finals.append(builder.build(expr, 0, intent, None))
+        return builder.finish(finals)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "Grammar":
+        """Compiles the YAML intent format (see the module docstring)."""
+        intents, slots = _parse_intent_yaml(text)
+        return cls.from_intents(intents, slots)
+
+    # -- inspection ------------------------------------------------------------------------------
+    def sentences(self, max_words: int = 12, limit: int = 100_000) -> Iterator[Tuple[str, str]]:
+        """Every accepted (intent, sentence) with at most max_words words (for tests, small grammars)."""
+        out_arcs: Dict[int, List[WordArc]] = {}
+        for a in self.arcs:
+            out_arcs.setdefault(a.src, []).append(a)
+        finals = set(self.finals)
+        seen = set()
+        stack: List[Tuple[int, Tuple[str, ...], Optional[str]]] = [(0, (), None)]
+        while stack:
+            s, words, intent = stack.pop()
+            if s in finals and words:
+                key = (intent, " ".join(words))
+                if key not in seen:
+                    seen.add(key)
+                    if len(seen) > limit:
+                        raise ValueError("too many sentences")
+                    yield key
+            if len(words) < max_words:
+                for a in out_arcs.get(s, []):
+                    stack.append((a.dst, words + (a.word,), a.intent))
+
+
+# -- the YAML subset ---------------------------------------------------------------------------------
+
+def _strip_comment(line: str) -> str:
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+    return line
+
+
+def _scalar(text: str, line: int, col: int) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    if text[:1] in "\"'":
+        raise ValueError(f"intents: line {line}, column {col}: unterminated quote")
+    return text
+
+
+def _flow_list(text: str, line: int, col: int) -> List[str]:
+    inner = text.strip()
+    if not (inner.startswith("[") and inner.endswith("]")):
+        raise ValueError(f"intents: line {line}, column {col}: expected a [list]")
+    items, current, quote = [], "", None
+    for ch in inner[1:-1]:
+        if quote:
+            current += ch
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+            current += ch
+        elif ch == ",":
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    if quote:
+        raise ValueError(f"intents: line {line}, column {col}: unterminated quote")
+    items.append(current)
+    values = [_scalar(v, line, col) for v in items]
+    if values and not values[-1]:
+        values.pop()
+    return values
+
+
+def _parse_intent_yaml(text: str) -> Tuple[Dict[str, list], Dict[str, list]]:
+    if not isinstance(text, str):
+        raise TypeError("the intent YAML must be text")
+    intents: Dict[str, list] = {}
+    slots: Dict[str, list] = {}
+    section = None
+    key: Optional[str] = None
+    key_indent = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        if "\t" in raw[:len(raw) - len(raw.lstrip())]:
+            raise ValueError(f"intents: line {number}, column 1: tabs are not allowed for indentation")
+        line = _strip_comment(raw).rstrip()
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        body = line.strip()
+        col = indent + 1
+        if indent == 0:
+            m = re.fullmatch(r"(intents|slots)\s*:", body)
+            if not m:
+                raise ValueError(f"intents: line {number}, column 1: expected 'intents:' or 'slots:', found {body!r}")
+            section, key, key_indent = m.group(1), None, None
+            continue
+        if section is None:
+            raise ValueError(f"intents: line {number}, column {col}: indented text before 'intents:'")
+        if body.startswith("- ") or body == "-":
+            if key is None or indent <= key_indent:
+                raise ValueError(f"intents: line {number}, column {col}: a list item needs a name above it")
+            value_col = col + 2 + (len(body[2:]) - len(body[2:].lstrip()))
+            value = _scalar(body[2:], number, value_col)
+            if not value:
+                raise ValueError(f"intents: line {number}, column {col}: empty list item")
+            target = intents if section == "intents" else slots
+            if section == "intents":
+                target[key].append((number, value_col + (1 if body[2:].strip()[:1] in "\"'" else 0), value))
+            else:
+                target[key].append(value)
+            continue
+        m = re.fullmatch(r"([^:\s][^:]*?)\s*:\s*(.*)", body)
+        if not m:
+            raise ValueError(f"intents: line {number}, column {col}: expected 'name:'")
+        if key_indent is not None and indent > key_indent and key is not None:
+            raise ValueError(f"intents: line {number}, column {col}: unexpected nesting under {key!r}")
+        key, key_indent = _scalar(m.group(1), number, col), indent
+        rest = m.group(2)
+        target = intents if section == "intents" else slots
+        if key in target:
+            raise ValueError(f"intents: line {number}, column {col}: {key!r} is defined twice")
+        target[key] = []
+        if rest:
+            rest_col = col + body.index(rest)
+            if section == "intents":
+                raise ValueError(f"intents: line {number}, column {rest_col}: list the templates of {key!r} "
+                                 "below it, one '- template' per line")
+            target[key] = _flow_list(rest, number, rest_col)
+    if not intents:
+        raise ValueError("intents: no 'intents:' section with at least one intent")
+    for name, templates in intents.items():
+        if not templates:
+            raise ValueError(f"intents: intent {name!r} has no templates")
+    return intents, slots

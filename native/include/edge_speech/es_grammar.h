@@ -1,0 +1,95 @@
+/*
+ * Grammar-constrained CTC decoding: a token-level automaton (compiled from JSGF or intent
+ * templates by the caller) and a streaming Viterbi search over its CTC expansion, with a
+ * free-running reference score for rejection.
+ *
+ *   es_grammar g;                                  // arcs: from, to, token, weight, label
+ *   es_grammar_init(&g, arcs, num_arcs, num_states, start, finals, num_finals, vocab_size, blank, why, n);
+ *   es_grammar_decoder d;
+ *   es_grammar_decoder_init(&d, &g);
+ *   es_grammar_decoder_accept(&d, log_probs, num_frames);   // any chunking
+ *   es_grammar_decoder_result(&d, path, capacity, &length, &score, &free_score);
+ *   es_grammar_decoder_free(&d); es_grammar_free(&g);
+ *
+ * The search keeps, per automaton state, the best score of having just emitted blank there, and
+ * per arc the best score of being inside that arc's token (which may repeat). A token may follow
+ * the same token only through a blank, as CTC requires. score is the best in-grammar alignment's
+ * log-probability plus its arc weights; free_score is the best unconstrained alignment's (the
+ * frame-wise maximum), so score - free_score <= 0 measures how far the grammar had to bend the
+ * audio: the basis for rejecting speech outside the grammar.
+ * The grammar is read-only after init and may be shared; the decoder's traceback pool grows by
+ * doubling (amortised) as tokens are emitted. Thread safety: see es_common.h.
+ */
+#ifndef EDGE_SPEECH_ES_GRAMMAR_H
+#define EDGE_SPEECH_ES_GRAMMAR_H
+
+#include "es_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct es_grammar_arc {
+  int32_t from, to;
+  int32_t token;    /* a non-blank token id */
+  float weight;     /* natural-log weight added when the arc is entered */
+  int32_t label;    /* caller's output label (e.g. a word of an intent), -1 for none */
+} es_grammar_arc;
+
+typedef struct es_grammar {
+  int32_t num_states, num_arcs, start;
+  int vocab_size, blank_id;
+  es_grammar_arc *arcs;        /* sorted by from */
+  int32_t *first_arc;          /* num_states + 1: arcs of state s are first_arc[s]..first_arc[s+1]-1 */
+  int32_t *in_arcs;            /* arc ids sorted by destination */
+  int32_t *first_in;           /* num_states + 1 */
+  uint8_t *final;              /* num_states */
+} es_grammar;
+
+es_status es_grammar_init(es_grammar *g, const es_grammar_arc *arcs, int32_t num_arcs, int32_t num_states,
+                          int32_t start, const int32_t *finals, int32_t num_finals, int vocab_size, int blank_id,
+                          char *why, size_t why_size);
+void es_grammar_free(es_grammar *g);
+
+/* One emitted token of the best path. */
+typedef struct es_grammar_step {
+  int32_t arc;
+  int32_t token;
+  int32_t label;
+  int64_t frame;
+} es_grammar_step;
+
+typedef struct es_grammar_trace {
+  int32_t arc;
+  int32_t prev;
+  int64_t frame;
+  int32_t mark;
+} es_grammar_trace;
+
+typedef struct es_grammar_decoder {
+  const es_grammar *grammar;
+  float *blank_score, *arc_score;       /* current frame */
+  int32_t *blank_trace, *arc_trace;     /* traceback ids (-1: none) */
+  float *next_blank, *next_arc;
+  int32_t *next_blank_trace, *next_arc_trace;
+  es_grammar_trace *trace;
+  int32_t num_trace, trace_capacity;
+  double free_score;
+  int64_t frames_done;
+} es_grammar_decoder;
+
+es_status es_grammar_decoder_init(es_grammar_decoder *d, const es_grammar *g);
+void es_grammar_decoder_free(es_grammar_decoder *d);
+void es_grammar_decoder_reset(es_grammar_decoder *d);
+/* ES_ERR_NON_FINITE_INPUT (nothing consumed) for NaN or +Inf. */
+es_status es_grammar_decoder_accept(es_grammar_decoder *d, const float *log_probs, size_t num_frames);
+/* The best complete in-grammar path so far (ending in a final state): its tokens into path,
+ * *length its count (even on ES_ERR_BUFFER_TOO_SMALL), *score its score (-INFINITY and length 0
+ * when no in-grammar path exists yet), *free_score the unconstrained best. */
+es_status es_grammar_decoder_result(const es_grammar_decoder *d, es_grammar_step *path, size_t capacity,
+                                    size_t *length, float *score, float *free_score);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
