@@ -49,6 +49,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     rec = Recognizer.from_bundle(args.bundle, target=args.target, backend=args.backend, threads=args.threads,
                                  beam=args.beam)
     options = {"lm": args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
+    if args.grammar:
+        options = {"grammar": args.grammar, "grammar_threshold": args.grammar_threshold}
     failures = 0
     results = rec.transcribe_many(args.files, workers=args.jobs, **options)
     for path, result in zip(args.files, results):
@@ -205,6 +207,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--lm", help="ARPA n-gram language model for shallow fusion")
     p.add_argument("--lm-weight", type=float, default=0.5)
     p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost'")
+    p.add_argument("--grammar", help="command grammar: YAML intents (.yaml) or JSGF (.gram/.jsgf)")
+    p.add_argument("--grammar-threshold", type=float, default=0.5, help="confidence below which a command is rejected")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(run=_transcribe)
     p = sub.add_parser("bench", help="real-time factor, streaming chunk latency and peak memory of a bundle")

@@ -102,13 +102,17 @@ class Recognizer:
     # -- offline --------------------------------------------------------------------------
     def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: "str | Path | None" = None,
                    lm_weight: float = 0.5, word_bonus: float = 0.0, hotwords: HotwordsArg = None,
-                   grammar: Any = None) -> Transcript:
+                   grammar: Any = None, grammar_threshold: float = 0.5) -> Transcript:
         """Transcribes a file path or a ``(samples, sample_rate)`` pair.
 
         ``beam`` (1 = greedy), ``lm`` (an ARPA file, shallow fusion with ``lm_weight`` and
-        ``word_bonus``) and ``hotwords`` (``{phrase: boost}``) choose the search."""
+        ``word_bonus``) and ``hotwords`` (``{phrase: boost}``) choose the search. ``grammar`` (a
+        ``.yaml``/``.yml`` intent file, a ``.gram``/``.jsgf`` JSGF file, their text, or a
+        :class:`edge_speech.decoding.Grammar`) constrains it to commands: the transcript then
+        carries ``intent``, ``slots`` and ``confidence``, and is empty with ``intent`` None when
+        the speech is outside the grammar (confidence below ``grammar_threshold``)."""
         samples = audio.load_audio(source, self.manifest.sample_rate)
-        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar)
+        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         t0 = time.perf_counter()
         feats = features.compute(samples, self.manifest.sample_rate, self.manifest.features)
         t1 = time.perf_counter()
@@ -155,7 +159,7 @@ class Recognizer:
         on windows of ``left + chunk + right`` feature frames (fixed-shape models use their
         manifest's chunking), so models whose receptive field fits the context give exactly the
         offline result."""
-        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, None)
+        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, None, 0.5)
         spec = self.manifest.input_for(self.backend.name)
         if spec.chunk_frames is not None:
             chunk_frames, left_context_frames, right_context_frames = (
@@ -164,11 +168,12 @@ class Recognizer:
                                 fixed_shape=spec.chunk_frames is not None)
 
     # -- internals ------------------------------------------------------------------------
-    def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar) -> decoding.CTCDecoder:
+    def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold) -> decoding.CTCDecoder:
         if beam is None and lm is None and hotwords is None and grammar is None and (lm_weight, word_bonus) == (0.5, 0.0):
             return self._decoder
         if grammar is not None:
-            raise NotImplementedError("grammar-constrained recognition arrives with the decoder's grammar support")
+            return _grammar_decoder(self.manifest.tokens, self.manifest.blank_id, self.manifest.frame_shift_s,
+                                    _grammar_key(grammar), grammar_threshold)
         return self._make_decoder(beam or self.beam, lm, hotwords, lm_weight, word_bonus)
 
     def _make_decoder(self, beam, lm, hotwords, lm_weight, word_bonus) -> decoding.CTCDecoder:
@@ -280,6 +285,27 @@ class RecognizerStream:
             keep_from = max(0, self._next_frame - self._history)
             self._pending = self._pending[keep_from - self._pending_start:]
             self._pending_start = keep_from
+
+
+def _grammar_key(grammar: Any) -> Any:
+    """Something hashable standing for the grammar: its file's text, its text, or the object."""
+    if isinstance(grammar, Path) or (isinstance(grammar, str) and "\n" not in grammar
+                                     and grammar.rsplit(".", 1)[-1].lower() in ("yaml", "yml", "gram", "jsgf")):
+        path = Path(grammar)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such grammar file")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".gram", ".jsgf") and not text.lstrip().startswith("#JSGF"):
+            text = "#JSGF V1.0;\n" + text
+        return text
+    return grammar
+
+
+@functools.lru_cache(maxsize=8)
+def _grammar_decoder(tokens: Tuple[str, ...], blank_id: int, frame_shift_s: float, grammar: Any,
+                     threshold: float) -> decoding.CTCDecoder:
+    return decoding.CTCDecoder(list(tokens), blank_id=blank_id, grammar=grammar, grammar_threshold=threshold,
+                               frame_shift_s=frame_shift_s)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

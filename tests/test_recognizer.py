@@ -148,3 +148,42 @@ def test_cli_info_and_bench(bundle_dir):
     assert report["rtf"] > 0 and report["peak_rss_mb"] > 0
     missing = run_cli("info", "/nonexistent/bundle")
     assert missing.returncode == 2 and "no such bundle" in missing.stderr
+
+
+# Spelled with the tiny model's letters (a e i k l n o t).
+INTENTS = """intents:
+  Take:
+    - "take a {item}"
+    - "[okie] take {item}"
+  Eat:
+    - "eat"
+slots:
+  item: [kite, note, lake]
+"""
+
+
+def test_grammar_transcripts_equal_the_constrained_decoder_on_reference_log_probs(recognizer, speech, tmp_path):
+    samples = speech(16000)
+    ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
+    expected = decoding.CTCDecoder(tiny_models.TOKENS, grammar=INTENTS, grammar_threshold=0.0,
+                                   frame_shift_s=0.02).decode(ref)
+    (tmp_path / "cmds.yaml").write_text(INTENTS)
+    for grammar in (INTENTS, str(tmp_path / "cmds.yaml"), tmp_path / "cmds.yaml"):
+        result = recognizer.transcribe((samples, 16000), grammar=grammar, grammar_threshold=0.0)
+        assert (result.text, result.intent, result.slots) == (expected.text, expected.intent, expected.slots)
+        assert result.intent in ("Take", "Eat") and 0 <= result.confidence <= 1
+    strict = recognizer.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=1.0)
+    assert strict.intent is None and strict.text == ""  # a random model is never that sure
+    with pytest.raises(FileNotFoundError, match="no such grammar file"):
+        recognizer.transcribe((samples, 16000), grammar=str(tmp_path / "missing.yaml"))
+    with pytest.raises(ValueError, match="line"):
+        recognizer.transcribe((samples, 16000), grammar="intents:\n  X:\n    - \"unclosed\n")
+
+
+def test_cli_transcribe_with_a_grammar(bundle_dir, speech_wav, tmp_path):
+    (tmp_path / "cmds.yaml").write_text(INTENTS)
+    result = run_cli("transcribe", "--bundle", str(bundle_dir), "--grammar", str(tmp_path / "cmds.yaml"),
+                     "--grammar-threshold", "0", "--json", str(speech_wav(16000)))
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["intent"] in ("Take", "Eat") and line["confidence"] is not None
