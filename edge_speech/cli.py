@@ -44,10 +44,8 @@ def _features(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from edge_speech.recognizer import Recognizer
 
-    if not args.bundle:
-        raise ValueError("--bundle is required until the embedded default model ships")
-    rec = Recognizer.from_bundle(args.bundle, target=args.target, backend=args.backend, threads=args.threads,
-                                 beam=args.beam)
+    options = dict(target=args.target, backend=args.backend, threads=args.threads, beam=args.beam)
+    rec = Recognizer.from_bundle(args.bundle, **options) if args.bundle else Recognizer.default(**options)
     options = {"lm": args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
     if args.grammar:
         options = {"grammar": args.grammar, "grammar_threshold": args.grammar_threshold}
@@ -198,7 +196,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.set_defaults(run=_features)
     p = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     p.add_argument("files", nargs="+")
-    p.add_argument("--bundle", help="bundle directory, .zip or .onnx model with an embedded manifest")
+    p.add_argument("--bundle", help="bundle directory, .zip or .onnx model with an embedded manifest "
+                                    "(default: the embedded English model)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
     p.add_argument("--threads", type=int)

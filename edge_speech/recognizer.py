@@ -35,6 +35,9 @@ __all__ = ["Recognizer", "RecognizerStream", "Transcript"]
 
 HotwordsArg = Union[None, Mapping[str, float], Sequence[str]]
 
+# The embedded default model (int8 ONNX), built by recipes/default_model and shipped in the wheel.
+DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+
 
 @dataclasses.dataclass(frozen=True)
 class Transcript:
@@ -98,6 +101,15 @@ class Recognizer:
                 threads = profile.threads
         return cls(bundle, create_backend(bundle, backend=backend, threads=threads, providers=providers,
                                           preferred=preferred), beam=beam)
+
+    @classmethod
+    def default(cls, **options: Any) -> "Recognizer":
+        """The embedded English model (no download): ``Recognizer.default().transcribe(path)``.
+        Options are those of :meth:`from_bundle`."""
+        if not (DEFAULT_BUNDLE / "manifest.json").is_file():
+            raise BundleError(f"this edge_speech build has no embedded default model ({DEFAULT_BUNDLE}); "
+                              "pass a bundle with --bundle / Recognizer.from_bundle()")
+        return cls.from_bundle(DEFAULT_BUNDLE, **options)
 
     # -- offline --------------------------------------------------------------------------
     def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: "str | Path | None" = None,
