@@ -50,7 +50,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.grammar:
         options = {"grammar": args.grammar, "grammar_threshold": args.grammar_threshold}
     failures = 0
-    results = rec.transcribe_many(args.files, workers=args.jobs, **options)
+    results = rec.transcribe_many(args.files, workers=args.jobs, progress=_progress_bar(), **options)
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
             failures += 1
@@ -60,6 +60,26 @@ def _transcribe(args: argparse.Namespace) -> int:
         else:
             print(f"{path}\t{result.text}", flush=True)
     return 1 if failures else 0
+
+
+def _progress_bar():
+    """A stderr progress bar for batches that last more than a few seconds, on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+    import threading
+    import time
+
+    start, lock = time.monotonic(), threading.Lock()
+
+    def update(done: int, total: int) -> None:
+        if time.monotonic() - start < 3.0 and done < total:
+            return
+        with lock:
+            filled = int(30 * done / total)
+            end = "\n" if done == total else ""
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+    return update
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -137,15 +137,21 @@ class Recognizer:
         return self._transcript(result, duration, timings)
 
     def transcribe_many(self, sources: Iterable[audio.AudioInput], workers: Optional[int] = None,
-                        **options: Any) -> List[Union[Transcript, Exception]]:
+                        progress: Optional[Any] = None, **options: Any) -> List[Union[Transcript, Exception]]:
         """Transcribes many inputs on a thread pool; a failed input gives its exception in place
-        of a transcript (the others still run)."""
+        of a transcript (the others still run). ``progress(done, total)`` is called after each."""
+        sources = list(sources)
+        done = [0]
 
         def one(source):
             try:
                 return self.transcribe(source, **options)
             except (ValueError, TypeError, OSError) as err:
                 return err
+            finally:
+                done[0] += 1
+                if progress is not None:
+                    progress(done[0], len(sources))
 
         with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
             return list(pool.map(one, sources))

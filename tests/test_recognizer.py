@@ -187,3 +187,19 @@ def test_cli_transcribe_with_a_grammar(bundle_dir, speech_wav, tmp_path):
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stdout)
     assert line["intent"] in ("Take", "Eat") and line["confidence"] is not None
+
+
+def test_cli_progress_bar_only_on_a_terminal(bundle_dir, speech_wav):
+    import pty
+    import os as _os
+
+    files = [str(speech_wav(16000))] * 3
+    piped = run_cli("transcribe", "--bundle", str(bundle_dir), *files)
+    assert "[" not in piped.stderr  # no bar when stderr is not a terminal
+    leader, follower = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "edge_speech.cli", "transcribe", "--bundle", str(bundle_dir), *files],
+                          stdout=subprocess.PIPE, stderr=follower, cwd=tempfile.gettempdir())
+    _os.close(follower)
+    shown = _os.read(leader, 4096).decode()
+    _os.close(leader)
+    assert proc.returncode == 0 and "3/3" in shown
