@@ -18,13 +18,14 @@ caller's model is never modified.
 from edge_speech.converters.export import export_onnx, export_tflite
 from edge_speech.converters.finetune import FinetuneReport, finetune
 from edge_speech.converters.loading import load_checkpoint
-from edge_speech.converters.pipeline import ConversionReport, convert
+from edge_speech.converters.pipeline import ConversionReport, convert, convert_onnx
 from edge_speech.converters.pruning import PruneReport, count_macs, prune
 from edge_speech.converters.quantization import quantize, sensitivity
 from edge_speech.converters.verification import VerifyReport, verify
 
 __all__ = [
-    "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "convert", "count_macs", "export_onnx",
+    "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "convert", "convert_onnx", "count_macs",
+    "export_onnx",
     "export_tflite", "finetune", "load_checkpoint", "sensitivity",
     "prune", "quantize", "verify",
 ]

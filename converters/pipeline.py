@@ -152,6 +152,44 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
     return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
 
 
+def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureConfig, tokens: Sequence[str], *,
+                 input_spec: InputSpec = InputSpec(), subsampling_factor: int = 1, calib: Optional[AudioSet] = None,
+                 eval: Optional[Sequence[Tuple[Any, str]]] = None, quantize: Optional[str] = "int8",
+                 out: "str | Path" = "bundle", sample_rate: int = 16000, blank_id: int = 0, name: str = "model",
+                 output_is_log_probs: bool = True, max_calibration: int = 64) -> ConversionReport:
+    """An existing ONNX CTC model (e.g. exported by NeMo or ESPnet) to a verified bundle:
+    quantize, embed the manifest, verify. ``input_spec`` says how it takes features (name,
+    layout, frame-count input); ``feature_config`` must be what it was trained with."""
+    fp32 = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    calibration = _features_of(calib, feature_config, sample_rate, max_calibration) if calib is not None else []
+    evaluation = [(_features_of([a], feature_config, sample_rate, 1)[0], text) for a, text in (eval or [])]
+    reference = onnx_runner(fp32, input_spec=input_spec)
+    probe = calibration[:8] or [f for f, _ in evaluation[:8]]
+    if not probe:
+        raise ValueError("convert_onnx needs calib= or eval= audio to verify the model on")
+    sample = reference(probe[0])
+    if sample.ndim != 2 or sample.shape[1] != len(tokens):
+        raise ValueError(f"the model outputs shape {sample.shape} per utterance; expected [frames, {len(tokens)}]")
+    steps: List[dict] = [{"step": "source", "bytes": len(fp32), **_accuracy(reference, evaluation, tokens, blank_id)}]
+    final = fp32
+    if quantize:
+        final = quantize_onnx(fp32, calibration, scheme=quantize, input_spec=input_spec)
+        candidate = onnx_runner(final, input_spec=input_spec)
+        check = verify(reference, candidate, probe + [f for f, _ in evaluation], blank_id)
+        steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final),
+                      "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
+                      **_accuracy(candidate, evaluation, tokens, blank_id)})
+    manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
+                        models={"onnx": "model.onnx"}, blank_id=blank_id, subsampling_factor=subsampling_factor,
+                        input=input_spec, output_is_log_probs=output_is_log_probs,
+                        quantization={"scheme": quantize or "float"}, name=name,
+                        provenance={"converter_version": __version__, "source_sha256": hashlib.sha256(fp32).hexdigest(),
+                                    "steps": [s["step"] for s in steps]},
+                        verification=json.loads(json.dumps({"steps": steps}, default=float)))
+    write_bundle(out, manifest, {"model.onnx": final})
+    return ConversionReport(str(Path(out)), None, tuple(steps))
+
+
 def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, probe, evaluation, tokens, blank_id,
                    budget: float) -> Tuple[bytes, List[str]]:
     """Moves the most quantization-sensitive layers back to float, one at a time, until the

@@ -18,12 +18,13 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = None, scheme: str = "int8",
              input_name: str = "features", method: str = "minmax", per_channel: bool = True,
-             symmetric_activations: bool = False, keep_float: Sequence[str] = ()) -> bytes:
+             symmetric_activations: bool = False, keep_float: Sequence[str] = (), input_spec=None) -> bytes:
     """The quantized model as bytes.
 
     ``calibration``: feature arrays [frames, dim] (static schemes; a few dozen utterances are
     enough). ``symmetric_activations`` suits TensorRT. ``keep_float``: node names left in float
-    (e.g. from a sensitivity analysis).
+    (e.g. from a sensitivity analysis). ``input_spec`` (an :class:`edge_speech.bundle.InputSpec`)
+    describes models that take channel-major features or a frame-count input.
     """
     q = import_ort_quantization()
     if scheme not in SCHEMES:
@@ -48,7 +49,7 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         for i, x in enumerate(batches):
             if x.ndim != 2 or not np.all(np.isfinite(x)):
                 raise ValueError(f"calibration item {i} must be finite features [frames, dim], got shape {x.shape}")
-        reader = _Reader(input_name, batches)
+        reader = _Reader(input_spec or _default_spec(input_name), batches)
         activation = q.QuantType.QInt16 if scheme == "int16x8" else q.QuantType.QInt8
         extra = {"ActivationSymmetric": symmetric_activations or scheme == "int16x8",
                  "WeightSymmetric": True}
@@ -63,11 +64,26 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         return dst.read_bytes()
 
 
+def _default_spec(input_name: str):
+    from edge_speech.bundle import InputSpec
+
+    return InputSpec(name=input_name)
+
+
+def model_feeds(spec, x: np.ndarray) -> dict:
+    """The ONNX input feed for one utterance's features [frames, dim] as ``spec`` describes."""
+    batch = x[None] if spec.layout == "time_major" else x.T[None]
+    feeds = {spec.name: np.ascontiguousarray(batch, dtype=np.float32)}
+    if spec.length_name:
+        feeds[spec.length_name] = np.array([len(x)], dtype=np.int64)
+    return feeds
+
+
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over feature arrays."""
 
-    def __init__(self, input_name: str, batches):
-        self._items = iter([{input_name: x[None]} for x in batches])
+    def __init__(self, spec, batches):
+        self._items = iter([model_feeds(spec, x) for x in batches])
 
     def get_next(self):
         return next(self._items, None)

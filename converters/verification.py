@@ -85,15 +85,19 @@ def error_rate(references: Sequence[str], hypotheses: Sequence[str], unit: str =
     return errors / max(1, total)
 
 
-def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1) -> Runner:
-    """A runner over ONNX bytes with onnxruntime on CPU."""
+def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1, input_spec=None) -> Runner:
+    """A runner over ONNX bytes with onnxruntime on CPU; ``input_spec`` for channel-major models
+    or ones with a frame-count input."""
     import onnxruntime as ort
 
+    from edge_speech.converters.quantization import _default_spec, model_feeds
+
+    spec = input_spec or _default_spec(input_name)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     output = session.get_outputs()[0].name
-    return lambda x: session.run([output], {input_name: np.asarray(x, dtype=np.float32)[None]})[0][0]
+    return lambda x: session.run([output], model_feeds(spec, np.asarray(x, dtype=np.float32)))[0][0]
 
 
 def torch_runner(model) -> Runner:

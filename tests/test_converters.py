@@ -239,3 +239,35 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
     bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "nomodule",
                           "--tokens", "tokens.txt", "-o", "x"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and "module:function" in bad.stderr
+
+
+def test_existing_nemo_style_onnx_is_quantized_verified_and_bundled(tmp_path, speech):
+    """A channel-major model with a frame-count input, as NeMo exports them."""
+    from edge_speech.bundle import InputSpec
+
+    class NemoStyle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = seeded(DSConvCTC, channels=128, vocab=len(TOKENS))
+
+        def forward(self, audio_signal, length):
+            return self.inner(audio_signal.transpose(1, 2)) + 0 * length.sum()
+
+    model = NemoStyle().eval()
+    path = tmp_path / "nemo.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 80, 100), torch.tensor([100])), str(path), dynamo=False, opset_version=17,
+                      input_names=["audio_signal", "length"], output_names=["logprobs"],
+                      dynamic_axes={"audio_signal": {2: "T"}, "logprobs": {1: "T2"}})
+    samples = speech(16000)
+    spec = InputSpec(name="audio_signal", layout="channel_major", length_name="length")
+    report = converters.convert_onnx(path, FBANK, TOKENS, input_spec=spec, subsampling_factor=2,
+                                     calib=[samples[:16000], samples[16000:32000]],
+                                     eval=[((samples, 16000), "turn on the kitchen light")], out=tmp_path / "b")
+    assert report.step("quantize")["vs_fp32"]["cosine"] >= 0.98
+    rec = Recognizer.from_bundle(tmp_path / "b")
+    assert rec.manifest.input.length_name == "length"
+    reference = converters.verification.onnx_runner(path.read_bytes(), input_spec=spec)
+    lp = rec.log_probs(samples)
+    ref = reference(features.compute(samples, 16000, FBANK))
+    cosine = float((lp * ref).sum() / np.linalg.norm(lp) / np.linalg.norm(ref))
+    assert lp.shape == ref.shape and cosine >= 0.98
