@@ -3,6 +3,7 @@
 #define EDGE_SPEECH_H
 #include "edge_speech/es_common.h"
 #include "edge_speech/es_frontend.h"
+#include "edge_speech/es_vad.h"
 #include "edge_speech/es_vocab.h"
 #include "edge_speech/es_ctc_greedy.h"
 #include "edge_speech/es_lm.h"

@@ -16,5 +16,6 @@ PyObject *es_new_bytes(Py_ssize_t n, char **data);
 
 int es_register_frontend(PyObject *module);
 int es_register_decoding(PyObject *module);
+int es_register_vad(PyObject *module);
 
 #endif
