@@ -152,6 +152,40 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen(args: argparse.Namespace) -> int:
+    from edge_speech import listen
+    from edge_speech.recognizer import Recognizer
+
+    rec = Recognizer.from_bundle(args.bundle) if args.bundle else Recognizer.default()
+    if args.wav:
+        source = listen.WavSource(args.wav, realtime=args.realtime)
+    else:
+        device = int(args.device) if args.device and args.device.isdigit() else args.device
+        source = listen.MicrophoneSource(device)
+    try:
+        for event in listen.listen(rec, source, grammar=args.grammar, grammar_threshold=args.grammar_threshold,
+                                   wake=args.wake):
+            if args.json:
+                print(event.to_json(), flush=True)
+            elif event.type != "partial":
+                extra = f"  {event.intent} {event.slots or ''} ({event.confidence:.2f})" if event.intent else ""
+                print(f"[{event.start:7.2f}-{event.end:7.2f}] {event.type:>6}: {event.text}{extra}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from edge_speech import listen
+
+    for d in listen.list_devices():
+        print(f"{d['index']:>3}  {d['name']}  ({d['channels']} ch, {d['default_rate']} Hz)")
+    return 0
+
+
 def _targets(args: argparse.Namespace) -> int:
     profiles = targets.load_targets()
     if args.detect:
@@ -254,6 +288,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--name", default="model")
     p.add_argument("-o", "--output", required=True, help="bundle directory to write")
     p.set_defaults(run=_convert)
+    p = sub.add_parser("listen", help="recognise speech and commands live from a microphone or a WAV file")
+    p.add_argument("--bundle")
+    p.add_argument("--grammar", help="command grammar: YAML intents or JSGF")
+    p.add_argument("--grammar-threshold", type=float, default=0.5)
+    p.add_argument("--wake", help="wake phrase, e.g. 'hey computer'")
+    p.add_argument("--device", help="capture device index or name substring (see 'edge-speech devices')")
+    p.add_argument("--wav", help="replay a WAV file instead of a microphone")
+    p.add_argument("--realtime", action="store_true", help="replay the WAV at real-time pace")
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.set_defaults(run=_listen)
+    p = sub.add_parser("devices", help="list audio capture devices")
+    p.set_defaults(run=_devices)
     p = sub.add_parser("info", help="summarise a bundle, a bundle zip or a model file with an embedded manifest")
     p.add_argument("bundle")
     p.add_argument("--json", action="store_true")
@@ -264,7 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, NotImplementedError) as err:
+    except (ValueError, TypeError, OSError, NotImplementedError, ImportError) as err:
         print(f"edge-speech: error: {err}", file=sys.stderr)
         return 2
 

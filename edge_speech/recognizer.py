@@ -171,13 +171,14 @@ class Recognizer:
 
     # -- streaming ------------------------------------------------------------------------
     def create_stream(self, *, beam: Optional[int] = None, lm: "str | Path | None" = None, lm_weight: float = 0.5,
-                      word_bonus: float = 0.0, hotwords: HotwordsArg = None, chunk_frames: int = 32,
-                      left_context_frames: int = 16, right_context_frames: int = 8) -> "RecognizerStream":
+                      word_bonus: float = 0.0, hotwords: HotwordsArg = None, grammar: Any = None,
+                      grammar_threshold: float = 0.5, chunk_frames: int = 32, left_context_frames: int = 16,
+                      right_context_frames: int = 8) -> "RecognizerStream":
         """A stream fed with audio chunks; partial results at any time. Dynamic-shape models run
         on windows of ``left + chunk + right`` feature frames (fixed-shape models use their
         manifest's chunking), so models whose receptive field fits the context give exactly the
         offline result."""
-        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, None, 0.5)
+        decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         spec = self.manifest.input_for(self.backend.name)
         if spec.chunk_frames is not None:
             chunk_frames, left_context_frames, right_context_frames = (
