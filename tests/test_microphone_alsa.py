@@ -1,0 +1,104 @@
+"""The microphone path for real, without a microphone: PortAudio (pyaudio) captures from an ALSA
+PCM of type `file` whose `infile` holds a recording; what arrives must be that recording, and
+listen() over it must find its utterances."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+import pytest
+
+from test_listen import composed
+from test_recognizer import bundle_dir, recognizer  # noqa: F401  (fixtures)
+
+ALSA_BASE = "/usr/share/alsa/alsa.conf"
+
+
+@pytest.fixture
+def file_microphone(tmp_path, monkeypatch):
+    """Returns a function that makes the ALSA device 'filemic' play the given samples."""
+    if not os.path.exists(ALSA_BASE):
+        pytest.fail("ALSA is required for this test: apt-get install libasound2 portaudio19-dev")
+
+    def install(samples: np.ndarray) -> str:
+        raw = tmp_path / "capture.raw"
+        (np.clip(samples, -1, 1) * 32767).astype("<i2").tofile(raw)
+        conf = tmp_path / "asound.conf"
+        conf.write_text(textwrap.dedent(f"""\
+            <{ALSA_BASE}>
+            pcm.filemic {{
+                type file
+                slave.pcm "null"
+                file "/dev/null"
+                infile "{raw}"
+                format "raw"
+                hint.description "edge_speech test capture"
+            }}
+            """))
+        monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
+        return "filemic"
+
+    return install
+
+
+class FirstSeconds:
+    """The first `seconds` of a source (the file device keeps giving silence after the file)."""
+
+    def __init__(self, source, seconds: float):
+        self.source, self.limit, self.sample_rate = source, int(seconds * source.sample_rate), source.sample_rate
+
+    def __iter__(self):
+        taken = 0
+        for chunk in self.source:
+            yield chunk[: self.limit - taken]
+            taken += len(chunk)
+            if taken >= self.limit:
+                return
+
+
+def test_portaudio_capture_delivers_the_recording(file_microphone, speech):
+    from edge_speech import listen
+
+    samples = speech(16000)[:24000]
+    device = file_microphone(samples)
+    assert any(d["name"] == device for d in listen.list_devices())
+    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=5000)
+    try:
+        got = np.concatenate(list(FirstSeconds(mic, len(samples) / 16000)))
+    finally:
+        mic.close()
+    expected = np.round(np.clip(samples, -1, 1) * 32767) / 32768
+    np.testing.assert_allclose(got, expected, atol=1.5 / 32768)
+    assert mic.overflows == 0
+
+
+def test_listen_over_portaudio_finds_both_utterances(file_microphone, recognizer, speech):
+    from edge_speech import listen
+
+    samples, bounds = composed(speech)
+    device = file_microphone(samples)
+    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=5000)
+    try:
+        events = list(listen.listen(recognizer, FirstSeconds(mic, len(samples) / 16000)))
+    finally:
+        mic.close()
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 2
+    for event, (start, end) in zip(finals, bounds):
+        assert abs(event.start - start) < 0.45 and abs(event.end - end) < 0.45
+
+
+def test_missing_device_is_named(file_microphone, speech):
+    from edge_speech import listen
+
+    file_microphone(speech(16000)[:1600])
+    with pytest.raises(ValueError, match="capture device 'no-such-mic' not found; available: .*filemic"):
+        listen.MicrophoneSource("no-such-mic")
+    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "devices"], capture_output=True, text=True,
+                            cwd=tempfile.gettempdir(), env=os.environ)
+    assert result.returncode == 0 and "filemic" in result.stdout
