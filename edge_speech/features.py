@@ -32,6 +32,7 @@ from edge_speech import _native
 
 __all__ = [
     "FeatureConfig",
+    "FeatureExtractor",
     "FeatureStream",
     "PRESETS",
     "compute",
@@ -297,10 +298,21 @@ def compute(samples: Any, sample_rate: float, config: Optional[FeatureConfig] = 
     ``samples``: a 1-D float32/float64 array in [-1, 1] or int16 (strided views are fine).
     An empty signal gives zero frames.
     """
-    config = _check_config_type(config)
-    frontend = _native.FrontEnd(config._native(sample_rate))
-    data = frontend.accept_and_finish(_as_samples(samples))
-    return _frames(data, frontend.dim)
+    return FeatureExtractor(config, sample_rate)(samples)
+
+
+class FeatureExtractor:
+    """:func:`compute` with the native front end kept between calls, for many short signals
+    (saves the set-up, ~0.1-0.3 ms a call). Not thread-safe: one extractor per thread."""
+
+    def __init__(self, config: Optional[FeatureConfig] = None, sample_rate: float = 16000):
+        self.config = _check_config_type(config)
+        self.sample_rate = _check_sample_rate(sample_rate)
+        self._frontend = _native.FrontEnd(self.config._native(self.sample_rate))
+
+    def __call__(self, samples: Any) -> np.ndarray:
+        self._frontend.reset()
+        return _frames(self._frontend.accept_and_finish(_as_samples(samples)), self._frontend.dim)
 
 
 class FeatureStream:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,6 +83,7 @@ class Recognizer:
         self.backend = backend
         self.beam = beam
         self._decoder = self._make_decoder(beam, None, None, 0.5, 0.0)
+        self._per_thread = threading.local()  # a feature extractor per thread, kept between calls
 
     @classmethod
     def from_bundle(cls, path: "str | Path | Bundle", target: Optional[str] = None, backend: str = "auto",
@@ -126,7 +128,7 @@ class Recognizer:
         samples = audio.load_audio(source, self.manifest.sample_rate)
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         t0 = time.perf_counter()
-        feats = features.compute(samples, self.manifest.sample_rate, self.manifest.features)
+        feats = self._extractor()(samples)
         t1 = time.perf_counter()
         log_probs = self.log_probs_from_features(feats)
         t2 = time.perf_counter()
@@ -158,7 +160,7 @@ class Recognizer:
 
     def log_probs(self, samples: np.ndarray) -> np.ndarray:
         """Model log-probabilities [frames, vocab] for mono float32 samples at the bundle's rate."""
-        return self.log_probs_from_features(features.compute(samples, self.manifest.sample_rate, self.manifest.features))
+        return self.log_probs_from_features(self._extractor()(samples))
 
     def log_probs_from_features(self, feats: np.ndarray) -> np.ndarray:
         if len(feats) == 0:
@@ -187,6 +189,13 @@ class Recognizer:
                                 fixed_shape=spec.chunk_frames is not None)
 
     # -- internals ------------------------------------------------------------------------
+    def _extractor(self) -> features.FeatureExtractor:
+        extractor = getattr(self._per_thread, "extractor", None)
+        if extractor is None:
+            extractor = self._per_thread.extractor = features.FeatureExtractor(self.manifest.features,
+                                                                                self.manifest.sample_rate)
+        return extractor
+
     def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold) -> decoding.CTCDecoder:
         if beam is None and lm is None and hotwords is None and grammar is None and (lm_weight, word_bonus) == (0.5, 0.0):
             return self._decoder

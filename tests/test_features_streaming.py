@@ -95,3 +95,11 @@ def test_short_signal_reflect_padding_matches_numpy_reflect():
     ref = np.log(mel + 1e-6).T
     assert ours.shape == ref.shape
     assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 1e-4
+
+
+def test_reused_extractor_equals_compute_on_every_call(speech):
+    config = features.FeatureConfig.preset("kaldi-mfcc").replace(cmvn="sliding", cmvn_window_frames=40)
+    extractor = features.FeatureExtractor(config, 16000)
+    samples = speech(16000)
+    for piece in (samples[:5000], samples[3000:20000], samples[:5000], samples[:10]):
+        np.testing.assert_array_equal(extractor(piece), features.compute(piece, 16000, config))
