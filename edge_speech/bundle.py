@@ -215,15 +215,14 @@ class Bundle:
         if fmt is None:
             raise BundleError(f"{path}: unknown model format (expected .onnx or .tflite)")
         data = path.read_bytes()
-        if fmt != "onnx":
-            raise BundleError(f"{path}: reading the manifest from a lone {fmt} file is not supported yet; "
-                              "load the bundle directory instead")
-        text = read_onnx_metadata(data, str(path)).get(METADATA_KEY)
+        read = read_onnx_metadata if fmt == "onnx" else read_tflite_metadata
+        text = read(data, str(path)).get(METADATA_KEY)
         if text is None:
             raise BundleError(f"{path}: the model has no '{METADATA_KEY}' metadata; it was not exported by "
                               "edge_speech's converter (load its bundle directory instead)")
         manifest = Manifest.from_dict(_parse_json(text, f"{path} metadata"), f"{path} metadata")
-        manifest = dataclasses.replace(manifest, models={fmt: path.name}, files={})
+        manifest = dataclasses.replace(manifest, models={fmt: path.name}, files={},
+                                       input=manifest.input_for(fmt), format_inputs={})
         return cls(manifest=manifest, source=str(path), model_bytes={fmt: data})
 
     @classmethod
@@ -251,8 +250,9 @@ def write_bundle(directory: "str | Path", manifest: Manifest, files: Mapping[str
                  embed_in_onnx: bool = True) -> Path:
     """Writes ``files`` and a ``manifest.json`` recording their checksums into ``directory``.
 
-    With ``embed_in_onnx`` the manifest JSON is also stored in every ONNX model's metadata (this
-    needs the ``onnx`` package, part of the converter extra). Returns the directory.
+    With ``embed_in_onnx`` the manifest JSON is also stored in the ONNX and TFLite models' own
+    metadata (this needs the ``onnx`` and ``ai-edge-litert`` packages, part of the converter
+    extra). Returns the directory.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -263,8 +263,8 @@ def write_bundle(directory: "str | Path", manifest: Manifest, files: Mapping[str
     if embed_in_onnx:
         lone = dataclasses.replace(manifest, files={})
         for fmt, name in manifest.models.items():
-            if fmt == "onnx":
-                files[name] = embed_onnx_metadata(files[name], {METADATA_KEY: lone.to_json()})
+            embed = embed_onnx_metadata if fmt == "onnx" else embed_tflite_metadata
+            files[name] = embed(files[name], {METADATA_KEY: lone.to_json()})
     checksums = {}
     for name, data in files.items():
         _check_member_name(name, str(directory))
@@ -307,6 +307,56 @@ def embed_onnx_metadata(model: bytes, metadata: Mapping[str, str]) -> bytes:
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()
+
+
+def _tflite_schema():
+    try:
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise BundleError("TFLite model metadata needs ai-edge-litert: pip install 'edge-speech[tflite]'") from None
+    return schema, flatbuffers
+
+
+def read_tflite_metadata(model: bytes, source: str) -> Dict[str, str]:
+    """The string entries of a TFLite model's metadata table."""
+    schema, _ = _tflite_schema()
+    if len(model) < 8 or model[4:8] != b"TFL3":
+        raise BundleError(f"{source}: not a TFLite flatbuffer")
+    try:
+        root = schema.Model.GetRootAs(model, 0)
+        out = {}
+        for i in range(root.MetadataLength()):
+            entry = root.Metadata(i)
+            data = root.Buffers(entry.Buffer()).DataAsNumpy()
+            if not isinstance(data, int):  # 0 means an empty buffer
+                out[entry.Name().decode("utf-8")] = bytes(data).decode("utf-8", errors="replace")
+        return out
+    except Exception as err:  # flatbuffers raises IndexError/struct errors on truncated files
+        raise BundleError(f"{source}: corrupt TFLite model ({err})") from None
+
+
+def embed_tflite_metadata(model: bytes, metadata: Mapping[str, str]) -> bytes:
+    """The TFLite model with ``metadata`` stored in its metadata table (replacing equal names)."""
+    import numpy as np
+
+    schema, flatbuffers = _tflite_schema()
+    try:
+        tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    except Exception as err:  # flatbuffers' own errors on garbage
+        raise BundleError(f"not a valid TFLite model ({err})") from None
+    tree.buffers = tree.buffers or []
+    tree.metadata = [m for m in (tree.metadata or []) if m.name.decode() not in metadata]
+    for key, value in metadata.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+        tree.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = key, len(tree.buffers) - 1
+        tree.metadata.append(entry)
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _parse_json(text: "str | bytes", source: str) -> Any:

@@ -214,3 +214,14 @@ def test_backend_selection_errors_name_the_fix(tmp_path):
         backends.create_backend(bundle, backend="tensorrt")
     with pytest.raises(BundleError, match=r"has no tflite model \(it has \['onnx'\]\)"):
         backends.create_backend(bundle, backend="tflite")
+
+
+def test_lone_tflite_files_without_a_manifest_or_corrupt_are_refused(tmp_path):
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(BundleError, match="not a TFLite flatbuffer"):
+        Bundle.from_model_file(junk)
+    truncated = tmp_path / "cut.tflite"
+    truncated.write_bytes(b"\x10\x00\x00\x00TFL3" + b"\xff" * 20)
+    with pytest.raises(BundleError, match="corrupt TFLite model|no 'edge_speech.manifest'"):
+        Bundle.from_model_file(truncated)

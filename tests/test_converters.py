@@ -144,6 +144,9 @@ def test_int8_tflite_and_onnx_in_one_bundle_run_on_both_backends(tmp_path, speec
     assert lp_onnx.shape == lp_tflite.shape
     cosine = float((lp_onnx * lp_tflite).sum() / np.linalg.norm(lp_onnx) / np.linalg.norm(lp_tflite))
     assert cosine >= 0.98
+    lone = Bundle.from_model_file(tmp_path / "b" / "model.tflite")  # the manifest travels inside the file
+    assert lone.manifest.tokens == tuple(TOKENS) and lone.manifest.input.chunk_frames == 64
+    np.testing.assert_array_equal(Recognizer.from_bundle(lone).log_probs(samples), lp_tflite)
     stream = on_tflite.create_stream()
     for start in range(0, len(samples), 4000):
         stream.accept_waveform(samples[start:start + 4000], 16000)
