@@ -1,0 +1,48 @@
+"""Quantizes the trained fp32 bundle to int8 with calibration audio and installs it as the
+package's embedded default model (edge_speech/models/default), recording the verification in
+its manifest. Run by path, after export.py:
+
+    .venv/bin/python recipes/default_model/package_int8.py --fp32 recipes/default_model/bundle_fp32 \
+        --data /work/data/default_model --out edge_speech/models/default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from edge_speech import converters
+from edge_speech.bundle import Bundle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fp32", required=True, help="the fp32 bundle written by export.py")
+    parser.add_argument("--data", required=True, help="the synthesized data set (train.jsonl, test.jsonl)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--calibration", type=int, default=48, help="training utterances used to calibrate")
+    parser.add_argument("--eval", type=int, default=100, help="held-out utterances used to verify")
+    args = parser.parse_args()
+    fp32 = Bundle.load(args.fp32)
+    m = fp32.manifest
+    data = Path(args.data)
+    train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    calib = [str(data / item["path"]) if not Path(item["path"]).is_absolute() else item["path"]
+             for item in train[:: max(1, len(train) // args.calibration)][: args.calibration]]
+    evaluation = [(str(data / item["path"]) if not Path(item["path"]).is_absolute() else item["path"], item["text"])
+                  for item in test[:: max(1, len(test) // args.eval)][: args.eval]]
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    report = converters.convert_onnx(fp32.model_bytes["onnx"], m.features, m.tokens, input_spec=m.input,
+                                     subsampling_factor=m.subsampling_factor, calib=calib, eval=evaluation,
+                                     quantize="int8", out=out, sample_rate=m.sample_rate, blank_id=m.blank_id,
+                                     name=m.name + "-int8", output_is_log_probs=m.output_is_log_probs)
+    print(json.dumps(report.to_dict(), indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
