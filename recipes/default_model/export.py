@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate", default="clean,noisy20,noisy10,asterisk",
                    help="evaluate.py sets to record in the manifest ('' for none)")
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     model = load_model(args.checkpoint)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     provenance = {"recipe": "recipes/default_model", "architecture": "ConvCTC", "config": model.config,

@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=Path("/work/data/default_model"))
     p.add_argument("--out", type=Path, default=Path("/work/data/default_model/run"))
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--max-frames", type=int, default=12000, help="padded input frames per batch")
+    p.add_argument("--max-frames", type=int, default=6000, help="padded input frames per batch")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--clip", type=float, default=5.0)
@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--blocks", type=int, default=12)
     p.add_argument("--kernel", type=int, default=9)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; on a shared 2-core machine 1 was 5x faster than 2 (OpenMP spin waits)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=0, help="use only the first N training utterances (smoke tests)")
     p.add_argument("--save-minutes", type=float, default=10.0)
@@ -202,25 +203,29 @@ def main(argv=None) -> int:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
                                                     steps_per_epoch=steps_per_epoch, pct_start=0.15)
     ctc = torch.nn.CTCLoss(blank=ctc_model.BLANK_ID, zero_infinity=True)
-    start_epoch, start_batch, best = 0, 0, None
+    start_epoch, start_batch, best, step = 0, 0, None, 0
     if args.resume and (args.out / "last.pt").exists():
         state = torch.load(args.out / "last.pt", weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, start_batch, best = state["epoch"], state["batch"], state["best"]
+        step = state["step"]
+        # rebuilt rather than loaded, so --epochs may be changed when resuming (e.g. to finish sooner)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                        steps_per_epoch=steps_per_epoch, pct_start=0.15,
+                                                        last_epoch=step - 1)
         pad = model.mean.numpy().astype(np.float32)
         say(f"resumed at epoch {start_epoch} batch {start_batch}, best CER {best}")
 
     def save(epoch, batch):
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch, "batch": batch, "best": best,
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "batch": batch, "step": step, "best": best,
                  "config": model.config, "args": vars(args) | {"data": str(args.data), "out": str(args.out)}}
         torch.save(state, args.out / "last.pt.tmp")
         os.replace(args.out / "last.pt.tmp", args.out / "last.pt")
 
     say(f"{steps_per_epoch} steps per epoch, {args.epochs} epochs")
-    step, last_save = 0, time.time()
+    last_save = time.time()
     for epoch in range(start_epoch, args.epochs):
         dataset.epoch = epoch
         plan = batches(frames, args.max_frames, args.seed, epoch)[start_batch if epoch == start_epoch else 0:]
