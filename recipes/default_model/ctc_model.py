@@ -1,0 +1,91 @@
+"""The default model: a small convolutional CTC acoustic model over 80-bin Kaldi fbank frames.
+
+    features [B, T, 80] (10 ms frames, raw log-mel from edge_speech.features "kaldi-fbank")
+      -> fixed global mean/variance normalisation (buffers, part of the exported graph)
+      -> Conv1d k5 s2 (80 -> C), BN, ReLU         20 ms
+      -> depthwise Conv1d k5 s2, pointwise, BN, ReLU   40 ms
+      -> N residual blocks: depthwise Conv1d k (dilation d), BN, SiLU, pointwise, BN, SiLU, dropout
+      -> pointwise projection to the tokens, log-softmax  -> [B, ceil(T/4), V] natural-log probs
+
+Non-causal (offline); the receptive field is printed by ``receptive_field_frames``.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Sequence
+
+import torch
+from torch import nn
+
+TOKENS = ("<blk>", " ") + tuple(string.ascii_lowercase) + ("'",)
+BLANK_ID = 0
+SUBSAMPLING = 4
+FEATURE_DIM = 80
+
+
+def encode(text: str) -> list:
+    index = {t: i for i, t in enumerate(TOKENS)}
+    return [index[c] for c in " ".join(text.split()) if c in index]
+
+
+def output_frames(frames):
+    """Model output length for ``frames`` input frames (two k5/s2/p2 convolutions)."""
+    for _ in range(2):
+        frames = (frames - 1) // 2 + 1
+    return frames
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float):
+        super().__init__()
+        pad = dilation * (kernel - 1) // 2
+        self.net = nn.Sequential(
+            nn.Conv1d(channels, channels, kernel, padding=pad, dilation=dilation, groups=channels, bias=False),
+            nn.BatchNorm1d(channels), nn.SiLU(),
+            nn.Conv1d(channels, channels, 1, bias=False), nn.BatchNorm1d(channels), nn.SiLU(),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x):
+        return x + self.net(x)
+
+
+class ConvCTC(nn.Module):
+    def __init__(self, channels: int = 256, blocks: int = 12, kernel: int = 9,
+                 dilations: Sequence[int] = (1, 1, 2), dropout: float = 0.1, vocab: int = len(TOKENS),
+                 dim: int = FEATURE_DIM):
+        super().__init__()
+        self.config = dict(channels=channels, blocks=blocks, kernel=kernel, dilations=list(dilations),
+                           dropout=dropout, vocab=vocab, dim=dim)
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+        self.subsample = nn.Sequential(
+            nn.Conv1d(dim, channels, 5, stride=2, padding=2, bias=False), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, 5, stride=2, padding=2, groups=channels, bias=False),
+            nn.Conv1d(channels, channels, 1, bias=False), nn.BatchNorm1d(channels), nn.ReLU(),
+        )
+        self.blocks = nn.Sequential(*[Block(channels, kernel, dilations[i % len(dilations)], dropout)
+                                      for i in range(blocks)])
+        self.head = nn.Conv1d(channels, vocab, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features [B, T, dim] -> log-probs [B, T', vocab]."""
+        x = ((features - self.mean) * self.inv_std).transpose(1, 2)
+        x = self.blocks(self.subsample(x))
+        return torch.log_softmax(self.head(x), dim=1).transpose(1, 2)
+
+    def receptive_field_frames(self) -> int:
+        c = self.config
+        field = 1 + 4 + 2 * 4        # the two stride-2 k5 convolutions, in input frames
+        for i in range(c["blocks"]):
+            field += 4 * (c["kernel"] - 1) * c["dilations"][i % len(c["dilations"])]
+        return field
+
+
+def build(config: dict) -> ConvCTC:
+    return ConvCTC(**config)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
