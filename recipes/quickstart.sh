@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The README's first command: set up, then run the main job on example speech.
-# Until the embedded default model lands, the main job is the native front end: it synthesises
-# a spoken command with espeak-ng and prints a summary of its Kaldi fbank features.
+# The README's first command: set up, then run the main job with the embedded default model on
+# the shipped example audio: open-vocabulary transcription, then voice-command recognition with
+# a grammar (intent, slots, confidence; speech outside the grammar is rejected).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash recipes/setup.sh
-mkdir -p build/examples
-example=build/examples/command.wav
-espeak-ng -v en-us -w build/examples/raw.wav "turn on the kitchen light"
-sox build/examples/raw.wav -r 16000 -b 16 -c 1 "$example"
-.venv/bin/edge-speech features "$example" --preset kaldi-fbank
+examples=recipes/default_model/examples
+echo
+echo "== Transcription (embedded default model, greedy, no language model)"
+.venv/bin/edge-speech transcribe "$examples"/*.wav
+echo
+echo "== Voice commands ($examples/commands.yaml)"
+.venv/bin/edge-speech transcribe --grammar "$examples/commands.yaml" --json "$examples"/*.wav

@@ -1,0 +1,64 @@
+"""The embedded default model: it ships in the package, loads without a bundle path, transcribes
+the shipped examples, recognises their commands through a grammar, and works live through
+PortAudio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_speech import Recognizer, audio, listen
+from edge_speech.converters.verification import error_rate
+from test_microphone_alsa import FirstSeconds, file_microphone  # noqa: F401  (fixture)
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "recipes" / "default_model" / "examples"
+
+
+@pytest.fixture(scope="module")
+def default():
+    return Recognizer.default(threads=1)
+
+
+def test_the_default_model_is_an_int8_bundle_in_the_package(default):
+    m = default.manifest
+    assert m.quantization["scheme"] == "int8" and m.sample_rate == 16000
+    assert m.verification["steps"][-1]["vs_fp32"]["cosine"] >= 0.99
+    assert len(default.bundle.model_bytes["onnx"]) < 2_000_000
+
+
+def test_transcribes_the_timer_example(default):
+    result = default.transcribe(EXAMPLES / "set_a_timer_for_ten_minutes.wav")
+    assert error_rate(["set a timer for ten minutes"], [result.text]) <= 0.35, result.text
+    assert result.rtf < 0.1
+
+
+def test_recognises_commands_through_a_grammar(default):
+    grammar = EXAMPLES / "commands.yaml"
+    timer = default.transcribe(EXAMPLES / "set_a_timer_for_ten_minutes.wav", grammar=grammar)
+    assert (timer.intent, timer.slots) == ("Timer", {"minutes": "ten"}) and timer.confidence >= 0.5
+    light = default.transcribe(EXAMPLES / "turn_on_the_kitchen_light.wav", grammar=grammar, grammar_threshold=0.0)
+    assert (light.intent, light.slots) == ("LightOn", {"room": "kitchen"})
+
+
+def test_speech_outside_the_grammar_is_rejected(default, speech):
+    samples = speech(16000)  # "Turn on the kitchen light, then set a timer for five minutes." is not one command
+    grammar = 'intents:\n  Weather:\n    - "what is the weather today"\n'
+    result = default.transcribe((samples, 16000), grammar=grammar)
+    assert result.intent is None and result.text == ""
+
+
+def test_live_commands_through_portaudio(file_microphone, default):
+    timer, rate = audio.read_wav(EXAMPLES / "set_a_timer_for_ten_minutes.wav")
+    quiet = (0.0005 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32)
+    session = np.concatenate([quiet, timer, quiet, timer, quiet])
+    device = file_microphone(session)
+    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=5000)
+    try:
+        events = list(listen.listen(default, FirstSeconds(mic, len(session) / rate),
+                                    grammar=EXAMPLES / "commands.yaml"))
+    finally:
+        mic.close()
+    intents = [(e.intent, e.slots) for e in events if e.type == "intent"]
+    assert intents == [("Timer", {"minutes": "ten"})] * 2
