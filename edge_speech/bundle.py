@@ -55,6 +55,9 @@ class InputSpec:
     chunk_frames: Optional[int] = None
     left_context_frames: int = 0
     right_context_frames: int = 0
+    # Dynamic models: input frames of context each side that streaming needs to equal offline
+    # (the receptive field); None lets the stream use its defaults.
+    stream_context_frames: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.layout not in ("time_major", "channel_major"):
@@ -63,6 +66,8 @@ class InputSpec:
             raise BundleError(f"input chunk_frames must be >= 1, got {self.chunk_frames}")
         if self.left_context_frames < 0 or self.right_context_frames < 0:
             raise BundleError("input context frames must be >= 0")
+        if self.stream_context_frames is not None and self.stream_context_frames < 0:
+            raise BundleError("input stream_context_frames must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,14 +174,22 @@ class Recognizer:
     # -- streaming ------------------------------------------------------------------------
     def create_stream(self, *, beam: Optional[int] = None, lm: "str | Path | None" = None, lm_weight: float = 0.5,
                       word_bonus: float = 0.0, hotwords: HotwordsArg = None, grammar: Any = None,
-                      grammar_threshold: float = 0.5, chunk_frames: int = 32, left_context_frames: int = 16,
-                      right_context_frames: int = 8) -> "RecognizerStream":
+                      grammar_threshold: float = 0.5, chunk_frames: int = 32,
+                      left_context_frames: Optional[int] = None,
+                      right_context_frames: Optional[int] = None) -> "RecognizerStream":
         """A stream fed with audio chunks; partial results at any time. Dynamic-shape models run
-        on windows of ``left + chunk + right`` feature frames (fixed-shape models use their
-        manifest's chunking), so models whose receptive field fits the context give exactly the
-        offline result."""
+        on windows of ``left + chunk + right`` feature frames; the contexts default to the
+        manifest's ``input.stream_context_frames`` (the model's receptive field), else 16 and 8.
+        Fixed-shape models use their manifest's chunking. When the context covers the receptive
+        field, the final result equals the offline one."""
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         spec = self.manifest.input_for(self.backend.name)
+        sub = self.manifest.subsampling_factor
+        needed = spec.stream_context_frames
+        if left_context_frames is None:
+            left_context_frames = -(-needed // sub) * sub if needed is not None else 16
+        if right_context_frames is None:
+            right_context_frames = needed if needed is not None else 8
         if spec.chunk_frames is not None:
             chunk_frames, left_context_frames, right_context_frames = (
                 spec.chunk_frames, spec.left_context_frames, spec.right_context_frames)

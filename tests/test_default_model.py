@@ -62,3 +62,13 @@ def test_live_commands_through_portaudio(file_microphone, default):
         mic.close()
     intents = [(e.intent, e.slots) for e in events if e.type == "intent"]
     assert intents == [("Timer", {"minutes": "ten"})] * 2
+
+
+def test_streaming_uses_the_manifest_context_and_equals_offline(default):
+    assert default.manifest.input.stream_context_frames == 264  # the model's receptive field, ±2.6 s
+    for name in ("set_a_timer_for_ten_minutes.wav", "turn_on_the_kitchen_light.wav"):
+        samples, rate = audio.read_wav(EXAMPLES / name)
+        stream = default.create_stream()
+        for start in range(0, len(samples), 1600):
+            stream.accept_waveform(samples[start:start + 1600], rate)
+        assert stream.finish().text == default.transcribe((samples, rate)).text

@@ -13,6 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+import dataclasses
+
 from edge_speech import converters
 from edge_speech.bundle import Bundle
 
@@ -24,6 +26,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--calibration", type=int, default=48, help="training utterances used to calibrate")
     parser.add_argument("--eval", type=int, default=100, help="held-out utterances used to verify")
+    parser.add_argument("--stream-context-frames", type=int, default=264,
+                        help="input frames each side that streaming needs: the model's receptive field (±2.6 s)")
     args = parser.parse_args()
     fp32 = Bundle.load(args.fp32)
     m = fp32.manifest
@@ -37,7 +41,8 @@ def main() -> None:
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
-    report = converters.convert_onnx(fp32.model_bytes["onnx"], m.features, m.tokens, input_spec=m.input,
+    spec = dataclasses.replace(m.input, stream_context_frames=args.stream_context_frames)
+    report = converters.convert_onnx(fp32.model_bytes["onnx"], m.features, m.tokens, input_spec=spec,
                                      subsampling_factor=m.subsampling_factor, calib=calib, eval=evaluation,
                                      quantize="int8", out=out, sample_rate=m.sample_rate, blank_id=m.blank_id,
                                      name=m.name + "-int8", output_is_log_probs=m.output_is_log_probs)
