@@ -483,6 +483,20 @@ static int frame_tokens(es_ctc_beam *b, const float *row) {
   for (int i = 0; i < n; i++) b->frame_tokens[i] = b->token_ranks[i].index;
   return n;
 }
+/* Orders the hypotheses by total score, best first (insertion sort: stable, and the list is
+ * nearly sorted already). */
+static void rank_hypotheses(es_ctc_beam *b) {
+  for (int h = 1; h < b->num_hyps; h++) {
+    es_beam_hyp y = b->hyps[h];
+    int j = h;
+    while (j > 0 && b->hyps[j - 1].total < y.total) {
+      b->hyps[j] = b->hyps[j - 1];
+      j--;
+    }
+    b->hyps[j] = y;
+  }
+}
+
 
 static es_status step(es_ctc_beam *b, const float *row) {
   const int blank = b->vocab->blank_id;
@@ -499,15 +513,7 @@ static es_status step(es_ctc_beam *b, const float *row) {
       y->lp_nonblank = stay_nb;
       y->total = lse(y->lp_blank, y->lp_nonblank) + y->ext;
     }
-    for (int h = 1; h < b->num_hyps; h++) { /* re-rank: insertion sort, stable */
-      es_beam_hyp y = b->hyps[h];
-      int j = h;
-      while (j > 0 && b->hyps[j - 1].total < y.total) {
-        b->hyps[j] = b->hyps[j - 1];
-        j--;
-      }
-      b->hyps[j] = y;
-    }
+    rank_hypotheses(b);
     return ES_OK;
   }
   /* room for this frame's new nodes first: compaction renumbers, so never mid-frame */
@@ -684,15 +690,7 @@ es_status es_ctc_beam_finish(es_ctc_beam *b) {
     y->ext = final_ext(b, &b->nodes[y->node], &lm, &words);
     y->total = lse(y->lp_blank, y->lp_nonblank) + y->ext;
   }
-  for (int h = 1; h < b->num_hyps; h++) {
-    es_beam_hyp y = b->hyps[h];
-    int j = h;
-    while (j > 0 && b->hyps[j - 1].total < y.total) {
-      b->hyps[j] = b->hyps[j - 1];
-      j--;
-    }
-    b->hyps[j] = y;
-  }
+  rank_hypotheses(b);
   b->finished = 1;
   return ES_OK;
 }

@@ -4,6 +4,7 @@
 #define EDGE_SPEECH_ES_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 
 static int es_test_passed, es_test_failed;
@@ -29,6 +30,16 @@ static int es_test_passed, es_test_failed;
               b_, (double)(tol));                                                                \
     }                                                                                            \
   } while (0)
+
+/* Reproducible uniform numbers in [0, 1) (xorshift64); es_test_seed picks the sequence. */
+static uint64_t es_test_rng_state = 88172645463325252ull;
+static inline void es_test_seed(uint64_t seed) { es_test_rng_state = seed; }
+static inline double es_test_uniform(void) {
+  es_test_rng_state ^= es_test_rng_state << 13;
+  es_test_rng_state ^= es_test_rng_state >> 7;
+  es_test_rng_state ^= es_test_rng_state << 17;
+  return (double)(es_test_rng_state >> 11) / 9007199254740992.0;
+}
 
 #define ES_TEST_MAIN_END()                                                  \
   do {                                                                      \

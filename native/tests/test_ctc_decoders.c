@@ -20,13 +20,6 @@ static void log_softmax_rows(float *x, int rows, int cols) {
   }
 }
 
-static uint64_t rng = 88172645463325252ull;
-static double uniform(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 /* A label sequence's key: base-V digits and the length. */
 static long label_key(const int *labels, int n) {
@@ -46,6 +39,7 @@ static long collapse_key(const int *path, int n) {
 }
 
 int main(void) {
+  es_test_seed(88172645463325252ull);
   const char *tokens[] = {"_", "a", " "};
   es_vocab vocab;
   es_vocab_config vc = es_vocab_config_default();
@@ -61,7 +55,7 @@ int main(void) {
   CHECK(es_vocab_render(&vocab, ids, 7, text, 3, &len) == ES_ERR_BUFFER_TOO_SMALL && len == 4);
 
   float lp[T * V];
-  for (int i = 0; i < T * V; i++) lp[i] = (float)(2.0 * (uniform() - 0.5) * 3);
+  for (int i = 0; i < T * V; i++) lp[i] = (float)(2.0 * (es_test_uniform() - 0.5) * 3);
   log_softmax_rows(lp, T, V);
 
   /* greedy: one shot and frame by frame */
@@ -127,7 +121,7 @@ int main(void) {
   /* streaming == one shot on a long random input, with default pruning (the pool compacts) */
   enum { LONG = 3000 };
   float *big = malloc(sizeof(float) * LONG * V);
-  for (int i = 0; i < LONG * V; i++) big[i] = (float)(4 * (uniform() - 0.5));
+  for (int i = 0; i < LONG * V; i++) big[i] = (float)(4 * (es_test_uniform() - 0.5));
   log_softmax_rows(big, LONG, V);
   es_ctc_beam_config dc = es_ctc_beam_config_default();
   dc.beam_width = 8;

@@ -9,13 +9,6 @@
 #define V 3 /* blank, a, b */
 #define T 6
 
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static double uniform(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 /* The language: "a b" or "a a" (token ids 1 2 / 1 1), arc weights -0.5 on the second "a". */
 static int accepted(const int *labels, int n, float *weight) {
@@ -25,6 +18,7 @@ static int accepted(const int *labels, int n, float *weight) {
 }
 
 int main(void) {
+  es_test_seed(0x2545F4914F6CDD1Dull);
   /* states: 0 -a-> 1 -b-> 2 (final), 1 -a/-0.5-> 2 */
   es_grammar_arc arcs[] = {{0, 1, 1, 0.0f, 10}, {1, 2, 2, 0.0f, 11}, {1, 2, 1, -0.5f, 12}};
   int32_t finals[] = {2};
@@ -35,7 +29,7 @@ int main(void) {
   for (int trial = 0; trial < 50; trial++) {
     for (int t = 0; t < T; t++) {
       double s = 0, x[V];
-      for (int v = 0; v < V; v++) s += x[v] = exp(3 * uniform());
+      for (int v = 0; v < V; v++) s += x[v] = exp(3 * es_test_uniform());
       for (int v = 0; v < V; v++) lp[t * V + v] = (float)log(x[v] / s);
     }
     /* reference: the best alignment whose collapse is in the language */
