@@ -260,9 +260,12 @@ def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int]
     if backend == "tflite":
         return LiteRTBackend(bundle.model_bytes["tflite"], manifest.input_for("tflite"), manifest.features.dim,
                              subsampling=manifest.subsampling_factor, threads=threads, source=bundle.source)
+    if not providers:  # CPU; XNNPACK first when this onnxruntime build has it (most PyPI builds do not)
+        has_xnnpack = "XnnpackExecutionProvider" in import_onnxruntime().get_available_providers()
+        providers = ("XnnpackExecutionProvider",) * has_xnnpack + ("CPUExecutionProvider",)
     return OnnxBackend(bundle.model_bytes["onnx"], manifest.input_for("onnx"), manifest.features.dim,
-                       subsampling=manifest.subsampling_factor, threads=threads,
-                       providers=providers or ("CPUExecutionProvider",), source=bundle.source)
+                       subsampling=manifest.subsampling_factor, threads=threads, providers=providers,
+                       source=bundle.source)
 
 
 def _pick_backend(bundle: Bundle, preferred: str) -> str:
