@@ -3,7 +3,8 @@
 A bundle is a directory (or the same files in one ``.zip``) holding ``manifest.json`` and the
 model files it lists. The manifest records everything the runtime needs to reproduce the
 conditions the model was trained and verified under: the feature config, tokens, frame rate,
-input layout, quantization, target and provenance, plus the files' sha256 checksums. The same
+input layout, quantization, target and provenance, the decoder's defaults (optionally a word
+n-gram LM shipped in the bundle), plus the files' sha256 checksums. The same
 JSON is embedded in ONNX ``metadata_props`` (key :data:`METADATA_KEY`), so a lone model file is
 self-describing. The format is described by ``edge_speech/schema/manifest.schema.json``.
 
@@ -15,8 +16,11 @@ memory: nothing is extracted, and member names that could escape a directory are
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
+import math
+import numbers
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -32,6 +36,7 @@ MANIFEST_NAME = "manifest.json"
 MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 _MAX_MEMBER_BYTES = 1 << 31
+DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon")
 
 
 class BundleError(ValueError):
@@ -91,6 +96,9 @@ class Manifest:
     files: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     verification: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Decoder defaults: "lm" (an ARPA file among ``files``, .gz allowed), "lm_weight",
+    # "word_bonus", "beam", "lexicon" (restrict words to the LM's unigrams)
+    decoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -111,6 +119,7 @@ class Manifest:
             self.features.check(self.sample_rate)
         except ValueError as err:
             raise BundleError(f"manifest feature config does not work at {self.sample_rate} Hz: {err}") from None
+        _check_decoder_defaults(self.decoder)
 
     def input_for(self, fmt: str) -> InputSpec:
         """The input spec of one model format (TFLite models are usually fixed-shape chunks)."""
@@ -140,6 +149,7 @@ class Manifest:
             "target": self.target,
             "provenance": dict(self.provenance),
             "verification": dict(self.verification),
+            "decoder": dict(self.decoder),
         }
 
     def to_json(self) -> str:
@@ -181,7 +191,7 @@ class Manifest:
                 quantization=dict(data.get("quantization", {"scheme": "float"})), target=data.get("target"),
                 name=str(data.get("name", "model")), files=dict(data.get("files", {})),
                 provenance=dict(data.get("provenance", {})), verification=dict(data.get("verification", {})),
-                schema_version=version,
+                decoder=dict(data.get("decoder", {})), schema_version=version,
             )
         except BundleError as err:
             raise BundleError(f"{source}: {err}") from None
@@ -191,11 +201,13 @@ class Manifest:
 
 @dataclasses.dataclass(frozen=True)
 class Bundle:
-    """A loaded, verified bundle: the manifest and the bytes of its model files."""
+    """A loaded, verified bundle: the manifest, the bytes of its model files and, when the
+    manifest's decoder names one, the text of its ARPA LM (decompressed)."""
 
     manifest: Manifest
     source: str
     model_bytes: Mapping[str, bytes]  # format -> file content
+    lm_text: Optional[bytes] = None
 
     @classmethod
     def load(cls, path: "str | Path") -> "Bundle":
@@ -226,16 +238,21 @@ class Bundle:
             raise BundleError(f"{path}: the model has no '{METADATA_KEY}' metadata; it was not exported by "
                               "edge_speech's converter (load its bundle directory instead)")
         manifest = Manifest.from_dict(_parse_json(text, f"{path} metadata"), f"{path} metadata")
+        # a lone model file carries no LM file: keep the other decoder defaults
+        decoder = {k: v for k, v in manifest.decoder.items() if k not in ("lm", "lexicon")}
         manifest = dataclasses.replace(manifest, models={fmt: path.name}, files={},
-                                       input=manifest.input_for(fmt), format_inputs={})
+                                       input=manifest.input_for(fmt), format_inputs={}, decoder=decoder)
         return cls(manifest=manifest, source=str(path), model_bytes={fmt: data})
 
     @classmethod
     def _from_files(cls, source: str, reader: "_Reader") -> "Bundle":
         manifest = Manifest.from_dict(_parse_json(reader.read(MANIFEST_NAME, source), f"{source}/{MANIFEST_NAME}"),
                                       f"{source}/{MANIFEST_NAME}")
+        lm_name = manifest.decoder.get("lm")
         for name in set(manifest.models.values()) - set(manifest.files):
             raise BundleError(f"{source}: model file {name!r} has no checksum in the manifest's files")
+        if lm_name is not None and lm_name not in manifest.files:
+            raise BundleError(f"{source}: the decoder's LM {lm_name!r} has no checksum in the manifest's files")
         contents = {}
         for name, entry in manifest.files.items():
             data = reader.read(name, source)
@@ -247,8 +264,16 @@ class Bundle:
                 raise BundleError(f"{source}/{name}: sha256 mismatch (file corrupted or modified): "
                                   f"{digest[:12]}… != manifest {str(entry.get('sha256'))[:12]}…")
             contents[name] = data
+        lm_text = None
+        if lm_name is not None:
+            lm_text = contents[lm_name]
+            if lm_name.endswith(".gz"):
+                try:
+                    lm_text = gzip.decompress(lm_text)
+                except (OSError, EOFError) as err:
+                    raise BundleError(f"{source}/{lm_name}: not a valid gzip file: {err}") from None
         return cls(manifest=manifest, source=source,
-                   model_bytes={fmt: contents[name] for fmt, name in manifest.models.items()})
+                   model_bytes={fmt: contents[name] for fmt, name in manifest.models.items()}, lm_text=lm_text)
 
 
 def write_bundle(directory: "str | Path", manifest: Manifest, files: Mapping[str, bytes],
@@ -362,6 +387,28 @@ def embed_tflite_metadata(model: bytes, metadata: Mapping[str, str]) -> bytes:
     builder = flatbuffers.Builder(len(model) + 4096)
     builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _check_decoder_defaults(decoder: Any) -> None:
+    if not isinstance(decoder, Mapping):
+        raise BundleError(f"manifest decoder must be an object, got {type(decoder).__name__}")
+    unknown = set(decoder) - set(DECODER_KEYS)
+    if unknown:
+        raise BundleError(f"manifest decoder has unknown key(s) {sorted(unknown)}; known: {list(DECODER_KEYS)}")
+    lm = decoder.get("lm")
+    if lm is not None and (not isinstance(lm, str) or not lm):
+        raise BundleError(f"manifest decoder lm must be a file name, got {lm!r}")
+    for key in ("lm_weight", "word_bonus"):
+        value = decoder.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise BundleError(f"manifest decoder {key} must be a finite number, got {value!r}")
+    beam = decoder.get("beam", 1)
+    if isinstance(beam, bool) or not isinstance(beam, numbers.Integral) or not 1 <= beam <= 1 << 16:
+        raise BundleError(f"manifest decoder beam must be an int in 1..65536, got {beam!r}")
+    if not isinstance(decoder.get("lexicon", False), bool):
+        raise BundleError(f"manifest decoder lexicon must be true or false, got {decoder['lexicon']!r}")
+    if decoder.get("lexicon") and lm is None:
+        raise BundleError("manifest decoder lexicon needs an lm (the lexicon is the LM's words)")
 
 
 def _parse_json(text: "str | bytes", source: str) -> Any:

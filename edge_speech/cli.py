@@ -46,7 +46,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     options = dict(target=args.target, backend=args.backend, threads=args.threads, beam=args.beam)
     rec = Recognizer.from_bundle(args.bundle, **options) if args.bundle else Recognizer.default(**options)
-    options = {"lm": args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
+    options = {"lm": False if args.no_lm else args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
     if args.grammar:
         options = {"grammar": args.grammar, "grammar_threshold": args.grammar_threshold}
     failures = 0
@@ -219,6 +219,7 @@ def _info(args: argparse.Namespace) -> int:
         "target": m.target,
         "models": {fmt: f"{name} ({len(bundle.model_bytes[fmt]) / 1e6:.2f} MB)" for fmt, name in m.models.items()},
         "verification": dict(m.verification),
+        "decoder": dict(m.decoder) or "greedy/beam defaults, no LM",
     }
     if args.json:
         print(json.dumps(summary))
@@ -256,9 +257,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
     p.add_argument("--threads", type=int)
     p.add_argument("--jobs", type=int, help="files transcribed in parallel (default: up to 4)")
-    p.add_argument("--beam", type=int, default=8, help="beam width; 1 is greedy decoding")
-    p.add_argument("--lm", help="ARPA n-gram language model for shallow fusion")
-    p.add_argument("--lm-weight", type=float, default=0.5)
+    p.add_argument("--beam", type=int, help="beam width; 1 is greedy decoding (default: the bundle's, else 8)")
+    p.add_argument("--lm", help="ARPA n-gram language model for shallow fusion (default: the bundle's own, if any)")
+    p.add_argument("--no-lm", action="store_true", help="do not use the bundle's own LM")
+    p.add_argument("--lm-weight", type=float, help="LM weight (default: the bundle's, else 0.5)")
     p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost'")
     p.add_argument("--grammar", help="command grammar: YAML intents (.yaml) or JSGF (.gram/.jsgf)")
     p.add_argument("--grammar-threshold", type=float, default=0.5, help="confidence below which a command is rejected")

@@ -35,6 +35,7 @@ from edge_speech.bundle import Bundle, BundleError, Manifest
 __all__ = ["Recognizer", "RecognizerStream", "Transcript"]
 
 HotwordsArg = Union[None, Mapping[str, float], Sequence[str]]
+LMArg = Union[None, bool, str, Path]  # None: the bundle's own LM (if any); False: no LM
 
 # The embedded default model (int8 ONNX), built by recipes/default_model and shipped in the wheel.
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
@@ -75,19 +76,25 @@ class Transcript:
 class Recognizer:
     """Offline and streaming CTC recognition with one bundle. Build it with :meth:`from_bundle`."""
 
-    def __init__(self, bundle: Bundle, backend: Backend, beam: int = 8):
+    def __init__(self, bundle: Bundle, backend: Backend, beam: Optional[int] = None):
         if bundle.manifest.kind != "ctc":
             raise BundleError(f"{bundle.source}: a Recognizer needs a CTC bundle, this one is {bundle.manifest.kind!r}")
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.backend = backend
-        self.beam = beam
-        self._decoder = self._make_decoder(beam, None, None, 0.5, 0.0)
+        self.beam = beam or self.manifest.decoder.get("beam", 8)
+        self._bundle_lm = None
+        if bundle.lm_text is not None:
+            try:
+                self._bundle_lm = decoding.ArpaLM(bundle.lm_text)
+            except ValueError as err:
+                raise BundleError(f"{bundle.source}/{self.manifest.decoder['lm']}: {err}") from None
+        self._decoder = self._make_decoder(self.beam, None, None, None, None)
         self._per_thread = threading.local()  # a feature extractor per thread, kept between calls
 
     @classmethod
     def from_bundle(cls, path: "str | Path | Bundle", target: Optional[str] = None, backend: str = "auto",
-                    threads: Optional[int] = None, beam: int = 8) -> "Recognizer":
+                    threads: Optional[int] = None, beam: Optional[int] = None) -> "Recognizer":
         """Loads and verifies a bundle (directory, zip or lone model) and starts its backend.
 
         ``target`` names a device profile (``edge-speech targets``) whose thread count and
@@ -114,13 +121,15 @@ class Recognizer:
         return cls.from_bundle(DEFAULT_BUNDLE, **options)
 
     # -- offline --------------------------------------------------------------------------
-    def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: "str | Path | None" = None,
-                   lm_weight: float = 0.5, word_bonus: float = 0.0, hotwords: HotwordsArg = None,
+    def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: LMArg = None,
+                   lm_weight: Optional[float] = None, word_bonus: Optional[float] = None, hotwords: HotwordsArg = None,
                    grammar: Any = None, grammar_threshold: float = 0.5) -> Transcript:
         """Transcribes a file path or a ``(samples, sample_rate)`` pair.
 
         ``beam`` (1 = greedy), ``lm`` (an ARPA file, shallow fusion with ``lm_weight`` and
-        ``word_bonus``) and ``hotwords`` (``{phrase: boost}``) choose the search. ``grammar`` (a
+        ``word_bonus``; None = the bundle's own LM if it ships one, False = none) and ``hotwords``
+        (``{phrase: boost}``) choose the search; settings left None take the bundle's decoder
+        defaults (``edge-speech info`` shows them). ``grammar`` (a
         ``.yaml``/``.yml`` intent file, a ``.gram``/``.jsgf`` JSGF file, their text, or a
         :class:`edge_speech.decoding.Grammar`) constrains it to commands: the transcript then
         carries ``intent``, ``slots`` and ``confidence``, and is empty with ``intent`` None when
@@ -172,8 +181,8 @@ class Recognizer:
         return out if self.manifest.output_is_log_probs else _log_softmax(out)
 
     # -- streaming ------------------------------------------------------------------------
-    def create_stream(self, *, beam: Optional[int] = None, lm: "str | Path | None" = None, lm_weight: float = 0.5,
-                      word_bonus: float = 0.0, hotwords: HotwordsArg = None, grammar: Any = None,
+    def create_stream(self, *, beam: Optional[int] = None, lm: LMArg = None, lm_weight: Optional[float] = None,
+                      word_bonus: Optional[float] = None, hotwords: HotwordsArg = None, grammar: Any = None,
                       grammar_threshold: float = 0.5, chunk_frames: int = 32,
                       left_context_frames: Optional[int] = None,
                       right_context_frames: Optional[int] = None) -> "RecognizerStream":
@@ -205,7 +214,7 @@ class Recognizer:
         return extractor
 
     def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold) -> decoding.CTCDecoder:
-        if beam is None and lm is None and hotwords is None and grammar is None and (lm_weight, word_bonus) == (0.5, 0.0):
+        if beam is None and lm is None and hotwords is None and grammar is None and lm_weight is None and word_bonus is None:
             return self._decoder
         if grammar is not None:
             return _grammar_decoder(self.manifest.tokens, self.manifest.blank_id, self.manifest.frame_shift_s,
@@ -213,14 +222,24 @@ class Recognizer:
         return self._make_decoder(beam or self.beam, lm, hotwords, lm_weight, word_bonus)
 
     def _make_decoder(self, beam, lm, hotwords, lm_weight, word_bonus) -> decoding.CTCDecoder:
+        defaults = self.manifest.decoder
+        lexicon = None
+        if lm is None:  # the bundle's LM, unless greedy decoding was asked for
+            lm = self._bundle_lm if beam > 1 else None
+            lexicon = True if lm is not None and defaults.get("lexicon") else None
+        elif lm is False:
+            lm = None
+        else:
+            lm = _load_lm(str(lm))
         if (lm is not None or hotwords) and beam < 2:
             beam = 2  # an LM or hotwords need a search, not greedy decoding
         if isinstance(hotwords, (str, Path)):
             hotwords = _read_hotwords(Path(hotwords))
         return decoding.CTCDecoder(
-            list(self.manifest.tokens), blank_id=self.manifest.blank_id, beam_width=beam,
-            lm=_load_lm(str(lm)) if lm is not None else None, lm_weight=lm_weight, word_bonus=word_bonus,
-            hotwords=hotwords or None, frame_shift_s=self.manifest.frame_shift_s)
+            list(self.manifest.tokens), blank_id=self.manifest.blank_id, beam_width=beam, lm=lm,
+            lm_weight=defaults.get("lm_weight", 0.5) if lm_weight is None else lm_weight,
+            word_bonus=defaults.get("word_bonus", 0.0) if word_bonus is None else word_bonus,
+            lexicon=lexicon, hotwords=hotwords or None, frame_shift_s=self.manifest.frame_shift_s)
 
     def _transcript(self, result: decoding.Result, duration: float, timings: Mapping[str, float]) -> Transcript:
         tokens = tuple(self.manifest.tokens[i] for i in result.tokens)

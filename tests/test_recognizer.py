@@ -203,3 +203,100 @@ def test_cli_progress_bar_only_on_a_terminal(bundle_dir, speech_wav):
     shown = _os.read(leader, 4096).decode()
     _os.close(leader)
     assert proc.returncode == 0 and "3/3" in shown
+
+
+# A word LM spelled with the tiny model's letters; its words are the lexicon when asked.
+TINY_ARPA = """\\data\\
+ngram 1=6
+ngram 2=2
+
+\\1-grams:
+-99\t<s>\t-0.3
+-0.5\t</s>
+-0.6\ttake\t-0.2
+-0.7\tkite
+-0.8\tnote
+-1.0\tlake
+
+\\2-grams:
+-0.1\t<s> take
+-0.2\ttake kite
+
+\\end\\
+"""
+
+
+def lm_bundle(directory, lexicon: bool, compress: bool = True, **decoder) -> "Path":
+    import dataclasses
+    import gzip
+    from edge_speech.bundle import Bundle, write_bundle
+    base = Bundle.load(make_bundle(directory.parent / (directory.name + "-base")))
+    name = "lm.arpa.gz" if compress else "lm.arpa"
+    data = gzip.compress(TINY_ARPA.encode()) if compress else TINY_ARPA.encode()
+    manifest = dataclasses.replace(base.manifest, files={}, decoder={
+        "lm": name, "lm_weight": 0.8, "word_bonus": 1.0, "beam": 12, "lexicon": lexicon, **decoder})
+    return write_bundle(directory, manifest, {"model.onnx": base.model_bytes["onnx"], name: data})
+
+
+@pytest.mark.parametrize("lexicon", [False, True])
+def test_a_bundled_lm_is_the_default_search_and_equals_the_decoder_given_that_lm(tmp_path, speech, lexicon):
+    samples = speech(16000)
+    rec = Recognizer.from_bundle(lm_bundle(tmp_path / "lm", lexicon), threads=1)
+    ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
+    lm = decoding.ArpaLM(TINY_ARPA)
+    expected = decoding.CTCDecoder(tiny_models.TOKENS, blank_id=0, beam_width=12, lm=lm, lm_weight=0.8,
+                                   word_bonus=1.0, lexicon=True if lexicon else None, frame_shift_s=0.02).decode(ref)
+    result = rec.transcribe((samples, 16000))
+    assert rec.beam == 12
+    assert result.text == expected.text and result.score == pytest.approx(expected.score, abs=1e-2)
+    if lexicon:
+        assert set(result.text.split()) <= {"take", "kite", "note", "lake"}
+    # lm=False and beam=1 turn the bundled LM off
+    plain = decoding.CTCDecoder(tiny_models.TOKENS, blank_id=0, beam_width=12, frame_shift_s=0.02).decode(ref)
+    assert rec.transcribe((samples, 16000), lm=False).text == plain.text
+    assert rec.transcribe((samples, 16000), beam=1).text == greedy_reference(ref).strip()
+    stream = rec.create_stream()
+    stream.accept_waveform(samples, 16000)
+    assert stream.finish().text == expected.text
+
+
+def test_bundled_lm_errors_name_the_file(tmp_path):
+    from edge_speech.bundle import Bundle, BundleError
+    directory = lm_bundle(tmp_path / "lm", lexicon=False, compress=False)
+    (directory / "lm.arpa").write_text(TINY_ARPA.replace("-0.5\t</s>", "-0.5\t</s>\t0\t0"))
+    with pytest.raises(BundleError, match="lm.arpa: size"):
+        Bundle.load(directory)
+    bad = TINY_ARPA.replace("ngram 1=6", "ngram 1=7").encode()
+    directory = lm_bundle(tmp_path / "bad", lexicon=False, compress=False)
+    import hashlib
+    (directory / "lm.arpa").write_bytes(bad)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"]["lm.arpa"] = {"sha256": hashlib.sha256(bad).hexdigest(), "size": len(bad)}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="lm.arpa: .*"):
+        Recognizer.from_bundle(directory)
+    gz = lm_bundle(tmp_path / "gz", lexicon=False)
+    manifest = json.loads((gz / "manifest.json").read_text())
+    junk = b"not gzip at all"
+    (gz / "lm.arpa.gz").write_bytes(junk)
+    manifest["files"]["lm.arpa.gz"] = {"sha256": hashlib.sha256(junk).hexdigest(), "size": len(junk)}
+    (gz / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="lm.arpa.gz: not a valid gzip file"):
+        Bundle.load(gz)
+
+
+@pytest.mark.parametrize("decoder, message", [
+    ({"lm": "missing.arpa"}, "'missing.arpa' has no checksum"),
+    ({"beam": 0}, "decoder beam"),
+    ({"lm_weight": "high"}, "decoder lm_weight"),
+    ({"temperature": 1.0}, "unknown key"),
+    ({"lexicon": True, "lm": None}, "lexicon needs an lm"),
+])
+def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
+    from edge_speech.bundle import Bundle, BundleError
+    directory = make_bundle(tmp_path / "b")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["decoder"] = {k: v for k, v in decoder.items() if v is not None}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(directory)

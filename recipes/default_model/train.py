@@ -164,6 +164,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", type=Path, help="start from this checkpoint's weights and config (e.g. checkpoint/model.pt) "
+                   "with a fresh optimizer and schedule")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -188,11 +190,18 @@ def main(argv=None) -> int:
     test_feats = [fbank(a) for a in test_audio]
     test_texts = [r["text"] for r in test_rows]
 
-    model = ctc_model.ConvCTC(channels=args.channels, blocks=args.blocks, kernel=args.kernel, dropout=args.dropout)
-    stats_rng = np.random.default_rng(args.seed)
-    sample = np.concatenate([fbank(audio[i]) for i in stats_rng.choice(len(audio), min(500, len(audio)), replace=False)])
-    model.mean.copy_(torch.from_numpy(sample.mean(0)))
-    model.inv_std.copy_(torch.from_numpy(1.0 / (sample.std(0) + 1e-3)))
+    if args.init:
+        init = torch.load(args.init, weights_only=True)
+        config = {k: v for k, v in init["config"].items() if k in ("channels", "blocks", "kernel", "dropout")}
+        model = ctc_model.ConvCTC(**config)
+        model.load_state_dict(init["model"])
+        say(f"initialised from {args.init} (epoch {init.get('epoch')}, metrics {init.get('metrics')})")
+    else:
+        model = ctc_model.ConvCTC(channels=args.channels, blocks=args.blocks, kernel=args.kernel, dropout=args.dropout)
+        stats_rng = np.random.default_rng(args.seed)
+        sample = np.concatenate([fbank(audio[i]) for i in stats_rng.choice(len(audio), min(500, len(audio)), replace=False)])
+        model.mean.copy_(torch.from_numpy(sample.mean(0)))
+        model.inv_std.copy_(torch.from_numpy(1.0 / (sample.std(0) + 1e-3)))
     pad = model.mean.numpy().astype(np.float32)
     say(f"model: {ctc_model.parameter_count(model):,} parameters, receptive field "
         f"{model.receptive_field_frames()} frames, config {model.config}")
