@@ -90,7 +90,8 @@ def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1, in
     or ones with a frame-count input."""
     import onnxruntime as ort
 
-    from edge_speech.converters.quantization import _default_spec, model_feeds
+    from edge_speech.backends import model_feeds
+    from edge_speech.converters.quantization import _default_spec
 
     spec = input_spec or _default_spec(input_name)
     options = ort.SessionOptions()

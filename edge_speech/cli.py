@@ -210,7 +210,8 @@ def _info(args: argparse.Namespace) -> int:
         "kind": m.kind,
         "schema_version": m.schema_version,
         "sample_rate": m.sample_rate,
-        "features": f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift",
+        "features": (f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift" if m.features
+                     else "none: waveform input" + (", normalised per utterance" if m.input.normalize else "")),
         "tokens": len(m.tokens),
         "frame_shift_s": round(m.frame_shift_s, 4),
         "input": f"{m.input.layout}" + (f", chunks of {m.input.chunk_frames} (+{m.input.left_context_frames}/"
