@@ -149,16 +149,16 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         files["model.tflite"] = tflite
     elif "tflite" in formats:
         tflite_scheme = "int8" if quantize == "int8" else None
-        tflite, spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
+        tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
                                      chunk_frames=tflite_chunk_frames, left_context_frames=tflite_context_frames,
                                      right_context_frames=tflite_context_frames)
-        check = verify(torch_runner(model), tflite_runner(tflite, spec, subsampling), probe, blank_id)
+        check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
         steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
-                      "chunk_frames": spec.chunk_frames, "context_frames": spec.left_context_frames,
+                      "chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
                       "vs_torch": check.to_dict(),
-                      **_accuracy(tflite_runner(tflite, spec, subsampling), evaluation, tokens, blank_id)})
+                      **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
         files["model.tflite"] = tflite
-        format_inputs["tflite"] = spec
+        format_inputs["tflite"] = tflite_spec
 
     provenance = {"converter_version": __version__,
                   "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
