@@ -12,7 +12,8 @@ Every step is a plain function, and :func:`convert` chains them, recording what 
 
 Models take features [batch, frames, dim] and return CTC log-probabilities or logits
 [batch, frames / subsampling, vocab] (or class logits [batch, classes] for classifiers). The
-caller's model is never modified.
+caller's model is never modified. Local Hugging Face ``Wav2Vec2ForCTC`` directories, which
+take raw waveforms, go through :func:`load_wav2vec2` / :func:`convert_wav2vec2`.
 """
 
 from edge_speech.converters.export import export_onnx, export_tflite
@@ -22,10 +23,11 @@ from edge_speech.converters.pipeline import ConversionReport, convert, convert_o
 from edge_speech.converters.pruning import PruneReport, count_macs, prune
 from edge_speech.converters.quantization import quantize, sensitivity
 from edge_speech.converters.verification import VerifyReport, verify
+from edge_speech.converters.wav2vec2 import Wav2Vec2Source, convert_wav2vec2, load_wav2vec2
 
 __all__ = [
-    "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "convert", "convert_onnx", "count_macs",
-    "export_onnx",
+    "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "Wav2Vec2Source", "convert", "convert_onnx",
+    "convert_wav2vec2", "count_macs", "export_onnx",
     "export_tflite", "finetune", "load_checkpoint", "sensitivity",
-    "prune", "quantize", "verify",
+    "load_wav2vec2", "prune", "quantize", "verify",
 ]

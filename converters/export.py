@@ -105,3 +105,47 @@ def _calibration_windows(calibration: Sequence[np.ndarray], window: int, dim: in
             piece[:len(chunk)] = chunk
             windows.append(piece)
     return windows
+
+
+def export_tflite_waveform(model, example_samples: int = 16000, samples_per_frame: int = 320,
+                           max_seconds: float = 60.0, sample_rate: int = 16000) -> bytes:
+    """A float TFLite model of a waveform model (wav2vec2: [1, samples] -> [1, frames, vocab])
+    with a dynamic sample axis (multiples of ``samples_per_frame``). A fixed window is not
+    offered: a full-attention encoder and per-utterance normalisation see the whole utterance, so
+    fixed-shape chunks would not equal offline recognition. Raises RuntimeError naming the
+    litert-torch step that failed when the model cannot be converted this way."""
+    torch = import_torch()
+    try:
+        import litert_torch
+    except ImportError:
+        raise ImportError("TFLite export needs litert-torch: pip install 'edge-speech[converter]'") from None
+    steps = torch.export.Dim("strides", min=max(2, example_samples // samples_per_frame // 4),
+                             max=int(max_seconds * sample_rate) // samples_per_frame)
+    example = torch.zeros(1, (example_samples // samples_per_frame) * samples_per_frame)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            edge = litert_torch.convert(model.eval(), (example,), dynamic_shapes=({1: samples_per_frame * steps},))
+            with tempfile.TemporaryDirectory(prefix="es_tflite_") as tmp:
+                path = Path(tmp) / "model.tflite"
+                edge.export(str(path))
+                return path.read_bytes()
+    except Exception as err:  # torch.export and litert-torch raise many error types
+        raise RuntimeError(f"TFLite conversion of the waveform model with a dynamic sample axis failed in "
+                           f"{_failing_step(err)}: {_first_line(err)}. Use the ONNX model (formats=('onnx',)) for "
+                           "waveform models, or try a newer litert-torch") from None
+
+
+def _failing_step(err: BaseException) -> str:
+    """The innermost litert-torch/torch.export function in the traceback, which names the
+    lowering (e.g. rewrite_arange for an arange whose length depends on the input)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if "litert_torch" in f.filename
+              or "torch/export" in f.filename]
+    return f"{frames[-1].name} ({Path(frames[-1].filename).name})" if frames else type(err).__name__
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -4,17 +4,15 @@ safetensors), never by unpickling arbitrary objects."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict
 
 from edge_speech.converters._deps import import_torch
 
 
-def load_checkpoint(path: "str | Path", factory: Callable[[], "object"], strict: bool = True):
-    """A model built by ``factory()`` with the weights from ``path`` (.pt/.pth/.ckpt state dict,
-    optionally under a ``state_dict``/``model`` key, or .safetensors), in eval mode.
-
-    A checkpoint that holds pickled objects other than tensors and plain containers is refused.
-    """
+def read_state_dict(path: "str | Path") -> Dict[str, "object"]:
+    """The tensors of a .pt/.pth/.ckpt/.bin state dict (optionally under a ``state_dict``/``model``
+    key) or a .safetensors file. A checkpoint that holds pickled objects other than tensors and
+    plain containers is refused."""
     torch = import_torch()
     path = Path(path)
     if not path.is_file():
@@ -24,7 +22,10 @@ def load_checkpoint(path: "str | Path", factory: Callable[[], "object"], strict:
             from safetensors.torch import load_file
         except ImportError:
             raise ImportError("reading .safetensors needs: pip install safetensors") from None
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # safetensors raises its own SafetensorError
+            raise ValueError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -40,6 +41,13 @@ def load_checkpoint(path: "str | Path", factory: Callable[[], "object"], strict:
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def load_checkpoint(path: "str | Path", factory: Callable[[], "object"], strict: bool = True):
+    """A model built by ``factory()`` with the weights from ``path`` (see :func:`read_state_dict`),
+    in eval mode."""
+    state = read_state_dict(path)
     model = factory()
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

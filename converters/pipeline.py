@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from edge_speech import __version__, audio, features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from edge_speech.converters._deps import import_torch
-from edge_speech.converters.export import export_onnx, export_tflite
+from edge_speech.converters.export import export_onnx, export_tflite, export_tflite_waveform
 from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
 from edge_speech.converters.verification import (error_rate, greedy_tokens, onnx_runner, tflite_runner,
@@ -35,13 +36,15 @@ class ConversionReport:
         return {"bundle": self.bundle, "fp32_bundle": self.fp32_bundle, "steps": list(self.steps)}
 
 
-def convert(model, example_input, feature_config: features.FeatureConfig, tokens: Sequence[str], *,
+def convert(model, example_input, feature_config: Optional[features.FeatureConfig], tokens: Sequence[str], *,
             calib: Optional[AudioSet] = None, eval: Optional[Sequence[Tuple[Any, str]]] = None,
             prune: Optional[float] = None, importance: str = "magnitude", quantize: Optional[str] = "int8",
             formats: Sequence[str] = ("onnx",), target: Optional[str] = None, out: "str | Path" = "bundle",
             sample_rate: int = 16000, blank_id: int = 0, name: str = "model", keep_fp32: bool = True,
             max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16,
-            finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None) -> ConversionReport:
+            finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None,
+            input_spec: Optional[InputSpec] = None, subsampling_factor: Optional[int] = None,
+            output_is_log_probs: bool = True) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
@@ -55,8 +58,19 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
     evaluation audio (plus CTC on the evaluation transcripts). ``max_accuracy_drop``: CER points
     (greedy-token disagreement without ``eval``) the ONNX quantization may cost; the most
     sensitive layers go back to float until it holds.
+
+    Waveform models (``input_spec.kind == "waveform"``, ``feature_config=None``, see
+    :func:`convert_wav2vec2`) take samples [1, samples]; ``subsampling_factor`` then gives the
+    samples per output frame, and ``output_is_log_probs=False`` marks logits.
     """
     torch = import_torch()
+    spec = input_spec or InputSpec(name="features")
+    waveform = spec.kind == "waveform"
+    if waveform != (feature_config is None):
+        raise ValueError("waveform input takes no feature_config, and feature input needs one")
+    if waveform and finetune_epochs:
+        raise ValueError("fine-tuning after pruning is implemented for feature models only (SpecAugment and "
+                         "padding work on feature frames); pass finetune_epochs=0 for waveform models")
     unknown = set(formats) - {"onnx", "tflite"}
     if unknown or not formats:
         raise ValueError(f"formats must be a non-empty subset of ('onnx', 'tflite'), got {formats}")
@@ -74,12 +88,13 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
     model = model.eval()
     with torch.no_grad():
         reference_out = model(example_input)
-    subsampling = int(round(example_input.shape[1] / reference_out.shape[1]))
+    subsampling = subsampling_factor or int(round(example_input.shape[1] / reference_out.shape[1]))
     if reference_out.shape[-1] != len(tokens):
         raise ValueError(f"the model outputs {reference_out.shape[-1]} classes but {len(tokens)} tokens were given")
 
-    calibration = _features_of(calib, feature_config, sample_rate, max_calibration) if calib is not None else []
-    evaluation = [(_features_of([a], feature_config, sample_rate, 1)[0], text) for a, text in (eval or [])]
+    front_end = _front_end(feature_config, spec, sample_rate)
+    calibration = _model_inputs(calib, front_end, sample_rate, max_calibration) if calib is not None else []
+    evaluation = [(_model_inputs([a], front_end, sample_rate, 1)[0], text) for a, text in (eval or [])]
     macs, params = count_macs(model, example_input)
     steps.append({"step": "source", "macs": macs, "params": params, **_accuracy(torch_runner(model), evaluation,
                                                                                tokens, blank_id)})
@@ -101,46 +116,56 @@ def convert(model, example_input, feature_config: features.FeatureConfig, tokens
             steps.append({"step": "finetune", **dataclasses.asdict(tuned),
                           **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
 
-    fp32 = export_onnx(model, example_input)
+    fp32 = export_onnx(model, example_input, input_name=spec.name,
+                       output_name="log_probs" if output_is_log_probs else "logits")
+    runner = functools.partial(onnx_runner, input_spec=spec)
     probe = calibration[:8] or [f for f, _ in evaluation[:8]] or [example_input[0].numpy()]
-    export_check = verify(torch_runner(model), onnx_runner(fp32), probe, blank_id)
+    export_check = verify(torch_runner(model), runner(fp32), probe, blank_id)
     steps.append({"step": "export_onnx", "bytes": len(fp32), "vs_torch": export_check.to_dict(),
-                  **_accuracy(onnx_runner(fp32), evaluation, tokens, blank_id)})
+                  **_accuracy(runner(fp32), evaluation, tokens, blank_id)})
 
     final = fp32
     if quantize:
-        final = quantize_onnx(fp32, calibration, scheme=quantize,
+        final = quantize_onnx(fp32, calibration, scheme=quantize, input_spec=spec,
                               symmetric_activations=bool(profile and "TensorrtExecutionProvider" in profile.onnx_providers))
         kept_float: List[str] = []
         if max_accuracy_drop is not None:
             final, kept_float = _within_budget(fp32, final, quantize, calibration, probe, evaluation, tokens, blank_id,
-                                               max_accuracy_drop)
-        check = verify(onnx_runner(fp32), onnx_runner(final), probe + [f for f, _ in evaluation], blank_id)
+                                               max_accuracy_drop, spec)
+        check = verify(runner(fp32), runner(final), probe + [f for f, _ in evaluation], blank_id)
         steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final), "kept_float": kept_float,
                       "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
-                      **_accuracy(onnx_runner(final), evaluation, tokens, blank_id)})
+                      **_accuracy(runner(final), evaluation, tokens, blank_id)})
 
     files = {"model.onnx": final} if "onnx" in formats else {}
     format_inputs = {}
-    if "tflite" in formats:
+    if "tflite" in formats and waveform:
+        if quantize:
+            raise ValueError("TFLite export of waveform models is float only; quantize the ONNX model or pass "
+                             "quantize=None with formats=('tflite',)")
+        tflite = export_tflite_waveform(model, example_input.shape[1], subsampling, sample_rate=sample_rate)
+        check = verify(torch_runner(model), tflite_runner(tflite, spec, subsampling), probe, blank_id)
+        steps.append({"step": "export_tflite", "scheme": "float", "bytes": len(tflite), "vs_torch": check.to_dict()})
+        files["model.tflite"] = tflite
+    elif "tflite" in formats:
         tflite_scheme = "int8" if quantize == "int8" else None
-        tflite, spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
+        tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
                                      chunk_frames=tflite_chunk_frames, left_context_frames=tflite_context_frames,
                                      right_context_frames=tflite_context_frames)
-        check = verify(torch_runner(model), tflite_runner(tflite, spec, subsampling), probe, blank_id)
+        check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
         steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
-                      "chunk_frames": spec.chunk_frames, "context_frames": spec.left_context_frames,
+                      "chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
                       "vs_torch": check.to_dict(),
-                      **_accuracy(tflite_runner(tflite, spec, subsampling), evaluation, tokens, blank_id)})
+                      **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
         files["model.tflite"] = tflite
-        format_inputs["tflite"] = spec
+        format_inputs["tflite"] = tflite_spec
 
     provenance = {"converter_version": __version__,
                   "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
     manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
                         models={fmt: f"model.{fmt}" for fmt in formats}, blank_id=blank_id,
-                        subsampling_factor=subsampling, input=InputSpec(name="features"), format_inputs=format_inputs,
-                        quantization={"scheme": quantize or "float"},
+                        subsampling_factor=subsampling, input=spec, format_inputs=format_inputs,
+                        output_is_log_probs=output_is_log_probs, quantization={"scheme": quantize or "float"},
                         target=target, name=name, provenance=provenance,
                         verification=json.loads(json.dumps({"steps": steps}, default=float)))
     fp32_dir = None
@@ -161,8 +186,9 @@ def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureCo
     quantize, embed the manifest, verify. ``input_spec`` says how it takes features (name,
     layout, frame-count input); ``feature_config`` must be what it was trained with."""
     fp32 = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
-    calibration = _features_of(calib, feature_config, sample_rate, max_calibration) if calib is not None else []
-    evaluation = [(_features_of([a], feature_config, sample_rate, 1)[0], text) for a, text in (eval or [])]
+    front_end = _front_end(feature_config, input_spec, sample_rate)
+    calibration = _model_inputs(calib, front_end, sample_rate, max_calibration) if calib is not None else []
+    evaluation = [(_model_inputs([a], front_end, sample_rate, 1)[0], text) for a, text in (eval or [])]
     reference = onnx_runner(fp32, input_spec=input_spec)
     probe = calibration[:8] or [f for f, _ in evaluation[:8]]
     if not probe:
@@ -191,29 +217,38 @@ def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureCo
 
 
 def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, probe, evaluation, tokens, blank_id,
-                   budget: float) -> Tuple[bytes, List[str]]:
+                   budget: float, spec: InputSpec) -> Tuple[bytes, List[str]]:
     """Moves the most quantization-sensitive layers back to float, one at a time, until the
     accuracy drop is within ``budget`` (CER points, or greedy-token disagreement points)."""
     from edge_speech.converters.quantization import sensitivity
 
+    run_onnx = functools.partial(onnx_runner, input_spec=spec)
+
     def drop(model: bytes) -> float:
         if evaluation:
-            return 100 * (_accuracy(onnx_runner(model), evaluation, tokens, blank_id)["cer"]
-                          - _accuracy(onnx_runner(fp32), evaluation, tokens, blank_id)["cer"])
-        return 100 * (1 - verify(onnx_runner(fp32), onnx_runner(model), probe, blank_id).greedy_token_agreement)
+            return 100 * (_accuracy(run_onnx(model), evaluation, tokens, blank_id)["cer"]
+                          - _accuracy(run_onnx(fp32), evaluation, tokens, blank_id)["cer"])
+        return 100 * (1 - verify(run_onnx(fp32), run_onnx(model), probe, blank_id).greedy_token_agreement)
 
     kept: List[str] = []
     if drop(quantized) <= budget:
         return quantized, kept
-    for name, _ in sensitivity(fp32, calibration, probe, scheme=scheme):
+    for name, _ in sensitivity(fp32, calibration, probe, scheme=scheme, input_spec=spec):
         kept.append(name)
-        quantized = quantize_onnx(fp32, calibration, scheme=scheme, keep_float=kept)
+        quantized = quantize_onnx(fp32, calibration, scheme=scheme, keep_float=kept, input_spec=spec)
         if drop(quantized) <= budget:
             break
     return quantized, kept
 
 
-def _features_of(source: AudioSet, config: features.FeatureConfig, rate: int, limit: int) -> List[np.ndarray]:
+def _front_end(config: Optional[features.FeatureConfig], spec: InputSpec, rate: int):
+    """samples -> the model's input, as the runtime's Recognizer computes it."""
+    if spec.kind == "waveform":
+        return features.normalize_waveform if spec.normalize else (lambda x: np.asarray(x, dtype=np.float32))
+    return lambda x: features.compute(x, rate, config)
+
+
+def _model_inputs(source: AudioSet, front_end, rate: int, limit: int) -> List[np.ndarray]:
     if isinstance(source, (str, Path)):
         folder = Path(source)
         if not folder.is_dir():
@@ -227,8 +262,7 @@ def _features_of(source: AudioSet, config: features.FeatureConfig, rate: int, li
     for item in items[:limit]:
         if not isinstance(item, (str, Path, tuple)):
             item = (np.asarray(item), rate)  # a bare array is audio at the model's rate
-        samples = audio.load_audio(item, rate)
-        feats.append(features.compute(samples, rate, config))
+        feats.append(front_end(audio.load_audio(item, rate)))
     return feats
 
 

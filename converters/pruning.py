@@ -1,7 +1,9 @@
 """Structured channel pruning with torch-pruning: by a channel ratio, or down to a MAC target.
 
 The output layer (whose width is the vocabulary or the class count) is never pruned; layers
-torch-pruning cannot prune safely are left alone and named in the report. The caller's model is
+torch-pruning cannot prune safely are left alone and named in the report. Hugging Face style
+attention (separate q/k/v/out projections with a fixed ``head_dim``, as in wav2vec2) loses whole
+heads; ``torch.nn.MultiheadAttention`` keeps its heads and loses head dimensions evenly. The caller's model is
 not modified: :func:`prune` works on a deep copy.
 """
 
@@ -73,7 +75,7 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     ignored, notes = _output_layers(pruned, output), []
     name_of = {m: n for n, m in pruned.named_modules()}
     ignored += [_same_module(pruned, model, m) for m in ignored_layers]
-    num_heads = {}
+    num_heads, head_options = {}, {}
     for name, module in pruned.named_modules():
         if isinstance(module, torch.nn.MultiheadAttention):
             num_heads[module] = module.num_heads
@@ -81,21 +83,39 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     multiple = math.lcm(*num_heads.values()) if num_heads else 1
     if multiple > 1:
         round_to = math.lcm(round_to or 1, multiple)
-    for module, why in _unsafe_layers(pruned, example_input, ignored, multiple):
+    whole_heads = _whole_head_attention(pruned)
+    if whole_heads:
+        if num_heads:
+            raise ValueError("models mixing nn.MultiheadAttention and q/k/v-projection attention are not supported")
+        for attention in whole_heads:
+            for projection in (attention.q_proj, attention.k_proj, attention.v_proj):
+                num_heads[projection] = attention.num_heads
+        head_options = {"prune_num_heads": True, "prune_head_dims": False,
+                        "head_pruning_ratio": ratio if ratio is not None else 0.9}
+        notes.append(f"{len(whole_heads)} attention modules: whole heads pruned (head_dim kept)")
+    skip = {m for a in whole_heads for m in (a.q_proj, a.k_proj, a.v_proj, a.out_proj)}
+    for module, why in _unsafe_layers(pruned, example_input, ignored, multiple, skip):
         ignored.append(module)
         notes.append(f"{name_of[module]}: left unpruned: {why}")
     imp = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=2)
-    if target_macs_ratio is None:
+    if whole_heads and target_macs_ratio is not None:
+        # torch-pruning's global head schedule fails on steps that remove no head (its threshold is
+        # left unset), so whole-head models reach a MAC target by bisecting a uniform ratio.
+        target = macs_before * (1.0 - target_macs_ratio)
+        pruned, steps = _bisect_uniform_ratio(pruned, example_input, target, imp, ignored, round_to, importance,
+                                              calibration, max_steps)
+        notes.append(f"MAC target reached by a uniform ratio over {steps} trials (heads and channels alike)")
+    elif target_macs_ratio is None:
         pruner = tp.pruner.MetaPruner(pruned, example_input, importance=imp, pruning_ratio=ratio,
-                                      ignored_layers=ignored, round_to=round_to, num_heads=num_heads)
-        _step(pruner, pruned, importance, calibration, torch)
+                                      ignored_layers=ignored, round_to=round_to, num_heads=num_heads, **head_options)
+        _step(pruner, pruned, importance, calibration, torch, whole_heads)
     else:
         target = macs_before * (1.0 - target_macs_ratio)
         pruner = tp.pruner.MetaPruner(pruned, example_input, importance=imp, pruning_ratio=0.9,
                                       global_pruning=True, iterative_steps=max_steps, ignored_layers=ignored,
-                                      round_to=round_to, num_heads=num_heads)
+                                      round_to=round_to, num_heads=num_heads, **head_options)
         for _ in range(max_steps):
-            _step(pruner, pruned, importance, calibration, torch)
+            _step(pruner, pruned, importance, calibration, torch, whole_heads)
             if count_macs(pruned, example_input)[0] <= target:
                 break
         else:
@@ -115,7 +135,7 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     return pruned, report
 
 
-def _step(pruner, model, importance: str, calibration, torch) -> None:
+def _step(pruner, model, importance: str, calibration, torch, whole_heads=()) -> None:
     if importance == "taylor":
         model.zero_grad()
         with torch.enable_grad():
@@ -125,19 +145,71 @@ def _step(pruner, model, importance: str, calibration, torch) -> None:
                 loss = -out.log_softmax(-1).max(-1).values.mean()
                 loss.backward()
     pruner.step()
+    for attention in whole_heads:  # the module's own bookkeeping; its forward views by head_dim
+        attention.num_heads = attention.q_proj.out_features // attention.head_dim
+        attention.embed_dim = attention.num_heads * attention.head_dim
 
 
-def _unsafe_layers(model, example_input, ignored, multiple: int) -> list:
+def _bisect_uniform_ratio(model, example_input, target_macs: float, imp, ignored, round_to, importance, calibration,
+                          max_trials: int):
+    """The copy of ``model`` pruned by the uniform ratio (channels and whole heads) whose MACs
+    come closest to ``target_macs`` from a bisection over the ratio; (pruned copy, trials)."""
+    tp = import_torch_pruning()
+    torch = import_torch()
+    names = {m: n for n, m in model.named_modules()}
+    ignored_names = [names[m] for m in ignored]
+    lo, hi, best, trials = 0.0, 0.95, None, 0
+    for trials in range(1, min(max_trials, 12) + 1):
+        ratio = (lo + hi) / 2
+        trial = copy.deepcopy(model)
+        modules = dict(trial.named_modules())
+        heads = _whole_head_attention(trial)
+        num_heads = {p: a.num_heads for a in heads for p in (a.q_proj, a.k_proj, a.v_proj)}
+        pruner = tp.pruner.MetaPruner(trial, example_input, importance=imp, pruning_ratio=ratio,
+                                      ignored_layers=[modules[n] for n in ignored_names], round_to=round_to,
+                                      num_heads=num_heads, prune_num_heads=True, prune_head_dims=False,
+                                      head_pruning_ratio=ratio)
+        _step(pruner, trial, importance, calibration, torch, heads)
+        macs = count_macs(trial, example_input)[0]
+        if best is None or abs(macs - target_macs) < abs(best[1] - target_macs):
+            best = (trial, macs)
+        if abs(macs - target_macs) <= 0.01 * target_macs:
+            break
+        lo, hi = (ratio, hi) if macs > target_macs else (lo, ratio)
+    return best[0], trials
+
+
+def _whole_head_attention(model) -> list:
+    """Attention modules with separate q/k/v/out projections and a fixed ``head_dim`` (Hugging
+    Face's wav2vec2, HuBERT, BERT-style): heads are removed whole, keeping each head's width."""
+    torch = import_torch()
+    found = []
+    for module in model.modules():
+        parts = [getattr(module, n, None) for n in ("q_proj", "k_proj", "v_proj", "out_proj")]
+        if all(isinstance(p, torch.nn.Linear) for p in parts) and isinstance(getattr(module, "head_dim", None), int) \
+                and isinstance(getattr(module, "num_heads", None), int):
+            found.append(module)
+    return found
+
+
+def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset()) -> list:
     """Layers whose output channels cannot be removed without breaking the model: those feeding a
-    GLU (whose halves must stay paired, which the dependency graph cannot see), and those for which
-    removing ``multiple`` channels from a copy makes the forward pass fail."""
+    GLU (whose halves must stay paired, which the dependency graph cannot see), those whose weight
+    is parametrized (weight norm, as in wav2vec2's positional convolution: torch-pruning would cut
+    the computed weight, not the parameters behind it), and those for which removing ``multiple``
+    channels from a copy makes the forward pass fail. ``skip``: layers pruned by whole heads."""
     torch = import_torch()
     tp = import_torch_pruning()
+    from torch.nn.utils import parametrize
+
     unsafe = [(m, "its output feeds a GLU, whose halves must stay paired") for m in _glu_feeders(model, example_input)]
+    unsafe += [(m, "its weight is parametrized (weight norm), which torch-pruning cannot rewrite; this keeps the "
+                   "model width it feeds (the residual stream) whole")
+               for m in model.modules() if parametrize.is_parametrized(m) and m not in ignored]
     names = {m: n for n, m in model.named_modules()}
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
     for module in list(model.modules()):
-        if module in ignored or module in dict(unsafe) or module not in graph.module2node:
+        if module in ignored or module in dict(unsafe) or module in skip or module not in graph.module2node:
             continue
         if isinstance(module, torch.nn.modules.conv._ConvNd):
             if module.groups > 1 and module.groups == module.in_channels:

@@ -10,6 +10,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from edge_speech.backends import model_feeds
 from edge_speech.converters._deps import import_ort_quantization
 
 SCHEMES = ("int8", "int16x8", "dynamic")
@@ -21,7 +22,7 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
              symmetric_activations: bool = False, keep_float: Sequence[str] = (), input_spec=None) -> bytes:
     """The quantized model as bytes.
 
-    ``calibration``: feature arrays [frames, dim] (static schemes; a few dozen utterances are
+    ``calibration``: feature arrays [frames, dim], or sample arrays for waveform models (static schemes; a few dozen utterances are
     enough). ``symmetric_activations`` suits TensorRT. ``keep_float``: node names left in float
     (e.g. from a sensitivity analysis). ``input_spec`` (an :class:`edge_speech.bundle.InputSpec`)
     describes models that take channel-major features or a frame-count input.
@@ -46,10 +47,12 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         if not batches:
             raise ValueError(f"{scheme} static quantization needs calibration data: pass feature arrays of "
                              "representative audio (calib=a folder of WAVs in convert())")
+        spec = input_spec or _default_spec(input_name)
+        rank, what = (1, "samples [samples]") if spec.kind == "waveform" else (2, "features [frames, dim]")
         for i, x in enumerate(batches):
-            if x.ndim != 2 or not np.all(np.isfinite(x)):
-                raise ValueError(f"calibration item {i} must be finite features [frames, dim], got shape {x.shape}")
-        reader = _Reader(input_spec or _default_spec(input_name), batches)
+            if x.ndim != rank or not np.all(np.isfinite(x)):
+                raise ValueError(f"calibration item {i} must be finite {what}, got shape {x.shape}")
+        reader = _Reader(spec, batches)
         activation = q.QuantType.QInt16 if scheme == "int16x8" else q.QuantType.QInt8
         extra = {"ActivationSymmetric": symmetric_activations or scheme == "int16x8",
                  "WeightSymmetric": True}
@@ -70,15 +73,6 @@ def _default_spec(input_name: str):
     return InputSpec(name=input_name)
 
 
-def model_feeds(spec, x: np.ndarray) -> dict:
-    """The ONNX input feed for one utterance's features [frames, dim] as ``spec`` describes."""
-    batch = x[None] if spec.layout == "time_major" else x.T[None]
-    feeds = {spec.name: np.ascontiguousarray(batch, dtype=np.float32)}
-    if spec.length_name:
-        feeds[spec.length_name] = np.array([len(x)], dtype=np.int64)
-    return feeds
-
-
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over feature arrays."""
 
@@ -93,7 +87,7 @@ class _Reader:
 
 
 def sensitivity(onnx_model: bytes, calibration: Sequence[np.ndarray], probe: Sequence[np.ndarray],
-                scheme: str = "int8", input_name: str = "features") -> list:
+                scheme: str = "int8", input_name: str = "features", input_spec=None) -> list:
     """Per-layer quantization error: for every weight-bearing node, the output SNR (dB) against
     float when only that node is quantized; lowest SNR (most sensitive) first."""
     import onnx
@@ -101,10 +95,11 @@ def sensitivity(onnx_model: bytes, calibration: Sequence[np.ndarray], probe: Seq
     from edge_speech.converters.verification import onnx_runner, verify
 
     nodes = [n.name for n in onnx.load_from_string(onnx_model).graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
-    reference = onnx_runner(onnx_model, input_name)
+    reference = onnx_runner(onnx_model, input_name, input_spec=input_spec)
     scores = []
     for name in nodes:
         others = [n for n in nodes if n != name]
-        single = quantize(onnx_model, calibration, scheme=scheme, input_name=input_name, keep_float=others)
-        scores.append((name, verify(reference, onnx_runner(single, input_name), probe).snr_db))
+        single = quantize(onnx_model, calibration, scheme=scheme, input_name=input_name, keep_float=others,
+                          input_spec=input_spec)
+        scores.append((name, verify(reference, onnx_runner(single, input_name, input_spec=input_spec), probe).snr_db))
     return sorted(scores, key=lambda item: item[1])

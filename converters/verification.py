@@ -90,7 +90,8 @@ def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1, in
     or ones with a frame-count input."""
     import onnxruntime as ort
 
-    from edge_speech.converters.quantization import _default_spec, model_feeds
+    from edge_speech.backends import model_feeds
+    from edge_speech.converters.quantization import _default_spec
 
     spec = input_spec or _default_spec(input_name)
     options = ort.SessionOptions()
@@ -118,7 +119,8 @@ def tflite_runner(model: bytes, spec, subsampling: int, threads: int = 1) -> Run
     """A runner over a TFLite model with the runtime's LiteRT backend (chunked as the manifest says)."""
     from edge_speech.backends import LiteRTBackend
 
-    interpreter = LiteRTBackend(model, spec, _tflite_feature_dim(model), subsampling=subsampling, threads=threads)
+    feature_dim = None if spec.kind == "waveform" else _tflite_feature_dim(model)
+    interpreter = LiteRTBackend(model, spec, feature_dim, subsampling=subsampling, threads=threads)
     return interpreter.run
 
 

@@ -1,5 +1,6 @@
-"""Model backends: ONNX Runtime now; every backend runs features [frames, dim] to model
-outputs [frames / subsampling, vocab] behind one small protocol.
+"""Model backends: ONNX Runtime and LiteRT; every backend runs the model input (features
+[frames, dim], or samples [samples] for waveform models) to outputs [output frames, vocab] behind
+one small protocol.
 
 Backends are imported lazily; asking for one that is not installed raises
 :class:`BackendUnavailable` naming the pip extra to install.
@@ -16,7 +17,7 @@ import numpy as np
 from edge_speech.bundle import Bundle, BundleError, InputSpec
 
 __all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "import_litert",
-           "import_onnxruntime"]
+           "import_onnxruntime", "model_feeds"]
 
 
 class BackendUnavailable(ImportError):
@@ -28,7 +29,8 @@ class Backend(Protocol):
     providers: Sequence[str]
 
     def run(self, features: np.ndarray) -> np.ndarray:
-        """float32 features [frames, dim] -> float32 outputs [output_frames, vocab]."""
+        """float32 features [frames, dim] (or samples [samples] for waveform input) -> float32
+        outputs [output_frames, vocab]."""
 
 
 def import_onnxruntime():
@@ -65,7 +67,7 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: int, subsampling: int = 1,
+    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: Optional[int], subsampling: int = 1,
                  threads: Optional[int] = None, providers: Sequence[str] = ("CPUExecutionProvider",),
                  source: str = "model"):
         ort = import_onnxruntime()
@@ -95,15 +97,26 @@ class OnnxBackend:
         inputs = {i.name: i for i in self.session.get_inputs()}
         if input_spec.name not in inputs:
             raise BundleError(f"{source}: the model has no input {input_spec.name!r} (it has {sorted(inputs)})")
-        expected = {input_spec.name} | ({input_spec.length_name} if input_spec.length_name else set())
-        if input_spec.length_name and input_spec.length_name not in inputs:
-            raise BundleError(f"{source}: the model has no length input {input_spec.length_name!r} (it has {sorted(inputs)})")
-        if set(inputs) - expected:
-            raise BundleError(f"{source}: the model has inputs {sorted(set(inputs) - expected)} the manifest does not "
-                              "describe; a frame-count input is named by input.length_name")
-        self.length_dtype = np.int32 if input_spec.length_name and inputs[input_spec.length_name].type == "tensor(int32)" \
-            else np.int64
+        extra = {n for n in (input_spec.length_name, input_spec.mask_name) if n}
+        for what, extra_name in (("length", input_spec.length_name), ("attention-mask", input_spec.mask_name)):
+            if extra_name and extra_name not in inputs:
+                raise BundleError(f"{source}: the model has no {what} input {extra_name!r} (it has {sorted(inputs)})")
+        if set(inputs) - extra - {input_spec.name}:
+            raise BundleError(f"{source}: the model has inputs {sorted(set(inputs) - extra - {input_spec.name})} the "
+                              "manifest does not describe; a frame-count input is named by input.length_name, an "
+                              "attention mask by input.mask_name")
+        self.extra_dtypes = {n: np.int32 if inputs[n].type == "tensor(int32)" else
+                             np.bool_ if inputs[n].type == "tensor(bool)" else np.int64 for n in extra}
         node = inputs[input_spec.name]
+        self.input_dtype = np.int8 if node.type == "tensor(int8)" else np.float32
+        if self.input_dtype != np.float32:
+            raise BundleError(f"{source}: model input type {node.type} is not supported yet (float32 inputs only)")
+        self.output_name = self.session.get_outputs()[0].name
+        if input_spec.kind == "waveform":
+            if len(node.shape) != 2:
+                raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape}; a waveform "
+                                  "model takes [batch, samples]")
+            return
         if len(node.shape) != 3:
             raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape}; "
                               "expected 3 dimensions [batch, frames, dim] or [batch, dim, frames]")
@@ -120,20 +133,12 @@ class OnnxBackend:
                 raise BundleError(f"{source}: model input has a fixed {fixed} frames, but the manifest's chunking "
                                   f"gives windows of {window}; fixed-shape models need input.chunk_frames and contexts "
                                   "that add up to the model's frame count")
-        self.input_dtype = np.int8 if node.type == "tensor(int8)" else np.float32
-        if self.input_dtype != np.float32:
-            raise BundleError(f"{source}: model input type {node.type} is not supported yet (float32 inputs only)")
-        self.output_name = self.session.get_outputs()[0].name
 
     def run(self, features: np.ndarray) -> np.ndarray:
         return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
-        x = window[None] if self.input_spec.layout == "time_major" else window.T[None]
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        feeds = {self.input_spec.name: x}
-        if self.input_spec.length_name:
-            feeds[self.input_spec.length_name] = np.array([len(window)], dtype=self.length_dtype)
+        feeds = model_feeds(self.input_spec, window, self.extra_dtypes)
         out = self.session.run([self.output_name], feeds)[0]
         if out.ndim != 3 or out.shape[0] != 1:
             raise BundleError(f"model output has shape {out.shape}; expected [1, frames, vocab]")
@@ -146,7 +151,7 @@ class LiteRTBackend:
 
     name = "tflite"
 
-    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: int, subsampling: int = 1,
+    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: Optional[int], subsampling: int = 1,
                  threads: Optional[int] = None, source: str = "model"):
         Interpreter = import_litert()
         try:
@@ -162,6 +167,14 @@ class LiteRTBackend:
             raise BundleError(f"{source}: the TFLite model has {len(inputs)} inputs; edge_speech feeds one")
         self.input, self.output = inputs[0], self.interpreter.get_output_details()[0]
         shape = list(self.input["shape_signature"])
+        if input_spec.kind == "waveform":
+            if len(shape) != 2:
+                raise BundleError(f"{source}: TFLite input has shape {shape}; a waveform model takes [1, samples]")
+            self.fixed_frames = shape[1] if shape[1] > 0 else None
+            if self.fixed_frames is not None:
+                raise BundleError(f"{source}: the TFLite waveform model has a fixed {self.fixed_frames} samples; "
+                                  "waveform models must keep a dynamic sample axis (whole utterances)")
+            return
         if len(shape) != 3:
             raise BundleError(f"{source}: TFLite input has shape {shape}; expected [1, frames, dim] or [1, dim, frames]")
         dim_axis, time_axis = (2, 1) if input_spec.layout == "time_major" else (1, 2)
@@ -179,7 +192,7 @@ class LiteRTBackend:
         return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
-        x = window[None] if self.input_spec.layout == "time_major" else window.T[None]
+        x = model_feeds(self.input_spec, window)[self.input_spec.name]
         if self.fixed_frames is None and tuple(self.input["shape"]) != x.shape:
             self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
             self.interpreter.allocate_tensors()
@@ -207,6 +220,23 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
         return y
     scale, zero_point = detail["quantization"]
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def model_feeds(spec: InputSpec, x: np.ndarray, extra_dtypes: Optional[dict] = None) -> dict:
+    """The model's input feed for one utterance (or window) as ``spec`` describes it: features
+    [frames, dim] in its layout, or samples [samples] as [1, samples]; plus the length input
+    (frames or samples) and the attention mask (ones) when the spec names them."""
+    if spec.kind == "waveform":
+        batch = x[None]
+    else:
+        batch = x[None] if spec.layout == "time_major" else x.T[None]
+    feeds = {spec.name: np.ascontiguousarray(batch, dtype=np.float32)}
+    dtypes = extra_dtypes or {}
+    if spec.length_name:
+        feeds[spec.length_name] = np.array([len(x)], dtype=dtypes.get(spec.length_name, np.int64))
+    if spec.mask_name:
+        feeds[spec.mask_name] = np.ones(batch.shape[:2], dtype=dtypes.get(spec.mask_name, np.int64))
+    return feeds
 
 
 def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray, spec: InputSpec,
@@ -258,12 +288,12 @@ def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int]
         raise BundleError(f"{bundle.source}: the bundle has no {backend} model (it has {sorted(bundle.model_bytes)})")
     threads = threads if threads is not None else _default_threads()
     if backend == "tflite":
-        return LiteRTBackend(bundle.model_bytes["tflite"], manifest.input_for("tflite"), manifest.features.dim,
+        return LiteRTBackend(bundle.model_bytes["tflite"], manifest.input_for("tflite"), manifest.input_dim,
                              subsampling=manifest.subsampling_factor, threads=threads, source=bundle.source)
     if not providers:  # CPU; XNNPACK first when this onnxruntime build has it (most PyPI builds do not)
         has_xnnpack = "XnnpackExecutionProvider" in import_onnxruntime().get_available_providers()
         providers = ("XnnpackExecutionProvider",) * has_xnnpack + ("CPUExecutionProvider",)
-    return OnnxBackend(bundle.model_bytes["onnx"], manifest.input_for("onnx"), manifest.features.dim,
+    return OnnxBackend(bundle.model_bytes["onnx"], manifest.input_for("onnx"), manifest.input_dim,
                        subsampling=manifest.subsampling_factor, threads=threads, providers=providers,
                        source=bundle.source)
 

@@ -30,11 +30,12 @@ from edge_speech.features import FeatureConfig
 __all__ = ["Bundle", "BundleError", "InputSpec", "Manifest", "METADATA_KEY", "SCHEMA_VERSION", "pack_bundle",
            "write_bundle"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added waveform input; manifests that do not use it are still written as 1
 METADATA_KEY = "edge_speech.manifest"
 MANIFEST_NAME = "manifest.json"
 MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
+INPUT_KINDS = ("features", "waveform")
 _MAX_MEMBER_BYTES = 1 << 31
 DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon")
 
@@ -45,7 +46,14 @@ class BundleError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """How features enter the model.
+    """How the model's input is made and fed.
+
+    ``kind``: ``"features"`` (the manifest's feature config computes them) or ``"waveform"``:
+    the model takes the samples themselves, [1, samples] float32 at the bundle's rate (wav2vec2
+    style; the manifest's ``subsampling_factor`` is then samples per output frame), zero-mean
+    unit-variance normalised per utterance when ``normalize`` is set (Hugging Face's
+    ``do_normalize``). ``mask_name`` names an attention-mask input (ones, shaped like the
+    waveform) when the export has one.
 
     ``layout``: ``"time_major"`` feeds [1, frames, dim], ``"channel_major"`` feeds [1, dim, frames].
     Fixed-shape models (``chunk_frames`` set) see windows of ``left_context_frames +
@@ -57,6 +65,9 @@ class InputSpec:
     name: str = "features"
     layout: str = "time_major"
     length_name: Optional[str] = None  # a second input taking the frame count (NeMo/ESPnet exports)
+    kind: str = "features"
+    normalize: bool = False
+    mask_name: Optional[str] = None
     chunk_frames: Optional[int] = None
     left_context_frames: int = 0
     right_context_frames: int = 0
@@ -65,6 +76,12 @@ class InputSpec:
     stream_context_frames: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.kind not in INPUT_KINDS:
+            raise BundleError(f"input kind must be one of {INPUT_KINDS}, got {self.kind!r}")
+        if self.normalize and self.kind != "waveform":
+            raise BundleError("input normalize applies to waveform input only (features have their own CMVN)")
+        if self.kind == "waveform" and self.chunk_frames is not None:
+            raise BundleError("waveform input runs whole utterances; chunk_frames is for feature input")
         if self.layout not in ("time_major", "channel_major"):
             raise BundleError(f"input layout must be 'time_major' or 'channel_major', got {self.layout!r}")
         if self.chunk_frames is not None and self.chunk_frames < 1:
@@ -82,7 +99,7 @@ class Manifest:
 
     kind: str
     sample_rate: int
-    features: FeatureConfig
+    features: Optional[FeatureConfig]  # None for waveform input
     tokens: Tuple[str, ...]
     models: Mapping[str, str]
     blank_id: int = 0
@@ -99,9 +116,11 @@ class Manifest:
     # Decoder defaults: "lm" (an ARPA file among ``files``, .gz allowed), "lm_weight",
     # "word_bonus", "beam", "lexicon" (restrict words to the LM's unigrams)
     decoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Optional[int] = None  # None: the lowest version that describes this manifest
 
     def __post_init__(self) -> None:
+        if self.schema_version is None:
+            object.__setattr__(self, "schema_version", 2 if self.waveform_input else 1)
         if self.kind not in MODEL_KINDS:
             raise BundleError(f"manifest kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
@@ -115,12 +134,32 @@ class Manifest:
         unknown = set(self.models) - set(MODEL_FORMATS.values())
         if unknown or not self.models:
             raise BundleError(f"manifest models must map 'onnx' and/or 'tflite' to file names, got {dict(self.models)}")
+        kinds = {spec.kind for spec in (self.input, *self.format_inputs.values())}
+        if len(kinds) > 1:
+            raise BundleError(f"manifest mixes input kinds {sorted(kinds)} across formats")
+        if self.waveform_input:
+            if self.features is not None:
+                raise BundleError("manifest has waveform input and a feature config; a waveform model takes no features")
+            if self.schema_version < 2:
+                raise BundleError(f"waveform input needs schema_version 2, the manifest says {self.schema_version}")
+            return
+        if self.features is None:
+            raise BundleError("manifest has feature input but no feature config")
         try:
             self.features.check(self.sample_rate)
         except ValueError as err:
             raise BundleError(f"manifest feature config does not work at {self.sample_rate} Hz: {err}") from None
         _check_decoder_defaults(self.decoder)
 
+    @property
+    def waveform_input(self) -> bool:
+        """The model takes samples, not features (see :class:`InputSpec`)."""
+        return self.input.kind == "waveform"
+
+    @property
+    def input_dim(self) -> Optional[int]:
+        """Values per input frame: the feature dimension, None for waveform input."""
+        return None if self.features is None else self.features.dim
     def input_for(self, fmt: str) -> InputSpec:
         """The input spec of one model format (TFLite models are usually fixed-shape chunks)."""
         return self.format_inputs.get(fmt, self.input)
@@ -128,15 +167,16 @@ class Manifest:
     @property
     def frame_shift_s(self) -> float:
         """Seconds between model output frames."""
-        return self.features.frame_shift(self.sample_rate) / self.sample_rate * self.subsampling_factor
+        input_shift = 1 if self.features is None else self.features.frame_shift(self.sample_rate)
+        return input_shift / self.sample_rate * self.subsampling_factor
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "schema_version": self.schema_version,
             "name": self.name,
             "kind": self.kind,
             "sample_rate": self.sample_rate,
-            "features": self.features.to_dict(),
+            "features": None if self.features is None else self.features.to_dict(),
             "tokens": list(self.tokens),
             "blank_id": self.blank_id,
             "subsampling_factor": self.subsampling_factor,
@@ -151,6 +191,9 @@ class Manifest:
             "verification": dict(self.verification),
             "decoder": dict(self.decoder),
         }
+        if self.features is None:
+            del data["features"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -167,11 +210,14 @@ class Manifest:
                               f"({SCHEMA_VERSION}); upgrade edge-speech")
         if version < 1:
             raise BundleError(f"{source}: invalid schema_version {version}")
-        for key in ("kind", "sample_rate", "features", "tokens", "models"):
+        for key in ("kind", "sample_rate", "tokens", "models"):
             if key not in data:
                 raise BundleError(f"{source}: missing required key {key!r}")
+        waveform = isinstance(data.get("input"), Mapping) and data["input"].get("kind") == "waveform"
+        if "features" not in data and not waveform:
+            raise BundleError(f"{source}: missing required key 'features'")
         try:
-            features = FeatureConfig.from_dict(data["features"])
+            features = FeatureConfig.from_dict(data["features"]) if "features" in data else None
         except (TypeError, ValueError) as err:
             raise BundleError(f"{source}: invalid feature config: {err}") from None
         tokens = data["tokens"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -130,6 +131,22 @@ def _convert(args: argparse.Namespace) -> int:
         raise ValueError(str(err)) from None
     import torch
 
+    evaluation = None
+    if args.eval:
+        evaluation = [(path, text) for path, text in (line.rstrip("\n").split("\t", 1)
+                                                      for line in open(args.eval, encoding="utf-8") if "\t" in line)]
+    if args.model and os.path.isdir(args.model):  # a Hugging Face Wav2Vec2ForCTC directory
+        if args.factory or args.tokens:
+            raise ValueError(f"{args.model} is a model directory: it brings its own model and tokens "
+                             "(drop --factory/--tokens)")
+        report = converters.convert_wav2vec2(
+            args.model, calib=args.calib, eval=evaluation, prune=args.prune,
+            quantize=None if args.quantize == "float" else args.quantize, formats=tuple(args.formats.split(",")),
+            target=args.target, out=args.output, name=args.name, max_accuracy_drop=args.max_accuracy_drop)
+        print(json.dumps(report.to_dict(), indent=2, default=float))
+        return 0
+    if not args.factory or not args.tokens:
+        raise ValueError("convert needs --factory and --tokens (or a Hugging Face Wav2Vec2ForCTC directory as MODEL)")
     module_name, _, function = args.factory.partition(":")
     if not function:
         raise ValueError(f"--factory must be module:function, got {args.factory!r}")
@@ -139,10 +156,6 @@ def _convert(args: argparse.Namespace) -> int:
     tokens = [line.rstrip("\n").split(" ")[0] if args.tokens.endswith(".txt") and " " in line else line.rstrip("\n")
               for line in open(args.tokens, encoding="utf-8") if line.strip("\n")]
     config = features.FeatureConfig.preset(args.features)
-    evaluation = None
-    if args.eval:
-        evaluation = [(path, text) for path, text in (line.rstrip("\n").split("\t", 1)
-                                                     for line in open(args.eval, encoding="utf-8") if "\t" in line)]
     report = converters.convert(
         model, torch.zeros(1, 200, config.dim), config, tokens, calib=args.calib, eval=evaluation,
         prune=args.prune, quantize=None if args.quantize == "float" else args.quantize,
@@ -210,7 +223,8 @@ def _info(args: argparse.Namespace) -> int:
         "kind": m.kind,
         "schema_version": m.schema_version,
         "sample_rate": m.sample_rate,
-        "features": f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift",
+        "features": (f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift" if m.features
+                     else "none: waveform input" + (", normalised per utterance" if m.input.normalize else "")),
         "tokens": len(m.tokens),
         "frame_shift_s": round(m.frame_shift_s, 4),
         "input": f"{m.input.layout}" + (f", chunks of {m.input.chunk_frames} (+{m.input.left_context_frames}/"
@@ -275,9 +289,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_bench)
     p = sub.add_parser("convert", help="prune, quantize, export and verify a PyTorch CTC model into a bundle")
-    p.add_argument("model", nargs="?", help="checkpoint (state dict or safetensors); omit to use the factory's weights")
-    p.add_argument("--factory", required=True, help="module:function returning the nn.Module (features [B,T,D] -> log-probs)")
-    p.add_argument("--tokens", required=True, help="one token per line (blank first); sherpa-style 'token id' lines work")
+    p.add_argument("model", nargs="?", help="checkpoint (state dict or safetensors; omit to use the factory's weights), "
+                   "or a local Hugging Face Wav2Vec2ForCTC directory (config, weights, vocab.json)")
+    p.add_argument("--factory", help="module:function returning the nn.Module (features [B,T,D] -> log-probs)")
+    p.add_argument("--tokens", help="one token per line (blank first); sherpa-style 'token id' lines work")
     p.add_argument("--features", default="kaldi-fbank", choices=sorted(features.PRESETS))
     p.add_argument("--calib", help="folder of calibration WAVs (required for int8)")
     p.add_argument("--eval", help="TSV of 'wav path<TAB>transcript' lines for CER before and after each step")

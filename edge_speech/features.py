@@ -38,6 +38,7 @@ __all__ = [
     "compute",
     "compute_cmvn_stats",
     "load_cmvn_stats",
+    "normalize_waveform",
 ]
 
 # Native enum values, by the names the Python API uses.
@@ -290,6 +291,15 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         num_ceps=13, cepstral_lifter=0.0, use_energy=False,
     ),
 }
+
+
+def normalize_waveform(samples: Any) -> np.ndarray:
+    """Zero mean, unit variance over the whole utterance (float32): the input normalisation of
+    waveform models such as wav2vec2 (Hugging Face's ``do_normalize``, same 1e-7 variance floor)."""
+    x = _as_samples(samples).astype(np.float64)
+    if x.size == 0:
+        return x.astype(np.float32)
+    return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)
 
 
 def compute(samples: Any, sample_rate: float, config: Optional[FeatureConfig] = None) -> np.ndarray:

@@ -1,4 +1,6 @@
 """The recognizer: audio -> native front end -> model backend -> native CTC decoder -> text.
+(Waveform bundles, such as converted wav2vec2 models, skip the feature front end: the model
+takes the samples, normalised per utterance when the manifest says so.)
 
     from edge_speech import Recognizer
     rec = Recognizer.from_bundle("bundle_dir_or.zip")
@@ -137,9 +139,9 @@ class Recognizer:
         samples = audio.load_audio(source, self.manifest.sample_rate)
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         t0 = time.perf_counter()
-        feats = self._extractor()(samples)
+        model_input = self._front_end(samples)
         t1 = time.perf_counter()
-        log_probs = self.log_probs_from_features(feats)
+        log_probs = self.log_probs_from_features(model_input)
         t2 = time.perf_counter()
         result = decoder.decode(log_probs)
         t3 = time.perf_counter()
@@ -169,9 +171,11 @@ class Recognizer:
 
     def log_probs(self, samples: np.ndarray) -> np.ndarray:
         """Model log-probabilities [frames, vocab] for mono float32 samples at the bundle's rate."""
-        return self.log_probs_from_features(self._extractor()(samples))
+        return self.log_probs_from_features(self._front_end(samples))
 
     def log_probs_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """Log-probabilities for the model's own input: features [frames, dim], or the
+        (normalised) samples of a waveform bundle."""
         if len(feats) == 0:
             return np.zeros((0, len(self.manifest.tokens)), dtype=np.float32)
         out = self.backend.run(feats)
@@ -191,6 +195,11 @@ class Recognizer:
         manifest's ``input.stream_context_frames`` (the model's receptive field), else 16 and 8.
         Fixed-shape models use their manifest's chunking. When the context covers the receptive
         field, the final result equals the offline one."""
+        if self.manifest.waveform_input:
+            # Chunked windows would change what a full-attention encoder sees, and the
+            # per-utterance normalisation needs the whole utterance: no streaming equal to offline.
+            raise NotImplementedError(f"{self.bundle.source}: streaming is not supported for waveform-input bundles "
+                                      "(e.g. wav2vec2); transcribe whole utterances with transcribe()")
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         spec = self.manifest.input_for(self.backend.name)
         sub = self.manifest.subsampling_factor
@@ -206,6 +215,14 @@ class Recognizer:
                                 fixed_shape=spec.chunk_frames is not None)
 
     # -- internals ------------------------------------------------------------------------
+    def _front_end(self, samples: np.ndarray) -> np.ndarray:
+        """Samples at the bundle's rate -> the model's input."""
+        if self.manifest.waveform_input:
+            if self.manifest.input_for(self.backend.name).normalize:
+                return features.normalize_waveform(samples)
+            return np.ascontiguousarray(samples, dtype=np.float32)
+        return self._extractor()(samples)
+
     def _extractor(self) -> features.FeatureExtractor:
         extractor = getattr(self._per_thread, "extractor", None)
         if extractor is None:

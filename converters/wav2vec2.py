@@ -1,0 +1,176 @@
+"""Local Hugging Face ``Wav2Vec2ForCTC`` directories (no hub access): the model, its tokens and
+its input normalisation, ready for :func:`edge_speech.converters.convert`.
+
+A directory holds ``config.json``, the weights (``model.safetensors``, or ``pytorch_model.bin``
+read with ``weights_only=True``), the tokenizer's ``vocab.json`` (optionally
+``tokenizer_config.json`` and ``added_tokens.json``) and the feature extractor's
+``preprocessor_config.json``. The tokenizer's word delimiter (``|``) becomes the space token our
+decoders split words on, and the pad token is the CTC blank, as in Hugging Face's CTC loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+from edge_speech.converters._deps import import_torch
+from edge_speech.converters.loading import read_state_dict
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclasses.dataclass(frozen=True)
+class Wav2Vec2Source:
+    """What :func:`load_wav2vec2` read. ``model`` maps waveforms [batch, samples] to CTC logits
+    [batch, frames, vocab]; ``samples_per_frame`` is the product of the conv strides."""
+
+    model: Any
+    tokens: Tuple[str, ...]
+    blank_id: int
+    normalize: bool
+    sample_rate: int
+    samples_per_frame: int
+    directory: str
+
+
+def load_wav2vec2(directory: "str | Path") -> Wav2Vec2Source:
+    """Reads a local ``Wav2Vec2ForCTC`` directory (see the module doc); nothing is downloaded."""
+    import_torch()
+    try:
+        from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+    except ImportError:
+        raise ImportError("wav2vec2 conversion needs transformers: pip install 'edge-speech[converter]'") from None
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory (expected a Hugging Face Wav2Vec2ForCTC save_pretrained folder)")
+    config_data = _read_json(root, "config.json", required=True)
+    if config_data.get("model_type") != "wav2vec2":
+        raise ValueError(f"{root}/config.json: model_type {config_data.get('model_type')!r}; only 'wav2vec2' "
+                         "(Wav2Vec2ForCTC) directories are supported")
+    config = Wav2Vec2Config.from_dict(config_data)
+    weights = next((root / name for name in WEIGHT_FILES if (root / name).is_file()), None)
+    if weights is None:
+        sharded = [p.name for p in root.glob("*.index.json")]
+        hint = f" (sharded checkpoints such as {sharded[0]} are not supported)" if sharded else ""
+        raise FileNotFoundError(f"{root}: no weights; expected one of {', '.join(WEIGHT_FILES)}{hint}")
+    state = _current_weight_names(read_state_dict(weights))
+    model = Wav2Vec2ForCTC(config)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{weights}: weights do not fit config.json ({str(err).splitlines()[-1].strip()})") from None
+    # masked_spec_embed only serves training-time masking; older exports leave it out.
+    missing = [k for k in missing if not k.endswith("masked_spec_embed")]
+    if missing or unexpected:
+        raise ValueError(f"{weights}: weights do not fit config.json (missing {missing[:5]}, unexpected {list(unexpected)[:5]})")
+    tokens, blank_id = _tokens(root, config)
+    preprocessor = _read_json(root, "preprocessor_config.json", required=False)
+    rate = int(preprocessor.get("sampling_rate", 16000))
+    model = ctc_logits_module()(model.eval()).eval()
+    return Wav2Vec2Source(model=model, tokens=tokens, blank_id=blank_id,
+                          normalize=bool(preprocessor.get("do_normalize", True)), sample_rate=rate,
+                          samples_per_frame=math.prod(config.conv_stride), directory=str(root))
+
+
+@functools.lru_cache(maxsize=1)
+def ctc_logits_module():
+    """The wrapper class (built on first use, so importing this module needs no torch)."""
+    torch = import_torch()
+
+    class Wav2Vec2Logits(torch.nn.Module):
+        """waveform [batch, samples] -> CTC logits [batch, frames, vocab] (no attention mask:
+        one unpadded utterance per call, which is how the runtime feeds it)."""
+
+        def __init__(self, hf_model):
+            super().__init__()
+            self.hf = hf_model
+
+        def forward(self, waveform):
+            return self.hf(waveform).logits
+
+    return Wav2Vec2Logits
+
+
+def _tokens(root: Path, config) -> Tuple[Tuple[str, ...], int]:
+    vocab = _read_json(root, "vocab.json", required=True)
+    if vocab and all(isinstance(v, dict) for v in vocab.values()):
+        raise ValueError(f"{root}/vocab.json holds per-language vocabularies ({', '.join(list(vocab)[:4])}); "
+                         "save the processor with one target language")
+    vocab = {**vocab, **_read_json(root, "added_tokens.json", required=False)}
+    if not all(isinstance(i, int) for i in vocab.values()):
+        raise ValueError(f"{root}/vocab.json must map tokens to integer ids")
+    by_id: Dict[int, str] = {}
+    for token, index in vocab.items():
+        if index in by_id:
+            raise ValueError(f"{root}/vocab.json: id {index} is used by both {by_id[index]!r} and {token!r}")
+        by_id[index] = token
+    if sorted(by_id) != list(range(len(by_id))):
+        raise ValueError(f"{root}/vocab.json: ids must be 0..{len(by_id) - 1} without gaps")
+    if len(by_id) != config.vocab_size:
+        raise ValueError(f"{root}: the tokenizer has {len(by_id)} tokens but the model outputs "
+                         f"{config.vocab_size} classes (config.json vocab_size)")
+    tokenizer = _read_json(root, "tokenizer_config.json", required=False)
+    delimiter = tokenizer.get("word_delimiter_token", "|")
+    pad = tokenizer.get("pad_token", "<pad>")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    blank_id = config.pad_token_id if config.pad_token_id is not None else vocab.get(pad)
+    if blank_id is None or not 0 <= blank_id < len(by_id):
+        raise ValueError(f"{root}: no CTC blank: config.json has no valid pad_token_id and the vocab has no {pad!r}")
+    tokens = [" " if t == delimiter else t for _, t in sorted(by_id.items())]
+    return tuple(tokens), int(blank_id)
+
+
+def _current_weight_names(state: Dict[str, Any]) -> Dict[str, Any]:
+    """Older transformers saved the positional conv's weight norm as weight_g/weight_v; today's
+    modules hold it as a parametrization."""
+    renamed = {}
+    for key, value in state.items():
+        if key.endswith("pos_conv_embed.conv.weight_g"):
+            key = key[:-len("weight_g")] + "parametrizations.weight.original0"
+        elif key.endswith("pos_conv_embed.conv.weight_v"):
+            key = key[:-len("weight_v")] + "parametrizations.weight.original1"
+        renamed[key] = value
+    return renamed
+
+
+def _read_json(root: Path, name: str, required: bool) -> dict:
+    path = root / name
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{root}: missing {name} (a Wav2Vec2ForCTC directory needs config.json, "
+                                    "model.safetensors or pytorch_model.bin, and the processor's vocab.json)")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def convert_wav2vec2(directory: "str | Path", *, out: "str | Path" = "bundle", example_seconds: float = 1.0,
+                     **options: Any):
+    """A local ``Wav2Vec2ForCTC`` directory to a verified waveform bundle: :func:`convert` with
+    the directory's tokens, blank, normalisation and frame rate. ``options`` are convert()'s
+    (``calib``, ``eval``, ``prune``, ``quantize``, ``formats``, ``target``, ...); calibration and
+    evaluation audio are fed as the runtime will feed them (normalised samples)."""
+    torch = import_torch()
+    from edge_speech.bundle import InputSpec
+    from edge_speech.converters.pipeline import convert
+
+    source = load_wav2vec2(directory)
+    for key in ("feature_config", "tokens", "input_spec", "subsampling_factor", "blank_id", "sample_rate"):
+        if key in options:
+            raise TypeError(f"convert_wav2vec2 takes {key} from the model directory, not as an argument")
+    # Pruning counts MACs on this example; speech-level noise exercises every layer.
+    example = 0.1 * torch.randn(1, int(example_seconds * source.sample_rate), generator=torch.Generator().manual_seed(0))
+    spec = InputSpec(name="waveform", kind="waveform", normalize=source.normalize)
+    options.setdefault("name", Path(directory).name)
+    return convert(source.model, example, None, source.tokens, out=out, blank_id=source.blank_id,
+                   sample_rate=source.sample_rate, input_spec=spec, subsampling_factor=source.samples_per_frame,
+                   output_is_log_probs=False, **options)
