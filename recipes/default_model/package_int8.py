@@ -3,7 +3,9 @@ package's embedded default model (edge_speech/models/default), recording the ver
 its manifest. Run by path, after export.py:
 
     .venv/bin/python recipes/default_model/package_int8.py --fp32 recipes/default_model/bundle_fp32 \
-        --data /work/data/default_model --out edge_speech/models/default
+        --data /work/data/default_model --out edge_speech/models/default [--lm lm.arpa.gz ...]
+
+With ``--lm`` the bundle also ships that word LM (build_lm.py) as its default search.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import dataclasses
 
 from edge_speech import converters
-from edge_speech.bundle import Bundle
+from edge_speech.bundle import Bundle, write_bundle
 
 
 def main() -> None:
@@ -28,6 +30,11 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=100, help="held-out utterances used to verify")
     parser.add_argument("--stream-context-frames", type=int, default=264,
                         help="input frames each side that streaming needs: the model's receptive field (±2.6 s)")
+    parser.add_argument("--lm", type=Path, help="ARPA LM (.arpa or .arpa.gz) to ship as the default search")
+    parser.add_argument("--lm-weight", type=float, default=0.5)
+    parser.add_argument("--word-bonus", type=float, default=0.0)
+    parser.add_argument("--beam", type=int, default=16)
+    parser.add_argument("--lexicon", action="store_true", help="restrict words to the LM's vocabulary")
     args = parser.parse_args()
     fp32 = Bundle.load(args.fp32)
     m = fp32.manifest
@@ -46,6 +53,14 @@ def main() -> None:
                                      subsampling_factor=m.subsampling_factor, calib=calib, eval=evaluation,
                                      quantize="int8", out=out, sample_rate=m.sample_rate, blank_id=m.blank_id,
                                      name=m.name + "-int8", output_is_log_probs=m.output_is_log_probs)
+    if args.lm:
+        bundle = Bundle.load(out)
+        decoder = {"lm": args.lm.name, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
+                   "beam": args.beam, "lexicon": args.lexicon}
+        write_bundle(out, dataclasses.replace(bundle.manifest, files={}, decoder=decoder),
+                     {name: bundle.model_bytes[fmt] for fmt, name in bundle.manifest.models.items()}
+                     | {args.lm.name: args.lm.read_bytes()})
+        Bundle.load(out)  # checks the LM's checksum entry
     print(json.dumps(report.to_dict(), indent=2, default=float))
 
 

@@ -159,10 +159,12 @@ def voice_pool(split: str):
     return pool
 
 
-def to_16k(src: str, dst: str, tempo: float = 1.0, gain_db: float = 0.0) -> None:
+def to_16k(src: str, dst: str, tempo: float = 1.0, gain_db: float = 0.0, pitch_cents: float = 0.0) -> None:
     cmd = ["sox", "-q", src, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", dst]
     if abs(tempo - 1.0) > 1e-3:
         cmd += ["tempo", "-s", f"{tempo:.3f}"]
+    if pitch_cents:
+        cmd += ["pitch", f"{pitch_cents:.0f}"]
     cmd += ["gain", "-n", f"{gain_db:.1f}"]   # normalise peak to gain_db dBFS
     subprocess.run(cmd, check=True)
 
@@ -178,6 +180,9 @@ def synth_job(job) -> list:
             raw = os.path.join(tmp, uid + ".wav")
             dst = os.path.join(out, "wav", split, uid + ".wav")
             gain = -rng.uniform(1, 10)
+            # All training flite/festival voices are male: shifting pitch and formants up (sox
+            # `pitch` scales the whole spectrum) on half of them stands in for higher voices.
+            shift = rng.uniform(250, 600) if split == "train" and engine != "espeak" and rng.random() < 0.5 else 0.0
             if os.path.exists(dst) and os.path.getsize(dst) > 44:     # resume: keep what exists
                 rows.append((uid, engine, voice, text, dst))
                 continue
@@ -193,12 +198,12 @@ def synth_job(job) -> list:
                        "--setf", f"int_f0_target_mean={rng.randint(80, 130) if voice != 'slt' else rng.randint(150, 210)}",
                        "-t", text, "-o", raw]
                 subprocess.run(cmd, check=True)
-                to_16k(raw, dst, gain_db=gain)
+                to_16k(raw, dst, gain_db=gain, pitch_cents=shift)
             else:
                 stretch = rng.uniform(0.85, 1.25)
                 fest_lines.append(f"({voice})\n(Parameter.set 'Duration_Stretch {stretch:.2f})\n"
                                   f"(utt.save.wave (utt.synth (Utterance Text \"{text}\")) \"{raw}\" 'riff)\n")
-                fest_items.append((uid, engine, voice, text, raw, dst, gain))
+                fest_items.append((uid, engine, voice, text, raw, dst, gain, shift))
                 continue
             rows.append((uid, engine, voice, text, dst))
         if fest_lines:
@@ -206,9 +211,9 @@ def synth_job(job) -> list:
             Path(script).write_text("".join(fest_lines))
             subprocess.run(["festival", "-b", script], check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-            for uid, engine, voice, text, raw, dst, gain in fest_items:
+            for uid, engine, voice, text, raw, dst, gain, shift in fest_items:
                 if os.path.exists(raw):
-                    to_16k(raw, dst, gain_db=gain)
+                    to_16k(raw, dst, gain_db=gain, pitch_cents=shift)
                     rows.append((uid, engine, voice, text, dst))
     result = []
     for uid, engine, voice, text, dst in rows:
