@@ -5,10 +5,11 @@
     for event in listen.listen(rec, listen.MicrophoneSource(), grammar="commands.yaml", wake="hey computer"):
         print(event.to_json())
 
-The acoustic model runs only while the VAD hears speech (plus a short pre-roll): an idle device
-spends its CPU on the VAD alone. An utterance ends after ``trailing_silence_s`` of silence or at
-``max_utterance_s``. With ``wake``, utterances are first matched against the wake phrase; after it,
-commands are recognised for ``wake_window_s`` seconds.
+The acoustic model runs only while the VAD (energy or Silero, :mod:`edge_speech.vad`) hears
+speech (plus a short pre-roll): an idle device spends its CPU on the VAD alone. An utterance
+ends after ``trailing_silence_s`` of silence or at ``max_utterance_s``. With ``wake``, utterances
+are first matched against the wake phrase; after it, commands are recognised for
+``wake_window_s`` seconds.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any, Iterable, Iterator, List, Optional
 
 import numpy as np
 
-from edge_speech import _native, audio
+from edge_speech import audio
 from edge_speech.recognizer import Recognizer, Transcript
+from edge_speech.vad import create_vad
 
 __all__ = ["ArraySource", "EndpointConfig", "Event", "MicrophoneSource", "WavSource", "list_devices", "listen"]
 
@@ -191,12 +193,16 @@ class MicrophoneSource:
 
 def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_threshold: float = 0.5,
            wake: Optional[str] = None, wake_threshold: float = 0.5, wake_window_s: float = 5.0,
-           endpoint: EndpointConfig = EndpointConfig(), vad_options: Optional[dict] = None) -> Iterator[Event]:
+           endpoint: EndpointConfig = EndpointConfig(), vad: str = "energy",
+           vad_options: Optional[dict] = None) -> Iterator[Event]:
     """Events from a live source: ``partial`` while speaking, ``final`` per utterance, and with a
-    grammar ``intent`` (or a final with ``intent`` None when the speech was not a command)."""
+    grammar ``intent`` (or a final with ``intent`` None when the speech was not a command).
+
+    ``vad``: ``energy`` (the native energy VAD) or ``silero`` (Silero VAD through ONNX Runtime);
+    ``vad_options`` go to its constructor (see :mod:`edge_speech.vad`)."""
     rate = int(source.sample_rate)
-    vad = _native.EnergyVad(sample_rate_hz=float(rate), **(vad_options or {}))
-    frame_s = vad.frame_length / rate
+    detector = create_vad(vad, rate, vad_options)
+    frame_s = detector.frame_seconds
     wake_grammar = None
     if wake:
         phrase = " ".join(wake.lower().split())
@@ -209,7 +215,7 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
     t = 0.0  # seconds consumed
 
     for chunk in _pieces(source, rate):
-        decisions = vad.accept(np.ascontiguousarray(chunk, dtype=np.float32))
+        decisions = detector.accept(np.ascontiguousarray(chunk, dtype=np.float32))
         t_end = t + len(chunk) / rate
         if stream is None:
             pre_roll.append(chunk)
@@ -241,7 +247,7 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
                     awake_until = t + wake_window_s
                 yield event
             stream = None
-            vad.reset()
+            detector.reset()
     if stream is not None:
         yield from _final_events(stream, for_wake, start_s, t)
 
