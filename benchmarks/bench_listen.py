@@ -154,9 +154,7 @@ def spoken_commands(pairs: list, renditions: int, rng: random.Random) -> list:
         for intent, phrase in INTENT_PHRASES.items():
             for _ in range(renditions):
                 slots = {name: rng.choice(SLOTS[name]) for name in SLOTS if "{" + name + "}" in phrase}
-                spoken = phrase.format(**slots)
-                slots.pop("direction", None)  # part of the phrase in the grammar's sense, not asked for
-                out.append((engine, voice, spoken, rng.randrange(2 ** 31), intent, slots))
+                out.append((engine, voice, phrase.format(**slots), rng.randrange(2 ** 31), intent, slots))
     return out
 
 
