@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edge_speech import __version__, audio, features, targets
+from edge_speech.vad import KINDS as VAD_KINDS
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -176,8 +177,11 @@ def _listen(args: argparse.Namespace) -> int:
         device = int(args.device) if args.device and args.device.isdigit() else args.device
         source = listen.MicrophoneSource(device)
     try:
+        vad_options = {"model_path": args.silero_model} if args.silero_model else None
+        if vad_options and args.vad != "silero":
+            raise ValueError("--silero-model needs --vad silero")
         for event in listen.listen(rec, source, grammar=args.grammar, grammar_threshold=args.grammar_threshold,
-                                   wake=args.wake):
+                                   wake=args.wake, vad=args.vad, vad_options=vad_options):
             if args.json:
                 print(event.to_json(), flush=True)
             elif event.type != "partial":
@@ -313,6 +317,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--device", help="capture device index or name substring (see 'edge-speech devices')")
     p.add_argument("--wav", help="replay a WAV file instead of a microphone")
     p.add_argument("--realtime", action="store_true", help="replay the WAV at real-time pace")
+    p.add_argument("--vad", default="energy", choices=VAD_KINDS,
+                   help="voice activity detector gating the model: native energy VAD or Silero VAD (ONNX)")
+    p.add_argument("--silero-model", help="path of silero_vad.onnx (default: the one in the silero-vad package)")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(run=_listen)
     p = sub.add_parser("devices", help="list audio capture devices")

@@ -5,10 +5,11 @@
     for event in listen.listen(rec, listen.MicrophoneSource(), grammar="commands.yaml", wake="hey computer"):
         print(event.to_json())
 
-The acoustic model runs only while the VAD hears speech (plus a short pre-roll): an idle device
-spends its CPU on the VAD alone. An utterance ends after ``trailing_silence_s`` of silence or at
-``max_utterance_s``. With ``wake``, utterances are first matched against the wake phrase; after it,
-commands are recognised for ``wake_window_s`` seconds.
+The acoustic model runs only while the VAD (energy or Silero, :mod:`edge_speech.vad`) hears
+speech (plus a short pre-roll): an idle device spends its CPU on the VAD alone. An utterance
+ends after ``trailing_silence_s`` of silence or at ``max_utterance_s``. With ``wake``, utterances
+are first matched against the wake phrase; after it, commands are recognised for
+``wake_window_s`` seconds.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from typing import Any, Iterable, Iterator, List, Optional
 
 import numpy as np
 
-from edge_speech import _native, audio
+from edge_speech import audio
 from edge_speech.recognizer import Recognizer, Transcript
+from edge_speech.vad import create_vad
 
-__all__ = ["ArraySource", "EndpointConfig", "Event", "MicrophoneSource", "WavSource", "list_devices", "listen"]
+__all__ = ["ArraySource", "DeviceLost", "EndpointConfig", "Event", "MicrophoneSource", "WavSource", "list_devices",
+           "listen"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +119,27 @@ def list_devices() -> List[dict]:
         pa.terminate()
 
 
+class DeviceLost(OSError):
+    """The capture device stopped delivering audio mid-stream (unplugged, or a host error)."""
+
+
 class MicrophoneSource:
     """A capture device through PortAudio (pyaudio), by index or name substring, at its native
     rate (the recognizer resamples). Audio arrives in a bounded queue; when the consumer falls
-    behind the oldest chunks are dropped and counted in :attr:`overflows`, never a crash."""
+    behind the oldest chunks are dropped and counted in :attr:`overflows`, never a crash.
+
+    Iteration ends when :meth:`close` is called (from any thread). A device that goes away
+    mid-stream (the stream stops, PortAudio reports an error, or no audio arrives for
+    ``stall_timeout_s``) raises :class:`DeviceLost` naming it, instead of waiting forever."""
 
     def __init__(self, device: "int | str | None" = None, sample_rate: Optional[int] = None, chunk_ms: float = 20.0,
-                 max_queued_chunks: int = 100):
+                 max_queued_chunks: int = 100, stall_timeout_s: float = 5.0):
+        if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int)
+                                        or sample_rate <= 0):
+            raise ValueError(f"sample_rate must be a positive int (Hz), or None for the device's own; "
+                             f"got {sample_rate!r}")
+        if not stall_timeout_s > 0:
+            raise ValueError(f"stall_timeout_s must be a positive number of seconds, got {stall_timeout_s!r}")
         pyaudio = _pyaudio()
         devices = list_devices()
         if not devices:
@@ -141,8 +158,11 @@ class MicrophoneSource:
         self.sample_rate = int(sample_rate or info["defaultSampleRate"])
         self.name = info["name"]
         self.overflows = 0
+        self.stall_timeout_s = float(stall_timeout_s)
         self._queue: "queue.Queue[Optional[np.ndarray]]" = queue.Queue(maxsize=max_queued_chunks)
         self._lock = threading.Lock()
+        self._closed = False
+        self._samples_delivered = 0
         frames = max(1, int(self.sample_rate * chunk_ms / 1000))
         try:
             self._stream = self._pa.open(format=pyaudio.paInt16, channels=1, rate=self.sample_rate, input=True,
@@ -150,53 +170,85 @@ class MicrophoneSource:
                                          stream_callback=self._callback)
         except (OSError, ValueError) as err:
             self._pa.terminate()
+            self._closed = True
             raise ValueError(f"cannot open capture device {self.name!r} at {self.sample_rate} Hz: {err}") from None
 
     def _callback(self, data, frame_count, time_info, status):
-        chunk = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
         if status:
             self.overflows += 1
-        try:
-            self._queue.put_nowait(chunk)
-        except queue.Full:
-            with self._lock:
-                self.overflows += 1
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-                self._queue.put_nowait(chunk)
+        self._put(np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0)
         return (None, _pyaudio().paContinue)
 
+    def _put(self, item: Optional[np.ndarray]) -> None:
+        """Queues without ever blocking: a full queue loses its oldest chunk (an overflow)."""
+        with self._lock:
+            while True:
+                try:
+                    self._queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    self.overflows += item is not None  # the end marker is no lost audio
+                    try:
+                        self._queue.get_nowait()
+                    except queue.Empty:
+                        pass
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        while True:
+        waited = 0.0
+        poll_s = min(0.5, self.stall_timeout_s)
+        while not self._closed:
             try:
-                chunk = self._queue.get(timeout=2.0)
+                chunk = self._queue.get(timeout=poll_s)
             except queue.Empty:
-                if not self._stream.is_active():
-                    return  # the device went away or the stream ended
+                if self._closed:
+                    return
+                waited += poll_s
+                try:
+                    active = self._stream.is_active()
+                    problem = "the stream stopped" if not active else None
+                except OSError as err:  # PortAudio's error for a device that has gone away
+                    problem = f"PortAudio: {err}"
+                if problem is None and waited >= self.stall_timeout_s:
+                    problem = f"no audio for {waited:.1f} s"
+                if problem is not None:
+                    raise DeviceLost(f"capture device {self.name!r} stopped delivering audio after "
+                                     f"{self._samples_delivered / self.sample_rate:.2f} s ({problem}); "
+                                     "was it unplugged?")
                 continue
             if chunk is None:
                 return
+            waited = 0.0
+            self._samples_delivered += len(chunk)
             yield chunk
 
     def close(self) -> None:
+        """Stops capturing and ends iteration; safe to call twice, or after the device is gone."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._stream.stop_stream()
+        except OSError:
+            pass  # the device is already gone; closing still releases the stream
+        try:
             self._stream.close()
         finally:
             self._pa.terminate()
-            self._queue.put(None)
+            self._put(None)
 
 
 def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_threshold: float = 0.5,
            wake: Optional[str] = None, wake_threshold: float = 0.5, wake_window_s: float = 5.0,
-           endpoint: EndpointConfig = EndpointConfig(), vad_options: Optional[dict] = None) -> Iterator[Event]:
+           endpoint: EndpointConfig = EndpointConfig(), vad: str = "energy",
+           vad_options: Optional[dict] = None) -> Iterator[Event]:
     """Events from a live source: ``partial`` while speaking, ``final`` per utterance, and with a
-    grammar ``intent`` (or a final with ``intent`` None when the speech was not a command)."""
+    grammar ``intent`` (or a final with ``intent`` None when the speech was not a command).
+
+    ``vad``: ``energy`` (the native energy VAD) or ``silero`` (Silero VAD through ONNX Runtime);
+    ``vad_options`` go to its constructor (see :mod:`edge_speech.vad`)."""
     rate = int(source.sample_rate)
-    vad = _native.EnergyVad(sample_rate_hz=float(rate), **(vad_options or {}))
-    frame_s = vad.frame_length / rate
+    detector = create_vad(vad, rate, vad_options)
+    frame_s = detector.frame_seconds
     wake_grammar = None
     if wake:
         phrase = " ".join(wake.lower().split())
@@ -209,7 +261,7 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
     t = 0.0  # seconds consumed
 
     for chunk in _pieces(source, rate):
-        decisions = vad.accept(np.ascontiguousarray(chunk, dtype=np.float32))
+        decisions = detector.accept(np.ascontiguousarray(chunk, dtype=np.float32))
         t_end = t + len(chunk) / rate
         if stream is None:
             pre_roll.append(chunk)
@@ -241,7 +293,7 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
                     awake_until = t + wake_window_s
                 yield event
             stream = None
-            vad.reset()
+            detector.reset()
     if stream is not None:
         yield from _final_events(stream, for_wake, start_s, t)
 

@@ -33,6 +33,9 @@ if [ $with_tests = 1 ]; then
   # The converter tests need torch; this exact pin takes the CPU build (a looser one pulls CUDA).
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q ".[test]"
+  # Silero VAD's ONNX file for the --vad silero tests; the package's own code (and its torch
+  # dependency) is never used, so it is installed without dependencies.
+  .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3
 else
   .venv/bin/python -m pip install -q .
 fi

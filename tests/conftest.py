@@ -67,6 +67,18 @@ def noise(rate: int, seconds: float = 1.5, seed: int = 0) -> np.ndarray:
     return (rng.standard_normal(n) * envelope).astype(np.float32)
 
 
+def write_pcm16_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """Mono 16-bit WAV of float samples in [-1, 1] (the stdlib writer, not ours)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     assert ours.shape == ref.shape, f"shape {ours.shape} != reference {ref.shape}"
     return float(np.linalg.norm(ours.astype(np.float64) - ref) / np.linalg.norm(ref))

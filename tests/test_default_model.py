@@ -1,17 +1,20 @@
 """The embedded default model: it ships in the package, loads without a bundle path, transcribes
 the shipped examples, recognises their commands through a grammar, and works live through
-PortAudio."""
+PortAudio, with either VAD."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import write_pcm16_wav
 from edge_speech import Recognizer, audio, listen
 from edge_speech.converters.verification import error_rate
 from test_microphone_alsa import FirstSeconds, file_microphone  # noqa: F401  (fixture)
+from test_recognizer import run_cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "recipes" / "default_model" / "examples"
 
@@ -72,3 +75,22 @@ def test_streaming_uses_the_manifest_context_and_equals_offline(default):
         for start in range(0, len(samples), 1600):
             stream.accept_waveform(samples[start:start + 1600], rate)
         assert stream.finish().text == default.transcribe((samples, rate)).text
+
+
+def test_silero_and_energy_vad_find_the_same_commands(default, tmp_path):
+    timer, rate = audio.read_wav(EXAMPLES / "set_a_timer_for_ten_minutes.wav")
+    light, _ = audio.read_wav(EXAMPLES / "turn_on_the_kitchen_light.wav")
+    quiet = (0.0005 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32)
+    session = np.concatenate([quiet, timer, quiet, light, quiet, timer, quiet])
+    expected = [("Timer", {"minutes": "ten"}), ("LightOn", {"room": "kitchen"}), ("Timer", {"minutes": "ten"})]
+    chunks = [session[i:i + 320] for i in range(0, len(session), 320)]
+    for vad in ("energy", "silero"):
+        events = listen.listen(default, listen.ArraySource(chunks, rate), grammar=EXAMPLES / "commands.yaml",
+                               grammar_threshold=0.0, vad=vad)
+        assert [(e.intent, e.slots) for e in events if e.type == "intent"] == expected, vad
+    path = write_pcm16_wav(tmp_path / "session.wav", session, rate)
+    result = run_cli("listen", "--wav", str(path), "--vad", "silero", "--grammar", str(EXAMPLES / "commands.yaml"),
+                     "--grammar-threshold", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    intents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["intent"], e["slots"]) for e in intents if e["type"] == "intent"] == expected

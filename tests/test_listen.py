@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import noise
+from conftest import noise, write_pcm16_wav
 from edge_speech import _native, listen
 from test_recognizer import INTENTS, bundle_dir, recognizer, run_cli  # noqa: F401  (fixtures)
 
@@ -35,10 +35,11 @@ class CountingBackend:
         return self.inner.run(features)
 
 
-def test_utterances_are_cut_where_the_speech_is(recognizer, speech):
+@pytest.mark.parametrize("vad", ["energy", "silero"])
+def test_utterances_are_cut_where_the_speech_is(recognizer, speech, vad):
     samples, bounds = composed(speech)
     source = listen.ArraySource([samples[i:i + 320] for i in range(0, len(samples), 320)], 16000)
-    events = list(listen.listen(recognizer, source))
+    events = list(listen.listen(recognizer, source, vad=vad))
     finals = [e for e in events if e.type == "final"]
     assert len(finals) == 2
     for event, (start, end) in zip(finals, bounds):
@@ -46,7 +47,8 @@ def test_utterances_are_cut_where_the_speech_is(recognizer, speech):
     assert all(e.start <= e.end for e in events)
 
 
-def test_the_model_does_not_run_while_nothing_is_said(recognizer):
+@pytest.mark.parametrize("vad", ["energy", "silero"])
+def test_the_model_does_not_run_while_nothing_is_said(recognizer, vad):
     backend = recognizer.backend
     counting = CountingBackend(backend)
     recognizer.backend = counting
@@ -55,7 +57,7 @@ def test_the_model_does_not_run_while_nothing_is_said(recognizer):
         steady_noise = noise(16000, seconds=5.0) * 0 + 0.05 * np.random.default_rng(2).standard_normal(80000).astype(np.float32)
         for signal in (quiet, steady_noise):
             source = listen.ArraySource([signal[i:i + 480] for i in range(0, len(signal), 480)], 16000)
-            assert [e for e in listen.listen(recognizer, source) if e.type != "partial"] == []
+            assert [e for e in listen.listen(recognizer, source, vad=vad) if e.type != "partial"] == []
         assert counting.calls == 0
     finally:
         recognizer.backend = backend
@@ -88,15 +90,8 @@ def test_wake_phrase_gates_commands(recognizer, speech):
 
 
 def test_cli_listen_replays_a_wav_as_json_lines(bundle_dir, speech, tmp_path):
-    import wave
-
     samples, _ = composed(speech)
-    path = tmp_path / "session.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((samples * 32767).astype("<i2").tobytes())
+    path = write_pcm16_wav(tmp_path / "session.wav", samples, 16000)
     result = run_cli("listen", "--bundle", str(bundle_dir), "--wav", str(path), "--json")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]

@@ -75,6 +75,8 @@ def test_portaudio_capture_delivers_the_recording(file_microphone, speech):
     expected = np.round(np.clip(samples, -1, 1) * 32767) / 32768
     np.testing.assert_allclose(got, expected, atol=1.5 / 32768)
     assert mic.overflows == 0
+    mic.close()  # a second close of the real stream is harmless, and iteration is over
+    assert list(mic) == []
 
 
 def test_listen_over_portaudio_finds_both_utterances(file_microphone, recognizer, speech):
@@ -93,12 +95,15 @@ def test_listen_over_portaudio_finds_both_utterances(file_microphone, recognizer
         assert abs(event.start - start) < 0.45 and abs(event.end - end) < 0.45
 
 
-def test_missing_device_is_named(file_microphone, speech):
+def test_missing_device_and_unsupported_rate_are_named(file_microphone, speech):
     from edge_speech import listen
 
     file_microphone(speech(16000)[:1600])
     with pytest.raises(ValueError, match="capture device 'no-such-mic' not found; available: .*filemic"):
         listen.MicrophoneSource("no-such-mic")
+    for rate in (1, 7_000_000):  # PortAudio refuses these
+        with pytest.raises(ValueError, match=f"cannot open capture device 'filemic' at {rate} Hz: .*Invalid sample rate"):
+            listen.MicrophoneSource("filemic", sample_rate=rate)
     result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "devices"], capture_output=True, text=True,
                             cwd=tempfile.gettempdir(), env=os.environ)
     assert result.returncode == 0 and "filemic" in result.stdout

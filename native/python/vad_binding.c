@@ -80,6 +80,7 @@ static PyObject *vad_get(EnergyVadObject *self, void *which) {
   switch ((int)(intptr_t)which) {
     case 0: return PyLong_FromLong(self->vad.frame_length);
     case 1: return PyFloat_FromDouble(self->vad.noise_floor_db);
+    case 3: return PyFloat_FromDouble(self->vad.frame_length / (double)self->vad.config.sample_rate_hz);
     default: return PyLong_FromLongLong(self->vad.frames_done);
   }
 }
@@ -92,6 +93,7 @@ static PyMethodDef vad_methods[] = {
 static PyGetSetDef vad_getset[] = {
     {"frame_length", (getter)vad_get, NULL, "samples per decision", (void *)0},
     {"noise_floor_db", (getter)vad_get, NULL, "tracked noise floor (dBFS)", (void *)1},
+    {"frame_seconds", (getter)vad_get, NULL, "seconds per decision", (void *)3},
     {"frames_done", (getter)vad_get, NULL, "decisions made since reset", (void *)2},
     {NULL, NULL, NULL, NULL, NULL}};
 
