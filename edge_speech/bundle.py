@@ -37,7 +37,7 @@ MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 INPUT_KINDS = ("features", "waveform")
 _MAX_MEMBER_BYTES = 1 << 31
-DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon")
+DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold")
 
 
 class BundleError(ValueError):
@@ -114,7 +114,8 @@ class Manifest:
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     verification: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # Decoder defaults: "lm" (an ARPA file among ``files``, .gz allowed), "lm_weight",
-    # "word_bonus", "beam", "lexicon" (restrict words to the LM's unigrams)
+    # "word_bonus", "beam", "lexicon" (restrict words to the LM's unigrams), "grammar_threshold"
+    # (the command-rejection confidence calibrated for this model)
     decoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: Optional[int] = None  # None: the lowest version that describes this manifest
 
@@ -451,6 +452,9 @@ def _check_decoder_defaults(decoder: Any) -> None:
     beam = decoder.get("beam", 1)
     if isinstance(beam, bool) or not isinstance(beam, numbers.Integral) or not 1 <= beam <= 1 << 16:
         raise BundleError(f"manifest decoder beam must be an int in 1..65536, got {beam!r}")
+    threshold = decoder.get("grammar_threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
+        raise BundleError(f"manifest decoder grammar_threshold must be a number in [0, 1], got {threshold!r}")
     if not isinstance(decoder.get("lexicon", False), bool):
         raise BundleError(f"manifest decoder lexicon must be true or false, got {decoder['lexicon']!r}")
     if decoder.get("lexicon") and lm is None:

@@ -281,7 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--lm-weight", type=float, help="LM weight (default: the bundle's, else 0.5)")
     p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost'")
     p.add_argument("--grammar", help="command grammar: YAML intents (.yaml) or JSGF (.gram/.jsgf)")
-    p.add_argument("--grammar-threshold", type=float, default=0.5, help="confidence below which a command is rejected")
+    p.add_argument("--grammar-threshold", type=float,
+                   help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(run=_transcribe)
     p = sub.add_parser("bench", help="real-time factor, streaming chunk latency and peak memory of a bundle")
@@ -312,7 +313,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = sub.add_parser("listen", help="recognise speech and commands live from a microphone or a WAV file")
     p.add_argument("--bundle")
     p.add_argument("--grammar", help="command grammar: YAML intents or JSGF")
-    p.add_argument("--grammar-threshold", type=float, default=0.5)
+    p.add_argument("--grammar-threshold", type=float,
+                   help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
     p.add_argument("--wake", help="wake phrase, e.g. 'hey computer'")
     p.add_argument("--device", help="capture device index or name substring (see 'edge-speech devices')")
     p.add_argument("--wav", help="replay a WAV file instead of a microphone")

@@ -237,13 +237,14 @@ class MicrophoneSource:
             self._put(None)
 
 
-def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_threshold: float = 0.5,
-           wake: Optional[str] = None, wake_threshold: float = 0.5, wake_window_s: float = 5.0,
+def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_threshold: Optional[float] = None,
+           wake: Optional[str] = None, wake_threshold: Optional[float] = None, wake_window_s: float = 5.0,
            endpoint: EndpointConfig = EndpointConfig(), vad: str = "energy",
            vad_options: Optional[dict] = None) -> Iterator[Event]:
     """Events from a live source: ``partial`` while speaking, ``final`` per utterance, and with a
     grammar ``intent`` (or a final with ``intent`` None when the speech was not a command).
 
+    Thresholds left None take the bundle's calibrated ``grammar_threshold`` (else 0.5).
     ``vad``: ``energy`` (the native energy VAD) or ``silero`` (Silero VAD through ONNX Runtime);
     ``vad_options`` go to its constructor (see :mod:`edge_speech.vad`)."""
     rate = int(source.sample_rate)

@@ -125,7 +125,7 @@ class Recognizer:
     # -- offline --------------------------------------------------------------------------
     def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: LMArg = None,
                    lm_weight: Optional[float] = None, word_bonus: Optional[float] = None, hotwords: HotwordsArg = None,
-                   grammar: Any = None, grammar_threshold: float = 0.5) -> Transcript:
+                   grammar: Any = None, grammar_threshold: Optional[float] = None) -> Transcript:
         """Transcribes a file path or a ``(samples, sample_rate)`` pair.
 
         ``beam`` (1 = greedy), ``lm`` (an ARPA file, shallow fusion with ``lm_weight`` and
@@ -135,7 +135,8 @@ class Recognizer:
         ``.yaml``/``.yml`` intent file, a ``.gram``/``.jsgf`` JSGF file, their text, or a
         :class:`edge_speech.decoding.Grammar`) constrains it to commands: the transcript then
         carries ``intent``, ``slots`` and ``confidence``, and is empty with ``intent`` None when
-        the speech is outside the grammar (confidence below ``grammar_threshold``)."""
+        the speech is outside the grammar (confidence below ``grammar_threshold``; None = the
+        bundle's calibrated threshold, else 0.5)."""
         samples = audio.load_audio(source, self.manifest.sample_rate)
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         t0 = time.perf_counter()
@@ -187,7 +188,7 @@ class Recognizer:
     # -- streaming ------------------------------------------------------------------------
     def create_stream(self, *, beam: Optional[int] = None, lm: LMArg = None, lm_weight: Optional[float] = None,
                       word_bonus: Optional[float] = None, hotwords: HotwordsArg = None, grammar: Any = None,
-                      grammar_threshold: float = 0.5, chunk_frames: int = 32,
+                      grammar_threshold: Optional[float] = None, chunk_frames: int = 32,
                       left_context_frames: Optional[int] = None,
                       right_context_frames: Optional[int] = None) -> "RecognizerStream":
         """A stream fed with audio chunks; partial results at any time. Dynamic-shape models run
@@ -234,6 +235,8 @@ class Recognizer:
         if beam is None and lm is None and hotwords is None and grammar is None and lm_weight is None and word_bonus is None:
             return self._decoder
         if grammar is not None:
+            if grammar_threshold is None:
+                grammar_threshold = self.manifest.decoder.get("grammar_threshold", 0.5)
             return _grammar_decoder(self.manifest.tokens, self.manifest.blank_id, self.manifest.frame_shift_s,
                                     _grammar_key(grammar), grammar_threshold)
         return self._make_decoder(beam or self.beam, lm, hotwords, lm_weight, word_bonus)

@@ -291,6 +291,7 @@ def test_bundled_lm_errors_name_the_file(tmp_path):
     ({"lm_weight": "high"}, "decoder lm_weight"),
     ({"temperature": 1.0}, "unknown key"),
     ({"lexicon": True, "lm": None}, "lexicon needs an lm"),
+    ({"grammar_threshold": 1.5}, "grammar_threshold must be a number in"),
 ])
 def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
     from edge_speech.bundle import Bundle, BundleError
@@ -300,3 +301,22 @@ def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=message):
         Bundle.load(directory)
+
+
+def test_the_bundles_calibrated_grammar_threshold_is_the_default(tmp_path, speech):
+    import dataclasses
+    from edge_speech.bundle import Bundle, write_bundle
+    samples = speech(16000)
+    base = Bundle.load(make_bundle(tmp_path / "base"))
+    loose = base.manifest.decoder | {"grammar_threshold": 0.0}
+    directory = write_bundle(tmp_path / "loose", dataclasses.replace(base.manifest, files={}, decoder=loose),
+                             {"model.onnx": base.model_bytes["onnx"]})
+    rec = Recognizer.from_bundle(directory, threads=1)
+    accepted = rec.transcribe((samples, 16000), grammar=INTENTS)
+    assert accepted.intent in ("Take", "Eat")  # a threshold of 0 rejects nothing
+    assert accepted.text == rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=0.0).text
+    # an explicit threshold still wins over the bundle's
+    assert rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=1.0).intent is None
+    stream = rec.create_stream(grammar=INTENTS)
+    stream.accept_waveform(samples, 16000)
+    assert stream.finish().intent == accepted.intent
