@@ -283,7 +283,7 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
                 silence_s = 0.0 if speaking else silence_s + frame_s
             if t_end - last_partial >= endpoint.partial_interval_s:
                 last_partial = t_end
-                text = stream.partial.text
+                text = stream.provisional()  # the exact partial lags by the model's right context
                 if text and text != partial_text:
                     partial_text = text
                     yield Event("partial", text, start_s, t_end)

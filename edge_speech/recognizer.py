@@ -84,6 +84,7 @@ class Recognizer:
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.backend = backend
+        self.vocabulary = decoding.Vocabulary(self.manifest.tokens, self.manifest.blank_id)
         self.beam = beam or self.manifest.decoder.get("beam", 8)
         self._bundle_lm = None
         if bundle.lm_text is not None:
@@ -292,11 +293,35 @@ class RecognizerStream:
         self._input_rate: Optional[int] = None
         self._samples = 0
         self._finished = False
+        # greedy collapse of the decoded frames (last token, token ids): provisional() extends it
+        self._greedy_last, self._greedy_ids = -1, []
 
     @property
     def partial(self) -> decoding.Result:
-        """The decoder's best hypothesis so far."""
+        """The decoder's best hypothesis so far. It covers only frames whose right context has
+        arrived, so with a wide-context model it lags the audio (see :meth:`provisional`)."""
         return self._decoder.partial
+
+    def provisional(self) -> str:
+        """A quick greedy guess at everything heard so far: the decoded frames plus the frames
+        still waiting for right context, run now with the context there is. It may change as
+        audio arrives, and is meant for early partial results; :meth:`finish` is exact."""
+        total = self._pending_start + len(self._pending)
+        ids, last = list(self._greedy_ids), self._greedy_last
+        if not self._finished and total > self._next_frame:
+            start = max(self._pending_start, self._next_frame - self._left)
+            start += (self._next_frame - start) % self._sub  # keep output frames on the same grid
+            out = self.recognizer.log_probs_from_features(self._pending[start - self._pending_start:])
+            last = self._collapse(out[(self._next_frame - start) // self._sub:], last, ids)
+        return self.recognizer.vocabulary.text(ids)
+
+    def _collapse(self, log_probs: np.ndarray, last: int, ids: list) -> int:
+        blank = self.recognizer.manifest.blank_id
+        for token in log_probs.argmax(axis=1).tolist() if len(log_probs) else ():
+            if token != last and token != blank:
+                ids.append(token)
+            last = token
+        return last
 
     def accept_waveform(self, samples: Any, sample_rate: int) -> None:
         """Adds audio (float or int16, mono) at ``sample_rate``; resampled as needed, statefully."""
@@ -356,6 +381,7 @@ class RecognizerStream:
             first = (self._next_frame - start) // self._sub
             count = -(-(min(end, total) - self._next_frame) // self._sub)
             self._decoder.accept(out[first:first + count])
+            self._greedy_last = self._collapse(out[first:first + count], self._greedy_last, self._greedy_ids)
             self._next_frame = end
             keep_from = max(0, self._next_frame - self._history)
             self._pending = self._pending[keep_from - self._pending_start:]

@@ -94,3 +94,15 @@ def test_silero_and_energy_vad_find_the_same_commands(default, tmp_path):
     assert result.returncode == 0, result.stderr
     intents = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["intent"], e["slots"]) for e in intents if e["type"] == "intent"] == expected
+
+
+def test_provisional_text_comes_early_and_ends_as_greedy_offline(default):
+    samples, rate = audio.read_wav(EXAMPLES / "set_a_timer_for_ten_minutes.wav")
+    samples = audio.load_audio((samples, rate), 16000)
+    stream = default.create_stream()
+    stream.accept_waveform(samples[:8000], 16000)  # half a second of the command
+    assert stream.partial.text == ""  # the exact decoder still waits for 2.6 s of right context
+    assert stream.provisional() != ""
+    stream.accept_waveform(samples[8000:], 16000)
+    # with all the audio in, the missing context is only past the end, as offline
+    assert stream.provisional() == default.transcribe((samples, 16000), beam=1).text
