@@ -281,7 +281,9 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
             stream.accept_waveform(chunk, rate)
             for speaking in decisions:
                 silence_s = 0.0 if speaking else silence_s + frame_s
-            if t_end - last_partial >= endpoint.partial_interval_s:
+            # until the utterance has a partial, look more often: the first one is what users wait for
+            interval = endpoint.partial_interval_s if partial_text else min(0.1, endpoint.partial_interval_s)
+            if t_end - last_partial >= interval:
                 last_partial = t_end
                 text = stream.provisional()  # the exact partial lags by the model's right context
                 if text and text != partial_text:
