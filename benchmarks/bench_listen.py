@@ -219,7 +219,8 @@ def measure_detection(rec, clips: list, commands: list, snr_db: float, vad: str,
                 outcome = f"threshold (confidence {best.confidence:.2f})"
             else:
                 outcome = "model (best grammar path: " + (best.text or "none") + ")"
-        outcomes.append((f"{engine}:{voice}", text, outcome, [e.text for e in overlapping]))
+        confidence = overlapping[0].confidence if outcome == "right" else None
+        outcomes.append((f"{engine}:{voice}", text, outcome, [e.text for e in overlapping], confidence))
     spurious = sum(1 for e in finals if not any(e.start < b and e.end > a for a, b in spans))
     # first partial of each command, from the speech onset in its clean clip
     firsts = [min((p for p in first_partials if a < p <= b), default=None) for a, b in spans]
@@ -247,7 +248,7 @@ def report_detection(result: dict, snr_db: float, vad: str, verbose: bool) -> No
     if kinds:
         print("  misses by cause: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
               + f"; right if no threshold rejected anything: {(right + kinds.get('threshold', 0)) / len(outcomes):.1%}")
-    for voice, text, outcome, heard in outcomes:
+    for voice, text, outcome, heard, _ in outcomes:
         if outcome != "right" and verbose:
             print(f"    {voice} {text!r}: {outcome}; heard {heard}")
     lat = result["latencies"]
@@ -257,6 +258,27 @@ def report_detection(result: dict, snr_db: float, vad: str, verbose: bool) -> No
         fp = result["first_partials"]
         print(f"  first partial after speech onset (stream time): median {np.median(fp):.2f} s, "
               f"90th percentile {np.percentile(fp, 90):.2f} s; {result['without_partial']} commands had none")
+
+
+def threshold_sweep(rec, clips, commands, pairs, args, rng, text_rng, tmp) -> None:
+    """Detection per SNR and false accepts per hour (grammar alone) at each threshold in args.sweep."""
+    rows = {}
+    for snr_db in args.snr:
+        result = measure_detection(rec, clips, commands, snr_db, args.vads[0], 0.0, rng)
+        rows[snr_db] = [o[4] for o in result["outcomes"]]  # confidence of right detections, else None
+    speech, _ = non_command_speech(pairs, args.speech_hours * 3600, text_rng, tmp / "chatter")
+    chatter = np.concatenate([quiet(1.0, rng)] + [part for x in speech for part in (x, quiet(0.8, rng))])
+    hours = len(chatter) / RATE / 3600
+    accepted = [e.confidence for e in listen.listen(rec, TimedSource(chatter), grammar=COMMANDS, vad=args.vads[0],
+                                                    grammar_threshold=0.0) if e.type == "intent"]
+    snrs = ["no noise" if np.isinf(x) else f"{x:g} dB" for x in args.snr]
+    print(f"threshold sweep, {len(clips)} commands per noise level, {hours:.2f} h of non-command speech, "
+          f"{args.vads[0]} VAD")
+    print("| threshold | " + " | ".join(f"right, {s}" for s in snrs) + " | false accepts / h (grammar alone) |")
+    print("|---" * (len(snrs) + 2) + "|")
+    for t in args.sweep:
+        cells = [f"{np.mean([c is not None and c >= t for c in rows[x]]):.1%}" for x in args.snr]
+        print(f"| {t:g} | " + " | ".join(cells) + f" | {sum(c >= t for c in accepted) / hours:.2f} |")
 
 
 def main() -> None:
@@ -271,6 +293,9 @@ def main() -> None:
     parser.add_argument("--wake", default="hey computer")
     parser.add_argument("--grammar-threshold", type=float, default=0.5, help="listen()'s default unless given")
     parser.add_argument("--verbose", action="store_true", help="list every missed command")
+    parser.add_argument("--sweep", type=float, nargs="+",
+                        help="only the threshold sweep: detection and grammar-alone false accepts per threshold, "
+                             "from one run with no threshold (a command counts if its confidence reaches it)")
     args = parser.parse_args()
     pairs = voices(args.held_out)
     require_engines(pairs)
@@ -281,6 +306,9 @@ def main() -> None:
 
     commands = spoken_commands(pairs, args.renditions, text_rng)
     clips = synth_all([c[:4] for c in commands], tmp / "commands")
+    if args.sweep:
+        threshold_sweep(rec, clips, commands, pairs, args, rng, text_rng, tmp)
+        return
     for vad in args.vads:
         for snr_db in args.snr:
             result = measure_detection(rec, clips, commands, snr_db, vad, args.grammar_threshold, rng)
