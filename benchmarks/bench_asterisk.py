@@ -39,6 +39,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -52,7 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes" / "default_model"))
 from evaluate import asterisk_set, error_rates  # noqa: E402 - the one reader of the asterisk set
 
-from edge_speech import Recognizer, audio  # noqa: E402
+from edge_speech import Recognizer, audio, decoding  # noqa: E402
 
 COMMAND_MAX_WORDS = 8
 HOLD_OUT_EVERY = 5
@@ -184,6 +185,21 @@ def grammar_counts(outcomes: Sequence[GrammarOutcome], in_grammar: set, threshol
     return counts
 
 
+def rerank_by_confidence(recognizer: Recognizer, commands: Sequence[str], prompts: Sequence[Prompt]) -> List[str]:
+    """Analysis only: for each prompt, the command with the highest confidence (the per-token,
+    length-normalised score) instead of the highest total score, which the decoder picks. Each
+    command is aligned on its own with a one-sentence grammar."""
+    tokens, blank = list(recognizer.manifest.tokens), recognizer.manifest.blank_id
+    aligners = [decoding.CTCDecoder(tokens, blank_id=blank, grammar=jsgf([c]), grammar_threshold=0.0)
+                for c in commands]
+    picks = []
+    for prompt in prompts:
+        log_probs = recognizer.log_probs(audio.resample(prompt.samples, prompt.rate, recognizer.manifest.sample_rate))
+        confidences = [a.decode(log_probs).confidence for a in aligners]
+        picks.append(commands[int(np.argmax(confidences))])
+    return picks
+
+
 def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -197,6 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", default="grammar,open")
     p.add_argument("--write-grammar", help="also write the JSGF grammar here")
     p.add_argument("--json", help="write the numbers here")
+    p.add_argument("--rerank", action="store_true",
+                   help="analysis: also pick our command by confidence instead of total score (slow)")
     p.add_argument("--show", type=int, default=0, help="print this many mistakes per system and task")
     args = p.parse_args(argv)
     try:
@@ -264,6 +282,20 @@ def main(argv=None) -> int:
             if values:
                 q1, q2, q3 = np.percentile(values, [25, 50, 75])
                 print(f"  {key:28s} n={len(values):3d}  median {q2:.2f}  quartiles {q1:.2f}-{q3:.2f}")
+        short = {"correct": [], "wrong": []}
+        for o in ours_outcomes:
+            if o.prompt.text in in_grammar:
+                short["correct" if o.best_text == o.prompt.text else "wrong"].append(len(o.best_text.split()))
+        print("Words in our best in-grammar sentence: right picks "
+              f"{statistics.mean(short['correct'] or [0]):.1f} on average, wrong picks {statistics.mean(short['wrong'] or [0]):.1f} "
+              f"(references: {statistics.mean([len(o.prompt.text.split()) for o in ours_outcomes if o.prompt.text in in_grammar]):.1f})")
+        if args.rerank:
+            in_tested = [o.prompt for o in ours_outcomes if o.prompt.text in in_grammar]
+            picks = rerank_by_confidence(ours.recognizer, commands, in_tested)
+            right = sum(pick == q.text for pick, q in zip(picks, in_tested))
+            report["grammar/edge_speech/rerank_by_confidence"] = right
+            print(f"Analysis: picking our command by confidence instead of total score: "
+                  f"{right}/{n_in} ({pct(right, n_in)}) right (no rejection)")
         for name, (outcomes, _) in results.items():
             mistakes = [o for o in outcomes if o.prompt.text in in_grammar and o.best_text != o.prompt.text]
             for o in mistakes[:args.show]:
