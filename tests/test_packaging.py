@@ -1,5 +1,6 @@
 """The runtime stays light: importing it never imports torch, and the base install requires
-numpy alone (converter dependencies live in an extra)."""
+numpy, soxr and ONNX Runtime (to run the embedded model right after install) and nothing of the
+converter's (torch and friends live in an extra)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def test_runtime_import_does_not_import_torch_or_heavy_modules():
 def test_base_requirements_are_light():
     requirements = metadata.requires("edge-speech") or []
     base = [r for r in requirements if "extra ==" not in r]
-    assert sorted(r.split(">")[0].split("=")[0].split(";")[0].strip() for r in base) == ["numpy", "soxr", "tomli"]
+    assert sorted(r.split(">")[0].split("=")[0].split(";")[0].strip() for r in base) == [
+        "numpy", "onnxruntime", "soxr", "tomli"]
+    assert not any(r.startswith(("torch", "onnx>", "onnx=", "transformers")) for r in base)
     converter = [r for r in requirements if 'extra == "converter"' in r]
     assert any(r.startswith("torch") for r in converter)
