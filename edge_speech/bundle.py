@@ -37,7 +37,7 @@ MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 INPUT_KINDS = ("features", "waveform")
 _MAX_MEMBER_BYTES = 1 << 31
-DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold")
+DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold", "grammar_token_bonus")
 
 
 class BundleError(ValueError):
@@ -115,7 +115,7 @@ class Manifest:
     verification: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # Decoder defaults: "lm" (an ARPA file among ``files``, .gz allowed), "lm_weight",
     # "word_bonus", "beam", "lexicon" (restrict words to the LM's unigrams), "grammar_threshold"
-    # (the command-rejection confidence calibrated for this model)
+    # (the command-rejection confidence calibrated for this model), "grammar_token_bonus"
     decoder: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: Optional[int] = None  # None: the lowest version that describes this manifest
 
@@ -445,7 +445,7 @@ def _check_decoder_defaults(decoder: Any) -> None:
     lm = decoder.get("lm")
     if lm is not None and (not isinstance(lm, str) or not lm):
         raise BundleError(f"manifest decoder lm must be a file name, got {lm!r}")
-    for key in ("lm_weight", "word_bonus"):
+    for key in ("lm_weight", "word_bonus", "grammar_token_bonus"):
         value = decoder.get(key, 0.0)
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise BundleError(f"manifest decoder {key} must be a finite number, got {value!r}")

@@ -350,15 +350,18 @@ class CTCDecoder:
     ``hotwords`` (``{phrase: boost}``, or phrases that get ``hotword_boost``), ``lexicon``
     (True: the LM's words, or an iterable of words: only these are output, or with
     ``oov_penalty < 0`` others pay that penalty), ``kind``, and
-    ``grammar`` (a :class:`Grammar`, or JSGF / intent-YAML text) with ``grammar_threshold``:
-    a grammar replaces the beam search by a Viterbi search constrained to its sentences.
+    ``grammar`` (a :class:`Grammar`, or JSGF / intent-YAML text) with ``grammar_threshold`` and
+    ``grammar_token_bonus`` (added per spelled token when ranking sentences, so short ones are not
+    favoured; left out of scores and confidences): a grammar replaces the beam search by a
+    Viterbi search constrained to its sentences.
     """
 
     def __init__(self, tokens: Union[Sequence[str], Vocabulary], blank_id: int = 0, beam_width: Optional[int] = None,
                  *, lm: Optional[ArpaLM] = None, lm_weight: Optional[float] = None,
                  word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
                  lexicon: Any = None,
-                 grammar: Any = None, grammar_threshold: float = 0.5, kind: str = "auto",
+                 grammar: Any = None, grammar_threshold: float = 0.5, grammar_token_bonus: float = 0.0,
+                 kind: str = "auto",
                  config: Optional[BeamConfig] = None, **options: Any):
         self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
         if config is not None and not isinstance(config, BeamConfig):
@@ -399,9 +402,13 @@ class CTCDecoder:
             if isinstance(grammar_threshold, bool) or not isinstance(grammar_threshold, numbers.Real) or \
                     not 0 <= grammar_threshold <= 1:
                 raise ValueError(f"grammar_threshold must be in [0, 1], got {grammar_threshold!r}")
+            if isinstance(grammar_token_bonus, bool) or not isinstance(grammar_token_bonus, numbers.Real) or \
+                    not math.isfinite(grammar_token_bonus):
+                raise ValueError(f"grammar_token_bonus must be a finite number, got {grammar_token_bonus!r}")
             self.grammar = grammar
             self.grammar_threshold = float(grammar_threshold)
-            self._grammar_graph = _compile_grammar(grammar, self.vocab)
+            self.grammar_token_bonus = float(grammar_token_bonus)
+            self._grammar_graph = _compile_grammar(grammar, self.vocab, self.grammar_token_bonus)
 
     @property
     def tokens(self) -> Tuple[str, ...]:
@@ -555,6 +562,9 @@ class DecoderStream:
         steps = np.frombuffer(data, dtype=_STEP_DTYPE)
         labels = dec._grammar_graph[3]
         found = bool(len(steps)) and math.isfinite(score)
+        # the token bonus ranks sentences of different lengths fairly; it is not acoustic evidence
+        spelled = sum(1 for t in steps["token"].tolist() if not dec.vocab._flags[t] & _SEPARATOR) if found else 0
+        score -= dec.grammar_token_bonus * spelled
         # confidence: the per-token ratio of the in-grammar path to the free-running best path
         confidence = math.exp(min(0.0, score - free_score) / (len(steps) + 1)) if found else 0.0
         words, intent, slots = [], None, {}
@@ -614,9 +624,11 @@ def _spell(word: str, vocab: Vocabulary, pieces: Dict[str, int], starts: Dict[st
     raise ValueError(f"the grammar word {word!r} cannot be spelled with the vocabulary's pieces")
 
 
-def _compile_grammar(grammar: Grammar, vocab: Vocabulary):
+def _compile_grammar(grammar: Grammar, vocab: Vocabulary, token_bonus: float = 0.0):
     """Token automaton: each word arc becomes a chain of token arcs (the word's label on the first);
-    word separators may appear any number of times between words (self-loops)."""
+    word separators may appear any number of times between words (self-loops). Every spelled
+    token earns ``token_bonus``: CTC scores favour short sentences (fewer tokens to emit, more
+    frames left to blank), which a bonus per token evens out."""
     pieces: Dict[str, int] = {}
     starts: Dict[str, int] = {}
     separators = []
@@ -650,7 +662,7 @@ def _compile_grammar(grammar: Grammar, vocab: Vocabulary):
             dst = arc.dst if k == len(ids) - 1 else num_states
             if k < len(ids) - 1:
                 num_states += 1
-            rows.append((src, dst, tok, arc.weight if k == 0 else 0.0, label if k == 0 else -1))
+            rows.append((src, dst, tok, (arc.weight if k == 0 else 0.0) + token_bonus, label if k == 0 else -1))
             src = dst
     for state in range(grammar.num_states):
         for tok in separators:

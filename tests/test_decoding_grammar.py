@@ -153,6 +153,25 @@ def test_constrained_search_finds_the_best_in_grammar_alignment(seed):
     assert res.text.replace(" ", "") == text.replace(" ", "")
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_token_bonus_ranks_by_score_plus_bonus_per_spelled_token_and_reports_the_plain_score(seed):
+    rng = np.random.default_rng(seed)
+    lp = log_softmax(rng.normal(size=(6, 4)) * 2.0).astype(np.float32)
+    g = Grammar.from_intents({"X": ["a", "a b a", "b"]})
+    bonus = 1.5
+    res = decoding.CTCDecoder(TOKENS, grammar=g, grammar_threshold=0.0, grammar_token_bonus=bonus).decode(lp)
+    pattern = r" *(a|a *b *a|b) *"
+    best, text = _best_in_language(lp.astype(np.float64), pattern,
+                                   weights=lambda m: bonus * len(m.group(1).replace(" ", "")))
+    assert res.text.replace(" ", "") == text.replace(" ", "")
+    assert res.score == pytest.approx(best - bonus * len(text.replace(" ", "")), abs=1e-4)
+    plain = decoding.CTCDecoder(TOKENS, grammar=g, grammar_threshold=0.0).decode(lp)
+    if plain.text == res.text:  # same sentence: the same confidence, the bonus left out
+        assert res.confidence == pytest.approx(plain.confidence, abs=1e-6)
+    with pytest.raises(ValueError, match="grammar_token_bonus"):
+        decoding.CTCDecoder(TOKENS, grammar=g, grammar_token_bonus=float("nan"))
+
+
 def test_jsgf_weights_enter_the_score():
     rng = np.random.default_rng(7)
     lp = log_softmax(rng.normal(size=(5, 4))).astype(np.float32)

@@ -303,18 +303,22 @@ def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
         Bundle.load(directory)
 
 
-def test_the_bundles_calibrated_grammar_threshold_is_the_default(tmp_path, speech):
+def test_the_bundles_calibrated_grammar_settings_are_the_default(tmp_path, speech):
     import dataclasses
     from edge_speech.bundle import Bundle, write_bundle
     samples = speech(16000)
     base = Bundle.load(make_bundle(tmp_path / "base"))
-    loose = base.manifest.decoder | {"grammar_threshold": 0.0}
+    loose = base.manifest.decoder | {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7}
     directory = write_bundle(tmp_path / "loose", dataclasses.replace(base.manifest, files={}, decoder=loose),
                              {"model.onnx": base.model_bytes["onnx"]})
     rec = Recognizer.from_bundle(directory, threads=1)
     accepted = rec.transcribe((samples, 16000), grammar=INTENTS)
     assert accepted.intent in ("Take", "Eat")  # a threshold of 0 rejects nothing
     assert accepted.text == rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=0.0).text
+    ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
+    expected = decoding.CTCDecoder(tiny_models.TOKENS, grammar=INTENTS, grammar_threshold=0.0,
+                                   grammar_token_bonus=0.7, frame_shift_s=0.02).decode(ref)
+    assert (accepted.text, accepted.score) == (expected.text, pytest.approx(expected.score, abs=1e-2))
     # an explicit threshold still wins over the bundle's
     assert rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=1.0).intent is None
     stream = rec.create_stream(grammar=INTENTS)
