@@ -15,7 +15,7 @@ Models take features [batch, frames, dim] and return CTC log-probabilities or lo
 caller's model is never modified.
 """
 
-from edge_speech.converters.export import export_onnx, export_tflite
+from edge_speech.converters.export import export_onnx, export_sherpa_onnx, export_tflite
 from edge_speech.converters.finetune import FinetuneReport, finetune
 from edge_speech.converters.loading import load_checkpoint
 from edge_speech.converters.pipeline import ConversionReport, convert, convert_onnx
@@ -25,7 +25,7 @@ from edge_speech.converters.verification import VerifyReport, verify
 
 __all__ = [
     "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "convert", "convert_onnx", "count_macs",
-    "export_onnx",
+    "export_onnx", "export_sherpa_onnx",
     "export_tflite", "finetune", "load_checkpoint", "sensitivity",
     "prune", "quantize", "verify",
 ]
