@@ -16,7 +16,7 @@ caller's model is never modified. Local Hugging Face ``Wav2Vec2ForCTC`` director
 take raw waveforms, go through :func:`load_wav2vec2` / :func:`convert_wav2vec2`.
 """
 
-from edge_speech.converters.export import export_onnx, export_tflite
+from edge_speech.converters.export import export_onnx, export_sherpa_onnx, export_tflite
 from edge_speech.converters.finetune import FinetuneReport, finetune
 from edge_speech.converters.loading import load_checkpoint
 from edge_speech.converters.pipeline import ConversionReport, convert, convert_onnx
@@ -27,7 +27,7 @@ from edge_speech.converters.wav2vec2 import Wav2Vec2Source, convert_wav2vec2, lo
 
 __all__ = [
     "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "Wav2Vec2Source", "convert", "convert_onnx",
-    "convert_wav2vec2", "count_macs", "export_onnx",
+    "convert_wav2vec2", "count_macs", "export_onnx", "export_sherpa_onnx",
     "export_tflite", "finetune", "load_checkpoint", "sensitivity",
     "load_wav2vec2", "prune", "quantize", "verify",
 ]

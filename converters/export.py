@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 import warnings
@@ -149,3 +150,68 @@ def _failing_step(err: BaseException) -> str:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+# What sherpa-onnx's FeatureExtractorConfig can change in its kaldi-native-fbank front end (besides dither,
+# which must stay 0: sherpa-onnx draws its own); every other setting is knf's default, as in "kaldi-fbank".
+_SHERPA_FEATURE_FIELDS = ("num_mel_bins", "low_freq_hz", "high_freq_hz")
+
+
+def export_sherpa_onnx(model, example_input, tokens: Sequence[str], out: "str | Path", feature_config,
+                       sample_rate: int = 16000, blank_id: int = 0) -> dict:
+    """Writes ``model.onnx`` and ``tokens.txt`` in sherpa-onnx's ``zipformer_ctc`` layout (inputs
+    ``x`` [N, T, dim] and ``x_lens``, outputs ``log_probs`` and ``log_probs_len``; the model must
+    subsample by 4, which sherpa-onnx assumes for this type) and returns the keyword arguments of
+    ``sherpa_onnx.FeatureExtractorConfig`` that give features equal to ``feature_config``.
+
+    That model type is the one whose front end sherpa-onnx leaves to the caller (its NeMo CTC type
+    forces a librosa-style front end, WeNet's feeds int16-scaled samples). Its Python shortcut
+    ``OfflineRecognizer.from_zipformer_ctc`` keeps the defaults ``high_freq=-400`` and
+    ``snip_edges=False``, so build the recognizer from an ``OfflineRecognizerConfig`` with these
+    arguments instead. Only Kaldi fbank configs without CMVN can be matched; others raise
+    ``ValueError`` naming the settings sherpa-onnx cannot reproduce."""
+    torch = import_torch()
+    from edge_speech import features
+
+    if blank_id != 0 or any(any(c.isspace() for c in t) and t != " " for t in tokens) or "" in tokens:
+        raise ValueError("sherpa-onnx needs blank id 0 and tokens without whitespace (a lone space is written as ▁)")
+    reference = features.FeatureConfig.preset("kaldi-fbank").replace(
+        **{f: getattr(feature_config, f) for f in _SHERPA_FEATURE_FIELDS})
+    differing = [f for f in dataclasses.fields(reference) if getattr(reference, f.name) != getattr(feature_config, f.name)]
+    if differing:
+        raise ValueError("sherpa-onnx's front end cannot reproduce these feature settings: " + ", ".join(
+            f"{f.name}={getattr(feature_config, f.name)!r}" for f in differing) + " (it is kaldi-native-fbank with "
+            "only the mel bins, band edges and dither configurable)")
+
+    class SherpaCtc(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, x_lens):
+            log_probs = self.inner(x)
+            # Output frames per input frame, from the shapes: ceil(x_lens * T' / T).
+            lengths = (x_lens * log_probs.shape[1] + x.shape[1] - 1) // x.shape[1]
+            return log_probs, lengths
+
+    wrapped = SherpaCtc(model.eval()).eval()
+    with torch.no_grad():
+        out_frames = wrapped(example_input, torch.tensor([example_input.shape[1]]))[0].shape[1]
+    if int(round(example_input.shape[1] / out_frames)) != 4:
+        raise ValueError(f"sherpa-onnx's zipformer_ctc type assumes subsampling by 4; this model subsamples by "
+                         f"{example_input.shape[1] / out_frames:.2f}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapped, (example_input, torch.tensor([example_input.shape[1]])), buffer,
+                          input_names=["x", "x_lens"], output_names=["log_probs", "log_probs_len"],
+                          dynamic_axes={"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "log_probs": {0: "N", 1: "T2"},
+                                        "log_probs_len": {0: "N"}}, opset_version=17, dynamo=False)
+    (out / "model.onnx").write_bytes(buffer.getvalue())
+    # sherpa-onnx reads "symbol id" lines and turns a leading ▁ (U+2581) into a space.
+    (out / "tokens.txt").write_text("".join(f"{'▁' if t == ' ' else t} {i}\n" for i, t in enumerate(tokens)),
+                                    encoding="utf-8")
+    return {"sampling_rate": sample_rate, "feature_dim": feature_config.num_mel_bins,
+            "low_freq": feature_config.low_freq_hz, "high_freq": feature_config.high_freq_hz,
+            "dither": 0.0, "normalize_samples": True, "snip_edges": True}

@@ -17,6 +17,7 @@ from edge_speech.converters._deps import import_torch
 from edge_speech.converters.export import export_onnx, export_tflite, export_tflite_waveform
 from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
+from edge_speech.converters.report import REPORT_FOLDER, write_report
 from edge_speech.converters.verification import (error_rate, greedy_tokens, onnx_runner, tflite_runner,
                                                    torch_runner, verify)
 
@@ -174,6 +175,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"}, models={"onnx": "model.onnx"},
                                                    format_inputs={}), {"model.onnx": fp32})
     write_bundle(out, manifest, files)
+    write_report(steps, out / REPORT_FOLDER, title=f"Conversion report: {name}")
     return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
 
 
@@ -213,6 +215,7 @@ def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureCo
                                     "steps": [s["step"] for s in steps]},
                         verification=json.loads(json.dumps({"steps": steps}, default=float)))
     write_bundle(out, manifest, {"model.onnx": final})
+    write_report(steps, Path(out) / REPORT_FOLDER, title=f"Conversion report: {name}")
     return ConversionReport(str(Path(out)), None, tuple(steps))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_speech.backends import model_feeds
 from edge_speech.converters._deps import import_ort_quantization
+from edge_speech.converters.onnx_size import compact_qdq
 
 SCHEMES = ("int8", "int16x8", "dynamic")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -20,7 +21,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = None, scheme: str = "int8",
              input_name: str = "features", method: str = "minmax", per_channel: bool = True,
              symmetric_activations: bool = False, keep_float: Sequence[str] = (), input_spec=None) -> bytes:
-    """The quantized model as bytes.
+    """The quantized model as bytes (stored compactly: :func:`onnx_size.compact_qdq`).
 
     ``calibration``: feature arrays [frames, dim], or sample arrays for waveform models (static schemes; a few dozen utterances are
     enough). ``symmetric_activations`` suits TensorRT. ``keep_float``: node names left in float
@@ -42,7 +43,7 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         if scheme == "dynamic":
             q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel,
                                nodes_to_exclude=list(keep_float))
-            return dst.read_bytes()
+            return compact_qdq(dst.read_bytes())
         batches = [np.asarray(x, dtype=np.float32) for x in (calibration or [])]
         if not batches:
             raise ValueError(f"{scheme} static quantization needs calibration data: pass feature arrays of "
@@ -64,7 +65,7 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
                                             "percentile": q.CalibrationMethod.Percentile,
                                             "entropy": q.CalibrationMethod.Entropy}[method],
                           nodes_to_exclude=list(keep_float), extra_options=extra)
-        return dst.read_bytes()
+        return compact_qdq(dst.read_bytes())
 
 
 def _default_spec(input_name: str):

@@ -4,6 +4,8 @@ runtime loads; bad inputs are refused with errors that say what to do."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,39 @@ def test_convert_pipeline_writes_bundles_the_runtime_loads(tmp_path, speech):
     assert len(fp32.model_bytes["onnx"]) > len(bundle.model_bytes["onnx"])
     result = Recognizer.from_bundle(tmp_path / "bundle").transcribe((samples, 16000))
     assert isinstance(result.text, str)
+    report_dir = tmp_path / "bundle" / "report"
+    assert json.loads((report_dir / "report.json").read_text())["steps"] == json.loads(json.dumps(list(report.steps)))
+    markdown = (report_dir / "report.md").read_text()
+    for name in ("size.png", "latency.png", "accuracy.png"):
+        assert_valid_png(report_dir / name)
+        assert f"]({name})" in markdown
+    assert "| quantize |" in markdown
+
+
+def assert_valid_png(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width >= 200 and height >= 150 and len(data) > 3000, (path, width, height, len(data))
+
+
+STEPS = [{"step": "source", "macs": 2_000_000, "params": 9000, "cer": 0.20},
+         {"step": "prune", "macs_after": 1_000_000, "params_after": 5000, "cer": 0.30},
+         {"step": "quantize", "bytes": 6000, "vs_fp32": {"candidate_latency_ms": 1.5}, "cer": 0.31}]
+
+
+def test_report_plots_a_pruning_sweep_and_says_why_when_matplotlib_is_missing(tmp_path, monkeypatch):
+    from edge_speech.converters.report import write_report
+
+    sweep = [{"macs": 2e6, "cer": 0.2}, {"macs": 1.5e6, "cer": 0.22}, {"macs": 1e6, "cer": 0.3}]
+    markdown = write_report(STEPS, tmp_path / "with", sweep=sweep).read_text()
+    assert_valid_png(tmp_path / "with" / "accuracy_vs_macs.png")
+    assert "](accuracy_vs_macs.png)" in markdown and "| prune | 5,000 | 1,000,000 |" in markdown
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    markdown = write_report(STEPS, tmp_path / "without", sweep=sweep).read_text()
+    assert "Plots: not drawn: matplotlib is not installed" in markdown
+    assert not list((tmp_path / "without").glob("*.png")) and (tmp_path / "without" / "report.json").is_file()
 
 
 def test_float_tflite_in_chunks_equals_the_whole_utterance_torch_model(speech_features):
@@ -220,9 +255,7 @@ def test_sensitivity_ranks_layers_and_budget_keeps_the_worst_in_float(tmp_path, 
 
 
 def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
-    import json
     import subprocess
-    import sys
 
     (tmp_path / "mymodels.py").write_text(
         "import sys\nsys.path.insert(0, %r)\nfrom converter_models import DSConvCTC, seeded\n"
@@ -274,3 +307,36 @@ def test_existing_nemo_style_onnx_is_quantized_verified_and_bundled(tmp_path, sp
     ref = reference(features.compute(samples, 16000, FBANK))
     cosine = float((lp * ref).sum() / np.linalg.norm(lp) / np.linalg.norm(ref))
     assert lp.shape == ref.shape and cosine >= 0.98
+
+
+def test_compacted_int8_model_computes_exactly_what_onnxruntime_quantized(tmp_path, speech_features):
+    """compact_qdq drops zero zero-points, derives bias scales, shortens names: same outputs, fewer bytes."""
+    import onnx
+    from onnxruntime import quantization as q
+
+    from edge_speech.converters.onnx_size import compact_qdq, size_breakdown
+
+    model = seeded(DSConvCTC, channels=192, blocks=4)
+    (tmp_path / "fp32.onnx").write_bytes(converters.export_onnx(model, torch.from_numpy(speech_features[0])[None]))
+
+    class Reader:  # onnxruntime's own quantizer, outside our wrapper: the reference
+        items = iter([{"features": f[None]} for f in speech_features[:6]])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    q.quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=q.QuantFormat.QDQ,
+                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True,
+                      extra_options={"WeightSymmetric": True})
+    plain = (tmp_path / "int8.onnx").read_bytes()
+    compact = compact_qdq(plain)
+    for feats in speech_features:
+        np.testing.assert_array_equal(onnx_runner(compact)(feats), onnx_runner(plain)(feats))
+    before, after = size_breakdown(plain), size_breakdown(compact)
+    assert sum(before.values()) == len(plain) and sum(after.values()) == len(compact)
+    assert after["zero_points"] < before["zero_points"] / 10 and after["scales"] < 0.6 * before["scales"]
+    assert after["quantized_int8"] >= 0.99 * before["quantized_int8"]  # the weights stay; only names got shorter
+    graph = onnx.load_from_string(compact).graph
+    assert sum(n.op_type == "Mul" for n in graph.node) > sum(n.op_type == "Mul" for n in onnx.load_from_string(plain).graph.node)
+    fp32 = (tmp_path / "fp32.onnx").read_bytes()
+    assert len(fp32) / len(compact) >= 3.7 > len(fp32) / len(plain)

@@ -1,0 +1,75 @@
+"""The sherpa-onnx export: sherpa-onnx's own OfflineRecognizer, fed the feature settings the export
+returns, gives the same greedy text as our Recognizer on the same audio with the trained default
+model; feature settings sherpa-onnx cannot reproduce are refused by name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edge_speech import Recognizer, audio, converters, features
+from edge_speech.bundle import InputSpec, Manifest, write_bundle
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
+FBANK = features.FeatureConfig.preset("kaldi-fbank")
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    sys.path.insert(0, str(RECIPE))
+    import ctc_model
+
+    state = torch.load(RECIPE / "checkpoint" / "model.pt", map_location="cpu", weights_only=True)
+    model = ctc_model.build(dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), ctc_model.TOKENS
+
+
+def sherpa_recognizer(folder: Path, feature_kwargs: dict):
+    import sherpa_onnx
+
+    # from_zipformer_ctc builds its config with sherpa-onnx's default front end; rebuild it with ours.
+    shortcut = sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(str(folder / "model.onnx"), str(folder / "tokens.txt"),
+                                                                num_threads=1)
+    config = shortcut.config
+    config.feat_config = sherpa_onnx.FeatureExtractorConfig(**feature_kwargs)
+    shortcut.recognizer = type(shortcut.recognizer)(config)
+    return shortcut
+
+
+def test_sherpa_onnx_gives_the_same_greedy_text_as_our_runtime(tmp_path, default_model, speech):
+    model, tokens = default_model
+    example = torch.zeros(1, 300, 80)
+    feature_kwargs = converters.export_sherpa_onnx(model, example, tokens, tmp_path / "sherpa", FBANK)
+    assert feature_kwargs["high_freq"] == 0.0 and feature_kwargs["snip_edges"] is True
+    lines = (tmp_path / "sherpa" / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["<blk> 0", "▁ 1", "a 2"] and len(lines) == len(tokens)
+    manifest = Manifest(kind="ctc", sample_rate=16000, features=FBANK, tokens=tuple(tokens), models={"onnx": "model.onnx"},
+                        blank_id=0, subsampling_factor=4, input=InputSpec(name="features"))
+    write_bundle(tmp_path / "ours", manifest, {"model.onnx": converters.export_onnx(model, example)})
+    ours = Recognizer.from_bundle(tmp_path / "ours", threads=1)
+    sherpa = sherpa_recognizer(tmp_path / "sherpa", feature_kwargs)
+    clips = [audio.load_audio(path, 16000) for path in sorted((RECIPE / "examples").glob("*.wav"))]
+    samples = speech(16000)
+    clips += [samples[i:i + 40000] for i in range(0, len(samples) - 16000, 40000)]
+    agreeing = 0
+    for clip in clips:
+        stream = sherpa.create_stream()
+        stream.accept_waveform(16000, clip)
+        sherpa.decode_stream(stream)
+        theirs, mine = stream.result.text.strip(), ours.transcribe((clip, 16000), beam=1).text
+        assert mine, "the default model should say something on speech"
+        agreeing += theirs == mine
+    assert agreeing == len(clips), f"{agreeing}/{len(clips)} clips agree"
+
+
+def test_sherpa_export_refuses_features_sherpa_onnx_cannot_compute(tmp_path, default_model):
+    model, tokens = default_model
+    with pytest.raises(ValueError, match="cannot reproduce these feature settings: .*window='hann'"):
+        converters.export_sherpa_onnx(model, torch.zeros(1, 100, 80), tokens, tmp_path,
+                                      features.FeatureConfig.preset("librosa-mel"))
+    with pytest.raises(ValueError, match="dither=0.1"):
+        converters.export_sherpa_onnx(model, torch.zeros(1, 100, 80), tokens, tmp_path, FBANK.replace(dither=0.1))
