@@ -35,6 +35,10 @@ def main() -> None:
     parser.add_argument("--word-bonus", type=float, default=0.0)
     parser.add_argument("--beam", type=int, default=16)
     parser.add_argument("--lexicon", action="store_true", help="restrict words to the LM's vocabulary")
+    parser.add_argument("--grammar-token-bonus", type=float, default=0.0,
+                        help="per-token bonus when ranking grammar sentences (chosen on asterisk prompts)")
+    parser.add_argument("--grammar-threshold", type=float, default=0.5,
+                        help="command rejection confidence (chosen with benchmarks/bench_listen.py --sweep)")
     args = parser.parse_args()
     fp32 = Bundle.load(args.fp32)
     m = fp32.manifest
@@ -53,14 +57,15 @@ def main() -> None:
                                      subsampling_factor=m.subsampling_factor, calib=calib, eval=evaluation,
                                      quantize="int8", out=out, sample_rate=m.sample_rate, blank_id=m.blank_id,
                                      name=m.name + "-int8", output_is_log_probs=m.output_is_log_probs)
+    bundle = Bundle.load(out)
+    decoder = {"grammar_token_bonus": args.grammar_token_bonus, "grammar_threshold": args.grammar_threshold}
+    files = {name: bundle.model_bytes[fmt] for fmt, name in bundle.manifest.models.items()}
     if args.lm:
-        bundle = Bundle.load(out)
-        decoder = {"lm": args.lm.name, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
-                   "beam": args.beam, "lexicon": args.lexicon}
-        write_bundle(out, dataclasses.replace(bundle.manifest, files={}, decoder=decoder),
-                     {name: bundle.model_bytes[fmt] for fmt, name in bundle.manifest.models.items()}
-                     | {args.lm.name: args.lm.read_bytes()})
-        Bundle.load(out)  # checks the LM's checksum entry
+        decoder |= {"lm": args.lm.name, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
+                    "beam": args.beam, "lexicon": args.lexicon}
+        files[args.lm.name] = args.lm.read_bytes()
+    write_bundle(out, dataclasses.replace(bundle.manifest, files={}, decoder=decoder), files)
+    Bundle.load(out)  # checks every checksum entry, the LM's included
     print(json.dumps(report.to_dict(), indent=2, default=float))
 
 
