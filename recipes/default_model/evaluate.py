@@ -128,9 +128,9 @@ def run_set(recognizer, items, snr_db=None, beam=1, seed=0):
 
 
 def evaluate(bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads: int = 1,
-             show: int = 0) -> dict:
+             show: int = 0, backend: str = "auto") -> dict:
     from edge_speech import Recognizer
-    recognizer = Recognizer.from_bundle(bundle, threads=threads)
+    recognizer = Recognizer.from_bundle(bundle, threads=threads, backend=backend)
     results = {}
     for name in sets:
         if name == "asterisk":
@@ -156,10 +156,11 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default="clean,noisy20,noisy10,asterisk")
     p.add_argument("--beam", type=int, default=1, help="1 = greedy")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--show", type=int, default=0, help="print this many REF/HYP pairs per set")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    results = evaluate(args.bundle, args.data, args.sets.split(","), args.beam, args.threads, args.show)
+    results = evaluate(args.bundle, args.data, args.sets.split(","), args.beam, args.threads, args.show, args.backend)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
