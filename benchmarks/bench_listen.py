@@ -291,7 +291,8 @@ def main() -> None:
                         help="noise levels (dB SNR; inf for none)")
     parser.add_argument("--vads", nargs="+", default=["energy"], choices=["energy", "silero"])
     parser.add_argument("--wake", default="hey computer")
-    parser.add_argument("--grammar-threshold", type=float, default=0.5, help="listen()'s default unless given")
+    parser.add_argument("--grammar-threshold", type=float,
+                        help="command rejection threshold (default: the bundle's calibrated one)")
     parser.add_argument("--verbose", action="store_true", help="list every missed command")
     parser.add_argument("--sweep", type=float, nargs="+",
                         help="only the threshold sweep: detection and grammar-alone false accepts per threshold, "
