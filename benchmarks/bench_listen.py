@@ -17,6 +17,9 @@ en-gb-x-rp+f3, flite slt, festival cmu_us_slt_arctic_hts: the recipe's own held-
 otherwise with espeak-ng voices of the kind it trained on. Synthesis goes through the recipe's
 ``synth_job`` (random rate, pitch and level per rendition).
 
+``--realtime`` paces the command replay like a microphone, so latencies and first partials are
+wall-clock times with the computation included.
+
 Run from outside the checkout (espeak-ng and sox needed; flite and festival for --held-out):
 
     cd /tmp && python /path/to/edge_speech/benchmarks/bench_listen.py --held-out --speech-hours 1 --vads energy silero
@@ -127,16 +130,21 @@ def with_noise(speech: np.ndarray, snr_db: float, rng) -> np.ndarray:
 
 
 class TimedSource:
-    """Chunks of an array; remembers when each was handed out (wall clock)."""
+    """Chunks of an array; remembers when each was handed out (wall clock). With ``realtime``
+    each chunk is handed out when its last sample would have been captured, as a microphone does."""
 
-    def __init__(self, samples: np.ndarray, chunk_s: float = 0.02):
+    def __init__(self, samples: np.ndarray, chunk_s: float = 0.02, realtime: bool = False):
         self.samples, self.sample_rate, self.step = samples, RATE, int(chunk_s * RATE)
-        self.handed_out = 0.0
+        self.realtime, self.handed_out, self.started = realtime, 0.0, 0.0
 
     def __iter__(self):
+        self.started = time.perf_counter()
         for i in range(0, len(self.samples), self.step):
+            chunk = self.samples[i:i + self.step]
+            if self.realtime:
+                time.sleep(max(0.0, self.started + (i + len(chunk)) / RATE - time.perf_counter()))
             self.handed_out = time.perf_counter()
-            yield self.samples[i:i + self.step]
+            yield chunk
 
 
 def rss_mb() -> float:
@@ -186,7 +194,8 @@ def speech_onset(clip: np.ndarray, frame_s: float = 0.01) -> float:
     return float(np.argmax(energy >= energy.max() * 1e-3)) * frame_s
 
 
-def measure_detection(rec, clips: list, commands: list, snr_db: float, vad: str, threshold: float, rng) -> dict:
+def measure_detection(rec, clips: list, commands: list, snr_db: float, vad: str, threshold: float, rng,
+                      realtime: bool = False) -> dict:
     """Replays the noisy commands with pauses; returns per-command outcomes and latencies."""
     session, spans, t = [quiet(1.0, rng)], [], 1.0
     noisy = [with_noise(clip, snr_db, rng) for clip in clips]
@@ -194,13 +203,14 @@ def measure_detection(rec, clips: list, commands: list, snr_db: float, vad: str,
         spans.append((t, t + len(clip) / RATE))
         session += [clip, quiet(1.2, rng)]
         t += len(clip) / RATE + 1.2
-    source = TimedSource(np.concatenate(session))
+    source = TimedSource(np.concatenate(session), realtime=realtime)
     finals, latencies, first_partials, utterance_start = [], [], [], None
     for event in listen.listen(rec, source, grammar=COMMANDS, grammar_threshold=threshold, vad=vad):
         now = time.perf_counter()
         if event.type == "partial" and utterance_start != event.start:
             utterance_start = event.start
-            first_partials.append(event.end)
+            # in real time, when it was shown (compute included), on the stream's clock
+            first_partials.append(now - source.started if realtime else event.end)
         if event.type == "final":
             latencies.append(now - source.handed_out)
             finals.append(event)
@@ -256,7 +266,7 @@ def report_detection(result: dict, snr_db: float, vad: str, verbose: bool) -> No
           f"max {1e3 * max(lat):.1f} ms (plus the 0.6 s trailing-silence endpoint)")
     if result["first_partials"]:
         fp = result["first_partials"]
-        print(f"  first partial after speech onset (stream time): median {np.median(fp):.2f} s, "
+        print(f"  first partial after speech onset (stream time, or wall clock in real time): median {np.median(fp):.2f} s, "
               f"90th percentile {np.percentile(fp, 90):.2f} s; {result['without_partial']} commands had none")
 
 
@@ -294,6 +304,8 @@ def main() -> None:
     parser.add_argument("--grammar-threshold", type=float,
                         help="command rejection threshold (default: the bundle's calibrated one)")
     parser.add_argument("--verbose", action="store_true", help="list every missed command")
+    parser.add_argument("--realtime", action="store_true",
+                        help="replay the commands at the pace of a microphone (detection rows only)")
     parser.add_argument("--sweep", type=float, nargs="+",
                         help="only the threshold sweep: detection and grammar-alone false accepts per threshold, "
                              "from one run with no threshold (a command counts if its confidence reaches it)")
@@ -312,7 +324,8 @@ def main() -> None:
         return
     for vad in args.vads:
         for snr_db in args.snr:
-            result = measure_detection(rec, clips, commands, snr_db, vad, args.grammar_threshold, rng)
+            result = measure_detection(rec, clips, commands, snr_db, vad, args.grammar_threshold, rng,
+                                       args.realtime)
             report_detection(result, snr_db, vad, args.verbose)
 
     # Idle cost: quiet room noise and steady fan-like noise.
