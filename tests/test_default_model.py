@@ -15,7 +15,7 @@ from conftest import write_pcm16_wav
 from edge_speech import Recognizer, audio, listen
 from edge_speech.backends import BackendUnavailable
 from edge_speech.converters.verification import error_rate, verify
-from test_microphone_alsa import FirstSeconds, file_microphone  # noqa: F401  (fixture)
+from test_microphone_alsa import BURST_CHUNKS, FirstSeconds, file_microphone  # noqa: F401  (fixture)
 from test_recognizer import run_cli
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
@@ -102,9 +102,7 @@ def test_live_commands_through_portaudio(file_microphone, default):
     quiet = (0.0005 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32)
     session = np.concatenate([quiet, timer, quiet, timer, quiet])
     device = file_microphone(session)
-    # ALSA's file device has no clock: it captures far faster than real time, so the queue must
-    # hold the whole session while the recogniser (with its partial results) catches up
-    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=200_000)
+    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=BURST_CHUNKS)
     try:
         events = list(listen.listen(default, FirstSeconds(mic, len(session) / rate),
                                     grammar=EXAMPLES / "commands.yaml"))

@@ -46,6 +46,11 @@ def file_microphone(tmp_path, monkeypatch):
     return install
 
 
+# ALSA's file device has no clock: it captures far faster than real time, so a test's queue must
+# hold the whole burst while the recogniser catches up (20 ms chunks: about 1.3 kB each).
+BURST_CHUNKS = 200_000
+
+
 class FirstSeconds:
     """The first `seconds` of a source (the file device keeps giving silence after the file)."""
 
@@ -67,7 +72,7 @@ def test_portaudio_capture_delivers_the_recording(file_microphone, speech):
     samples = speech(16000)[:24000]
     device = file_microphone(samples)
     assert any(d["name"] == device for d in listen.list_devices())
-    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=5000)
+    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=BURST_CHUNKS)
     try:
         got = np.concatenate(list(FirstSeconds(mic, len(samples) / 16000)))
     finally:
@@ -84,7 +89,7 @@ def test_listen_over_portaudio_finds_both_utterances(file_microphone, recognizer
 
     samples, bounds = composed(speech)
     device = file_microphone(samples)
-    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=5000)
+    mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=BURST_CHUNKS)
     try:
         events = list(listen.listen(recognizer, FirstSeconds(mic, len(samples) / 16000)))
     finally:
