@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash recipes/setup.sh
 examples=recipes/default_model/examples
 echo
-echo "== Transcription (embedded default model, greedy, no language model)"
+echo "== Transcription (embedded default model, beam search with its bundled word LM)"
 .venv/bin/edge-speech transcribe "$examples"/*.wav
 echo
 echo "== Voice commands ($examples/commands.yaml)"
