@@ -3,6 +3,9 @@ independently computed log-probs, streaming equals offline, batch and CLI behavi
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
+import hashlib
 import json
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import pytest
 import tiny_models
 from conftest import noise
 from edge_speech import Recognizer, audio, decoding, features
+from edge_speech.bundle import Bundle, BundleError, write_bundle
 from test_bundle_backends import FEATURES, make_bundle
 
 
@@ -226,16 +230,26 @@ ngram 2=2
 """
 
 
-def lm_bundle(directory, lexicon: bool, compress: bool = True, **decoder) -> "Path":
-    import dataclasses
-    import gzip
-    from edge_speech.bundle import Bundle, write_bundle
+def bundle_with_decoder(directory, decoder: dict, files: dict = None) -> "Path":
+    """The tiny bundle with these decoder defaults (and extra files, e.g. its LM)."""
     base = Bundle.load(make_bundle(directory.parent / (directory.name + "-base")))
+    return write_bundle(directory, dataclasses.replace(base.manifest, files={}, decoder=decoder),
+                        {"model.onnx": base.model_bytes["onnx"], **(files or {})})
+
+
+def lm_bundle(directory, lexicon: bool, compress: bool = True) -> "Path":
     name = "lm.arpa.gz" if compress else "lm.arpa"
     data = gzip.compress(TINY_ARPA.encode()) if compress else TINY_ARPA.encode()
-    manifest = dataclasses.replace(base.manifest, files={}, decoder={
-        "lm": name, "lm_weight": 0.8, "word_bonus": 1.0, "beam": 12, "lexicon": lexicon, **decoder})
-    return write_bundle(directory, manifest, {"model.onnx": base.model_bytes["onnx"], name: data})
+    decoder = {"lm": name, "lm_weight": 0.8, "word_bonus": 1.0, "beam": 12, "lexicon": lexicon}
+    return bundle_with_decoder(directory, decoder, {name: data})
+
+
+def replace_file(directory, name: str, data: bytes) -> None:
+    """Replaces a bundle file and its manifest checksum, so only the content is wrong."""
+    (directory / name).write_bytes(data)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize("lexicon", [False, True])
@@ -261,26 +275,16 @@ def test_a_bundled_lm_is_the_default_search_and_equals_the_decoder_given_that_lm
 
 
 def test_bundled_lm_errors_name_the_file(tmp_path):
-    from edge_speech.bundle import Bundle, BundleError
     directory = lm_bundle(tmp_path / "lm", lexicon=False, compress=False)
     (directory / "lm.arpa").write_text(TINY_ARPA.replace("-0.5\t</s>", "-0.5\t</s>\t0\t0"))
     with pytest.raises(BundleError, match="lm.arpa: size"):
         Bundle.load(directory)
-    bad = TINY_ARPA.replace("ngram 1=6", "ngram 1=7").encode()
     directory = lm_bundle(tmp_path / "bad", lexicon=False, compress=False)
-    import hashlib
-    (directory / "lm.arpa").write_bytes(bad)
-    manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["files"]["lm.arpa"] = {"sha256": hashlib.sha256(bad).hexdigest(), "size": len(bad)}
-    (directory / "manifest.json").write_text(json.dumps(manifest))
+    replace_file(directory, "lm.arpa", TINY_ARPA.replace("ngram 1=6", "ngram 1=7").encode())
     with pytest.raises(BundleError, match="lm.arpa: .*"):
         Recognizer.from_bundle(directory)
     gz = lm_bundle(tmp_path / "gz", lexicon=False)
-    manifest = json.loads((gz / "manifest.json").read_text())
-    junk = b"not gzip at all"
-    (gz / "lm.arpa.gz").write_bytes(junk)
-    manifest["files"]["lm.arpa.gz"] = {"sha256": hashlib.sha256(junk).hexdigest(), "size": len(junk)}
-    (gz / "manifest.json").write_text(json.dumps(manifest))
+    replace_file(gz, "lm.arpa.gz", b"not gzip at all")
     with pytest.raises(BundleError, match="lm.arpa.gz: not a valid gzip file"):
         Bundle.load(gz)
 
@@ -294,7 +298,6 @@ def test_bundled_lm_errors_name_the_file(tmp_path):
     ({"grammar_threshold": 1.5}, "grammar_threshold must be a number in"),
 ])
 def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
-    from edge_speech.bundle import Bundle, BundleError
     directory = make_bundle(tmp_path / "b")
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["decoder"] = {k: v for k, v in decoder.items() if v is not None}
@@ -304,13 +307,8 @@ def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
 
 
 def test_the_bundles_calibrated_grammar_settings_are_the_default(tmp_path, speech):
-    import dataclasses
-    from edge_speech.bundle import Bundle, write_bundle
     samples = speech(16000)
-    base = Bundle.load(make_bundle(tmp_path / "base"))
-    loose = base.manifest.decoder | {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7}
-    directory = write_bundle(tmp_path / "loose", dataclasses.replace(base.manifest, files={}, decoder=loose),
-                             {"model.onnx": base.model_bytes["onnx"]})
+    directory = bundle_with_decoder(tmp_path / "loose", {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7})
     rec = Recognizer.from_bundle(directory, threads=1)
     accepted = rec.transcribe((samples, 16000), grammar=INTENTS)
     assert accepted.intent in ("Take", "Eat")  # a threshold of 0 rejects nothing
