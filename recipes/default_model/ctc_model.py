@@ -112,3 +112,41 @@ def build(config: dict) -> ConvCTC:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def grown(model: ConvCTC, channels: int, blocks: int, seed: int = 0) -> ConvCTC:
+    """A wider and/or deeper copy of ``model`` that computes exactly the same function, for
+    continuing the training of an underfitting model without starting over. New channels get
+    random weights but every old channel (and the head) reads them through zero weights; new
+    blocks are appended with their last BatchNorm scale at zero, so they start as the identity.
+    Both kinds of new weights receive gradients from the first step."""
+    old = model.config
+    if channels < old["channels"] or blocks < old["blocks"]:
+        raise ValueError(f"can only grow: {old['channels']}x{old['blocks']} -> {channels}x{blocks}")
+    torch.manual_seed(seed)
+    big = ConvCTC(**(old | {"channels": channels, "blocks": blocks}))
+    c = old["channels"]
+    big.mean.copy_(model.mean)
+    big.inv_std.copy_(model.inv_std)
+    small_layers = dict(model.named_modules())
+    for name, layer in big.named_modules():
+        src = small_layers.get(name)
+        if src is None:
+            continue
+        if isinstance(layer, nn.Conv1d):
+            out_n, in_n = src.weight.shape[:2]
+            if layer.groups == 1 and layer.in_channels > src.in_channels:
+                layer.weight[:out_n, in_n:] = 0          # old outputs ignore the new channels
+            layer.weight[:out_n, :in_n] = src.weight
+            if src.bias is not None:
+                layer.bias[:out_n] = src.bias
+        elif isinstance(layer, nn.BatchNorm1d):
+            n = src.num_features
+            for attr in ("weight", "bias", "running_mean", "running_var"):
+                getattr(layer, attr)[:n] = getattr(src, attr)
+            layer.num_batches_tracked.copy_(src.num_batches_tracked)
+    big.head.weight[:, c:] = 0
+    for block in big.blocks[old["blocks"]:]:
+        block.net[4].weight.zero_()                     # the block's residual branch starts at zero
+    return big

@@ -166,7 +166,11 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", type=Path, help="start from this checkpoint's weights and config (e.g. checkpoint/model.pt) "
                    "with a fresh optimizer and schedule")
+    p.add_argument("--grow", metavar="CHANNELSxBLOCKS",
+                   help="with --init: widen/deepen the initial model (same function at step 0), e.g. 320x14")
     args = p.parse_args(argv)
+    if args.grow and not args.init:
+        p.error("--grow needs --init")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +200,10 @@ def main(argv=None) -> int:
         model = ctc_model.ConvCTC(**config)
         model.load_state_dict(init["model"])
         say(f"initialised from {args.init} (epoch {init.get('epoch')}, metrics {init.get('metrics')})")
+        if args.grow:
+            channels, blocks = (int(v) for v in args.grow.lower().split("x"))
+            model = ctc_model.grown(model, channels, blocks, seed=args.seed)
+            say(f"grown to {channels} channels x {blocks} blocks (same outputs as the initial model)")
     else:
         model = ctc_model.ConvCTC(channels=args.channels, blocks=args.blocks, kernel=args.kernel, dropout=args.dropout)
         stats_rng = np.random.default_rng(args.seed)
