@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3, help="peak of the fine-tune's one-cycle schedule")
     p.add_argument("--calibration", type=int, default=48)
+    p.add_argument("--importance", choices=("magnitude", "taylor"), default="magnitude",
+                   help="channel importance for pruning; taylor uses the calibration utterances")
     args = p.parse_args(argv)
     if args.from_json:
         results = json.loads(args.from_json.read_text())
@@ -108,7 +110,11 @@ def run(args) -> dict:
     rows.append(score("fp32", model, fp32, "float"))
     int8 = converters.quantize(fp32, calib)
     rows.append(score("int8", model, int8, "int8"))
-    pruned, prune_report = converters.prune(model, example, target_macs_ratio=args.prune)
+    taylor_batches = [train.collate([(torch.from_numpy(f), torch.zeros(1)) for f in calib[i:i + 8]],
+                                    model.mean.numpy())[0]
+                      for i in range(0, len(calib), 8)] if args.importance == "taylor" else None
+    pruned, prune_report = converters.prune(model, example, target_macs_ratio=args.prune, importance=args.importance,
+                                            calibration=taylor_batches)
     rows.append(score("pruned fp32", pruned, converters.export_onnx(pruned, example), "float"))
     train_feats, labels = [], []
     for r in train_rows[: args.train]:

@@ -73,7 +73,7 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
             torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         if progress and sys.stderr.isatty():
             print(f"fine-tune epoch {epoch + 1}/{epochs} loss {np.mean(losses[-len(batches):]):.4f}", file=sys.stderr)
         if checkpoint is not None:
