@@ -83,6 +83,7 @@ def main() -> None:
     eval_features = [front_end(path) for path, _ in evaluation]
     _check_same_model(model, fp32, eval_features[:8], args)
 
+    lm_bytes = args.lm.read_bytes() if args.lm else None  # before OUT is cleared: the LM may live there
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
@@ -114,7 +115,7 @@ def main() -> None:
     if args.lm:
         decoder |= {"lm": args.lm.name, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
                     "beam": args.beam, "lexicon": args.lexicon}
-        files[args.lm.name] = args.lm.read_bytes()
+        files[args.lm.name] = lm_bytes
     manifest = onnx_int8.manifest
     verification = dict(manifest.verification, steps=[*manifest.verification["steps"], tflite_step])
     write_bundle(out, dataclasses.replace(manifest, files={}, models={"onnx": "model.onnx", "tflite": "model.tflite"},
