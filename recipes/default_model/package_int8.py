@@ -45,9 +45,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--calibration", type=int, default=48, help="training utterances used to calibrate")
     parser.add_argument("--eval", type=int, default=100, help="held-out utterances used to verify")
-    parser.add_argument("--stream-context-frames", type=int, default=264,
-                        help="input frames each side that streaming and TFLite windows need: half the model's "
-                             "receptive field (525 frames), rounded up to the subsampling (±2.6 s)")
+    parser.add_argument("--stream-context-frames", type=int,
+                        help="input frames each side that streaming and TFLite windows need (default: half the "
+                             "model's receptive field rounded up to the subsampling; 328 = ±3.3 s for the shipped model)")
     parser.add_argument("--tflite-chunk-frames", type=int, default=256,
                         help="input frames each TFLite window contributes; every window also recomputes the context "
                              "on both sides. 256 (measured, see the recipe README): within 25%% of the fastest on "
@@ -71,8 +71,8 @@ def main() -> None:
     evaluation = [(_path(data, item), item["text"]) for item in test[:: max(1, len(test) // args.eval)][: args.eval]]
 
     model = export.load_model(args.checkpoint)
-    context = args.stream_context_frames
     needed = -(-(model.receptive_field_frames() // 2) // m.subsampling_factor) * m.subsampling_factor
+    context = needed if args.stream_context_frames is None else args.stream_context_frames
     if context < needed:
         raise SystemExit(f"--stream-context-frames {context} is below the model's receptive field half-width "
                          f"({needed} frames): chunked and streamed output would differ from offline")
