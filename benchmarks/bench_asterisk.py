@@ -264,7 +264,7 @@ def main(argv=None) -> int:
         print(f"RTF ratio PocketSphinx / ours: {sphinx_rtf / ours_rtf:.1f}x")
 
         ours_outcomes = results["edge_speech"][0]
-        print("\nOur rejection threshold, recomputed from the same results (default 0.5):\n")
+        print("\nOur rejection threshold, recomputed from the same results (the table above used the bundle's):\n")
         print("| threshold | correct | wrong command | rejected | out-of-grammar false accepts |")
         print("|---:|---:|---:|---:|---:|")
         for t in THRESHOLDS:
