@@ -120,13 +120,13 @@ def grown(model: ConvCTC, channels: int, blocks: int, seed: int = 0) -> ConvCTC:
     continuing the training of an underfitting model without starting over. New channels get
     random weights but every old channel (and the head) reads them through zero weights; new
     blocks are appended with their last BatchNorm scale at zero, so they start as the identity.
-    Both kinds of new weights receive gradients from the first step."""
+    The zero weights get gradients from the first step; the new channels' own weights as soon as
+    something reads them."""
     old = model.config
     if channels < old["channels"] or blocks < old["blocks"]:
         raise ValueError(f"can only grow: {old['channels']}x{old['blocks']} -> {channels}x{blocks}")
     torch.manual_seed(seed)
     big = ConvCTC(**(old | {"channels": channels, "blocks": blocks}))
-    c = old["channels"]
     big.mean.copy_(model.mean)
     big.inv_std.copy_(model.inv_std)
     small_layers = dict(model.named_modules())
@@ -146,7 +146,6 @@ def grown(model: ConvCTC, channels: int, blocks: int, seed: int = 0) -> ConvCTC:
             for attr in ("weight", "bias", "running_mean", "running_var"):
                 getattr(layer, attr)[:n] = getattr(src, attr)
             layer.num_batches_tracked.copy_(src.num_batches_tracked)
-    big.head.weight[:, c:] = 0
     for block in big.blocks[old["blocks"]:]:
         block.net[4].weight.zero_()                     # the block's residual branch starts at zero
     return big
