@@ -114,7 +114,11 @@ def export_tflite_waveform(model, example_samples: int = 16000, samples_per_fram
     with a dynamic sample axis (multiples of ``samples_per_frame``). A fixed window is not
     offered: a full-attention encoder and per-utterance normalisation see the whole utterance, so
     fixed-shape chunks would not equal offline recognition. Raises RuntimeError naming the
-    litert-torch step that failed when the model cannot be converted this way."""
+    litert-torch step that failed when the model cannot be converted this way. With litert-torch
+    0.10 and transformers' Wav2Vec2ForCTC it fails twice over: first on the arange of
+    transformers' all-true attention mask (``create_bidirectional_mask``), whose length is the
+    symbolic frame count; with that mask bypassed, the JAX lowering rejects the dynamic sample
+    axis at the model's first op (a broadcast to a negative size), as it does for conv models."""
     torch = import_torch()
     try:
         import litert_torch
