@@ -110,9 +110,9 @@ def run(args) -> dict:
     rows.append(score("fp32", model, fp32, "float"))
     int8 = converters.quantize(fp32, calib)
     rows.append(score("int8", model, int8, "int8"))
-    taylor_batches = [train.collate([(torch.from_numpy(f), torch.zeros(1)) for f in calib[i:i + 8]],
-                                    model.mean.numpy())[0]
-                      for i in range(0, len(calib), 8)] if args.importance == "taylor" else None
+    taylor_batches = None
+    if args.importance == "taylor":
+        taylor_batches = [train.pad_features(calib[i:i + 8], model.mean.numpy())[0] for i in range(0, len(calib), 8)]
     pruned, prune_report = converters.prune(model, example, target_macs_ratio=args.prune, importance=args.importance,
                                             calibration=taylor_batches)
     rows.append(score("pruned fp32", pruned, converters.export_onnx(pruned, example), "float"))

@@ -42,7 +42,8 @@ def test_grown_model_computes_the_same_function_in_eval_and_train_mode():
     x = torch.randn(2, 173, ctc_model.FEATURE_DIM) * 3
     with torch.no_grad():
         torch.testing.assert_close(big(x), small(x), rtol=0, atol=1e-5)
-        _no_dropout(big).train(), _no_dropout(small).train()  # batch statistics instead of running ones
+        _no_dropout(big).train()  # batch statistics instead of running ones
+        _no_dropout(small).train()
         torch.testing.assert_close(big(x), small(x), rtol=0, atol=1e-5)
     # the same config rebuilds it (how train.py --resume and export.py load it)
     rebuilt = ctc_model.build(big.config)

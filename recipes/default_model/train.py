@@ -88,11 +88,18 @@ def batches(lengths, max_frames: int, seed: int, epoch: int):
     return out
 
 
+def pad_features(arrays, pad: np.ndarray):
+    """Feature arrays [frames, dim] -> ([batch, longest, dim] padded with ``pad``, the model's
+    mean frame, so padding normalises to zero; lengths)."""
+    lengths = torch.tensor([len(f) for f in arrays])
+    feats = torch.from_numpy(np.tile(pad, (len(arrays), int(lengths.max()), 1)))
+    for k, f in enumerate(arrays):
+        feats[k, : len(f)] = torch.as_tensor(f)
+    return feats, lengths
+
+
 def collate(items, pad: np.ndarray):
-    lengths = torch.tensor([f.shape[0] for f, _ in items])
-    feats = torch.from_numpy(np.tile(pad, (len(items), int(lengths.max()), 1)))
-    for k, (f, _) in enumerate(items):
-        feats[k, : f.shape[0]] = f
+    feats, lengths = pad_features([f for f, _ in items], pad)
     labels = torch.cat([y for _, y in items])
     label_lengths = torch.tensor([len(y) for _, y in items])
     return feats, lengths, labels, label_lengths
@@ -119,7 +126,7 @@ def evaluate(model, test_feats, test_texts, pad, batch: int = 32) -> dict:
     by_index = {}
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
-        feats, lengths, _, _ = collate([(torch.from_numpy(test_feats[i]), torch.zeros(1)) for i in idx], pad)
+        feats, lengths = pad_features([test_feats[i] for i in idx], pad)
         lp = model(feats)
         for i, text in zip(idx, greedy_texts(lp, ctc_model.output_frames(lengths))):
             by_index[int(i)] = text
