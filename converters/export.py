@@ -108,37 +108,80 @@ def _calibration_windows(calibration: Sequence[np.ndarray], window: int, dim: in
     return windows
 
 
-def export_tflite_waveform(model, example_samples: int = 16000, samples_per_frame: int = 320,
-                           max_seconds: float = 60.0, sample_rate: int = 16000) -> bytes:
-    """A float TFLite model of a waveform model (wav2vec2: [1, samples] -> [1, frames, vocab])
-    with a dynamic sample axis (multiples of ``samples_per_frame``). A fixed window is not
-    offered: a full-attention encoder and per-utterance normalisation see the whole utterance, so
-    fixed-shape chunks would not equal offline recognition. Raises RuntimeError naming the
-    litert-torch step that failed when the model cannot be converted this way. With litert-torch
-    0.10 and transformers' Wav2Vec2ForCTC it fails twice over: first on the arange of
-    transformers' all-true attention mask (``create_bidirectional_mask``), whose length is the
-    symbolic frame count; with that mask bypassed, the JAX lowering rejects the dynamic sample
-    axis at the model's first op (a broadcast to a negative size), as it does for conv models."""
+WAVEFORM_WINDOW_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, samples_per_frame: int = 320,
+                           window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS, quantize: Optional[str] = None,
+                           calibration: Sequence[np.ndarray] = ()) -> Tuple[bytes, "InputSpec"]:
+    """A TFLite model of a ``Wav2Vec2ForCTC`` (from :func:`load_wav2vec2`) with one signature per
+    fixed window, ``window_<samples>``, all sharing the weights; and its input spec. Each takes
+    ``waveform`` [1, samples] (the utterance zero-padded) and ``length`` [1] int32, and returns
+    the logits and the number of valid output frames, which equal an unpadded run (see
+    :func:`~edge_speech.converters.wav2vec2.window_module`). The runtime runs the smallest window
+    that holds the utterance, so a 1 s command does not pay for 32 s; longer audio is cut into
+    overlapping windows of the largest size.
+
+    LiteRT's converter cannot keep a dynamic sample axis (litert-torch 0.10 fails on
+    transformers' attention-mask arange, then on the dynamic axis itself), hence the windows.
+    ``quantize="int8"``: static int8 (PT2E, per-channel weights) calibrated per window on
+    ``calibration`` (normalised sample arrays); the waveform input is then int8, which the
+    runtime quantizes with the model's own scale."""
     torch = import_torch()
+    from edge_speech.converters.wav2vec2 import window_module
+
     try:
         import litert_torch
     except ImportError:
         raise ImportError("TFLite export needs litert-torch: pip install 'edge-speech[converter]'") from None
-    steps = torch.export.Dim("strides", min=max(2, example_samples // samples_per_frame // 4),
-                             max=int(max_seconds * sample_rate) // samples_per_frame)
-    example = torch.zeros(1, (example_samples // samples_per_frame) * samples_per_frame)
+    if quantize not in (None, "int8"):
+        raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
+    if quantize and not calibration:
+        raise ValueError("int8 TFLite export needs calibration audio")
+    windows = sorted({max(1, round(s * sample_rate / samples_per_frame)) * samples_per_frame for s in window_seconds})
+    if not windows:
+        raise ValueError("window_seconds must name at least one window")
+    module = window_module()(model.eval()).eval()
+    quant_config = None
+    converter = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            edge = litert_torch.convert(model.eval(), (example,), dynamic_shapes=({1: samples_per_frame * steps},))
+            for samples in windows:
+                example = {"waveform": torch.zeros(1, samples), "length": torch.tensor([samples], dtype=torch.int32)}
+                graph = module
+                if quantize:
+                    graph, quant_config = _int8_window_graph(module, example, calibration)
+                add = litert_torch.signature if converter is None else converter.signature
+                converter = add(f"window_{samples}", graph, sample_kwargs=example)
+            edge = converter.convert(quant_config=quant_config) if quant_config else converter.convert()
             with tempfile.TemporaryDirectory(prefix="es_tflite_") as tmp:
                 path = Path(tmp) / "model.tflite"
                 edge.export(str(path))
-                return path.read_bytes()
+                data = path.read_bytes()
     except Exception as err:  # torch.export and litert-torch raise many error types
-        raise RuntimeError(f"TFLite conversion of the waveform model with a dynamic sample axis failed in "
-                           f"{_failing_step(err)}: {_first_line(err)}. Use the ONNX model (formats=('onnx',)) for "
-                           "waveform models, or try a newer litert-torch") from None
+        raise RuntimeError(f"TFLite conversion of the waveform model failed in {_failing_step(err)}: "
+                           f"{_first_line(err)}. Use the ONNX model (formats=('onnx',)) for this model") from None
+    return data, dataclasses.replace(input_spec, length_name="length")
+
+
+def _int8_window_graph(module, example: dict, calibration: Sequence[np.ndarray]):
+    """``module`` at one window size, prepared, calibrated and converted with PT2E int8."""
+    torch = import_torch()
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    graph = prepare_pt2e(torch.export.export(module, (), example).module(), quantizer)
+    window = example["waveform"].shape[1]
+    with torch.no_grad():
+        for samples in calibration:
+            samples = np.asarray(samples, dtype=np.float32).reshape(-1)[:window]
+            padded = torch.zeros(1, window)
+            padded[0, :len(samples)] = torch.from_numpy(samples)
+            graph(waveform=padded, length=torch.tensor([len(samples)], dtype=torch.int32))
+    return convert_pt2e(graph, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 
 def _failing_step(err: BaseException) -> str:

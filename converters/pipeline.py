@@ -14,7 +14,7 @@ import numpy as np
 from edge_speech import __version__, audio, features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from edge_speech.converters._deps import import_torch
-from edge_speech.converters.export import export_onnx, export_tflite, export_tflite_waveform
+from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
 from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
 from edge_speech.converters.report import REPORT_FOLDER, write_report
@@ -43,7 +43,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             formats: Sequence[str] = ("onnx",), target: Optional[str] = None, out: "str | Path" = "bundle",
             sample_rate: int = 16000, blank_id: int = 0, name: str = "model", keep_fp32: bool = True,
             max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16,
-            finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None,
+            tflite_window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS, finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None,
             input_spec: Optional[InputSpec] = None, subsampling_factor: Optional[int] = None,
             output_is_log_probs: bool = True) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
@@ -54,7 +54,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     ``(audio, transcript)`` pairs for CER before and after each step. Writes the final bundle to
     ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``). ``formats``
     may add ``"tflite"``: a fixed-shape model over windows of ``tflite_chunk_frames`` plus
-    ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``).
+    ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``); for waveform models,
+    one signature per window of ``tflite_window_seconds`` (see :func:`export_tflite_waveform`).
     ``finetune_epochs``: after pruning, distil from the unpruned model on the calibration and
     evaluation audio (plus CTC on the evaluation transcripts). ``max_accuracy_drop``: CER points
     (greedy-token disagreement without ``eval``) the ONNX quantization may cost; the most
@@ -140,23 +141,22 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     files = {"model.onnx": final} if "onnx" in formats else {}
     format_inputs = {}
-    if "tflite" in formats and waveform:
-        if quantize:
-            raise ValueError("TFLite export of waveform models is float only; quantize the ONNX model or pass "
-                             "quantize=None with formats=('tflite',)")
-        tflite = export_tflite_waveform(model, example_input.shape[1], subsampling, sample_rate=sample_rate)
-        check = verify(torch_runner(model), tflite_runner(tflite, spec, subsampling), probe, blank_id)
-        steps.append({"step": "export_tflite", "scheme": "float", "bytes": len(tflite), "vs_torch": check.to_dict()})
-        files["model.tflite"] = tflite
-    elif "tflite" in formats:
+    if "tflite" in formats:
         tflite_scheme = "int8" if quantize == "int8" else None
-        tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
-                                     chunk_frames=tflite_chunk_frames, left_context_frames=tflite_context_frames,
-                                     right_context_frames=tflite_context_frames)
+        if waveform:
+            tflite, tflite_spec = export_tflite_waveform(model, spec, sample_rate=sample_rate, samples_per_frame=subsampling,
+                                                         window_seconds=tflite_window_seconds, quantize=tflite_scheme,
+                                                         calibration=calibration)
+            layout = {"windows_s": [round(s, 3) for s in tflite_window_seconds]}
+        else:
+            tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme,
+                                                calibration=calibration, chunk_frames=tflite_chunk_frames,
+                                                left_context_frames=tflite_context_frames,
+                                                right_context_frames=tflite_context_frames)
+            layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
         check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
         steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
-                      "chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
-                      "vs_torch": check.to_dict(),
+                      **layout, "vs_torch": check.to_dict(),
                       **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
         files["model.tflite"] = tflite
         format_inputs["tflite"] = tflite_spec

@@ -95,6 +95,88 @@ def ctc_logits_module():
     return Wav2Vec2Logits
 
 
+@functools.lru_cache(maxsize=1)
+def window_module():
+    """The fixed-window wrapper class for TFLite (built on first use, like ctc_logits_module)."""
+    torch = import_torch()
+
+    class Wav2Vec2Window(torch.nn.Module):
+        """waveform [1, window] (the utterance, zero-padded) and length [1] int32 (its samples) ->
+        logits [1, window frames, vocab] and frames [1] int32 (how many of them the utterance
+        has). The valid frames equal an unpadded run of the model: the per-channel group norm
+        of the first conv layer counts valid frames only, padded frames are zeroed before the
+        positional convolution (as they are beyond the end of an unpadded utterance), and
+        attention gives padded keys zero weight. Masks are multiplicative, so int8 calibration
+        never sees a large additive constant."""
+
+        def __init__(self, logits_module):
+            super().__init__()
+            hf = getattr(logits_module, "hf", None)
+            if hf is None or type(hf).__name__ != "Wav2Vec2ForCTC":
+                raise ValueError("fixed-window TFLite export takes a Wav2Vec2ForCTC model (from load_wav2vec2); "
+                                 "export other waveform models to ONNX")
+            config = hf.wav2vec2.config
+            if config.add_adapter or any(getattr(layer, "adapter_layer", None) is not None
+                                         for layer in hf.wav2vec2.encoder.layers):
+                raise ValueError("fixed-window TFLite export does not support wav2vec2 adapters (config.add_adapter, "
+                                 "adapter_attn_dim); export this model to ONNX")
+            self.hf = hf
+            self.stable_layer_norm = bool(config.do_stable_layer_norm)
+
+        def forward(self, waveform, length):
+            w2v = self.hf.wav2vec2
+            x = waveform[:, None]
+            valid = length.reshape(1, 1, 1)
+            for layer in w2v.feature_extractor.conv_layers:
+                x = layer.conv(x)
+                valid = torch.clamp((valid - layer.conv.kernel_size[0]) // layer.conv.stride[0] + 1, min=1)
+                mask = (torch.arange(x.shape[2]).reshape(1, 1, -1) < valid).to(x.dtype)
+                norm = getattr(layer, "layer_norm", None)
+                if isinstance(norm, torch.nn.GroupNorm):  # one group per channel: statistics over valid time
+                    count = mask.sum(2, keepdim=True)
+                    mean = (x * mask).sum(2, keepdim=True) / count
+                    var = (((x - mean) * mask) ** 2).sum(2, keepdim=True) / count
+                    x = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight[None, :, None] + norm.bias[None, :, None]
+                elif norm is not None:  # LayerNorm over channels, frame by frame
+                    x = norm(x.transpose(1, 2)).transpose(1, 2)
+                x = layer.activation(x)
+            hidden, _ = w2v.feature_projection(x.transpose(1, 2))
+            hidden = hidden * mask.reshape(1, -1, 1)
+            encoder = w2v.encoder
+            hidden = hidden + encoder.pos_conv_embed(hidden)
+            if not self.stable_layer_norm:
+                hidden = encoder.layer_norm(hidden)
+            key_mask = mask.reshape(1, 1, 1, -1)
+            for layer in encoder.layers:
+                if self.stable_layer_norm:
+                    hidden = hidden + _masked_attention(layer.attention, layer.layer_norm(hidden), key_mask)
+                    hidden = hidden + layer.feed_forward(layer.final_layer_norm(hidden))
+                else:
+                    hidden = layer.layer_norm(hidden + _masked_attention(layer.attention, hidden, key_mask))
+                    hidden = layer.final_layer_norm(hidden + layer.feed_forward(hidden))
+            if self.stable_layer_norm:
+                hidden = encoder.layer_norm(hidden)
+            return self.hf.lm_head(hidden), valid.reshape(1).to(torch.int32)
+
+    return Wav2Vec2Window
+
+
+def _masked_attention(attention, x, key_mask):
+    """transformers' Wav2Vec2Attention (eval) with keys weighted by ``key_mask`` (0 or 1)."""
+    torch = import_torch()
+    batch, frames, _ = x.shape
+
+    def heads(projection):
+        return projection(x).reshape(batch, frames, attention.num_heads, attention.head_dim).transpose(1, 2)
+
+    query, key, value = heads(attention.q_proj), heads(attention.k_proj), heads(attention.v_proj)
+    scores = torch.matmul(query, key.transpose(2, 3)) * attention.scaling
+    # Any upper bound of the valid scores keeps exp() finite; the max over all keys is one.
+    weights = torch.exp(scores - scores.amax(-1, keepdim=True)) * key_mask
+    weights = weights / weights.sum(-1, keepdim=True)
+    return attention.out_proj(torch.matmul(weights, value).transpose(1, 2).reshape(batch, frames, -1))
+
+
 def _tokens(root: Path, config) -> Tuple[Tuple[str, ...], int]:
     vocab = _read_json(root, "vocab.json", required=True)
     if vocab and all(isinstance(v, dict) for v in vocab.values()):

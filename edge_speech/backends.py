@@ -147,7 +147,9 @@ class OnnxBackend:
 
 class LiteRTBackend:
     """LiteRT (TFLite) with its default XNNPACK delegate. int8/uint8 inputs and outputs are
-    quantized and dequantized with the tensors' own scale and zero point."""
+    quantized and dequantized with the tensors' own scale and zero point. Waveform models
+    exported as fixed windows (signatures ``window_<samples>``) run the smallest window that
+    holds the utterance (:func:`run_in_windows`)."""
 
     name = "tflite"
 
@@ -162,6 +164,10 @@ class LiteRTBackend:
         self.providers = ("XNNPACK",)
         self.fallback = None
         self.input_spec, self.subsampling = input_spec, subsampling
+        self.windows = _waveform_windows(self.interpreter, input_spec, source)
+        self.runners: dict = {}
+        if self.windows:
+            return
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
             raise BundleError(f"{source}: the TFLite model has {len(inputs)} inputs; edge_speech feeds one")
@@ -189,7 +195,32 @@ class LiteRTBackend:
                               f"chunking gives windows of {window}")
 
     def run(self, features: np.ndarray) -> np.ndarray:
+        if self.windows:
+            return run_in_windows(self._run_padded, features, sorted(self.windows), self.subsampling)
         return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
+
+    def _window_runner(self, window: int):
+        """The signature runner of one window, made on first use: each allocates its own
+        tensors, and a 32 s window's attention needs far more memory than a 1 s one."""
+        if window not in self.runners:
+            runner = self.interpreter.get_signature_runner(self.windows[window])
+            details = {**runner.get_input_details(), **runner.get_output_details()}
+            shape = list(details[self.input_spec.name]["shape"])
+            if shape != [1, window]:
+                raise BundleError(f"TFLite signature {self.windows[window]} takes input shape {shape}, not [1, {window}]")
+            self.runners[window] = runner, details
+        return self.runners[window]
+
+    def _run_padded(self, samples: np.ndarray, window: int) -> np.ndarray:
+        runner, details = self._window_runner(window)
+        padded = np.zeros((1, window), dtype=np.float32)
+        padded[0, :len(samples)] = samples
+        outputs = runner(**{self.input_spec.name: _quantize(padded, details[self.input_spec.name]),
+                            self.input_spec.length_name: np.array([len(samples)], dtype=np.int32)})
+        frames = next(v for v in outputs.values() if v.ndim == 1)
+        logits_name, logits = next((k, v) for k, v in outputs.items() if v.ndim == 3)
+        out = _dequantize(logits, details[logits_name])[0]
+        return out[:int(frames[0])]
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
         x = model_feeds(self.input_spec, window)[self.input_spec.name]
@@ -204,6 +235,62 @@ class LiteRTBackend:
         if out.ndim != 3 or out.shape[0] != 1:
             raise BundleError(f"TFLite output has shape {out.shape}; expected [1, frames, vocab]")
         return out[0]
+
+
+WINDOW_SIGNATURE = "window_"
+
+
+def _waveform_windows(interpreter, spec: InputSpec, source: str) -> dict:
+    """For a waveform model exported as fixed windows (signatures ``window_<samples>``, see
+    converters.export_tflite_waveform): {samples: signature name}. Empty for other models."""
+    signatures = {n: io for n, io in interpreter.get_signature_list().items() if n.startswith(WINDOW_SIGNATURE)}
+    if not signatures:
+        return {}
+    if spec.kind != "waveform" or not spec.length_name:
+        raise BundleError(f"{source}: the TFLite model runs fixed waveform windows ({', '.join(signatures)}); its "
+                          "manifest input must be kind 'waveform' with a length_name")
+    windows = {}
+    for name, io in signatures.items():
+        samples = name[len(WINDOW_SIGNATURE):]
+        if not samples.isdigit() or int(samples) < 1:
+            raise BundleError(f"{source}: TFLite signature {name!r} does not name its window in samples")
+        if set(io["inputs"]) != {spec.name, spec.length_name} or len(io["outputs"]) != 2:
+            raise BundleError(f"{source}: TFLite signature {name} has inputs {sorted(io['inputs'])} and "
+                              f"{len(io['outputs'])} outputs; expected inputs {spec.name!r} and {spec.length_name!r}, "
+                              "and the logits and frame count as outputs")
+        windows[int(samples)] = name
+    return windows
+
+
+def run_in_windows(run_padded: Callable[[np.ndarray, int], np.ndarray], samples: np.ndarray, windows: Sequence[int],
+                   samples_per_frame: int) -> np.ndarray:
+    """Runs ``samples`` in the smallest of ``windows`` (sorted sample counts) that holds them,
+    which equals a whole-utterance run. Longer audio is cut into windows of the largest size
+    that overlap by a quarter; each output frame comes from the window in which it lies
+    farthest from an edge (a full-attention model is then no longer exactly offline).
+    ``run_padded(samples, window)`` returns the valid output frames of one window."""
+    if len(samples) == 0:
+        raise ValueError("no samples to run")
+    fitting = [w for w in windows if w >= len(samples)]
+    if fitting:
+        return run_padded(samples, fitting[0])
+    window = windows[-1]
+    step = max(samples_per_frame, (window * 3 // 4) // samples_per_frame * samples_per_frame)
+    last = (len(samples) - window + samples_per_frame - 1) // samples_per_frame * samples_per_frame
+    starts = list(range(0, last, step)) + [last]
+    pieces = []
+    for k, start in enumerate(starts):
+        out = run_padded(samples[start:start + window], window)
+        first_frame = start // samples_per_frame
+        # Hand over to the next window halfway through the overlap.
+        begin = 0 if k == 0 else (pieces[-1][1] - first_frame)
+        if k == len(starts) - 1:
+            end = len(out)
+        else:
+            next_frame = starts[k + 1] // samples_per_frame
+            end = (next_frame + first_frame + len(out)) // 2 - first_frame
+        pieces.append((out[begin:end], first_frame + end))
+    return np.concatenate([p for p, _ in pieces])
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

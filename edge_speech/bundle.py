@@ -64,7 +64,9 @@ class InputSpec:
 
     name: str = "features"
     layout: str = "time_major"
-    length_name: Optional[str] = None  # a second input taking the frame count (NeMo/ESPnet exports)
+    # A second input taking the frame count (NeMo/ESPnet exports), or the sample count of a waveform
+    # model's fixed TFLite windows (converters.export_tflite_waveform).
+    length_name: Optional[str] = None
     kind: str = "features"
     normalize: bool = False
     mask_name: Optional[str] = None

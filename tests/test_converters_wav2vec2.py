@@ -132,16 +132,116 @@ def test_pruning_half_the_macs_keeps_the_model_running_and_exporting(w2v_dir):
     np.testing.assert_allclose(run(x), torch_runner(pruned)(x), rtol=1e-3, atol=1e-4)
 
 
-def test_tflite_export_converts_or_names_the_failing_step(w2v_dir):
-    source = converters.load_wav2vec2(w2v_dir)
-    try:
-        tflite = converters.export.export_tflite_waveform(source.model, 16000, 320)
-    except RuntimeError as err:  # litert-torch 0.10 cannot lower a dynamic-length arange
-        message = str(err)
-        assert "dynamic sample axis failed in" in message and "Use the ONNX model" in message
-        assert "(" in message.split("failed in", 1)[1]  # names the litert-torch step and its file
-    else:
-        assert tflite[4:8] == b"TFL3"
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel(), b.ravel()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("norm,stable", [("group", False), ("layer", True)])
+def test_the_fixed_window_forward_equals_an_unpadded_run(norm, stable):
+    """Padding to a window changes nothing in the valid frames: masked group norm, zeroed
+    padding before the positional conv, attention without padded keys."""
+    from edge_speech.converters.wav2vec2 import ctc_logits_module, window_module
+
+    torch.manual_seed(3)
+    config = _config()
+    config.feat_extract_norm, config.do_stable_layer_norm = norm, stable
+    model = ctc_logits_module()(Wav2Vec2ForCTC(config).eval()).eval()
+    window = window_module()(model).eval()
+    for samples in (400, 5000, 23456, 32000):
+        x = 0.3 * torch.randn(1, samples)
+        padded = torch.zeros(1, 32000)
+        padded[0, :samples] = x
+        with torch.no_grad():
+            reference = model(x)[0]
+            logits, frames = window(padded, torch.tensor([samples], dtype=torch.int32))
+        assert int(frames) == reference.shape[0]
+        assert float((logits[0, :int(frames)] - reference).abs().max()) < 1e-5, samples
+
+
+def test_tflite_bundle_runs_windows_that_equal_transformers(w2v_dir, tmp_path, speech):
+    samples = speech(16000)
+    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    report = converters.convert_wav2vec2(w2v_dir, quantize=None, formats=("onnx", "tflite"), calib=calib,
+                                         tflite_window_seconds=(0.5, 1.0), out=tmp_path / "b")
+    step = report.step("export_tflite")
+    assert step["windows_s"] == [0.5, 1.0] and step["vs_torch"]["cosine"] > 0.9999
+    manifest = Bundle.load(tmp_path / "b").manifest
+    assert manifest.input_for("tflite").length_name == "length" and manifest.input_for("onnx").length_name is None
+    rec = Recognizer.from_bundle(tmp_path / "b", backend="tflite")
+    assert sorted(rec.backend.windows) == [8000, 16000]
+    for n in (3000, 8000, 12345, 16000):  # in the first window, filling it, in the second, filling it
+        reference = _hf_logits(w2v_dir, samples[:n])
+        ours = rec.backend.run(rec._front_end(samples[:n]))
+        assert ours.shape == reference.shape and float(np.abs(ours - reference).max()) < 1e-3, n
+    # Longer than the largest window: overlapping windows, close to offline but not equal (measured
+    # cosine 0.977 for 3.5 s in 1 s windows: each window normalises the first conv layer over its own
+    # samples and attends only within itself). The stitching itself is exact (test below).
+    reference = _hf_logits(w2v_dir, samples)
+    ours = rec.backend.run(rec._front_end(samples))
+    assert ours.shape == reference.shape and _cosine(ours, reference) > 0.95
+    assert isinstance(rec.transcribe((samples, 16000)).text, str)
+
+
+def test_int8_tflite_bundle_agrees_with_float(w2v_dir, tmp_path, speech):
+    samples = speech(16000)
+    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    converters.convert_wav2vec2(w2v_dir, quantize="int8", formats=("onnx", "tflite"), calib=calib,
+                                tflite_window_seconds=(1.0,), out=tmp_path / "q")
+    float_rec = Recognizer.from_bundle(tmp_path / "q-fp32")
+    quant_rec = Recognizer.from_bundle(tmp_path / "q", backend="tflite")
+    piece = samples[:14000]
+    float_out = float_rec.backend.run(float_rec._front_end(piece))
+    quant_out = quant_rec.backend.run(quant_rec._front_end(piece))
+    _, details = quant_rec.backend.runners[16000]
+    assert details["waveform"]["dtype"] == np.int8  # fully int8, input included
+    # Measured 0.927 on this random-weight model's flat logits (int8 ONNX: 0.868, see above); the
+    # int8 waveform input alone costs 0.978 of it (LiteRT's PT2E quantizer cannot leave the first
+    # conv float).
+    assert float_out.shape == quant_out.shape and _cosine(float_out, quant_out) >= 0.9
+
+
+def test_fixed_window_export_refuses_models_it_cannot_mask():
+    from edge_speech.bundle import InputSpec
+
+    plain = torch.nn.Sequential(torch.nn.Unflatten(1, (1, -1)), torch.nn.Conv1d(1, 4, 320, 320))
+    with pytest.raises(ValueError, match="takes a Wav2Vec2ForCTC model.*export other waveform models to ONNX"):
+        converters.export.export_tflite_waveform(plain, InputSpec(name="waveform", kind="waveform"))
+    config = _config()
+    config.add_adapter = True
+    from edge_speech.converters.wav2vec2 import ctc_logits_module
+
+    with pytest.raises(ValueError, match="adapters"):
+        converters.export.export_tflite_waveform(ctc_logits_module()(Wav2Vec2ForCTC(config).eval()),
+                                                 InputSpec(name="waveform", kind="waveform"))
+
+
+def test_long_audio_windows_stitch_exactly_for_a_local_model():
+    """With a model whose frames see only their own samples, stitching overlapping windows
+    must give the whole-utterance output exactly: no frame lost, doubled or shifted."""
+    from edge_speech.backends import run_in_windows
+
+    def local_model(samples: np.ndarray) -> np.ndarray:  # frame f: samples [320 f, 320 f + 400)
+        frames = (len(samples) - 400) // 320 + 1
+        return np.stack([samples[320 * f:320 * f + 400].sum(keepdims=True) for f in range(frames)])
+
+    calls = []
+
+    def run_padded(samples: np.ndarray, window: int) -> np.ndarray:
+        assert len(samples) <= window
+        calls.append(window)
+        return local_model(samples)
+
+    x = np.random.default_rng(0).standard_normal(100_003)
+    for windows in ([16000], [8000, 16000], [16000, 64000]):
+        calls.clear()
+        np.testing.assert_array_equal(run_in_windows(run_padded, x, windows, 320), local_model(x))
+        assert set(calls) == {max(windows)} and len(calls) >= 2
+    calls.clear()
+    np.testing.assert_array_equal(run_in_windows(run_padded, x[:9000], [8000, 16000], 320), local_model(x[:9000]))
+    assert calls == [16000]
+    with pytest.raises(ValueError, match="no samples"):
+        run_in_windows(run_padded, x[:0], [16000], 320)
 
 
 def test_pickle_only_checkpoints_and_incomplete_directories_are_refused(w2v_dir, tmp_path):
