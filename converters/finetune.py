@@ -1,5 +1,6 @@
 """Short fine-tuning after pruning: knowledge distillation from the unpruned model (KL on
-log-probs) plus CTC on transcripts when given, with SpecAugment, resumable checkpoints."""
+log-probs) plus CTC on transcripts when given, with SpecAugment (time masks only for waveform
+models), resumable checkpoints."""
 
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
              ctc_weight: float = 1.0, blank_id: int = 0, spec_augment: bool = True,
              checkpoint: Optional["str | Path"] = None, seed: int = 0, progress: bool = True) -> FinetuneReport:
     """Trains ``student`` in place (it is the pruned copy) to match ``teacher`` on ``features``
-    (arrays [frames, dim]); with ``transcripts`` (token id sequences) a CTC term is added.
-    ``checkpoint``: a file saved after every epoch and resumed from when it exists."""
+    (arrays [frames, dim], or sample arrays [samples] for waveform models, which both models
+    then see zero-padded to the batch's longest); with ``transcripts`` (token id sequences) a
+    CTC term is added. ``checkpoint``: a file saved after every epoch and resumed from when it
+    exists."""
     torch = import_torch()
     if not features:
         raise ValueError("fine-tuning needs feature arrays")
+    if len({np.ndim(f) for f in features}) != 1 or np.ndim(features[0]) not in (1, 2):
+        raise ValueError("fine-tuning inputs must all be feature arrays [frames, dim] or all sample arrays [samples]")
     if transcripts is not None and len(transcripts) != len(features):
         raise ValueError(f"{len(features)} feature arrays but {len(transcripts)} transcripts")
     generator = torch.Generator().manual_seed(seed)
@@ -87,7 +92,7 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
 
 def _pad(arrays, torch) -> Tuple["object", "object"]:
     longest = max(len(a) for a in arrays)
-    x = torch.zeros(len(arrays), longest, arrays[0].shape[1])
+    x = torch.zeros(len(arrays), longest, *np.shape(arrays[0])[1:])
     for i, a in enumerate(arrays):
         x[i, :len(a)] = torch.from_numpy(np.asarray(a, dtype=np.float32))
     return x, torch.tensor([len(a) for a in arrays])
@@ -95,7 +100,13 @@ def _pad(arrays, torch) -> Tuple["object", "object"]:
 
 def _spec_augment(x, generator, torch, freq_masks: int = 2, freq_width: int = 10, time_masks: int = 2,
                   time_width: int = 20):
+    """Zeroed frequency bands and time spans of features [batch, frames, dim]; for samples
+    [batch, samples] time spans only, each up to 5% of the batch's length."""
     x = x.clone()
+    waveform = x.dim() == 2
+    if waveform:
+        x, freq_masks = x[..., None], 0
+        time_width = max(1, x.shape[1] // 20)
     batch, frames, dim = x.shape
     for i in range(batch):
         for _ in range(freq_masks):
@@ -106,4 +117,4 @@ def _spec_augment(x, generator, torch, freq_masks: int = 2, freq_width: int = 10
             w = int(torch.randint(0, min(time_width, max(1, frames // 5)) + 1, (1,), generator=generator))
             t0 = int(torch.randint(0, max(1, frames - w), (1,), generator=generator))
             x[i, t0:t0 + w] = 0
-    return x
+    return x[..., 0] if waveform else x

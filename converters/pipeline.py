@@ -70,9 +70,6 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     waveform = spec.kind == "waveform"
     if waveform != (feature_config is None):
         raise ValueError("waveform input takes no feature_config, and feature input needs one")
-    if waveform and finetune_epochs:
-        raise ValueError("fine-tuning after pruning is implemented for feature models only (SpecAugment and "
-                         "padding work on feature frames); pass finetune_epochs=0 for waveform models")
     unknown = set(formats) - {"onnx", "tflite"}
     if unknown or not formats:
         raise ValueError(f"formats must be a non-empty subset of ('onnx', 'tflite'), got {formats}")

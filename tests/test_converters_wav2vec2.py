@@ -244,6 +244,32 @@ def test_long_audio_windows_stitch_exactly_for_a_local_model():
         run_in_windows(run_padded, x[:0], [16000], 320)
 
 
+def test_pruned_wav2vec2_fine_tunes_towards_the_unpruned_model(w2v_dir, speech, tmp_path):
+    from edge_speech.converters.finetune import finetune
+
+    samples = speech(16000)
+    source = converters.load_wav2vec2(w2v_dir)
+    example = 0.1 * torch.randn(1, 16000, generator=torch.Generator().manual_seed(1))
+    pruned, _ = converters.prune(source.model, example, target_macs_ratio=0.3)
+    normalised = (samples - samples.mean()) / samples.std()
+    train = [normalised[i:i + 8000 + 37 * i // 4000] for i in range(0, len(normalised) - 16000, 4000)]
+    held_out = torch.from_numpy(normalised[-16000:])[None]
+
+    def kl_to_teacher() -> float:
+        with torch.no_grad():
+            teacher, student = source.model(held_out).log_softmax(-1), pruned(held_out).log_softmax(-1)
+        return float(torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean"))
+
+    before = kl_to_teacher()
+    report = finetune(pruned, source.model, train, epochs=3, batch_size=4, lr=3e-3,
+                      checkpoint=tmp_path / "ft.pt", progress=False)
+    assert report.steps == 3 * -(-len(train) // 4) and (tmp_path / "ft.pt").is_file()
+    # Measured 0.450 -> 0.337 (KL summed over frames) (random-weight teacher, 3 short epochs).
+    assert kl_to_teacher() < 0.85 * before, (before, kl_to_teacher())
+    with pytest.raises(ValueError, match="all be feature arrays .* or all sample arrays"):
+        finetune(pruned, source.model, [normalised[:8000], np.zeros((50, 80), np.float32)], progress=False)
+
+
 def test_pickle_only_checkpoints_and_incomplete_directories_are_refused(w2v_dir, tmp_path):
     import shutil
 
