@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 from edge_speech.converters._deps import import_torch, import_torch_pruning
 
@@ -48,10 +48,12 @@ def count_macs(model, example_input) -> Tuple[int, int]:
 
 def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ratio: Optional[float] = None,
           importance: str = "magnitude", calibration: Optional[Iterable] = None, round_to: Optional[int] = None,
-          ignored_layers: Sequence = (), max_steps: int = 64):
+          ignored_layers: Sequence = (), max_steps: int = 64, layer_ratios: Optional[Mapping[str, float]] = None):
     """Returns ``(pruned_copy, PruneReport)``.
 
-    ``ratio``: fraction of channels removed from every prunable layer group. ``target_macs_ratio``:
+    ``ratio``: fraction of channels removed from every prunable layer group; ``layer_ratios``
+    (with ``ratio``) overrides it per layer, by module name as ``model.named_modules()`` gives it
+    (e.g. ``{"blocks.0.pointwise": 0.1}`` to spare a sensitive layer). ``target_macs_ratio``:
     remove this fraction of MACs instead (pruned in small global steps until reached, within a
     few percent). ``importance``: ``"magnitude"`` (L2 of weights) or ``"taylor"`` (first-order,
     gradients of a self-distillation loss over ``calibration`` feature batches). ``round_to``
@@ -68,7 +70,19 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         raise ValueError(f"importance must be 'magnitude' or 'taylor', got {importance!r}")
     if importance == "taylor" and calibration is None:
         raise ValueError("Taylor importance needs calibration= feature batches (tensors [batch, frames, dim])")
+    if layer_ratios and ratio is None:
+        raise ValueError("layer_ratios= refines ratio= (the ratio of every other layer); a MAC target chooses "
+                         "per-layer ratios itself")
     pruned = copy.deepcopy(model).eval()
+    modules = dict(pruned.named_modules())
+    unknown = [n for n in (layer_ratios or {}) if n not in modules]
+    if unknown:
+        raise ValueError(f"layer_ratios names no module {unknown[0]!r}; names are those of model.named_modules(), "
+                         f"e.g. {[n for n in modules if n][:4]}")
+    bad = {n: r for n, r in (layer_ratios or {}).items() if not 0.0 <= r < 0.95}
+    if bad:
+        raise ValueError(f"layer_ratios must be in [0, 0.95), got {bad}")
+    ratio_dict = {modules[n]: r for n, r in (layer_ratios or {}).items()}
     macs_before, params_before = count_macs(pruned, example_input)
     with torch.no_grad():
         output = pruned(example_input)
@@ -107,7 +121,8 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         notes.append(f"MAC target reached by a uniform ratio over {steps} trials (heads and channels alike)")
     elif target_macs_ratio is None:
         pruner = tp.pruner.MetaPruner(pruned, example_input, importance=imp, pruning_ratio=ratio,
-                                      ignored_layers=ignored, round_to=round_to, num_heads=num_heads, **head_options)
+                                      pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=round_to,
+                                      num_heads=num_heads, **head_options)
         _step(pruner, pruned, importance, calibration, torch, whole_heads)
     else:
         target = macs_before * (1.0 - target_macs_ratio)
@@ -130,7 +145,8 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         raise RuntimeError("pruning changed the output width; pass the output layer in ignored_layers=")
     macs_after, params_after = count_macs(pruned, example_input)
     report = PruneReport(macs_before, macs_after, params_before, params_after, importance,
-                         f"ratio={ratio}" if ratio is not None else f"target_macs_ratio={target_macs_ratio}",
+                         (f"ratio={ratio}" + (f", layer_ratios={dict(layer_ratios)}" if layer_ratios else ""))
+                         if ratio is not None else f"target_macs_ratio={target_macs_ratio}",
                          tuple(name_of.get(m, type(m).__name__) for m in ignored), tuple(notes))
     return pruned, report
 

@@ -65,6 +65,27 @@ def test_ratio_pruning_and_taylor_importance():
         converters.prune(model, example)
 
 
+def test_per_layer_ratios_override_the_global_ratio():
+    model = seeded(ConformerCTC)
+    example = torch.randn(1, 100, 80)
+
+    def hidden_widths(m) -> dict:
+        return {n: mod.out_features for n, mod in m.named_modules() if n.endswith((".ff1.1", ".ff2.1"))}
+
+    assert set(hidden_widths(model).values()) == {128}
+    pruned, report = converters.prune(model, example, ratio=0.5, layer_ratios={"blocks.0.ff1.1": 0.0,
+                                                                               "blocks.1.ff2.1": 0.25})
+    assert hidden_widths(pruned) == {"blocks.0.ff1.1": 128, "blocks.0.ff2.1": 64, "blocks.1.ff1.1": 64,
+                                     "blocks.1.ff2.1": 96}
+    assert "layer_ratios" in report.requested
+    with pytest.raises(ValueError, match="names no module 'blocks.9'"):
+        converters.prune(model, example, ratio=0.5, layer_ratios={"blocks.9": 0.1})
+    with pytest.raises(ValueError, match=r"must be in \[0, 0.95\)"):
+        converters.prune(model, example, ratio=0.5, layer_ratios={"blocks.0.ff1.1": 1.0})
+    with pytest.raises(ValueError, match="refines ratio="):
+        converters.prune(model, example, target_macs_ratio=0.3, layer_ratios={"blocks.0.ff1.1": 0.0})
+
+
 @pytest.mark.parametrize("model_class", [DSConvCTC, ConformerCTC])
 def test_onnx_export_keeps_the_time_axis_dynamic(model_class):
     model = seeded(model_class)
