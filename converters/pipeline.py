@@ -12,6 +12,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edge_speech import __version__, audio, features
+from edge_speech.classifier import clip_features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from edge_speech.converters._deps import import_torch
 from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
@@ -87,9 +88,22 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     model = model.eval()
     with torch.no_grad():
         reference_out = model(example_input)
-    subsampling = subsampling_factor or int(round(example_input.shape[1] / reference_out.shape[1]))
     if reference_out.shape[-1] != len(tokens):
         raise ValueError(f"the model outputs {reference_out.shape[-1]} classes but {len(tokens)} tokens were given")
+    classifier = reference_out.dim() == 2  # [batch, classes]: a keyword classifier; tokens are its labels
+    if classifier:
+        if waveform:
+            raise ValueError("classifiers take feature clips; waveform input is for CTC models")
+        if finetune_epochs:
+            raise ValueError("fine-tuning after pruning is implemented for CTC models; fine-tune a pruned classifier "
+                             "with its own training loop (converters.prune returns the pruned model)")
+        unknown = sorted({label for _, label in (eval or []) if label not in tokens})
+        if unknown:
+            raise ValueError(f"evaluation labels {unknown[:5]} are not among the classifier's labels {list(tokens)}")
+        spec = dataclasses.replace(spec, clip_frames=int(example_input.shape[1]))
+        subsampling = 1
+    else:
+        subsampling = subsampling_factor or int(round(example_input.shape[1] / reference_out.shape[1]))
 
     front_end = _front_end(feature_config, spec, sample_rate)
     calibration = _model_inputs(calib, front_end, sample_rate, max_calibration) if calib is not None else []
@@ -146,11 +160,13 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                                                          calibration=calibration)
             layout = {"windows_s": [round(s, 3) for s in tflite_window_seconds]}
         else:
+            chunk, context = (spec.clip_frames, 0) if classifier else (tflite_chunk_frames, tflite_context_frames)
             tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme,
-                                                calibration=calibration, chunk_frames=tflite_chunk_frames,
-                                                left_context_frames=tflite_context_frames,
-                                                right_context_frames=tflite_context_frames)
+                                                calibration=calibration, chunk_frames=chunk,
+                                                left_context_frames=context, right_context_frames=context)
             layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
+            if classifier:  # one fixed window: the clip
+                tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
         check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
         steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
                       **layout, "vs_torch": check.to_dict(),
@@ -160,8 +176,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     provenance = {"converter_version": __version__,
                   "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
-    manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
-                        models={fmt: f"model.{fmt}" for fmt in formats}, blank_id=blank_id,
+    manifest = Manifest(kind="classifier" if classifier else "ctc", sample_rate=sample_rate, features=feature_config,
+                        tokens=tuple(tokens), models={fmt: f"model.{fmt}" for fmt in formats}, blank_id=blank_id,
                         subsampling_factor=subsampling, input=spec, format_inputs=format_inputs,
                         output_is_log_probs=output_is_log_probs, quantization={"scheme": quantize or "float"},
                         target=target, name=name, provenance=provenance,
@@ -226,9 +242,11 @@ def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, prob
 
     def drop(model: bytes) -> float:
         if evaluation:
-            return 100 * (_accuracy(run_onnx(model), evaluation, tokens, blank_id)["cer"]
-                          - _accuracy(run_onnx(fp32), evaluation, tokens, blank_id)["cer"])
-        return 100 * (1 - verify(run_onnx(fp32), run_onnx(model), probe, blank_id).greedy_token_agreement)
+            return (_error_points(_accuracy(run_onnx(model), evaluation, tokens, blank_id))
+                    - _error_points(_accuracy(run_onnx(fp32), evaluation, tokens, blank_id)))
+        check = verify(run_onnx(fp32), run_onnx(model), probe, blank_id)
+        agreement = check.frame_agreement if spec.clip_frames else check.greedy_token_agreement
+        return 100 * (1 - agreement)
 
     kept: List[str] = []
     if drop(quantized) <= budget:
@@ -241,10 +259,17 @@ def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, prob
     return quantized, kept
 
 
+def _error_points(accuracy: dict) -> float:
+    """Errors in percentage points: CER, or 100 - accuracy for classifiers."""
+    return 100 * (accuracy["cer"] if "cer" in accuracy else 1 - accuracy["accuracy"])
+
+
 def _front_end(config: Optional[features.FeatureConfig], spec: InputSpec, rate: int):
-    """samples -> the model's input, as the runtime's Recognizer computes it."""
+    """samples -> the model's input, as the runtime's Recognizer or KeywordClassifier computes it."""
     if spec.kind == "waveform":
         return features.normalize_waveform if spec.normalize else (lambda x: np.asarray(x, dtype=np.float32))
+    if spec.clip_frames is not None:
+        return lambda x: clip_features(x, config, rate, spec.clip_frames)
     return lambda x: features.compute(x, rate, config)
 
 
@@ -267,8 +292,13 @@ def _model_inputs(source: AudioSet, front_end, rate: int, limit: int) -> List[np
 
 
 def _accuracy(runner, evaluation, tokens, blank_id) -> dict:
+    """CER and WER of greedy decoding, or a classifier's accuracy (its outputs are [classes])."""
     if not evaluation:
         return {}
-    hyps = ["".join(tokens[t] for t in greedy_tokens(runner(f), blank_id)).strip() for f, _ in evaluation]
+    outputs = [runner(f) for f, _ in evaluation]
+    if outputs[0].ndim == 1:
+        hits = [tokens[int(np.argmax(out))] == label for out, (_, label) in zip(outputs, evaluation)]
+        return {"accuracy": round(float(np.mean(hits)), 4)}
+    hyps = ["".join(tokens[t] for t in greedy_tokens(out, blank_id)).strip() for out in outputs]
     refs = [text for _, text in evaluation]
     return {"cer": round(error_rate(refs, hyps, "char"), 4), "wer": round(error_rate(refs, hyps, "word"), 4)}

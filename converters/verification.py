@@ -16,14 +16,16 @@ Runner = Callable[[np.ndarray], np.ndarray]  # features [frames, dim] -> outputs
 class VerifyReport:
     cosine: float                 # mean over utterances of the cosine of flattened outputs
     snr_db: float                 # 10 log10(|ref|^2 / |ref - test|^2), over all outputs
-    frame_agreement: float        # share of frames with the same argmax
+    frame_agreement: float        # share of frames (classifiers: inputs) with the same argmax
     greedy_token_agreement: float  # 1 - token edit distance / reference length, greedy decoding
     reference_latency_ms: float   # mean per utterance
     candidate_latency_ms: float
     utterances: int
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in dataclasses.asdict(self).items()}
+        # NaN (no token agreement for classifiers) is not JSON; None is.
+        return {k: (None if v != v else round(v, 5)) if isinstance(v, float) else v
+                for k, v in dataclasses.asdict(self).items()}
 
 
 def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], blank_id: int = 0) -> VerifyReport:
@@ -51,6 +53,9 @@ def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], b
             frames += len(ref)
             r, c = greedy_tokens(ref, blank_id), greedy_tokens(out, blank_id)
             token_scores.append(1.0 - edit_distance(r, c) / max(1, len(r)))
+        elif ref.ndim == 1:  # a classifier's scores: one decision per input
+            agree += int(ref.argmax() == out.argmax())
+            frames += 1
     n = len(inputs)
     return VerifyReport(
         cosine=float(np.mean(cosines)), snr_db=float(10 * np.log10(signal / max(noise, 1e-30))),

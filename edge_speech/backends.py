@@ -16,8 +16,8 @@ import numpy as np
 
 from edge_speech.bundle import Bundle, BundleError, InputSpec
 
-__all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "import_litert",
-           "import_onnxruntime", "model_feeds"]
+__all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "create_backend_for_target",
+           "import_litert", "import_onnxruntime", "model_feeds"]
 
 
 class BackendUnavailable(ImportError):
@@ -127,12 +127,7 @@ class OnnxBackend:
                               f"so it takes {model_dim} features per frame; the manifest's feature config gives {feature_dim}")
         fixed = node.shape[time_axis]
         if isinstance(fixed, int):
-            window = input_spec.chunk_frames and (input_spec.left_context_frames + input_spec.chunk_frames
-                                                  + input_spec.right_context_frames)
-            if window != fixed:
-                raise BundleError(f"{source}: model input has a fixed {fixed} frames, but the manifest's chunking "
-                                  f"gives windows of {window}; fixed-shape models need input.chunk_frames and contexts "
-                                  "that add up to the model's frame count")
+            _check_fixed_frames(fixed, input_spec, source)
 
     def run(self, features: np.ndarray) -> np.ndarray:
         return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
@@ -140,9 +135,7 @@ class OnnxBackend:
     def _run_window(self, window: np.ndarray) -> np.ndarray:
         feeds = model_feeds(self.input_spec, window, self.extra_dtypes)
         out = self.session.run([self.output_name], feeds)[0]
-        if out.ndim != 3 or out.shape[0] != 1:
-            raise BundleError(f"model output has shape {out.shape}; expected [1, frames, vocab]")
-        return np.asarray(out[0], dtype=np.float32)
+        return _unbatched(np.asarray(out, dtype=np.float32), self.input_spec, "model")
 
 
 class LiteRTBackend:
@@ -188,11 +181,8 @@ class LiteRTBackend:
             raise BundleError(f"{source}: the TFLite model takes {shape[dim_axis]} features per frame; the manifest's "
                               f"feature config gives {feature_dim}")
         self.fixed_frames = shape[time_axis] if shape[time_axis] > 0 else None
-        window = input_spec.chunk_frames and (input_spec.left_context_frames + input_spec.chunk_frames
-                                              + input_spec.right_context_frames)
-        if self.fixed_frames is not None and window != self.fixed_frames:
-            raise BundleError(f"{source}: the TFLite model has a fixed {self.fixed_frames} frames, but the manifest's "
-                              f"chunking gives windows of {window}")
+        if self.fixed_frames is not None:
+            _check_fixed_frames(self.fixed_frames, input_spec, source)
 
     def run(self, features: np.ndarray) -> np.ndarray:
         if self.windows:
@@ -232,9 +222,31 @@ class LiteRTBackend:
         self.interpreter.set_tensor(self.input["index"], _quantize(x, self.input))
         self.interpreter.invoke()
         out = _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
-        if out.ndim != 3 or out.shape[0] != 1:
-            raise BundleError(f"TFLite output has shape {out.shape}; expected [1, frames, vocab]")
-        return out[0]
+        return _unbatched(out, self.input_spec, "TFLite")
+
+
+def _check_fixed_frames(fixed: int, spec: InputSpec, source: str) -> None:
+    """A fixed-shape model must take exactly the frames the manifest feeds it: a classifier's
+    clip, or a chunk with its contexts."""
+    if spec.clip_frames is not None:
+        if fixed != spec.clip_frames:
+            raise BundleError(f"{source}: the model takes a fixed {fixed} frames, but the manifest's clip is "
+                              f"{spec.clip_frames} frames (input.clip_frames)")
+        return
+    window = spec.chunk_frames and spec.left_context_frames + spec.chunk_frames + spec.right_context_frames
+    if window != fixed:
+        raise BundleError(f"{source}: the model input has a fixed {fixed} frames, but the manifest's chunking gives "
+                          f"windows of {window}; fixed-shape models need input.chunk_frames and contexts that add up "
+                          "to the model's frame count")
+
+
+def _unbatched(out: np.ndarray, spec: InputSpec, what: str) -> np.ndarray:
+    """One output without its batch axis: [frames, vocab], or [classes] for a classifier."""
+    rank = 2 if spec.clip_frames is not None else 3
+    if out.ndim != rank or out.shape[0] != 1:
+        expected = "[1, classes]" if rank == 2 else "[1, frames, vocab]"
+        raise BundleError(f"{what} output has shape {out.shape}; expected {expected}")
+    return out[0]
 
 
 WINDOW_SIGNATURE = "window_"
@@ -383,6 +395,21 @@ def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int]
     return OnnxBackend(bundle.model_bytes["onnx"], manifest.input_for("onnx"), manifest.input_dim,
                        subsampling=manifest.subsampling_factor, threads=threads, providers=providers,
                        source=bundle.source)
+
+
+def create_backend_for_target(bundle: Bundle, target: Optional[str] = None, backend: str = "auto",
+                              threads: Optional[int] = None) -> Backend:
+    """:func:`create_backend` with a device profile's (``edge-speech targets``) preferred
+    backend, execution providers and thread count; ``threads`` overrides the profile's."""
+    providers, preferred = None, "onnx"
+    if target is not None:
+        from edge_speech.targets import get_target
+
+        profile = get_target(target)
+        providers, preferred = profile.onnx_providers, profile.backend
+        if threads is None and profile.threads:
+            threads = profile.threads
+    return create_backend(bundle, backend=backend, threads=threads, providers=providers, preferred=preferred)
 
 
 def _pick_backend(bundle: Bundle, preferred: str) -> str:

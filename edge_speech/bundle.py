@@ -40,6 +40,15 @@ _MAX_MEMBER_BYTES = 1 << 31
 DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold", "grammar_token_bonus")
 
 
+def _spec_dict(spec: "InputSpec") -> dict:
+    """The spec as manifest JSON; clip_frames only where set, so CTC manifests read in older
+    runtimes."""
+    data = dataclasses.asdict(spec)
+    if data["clip_frames"] is None:
+        del data["clip_frames"]
+    return data
+
+
 class BundleError(ValueError):
     """A bundle or model file that cannot be used, with the reason."""
 
@@ -76,6 +85,9 @@ class InputSpec:
     # Dynamic models: input frames of context each side that streaming needs to equal offline
     # (the receptive field); None lets the stream use its defaults.
     stream_context_frames: Optional[int] = None
+    # Classifiers: the clip length in feature frames the model was trained on; the runtime fits
+    # every input to it (edge_speech.classifier.fit_clip).
+    clip_frames: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
@@ -92,6 +104,10 @@ class InputSpec:
             raise BundleError("input context frames must be >= 0")
         if self.stream_context_frames is not None and self.stream_context_frames < 0:
             raise BundleError("input stream_context_frames must be >= 0")
+        if self.clip_frames is not None and (self.clip_frames < 1 or self.chunk_frames is not None
+                                             or self.kind != "features"):
+            raise BundleError(f"input clip_frames ({self.clip_frames}) must be >= 1, for feature input, without "
+                              "chunk_frames (a classifier takes one clip)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +146,11 @@ class Manifest:
             raise BundleError(f"manifest sample_rate must be a positive int, got {self.sample_rate!r}")
         if not self.tokens:
             raise BundleError("manifest has no tokens")
+        clips = [spec.clip_frames for spec in (self.input, *self.format_inputs.values())]
+        if self.kind == "classifier" and None in clips:
+            raise BundleError("a classifier manifest needs input.clip_frames (the clip length it was trained on)")
+        if self.kind == "ctc" and clips != [None] * len(clips):
+            raise BundleError("input.clip_frames is for classifiers; a CTC model takes utterances of any length")
         if self.kind == "ctc" and not 0 <= self.blank_id < len(self.tokens):
             raise BundleError(f"manifest blank_id {self.blank_id} is outside the {len(self.tokens)} tokens")
         if self.subsampling_factor < 1:
@@ -183,8 +204,8 @@ class Manifest:
             "tokens": list(self.tokens),
             "blank_id": self.blank_id,
             "subsampling_factor": self.subsampling_factor,
-            "input": dataclasses.asdict(self.input),
-            "format_inputs": {fmt: dataclasses.asdict(spec) for fmt, spec in self.format_inputs.items()},
+            "input": _spec_dict(self.input),
+            "format_inputs": {fmt: _spec_dict(spec) for fmt, spec in self.format_inputs.items()},
             "output": {"is_log_probs": self.output_is_log_probs},
             "models": dict(self.models),
             "files": {k: dict(v) for k, v in self.files.items()},

@@ -64,6 +64,25 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _classify(args: argparse.Namespace) -> int:
+    from edge_speech.classifier import KeywordClassifier
+
+    clf = KeywordClassifier.from_bundle(args.bundle, target=args.target, backend=args.backend, threads=args.threads)
+    failures = 0
+    for path in args.files:
+        try:
+            result = clf.classify(path)
+        except (ValueError, OSError) as err:
+            failures += 1
+            print(f"edge-speech: {path}: {err}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps({"file": path, **result.to_dict()}), flush=True)
+        else:
+            print(f"{path}\t{result.label}\t{result.confidence:.3f}", flush=True)
+    return 1 if failures else 0
+
+
 def _progress_bar():
     """A stderr progress bar for batches that last more than a few seconds, on a terminal only."""
     if not sys.stderr.isatty():
@@ -285,6 +304,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(run=_transcribe)
+    p = sub.add_parser("classify", help="label audio files with a keyword classifier bundle")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--bundle", required=True, help="classifier bundle (edge-speech convert of a keyword model)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
+    p.add_argument("--target", help="device profile (see 'edge-speech targets')")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", action="store_true", help="one JSON object per file, with every label's probability")
+    p.set_defaults(run=_classify)
     p = sub.add_parser("bench", help="real-time factor, streaming chunk latency and peak memory of a bundle")
     p.add_argument("bundle")
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
@@ -293,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_bench)
-    p = sub.add_parser("convert", help="prune, quantize, export and verify a PyTorch CTC model into a bundle")
+    p = sub.add_parser("convert", help="prune, quantize, export and verify a PyTorch CTC model or keyword classifier into a bundle")
     p.add_argument("model", nargs="?", help="checkpoint (state dict or safetensors; omit to use the factory's weights), "
                    "or a local Hugging Face Wav2Vec2ForCTC directory (config, weights, vocab.json)")
     p.add_argument("--factory", help="module:function returning the nn.Module (features [B,T,D] -> log-probs)")

@@ -31,7 +31,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 
 from edge_speech import audio, decoding, features
-from edge_speech.backends import Backend, create_backend
+from edge_speech.backends import Backend, create_backend_for_target
 from edge_speech.bundle import Bundle, BundleError, Manifest
 
 __all__ = ["Recognizer", "RecognizerStream", "Transcript"]
@@ -103,16 +103,7 @@ class Recognizer:
         ``target`` names a device profile (``edge-speech targets``) whose thread count and
         execution providers are used; ``threads`` overrides the profile."""
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
-        providers, preferred = None, "onnx"
-        if target is not None:
-            from edge_speech.targets import get_target
-
-            profile = get_target(target)
-            providers, preferred = profile.onnx_providers, profile.backend
-            if threads is None and profile.threads:
-                threads = profile.threads
-        return cls(bundle, create_backend(bundle, backend=backend, threads=threads, providers=providers,
-                                          preferred=preferred), beam=beam)
+        return cls(bundle, create_backend_for_target(bundle, target, backend, threads), beam=beam)
 
     @classmethod
     def default(cls, **options: Any) -> "Recognizer":
