@@ -71,6 +71,16 @@ def test_augmentation_keeps_length_and_hits_the_requested_snr():
 EXAMPLES = {name: text for name, _, _, text in synthesize.EXAMPLES}
 
 
+def test_speed_perturbation_shortens_and_raises_by_the_factor():
+    rate = 16000
+    tone = np.sin(2 * np.pi * 200 * np.arange(rate) / rate).astype(np.float32)
+    for factor in (0.9, 1.2):
+        y = augment.speed_perturb(tone, factor)
+        assert abs(len(y) - rate / factor) <= 1
+        peak_hz = np.argmax(np.abs(np.fft.rfft(y))) * rate / len(y)
+        assert peak_hz == pytest.approx(200 * factor, abs=2)
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_shipped_bundle_transcribes_the_shipped_examples(name):
     from edge_speech import Recognizer

@@ -50,6 +50,13 @@ def band_limit_round_trip(signal: np.ndarray, rng: np.random.Generator) -> np.nd
     return soxr.resample(low, 8000, RATE)[: len(signal)].astype(np.float32)
 
 
+def speed_perturb(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` played ``factor`` times faster: shorter, with pitch and formants scaled by
+    ``factor`` (Kaldi-style speed perturbation; > 1 moves a voice towards a shorter vocal tract)."""
+    import soxr
+    return np.asarray(soxr.resample(x, RATE, RATE / factor), dtype=np.float32)
+
+
 def augment_waveform(x: np.ndarray, rng: np.random.Generator,
                      babble_source: Optional[Callable[[], np.ndarray]] = None) -> np.ndarray:
     """One random augmented copy of float32 ``x`` (16 kHz, [-1, 1])."""

@@ -50,8 +50,9 @@ def fbank(samples: np.ndarray) -> np.ndarray:
 
 
 class Utterances(Dataset):
-    def __init__(self, rows, audio, augment_p: float, seed: int):
+    def __init__(self, rows, audio, augment_p: float, seed: int, speed_range=(1.0, 1.0)):
         self.rows, self.audio, self.augment_p, self.seed = rows, audio, augment_p, seed
+        self.speed_range = speed_range
         self.labels = [ctc_model.encode(r["text"]) for r in rows]
         self.epoch = 0
 
@@ -63,6 +64,8 @@ class Utterances(Dataset):
         x = self.audio[i].astype(np.float32) / 32768
         if rng.random() < self.augment_p:
             babble = lambda: self.audio[rng.integers(len(self.audio))].astype(np.float32) / 32768  # noqa: E731
+            if self.speed_range != (1.0, 1.0) and rng.random() < 0.5:
+                x = augment.speed_perturb(x, rng.uniform(*self.speed_range))
             x = augment.augment_waveform(x, rng, babble)
             f = augment.spec_augment(fbank(x), rng)
         else:
@@ -158,6 +161,9 @@ def main(argv=None) -> int:
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--augment-p", type=float, default=0.8, help="fraction of training utterances augmented")
+    p.add_argument("--speed-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                   help="speed-perturb half of the augmented utterances by a factor drawn from this range "
+                        "(e.g. 0.9 1.2; 1 1 = off)")
     p.add_argument("--channels", type=int, default=256)
     p.add_argument("--blocks", type=int, default=12)
     p.add_argument("--kernel", type=int, default=9)
@@ -221,7 +227,7 @@ def main(argv=None) -> int:
     say(f"model: {ctc_model.parameter_count(model):,} parameters, receptive field "
         f"{model.receptive_field_frames()} frames, config {model.config}")
 
-    dataset = Utterances(rows, audio, args.augment_p, args.seed)
+    dataset = Utterances(rows, audio, args.augment_p, args.seed, tuple(args.speed_range))
     steps_per_epoch = len(batches(frames, args.max_frames, args.seed, 0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
