@@ -266,7 +266,9 @@ def _glu_feeders(model, example_input) -> list:
             return func(*args, **(kwargs or {}))
 
     def remember(module, _inputs, output):
-        outputs.setdefault(id(output), module)
+        # The tensor is kept alive with its module: a freed tensor's id would be reused by a later
+        # one, and the GLU's input would then be blamed on an unrelated layer.
+        outputs[id(output)] = (module, output)
 
     hooks = [m.register_forward_hook(remember)
              for m in model.modules() if isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear))]
@@ -276,7 +278,7 @@ def _glu_feeders(model, example_input) -> list:
     finally:
         for hook in hooks:
             hook.remove()
-    return [outputs[i] for i in glu_inputs if i in outputs]
+    return [outputs[i][0] for i in glu_inputs if i in outputs]
 
 
 def _output_layers(model, output) -> list:

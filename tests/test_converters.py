@@ -65,6 +65,19 @@ def test_ratio_pruning_and_taylor_importance():
         converters.prune(model, example)
 
 
+def test_glu_feeders_are_found_exactly_whatever_the_allocator_does():
+    """Regression: tensor ids were remembered without the tensors, so a freed output's id, reused
+    by a later tensor, blamed the GLU's input on an unrelated layer (seen with some inputs)."""
+    from edge_speech.converters.pruning import _glu_feeders
+
+    model = seeded(ConformerCTC)
+    names = {m: n for n, m in model.named_modules()}
+    for seed in range(8):
+        torch.manual_seed(seed)
+        found = {names[m] for m in _glu_feeders(model, torch.randn(1, 100, 80))}
+        assert found == {"blocks.0.pw1", "blocks.1.pw1"}, seed
+
+
 def test_per_layer_ratios_override_the_global_ratio():
     model = seeded(ConformerCTC)
     example = torch.randn(1, 100, 80)
