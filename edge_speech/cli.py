@@ -151,10 +151,7 @@ def _convert(args: argparse.Namespace) -> int:
         raise ValueError(str(err)) from None
     import torch
 
-    evaluation = None
-    if args.eval:
-        evaluation = [(path, text) for path, text in (line.rstrip("\n").split("\t", 1)
-                                                      for line in open(args.eval, encoding="utf-8") if "\t" in line)]
+    evaluation = _read_eval(args.eval) if args.eval else None
     if args.model and os.path.isdir(args.model):  # a Hugging Face Wav2Vec2ForCTC directory
         if args.factory or args.tokens:
             raise ValueError(f"{args.model} is a model directory: it brings its own model and tokens "
@@ -176,13 +173,45 @@ def _convert(args: argparse.Namespace) -> int:
     tokens = [line.rstrip("\n").split(" ")[0] if args.tokens.endswith(".txt") and " " in line else line.rstrip("\n")
               for line in open(args.tokens, encoding="utf-8") if line.strip("\n")]
     config = features.FeatureConfig.preset(args.features)
+    example = torch.zeros(1, 200, config.dim)
+    with torch.no_grad():
+        if model(example).dim() == 2:  # a classifier: the example is its clip
+            example = torch.zeros(1, config.num_frames(int(args.clip_seconds * 16000), 16000), config.dim)
     report = converters.convert(
-        model, torch.zeros(1, 200, config.dim), config, tokens, calib=args.calib, eval=evaluation,
+        model, example, config, tokens, calib=args.calib, eval=evaluation,
         prune=args.prune, quantize=None if args.quantize == "float" else args.quantize,
         formats=tuple(args.formats.split(",")), target=args.target, out=args.output, name=args.name,
         finetune_epochs=args.finetune_epochs, max_accuracy_drop=args.max_accuracy_drop)
     print(json.dumps(report.to_dict(), indent=2, default=float))
     return 0
+
+
+def _read_eval(path: str) -> list:
+    """(audio path, transcript or label) pairs from a TSV ('path<TAB>text' lines) or a JSONL
+    manifest (objects with "audio" and "text", or "audio_filepath" and "text" as NeMo writes, or
+    "label"); relative audio paths are taken from the manifest's folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    pairs = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if path.endswith(".jsonl"):
+                try:
+                    row = json.loads(line)
+                    audio_path = row.get("audio", row.get("audio_filepath"))
+                    text = row.get("text", row.get("label"))
+                except (json.JSONDecodeError, AttributeError):
+                    raise ValueError(f"{path}:{number}: not a JSON object") from None
+                if not isinstance(audio_path, str) or not isinstance(text, str):
+                    raise ValueError(f"{path}:{number}: needs string fields \"audio\" (or \"audio_filepath\") and "
+                                     "\"text\" (or \"label\")")
+            elif "\t" in line:
+                audio_path, text = line.rstrip("\n").split("\t", 1)
+            else:
+                raise ValueError(f"{path}:{number}: expected 'audio path<TAB>transcript'")
+            pairs.append((os.path.join(folder, audio_path), text))
+    return pairs
 
 
 def _listen(args: argparse.Namespace) -> int:
@@ -327,7 +356,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--tokens", help="one token per line (blank first); sherpa-style 'token id' lines work")
     p.add_argument("--features", default="kaldi-fbank", choices=sorted(features.PRESETS))
     p.add_argument("--calib", help="folder of calibration WAVs (required for int8)")
-    p.add_argument("--eval", help="TSV of 'wav path<TAB>transcript' lines for CER before and after each step")
+    p.add_argument("--eval", help="TSV of 'wav path<TAB>transcript' lines, or a .jsonl manifest ({\"audio\": ..., "
+                   "\"text\" or \"label\": ...}), for CER or accuracy before and after each step")
+    p.add_argument("--clip-seconds", type=float, default=1.0,
+                   help="keyword classifiers (models with one output per label): the clip length they were trained on")
     p.add_argument("--prune", type=float, help="fraction of MACs to remove")
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "float", "target"])
