@@ -147,13 +147,14 @@ def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, sampl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            examples = {samples: {"waveform": torch.zeros(1, samples), "length": torch.tensor([samples], dtype=torch.int32)}
+                        for samples in windows}
+            graphs = {samples: module for samples in windows}
+            if quantize:
+                graphs, quant_config = _int8_window_graphs(module, examples, calibration)
             for samples in windows:
-                example = {"waveform": torch.zeros(1, samples), "length": torch.tensor([samples], dtype=torch.int32)}
-                graph = module
-                if quantize:
-                    graph, quant_config = _int8_window_graph(module, example, calibration)
                 add = litert_torch.signature if converter is None else converter.signature
-                converter = add(f"window_{samples}", graph, sample_kwargs=example)
+                converter = add(f"window_{samples}", graphs[samples], sample_kwargs=examples[samples])
             edge = converter.convert(quant_config=quant_config) if quant_config else converter.convert()
             with tempfile.TemporaryDirectory(prefix="es_tflite_") as tmp:
                 path = Path(tmp) / "model.tflite"
@@ -165,23 +166,39 @@ def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, sampl
     return data, dataclasses.replace(input_spec, length_name="length")
 
 
-def _int8_window_graph(module, example: dict, calibration: Sequence[np.ndarray]):
-    """``module`` at one window size, prepared, calibrated and converted with PT2E int8."""
+def _int8_window_graphs(module, examples: dict, calibration: Sequence[np.ndarray]):
+    """``module`` at every window size ({samples: example}), prepared and converted with PT2E
+    int8, and the quant config. Only the largest window is calibrated, on each utterance tiled
+    to fill it (padding would show the observers frames the runtime never keeps); the others
+    copy its observers, so every window gets the same scales and the weights' quantized
+    constants are stored once in the flatbuffer."""
     torch = import_torch()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    graph = prepare_pt2e(torch.export.export(module, (), example).module(), quantizer)
-    window = example["waveform"].shape[1]
+    prepared = {samples: prepare_pt2e(torch.export.export(module, (), example).module(), quantizer)
+                for samples, example in examples.items()}
+    largest = max(prepared)
     with torch.no_grad():
         for samples in calibration:
-            samples = np.asarray(samples, dtype=np.float32).reshape(-1)[:window]
-            padded = torch.zeros(1, window)
-            padded[0, :len(samples)] = torch.from_numpy(samples)
-            graph(waveform=padded, length=torch.tensor([len(samples)], dtype=torch.int32))
-    return convert_pt2e(graph, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+            samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+            if not len(samples):
+                continue
+            tiled = torch.from_numpy(np.resize(samples, largest))[None]
+            prepared[largest](waveform=tiled, length=torch.tensor([largest], dtype=torch.int32))
+    observers = {name: m for name, m in prepared[largest].named_modules() if name.startswith("activation_post_process")}
+    for samples, graph in prepared.items():
+        if samples == largest:
+            continue
+        mine = {name: m for name, m in graph.named_modules() if name.startswith("activation_post_process")}
+        if mine.keys() != observers.keys():
+            raise RuntimeError(f"the {samples}-sample window's graph differs from the largest window's")
+        for name, observer in mine.items():
+            observer.load_state_dict(observers[name].state_dict())
+    return ({samples: convert_pt2e(graph, fold_quantize=False) for samples, graph in prepared.items()},
+            QuantConfig(pt2e_quantizer=quantizer))
 
 
 def _failing_step(err: BaseException) -> str:

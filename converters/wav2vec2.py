@@ -130,9 +130,9 @@ def window_module():
             for layer in w2v.feature_extractor.conv_layers:
                 x = layer.conv(x)
                 valid = torch.clamp((valid - layer.conv.kernel_size[0]) // layer.conv.stride[0] + 1, min=1)
-                mask = (torch.arange(x.shape[2]).reshape(1, 1, -1) < valid).to(x.dtype)
                 norm = getattr(layer, "layer_norm", None)
                 if isinstance(norm, torch.nn.GroupNorm):  # one group per channel: statistics over valid time
+                    mask = _valid_mask(x, valid)
                     count = mask.sum(2, keepdim=True)
                     mean = (x * mask).sum(2, keepdim=True) / count
                     var = (((x - mean) * mask) ** 2).sum(2, keepdim=True) / count
@@ -140,6 +140,7 @@ def window_module():
                 elif norm is not None:  # LayerNorm over channels, frame by frame
                     x = norm(x.transpose(1, 2)).transpose(1, 2)
                 x = layer.activation(x)
+            mask = _valid_mask(x, valid)
             hidden, _ = w2v.feature_projection(x.transpose(1, 2))
             hidden = hidden * mask.reshape(1, -1, 1)
             encoder = w2v.encoder
@@ -159,6 +160,12 @@ def window_module():
             return self.hf.lm_head(hidden), valid.reshape(1).to(torch.int32)
 
     return Wav2Vec2Window
+
+
+def _valid_mask(x, valid):
+    """1.0 for the first ``valid`` frames of ``x`` [batch, channels, frames], else 0.0."""
+    torch = import_torch()
+    return (torch.arange(x.shape[2]).reshape(1, 1, -1) < valid).to(x.dtype)
 
 
 def _masked_attention(attention, x, key_mask):
