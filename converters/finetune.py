@@ -31,8 +31,9 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
     """Trains ``student`` in place (it is the pruned copy) to match ``teacher`` on ``features``
     (arrays [frames, dim], or sample arrays [samples] for waveform models, which both models
     then see zero-padded to the batch's longest); with ``transcripts`` (token id sequences) a
-    CTC term is added. ``checkpoint``: a file saved after every epoch and resumed from when it
-    exists."""
+    CTC term is added. Classifiers (outputs [batch, classes]) take one class id per input as
+    ``transcripts`` and get cross-entropy instead (weighted by ``ctc_weight``). ``checkpoint``: a file saved after every
+    epoch and resumed from when it exists."""
     torch = import_torch()
     if not features:
         raise ValueError("fine-tuning needs feature arrays")
@@ -65,9 +66,14 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
             with torch.no_grad():
                 target = teacher(x)
             out = student(x)
+            classifier = out.dim() == 2
+            frames = 1 if classifier else out.shape[1]
             loss = kd_weight * torch.nn.functional.kl_div(out.log_softmax(-1), target.log_softmax(-1),
-                                                          log_target=True, reduction="batchmean") / out.shape[1]
-            if transcripts is not None:
+                                                          log_target=True, reduction="batchmean") / frames
+            if transcripts is not None and classifier:
+                classes = torch.tensor([int(transcripts[i]) for i in batches[b]], dtype=torch.long)
+                loss = loss + ctc_weight * torch.nn.functional.cross_entropy(out, classes)
+            elif transcripts is not None:
                 labels = [torch.tensor(transcripts[i], dtype=torch.long) for i in batches[b]]
                 out_lengths = torch.clamp(lengths * out.shape[1] // x.shape[1], min=1)
                 loss = loss + ctc_weight * torch.nn.functional.ctc_loss(

@@ -94,9 +94,6 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     if classifier:
         if waveform:
             raise ValueError("classifiers take feature clips; waveform input is for CTC models")
-        if finetune_epochs:
-            raise ValueError("fine-tuning after pruning is implemented for CTC models; fine-tune a pruned classifier "
-                             "with its own training loop (converters.prune returns the pruned model)")
         unknown = sorted({label for _, label in (eval or []) if label not in tokens})
         if unknown:
             raise ValueError(f"evaluation labels {unknown[:5]} are not among the classifier's labels {list(tokens)}")
@@ -124,7 +121,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             data = calibration + [f for f, _ in evaluation]
             labels = None
             if evaluation and not calibration:
-                labels = [[token_ids[c] for c in text if c in token_ids] for _, text in evaluation]
+                labels = [token_ids[text] if classifier else [token_ids[c] for c in text if c in token_ids]
+                          for _, text in evaluation]
             tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id)
             steps.append({"step": "finetune", **dataclasses.asdict(tuned),
                           **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
