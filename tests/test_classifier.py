@@ -135,7 +135,7 @@ def test_cli_classify_prints_labels_and_names_bad_files(kws_bundles, tmp_path):
     wav = write_pcm16_wav(tmp_path / "clip.wav", clips[0], 16000)
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
     run = subprocess.run([sys.executable, "-m", "edge_speech.cli", "classify", str(wav), str(tmp_path / "bad.wav"),
-                          "--bundle", str(out), "--json"], capture_output=True, text=True)
+                          "--bundle", str(out), "--json"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 1 and "bad.wav" in run.stderr
     line = json.loads(run.stdout.splitlines()[0])
     expected = KeywordClassifier.from_bundle(out).classify(wav)
