@@ -39,6 +39,14 @@ ESPEAK_TEST = ("en-gb-x-rp", "f3")
 FLITE_TRAIN = ["kal", "kal16", "awb", "rms"]
 FLITE_TEST = ["slt"]
 FESTIVAL_TRAIN = ["voice_kal_diphone"]
+# --extra-voices: more espeak-ng variants (most of them female: the held-out natural voices are)
+# and festival's second US diphone voice. The default pool stays as it was, so earlier data sets
+# can be regenerated exactly.
+ESPEAK_EXTRA_VARIANTS = ["m8", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda", "grandma", "linda",
+                         "shelby", "steph", "steph2", "steph3", "whisperf", "Andy", "adam", "david", "edward",
+                         "iven", "john", "max", "quincy", "rob", "travis", "zac", "klatt", "klatt2", "klatt3",
+                         "klatt4", "klatt6"]
+FESTIVAL_EXTRA = ["voice_ked_diphone"]
 FESTIVAL_TEST = ["voice_cmu_us_slt_arctic_hts"]
 
 # -- text --------------------------------------------------------------------------------------
@@ -146,16 +154,18 @@ def normalize(text: str) -> str:
 
 # -- synthesis ---------------------------------------------------------------------------------
 
-def voice_pool(split: str):
+def voice_pool(split: str, extra_voices: bool = False):
     if split == "test":
         return ([("espeak", f"{ESPEAK_TEST[0]}+{ESPEAK_TEST[1]}")] * 2 + [("flite", v) for v in FLITE_TEST] * 2
                 + [("festival", v) for v in FESTIVAL_TEST])
-    pool = [("espeak", a + (f"+{v}" if v else "")) for a in ESPEAK_TRAIN_ACCENTS for v in ESPEAK_TRAIN_VARIANTS]
-    # espeak has 84 voice combinations; flite/festival voices get weights so that roughly
-    # 60% of the utterances are espeak, 30% flite and 10% festival.
+    variants = ESPEAK_TRAIN_VARIANTS + (ESPEAK_EXTRA_VARIANTS if extra_voices else [])
+    festival = FESTIVAL_TRAIN + (FESTIVAL_EXTRA if extra_voices else [])
+    pool = [("espeak", a + (f"+{v}" if v else "")) for a in ESPEAK_TRAIN_ACCENTS for v in variants]
+    # flite/festival voices get weights so that roughly 60% of the utterances are espeak,
+    # 30% flite and 10% festival.
     n = len(pool)
     pool += [("flite", v) for v in FLITE_TRAIN] * max(1, n // 2 // len(FLITE_TRAIN))
-    pool += [("festival", v) for v in FESTIVAL_TRAIN] * max(1, n // 6)
+    pool += [("festival", v) for v in festival] * max(1, n // 6 // len(festival))
     return pool
 
 
@@ -223,9 +233,10 @@ def synth_job(job) -> list:
     return result
 
 
-def plan(split: str, count: int, seed: int, words, weights, out: str, chunk: int = 40):
+def plan(split: str, count: int, seed: int, words, weights, out: str, chunk: int = 40,
+         extra_voices: bool = False):
     rng = random.Random(seed)
-    pool = voice_pool(split)
+    pool = voice_pool(split, extra_voices)
     items = []
     for i in range(count):
         engine, voice = rng.choice(pool)
@@ -270,6 +281,8 @@ def main(argv=None) -> int:
     p.add_argument("--top-words", type=int, default=20000, help="wordfreq vocabulary size")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--extra-voices", action="store_true",
+                   help="train on 30 more espeak-ng variants and festival's ked diphone voice too")
     p.add_argument("--examples", help="only write the example WAVs into this directory")
     args = p.parse_args(argv)
     if args.examples:
@@ -279,7 +292,7 @@ def main(argv=None) -> int:
     print(f"{len(words)} words from wordfreq", flush=True)
     for split, count, seed in (("test", args.test, args.seed + 1000), ("train", args.train, args.seed)):
         os.makedirs(os.path.join(args.out, "wav", split), exist_ok=True)
-        jobs = plan(split, count, seed, words, weights, args.out)
+        jobs = plan(split, count, seed, words, weights, args.out, extra_voices=args.extra_voices)
         start, rows = time.time(), []
         with multiprocessing.Pool(args.processes) as pool:
             for i, part in enumerate(pool.imap_unordered(synth_job, jobs)):
