@@ -31,6 +31,22 @@ def test_error_rates_normalise_and_sum_over_the_set():
     assert rates["cer"] == pytest.approx(1 / (len("turn on the light") + 3))
 
 
+def test_error_rates_by_voice_split_the_set_by_voice():
+    pairs = [("yes", "yes"), ("no", "na"), ("stop", "top")]
+    by_voice = evaluate.rates_by_voice(pairs, ["flite:slt", "espeak:f3", "flite:slt"])
+    assert list(by_voice) == ["espeak:f3", "flite:slt"]
+    assert by_voice["espeak:f3"]["cer"] == pytest.approx(1 / 2)
+    assert by_voice["flite:slt"]["cer"] == pytest.approx(1 / 7) and by_voice["flite:slt"]["utterances"] == 2
+
+
+def test_extra_voices_keep_the_default_pool_and_hold_out_the_test_voices():
+    default, extra = synthesize.voice_pool("train"), synthesize.voice_pool("train", extra_voices=True)
+    assert set(default) < set(extra)
+    test_voices = set(synthesize.voice_pool("test"))
+    assert not test_voices & set(extra)
+    assert not any(voice.endswith("+f3") or voice.startswith("en-gb-x-rp") for _, voice in extra)
+
+
 @pytest.mark.parametrize("n, words", [(0, "zero"), (15, "fifteen"), (40, "forty"), (342, "three hundred forty two"),
                                       (12005, "twelve thousand five")])
 def test_number_words(n, words):

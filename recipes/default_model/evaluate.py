@@ -94,8 +94,23 @@ def asterisk_set(skip: Sequence[str] = ("letters/", "silence/")) -> List[Tuple[s
 
 
 def synthetic_set(data: Path) -> List[Tuple[str, str]]:
-    rows = [json.loads(line) for line in (Path(data) / "test.jsonl").read_text().splitlines()]
-    return [(r["path"], r["text"]) for r in rows]
+    return [(r["path"], r["text"]) for r in _synthetic_rows(data)]
+
+
+def synthetic_voices(data: Path) -> List[str]:
+    return [r["voice"] for r in _synthetic_rows(data)]
+
+
+def _synthetic_rows(data: Path) -> List[dict]:
+    return [json.loads(line) for line in (Path(data) / "test.jsonl").read_text().splitlines()]
+
+
+def rates_by_voice(pairs: Sequence[Tuple[str, str]], voices: Sequence[str]) -> dict:
+    """{voice: {"cer", "wer", ...}}: the held-out set's error rates per synthetic voice."""
+    groups = {}
+    for pair, voice in zip(pairs, voices):
+        groups.setdefault(voice, []).append(pair)
+    return {voice: error_rates(group) for voice, group in sorted(groups.items())}
 
 
 def _load(path: str) -> Tuple[np.ndarray, int]:
@@ -144,6 +159,11 @@ def evaluate(bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads
         results[name] = rates
         print(f"{name:10s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  "
               f"({rates['utterances']} utterances, {rates['audio_s']:.0f} s audio, RTF {rates['rtf']:.4f})", flush=True)
+        if name != "asterisk":
+            rates["by_voice"] = rates_by_voice(pairs, synthetic_voices(data))
+            for voice, voice_rates in rates["by_voice"].items():
+                print(f"    {voice:40s} CER {100 * voice_rates['cer']:6.2f}%  WER {100 * voice_rates['wer']:6.2f}%  "
+                      f"({voice_rates['utterances']})", flush=True)
         for ref, hyp in pairs[:show]:
             print(f"    REF: {ref}\n    HYP: {hyp}")
     return results
