@@ -39,6 +39,17 @@ def test_error_rates_by_voice_split_the_set_by_voice():
     assert by_voice["flite:slt"]["cer"] == pytest.approx(1 / 7) and by_voice["flite:slt"]["utterances"] == 2
 
 
+def test_female_shift_lands_flite_pitch_in_the_female_range():
+    rng = synthesize.random.Random(0)
+    for _ in range(200):
+        f0, cents = synthesize.flite_f0_and_shift(rng, "awb", 400.0, female_shift=True)
+        assert 150 <= cents <= 400
+        assert 148 <= f0 * 2 ** (cents / 1200) <= 232
+    assert synthesize.flite_f0_and_shift(rng, "awb", 0.0, female_shift=True)[1] == 0.0   # unshifted stay male
+    f0, cents = synthesize.flite_f0_and_shift(rng, "kal", 300.0, female_shift=False)
+    assert 80 <= f0 <= 130 and cents == 300.0
+
+
 def test_extra_voices_keep_the_default_pool_and_hold_out_the_test_voices():
     default, extra = synthesize.voice_pool("train"), synthesize.voice_pool("train", extra_voices=True)
     assert set(default) < set(extra)

@@ -27,6 +27,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import Tuple
 
 SAMPLE_RATE = 16000
 
@@ -179,9 +180,25 @@ def to_16k(src: str, dst: str, tempo: float = 1.0, gain_db: float = 0.0, pitch_c
     subprocess.run(cmd, check=True)
 
 
+def flite_f0_and_shift(rng: random.Random, voice: str, shift: float, female_shift: bool) -> Tuple[int, float]:
+    """(flite's int_f0_target_mean, sox pitch shift in cents) for one utterance.
+
+    By default a shifted male voice gets its formants and pitch scaled together (+250..+600 cents),
+    which leaves its pitch below most female voices' and its formants above them. With
+    ``female_shift`` the formants move by a female-like +150..+400 cents and flite is asked for the
+    pitch that lands at 150..230 Hz after the shift (flite's rms voice ignores the request)."""
+    if voice == "slt":
+        return rng.randint(150, 210), shift
+    if female_shift and shift:
+        cents = rng.uniform(150, 400)
+        return round(rng.uniform(150, 230) / 2 ** (cents / 1200)), cents
+    return rng.randint(80, 130), shift
+
+
 def synth_job(job) -> list:
-    """job: (split, [(uid, engine, voice, text, seed)]) -> manifest rows. One festival process per job."""
-    split, items, out = job
+    """job: (split, [(uid, engine, voice, text, seed)], out, female_shift) -> manifest rows. One
+    festival process per job."""
+    split, items, out, female_shift = job
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fest_lines, fest_items = [], []
@@ -204,9 +221,10 @@ def synth_job(job) -> list:
                 subprocess.run(cmd, check=True)
                 to_16k(raw, dst, gain_db=gain)
             elif engine == "flite":
-                cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={rng.uniform(0.8, 1.3):.2f}",
-                       "--setf", f"int_f0_target_mean={rng.randint(80, 130) if voice != 'slt' else rng.randint(150, 210)}",
-                       "-t", text, "-o", raw]
+                stretch = rng.uniform(0.8, 1.3)
+                f0, shift = flite_f0_and_shift(rng, voice, shift, female_shift)
+                cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}",
+                       "--setf", f"int_f0_target_mean={f0}", "-t", text, "-o", raw]
                 subprocess.run(cmd, check=True)
                 to_16k(raw, dst, gain_db=gain, pitch_cents=shift)
             else:
@@ -234,7 +252,7 @@ def synth_job(job) -> list:
 
 
 def plan(split: str, count: int, seed: int, words, weights, out: str, chunk: int = 40,
-         extra_voices: bool = False):
+         extra_voices: bool = False, female_shift: bool = False):
     rng = random.Random(seed)
     pool = voice_pool(split, extra_voices)
     items = []
@@ -247,8 +265,8 @@ def plan(split: str, count: int, seed: int, words, weights, out: str, chunk: int
     # festival items in their own jobs (one festival start-up per job)
     fest = [it for it in items if it[1] == "festival"]
     other = [it for it in items if it[1] != "festival"]
-    jobs = [(split, other[i:i + chunk], out) for i in range(0, len(other), chunk)]
-    jobs += [(split, fest[i:i + chunk], out) for i in range(0, len(fest), chunk)]
+    jobs = [(split, other[i:i + chunk], out, female_shift) for i in range(0, len(other), chunk)]
+    jobs += [(split, fest[i:i + chunk], out, female_shift) for i in range(0, len(fest), chunk)]
     return jobs
 
 
@@ -283,6 +301,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--extra-voices", action="store_true",
                    help="train on 30 more espeak-ng variants and festival's ked diphone voice too")
+    p.add_argument("--female-shift", action="store_true",
+                   help="shifted flite training voices: female-like formants (+150..+400 cents) and 150-230 Hz pitch")
     p.add_argument("--examples", help="only write the example WAVs into this directory")
     args = p.parse_args(argv)
     if args.examples:
@@ -292,7 +312,8 @@ def main(argv=None) -> int:
     print(f"{len(words)} words from wordfreq", flush=True)
     for split, count, seed in (("test", args.test, args.seed + 1000), ("train", args.train, args.seed)):
         os.makedirs(os.path.join(args.out, "wav", split), exist_ok=True)
-        jobs = plan(split, count, seed, words, weights, args.out, extra_voices=args.extra_voices)
+        jobs = plan(split, count, seed, words, weights, args.out, extra_voices=args.extra_voices,
+                    female_shift=args.female_shift)
         start, rows = time.time(), []
         with multiprocessing.Pool(args.processes) as pool:
             for i, part in enumerate(pool.imap_unordered(synth_job, jobs)):
