@@ -1,5 +1,6 @@
 """Averages the weights of checkpoints fine-tuned from the same start ("model soup"), then scores
-the average on the held-out voices (greedy CER/WER, as train.py does each epoch).
+the average on the held-out voices (greedy CER/WER, as train.py does each epoch, and per voice).
+With one checkpoint it just scores that one.
 
 Runs that start from the same weights and differ only in their data stay in one basin, so their
 mean is usually better than either; checkpoints from unrelated starts must not be averaged.
@@ -20,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ctc_model  # noqa: E402
 import train  # noqa: E402
+from evaluate import rates_by_voice  # noqa: E402
 
 
 def average_state_dicts(states: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
@@ -56,6 +58,9 @@ def main(argv=None) -> int:
     for path, c in zip(args.checkpoints, loaded):
         print(f"{path}: held-out greedy CER {100 * c['metrics']['cer']:.2f}%")
     print(f"average of {len(loaded)}: held-out greedy CER {100 * metrics['cer']:.2f}%, WER {100 * metrics['wer']:.2f}%")
+    pairs = list(zip([r["text"] for r in test_rows], metrics["hypotheses"]))
+    for voice, rates in rates_by_voice(pairs, [r["voice"] for r in test_rows]).items():
+        print(f"    {voice:40s} CER {100 * rates['cer']:6.2f}%  ({rates['utterances']})")
     torch.save({"model": model.state_dict(), "config": model.config, "epoch": None,
                 "metrics": {k: metrics[k] for k in ("cer", "wer")}, "averaged": [str(c) for c in args.checkpoints]},
                args.out)

@@ -135,7 +135,7 @@ def evaluate(model, test_feats, test_texts, pad, batch: int = 32) -> dict:
             by_index[int(i)] = text
     hyps = [by_index[i] for i in range(len(test_feats))]
     model.train()
-    return error_rates(zip(test_texts, hyps)) | {"examples": list(zip(test_texts[:3], hyps[:3]))}
+    return error_rates(zip(test_texts, hyps)) | {"examples": list(zip(test_texts[:3], hyps[:3])), "hypotheses": hyps}
 
 
 def load_split(data: Path, split: str, limit: int = 0):
