@@ -111,7 +111,7 @@ def synth_all(items: list, out: Path, processes: int = 2) -> list:
     by_engine = {}
     for item in planned:
         by_engine.setdefault(item[1], []).append(item)
-    jobs = [("bench", group[i:i + 40], str(out)) for group in by_engine.values() for i in range(0, len(group), 40)]
+    jobs = [("bench", group[i:i + 40], str(out), False) for group in by_engine.values() for i in range(0, len(group), 40)]
     with multiprocessing.Pool(processes) as pool:
         rows = {row["id"]: row["path"] for part in pool.imap_unordered(synthesize.synth_job, jobs) for row in part}
     missing = [uid for uid, *_ in planned if uid not in rows]
