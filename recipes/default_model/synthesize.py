@@ -8,6 +8,10 @@ rate and pitch varied), flite (kal, kal16, awb, rms, slt; duration and f0 varied
 Whole voices are held out for the test set: espeak-ng accent en-gb-x-rp and variant f3 (neither is
 used in training), flite slt, festival slt HTS.
 
+`--extra-voices` adds 30 more espeak-ng variants (most of them female) and festival's ked diphone
+voice to training; `--female-shift` makes the pitch-shifted flite training voices female-like
+(formants up a little, pitch up a lot). Both leave the test set as it is.
+
     python recipes/default_model/synthesize.py --out /work/data/default_model --train 12000 --test 600
 
 Writes OUT/wav/{train,test}/*.wav and OUT/{train,test}.jsonl (path, text, voice, seconds).
