@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ctc_model  # noqa: E402
 import train  # noqa: E402
-from evaluate import rates_by_voice  # noqa: E402
+from evaluate import print_by_voice, rates_by_voice  # noqa: E402
 
 
 def average_state_dicts(states: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
@@ -47,8 +47,7 @@ def main(argv=None) -> int:
     loaded = [torch.load(path, weights_only=True) for path in args.checkpoints]
     if any(c["config"] != loaded[0]["config"] for c in loaded):
         raise SystemExit("the checkpoints have different model configs")
-    config = {k: v for k, v in loaded[0]["config"].items() if k in ("channels", "blocks", "kernel", "dropout")}
-    model = ctc_model.ConvCTC(**config)
+    model = ctc_model.build(loaded[0]["config"])
     model.load_state_dict(average_state_dicts([c["model"] for c in loaded]))
 
     test_rows, test_audio = train.load_split(args.data, "test")
@@ -59,8 +58,7 @@ def main(argv=None) -> int:
         print(f"{path}: held-out greedy CER {100 * c['metrics']['cer']:.2f}%")
     print(f"average of {len(loaded)}: held-out greedy CER {100 * metrics['cer']:.2f}%, WER {100 * metrics['wer']:.2f}%")
     pairs = list(zip([r["text"] for r in test_rows], metrics["hypotheses"]))
-    for voice, rates in rates_by_voice(pairs, [r["voice"] for r in test_rows]).items():
-        print(f"    {voice:40s} CER {100 * rates['cer']:6.2f}%  ({rates['utterances']})")
+    print_by_voice(rates_by_voice(pairs, [r["voice"] for r in test_rows]))
     torch.save({"model": model.state_dict(), "config": model.config, "epoch": None,
                 "metrics": {k: metrics[k] for k in ("cer", "wer")}, "averaged": [str(c) for c in args.checkpoints]},
                args.out)

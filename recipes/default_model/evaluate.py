@@ -93,16 +93,13 @@ def asterisk_set(skip: Sequence[str] = ("letters/", "silence/")) -> List[Tuple[s
     return items
 
 
-def synthetic_set(data: Path) -> List[Tuple[str, str]]:
-    return [(r["path"], r["text"]) for r in _synthetic_rows(data)]
-
-
-def synthetic_voices(data: Path) -> List[str]:
-    return [r["voice"] for r in _synthetic_rows(data)]
-
-
-def _synthetic_rows(data: Path) -> List[dict]:
+def synthetic_rows(data: Path) -> List[dict]:
+    """The held-out set's manifest rows (path, text, voice, seconds)."""
     return [json.loads(line) for line in (Path(data) / "test.jsonl").read_text().splitlines()]
+
+
+def synthetic_set(data: Path) -> List[Tuple[str, str]]:
+    return [(r["path"], r["text"]) for r in synthetic_rows(data)]
 
 
 def rates_by_voice(pairs: Sequence[Tuple[str, str]], voices: Sequence[str]) -> dict:
@@ -111,6 +108,12 @@ def rates_by_voice(pairs: Sequence[Tuple[str, str]], voices: Sequence[str]) -> d
     for pair, voice in zip(pairs, voices):
         groups.setdefault(voice, []).append(pair)
     return {voice: error_rates(group) for voice, group in sorted(groups.items())}
+
+
+def print_by_voice(by_voice: dict) -> None:
+    for voice, rates in by_voice.items():
+        print(f"    {voice:40s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  "
+              f"({rates['utterances']})", flush=True)
 
 
 def _load(path: str) -> Tuple[np.ndarray, int]:
@@ -160,10 +163,8 @@ def evaluate(bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads
         print(f"{name:10s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  "
               f"({rates['utterances']} utterances, {rates['audio_s']:.0f} s audio, RTF {rates['rtf']:.4f})", flush=True)
         if name != "asterisk":
-            rates["by_voice"] = rates_by_voice(pairs, synthetic_voices(data))
-            for voice, voice_rates in rates["by_voice"].items():
-                print(f"    {voice:40s} CER {100 * voice_rates['cer']:6.2f}%  WER {100 * voice_rates['wer']:6.2f}%  "
-                      f"({voice_rates['utterances']})", flush=True)
+            rates["by_voice"] = rates_by_voice(pairs, [r["voice"] for r in synthetic_rows(data)])
+            print_by_voice(rates["by_voice"])
         for ref, hyp in pairs[:show]:
             print(f"    REF: {ref}\n    HYP: {hyp}")
     return results
