@@ -108,6 +108,27 @@ def test_speed_perturbation_shortens_and_raises_by_the_factor():
         assert peak_hz == pytest.approx(200 * factor, abs=2)
 
 
+def test_frequency_warp_moves_a_tone_where_the_shifted_tone_lies():
+    from edge_speech import features
+    rate, config = 16000, features.FeatureConfig.preset("kaldi-fbank")
+    t = np.arange(rate) / rate
+
+    def tone_fbank(hz):
+        return features.compute((0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), rate, config)
+
+    source = tone_fbank(1000)
+    np.testing.assert_allclose(augment.frequency_warp(source, 1.0), source, atol=1e-4)
+    for alpha in (0.85, 1.2):
+        warped = augment.frequency_warp(source, alpha)
+        assert warped.shape == source.shape and np.isfinite(warped).all()
+        expected_bin = np.argmax(tone_fbank(1000 * alpha).mean(0))
+        assert abs(np.argmax(warped.mean(0)) - expected_bin) <= 1, alpha
+        assert np.argmax(warped.mean(0)) != np.argmax(source.mean(0))
+    # the band edges stay: the top bin reads the top of the band, whatever alpha
+    noise = tone_fbank(7900)
+    assert np.argmax(augment.frequency_warp(noise, 1.2).mean(0)) >= 78
+
+
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_shipped_bundle_transcribes_the_shipped_examples(name):
     from edge_speech import Recognizer

@@ -83,6 +83,32 @@ def augment_waveform(x: np.ndarray, rng: np.random.Generator,
     return x.astype(np.float32)
 
 
+def _hz_to_mel(hz):
+    return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.0)
+
+
+def frequency_warp(f: np.ndarray, alpha: float, low_hz: float = 20.0, high_hz: float = RATE / 2) -> np.ndarray:
+    """Vocal tract length perturbation on [T, D] log-mel frames (HTK mel bins, ``low_hz`` ..
+    ``high_hz``, as the "kaldi-fbank" preset): bin ``k`` takes the energy the input had at
+    ``center_k / alpha``, so alpha > 1 moves formants up (a shorter vocal tract), without the
+    tempo change of speed perturbation. The map is piecewise linear, as in Kaldi's VTLN, so the band
+    edge stays where it is; between bins the log energies are interpolated linearly."""
+    d = f.shape[1]
+    edges = np.linspace(_hz_to_mel(low_hz), _hz_to_mel(high_hz), d + 2)
+    centers = _mel_to_hz(edges[1:-1])
+    knee = 0.8 * high_hz * min(1.0, alpha)
+    source = np.where(centers <= knee, centers / alpha,
+                      knee / alpha + (centers - knee) * (high_hz - knee / alpha) / (high_hz - knee))
+    position = np.clip((_hz_to_mel(source) - edges[1]) / (edges[2] - edges[1]), 0, d - 1)
+    below = np.minimum(np.floor(position).astype(np.int64), d - 2)
+    weight = (position - below).astype(f.dtype)
+    return f[:, below] * (1 - weight) + f[:, below + 1] * weight
+
+
 def spec_augment(f: np.ndarray, rng: np.random.Generator, freq_masks: int = 2, freq_width: int = 12,
                  time_mask_fraction: float = 0.04, max_time_masks: int = 6) -> np.ndarray:
     """Frequency and time masks (set to the utterance mean) on a [T, D] feature array."""

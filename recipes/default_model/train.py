@@ -50,9 +50,9 @@ def fbank(samples: np.ndarray) -> np.ndarray:
 
 
 class Utterances(Dataset):
-    def __init__(self, rows, audio, augment_p: float, seed: int, speed_range=(1.0, 1.0)):
+    def __init__(self, rows, audio, augment_p: float, seed: int, speed_range=(1.0, 1.0), warp_range=(1.0, 1.0)):
         self.rows, self.audio, self.augment_p, self.seed = rows, audio, augment_p, seed
-        self.speed_range = speed_range
+        self.speed_range, self.warp_range = speed_range, warp_range
         self.labels = [ctc_model.encode(r["text"]) for r in rows]
         self.epoch = 0
 
@@ -67,7 +67,10 @@ class Utterances(Dataset):
             if self.speed_range != (1.0, 1.0) and rng.random() < 0.5:
                 x = augment.speed_perturb(x, rng.uniform(*self.speed_range))
             x = augment.augment_waveform(x, rng, babble)
-            f = augment.spec_augment(fbank(x), rng)
+            f = fbank(x)
+            if self.warp_range != (1.0, 1.0) and rng.random() < 0.5:
+                f = augment.frequency_warp(f, rng.uniform(*self.warp_range))
+            f = augment.spec_augment(f, rng)
         else:
             f = fbank(x)
         return torch.from_numpy(f), torch.tensor(self.labels[i], dtype=torch.long)
@@ -164,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--speed-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
                    help="speed-perturb half of the augmented utterances by a factor drawn from this range "
                         "(e.g. 0.9 1.2; 1 1 = off)")
+    p.add_argument("--warp-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                   help="vocal tract length perturbation of half the augmented utterances' fbank frames by a "
+                        "factor from this range (e.g. 0.9 1.2; >1 moves formants up); default off")
     p.add_argument("--channels", type=int, default=256)
     p.add_argument("--blocks", type=int, default=12)
     p.add_argument("--kernel", type=int, default=9)
@@ -227,7 +233,7 @@ def main(argv=None) -> int:
     say(f"model: {ctc_model.parameter_count(model):,} parameters, receptive field "
         f"{model.receptive_field_frames()} frames, config {model.config}")
 
-    dataset = Utterances(rows, audio, args.augment_p, args.seed, tuple(args.speed_range))
+    dataset = Utterances(rows, audio, args.augment_p, args.seed, tuple(args.speed_range), tuple(args.warp_range))
     steps_per_epoch = len(batches(frames, args.max_frames, args.seed, 0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
