@@ -218,9 +218,17 @@ class ArpaLM:
 
     @classmethod
     def from_file(cls, path: "str | Path") -> "ArpaLM":
+        """An ARPA file, plain or gzip-compressed (recognised by its magic bytes, not its name)."""
         path = Path(path)
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            import gzip
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as err:
+                raise ValueError(f"{path}: not a valid gzip file: {err}") from None
         try:
-            return cls(path.read_bytes())
+            return cls(data)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 

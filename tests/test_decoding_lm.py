@@ -107,6 +107,17 @@ def test_from_file_and_crlf(tmp_path):
     assert decoding.ArpaLM.from_file(path).score(["a", "b"]) == pytest.approx(ArpaReference(TRIGRAM).score(["a", "b"]))
 
 
+
+def test_from_file_reads_gzipped_arpa_and_names_a_corrupt_one(tmp_path):
+    import gzip
+    path = tmp_path / "lm.arpa.gz"
+    path.write_bytes(gzip.compress(TRIGRAM.encode()))
+    assert decoding.ArpaLM.from_file(path).score(["a", "b"]) == pytest.approx(ArpaReference(TRIGRAM).score(["a", "b"]))
+    path.write_bytes(gzip.compress(TRIGRAM.encode())[:-12])     # truncated download
+    with pytest.raises(ValueError, match="lm.arpa.gz: not a valid gzip file"):
+        decoding.ArpaLM.from_file(path)
+
+
 MALFORMED = [
     ("", "no \\\\data\\\\"),
     ("just text\n", "no \\\\data\\\\"),

@@ -138,3 +138,20 @@ def test_shipped_bundle_transcribes_the_shipped_examples(name):
     # A regression floor, not a quality goal: the first model reads the examples at CER 0.11 and
     # 0.48 (see recipes/default_model/README.md); tighten this as the model improves.
     assert result.text and rates["cer"] <= 0.6, (EXAMPLES[name], result.text)
+
+
+def test_decoder_sweep_at_the_bundles_setting_matches_the_runtime():
+    import tune_decoder
+    from edge_speech import Recognizer, decoding
+    bundle = Path(__file__).resolve().parent.parent / "edge_speech" / "models" / "default"
+    recognizer = Recognizer.from_bundle(bundle, threads=1)
+    settings = recognizer.manifest.decoder
+    items = [(str(RECIPE / "examples" / name), text) for name, text in sorted(EXAMPLES.items())]
+    scored = tune_decoder.log_probs_for(recognizer, items)
+    lm = decoding.ArpaLM.from_file(bundle / settings["lm"])
+    rows = tune_decoder.sweep(recognizer, scored, lm, [settings["beam"]], [0.0, settings["lm_weight"]],
+                              [settings["word_bonus"]], [settings["lexicon"]])
+    assert len(rows) == 2 and rows[0]["cer"] <= rows[1]["cer"]
+    runtime = evaluate.error_rates([(text, recognizer.transcribe(path).text) for path, text in items])
+    at_bundle = next(r for r in rows if r["lm_weight"] == settings["lm_weight"])
+    assert at_bundle["cer"] == pytest.approx(runtime["cer"]) and at_bundle["wer"] == pytest.approx(runtime["wer"])

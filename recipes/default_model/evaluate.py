@@ -116,7 +116,7 @@ def print_by_voice(by_voice: dict) -> None:
               f"({rates['utterances']})", flush=True)
 
 
-def _load(path: str) -> Tuple[np.ndarray, int]:
+def load_mono(path: str) -> Tuple[np.ndarray, int]:
     from edge_speech import audio
     samples, rate = audio.read_wav(path)
     samples = np.asarray(samples)
@@ -133,7 +133,7 @@ def run_set(recognizer, items, snr_db=None, beam=1, seed=0):
     from augment import add_at_snr, coloured_noise
     pairs, audio_s, start = [], 0.0, time.perf_counter()
     for k, (path, ref) in enumerate(items):
-        samples, rate = _load(path)
+        samples, rate = load_mono(path)
         if snr_db is not None:
             rng = np.random.default_rng(seed + k)
             samples = add_at_snr(samples, coloured_noise(rng, len(samples)), snr_db).astype(np.float32)
