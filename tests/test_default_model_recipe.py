@@ -155,3 +155,21 @@ def test_decoder_sweep_at_the_bundles_setting_matches_the_runtime():
     runtime = evaluate.error_rates([(text, recognizer.transcribe(path).text) for path, text in items])
     at_bundle = next(r for r in rows if r["lm_weight"] == settings["lm_weight"])
     assert at_bundle["cer"] == pytest.approx(runtime["cer"]) and at_bundle["wer"] == pytest.approx(runtime["wer"])
+
+
+def test_pico_voices_are_opt_in_training_voices_and_speak(tmp_path):
+    extra, with_pico = synthesize.voice_pool("train", True), synthesize.voice_pool("train", True, pico=True)
+    assert not any(engine == "pico" for engine, _ in extra)
+    assert with_pico[:len(extra)] == extra            # --pico only adds: earlier data sets regenerate exactly
+    share = sum(engine == "pico" for engine, _ in with_pico) / len(with_pico)
+    assert 0.1 < share < 0.25 and not set(with_pico) & set(synthesize.voice_pool("test"))
+    (tmp_path / "wav" / "train").mkdir(parents=True)
+    text = "turn on the kitchen light"
+    rows = synthesize.synth_job(("train", [(f"u{i}", "pico", voice, text, i) for i, voice in
+                                           enumerate(synthesize.PICO_TRAIN)], str(tmp_path), False))
+    from edge_speech import Recognizer
+    recognizer = Recognizer.from_bundle(RECIPE / "bundle_fp32", threads=1)
+    for row in rows:
+        assert row["voice"].startswith("pico:") and 0.8 < row["seconds"] < 4
+        # intelligible speech, not noise: the shipped model (never trained on Pico) reads it
+        assert evaluate.error_rates([(text, recognizer.transcribe(row["path"], beam=1).text)])["cer"] < 0.5

@@ -10,7 +10,9 @@ used in training), flite slt, festival slt HTS.
 
 `--extra-voices` adds 30 more espeak-ng variants (most of them female) and festival's ked diphone
 voice to training; `--female-shift` makes the pitch-shifted flite training voices female-like
-(formants up a little, pitch up a lot). Both leave the test set as it is.
+(formants up a little, pitch up a lot); `--pico` adds SVOX Pico's two female voices (pip
+py-nanotts), the only other female English voices installable here by name. All leave the test set
+as it is.
 
     python recipes/default_model/synthesize.py --out /work/data/default_model --train 12000 --test 600
 
@@ -53,6 +55,9 @@ ESPEAK_EXTRA_VARIANTS = ["m8", "Alicia", "Andrea", "Annie", "anika", "aunty", "b
                          "klatt4", "klatt6"]
 FESTIVAL_EXTRA = ["voice_ked_diphone"]
 FESTIVAL_TEST = ["voice_cmu_us_slt_arctic_hts"]
+# --pico: SVOX Pico's two English voices, both female (en-US lh0, en-GB kh0), from the pip package
+# py-nanotts (voice data inside the wheel, Apache-2.0). Not the held-out speaker (CMU ARCTIC slt).
+PICO_TRAIN = ["en-US", "en-GB"]
 
 # -- text --------------------------------------------------------------------------------------
 
@@ -159,7 +164,7 @@ def normalize(text: str) -> str:
 
 # -- synthesis ---------------------------------------------------------------------------------
 
-def voice_pool(split: str, extra_voices: bool = False):
+def voice_pool(split: str, extra_voices: bool = False, pico: bool = False):
     if split == "test":
         return ([("espeak", f"{ESPEAK_TEST[0]}+{ESPEAK_TEST[1]}")] * 2 + [("flite", v) for v in FLITE_TEST] * 2
                 + [("festival", v) for v in FESTIVAL_TEST])
@@ -171,6 +176,8 @@ def voice_pool(split: str, extra_voices: bool = False):
     n = len(pool)
     pool += [("flite", v) for v in FLITE_TRAIN] * max(1, n // 2 // len(FLITE_TRAIN))
     pool += [("festival", v) for v in festival] * max(1, n // 6 // len(festival))
+    if pico:  # about 1/6 of the utterances (n/3 entries on top of the 2n above)
+        pool += [("pico", v) for v in PICO_TRAIN] * max(1, n // 3 // len(PICO_TRAIN))
     return pool
 
 
@@ -197,6 +204,20 @@ def flite_f0_and_shift(rng: random.Random, voice: str, shift: float, female_shif
         cents = rng.uniform(150, 400)
         return round(rng.uniform(150, 230) / 2 ** (cents / 1200)), cents
     return rng.randint(80, 130), shift
+
+
+def pico_pcm(text: str, voice: str, rng: random.Random) -> bytes:
+    """16 kHz mono int16 PCM from SVOX Pico (py-nanotts) at a random speed and pitch."""
+    from py_nanotts import NanoTTS
+    return NanoTTS().speak(text, voice=voice, speed=rng.uniform(0.8, 1.25), pitch=rng.uniform(0.8, 1.3))
+
+
+def write_pcm16(path: str, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
 
 
 def synth_job(job) -> list:
@@ -231,6 +252,11 @@ def synth_job(job) -> list:
                        "--setf", f"int_f0_target_mean={f0}", "-t", text, "-o", raw]
                 subprocess.run(cmd, check=True)
                 to_16k(raw, dst, gain_db=gain, pitch_cents=shift)
+            elif engine == "pico":
+                write_pcm16(raw, pico_pcm(text, voice, rng))
+                # two female speakers only: a formant shift of -250..+150 cents on half of them
+                # makes more (and some lower) vocal tracts out of the two
+                to_16k(raw, dst, gain_db=gain, pitch_cents=rng.uniform(-250, 150) if rng.random() < 0.5 else 0.0)
             else:
                 stretch = rng.uniform(0.85, 1.25)
                 fest_lines.append(f"({voice})\n(Parameter.set 'Duration_Stretch {stretch:.2f})\n"
@@ -256,9 +282,9 @@ def synth_job(job) -> list:
 
 
 def plan(split: str, count: int, seed: int, words, weights, out: str, chunk: int = 40,
-         extra_voices: bool = False, female_shift: bool = False):
+         extra_voices: bool = False, female_shift: bool = False, pico: bool = False):
     rng = random.Random(seed)
-    pool = voice_pool(split, extra_voices)
+    pool = voice_pool(split, extra_voices, pico)
     items = []
     for i in range(count):
         engine, voice = rng.choice(pool)
@@ -307,6 +333,8 @@ def main(argv=None) -> int:
                    help="train on 30 more espeak-ng variants and festival's ked diphone voice too")
     p.add_argument("--female-shift", action="store_true",
                    help="shifted flite training voices: female-like formants (+150..+400 cents) and 150-230 Hz pitch")
+    p.add_argument("--pico", action="store_true",
+                   help="train on SVOX Pico's two female English voices too (pip install py-nanotts==0.1.1)")
     p.add_argument("--examples", help="only write the example WAVs into this directory")
     args = p.parse_args(argv)
     if args.examples:
@@ -317,7 +345,7 @@ def main(argv=None) -> int:
     for split, count, seed in (("test", args.test, args.seed + 1000), ("train", args.train, args.seed)):
         os.makedirs(os.path.join(args.out, "wav", split), exist_ok=True)
         jobs = plan(split, count, seed, words, weights, args.out, extra_voices=args.extra_voices,
-                    female_shift=args.female_shift)
+                    female_shift=args.female_shift, pico=args.pico)
         start, rows = time.time(), []
         with multiprocessing.Pool(args.processes) as pool:
             for i, part in enumerate(pool.imap_unordered(synth_job, jobs)):
