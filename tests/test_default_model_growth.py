@@ -1,5 +1,6 @@
 """The default-model recipe's ``ctc_model.grown``: the wider/deeper copy must compute exactly what
-the trained model computed, and its new weights must learn (they are not dead)."""
+the trained model computed, and its new weights must learn (they are not dead); and train.py's
+learning-rate schedule, which must last as many steps as the run has batches."""
 
 from __future__ import annotations
 
@@ -78,3 +79,23 @@ def test_growing_can_only_grow():
         ctc_model.grown(small, channels=16, blocks=3)
     with pytest.raises(ValueError, match="can only grow"):
         ctc_model.grown(small, channels=32, blocks=2)
+
+
+def test_one_cycle_schedule_covers_every_epochs_own_batch_count():
+    import numpy as np
+    import train
+    lengths = list(np.random.default_rng(6).integers(100, 1500, 3000))
+    counts = [len(train.batches(lengths, 6000, 0, epoch)) for epoch in range(4)]
+    assert max(counts[1:]) > counts[0]   # a later epoch has more batches than the first: the bug's condition
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    scheduler = train.one_cycle(optimizer, 1e-3, counts)
+    lrs = []
+    for _ in range(sum(counts)):          # the old epochs x counts[0] total raised on a longer epoch
+        optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    assert max(lrs) == pytest.approx(1e-3, rel=1e-2) and lrs[-1] < 1e-6
+    # resuming at step k continues the same curve
+    resumed = train.one_cycle(optimizer, 1e-3, counts, done_steps=100)
+    assert resumed.get_last_lr()[0] == pytest.approx(lrs[99], rel=1e-6)

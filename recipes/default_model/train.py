@@ -94,6 +94,14 @@ def batches(lengths, max_frames: int, seed: int, epoch: int):
     return out
 
 
+def one_cycle(optimizer, max_lr: float, batch_counts, done_steps: int = 0):
+    """One-cycle LR over every batch of every epoch. The jittered bucketing gives each epoch its own
+    batch count, so the total is their sum (epochs x the first epoch's count fell a step short of a
+    later, longer epoch and crashed the last step of a run)."""
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=sum(batch_counts),
+                                               pct_start=0.15, last_epoch=done_steps - 1)
+
+
 def pad_features(arrays, pad: np.ndarray):
     """Feature arrays [frames, dim] -> ([batch, longest, dim] padded with ``pad``, the model's
     mean frame, so padding normalises to zero; lengths)."""
@@ -234,10 +242,9 @@ def main(argv=None) -> int:
         f"{model.receptive_field_frames()} frames, config {model.config}")
 
     dataset = Utterances(rows, audio, args.augment_p, args.seed, tuple(args.speed_range), tuple(args.warp_range))
-    steps_per_epoch = len(batches(frames, args.max_frames, args.seed, 0))
+    batch_counts = [len(batches(frames, args.max_frames, args.seed, epoch)) for epoch in range(args.epochs)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                                    steps_per_epoch=steps_per_epoch, pct_start=0.15)
+    scheduler = one_cycle(optimizer, args.lr, batch_counts)
     ctc = torch.nn.CTCLoss(blank=ctc_model.BLANK_ID, zero_infinity=True)
     start_epoch, start_batch, best, step = 0, 0, None, 0
     if args.resume and (args.out / "last.pt").exists():
@@ -247,9 +254,7 @@ def main(argv=None) -> int:
         start_epoch, start_batch, best = state["epoch"], state["batch"], state["best"]
         step = state["step"]
         # rebuilt rather than loaded, so --epochs may be changed when resuming (e.g. to finish sooner)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                                        steps_per_epoch=steps_per_epoch, pct_start=0.15,
-                                                        last_epoch=step - 1)
+        scheduler = one_cycle(optimizer, args.lr, batch_counts, done_steps=step)
         pad = model.mean.numpy().astype(np.float32)
         say(f"resumed at epoch {start_epoch} batch {start_batch}, best CER {best}")
 
@@ -260,7 +265,7 @@ def main(argv=None) -> int:
         torch.save(state, args.out / "last.pt.tmp")
         os.replace(args.out / "last.pt.tmp", args.out / "last.pt")
 
-    say(f"{steps_per_epoch} steps per epoch, {args.epochs} epochs")
+    say(f"{batch_counts[0]} steps per epoch, {args.epochs} epochs")
     last_save = time.time()
     for epoch in range(start_epoch, args.epochs):
         dataset.epoch = epoch
@@ -282,7 +287,7 @@ def main(argv=None) -> int:
             seen_s += float(lengths.sum()) / 100
             if step % args.log_every == 0:
                 elapsed = time.time() - epoch_start
-                say(f"epoch {epoch} batch {b + 1}/{steps_per_epoch} loss {np.mean(losses[-args.log_every:]):.3f} "
+                say(f"epoch {epoch} batch {b + 1}/{batch_counts[epoch]} loss {np.mean(losses[-args.log_every:]):.3f} "
                     f"grad {float(grad):.2f} lr {scheduler.get_last_lr()[0]:.2e} "
                     f"{seen_s / elapsed:.0f}x real time, {elapsed / 60:.1f} min")
             if time.time() - last_save > args.save_minutes * 60:
