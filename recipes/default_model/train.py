@@ -2,7 +2,8 @@
 
 Features are edge_speech.features "kaldi-fbank" (80 bins): the runtime's own C front end. Each
 training utterance is augmented on the fly in a DataLoader worker (noise, babble, reverb, gain,
-8 kHz round trips; SpecAugment on the features). Batches are length-sorted buckets of at most
+8 kHz round trips; optionally speed perturbation and vocal tract length perturbation; SpecAugment
+on the features). Batches are length-sorted buckets of at most
 --max-frames padded frames. AdamW with a one-cycle LR schedule, gradient clipping. After every
 epoch the model is scored (greedy CER/WER) on the held-out voices; the best is kept.
 
