@@ -116,24 +116,14 @@ def print_by_voice(by_voice: dict) -> None:
               f"({rates['utterances']})", flush=True)
 
 
-def load_mono(path: str) -> Tuple[np.ndarray, int]:
-    from edge_speech import audio
-    samples, rate = audio.read_wav(path)
-    samples = np.asarray(samples)
-    if samples.ndim > 1:
-        samples = samples.mean(axis=1)
-    if samples.dtype == np.int16:
-        samples = samples.astype(np.float32) / 32768
-    return samples.astype(np.float32), rate
-
-
 def run_set(recognizer, items, snr_db=None, beam=1, seed=0):
     """Transcribes every item; with ``snr_db`` adds coloured noise (seeded per utterance)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from augment import add_at_snr, coloured_noise
+    from edge_speech import audio
     pairs, audio_s, start = [], 0.0, time.perf_counter()
     for k, (path, ref) in enumerate(items):
-        samples, rate = load_mono(path)
+        samples, rate = audio.read_wav(path)      # float32 mono
         if snr_db is not None:
             rng = np.random.default_rng(seed + k)
             samples = add_at_snr(samples, coloured_noise(rng, len(samples)), snr_db).astype(np.float32)

@@ -27,7 +27,8 @@ import evaluate  # noqa: E402
 
 def log_probs_for(recognizer, items) -> list:
     """(reference, log-probs [frames, vocab]) per (wav path, reference) item."""
-    return [(ref, recognizer.log_probs(evaluate.load_mono(path)[0])) for path, ref in items]
+    from edge_speech import audio
+    return [(ref, recognizer.log_probs(audio.read_wav(path)[0])) for path, ref in items]
 
 
 def sweep(recognizer, scored, lm, beams, lm_weights, word_bonuses, lexicons) -> list:
