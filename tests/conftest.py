@@ -39,7 +39,8 @@ def speech_wav(speech_dir):
         if not out.exists():
             raw = speech_dir / f"raw_{out.name}"
             subprocess.run([_require_tool("espeak-ng"), "-v", voice, "-w", str(raw), text], check=True)
-            subprocess.run([_require_tool("sox"), str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(out)],
+            # -R: sox dithers with a fresh random seed otherwise, so the audio would differ per run
+            subprocess.run([_require_tool("sox"), "-R", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(out)],
                            check=True)
         return out
 
