@@ -32,7 +32,10 @@ fi
 if [ $with_tests = 1 ]; then
   # The converter tests need torch; this exact pin takes the CPU build (a looser one pulls CUDA).
   .venv/bin/python -m pip install -q torch==2.13.0
-  .venv/bin/python -m pip install -q ".[test]"
+  # Editable: edits to edge_speech/ and converters/ take effect without reinstalling (C changes
+  # need this line again). The build runs without isolation, so its tools come first.
+  .venv/bin/python -m pip install -q "scikit-build-core>=0.10" "cmake>=3.18" "ninja>=1.10"
+  .venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
   # Silero VAD's ONNX file for the --vad silero tests; the package's own code (and its torch
   # dependency) is never used, so it is installed without dependencies.
   .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3
