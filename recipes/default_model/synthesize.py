@@ -306,8 +306,9 @@ def synth_job(job) -> list:
         if fest_lines:
             script = os.path.join(tmp, "batch.scm")
             Path(script).write_text("".join(fest_lines))
-            subprocess.run(["festival", "-b", script], check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+            # festival exits non-zero when one utterance of the batch fails (seen once in 24k):
+            # the ones it wrote are kept and the rest dropped, instead of losing the whole run
+            subprocess.run(["festival", "-b", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for uid, engine, voice, text, raw, dst, gain, shift in fest_items:
                 if os.path.exists(raw):
                     to_16k(raw, dst, gain_db=gain, pitch_cents=shift)
