@@ -346,6 +346,8 @@ def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.n
     there as in a whole-utterance run; only utterances shorter than a window are zero-padded.
     Returns ceil(frames / subsampling) output frames."""
     if spec.chunk_frames is None:
+        if spec.max_frames is not None and len(features) > spec.max_frames:
+            return _run_in_overlapping_windows(run_window, features, spec, subsampling)
         return run_window(features)
     left, right = spec.left_context_frames, spec.right_context_frames
     window = left + spec.chunk_frames + right
@@ -369,6 +371,28 @@ def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.n
             raise BundleError(f"the model gave {len(out)} output frames for a {window}-frame window; with "
                               f"subsampling {subsampling} it must give {window // subsampling}")
         pieces.append(out[(done - start) // subsampling:(keep_until - start) // subsampling])
+        done = keep_until
+    return np.concatenate(pieces)[:wanted]
+
+
+def _run_in_overlapping_windows(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray,
+                                spec: InputSpec, subsampling: int) -> np.ndarray:
+    """A dynamic model with a longest input (``spec.max_frames``) over a longer utterance:
+    windows of at most max_frames overlapping by a context each side (the stream context, at
+    most a quarter window), keeping each window's middle, as streaming does."""
+    limit = spec.max_frames - spec.max_frames % subsampling
+    context = min(spec.stream_context_frames or limit // 8, limit // 4)
+    context -= context % subsampling
+    chunk = limit - 2 * context
+    frames = len(features)
+    wanted = -(-frames // subsampling)
+    pieces, done = [], 0
+    while done < frames:
+        start = max(0, done - context)
+        stop = min(frames, start + limit)
+        keep_until = frames if stop == frames else min(stop - context, done + chunk)
+        out = run_window(features[start:stop])
+        pieces.append(out[(done - start) // subsampling:-(-(keep_until - start) // subsampling)])
         done = keep_until
     return np.concatenate(pieces)[:wanted]
 

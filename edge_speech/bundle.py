@@ -41,11 +41,12 @@ DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_thr
 
 
 def _spec_dict(spec: "InputSpec") -> dict:
-    """The spec as manifest JSON; clip_frames only where set, so CTC manifests read in older
-    runtimes."""
+    """The spec as manifest JSON; clip_frames and max_frames only where set, so other manifests
+    read in older runtimes."""
     data = dataclasses.asdict(spec)
-    if data["clip_frames"] is None:
-        del data["clip_frames"]
+    for optional in ("clip_frames", "max_frames"):
+        if data[optional] is None:
+            del data[optional]
     return data
 
 
@@ -88,6 +89,9 @@ class InputSpec:
     # Classifiers: the clip length in feature frames the model was trained on; the runtime fits
     # every input to it (edge_speech.classifier.fit_clip).
     clip_frames: Optional[int] = None
+    # Dynamic models with a longest input (Whisper's 30-s position table): longer utterances run
+    # in overlapping windows of at most this many frames (see backends.run_in_chunks).
+    max_frames: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
@@ -104,6 +108,9 @@ class InputSpec:
             raise BundleError("input context frames must be >= 0")
         if self.stream_context_frames is not None and self.stream_context_frames < 0:
             raise BundleError("input stream_context_frames must be >= 0")
+        if self.max_frames is not None and (self.max_frames < 4 or self.chunk_frames is not None):
+            raise BundleError(f"input max_frames ({self.max_frames}) must be >= 4, for dynamic-shape models "
+                              "(without chunk_frames)")
         if self.clip_frames is not None and (self.clip_frames < 1 or self.chunk_frames is not None
                                              or self.kind != "features"):
             raise BundleError(f"input clip_frames ({self.clip_frames}) must be >= 1, for feature input, without "
