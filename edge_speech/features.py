@@ -4,7 +4,7 @@ The same code computes features for training, conversion and the runtime, so a m
 sees the features it was trained on. Presets reproduce the usual references::
 
     from edge_speech import features
-    cfg = features.FeatureConfig.preset("kaldi-mfcc")   # "kaldi-fbank", "librosa-mel", "librosa-mfcc"
+    cfg = features.FeatureConfig.preset("kaldi-mfcc")   # "kaldi-fbank", "librosa-mel", "librosa-mfcc", "whisper"
     cfg = cfg.replace(num_mel_bins=80)
     feats = features.compute(samples, 16000, cfg)       # float32 [num_frames, cfg.dim]
 
@@ -14,6 +14,23 @@ sees the features it was trained on. Presets reproduce the usual references::
 A config holds no sample rate: times are in ms and frequencies in Hz, so one config serves every
 rate; problems that depend on the rate (a band above Nyquist, more mel bins than FFT bins) are
 reported by :meth:`FeatureConfig.check` and by ``compute``/``FeatureStream``.
+
+Whisper (preset ``"whisper"``, in :data:`OFFLINE_PRESETS`) reproduces openai-whisper's
+``log_mel_spectrogram`` without its 30-s padding: 400-point FFT of a periodic Hann window (no
+zero padding to 512), 160-sample hop, centred reflect-padded frames with the last one dropped
+(``n // 160`` frames), 80 Slaney mel bands to 8 kHz, ``log10(max(mel, 1e-10))``, then
+``(x + 4) / 4`` and ``max(x, x.max() - 8 / 4)`` over the utterance. That clamp needs the whole
+utterance, so a stream needs the causal one instead::
+
+    cfg = features.FeatureConfig.preset("whisper")                      # exact; compute() only
+    live = cfg.replace(output_clamp="fixed")                            # causal: max(x, output_clamp_floor)
+    live = cfg.replace(output_clamp="fixed", output_clamp_floor=-0.5)   # the floor in output units
+
+Whisper's models take 16 kHz audio: resample first (``edge_speech.audio``, or the Recognizer,
+does it with soxr). The preset is in ms and Hz like every config, so at other rates it is not
+what Whisper computes: below 16 kHz the 8 kHz band edge is above Nyquist and ``check`` refuses;
+at 24, 32 or 48 kHz it runs (25 ms is a 600/800/1200-point FFT) but the model would see
+features unlike its training; at 22.05 or 44.1 kHz (551 or 1102 samples) ``check`` refuses.
 """
 
 from __future__ import annotations
@@ -34,6 +51,7 @@ __all__ = [
     "FeatureConfig",
     "FeatureExtractor",
     "FeatureStream",
+    "OFFLINE_PRESETS",
     "PRESETS",
     "compute",
     "compute_cmvn_stats",
@@ -49,9 +67,10 @@ _SPECTRA = {"power": 1, "magnitude": 0}
 _MEL_SCALES = {"htk": 0, "slaney": 1}
 _MEL_TRIANGLES = {"mel": 0, "hz": 1}
 _MEL_NORMS = {"none": 0, "slaney": 1}
-_LOG_SCALES = {"natural": 0, "db": 1}
+_LOG_SCALES = {"natural": 0, "db": 1, "log10": 2}
 _LOG_FLOOR_MODES = {"max": 0, "add": 1}
 _CMVN_MODES = {"none": 0, "global": 1, "sliding": 2}
+_OUTPUT_CLAMPS = {"none": 0, "utterance": 1, "fixed": 2}
 
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -62,10 +81,17 @@ class FeatureConfig:
 
     Framing: ``padding="none"`` cuts only whole frames starting at sample 0 (Kaldi's
     snip_edges); ``"reflect"``/``"constant"`` centre frame t on sample t * shift and pad the
-    signal's ends (librosa's ``center=True``), giving ``1 + n // shift`` frames.
+    signal's ends (librosa's ``center=True``), giving ``1 + n // shift`` frames;
+    ``drop_last_frame`` gives one fewer (Whisper: ``n // shift``), streaming too.
     Per frame, in Kaldi's order: ``input_scale``, dither, DC removal, energy, pre-emphasis,
-    window, FFT (``fft_size`` 0 = next power of two), power or magnitude spectrum, mel
-    filterbank, log with floor, then DCT-II with liftering (``kind="mfcc"``), and CMVN.
+    window, FFT, power or magnitude spectrum, mel filterbank, log with floor, then DCT-II with
+    liftering (``kind="mfcc"``), ``output_scale * y + output_offset``, the output clamp, and CMVN.
+    FFT size: ``fft_size``, a power of two; 0 picks the next power of two above the frame, or
+    with ``round_to_power_of_two=False`` exactly the frame length (Kaldi's option; an even
+    length whose half has no prime factor above 7, e.g. Whisper's 400).
+    ``output_clamp``: ``"utterance"`` floors every value at the utterance's maximum minus
+    ``output_clamp_range`` (Whisper's dynamic range clamp; :func:`compute` only, not with CMVN),
+    ``"fixed"`` floors it at ``output_clamp_floor`` frame by frame (streams); both in output units.
     ``mel_triangles="mel"`` makes filters linear in mel (Kaldi), ``"hz"`` linear in Hz
     (librosa). With ``use_energy``, fbank gets the log energy as its first column and MFCC
     replaces c0 with it.
@@ -75,7 +101,9 @@ class FeatureConfig:
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     fft_size: int = 0
+    round_to_power_of_two: bool = True
     padding: str = "none"
+    drop_last_frame: bool = False
     input_scale: float = 1.0
     dither: float = 0.0
     dither_seed: int = 0
@@ -98,6 +126,11 @@ class FeatureConfig:
     use_energy: bool = False
     raw_energy: bool = True
     energy_floor: float = 0.0
+    output_scale: float = 1.0
+    output_offset: float = 0.0
+    output_clamp: str = "none"
+    output_clamp_range: float = 8.0
+    output_clamp_floor: float = 0.0
     cmvn: str = "none"
     cmvn_window_frames: int = 600
     cmvn_normalize_variance: bool = False
@@ -114,11 +147,12 @@ class FeatureConfig:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str) -> "FeatureConfig":
-        """A named preset: one of :data:`PRESETS`."""
-        try:
-            return cls(**PRESETS[name])
-        except KeyError:
-            raise ValueError(f"unknown feature preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        """A named preset: one of :data:`PRESETS` or :data:`OFFLINE_PRESETS`."""
+        settings = PRESETS.get(name, OFFLINE_PRESETS.get(name))
+        if settings is None:
+            raise ValueError(f"unknown feature preset {name!r}; choose one of "
+                             f"{sorted([*PRESETS, *OFFLINE_PRESETS])}")
+        return cls(**settings)
 
     def replace(self, **changes: Any) -> "FeatureConfig":
         """A copy with some fields changed (validated like the constructor)."""
@@ -168,11 +202,13 @@ class FeatureConfig:
         """How many frames ``compute`` returns for a signal of this length."""
         length, shift = self.frame_length(sample_rate), self.frame_shift(sample_rate)
         if self.padding == "none":
-            return 0 if num_samples < length else 1 + (num_samples - length) // shift
-        if num_samples == 0:
-            return 0
-        fft = self.fft_size or _next_power_of_two(length)
-        return 1 + (num_samples + 2 * (fft // 2) - fft) // shift
+            frames = 0 if num_samples < length else 1 + (num_samples - length) // shift
+        elif num_samples == 0:
+            frames = 0
+        else:
+            fft = self.fft_size or (_next_power_of_two(length) if self.round_to_power_of_two else length)
+            frames = 1 + (num_samples + 2 * (fft // 2) - fft) // shift
+        return max(frames - 1, 0) if self.drop_last_frame else frames
 
     def check(self, sample_rate: float) -> None:
         """Raises ValueError naming the first problem this config has at ``sample_rate``."""
@@ -185,7 +221,9 @@ class FeatureConfig:
             "frame_length_ms": self.frame_length_ms,
             "frame_shift_ms": self.frame_shift_ms,
             "fft_size": self.fft_size,
+            "round_to_power_of_two": int(self.round_to_power_of_two),
             "padding": _PADDINGS[self.padding],
+            "drop_last_frame": int(self.drop_last_frame),
             "input_scale": self.input_scale,
             "dither": self.dither,
             "dither_seed": self.dither_seed,
@@ -209,6 +247,11 @@ class FeatureConfig:
             "use_energy": int(self.use_energy),
             "raw_energy": int(self.raw_energy),
             "energy_floor": self.energy_floor,
+            "output_scale": self.output_scale,
+            "output_offset": self.output_offset,
+            "output_clamp": _OUTPUT_CLAMPS[self.output_clamp],
+            "output_clamp_range": self.output_clamp_range,
+            "output_clamp_floor": self.output_clamp_floor,
             "cmvn": _CMVN_MODES[self.cmvn],
             "cmvn_window_frames": self.cmvn_window_frames,
             "cmvn_normalize_variance": int(self.cmvn_normalize_variance),
@@ -224,12 +267,14 @@ class FeatureConfig:
             "kind": _KINDS, "padding": _PADDINGS, "window": _WINDOWS, "spectrum": _SPECTRA,
             "mel_scale": _MEL_SCALES, "mel_triangles": _MEL_TRIANGLES, "mel_norm": _MEL_NORMS,
             "log_scale": _LOG_SCALES, "log_floor_mode": _LOG_FLOOR_MODES, "cmvn": _CMVN_MODES,
+            "output_clamp": _OUTPUT_CLAMPS,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-        for name in ("remove_dc_offset", "periodic_window", "use_energy", "raw_energy", "cmvn_normalize_variance"):
+        for name in ("remove_dc_offset", "periodic_window", "use_energy", "raw_energy", "cmvn_normalize_variance",
+                     "round_to_power_of_two", "drop_last_frame"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("fft_size", "num_mel_bins", "num_ceps", "cmvn_window_frames", "dither_seed"):
@@ -245,7 +290,8 @@ class FeatureConfig:
         _require(self.frame_length_ms > 0, f"frame_length_ms must be > 0, got {self.frame_length_ms}")
         _require(self.frame_shift_ms > 0, f"frame_shift_ms must be > 0, got {self.frame_shift_ms}")
         _require(self.fft_size == 0 or (self.fft_size >= 4 and self.fft_size & (self.fft_size - 1) == 0),
-                 f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}")
+                 f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}"
+                 " (for an FFT of exactly the frame length: fft_size=0, round_to_power_of_two=False)")
         _require(self.input_scale != 0, "input_scale must be non-zero")
         _require(self.dither >= 0, f"dither must be >= 0, got {self.dither}")
         _require(0 <= self.dither_seed < 2**64, "dither_seed must fit in 64 bits")
@@ -258,6 +304,11 @@ class FeatureConfig:
                      f"num_ceps must be in 1..num_mel_bins ({self.num_mel_bins}), got {self.num_ceps}")
         _require(self.cepstral_lifter >= 0, f"cepstral_lifter must be >= 0, got {self.cepstral_lifter}")
         _require(self.energy_floor >= 0, f"energy_floor must be >= 0, got {self.energy_floor}")
+        _require(self.output_scale != 0, "output_scale must be non-zero")
+        _require(self.output_clamp_range > 0, f"output_clamp_range must be > 0, got {self.output_clamp_range}")
+        _require(self.output_clamp != "utterance" or self.cmvn == "none",
+                 "output_clamp='utterance' comes after every frame is computed, so it cannot be combined "
+                 "with CMVN; use output_clamp='fixed'")
         _require(1 <= self.cmvn_window_frames <= 1_000_000,
                  f"cmvn_window_frames must be in 1..1000000, got {self.cmvn_window_frames}")
         if self.cmvn == "global":
@@ -289,6 +340,23 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
         preemphasis=0.0, num_mel_bins=40, low_freq_hz=0.0, high_freq_hz=0.0, mel_scale="slaney",
         mel_triangles="hz", mel_norm="slaney", log_scale="db", log_floor_mode="max", log_floor=1e-10,
         num_ceps=13, cepstral_lifter=0.0, use_energy=False,
+    ),
+}
+
+
+# Presets whose output needs the whole utterance: compute() and FeatureExtractor only, not
+# FeatureStream (which streams every preset in PRESETS).
+OFFLINE_PRESETS: Mapping[str, Mapping[str, Any]] = {
+    # openai-whisper log_mel_spectrogram / transformers WhisperFeatureExtractor, at 16 kHz (see
+    # the module docstring); output_clamp="fixed" with output_clamp_floor makes it stream.
+    "whisper": dict(
+        kind="fbank", frame_length_ms=25.0, frame_shift_ms=10.0, fft_size=0, round_to_power_of_two=False,
+        padding="reflect", drop_last_frame=True, window="hann", periodic_window=True, remove_dc_offset=False,
+        preemphasis=0.0, num_mel_bins=80, low_freq_hz=0.0, high_freq_hz=8000.0, mel_scale="slaney",
+        mel_triangles="hz", mel_norm="slaney", log_scale="log10", log_floor_mode="max", log_floor=1e-10,
+        use_energy=False, output_scale=0.25, output_offset=1.0,  # (log10 + 4) / 4
+        output_clamp="utterance", output_clamp_range=2.0,  # Whisper's 8 log10 units, after the / 4
+        output_clamp_floor=-0.5,  # provisional, for output_clamp="fixed": to be set by measurement
     ),
 }
 
@@ -334,6 +402,10 @@ class FeatureStream:
 
     def __init__(self, config: Optional[FeatureConfig] = None, sample_rate: float = 16000):
         self.config = _check_config_type(config)
+        if self.config.output_clamp == "utterance":
+            raise ValueError("output_clamp='utterance' floors at the utterance's maximum, which a stream cannot "
+                             "know before the end; use compute(), or a causal floor: "
+                             "config.replace(output_clamp='fixed', output_clamp_floor=...)")
         self.sample_rate = _check_sample_rate(sample_rate)
         self._frontend = _native.FrontEnd(self.config._native(self.sample_rate))
         self._pending: list = []

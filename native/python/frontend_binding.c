@@ -5,6 +5,7 @@
 #include "binding.h"
 
 _Static_assert(sizeof(es_padding) == sizeof(int), "enums are stored through int pointers");
+_Static_assert(sizeof(es_output_clamp) == sizeof(int), "enums are stored through int pointers");
 
 typedef enum { FIELD_FLOAT, FIELD_INT, FIELD_U64 } field_type;
 typedef struct {
@@ -19,6 +20,8 @@ static const config_field config_fields[] = {
     FIELD("frame_length_ms", frame_length_ms, FIELD_FLOAT),
     FIELD("frame_shift_ms", frame_shift_ms, FIELD_FLOAT),
     FIELD("fft_size", fft_size, FIELD_INT),
+    FIELD("round_to_power_of_two", round_to_power_of_two, FIELD_INT),
+    FIELD("drop_last_frame", drop_last_frame, FIELD_INT),
     FIELD("padding", padding, FIELD_INT),
     FIELD("input_scale", input_scale, FIELD_FLOAT),
     FIELD("dither", dither, FIELD_FLOAT),
@@ -43,6 +46,11 @@ static const config_field config_fields[] = {
     FIELD("use_energy", use_energy, FIELD_INT),
     FIELD("raw_energy", raw_energy, FIELD_INT),
     FIELD("energy_floor", energy_floor, FIELD_FLOAT),
+    FIELD("output_scale", output_scale, FIELD_FLOAT),
+    FIELD("output_offset", output_offset, FIELD_FLOAT),
+    FIELD("output_clamp", output_clamp, FIELD_INT),
+    FIELD("output_clamp_range", output_clamp_range, FIELD_FLOAT),
+    FIELD("output_clamp_floor", output_clamp_floor, FIELD_FLOAT),
     FIELD("cmvn", cmvn.mode, FIELD_INT),
     FIELD("cmvn_window_frames", cmvn.window_frames, FIELD_INT),
     FIELD("cmvn_normalize_variance", cmvn.normalize_variance, FIELD_INT),
@@ -227,6 +235,8 @@ static PyObject *run_frontend(FrontEndObject *self, const es_samples *samples, i
   if (samples) s = es_frontend_accept(&self->fe, samples, frames_out, frames, &accepted);
   if (s == ES_OK && finishing)
     s = es_frontend_finish(&self->fe, frames_out + accepted * dim, frames - accepted, &flushed);
+  if (s == ES_OK && samples && finishing) /* a whole signal from a fresh front end (checked by the caller) */
+    es_frontend_clamp_utterance(&self->fe, frames_out, accepted + flushed);
   Py_END_ALLOW_THREADS
   if (s != ES_OK) {
     Py_DECREF(out);
@@ -235,10 +245,25 @@ static PyObject *run_frontend(FrontEndObject *self, const es_samples *samples, i
   return out;
 }
 
+/* The utterance clamp needs every frame of the signal in one call: only accept_and_finish on a
+ * fresh (or reset) front end gives them. */
+static int check_whole_signal(FrontEndObject *self, int whole_signal) {
+  if (self->fe.config.output_clamp != ES_OUTPUT_CLAMP_UTTERANCE) return 0;
+  if (whole_signal && self->fe.framer.samples_seen == 0 && !self->fe.framer.finished) return 0;
+  PyErr_SetString(PyExc_ValueError,
+                  "output_clamp='utterance' needs the whole signal at once (accept_and_finish after reset); "
+                  "streaming needs output_clamp='fixed'");
+  return -1;
+}
+
 static PyObject *accept_samples(FrontEndObject *self, PyObject *obj, int finishing) {
   Py_buffer view;
   es_samples samples;
   if (enter(self) < 0) return NULL;
+  if (check_whole_signal(self, finishing) < 0) {
+    self->busy = 0;
+    return NULL;
+  }
   PyObject *out = NULL;
   if (samples_from_buffer(obj, &view, &samples) == 0) {
     out = run_frontend(self, &samples, finishing);
@@ -256,6 +281,10 @@ static PyObject *frontend_accept_and_finish(FrontEndObject *self, PyObject *obj)
 
 static PyObject *frontend_finish(FrontEndObject *self, PyObject *unused) {
   if (enter(self) < 0) return NULL;
+  if (check_whole_signal(self, 0) < 0) {
+    self->busy = 0;
+    return NULL;
+  }
   PyObject *out = run_frontend(self, NULL, 1);
   self->busy = 0;
   return out;
@@ -341,7 +370,7 @@ static PyObject *mel_weights(PyObject *module, PyObject *args) {
   if (config_from_dict(dict, &config, &buffers) < 0) return NULL;
   release_config_buffers(&buffers);
   char why[256] = "";
-  es_status s = es_fft_size_is_supported(fft_size)
+  es_status s = es_fft_mixed_radix_size_is_supported(fft_size)
                     ? es_mel_config_check(&config.mel, config.sample_rate_hz, fft_size, why, sizeof why)
                     : ES_ERR_INVALID_CONFIG;
   es_mel_filterbank bank;
@@ -369,17 +398,21 @@ static PyObject *window(PyObject *module, PyObject *args) {
   return out;
 }
 
-static PyObject *rfft(PyObject *module, PyObject *obj) {
+/* rfft (powers of two) and rfft_mixed_radix share this; mixed != 0 takes the wider size set. */
+static PyObject *rfft_of(PyObject *obj, int mixed) {
   Py_buffer view;
   if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
   PyObject *out = NULL;
   if (view.ndim != 1 || view.itemsize != 4 || strcmp(view.format, "f") != 0) {
     PyErr_SetString(PyExc_TypeError, "rfft takes a 1-D float32 buffer");
-  } else if (!es_fft_size_is_supported((int)view.shape[0])) {
-    PyErr_SetString(PyExc_ValueError, "rfft size must be a power of two in 4..65536");
+  } else if (view.shape[0] > 65536 || (mixed ? !es_fft_mixed_radix_size_is_supported((int)view.shape[0])
+                                             : !es_fft_size_is_supported((int)view.shape[0]))) {
+    PyErr_SetString(PyExc_ValueError, mixed ? "rfft_mixed_radix size must be even in 4..65536 with no prime "
+                                              "factor above 7 in its half"
+                                            : "rfft size must be a power of two in 4..65536");
   } else {
     es_rfft plan;
-    es_status s = es_rfft_init(&plan, (int)view.shape[0]);
+    es_status s = mixed ? es_rfft_init_mixed_radix(&plan, (int)view.shape[0]) : es_rfft_init(&plan, (int)view.shape[0]);
     char *data;
     if (s != ES_OK) {
       es_raise(s, NULL);
@@ -394,11 +427,16 @@ static PyObject *rfft(PyObject *module, PyObject *obj) {
   return out;
 }
 
+static PyObject *rfft(PyObject *module, PyObject *obj) { return rfft_of(obj, 0); }
+static PyObject *rfft_mixed_radix(PyObject *module, PyObject *obj) { return rfft_of(obj, 1); }
+
 static PyMethodDef functions[] = {
     {"check_config", check_config, METH_O, "check_config(dict): raise ValueError naming the problem"},
     {"mel_weights", mel_weights, METH_VARARGS, "mel_weights(dict, fft_size) -> bytearray (bins x fft/2+1)"},
     {"window", window, METH_VARARGS, "window(type, periodic, length) -> bytearray of float32"},
     {"rfft", rfft, METH_O, "rfft(float32 buffer) -> bytearray of N/2+1 interleaved complex float32"},
+    {"rfft_mixed_radix", rfft_mixed_radix, METH_O,
+     "rfft_mixed_radix(float32 buffer) -> as rfft, for even N whose half factors into 2, 3, 5, 7"},
     {NULL, NULL, 0, NULL}};
 
 int es_register_frontend(PyObject *module) {

@@ -14,6 +14,27 @@ int es_fft_size_is_supported(int size) {
   return size >= 4 && size <= 65536 && (size & (size - 1)) == 0;
 }
 
+/* Splits n into radix stages, 4s first (fewest passes), then 2, 3, 5, 7. Returns the number of
+ * stages, or 0 if another prime divides n or there would be too many stages. */
+static int factor_into_radices(int n, int *radices) {
+  static const int primes[] = {4, 2, 3, 5, 7};
+  int count = 0;
+  for (size_t i = 0; i < sizeof primes / sizeof primes[0]; i++) {
+    while (n % primes[i] == 0) {
+      if (count == ES_FFT_MAX_STAGES) return 0;
+      radices[count++] = primes[i];
+      n /= primes[i];
+    }
+  }
+  return n == 1 ? count : 0;
+}
+
+int es_fft_mixed_radix_size_is_supported(int size) {
+  int radices[ES_FFT_MAX_STAGES];
+  if (es_fft_size_is_supported(size)) return 1;
+  return size >= 4 && size <= 65536 && size % 2 == 0 && factor_into_radices(size / 2, radices) > 0;
+}
+
 void es_rfft_free(es_rfft *fft) {
   if (fft == NULL) return;
   free(fft->twiddles);
@@ -21,6 +42,15 @@ void es_rfft_free(es_rfft *fft) {
   free(fft->bit_reverse);
   free(fft->scratch);
   memset(fft, 0, sizeof(*fft));
+}
+
+/* e^{-2 pi i k / size} for k <= size / 2: the split step's factors, for both kinds of plan. */
+static void fill_unpack(es_rfft *fft) {
+  for (int k = 0; k <= fft->size / 2; k++) {
+    double angle = -2.0 * ES_PI * k / fft->size;
+    fft->unpack[2 * k] = (float)cos(angle);
+    fft->unpack[2 * k + 1] = (float)sin(angle);
+  }
 }
 
 /* Twiddle floats: radix-4 stages of length L = half, half / 4, ... while L >= 4, each with
@@ -57,11 +87,60 @@ es_status es_rfft_init(es_rfft *fft, int size) {
       t += 2 * m;
     }
   }
-  for (int k = 0; k <= half; k++) {
-    double angle = -2.0 * ES_PI * k / size;
-    fft->unpack[2 * k] = (float)cos(angle);
-    fft->unpack[2 * k + 1] = (float)sin(angle);
+  fill_unpack(fft);
+  return ES_OK;
+}
+
+/* Mixed-radix stage tables, per stage of radix p after sub-length m (the product of the earlier
+ * radices): the p roots e^{-2 pi i t / p}, then for j < m and s = 1 .. p-1 the twiddles
+ * e^{-2 pi i j s / (p m)}, all as interleaved re, im. */
+static size_t mixed_radix_table_floats(const es_rfft *fft) {
+  size_t total = 0;
+  int m = 1;
+  for (int q = 0; q < fft->num_stages; q++) {
+    const int p = fft->radices[q];
+    total += 2 * (size_t)p + 2 * (size_t)m * (size_t)(p - 1);
+    m *= p;
   }
+  return total;
+}
+
+es_status es_rfft_init_mixed_radix(es_rfft *fft, int size) {
+  if (fft == NULL) return ES_ERR_INVALID_ARGUMENT;
+  if (es_fft_size_is_supported(size)) return es_rfft_init(fft, size);
+  memset(fft, 0, sizeof(*fft));
+  if (!es_fft_mixed_radix_size_is_supported(size)) return ES_ERR_INVALID_CONFIG;
+  const int half = size / 2;
+  fft->size = size;
+  fft->num_stages = factor_into_radices(half, fft->radices);
+  fft->twiddles = malloc(sizeof(float) * mixed_radix_table_floats(fft));
+  fft->unpack = malloc(sizeof(float) * 2 * (size_t)(half + 1));
+  fft->scratch = malloc(sizeof(float) * 2 * (size_t)half);
+  if (!fft->twiddles || !fft->unpack || !fft->scratch) {
+    es_rfft_free(fft);
+    return ES_ERR_OUT_OF_MEMORY;
+  }
+  float *t = fft->twiddles;
+  int m = 1;
+  for (int q = 0; q < fft->num_stages; q++) {
+    const int p = fft->radices[q];
+    for (int r = 0; r < p; r++) {
+      t[2 * r] = (float)cos(-2.0 * ES_PI * r / p);
+      t[2 * r + 1] = (float)sin(-2.0 * ES_PI * r / p);
+    }
+    t += 2 * p;
+    for (int j = 0; j < m; j++) {
+      for (int s = 1; s < p; s++) {
+        /* j * s < m * p <= 32768: exact in double, so the angle is as accurate as cos allows */
+        double angle = -2.0 * ES_PI * (double)(j * s) / (double)(m * p);
+        t[0] = (float)cos(angle);
+        t[1] = (float)sin(angle);
+        t += 2;
+      }
+    }
+    m *= p;
+  }
+  fill_unpack(fft);
   return ES_OK;
 }
 
@@ -172,9 +251,66 @@ static void complex_transform(es_rfft *fft, const float *input, float *spare) {
   }
 }
 
+/* One Stockham decimation-in-time stage of radix p: from the m-point DFTs of the p * r
+ * subsequences x[k + t r'] (r' = p r, stored at index j r' + k) to the (p m)-point DFTs of the
+ * r subsequences (stored at j r + k). Output j + m u of sequence k is the p-point DFT over s of
+ * twiddle(j, s) * input(j, k + s r). Autosorting: the last stage leaves natural order. */
+static void mixed_radix_stage(const float *restrict xr, const float *restrict xi, float *restrict yr,
+                              float *restrict yi, int half, int p, int m, const float *roots,
+                              const float *twiddles) {
+  const int r = half / (p * m);
+  float ar[8], ai[8];
+  for (int j = 0; j < m; j++) {
+    const float *w = twiddles + 2 * (size_t)j * (size_t)(p - 1);
+    for (int k = 0; k < r; k++) {
+      ar[0] = xr[j * p * r + k];
+      ai[0] = xi[j * p * r + k];
+      for (int s = 1; s < p; s++) {
+        const float vr = xr[(j * p + s) * r + k], vi = xi[(j * p + s) * r + k];
+        const float wr = w[2 * (s - 1)], wi = w[2 * (s - 1) + 1];
+        ar[s] = vr * wr - vi * wi;
+        ai[s] = vr * wi + vi * wr;
+      }
+      for (int u = 0; u < p; u++) {
+        float sr = ar[0], si = ai[0];
+        for (int s = 1, t = u; s < p; s++, t = (t + u) % p) { /* t = u s mod p */
+          sr += ar[s] * roots[2 * t] - ai[s] * roots[2 * t + 1];
+          si += ar[s] * roots[2 * t + 1] + ai[s] * roots[2 * t];
+        }
+        yr[(j + m * u) * r + k] = sr;
+        yi[(j + m * u) * r + k] = si;
+      }
+    }
+  }
+}
+
+/* The half-size complex transform for a mixed-radix plan, into scratch in natural order, with
+ * the same ping-pong between scratch and the caller's spectrum as complex_transform. */
+static void mixed_radix_transform(es_rfft *fft, const float *input, float *spare) {
+  const int half = fft->size / 2;
+  float *const scratch = fft->scratch;
+  const int passes = 1 + fft->num_stages;
+  float *src = passes % 2 ? scratch : spare, *dst = src == scratch ? spare : scratch;
+  deinterleave(input, src, src + half, half);
+  const float *t = fft->twiddles;
+  int m = 1;
+  for (int q = 0; q < fft->num_stages; q++) {
+    const int p = fft->radices[q];
+    mixed_radix_stage(src, src + half, dst, dst + half, half, p, m, t, t + 2 * p);
+    t += 2 * p + 2 * (size_t)m * (size_t)(p - 1);
+    m *= p;
+    float *done = dst;
+    dst = src;
+    src = done;
+  }
+}
+
 void es_rfft_forward(es_rfft *fft, const float *input, float *spectrum) {
   const int half = fft->size / 2;
-  complex_transform(fft, input, spectrum);
+  if (fft->num_stages > 0)
+    mixed_radix_transform(fft, input, spectrum);
+  else
+    complex_transform(fft, input, spectrum);
   const float *re = fft->scratch, *im = fft->scratch + half;
   /* Split: X[k] = E[k] + W^k O[k], E = (Z[k] + conj Z[half-k]) / 2, O = (Z[k] - conj Z[half-k]) / 2i. */
   spectrum[0] = re[0] + im[0];

@@ -38,8 +38,10 @@ void es_framer_reset(es_framer *framer) {
   framer->finished = 0;
 }
 
-int64_t es_framer_total_frames(const es_framer *f, uint64_t extra, int finishing) {
-  const int64_t n = f->samples_seen + (int64_t)extra;
+void es_framer_set_drop_last(es_framer *framer, int drop_last) { framer->drop_last = drop_last != 0; }
+
+/* Frames that n samples allow, before any drop_last. */
+static int64_t frames_for(const es_framer *f, int64_t n, int finishing) {
   if (f->padding == ES_PADDING_NONE) return n >= f->length ? 1 + (n - f->length) / f->shift : 0;
   if (finishing || f->finished) {
     if (n == 0) return 0;
@@ -50,6 +52,14 @@ int64_t es_framer_total_frames(const es_framer *f, uint64_t extra, int finishing
   if (f->padding == ES_PADDING_REFLECT && n <= f->offset) return 0;
   const int64_t reach = n - f->length + f->offset;
   return reach >= 0 ? 1 + reach / f->shift : 0;
+}
+
+int64_t es_framer_total_frames(const es_framer *f, uint64_t extra, int finishing) {
+  const int64_t n = f->samples_seen + (int64_t)extra;
+  const int64_t frames = frames_for(f, n, finishing);
+  if (!f->drop_last) return frames;
+  /* Never more than the count if the signal ended here: that count only grows with n. */
+  return ES_MIN(frames, ES_MAX(frames_for(f, n, 1) - 1, (int64_t)0));
 }
 
 int es_framer_frame_ready(const es_framer *f) {

@@ -15,6 +15,8 @@ es_frontend_config es_frontend_config_default(void) {
   c.frame_length_ms = 25.0f;
   c.frame_shift_ms = 10.0f;
   c.fft_size = 0;
+  c.round_to_power_of_two = 1;
+  c.drop_last_frame = 0;
   c.padding = ES_PADDING_NONE;
   c.input_scale = 1.0f;
   c.dither = 0.0f;
@@ -34,6 +36,11 @@ es_frontend_config es_frontend_config_default(void) {
   c.use_energy = 1;
   c.raw_energy = 1;
   c.energy_floor = 0.0f;
+  c.output_scale = 1.0f;
+  c.output_offset = 0.0f;
+  c.output_clamp = ES_OUTPUT_CLAMP_NONE;
+  c.output_clamp_range = 8.0f; /* Whisper's, in log10 units at output_scale 1 */
+  c.output_clamp_floor = 0.0f;
   c.cmvn = es_cmvn_config_default();
   return c;
 }
@@ -45,6 +52,7 @@ static int ms_to_samples(float sample_rate_hz, float ms) {
 
 static int resolved_fft_size(const es_frontend_config *c, int frame_length) {
   if (c->fft_size > 0) return c->fft_size;
+  if (!c->round_to_power_of_two) return frame_length;
   int n = 4;
   while (n < frame_length && n < (1 << 30)) n *= 2;
   return n;
@@ -70,7 +78,13 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
   } else if (!(c->frame_shift_ms > 0.0f) || shift < 1) {
     snprintf(msg, sizeof msg, "frame_shift_ms %g gives %d samples at %g Hz; need at least 1",
              c->frame_shift_ms, shift, c->sample_rate_hz);
-  } else if (!es_fft_size_is_supported(fft_size)) {
+  } else if (c->fft_size == 0 && !c->round_to_power_of_two &&
+             !es_fft_mixed_radix_size_is_supported(fft_size)) {
+    snprintf(msg, sizeof msg,
+             "an FFT of exactly the %d-sample frame needs an even length in 4..65536 whose half has "
+             "no prime factor above 7; change frame_length_ms or set round_to_power_of_two",
+             fft_size);
+  } else if ((c->fft_size != 0 || c->round_to_power_of_two) && !es_fft_size_is_supported(fft_size)) {
     snprintf(msg, sizeof msg, "fft_size %d is not a power of two in 4..65536", fft_size);
   } else if (fft_size < length) {
     snprintf(msg, sizeof msg, "fft_size %d is shorter than the %d-sample frame", fft_size, length);
@@ -86,7 +100,7 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
     snprintf(msg, sizeof msg, "preemphasis must be in [0, 1], got %g", c->preemphasis);
   } else if (!(c->log_floor >= FLT_MIN) || !isfinite(c->log_floor)) {
     snprintf(msg, sizeof msg, "log_floor must be finite and >= %g, got %g", FLT_MIN, c->log_floor);
-  } else if ((unsigned)c->log_scale > ES_LOG_DECIBEL || (unsigned)c->log_floor_mode > ES_LOG_FLOOR_ADD) {
+  } else if ((unsigned)c->log_scale > ES_LOG_LOG10 || (unsigned)c->log_floor_mode > ES_LOG_FLOOR_ADD) {
     snprintf(msg, sizeof msg, "unknown log scale or floor mode");
   } else if ((unsigned)c->kind > ES_FEATURES_MFCC) {
     snprintf(msg, sizeof msg, "unknown feature kind %d", (int)c->kind);
@@ -97,6 +111,18 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
     snprintf(msg, sizeof msg, "cepstral_lifter must be finite and >= 0, got %g", c->cepstral_lifter);
   } else if (!(c->energy_floor >= 0.0f) || !isfinite(c->energy_floor)) {
     snprintf(msg, sizeof msg, "energy_floor must be finite and >= 0, got %g", c->energy_floor);
+  } else if (!isfinite(c->output_scale) || c->output_scale == 0.0f || !isfinite(c->output_offset)) {
+    snprintf(msg, sizeof msg, "output_scale must be finite and non-zero and output_offset finite, got %g, %g",
+             c->output_scale, c->output_offset);
+  } else if ((unsigned)c->output_clamp > ES_OUTPUT_CLAMP_FIXED) {
+    snprintf(msg, sizeof msg, "unknown output clamp mode %d", (int)c->output_clamp);
+  } else if (!(c->output_clamp_range > 0.0f) || !isfinite(c->output_clamp_range) ||
+             !isfinite(c->output_clamp_floor)) {
+    snprintf(msg, sizeof msg, "output_clamp_range must be finite and > 0 and output_clamp_floor finite, got %g, %g",
+             c->output_clamp_range, c->output_clamp_floor);
+  } else if (c->output_clamp == ES_OUTPUT_CLAMP_UTTERANCE && c->cmvn.mode != ES_CMVN_NONE) {
+    snprintf(msg, sizeof msg, "the utterance output clamp comes after every frame is computed, so it "
+             "cannot be combined with CMVN; use the fixed clamp");
   } else {
     return ES_OK;
   }
@@ -140,7 +166,7 @@ es_status es_frontend_init(es_frontend *fe, const es_frontend_config *c) {
   fe->dim = es_frontend_config_dim(c);
   const int shift = ms_to_samples(c->sample_rate_hz, c->frame_shift_ms);
   if ((s = es_framer_init(&fe->framer, fe->frame_length, shift, c->padding, fe->fft_size, c->input_scale)) ||
-      (s = es_rfft_init(&fe->fft, fe->fft_size)) ||
+      (s = es_rfft_init_mixed_radix(&fe->fft, fe->fft_size)) ||
       (s = es_mel_init(&fe->mel, &c->mel, c->sample_rate_hz, fe->fft_size)) ||
       (c->kind == ES_FEATURES_MFCC &&
        (s = es_cepstrum_init(&fe->cepstrum, c->mel.num_bins, c->num_ceps, c->cepstral_lifter))) ||
@@ -155,6 +181,7 @@ es_status es_frontend_init(es_frontend *fe, const es_frontend_config *c) {
     goto fail;
   }
   if ((s = es_window_fill(c->window, c->periodic_window, fe->frame_length, fe->window))) goto fail;
+  es_framer_set_drop_last(&fe->framer, c->drop_last_frame);
   fe->log_floor = c->log_floor;
   fe->log_energy_floor = c->energy_floor > 0.0f ? logf(c->energy_floor) : -INFINITY;
   return ES_OK;
@@ -192,10 +219,14 @@ static float gaussian(uint64_t seed, int64_t frame, int sample) {
   return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * ES_PI * u2));
 }
 
-static float log_of(float x, es_log_scale scale) {
-  float y = logf(x);
-  return scale == ES_LOG_DECIBEL ? y * 4.3429448190325175f /* 10 / ln 10 */ : y;
+/* ln(x) times this gives the configured log. */
+static float log_multiplier(es_log_scale scale) {
+  if (scale == ES_LOG_DECIBEL) return 4.3429448190325175f; /* 10 / ln 10 */
+  if (scale == ES_LOG_LOG10) return 0.43429448190325175f;  /* 1 / ln 10 */
+  return 1.0f;
 }
+
+static float log_of(float x, es_log_scale scale) { return logf(x) * log_multiplier(scale); }
 
 /* ln(x) for finite normal x > 0, accurate to about 1e-7 relative, in a loop the compiler
  * vectorises (libm's logf is a call per value). x = 2^e * m with m in [sqrt(1/2), sqrt(2)),
@@ -292,7 +323,7 @@ static void compute_frame(es_frontend *fe, float *out) {
     for (int b = 0; b < nb; b++) mel[b] += fe->log_floor;
   else
     for (int b = 0; b < nb; b++) mel[b] = ES_MAX(mel[b], fe->log_floor);
-  log_in_place(mel, nb, c->log_scale == ES_LOG_DECIBEL ? 4.3429448190325175f : 1.0f);
+  log_in_place(mel, nb, log_multiplier(c->log_scale));
   float log_energy = 0.0f;
   if (c->use_energy) {
     log_energy = log_of(ES_MAX(energy, FLT_EPSILON), c->log_scale);
@@ -307,7 +338,21 @@ static void compute_frame(es_frontend *fe, float *out) {
   } else {
     memcpy(out, mel, sizeof(float) * (size_t)nb);
   }
+  if (c->output_scale != 1.0f || c->output_offset != 0.0f)
+    for (int i = 0; i < fe->dim; i++) out[i] = out[i] * c->output_scale + c->output_offset;
+  if (c->output_clamp == ES_OUTPUT_CLAMP_FIXED)
+    for (int i = 0; i < fe->dim; i++) out[i] = ES_MAX(out[i], c->output_clamp_floor);
   es_cmvn_apply(&fe->cmvn, out);
+}
+
+void es_frontend_clamp_utterance(const es_frontend *fe, float *frames, size_t num_frames) {
+  if (fe == NULL || frames == NULL || fe->config.output_clamp != ES_OUTPUT_CLAMP_UTTERANCE) return;
+  const size_t n = num_frames * (size_t)fe->dim;
+  if (n == 0) return;
+  float peak = frames[0];
+  for (size_t i = 1; i < n; i++) peak = ES_MAX(peak, frames[i]);
+  const float floor_value = peak - fe->config.output_clamp_range;
+  for (size_t i = 0; i < n; i++) frames[i] = ES_MAX(frames[i], floor_value);
 }
 
 static es_status check_finite(const es_samples *in) {

@@ -31,12 +31,16 @@ typedef struct es_framer {
   int64_t samples_seen;
   int64_t next_frame;      /* absolute index of the next frame to produce */
   int finished;
+  int drop_last;           /* the signal's last frame is never produced (Whisper's STFT[..., :-1]) */
 } es_framer;
 
 /* centred_span: for padded modes, the span the frame is centred in (the FFT size for librosa,
  * whose window sits in the middle of an n_fft frame); ignored for ES_PADDING_NONE. */
 es_status es_framer_init(es_framer *framer, int length, int shift, es_padding padding,
                          int centred_span, float scale);
+/* drop_last != 0: one frame fewer in total. Mid-stream a frame is then held back until a later
+ * one is due or the end is known, so streaming still never emits the frame that finish drops. */
+void es_framer_set_drop_last(es_framer *framer, int drop_last);
 void es_framer_free(es_framer *framer);
 void es_framer_reset(es_framer *framer);
 

@@ -12,7 +12,13 @@
  * Output is identical whatever the chunking. Frames go into the caller's buffer of capacity
  * frames x es_frontend_dim() floats; es_frontend_frames_after() says how many a call can write.
  * Per frame: dither, DC removal, energy, pre-emphasis, window, FFT, power, mel, log, DCT,
- * CMVN, in the order Kaldi uses. After init nothing allocates. Thread safety: see es_common.h.
+ * CMVN, in the order Kaldi uses; between the log (or DCT) and CMVN an optional affine map
+ * (output_scale, output_offset) and clamp (output_clamp). After init nothing allocates.
+ * Thread safety: see es_common.h.
+ *
+ * ES_OUTPUT_CLAMP_UTTERANCE (Whisper's max(x, x.max() - 8)) needs the whole utterance: the frames
+ * accept and finish write are final only after es_frontend_clamp_utterance has run over all of
+ * them. Streaming callers use ES_OUTPUT_CLAMP_FIXED, which is per frame.
  */
 #ifndef EDGE_SPEECH_ES_FRONTEND_H
 #define EDGE_SPEECH_ES_FRONTEND_H
@@ -36,7 +42,8 @@ typedef enum es_feature_kind {
 
 typedef enum es_log_scale {
   ES_LOG_NATURAL = 0,     /* ln(x) */
-  ES_LOG_DECIBEL = 1      /* 10 log10(x), as librosa.power_to_db with ref 1 */
+  ES_LOG_DECIBEL = 1,     /* 10 log10(x), as librosa.power_to_db with ref 1 */
+  ES_LOG_LOG10 = 2        /* log10(x), as Whisper */
 } es_log_scale;
 
 typedef enum es_log_floor_mode {
@@ -44,11 +51,23 @@ typedef enum es_log_floor_mode {
   ES_LOG_FLOOR_ADD = 1    /* log(x + floor) */
 } es_log_floor_mode;
 
+typedef enum es_output_clamp {
+  ES_OUTPUT_CLAMP_NONE = 0,
+  ES_OUTPUT_CLAMP_UTTERANCE = 1, /* y = max(y, max over the utterance - output_clamp_range) */
+  ES_OUTPUT_CLAMP_FIXED = 2      /* y = max(y, output_clamp_floor): per frame, causal */
+} es_output_clamp;
+
 typedef struct es_frontend_config {
   float sample_rate_hz;
   float frame_length_ms;
   float frame_shift_ms;
-  int fft_size;               /* 0: the next power of two >= the frame length */
+  int fft_size;               /* 0: automatic (see round_to_power_of_two); else a power of two
+                                 >= the frame length, which is zero-padded to it */
+  int round_to_power_of_two;  /* fft_size 0 and 1: the next power of two >= the frame length;
+                                 0: an FFT of exactly the frame length, which
+                                 must be even with no prime factor above 7 in its half (Kaldi's
+                                 round_to_power_of_two=false; Whisper's n_fft 400) */
+  int drop_last_frame;        /* 1: the signal's last frame is not produced (Whisper) */
   es_padding padding;
   float input_scale;          /* samples are multiplied by this first (32768: Kaldi's int16 range) */
   float dither;               /* Gaussian noise amplitude; 0 disables */
@@ -68,7 +87,12 @@ typedef struct es_frontend_config {
   int use_energy;
   int raw_energy;             /* energy before pre-emphasis and window (Kaldi's default) */
   float energy_floor;         /* > 0: log energy floored at log(energy_floor) */
-  es_cmvn_config cmvn;
+  float output_scale;         /* every value y = output_scale * y + output_offset after the log */
+  float output_offset;        /* (or DCT), before the clamp: Whisper's (x + 4) / 4 is 0.25, 1 */
+  es_output_clamp output_clamp;
+  float output_clamp_range;   /* > 0, in output units: UTTERANCE floors at max - range */
+  float output_clamp_floor;   /* in output units: FIXED floors every value at this */
+  es_cmvn_config cmvn;        /* with ES_OUTPUT_CLAMP_UTTERANCE only ES_CMVN_NONE (the clamp comes last) */
 } es_frontend_config;
 
 es_frontend_config es_frontend_config_default(void);
@@ -113,6 +137,11 @@ es_status es_frontend_finish(es_frontend *fe, float *out, size_t capacity_frames
                              size_t *frames_written);
 /* Total frames produced since init/reset. */
 int64_t es_frontend_frames_done(const es_frontend *fe);
+
+/* ES_OUTPUT_CLAMP_UTTERANCE: floors all num_frames x dim values (a whole utterance's frames, as
+ * accept and finish wrote them) at their maximum minus output_clamp_range, in place. Does
+ * nothing for the other modes. Allocates nothing; reads fe's config only. */
+void es_frontend_clamp_utterance(const es_frontend *fe, float *frames, size_t num_frames);
 
 #ifdef __cplusplus
 }
