@@ -1,5 +1,8 @@
 /* The front end: streaming in any chunk sizes equals one-shot exactly, for every padding mode,
- * with dither and sliding CMVN; input formats agree; bad input and misuse give statuses. */
+ * with dither and sliding CMVN; input formats agree; bad input and misuse give statuses.
+ * Whisper's analysis: the mixed-radix FFT against a direct DFT, the frame count n / 160 with the
+ * last frame dropped, the fixed clamp streaming, the utterance clamp. (Parity with Whisper's own
+ * features is tested from Python, against transformers.) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +50,167 @@ static void check_streaming(es_frontend_config cfg, const char *label) {
   free(whole);
   free(chunked);
   es_frontend_free(&fe);
+}
+
+/* Direct DFT in double precision: the reference for the mixed-radix plans. */
+static void naive_dft(const float *x, int n, double *out) {
+  for (int k = 0; k <= n / 2; k++) {
+    double re = 0, im = 0;
+    for (int j = 0; j < n; j++) {
+      double a = -2.0 * 3.14159265358979323846 * (double)((long long)k * j % n) / n;
+      re += x[j] * cos(a);
+      im += x[j] * sin(a);
+    }
+    out[2 * k] = re;
+    out[2 * k + 1] = im;
+  }
+}
+
+static void check_mixed_radix_fft(void) {
+  const int sizes[] = {6, 10, 14, 30, 96, 200, 400, 480, 600, 840, 1200, 2 * 3 * 5 * 7 * 8};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    const int n = sizes[i];
+    es_rfft fft;
+    CHECK(es_fft_mixed_radix_size_is_supported(n) && !es_fft_size_is_supported(n));
+    CHECK(es_rfft_init(&fft, n) == ES_ERR_INVALID_CONFIG); /* the power-of-two plan is unchanged */
+    CHECK(es_rfft_init_mixed_radix(&fft, n) == ES_OK && fft.num_stages > 0);
+    float *x = malloc(sizeof(float) * n), *spec = malloc(sizeof(float) * (n + 2));
+    double *ref = malloc(sizeof(double) * (n + 2));
+    for (int j = 0; j < n; j++) x[j] = (float)es_test_uniform() - 0.5f;
+    es_rfft_forward(&fft, x, spec);
+    naive_dft(x, n, ref);
+    double err = 0, norm = 0;
+    for (int k = 0; k < n + 2; k++) {
+      err += (spec[k] - ref[k]) * (spec[k] - ref[k]);
+      norm += ref[k] * ref[k];
+    }
+    if (!(sqrt(err / norm) < 1e-6)) fprintf(stderr, "mixed radix n=%d relative error %g\n", n, sqrt(err / norm));
+    CHECK(sqrt(err / norm) < 1e-6);
+    free(x);
+    free(spec);
+    free(ref);
+    es_rfft_free(&fft);
+    es_rfft_free(&fft);
+  }
+  /* A power of two through the mixed-radix init gets the power-of-two plan, bit for bit. */
+  es_rfft a, b;
+  float x[256], sa[258], sb[258];
+  for (int j = 0; j < 256; j++) x[j] = (float)es_test_uniform() - 0.5f;
+  CHECK(es_rfft_init(&a, 256) == ES_OK && es_rfft_init_mixed_radix(&b, 256) == ES_OK && b.num_stages == 0);
+  es_rfft_forward(&a, x, sa);
+  es_rfft_forward(&b, x, sb);
+  CHECK(memcmp(sa, sb, sizeof sa) == 0);
+  es_rfft_free(&a);
+  es_rfft_free(&b);
+  const int unsupported[] = {2, 5, 22, 401, 402, 1102, 65538};
+  for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+    CHECK(!es_fft_mixed_radix_size_is_supported(unsupported[i]));
+    CHECK(es_rfft_init_mixed_radix(&a, unsupported[i]) == ES_ERR_INVALID_CONFIG);
+  }
+  es_rfft_free(&a);
+}
+
+/* openai-whisper's log_mel_spectrogram at 16 kHz, with the causal clamp. */
+static es_frontend_config whisper_config(void) {
+  es_frontend_config c = es_frontend_config_default();
+  c.round_to_power_of_two = 0; /* 25 ms = 400 samples = the FFT */
+  c.padding = ES_PADDING_REFLECT;
+  c.drop_last_frame = 1;
+  c.remove_dc_offset = 0;
+  c.preemphasis = 0.0f;
+  c.window = ES_WINDOW_HANN;
+  c.periodic_window = 1;
+  c.mel.num_bins = 80;
+  c.mel.low_freq_hz = 0.0f;
+  c.mel.high_freq_hz = 8000.0f;
+  c.mel.scale = ES_MEL_SCALE_SLANEY;
+  c.mel.triangles = ES_MEL_TRIANGLES_HZ;
+  c.mel.norm = ES_MEL_NORM_SLANEY;
+  c.log_scale = ES_LOG_LOG10;
+  c.log_floor = 1e-10f;
+  c.kind = ES_FEATURES_FBANK;
+  c.use_energy = 0;
+  c.output_scale = 0.25f;
+  c.output_offset = 1.0f;
+  c.output_clamp = ES_OUTPUT_CLAMP_FIXED;
+  c.output_clamp_range = 2.0f;
+  c.output_clamp_floor = 0.2f; /* reached by the test signal's quieter bands */
+  return c;
+}
+
+static void check_whisper(void) {
+  es_frontend_config c = whisper_config();
+  char why[256];
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_OK);
+  check_streaming(c, "whisper, fixed clamp");
+
+  es_frontend fe;
+  CHECK(es_frontend_init(&fe, &c) == ES_OK && fe.fft_size == 400 && fe.dim == 80);
+  const size_t capacity = NUM_SAMPLES / 160 + 2;
+  float *fixed = malloc(sizeof(float) * capacity * 80), *raw = malloc(sizeof(float) * capacity * 80);
+  /* n / 160 frames, and mid-stream never one that finish would drop. */
+  size_t total = 0, written = 0;
+  for (size_t pos = 0; pos < NUM_SAMPLES; pos += 7) {
+    size_t n = pos + 7 <= NUM_SAMPLES ? 7 : NUM_SAMPLES - pos;
+    es_samples s = {signal_f32 + pos, n, 1, ES_SAMPLE_F32};
+    CHECK(es_frontend_accept(&fe, &s, fixed + total * 80, capacity - total, &written) == ES_OK);
+    total += written;
+    CHECK(total <= (pos + n) / 160);
+  }
+  CHECK(es_frontend_finish(&fe, fixed + total * 80, capacity - total, &written) == ES_OK);
+  total += written;
+  CHECK(total == NUM_SAMPLES / 160);
+  int floored = 0;
+  for (size_t i = 0; i < total * 80; i++) {
+    CHECK(fixed[i] >= 0.2f);
+    floored += fixed[i] == 0.2f;
+  }
+  CHECK(floored > 0); /* the signal has quiet bands: the floor is reached */
+  es_frontend_free(&fe);
+
+  /* Utterance clamp: accept and finish give the unclamped values; the clamp floors them all at
+   * their maximum minus the range. */
+  c.output_clamp = ES_OUTPUT_CLAMP_UTTERANCE;
+  c.output_clamp_range = 0.5f; /* narrow, so this test signal reaches it */
+  CHECK(es_frontend_init(&fe, &c) == ES_OK);
+  size_t n = run(&fe, 509, raw, capacity);
+  CHECK(n == total);
+  float *clamped = malloc(sizeof(float) * n * 80);
+  memcpy(clamped, raw, sizeof(float) * n * 80);
+  es_frontend_clamp_utterance(&fe, clamped, n);
+  float peak = raw[0];
+  for (size_t i = 0; i < n * 80; i++) peak = raw[i] > peak ? raw[i] : peak;
+  int raised = 0;
+  for (size_t i = 0; i < n * 80; i++) {
+    float expect = raw[i] > peak - 0.5f ? raw[i] : peak - 0.5f;
+    CHECK(clamped[i] == expect);
+    raised += clamped[i] != raw[i];
+  }
+  CHECK(raised > 0);
+  es_frontend_clamp_utterance(&fe, clamped, 0); /* no frames: nothing to do */
+  es_frontend_free(&fe);
+  free(fixed);
+  free(raw);
+  free(clamped);
+
+  /* Configs that cannot work are explained. */
+  c = whisper_config();
+  c.output_clamp = ES_OUTPUT_CLAMP_UTTERANCE;
+  c.cmvn.mode = ES_CMVN_SLIDING;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "CMVN"));
+  c = whisper_config();
+  c.sample_rate_hz = 44100.0f; /* 1102 samples: 551 = 19 * 29 */
+  c.mel.high_freq_hz = 0.0f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "prime factor"));
+  c = whisper_config();
+  c.output_scale = 0.0f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "output_scale"));
+  c = whisper_config();
+  c.output_clamp_range = 0.0f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "output_clamp_range"));
+  c = whisper_config();
+  c.fft_size = 400; /* an explicit size is still a power of two */
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "power of two"));
 }
 
 int main(void) {
@@ -138,6 +302,8 @@ int main(void) {
   memset(&zeroed, 0, sizeof zeroed);
   es_frontend_free(&zeroed);
   CHECK(strcmp(es_status_message(ES_ERR_NON_FINITE_INPUT), "input contains NaN or Inf samples") == 0);
+  check_mixed_radix_fft();
+  check_whisper();
   free(a);
   free(b);
   ES_TEST_MAIN_END();
