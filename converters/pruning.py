@@ -15,6 +15,8 @@ import math
 from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
 from edge_speech.converters._deps import import_torch, import_torch_pruning
+from edge_speech.converters import recurrent
+from edge_speech.converters.macs import count_macs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +37,6 @@ class PruneReport:
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "mac_reduction": round(self.mac_reduction, 4)}
-
-
-def count_macs(model, example_input) -> Tuple[int, int]:
-    """(multiply-accumulates, parameters) of one forward pass on ``example_input``."""
-    tp = import_torch_pruning()
-    torch = import_torch()
-    with torch.no_grad():
-        macs, params = tp.utils.count_ops_and_params(model, example_input)
-    return int(macs), int(params)
 
 
 def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ratio: Optional[float] = None,
@@ -111,7 +104,7 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     for module, why in _unsafe_layers(pruned, example_input, ignored, multiple, skip):
         ignored.append(module)
         notes.append(f"{name_of[module]}: left unpruned: {why}")
-    imp = tp.importance.TaylorImportance() if importance == "taylor" else tp.importance.MagnitudeImportance(p=2)
+    imp = recurrent.importance(importance)
     if whole_heads and target_macs_ratio is not None:
         # torch-pruning's global head schedule fails on steps that remove no head (its threshold is
         # left unset), so whole-head models reach a MAC target by bisecting a uniform ratio.
@@ -120,13 +113,13 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
                                               calibration, max_steps)
         notes.append(f"MAC target reached by a uniform ratio over {steps} trials (heads and channels alike)")
     elif target_macs_ratio is None:
-        pruner = tp.pruner.MetaPruner(pruned, example_input, importance=imp, pruning_ratio=ratio,
+        pruner = _meta_pruner(pruned, example_input, importance=imp, pruning_ratio=ratio,
                                       pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=round_to,
                                       num_heads=num_heads, **head_options)
         _step(pruner, pruned, importance, calibration, torch, whole_heads)
     else:
         target = macs_before * (1.0 - target_macs_ratio)
-        pruner = tp.pruner.MetaPruner(pruned, example_input, importance=imp, pruning_ratio=0.9,
+        pruner = _meta_pruner(pruned, example_input, importance=imp, pruning_ratio=0.9,
                                       global_pruning=True, iterative_steps=max_steps, ignored_layers=ignored,
                                       round_to=round_to, num_heads=num_heads, **head_options)
         for _ in range(max_steps):
@@ -149,6 +142,69 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
                          if ratio is not None else f"target_macs_ratio={target_macs_ratio}",
                          tuple(name_of.get(m, type(m).__name__) for m in ignored), tuple(notes))
     return pruned, report
+
+
+def _meta_pruner(model, example_input, *, ignored_layers, num_heads=None, pruning_ratio_dict=None, **options):
+    """torch-pruning's MetaPruner with our rules for recurrent layers (any depth, bidirectional)
+    and for channels flattened with frequencies (conv2d front ends)."""
+    tp = import_torch_pruning()
+    torch = import_torch()
+    with recurrent.opaque_recurrent_layers(model) as leaves:
+        leaf_of = {layer: leaf for leaf, layer in leaves.items()}
+        ignored = [leaf_of.get(m, m) for m in ignored_layers]
+        ratios = {leaf_of.get(m, m): r for m, r in (pruning_ratio_dict or {}).items()} or None
+        # Fresh dicts: torch-pruning updates its mutable defaults in place.
+        groups = {leaf: 2 for leaf, layer in leaves.items() if layer.bidirectional}
+        pruner = tp.pruner.MetaPruner(model, example_input, ignored_layers=ignored, pruning_ratio_dict=ratios,
+                                      num_heads=dict(num_heads or {}), out_channel_groups=groups, in_channel_groups={},
+                                      customized_pruners=recurrent.pruners(),
+                                      root_module_types=[torch.nn.modules.conv._ConvNd, torch.nn.Linear,
+                                                         recurrent.leaf_type()], **options)
+    _map_flattened_channels(pruner.DG)
+    return pruner
+
+
+def _dependency_graph(model, example_input):
+    """A dependency graph with the same rules as :func:`_meta_pruner`; {layer: graph node key}."""
+    tp = import_torch_pruning()
+    with recurrent.opaque_recurrent_layers(model) as leaves:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
+                                                      customized_pruners=recurrent.pruners())
+    _map_flattened_channels(graph)
+    return graph, {layer: leaf for leaf, layer in leaves.items()}
+
+
+def _map_flattened_channels(graph) -> None:
+    """torch-pruning maps channels through a reshape only when a whole 4-D tensor is flattened;
+    speech front ends flatten a conv2d's channels with its frequencies and keep time apart
+    ([B, C, F, T] -> [B, C*F, T], or [B, T, C, F] -> [B, T, C*F]). There channel c becomes
+    c*F ... c*F+F-1, which is what this sets wherever the reshape's input shows C then F."""
+    tp = import_torch_pruning()
+    from torch_pruning.dependency import shape_infer
+    from torch_pruning.dependency.index_mapping import _FlattenIndexMapping
+
+    for node in list(graph.module2node.values()):
+        if node.type != tp.ops.OPTYPE.RESHAPE or any(m is not None for d in node.dependencies for m in d.index_mapping):
+            continue
+        sizes = tuple(getattr(node.grad_fn, "_saved_self_sym_sizes", ()) or ())
+        if len(sizes) != 4:
+            continue
+        channels_in = next((c for n in node.inputs
+                            if (c := shape_infer.infer_out_channels_recursively(graph, n, [0])) is not None), None)
+        channels_out = next((c for n in node.outputs
+                             if (c := shape_infer.infer_in_channels_recursively(graph, n, [0])) is not None), None)
+        if not channels_in or not channels_out or channels_out <= channels_in or channels_out % channels_in:
+            continue
+        stride = channels_out // channels_in
+        if not any(sizes[a] == channels_in and sizes[a + 1] == stride for a in range(1, 3)):
+            continue
+        for producer in node.inputs:
+            for dep in node.dependencies:
+                if dep.target == producer:
+                    dep.index_mapping[0] = _FlattenIndexMapping(stride=stride, reverse=True)
+            for dep in producer.dependencies:
+                if dep.target == node:
+                    dep.index_mapping[0] = _FlattenIndexMapping(stride=stride, reverse=False)
 
 
 def _step(pruner, model, importance: str, calibration, torch, whole_heads=()) -> None:
@@ -181,7 +237,7 @@ def _bisect_uniform_ratio(model, example_input, target_macs: float, imp, ignored
         modules = dict(trial.named_modules())
         heads = _whole_head_attention(trial)
         num_heads = {p: a.num_heads for a in heads for p in (a.q_proj, a.k_proj, a.v_proj)}
-        pruner = tp.pruner.MetaPruner(trial, example_input, importance=imp, pruning_ratio=ratio,
+        pruner = _meta_pruner(trial, example_input, importance=imp, pruning_ratio=ratio,
                                       ignored_layers=[modules[n] for n in ignored_names], round_to=round_to,
                                       num_heads=num_heads, prune_num_heads=True, prune_head_dims=False,
                                       head_pruning_ratio=ratio)
@@ -218,21 +274,26 @@ def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset(
     tp = import_torch_pruning()
     from torch.nn.utils import parametrize
 
+    with torch.no_grad():
+        reference = model(example_input)
     unsafe = [(m, "its output feeds a GLU, whose halves must stay paired") for m in _glu_feeders(model, example_input)]
     unsafe += [(m, "its weight is parametrized (weight norm), which torch-pruning cannot rewrite; this keeps the "
                    "model width it feeds (the residual stream) whole")
                for m in model.modules() if parametrize.is_parametrized(m) and m not in ignored]
     names = {m: n for n, m in model.named_modules()}
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    graph, leaf_of = _dependency_graph(model, example_input)
     for module in list(model.modules()):
-        if module in ignored or module in dict(unsafe) or module in skip or module not in graph.module2node:
+        node_key = leaf_of.get(module, module)
+        if module in ignored or module in dict(unsafe) or module in skip or node_key not in graph.module2node:
             continue
         if isinstance(module, torch.nn.modules.conv._ConvNd):
-            if module.groups > 1 and module.groups == module.in_channels:
-                continue  # depthwise: pruned together with its input's group
+            # Depthwise convs are tried too: one straight over the input features (QuartzNet) would
+            # take input channels with it, which the trial run refuses.
             prune_fn, width = tp.prune_conv_out_channels, module.out_channels
         elif isinstance(module, torch.nn.Linear):
             prune_fn, width = tp.prune_linear_out_channels, module.out_features
+        elif recurrent.is_recurrent(module):
+            prune_fn, width = None, module.hidden_size
         else:
             continue
         if width <= multiple:
@@ -240,15 +301,22 @@ def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset(
         trial = copy.deepcopy(model)
         target = dict(trial.named_modules())[names[module]]
         try:
-            trial_graph = tp.DependencyGraph().build_dependency(trial, example_inputs=example_input)
-            group = trial_graph.get_pruning_group(target, prune_fn, idxs=list(range(multiple)))
+            trial_graph, trial_leaf_of = _dependency_graph(trial, example_input)
+            idxs = list(range(multiple))
+            if prune_fn is None:  # a recurrent layer: the same units in each direction
+                idxs = [i + d * width for d in range(2 if module.bidirectional else 1) for i in idxs]
+                target = trial_leaf_of[target]
+                prune_fn = trial_graph.get_pruner_of_module(target).prune_out_channels
+            group = trial_graph.get_pruning_group(target, prune_fn, idxs=idxs)
             if not trial_graph.check_pruning_group(group):
                 continue
             group.prune()
             with torch.no_grad():
-                trial(example_input)
+                out = trial(example_input)
+            if out.shape != reference.shape:
+                raise ValueError(f"it changes the model's output shape {tuple(reference.shape)} to {tuple(out.shape)}")
         except Exception as err:  # any failure means this layer must stay whole
-            unsafe.append((module, str(err).splitlines()[0][:120]))
+            unsafe.append((module, " ".join(str(err).split())[:300] or type(err).__name__))
     return unsafe
 
 

@@ -109,3 +109,113 @@ def seeded(model_class, seed: int = 0, **kwargs):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
     return model.eval()
+
+
+# The architectures users bring (issue 15's matrix), tiny: a few thousand to ~100k parameters.
+
+class DeepSpeech2(nn.Module):
+    """deepspeech.pytorch's shape: conv2d over [freq, time] (x2 in time), the channels and
+    frequencies flattened together, then a multi-layer bidirectional LSTM and a linear head."""
+
+    def __init__(self, dim: int = 80, channels: int = 8, hidden: int = 32, layers: int = 2, vocab: int = 29):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, channels, (11, 5), stride=(2, 2), padding=(5, 2)),
+                                  nn.BatchNorm2d(channels), nn.Hardtanh(0, 20),
+                                  nn.Conv2d(channels, channels, (11, 5), stride=(2, 1), padding=(5, 2)),
+                                  nn.BatchNorm2d(channels), nn.Hardtanh(0, 20))
+        self.rnn = nn.LSTM(channels * ((dim + 3) // 4), hidden, num_layers=layers, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(2 * hidden, vocab)
+
+    def forward(self, features):
+        x = self.conv(features.transpose(1, 2)[:, None])      # [B, C, F/4, T/2]
+        batch, channels, freq, frames = x.shape
+        x = x.view(batch, channels * freq, frames).transpose(1, 2)
+        x, _ = self.rnn(x)
+        return self.head(x).log_softmax(-1)
+
+
+class GRUStack(nn.Module):
+    """Strided conv then a unidirectional multi-layer GRU (streamable)."""
+
+    def __init__(self, dim: int = 80, channels: int = 48, hidden: int = 48, layers: int = 2, vocab: int = 29):
+        super().__init__()
+        self.subsample = nn.Conv1d(dim, channels, 4, stride=2, padding=1)
+        self.rnn = nn.GRU(channels, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, features):
+        x = torch.relu(self.subsample(features.transpose(1, 2))).transpose(1, 2)
+        x, _ = self.rnn(x)
+        return self.head(x).log_softmax(-1)
+
+
+class TransformerCTC(nn.Module):
+    """nn.TransformerEncoder as people write it, over a strided conv."""
+
+    def __init__(self, dim: int = 80, d: int = 64, heads: int = 4, layers: int = 2, vocab: int = 29):
+        super().__init__()
+        self.subsample = nn.Conv1d(dim, d, 3, stride=2, padding=1)
+        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, features):
+        x = torch.relu(self.subsample(features.transpose(1, 2))).transpose(1, 2)
+        return self.head(self.encoder(x)).log_softmax(-1)
+
+
+class QuartzNet(nn.Module):
+    """QuartzNet's first block: a depthwise conv straight over the input features, then separable blocks."""
+
+    def __init__(self, dim: int = 80, channels: int = 64, blocks: int = 2, vocab: int = 29):
+        super().__init__()
+        self.input_depthwise = nn.Conv1d(dim, dim, 11, stride=2, padding=5, groups=dim)
+        self.input_pointwise = nn.Conv1d(dim, channels, 1)
+        self.input_norm = nn.BatchNorm1d(channels)
+        self.blocks = nn.Sequential(*[SeparableBlock(channels, kernel=7) for _ in range(blocks)])
+        self.head = nn.Conv1d(channels, vocab, 1)
+
+    def forward(self, features):
+        x = torch.relu(self.input_norm(self.input_pointwise(self.input_depthwise(features.transpose(1, 2)))))
+        return self.head(self.blocks(x)).transpose(1, 2).log_softmax(-1)
+
+
+class Conv2dSubsampling(nn.Module):
+    """ESPnet/WeNet's front end: two unpadded 3x3 stride-2 convs, so T frames give (T-1)//2-1)//2."""
+
+    def __init__(self, dim: int, d: int):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, d, 3, 2), nn.ReLU(), nn.Conv2d(d, d, 3, 2), nn.ReLU())
+        self.out = nn.Linear(d * (((dim - 1) // 2 - 1) // 2), d)
+
+    def forward(self, x):
+        x = self.conv(x[:, None])
+        batch, channels, frames, freq = x.shape
+        return self.out(x.transpose(1, 2).reshape(batch, frames, channels * freq))
+
+
+class ConformerConv2dSub(nn.Module):
+    def __init__(self, dim: int = 80, d: int = 48, blocks: int = 1, vocab: int = 29):
+        super().__init__()
+        self.subsample = Conv2dSubsampling(dim, d)
+        self.blocks = nn.Sequential(*[ConformerBlock(d) for _ in range(blocks)])
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, features):
+        return self.head(self.blocks(self.subsample(features))).log_softmax(-1)
+
+
+class CRNNKeywordSpotter(nn.Module):
+    """Keyword classifier: conv2d over the spectrogram, a GRU over time, the last state's class scores."""
+
+    def __init__(self, dim: int = 40, classes: int = 12, channels: int = 16, hidden: int = 32):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, channels, (5, 5), stride=(1, 2), padding=2), nn.BatchNorm2d(channels),
+                                  nn.ReLU())
+        self.rnn = nn.GRU(channels * ((dim + 1) // 2), hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, features):
+        x = self.conv(features[:, None]).permute(0, 2, 1, 3).flatten(2)
+        x, _ = self.rnn(x)
+        return self.head(x[:, -1])
