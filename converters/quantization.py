@@ -65,7 +65,52 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
                                             "percentile": q.CalibrationMethod.Percentile,
                                             "entropy": q.CalibrationMethod.Entropy}[method],
                           nodes_to_exclude=list(keep_float), extra_options=extra)
-        return compact_qdq(dst.read_bytes())
+        return compact_qdq(quantize_recurrent_weights(dst.read_bytes(), keep_float))
+
+
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+
+
+def quantize_recurrent_weights(onnx_model: bytes, keep_float: Sequence[str] = ()) -> bytes:
+    """Stores the input and recurrence weights (W, R) of every ONNX LSTM/GRU/RNN node as int8,
+    symmetric per output row (gate unit and direction), read through DequantizeLinear.
+
+    onnxruntime's static quantizer has no rule for recurrent nodes and leaves them in float, which
+    in a recurrent model is most of the file. The recurrence itself still runs in float (there is
+    no int8 LSTM/GRU kernel for static QDQ); what changes is the stored weight, rounded to int8."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load_from_string(onnx_model)
+    graph = proto.graph
+    constants = {t.name: t for t in graph.initializer}
+    added = []
+    for node in graph.node:
+        if node.op_type not in RECURRENT_OPS or node.name in keep_float:
+            continue
+        for position in (1, 2):  # W, R: [directions, gates * hidden, inputs]
+            name = node.input[position]
+            if name not in constants:
+                continue
+            weight = numpy_helper.to_array(constants[name]).astype(np.float32)
+            rows = weight.reshape(-1, weight.shape[-1])
+            scale = np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127.0
+            quantized = np.clip(np.round(rows / scale[:, None]), -127, 127).astype(np.int8)
+            graph.initializer.remove(constants[name])
+            stem = f"{name}_int8"
+            graph.initializer.extend([numpy_helper.from_array(quantized, stem),
+                                      numpy_helper.from_array(scale.astype(np.float32), stem + "_scale"),
+                                      numpy_helper.from_array(np.array(weight.shape, dtype=np.int64), stem + "_shape")])
+            # Per-axis DequantizeLinear takes one axis: the rows of the flattened weight, then its shape back.
+            added.append((node, [helper.make_node("DequantizeLinear", [stem, stem + "_scale"], [stem + "_rows"], axis=0,
+                                                  name=stem + "_dequantize"),
+                                 helper.make_node("Reshape", [stem + "_rows", stem + "_shape"], [name],
+                                                  name=stem + "_reshape")]))
+    for node, new_nodes in added:  # before their consumer, keeping the graph topologically sorted
+        index = list(graph.node).index(node)
+        for offset, new in enumerate(new_nodes):
+            graph.node.insert(index + offset, new)
+    return proto.SerializeToString() if added else onnx_model
 
 
 def _default_spec(input_name: str):
