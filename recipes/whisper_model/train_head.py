@@ -1,0 +1,221 @@
+"""Trains the CTC head (and the encoder's unfrozen top layers) on cached encoder states.
+
+    python recipes/whisper_model/train_head.py --whisper W/whisper-base --train W/cache/wb_a \
+        --dev W/cache/dm_test --dev W/cache/asterisk --out W/runs/w0 --epochs 6
+
+Length-bucketed batches (``--max-frames`` encoder frames each, padding masked in attention),
+AdamW with a one-cycle schedule (the head's learning rate ``--lr``, the encoder layers'
+``--encoder-lr``), time masking and frame dropout on the cached states, greedy CER on every dev
+cache after each epoch; ``best.pt`` keeps the trainable weights with the lowest CER on the first
+dev set, ``last.pt`` lets a run resume (``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, encode  # noqa: E402
+
+
+class StateCache:
+    def __init__(self, directory: "str | Path", dim: int = 512):
+        directory = Path(directory)
+        self.rows = [json.loads(line) for line in (directory / "index.jsonl").read_text().splitlines()]
+        end = max(r["offset"] + r["frames"] for r in self.rows)
+        self.states = np.memmap(directory / "states.f16", dtype=np.float16, mode="r", shape=(end, dim))
+        self.name = directory.name
+
+    def __len__(self):
+        return len(self.rows)
+
+    def get(self, i: int) -> np.ndarray:
+        r = self.rows[i]
+        return np.asarray(self.states[r["offset"]: r["offset"] + r["frames"]], dtype=np.float32)
+
+
+def batches(lengths, max_frames: int, rng: np.random.Generator):
+    order = np.argsort(np.asarray(lengths) + rng.uniform(0, 8, len(lengths)))
+    out, current, longest = [], [], 0
+    for i in order:
+        longest_next = max(longest, lengths[i])
+        if current and longest_next * (len(current) + 1) > max_frames:
+            out.append(current)
+            current, longest_next = [], lengths[i]
+        current.append(int(i))
+        longest = longest_next
+    if current:
+        out.append(current)
+    rng.shuffle(out)
+    return out
+
+
+def collate(cache: StateCache, ids, rng=None, time_masks: int = 0, drop: float = 0.0):
+    arrays = [cache.get(i) for i in ids]
+    longest = max(len(a) for a in arrays)
+    x = np.zeros((len(arrays), longest, arrays[0].shape[1]), np.float32)
+    mask = np.ones((len(arrays), longest), bool)
+    for b, a in enumerate(arrays):
+        if rng is not None:
+            a = a.copy()
+            for _ in range(time_masks):
+                width = int(rng.integers(0, max(1, min(10, len(a) // 10)) + 1))
+                start = int(rng.integers(0, max(1, len(a) - width)))
+                a[start:start + width] = 0
+        x[b, : len(a)] = a
+        mask[b, : len(a)] = False
+    x = torch.from_numpy(x)
+    if drop:
+        x = torch.nn.functional.dropout(x, drop)
+    return x, torch.from_numpy(mask), torch.tensor([len(a) for a in arrays])
+
+
+def greedy(log_probs: torch.Tensor, length: int) -> str:
+    ids = log_probs[:length].argmax(-1).tolist()
+    out, previous = [], BLANK_ID
+    for t in ids:
+        if t != previous and t != BLANK_ID:
+            out.append(TOKENS[t])
+        previous = t
+    return " ".join("".join(out).split())
+
+
+def edit_distance(a, b) -> int:
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
+        previous = current
+    return previous[-1]
+
+
+def evaluate(model, cache: StateCache, batch_frames: int = 6000) -> dict:
+    model.eval()
+    chars = char_errors = words = word_errors = 0
+    with torch.no_grad():
+        for ids in batches([r["frames"] for r in cache.rows], batch_frames, np.random.default_rng(0)):
+            x, mask, lengths = collate(cache, ids)
+            log_probs = model.forward_states(x, mask)
+            for b, i in enumerate(ids):
+                ref = " ".join(cache.rows[i]["text"].lower().split())
+                hyp = greedy(log_probs[b], int(lengths[b]))
+                chars += len(ref)
+                char_errors += edit_distance(ref, hyp)
+                words += len(ref.split())
+                word_errors += edit_distance(ref.split(), hyp.split())
+    model.train()
+    return {"cer": char_errors / max(chars, 1), "wer": word_errors / max(words, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--whisper", required=True)
+    parser.add_argument("--train", required=True, action="append")
+    parser.add_argument("--dev", required=True, action="append")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--frozen-layers", type=int, default=5)
+    parser.add_argument("--head-hidden", type=int, default=384)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--encoder-lr", type=float, default=2e-4)
+    parser.add_argument("--max-frames", type=int, default=8000)
+    parser.add_argument("--time-masks", type=int, default=2)
+    parser.add_argument("--drop", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", help="trainable weights to start from (best.pt of an earlier run)")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = WhisperCTC(load_ctranslate2_encoder(args.whisper), args.frozen_layers, args.head_hidden)
+    if args.init:
+        model.load_state_dict(torch.load(args.init)["trainable"], strict=False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    head_params = list(model.head.parameters())
+    encoder_params = [p for p in model.trainable_parameters() if all(p is not h for h in head_params)]
+    for p in head_params + encoder_params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW([{"params": head_params, "lr": args.lr},
+                                   {"params": encoder_params, "lr": args.encoder_lr}], weight_decay=1e-2)
+    train_caches = [StateCache(t) for t in args.train]
+    dev_caches = [StateCache(d) for d in args.dev]
+    items = [(c, i) for c in train_caches for i in range(len(c))]
+    labels = {id(c): [encode(r["text"]) for r in c.rows] for c in train_caches}
+    rng0 = np.random.default_rng(0)
+    steps_per_epoch = sum(len(batches([r["frames"] for r in c.rows], args.max_frames, rng0)) for c in train_caches)
+    total = steps_per_epoch * args.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[args.lr, args.encoder_lr], total_steps=total,
+                                                   pct_start=0.1)
+    ctc = torch.nn.CTCLoss(blank=BLANK_ID, zero_infinity=True)
+    start_epoch, best = 0, math.inf
+    if args.resume and (out / "last.pt").exists():
+        state = torch.load(out / "last.pt")
+        model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+    log = open(out / "log.txt", "a")
+
+    def say(message):
+        print(message, flush=True)
+        log.write(message + "\n")
+        log.flush()
+
+    def trainable_state():
+        names = {id(p) for p in model.trainable_parameters()}
+        return {k: v for k, v in model.state_dict(keep_vars=True).items() if id(v) in names}
+
+    say(f"args {vars(args)}; {steps_per_epoch} steps per epoch; "
+        f"{sum(p.numel() for p in head_params + encoder_params)} trainable parameters")
+    for epoch in range(start_epoch, args.epochs):
+        rng = np.random.default_rng((1, epoch))
+        plan = [(c, ids) for c in train_caches for ids in batches([r["frames"] for r in c.rows], args.max_frames, rng)]
+        order = rng.permutation(len(plan))
+        started, seen_loss = time.time(), []
+        for step, k in enumerate(order):
+            cache, ids = plan[k]
+            x, mask, lengths = collate(cache, ids, rng, args.time_masks, args.drop)
+            targets = [torch.tensor(labels[id(cache)][i]) for i in ids]
+            log_probs = model.forward_states(x, mask)
+            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), lengths,
+                       torch.tensor([len(t) for t in targets]))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head_params + encoder_params, 5.0)
+            optimizer.step()
+            schedule.step()
+            seen_loss.append(loss.item())
+            if step % 200 == 0:
+                say(f"epoch {epoch} step {step}/{len(plan)} loss {np.mean(seen_loss[-200:]):.3f} "
+                    f"{time.time() - started:.0f} s")
+        scores = {c.name: evaluate(model, c) for c in dev_caches}
+        say(f"epoch {epoch} done in {time.time() - started:.0f} s: " +
+            ", ".join(f"{n} CER {s['cer']:.2%} WER {s['wer']:.2%}" for n, s in scores.items()))
+        first = scores[dev_caches[0].name]["cer"]
+        snapshot = {"trainable": trainable_state(), "epoch": epoch, "scores": scores,
+                    "frozen_layers": args.frozen_layers, "head_hidden": args.head_hidden}
+        if first < best:
+            best = first
+            torch.save(snapshot, out / "best.pt")
+        torch.save({**snapshot, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "best": best}, out / "last.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
