@@ -20,7 +20,7 @@ import math
 import re
 import struct
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Tuple
 
 from edge_speech.converters._deps import import_torch
 

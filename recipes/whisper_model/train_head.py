@@ -154,7 +154,6 @@ def main(argv=None) -> int:
                                    {"params": encoder_params, "lr": args.encoder_lr}], weight_decay=1e-2)
     train_caches = [StateCache(t) for t in args.train]
     dev_caches = [StateCache(d) for d in args.dev]
-    items = [(c, i) for c in train_caches for i in range(len(c))]
     labels = {id(c): [encode(r["text"]) for r in c.rows] for c in train_caches}
     rng0 = np.random.default_rng(0)
     steps_per_epoch = sum(len(batches([r["frames"] for r in c.rows], args.max_frames, rng0)) for c in train_caches)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import string
 
 import numpy as np
-import torch
 from torch import nn
 
 from edge_speech import features as es_features
