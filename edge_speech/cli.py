@@ -43,11 +43,19 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS
+
+    parser.add_argument("--model", choices=sorted(EMBEDDED_MODELS), default=DEFAULT_MODEL,
+                        help="embedded model when no --bundle is given: en-small (small, fast, always-on commands) "
+                             "or en-base (Whisper base encoder, much better on real voices, heavier)")
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     from edge_speech.recognizer import Recognizer
 
     options = dict(target=args.target, backend=args.backend, threads=args.threads, beam=args.beam)
-    rec = Recognizer.from_bundle(args.bundle, **options) if args.bundle else Recognizer.default(**options)
+    rec = Recognizer.from_bundle(args.bundle, **options) if args.bundle else Recognizer.default(args.model, **options)
     options = {"lm": False if args.no_lm else args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
     if args.grammar:
         options = {"grammar": args.grammar, "grammar_threshold": args.grammar_threshold}
@@ -218,7 +226,7 @@ def _listen(args: argparse.Namespace) -> int:
     from edge_speech import listen
     from edge_speech.recognizer import Recognizer
 
-    rec = Recognizer.from_bundle(args.bundle) if args.bundle else Recognizer.default()
+    rec = Recognizer.from_bundle(args.bundle) if args.bundle else Recognizer.default(args.model)
     if args.wav:
         source = listen.WavSource(args.wav, realtime=args.realtime)
     else:
@@ -318,7 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     p.add_argument("files", nargs="+")
     p.add_argument("--bundle", help="bundle directory, .zip or .onnx model with an embedded manifest "
-                                    "(default: the embedded English model)")
+                                    "(default: an embedded English model, see --model)")
+    _model_argument(p)
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
     p.add_argument("--threads", type=int)
@@ -371,6 +380,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.set_defaults(run=_convert)
     p = sub.add_parser("listen", help="recognise speech and commands live from a microphone or a WAV file")
     p.add_argument("--bundle")
+    _model_argument(p)
     p.add_argument("--grammar", help="command grammar: YAML intents or JSGF")
     p.add_argument("--grammar-threshold", type=float,
                    help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")

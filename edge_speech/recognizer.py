@@ -39,8 +39,15 @@ __all__ = ["Recognizer", "RecognizerStream", "Transcript"]
 HotwordsArg = Union[None, Mapping[str, float], Sequence[str]]
 LMArg = Union[None, bool, str, Path]  # None: the bundle's own LM (if any); False: no LM
 
-# The embedded default model (int8 ONNX), built by recipes/default_model and shipped in the wheel.
-DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+# The embedded English models, shipped in the wheel (no download). en-small: the 2.6 M-parameter
+# convolutional model of recipes/default_model, for Pi 3/Zero-class devices and always-on use;
+# en-base: Whisper base's encoder + a CTC head (recipes/whisper_model), for real voices.
+EMBEDDED_MODELS = {
+    "en-small": Path(__file__).parent / "models" / "default",
+    "en-base": Path(__file__).parent / "models" / "en-base",
+}
+DEFAULT_MODEL = "en-small"
+DEFAULT_BUNDLE = EMBEDDED_MODELS[DEFAULT_MODEL]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,13 +113,21 @@ class Recognizer:
         return cls(bundle, create_backend_for_target(bundle, target, backend, threads), beam=beam)
 
     @classmethod
-    def default(cls, **options: Any) -> "Recognizer":
-        """The embedded English model (no download): ``Recognizer.default().transcribe(path)``.
-        Options are those of :meth:`from_bundle`."""
-        if not (DEFAULT_BUNDLE / "manifest.json").is_file():
-            raise BundleError(f"this edge_speech build has no embedded default model ({DEFAULT_BUNDLE}); "
+    def default(cls, model: Optional[str] = None, **options: Any) -> "Recognizer":
+        """An embedded English model (no download): ``Recognizer.default().transcribe(path)``.
+
+        ``model``: ``"en-small"`` (the default; small and fast, for always-on commands and Pi
+        3-class devices) or ``"en-base"`` (Whisper base's encoder: far better on real voices,
+        about 8x the size and compute). Options are those of :meth:`from_bundle`."""
+        name = DEFAULT_MODEL if model is None else model
+        if name not in EMBEDDED_MODELS:
+            raise ValueError(f"unknown embedded model {name!r}; choose one of {sorted(EMBEDDED_MODELS)}, "
+                             "or pass a bundle with --bundle / Recognizer.from_bundle()")
+        path = EMBEDDED_MODELS[name]
+        if not (path / "manifest.json").is_file():
+            raise BundleError(f"this edge_speech build has no embedded {name} model ({path}); "
                               "pass a bundle with --bundle / Recognizer.from_bundle()")
-        return cls.from_bundle(DEFAULT_BUNDLE, **options)
+        return cls.from_bundle(path, **options)
 
     # -- offline --------------------------------------------------------------------------
     def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: LMArg = None,
