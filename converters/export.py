@@ -29,10 +29,9 @@ def export_onnx(model, example_input, input_name: str = "features", output_name:
             torch.onnx.export(model, (example_input,), buffer, input_names=[input_name], output_names=[output_name],
                               dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
     except Exception as err:  # torch.onnx raises many error types; all mean "this model does not export"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RuntimeError(f"ONNX export failed: {first}. If an operator is unsupported, replace that layer with "
-                           "standard torch.nn modules or register a symbolic; data-dependent Python control "
-                           "flow in forward() must be removed") from None
+        raise RuntimeError("ONNX export failed. If an operator is unsupported, replace that layer with standard "
+                           "torch.nn modules or register a symbolic; data-dependent Python control flow in forward() "
+                           f"must be removed. The exporter said: {_full_text(err)}") from None
     return buffer.getvalue()
 
 
@@ -86,9 +85,9 @@ def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_conte
     except ValueError:
         raise
     except Exception as err:  # litert-torch and torch.export raise many error types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RuntimeError(f"TFLite conversion failed: {first}. Layers must be torch.export-able (no data-dependent "
-                           "control flow) and supported by LiteRT") from None
+        raise RuntimeError(f"TFLite conversion failed in {_failing_step(err)}. Layers must be torch.export-able (no "
+                           "data-dependent control flow) and supported by LiteRT. The converter said: "
+                           f"{_full_text(err)}") from None
     spec = InputSpec(name="features", chunk_frames=chunk_frames, left_context_frames=left_context_frames,
                      right_context_frames=right_context_frames)
     return data, spec
@@ -162,7 +161,7 @@ def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, sampl
                 data = path.read_bytes()
     except Exception as err:  # torch.export and litert-torch raise many error types
         raise RuntimeError(f"TFLite conversion of the waveform model failed in {_failing_step(err)}: "
-                           f"{_first_line(err)}. Use the ONNX model (formats=('onnx',)) for this model") from None
+                           f"{_full_text(err)}. Use the ONNX model (formats=('onnx',)) for this model") from None
     return data, dataclasses.replace(input_spec, length_name="length")
 
 
@@ -211,9 +210,10 @@ def _failing_step(err: BaseException) -> str:
     return f"{frames[-1].name} ({Path(frames[-1].filename).name})" if frames else type(err).__name__
 
 
-def _first_line(err: BaseException) -> str:
+def _full_text(err: BaseException) -> str:
+    """The whole message (some exporters put the cause on a later line), with its type."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 # What sherpa-onnx's FeatureExtractorConfig can change in its kaldi-native-fbank front end (besides dither,
 # which must stay 0: sherpa-onnx draws its own); every other setting is knf's default, as in "kaldi-fbank".

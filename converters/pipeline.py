@@ -6,8 +6,9 @@ import dataclasses
 import functools
 import hashlib
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -46,7 +47,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16,
             tflite_window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS, finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None,
             input_spec: Optional[InputSpec] = None, subsampling_factor: Optional[int] = None,
-            output_is_log_probs: bool = True) -> ConversionReport:
+            output_is_log_probs: bool = True, ignored_layers: Sequence[Any] = (),
+            layer_ratios: Optional[Dict[str, float]] = None, strict: bool = False) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
@@ -61,6 +63,13 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     evaluation audio (plus CTC on the evaluation transcripts). ``max_accuracy_drop``: CER points
     (greedy-token disagreement without ``eval``) the ONNX quantization may cost; the most
     sensitive layers go back to float until it holds.
+
+    ``ignored_layers``: modules (or their names in ``model.named_modules()``) never pruned.
+    ``layer_ratios``: per-layer channel ratios by module name, fixed while a uniform ratio for
+    the other layers is searched to reach ``prune``. A pruning shortfall (more than 5 points
+    below ``prune``) and a failed TFLite export are warnings on the console and in the report,
+    keeping every finished artifact (the ONNX bundle is written before TFLite is tried);
+    ``strict=True`` makes them errors (raised after the ONNX bundle is written).
 
     Waveform models (``input_spec.kind == "waveform"``, ``feature_config=None``, see
     :func:`convert_wav2vec2`) take samples [1, samples]; ``subsampling_factor`` then gives the
@@ -111,9 +120,29 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     if prune:
         teacher = model
-        model, prune_report = prune_model(model, example_input, target_macs_ratio=prune, importance=importance)
-        steps.append({"step": "prune", **prune_report.to_dict(),
-                      **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
+        named = dict(model.named_modules())
+        unknown = [m for m in ignored_layers if isinstance(m, str) and m not in named]
+        if unknown:
+            raise ValueError(f"ignored_layers names no module {unknown[0]!r}; names are those of model.named_modules(), "
+                             f"e.g. {[n for n in named if n][:4]}")
+        ignored = [named[m] if isinstance(m, str) else m for m in ignored_layers]
+        taylor_batches = None
+        if importance == "taylor":
+            taylor_batches = [torch.from_numpy(np.asarray(f, dtype=np.float32))[None] for f in calibration[:8]]
+            if not taylor_batches:
+                raise ValueError("importance='taylor' needs calib= audio (its gradients come from the calibration set)")
+        model, prune_report = _prune_to_target(model, example_input, prune, importance, taylor_batches, ignored,
+                                               layer_ratios)
+        step = {"step": "prune", **prune_report.to_dict(), **_accuracy(torch_runner(model), evaluation, tokens, blank_id)}
+        if prune_report.mac_reduction < prune - 0.05:
+            why = "; ".join(prune_report.notes) or "no further channel could be removed"
+            message = (f"pruning removed {prune_report.mac_reduction:.1%} of the MACs, short of the {prune:.0%} asked: "
+                       f"{why}")
+            if strict:
+                raise RuntimeError(message + " (strict=True)")
+            warnings.warn(message, stacklevel=2)
+            step["warnings"] = [message]
+        steps.append(step)
         if finetune_epochs:
             from edge_speech.converters.finetune import finetune
 
@@ -150,44 +179,82 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     files = {"model.onnx": final} if "onnx" in formats else {}
     format_inputs = {}
+    fp32_dir = out.with_name(out.name + "-fp32") if quantize and keep_fp32 and "onnx" in formats else None
+
+    def write() -> None:
+        """The bundle as far as it got: rewritten after each format, so a later failure keeps it."""
+        provenance = {"converter_version": __version__,
+                      "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
+        manifest = Manifest(kind="classifier" if classifier else "ctc", sample_rate=sample_rate, features=feature_config,
+                            tokens=tuple(tokens), models={fmt: f"model.{fmt}" for fmt in ("onnx", "tflite")
+                                                          if f"model.{fmt}" in files},
+                            blank_id=blank_id, subsampling_factor=subsampling, input=spec, format_inputs=format_inputs,
+                            output_is_log_probs=output_is_log_probs, quantization={"scheme": quantize or "float"},
+                            target=target, name=name, provenance=provenance,
+                            verification=json.loads(json.dumps({"steps": steps}, default=float)))
+        if fp32_dir is not None:
+            write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"},
+                                                       models={"onnx": "model.onnx"}, format_inputs={}),
+                         {"model.onnx": fp32})
+        write_bundle(out, manifest, files)
+        write_report(steps, out / REPORT_FOLDER, title=f"Conversion report: {name}")
+
+    if files:
+        write()
     if "tflite" in formats:
         tflite_scheme = "int8" if quantize == "int8" else None
-        if waveform:
-            tflite, tflite_spec = export_tflite_waveform(model, spec, sample_rate=sample_rate, samples_per_frame=subsampling,
-                                                         window_seconds=tflite_window_seconds, quantize=tflite_scheme,
-                                                         calibration=calibration)
-            layout = {"windows_s": [round(s, 3) for s in tflite_window_seconds]}
+        try:
+            if waveform:
+                tflite, tflite_spec = export_tflite_waveform(model, spec, sample_rate=sample_rate,
+                                                             samples_per_frame=subsampling,
+                                                             window_seconds=tflite_window_seconds,
+                                                             quantize=tflite_scheme, calibration=calibration)
+                layout = {"windows_s": [round(s, 3) for s in tflite_window_seconds]}
+            else:
+                chunk, context = (spec.clip_frames, 0) if classifier else (tflite_chunk_frames, tflite_context_frames)
+                tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme,
+                                                    calibration=calibration, chunk_frames=chunk,
+                                                    left_context_frames=context, right_context_frames=context)
+                layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
+                if classifier:  # one fixed window: the clip
+                    tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
+            check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
+        except Exception as err:  # keep the ONNX bundle; say what failed, in full
+            message = f"TFLite export failed: {type(err).__name__}: {err}"
+            if not files:
+                raise RuntimeError(message) from err
+            steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "error": message})
+            write()
+            if strict:
+                raise RuntimeError(message + f" (strict=True; the ONNX bundle is kept in {out})") from err
+            warnings.warn(message + f"; the ONNX bundle in {out} is complete", stacklevel=2)
         else:
-            chunk, context = (spec.clip_frames, 0) if classifier else (tflite_chunk_frames, tflite_context_frames)
-            tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme,
-                                                calibration=calibration, chunk_frames=chunk,
-                                                left_context_frames=context, right_context_frames=context)
-            layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
-            if classifier:  # one fixed window: the clip
-                tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
-        check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
-        steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
-                      **layout, "vs_torch": check.to_dict(),
-                      **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
-        files["model.tflite"] = tflite
-        format_inputs["tflite"] = tflite_spec
-
-    provenance = {"converter_version": __version__,
-                  "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
-    manifest = Manifest(kind="classifier" if classifier else "ctc", sample_rate=sample_rate, features=feature_config,
-                        tokens=tuple(tokens), models={fmt: f"model.{fmt}" for fmt in formats}, blank_id=blank_id,
-                        subsampling_factor=subsampling, input=spec, format_inputs=format_inputs,
-                        output_is_log_probs=output_is_log_probs, quantization={"scheme": quantize or "float"},
-                        target=target, name=name, provenance=provenance,
-                        verification=json.loads(json.dumps({"steps": steps}, default=float)))
-    fp32_dir = None
-    if quantize and keep_fp32 and "onnx" in formats:
-        fp32_dir = out.with_name(out.name + "-fp32")
-        write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"}, models={"onnx": "model.onnx"},
-                                                   format_inputs={}), {"model.onnx": fp32})
-    write_bundle(out, manifest, files)
-    write_report(steps, out / REPORT_FOLDER, title=f"Conversion report: {name}")
+            steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
+                          **layout, "vs_torch": check.to_dict(),
+                          **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
+            files["model.tflite"] = tflite
+            format_inputs["tflite"] = tflite_spec
+            write()
     return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
+
+
+def _prune_to_target(model, example_input, target: float, importance: str, calibration, ignored, layer_ratios):
+    """``prune_model`` down to ``target`` of the MACs; with ``layer_ratios`` (fixed per layer), by
+    bisecting the ratio of every other layer."""
+    if not layer_ratios:
+        return prune_model(model, example_input, target_macs_ratio=target, importance=importance,
+                           calibration=calibration, ignored_layers=ignored)
+    lo, hi, best = 0.0, 0.94, None
+    for _ in range(8):
+        ratio = (lo + hi) / 2
+        pruned, report = prune_model(model, example_input, ratio=ratio, layer_ratios=layer_ratios, importance=importance,
+                                     calibration=calibration, ignored_layers=ignored)
+        if best is None or abs(report.mac_reduction - target) < abs(best[1].mac_reduction - target):
+            best = (pruned, report)
+        if abs(report.mac_reduction - target) <= 0.01:
+            break
+        lo, hi = (ratio, hi) if report.mac_reduction < target else (lo, ratio)
+    return best
 
 
 def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureConfig, tokens: Sequence[str], *,

@@ -178,8 +178,7 @@ def _convert(args: argparse.Namespace) -> int:
     sys.path.insert(0, ".")
     factory = getattr(importlib.import_module(module_name), function)
     model = converters.load_checkpoint(args.model, factory) if args.model else factory().eval()
-    tokens = [line.rstrip("\n").split(" ")[0] if args.tokens.endswith(".txt") and " " in line else line.rstrip("\n")
-              for line in open(args.tokens, encoding="utf-8") if line.strip("\n")]
+    tokens = _read_tokens(args.tokens)
     config = features.FeatureConfig.preset(args.features)
     example = torch.zeros(1, 200, config.dim)
     with torch.no_grad():
@@ -189,9 +188,38 @@ def _convert(args: argparse.Namespace) -> int:
         model, example, config, tokens, calib=args.calib, eval=evaluation,
         prune=args.prune, quantize=None if args.quantize == "float" else args.quantize,
         formats=tuple(args.formats.split(",")), target=args.target, out=args.output, name=args.name,
-        finetune_epochs=args.finetune_epochs, max_accuracy_drop=args.max_accuracy_drop)
+        finetune_epochs=args.finetune_epochs, max_accuracy_drop=args.max_accuracy_drop,
+        ignored_layers=args.ignore_layer or (), layer_ratios=_layer_ratios(args.layer_ratio), strict=args.strict)
     print(json.dumps(report.to_dict(), indent=2, default=float))
     return 0
+
+
+def _read_tokens(path: str) -> list:
+    """One token per line; or sherpa-style 'symbol id' lines (when every line ends in its index),
+    where the symbol is everything before the last space, so a space token's line ' 1' stays ' '."""
+    lines = [line.rstrip("\n").rstrip("\r") for line in open(path, encoding="utf-8")]
+    lines = [line for line in lines if line != ""]
+    indexed = [line.rpartition(" ") for line in lines]
+    if lines and all(sep and index.isdigit() for _, sep, index in indexed):
+        by_index = {int(index): symbol for symbol, _, index in indexed}
+        if sorted(by_index) != list(range(len(lines))):
+            raise ValueError(f"{path}: 'symbol id' lines must number the tokens 0..{len(lines) - 1} once each")
+        return [by_index[i] for i in range(len(lines))]
+    return lines
+
+
+def _layer_ratios(items) -> "dict | None":
+    """--layer-ratio NAME=RATIO options as a dict."""
+    ratios = {}
+    for item in items or ():
+        name, sep, value = item.rpartition("=")
+        try:
+            ratios[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(f"--layer-ratio takes NAME=RATIO (a module name and a fraction), got {item!r}")
+    return ratios or None
 
 
 def _read_eval(path: str) -> list:
@@ -299,8 +327,53 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         for key, value in summary.items():
-            print(f"{key:>14}: {value}")
+            if key == "verification" and value.get("steps"):
+                print(f"{key:>14}:")
+                for line in _verification_table(value["steps"]):
+                    print("  " + line)
+            else:
+                print(f"{key:>14}: {value}")
     return 0
+
+
+def _verification_table(steps) -> list:
+    """The converter's record, one row per step: what it cost and how far it moved the output."""
+
+    def agreement(step):
+        check = step.get("vs_torch") or step.get("vs_fp32") or {}
+        if not check:
+            return ""
+        tokens = check.get("greedy_token_agreement")
+        parts = [f"cos {check['cosine']:.4f}" if check.get("cosine") is not None else "",
+                 f"SNR {check['snr_db']:.1f} dB" if check.get("snr_db") is not None else "",
+                 f"tokens {tokens:.1%}" if isinstance(tokens, (int, float)) and tokens == tokens else ""]
+        return ", ".join(p for p in parts if p)
+
+    def size(step):
+        if "macs" in step:
+            return f"{step['macs'] / 1e6:.2f} M MACs"
+        if "macs_after" in step:
+            return f"{step['macs_after'] / 1e6:.2f} M MACs (-{step.get('mac_reduction', 0):.1%})"
+        if "bytes" in step:
+            ratio = f", {step['size_ratio']:.2f}x smaller" if "size_ratio" in step else ""
+            return f"{step['bytes'] / 1e6:.2f} MB{ratio}"
+        return ""
+
+    def quality(step):
+        if "cer" in step:
+            return f"CER {step['cer']:.1%}, WER {step.get('wer', 0):.1%}"
+        return f"accuracy {step['accuracy']:.1%}" if "accuracy" in step else ""
+
+    def notes(step):
+        text = " ".join(step.get("warnings", [])) or step.get("error", "")
+        return text if len(text) <= 160 else text[:157] + "..."
+
+    header = ("step", "size", "vs reference", "eval", "notes")
+    rows = [(str(s.get("step", "?")) + (f" ({s['scheme']})" if s.get("scheme") else ""), size(s), agreement(s),
+             quality(s), notes(s)) for s in steps]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
 
 
 def _sparkline(values: np.ndarray, width: int) -> str:
@@ -370,6 +443,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--clip-seconds", type=float, default=1.0,
                    help="keyword classifiers (models with one output per label): the clip length they were trained on")
     p.add_argument("--prune", type=float, help="fraction of MACs to remove")
+    p.add_argument("--ignore-layer", action="append", metavar="NAME",
+                   help="module name (as model.named_modules() gives it) never pruned; repeatable")
+    p.add_argument("--layer-ratio", action="append", metavar="NAME=RATIO",
+                   help="fixed channel ratio for one module, e.g. blocks.0.pointwise=0.1; repeatable")
+    p.add_argument("--strict", action="store_true",
+                   help="a pruning shortfall or a failed format is an error, not a warning")
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "float", "target"])
     p.add_argument("--max-accuracy-drop", type=float, help="CER points the quantization may cost")
