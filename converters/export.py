@@ -15,24 +15,130 @@ from edge_speech.converters._deps import import_torch
 
 
 def export_onnx(model, example_input, input_name: str = "features", output_name: str = "log_probs",
-                dynamic_time: bool = True, opset: int = 17) -> bytes:
+                dynamic_time: bool = True, opset: int = 17, check_lengths: bool = True) -> bytes:
     """Serialized ONNX of ``model`` (eval mode) for inputs shaped like ``example_input``
     [1, frames, dim]; the frame axis stays dynamic unless ``dynamic_time=False`` (fixed-shape
-    models for chunked runtimes). Errors name the operator that failed and what to do."""
+    models for chunked runtimes). ``nn.MultiheadAttention`` layers are exported through an
+    equivalent that keeps the time axis dynamic (the traced original bakes the example's length
+    into a Reshape). A dynamic export is run in ONNX Runtime at the example's length and two
+    others and compared with torch before it is returned (``check_lengths``); errors name the
+    operator or the length that failed and what to do."""
     torch = import_torch()
     model = model.eval()
+    export_model = dynamic_attention(model)
     buffer = io.BytesIO()
     axes = {input_name: {1: "frames"}, output_name: {1: "out_frames"}} if dynamic_time else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(model, (example_input,), buffer, input_names=[input_name], output_names=[output_name],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(export_model, (example_input,), buffer, input_names=[input_name],
+                              output_names=[output_name], dynamic_axes=axes, opset_version=opset, dynamo=False,
+                              do_constant_folding=True)
     except Exception as err:  # torch.onnx raises many error types; all mean "this model does not export"
         raise RuntimeError("ONNX export failed. If an operator is unsupported, replace that layer with standard "
                            "torch.nn modules or register a symbolic; data-dependent Python control flow in forward() "
                            f"must be removed. The exporter said: {_full_text(err)}") from None
-    return buffer.getvalue()
+    data = buffer.getvalue()
+    if dynamic_time and check_lengths:
+        check_dynamic_lengths(model, data, example_input)
+    return data
+
+
+def check_dynamic_lengths(model, onnx_model: bytes, example_input, rtol: float = 1e-3) -> None:
+    """Runs ``onnx_model`` in ONNX Runtime at the example's length and at two other lengths and
+    compares it with ``model``; raises RuntimeError naming the length and the failing node."""
+    torch = import_torch()
+    import onnxruntime as ort
+
+    frames = int(example_input.shape[1])
+    lengths = [frames, max(2, frames * 3 // 5 + 1), frames + frames // 3 + 7]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    generator = torch.Generator().manual_seed(0)
+    for length in lengths:
+        shape = (example_input.shape[0], length, *example_input.shape[2:])
+        x = torch.randn(shape, generator=generator, dtype=example_input.dtype)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        try:
+            got = session.run(None, {input_name: x.numpy()})[0]
+        except Exception as err:
+            raise RuntimeError(
+                f"the exported ONNX model does not run at {length} frames (it was traced at {frames}): a shape was "
+                "fixed at export. Typical causes: a view/reshape with Python ints taken from a tensor's shape "
+                "(use -1 or x.shape directly), nn.MultiheadAttention subclasses, or positional tables sliced "
+                f"with an int. ONNX Runtime said: {_full_text(err)}") from None
+        if got.shape != expected.shape:
+            raise RuntimeError(f"the exported ONNX model gives output shape {got.shape} at {length} frames where torch "
+                               f"gives {expected.shape}: a length was fixed at export (traced at {frames} frames)")
+        scale = 1.0 + float(np.abs(expected).max())
+        error = float(np.abs(got - expected).max())
+        if error > rtol * scale:
+            raise RuntimeError(f"the exported ONNX model differs from torch by {error:.3g} at {length} frames (traced "
+                               f"at {frames}): a length-dependent value was fixed at export (e.g. a mask or positional "
+                               "table built with Python ints)")
+
+
+def dynamic_attention(model):
+    """``model`` itself, or a copy whose ``nn.MultiheadAttention`` layers are replaced by an
+    equivalent written with reshapes the tracer keeps dynamic (same parameters, same outputs;
+    attention weights are not returned). Layers using ``bias_k``/``add_zero_attn`` stay as they are."""
+    torch = import_torch()
+    F = torch.nn.functional
+    targets = [name for name, m in model.named_modules() if type(m) is torch.nn.MultiheadAttention
+               and m.bias_k is None and not m.add_zero_attn]
+    if not targets:
+        return model
+
+    class DynamicMultiheadAttention(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def __getattr__(self, name):  # callers (TransformerEncoderLayer) read the original's attributes
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self._modules["inner"], name)
+
+        def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+                    average_attn_weights=True, is_causal=False):
+            m = self.inner
+            if not m.batch_first:
+                query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+            heads, head_dim = m.num_heads, m.head_dim
+            if m._qkv_same_embed_dim:
+                weights = m.in_proj_weight.chunk(3)
+            else:
+                weights = (m.q_proj_weight, m.k_proj_weight, m.v_proj_weight)
+            biases = m.in_proj_bias.chunk(3) if m.in_proj_bias is not None else (None, None, None)
+            q, k, v = (F.linear(t, w, b).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+                       for t, w, b in zip((query, key, value), weights, biases))
+            mask = None
+            if attn_mask is not None:
+                mask = attn_mask if attn_mask.dtype != torch.bool else \
+                    torch.zeros_like(attn_mask, dtype=q.dtype).masked_fill(attn_mask, float("-inf"))
+                if mask.dim() == 3:
+                    mask = mask.view(q.shape[0], heads, mask.shape[-2], mask.shape[-1])
+            if key_padding_mask is not None:
+                padding = key_padding_mask if key_padding_mask.dtype != torch.bool else \
+                    torch.zeros_like(key_padding_mask, dtype=q.dtype).masked_fill(key_padding_mask, float("-inf"))
+                padding = padding[:, None, None, :]
+                mask = padding if mask is None else mask + padding
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
+            out = m.out_proj(out.transpose(1, 2).flatten(2))
+            return (out if m.batch_first else out.transpose(0, 1)), None
+
+    import copy
+
+    rewritten = copy.deepcopy(model)
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = rewritten.get_submodule(parent_name) if parent_name else rewritten
+        setattr(parent, child, DynamicMultiheadAttention(getattr(parent, child)))
+    return rewritten.eval()
 
 
 def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_context_frames: int = 16,

@@ -112,3 +112,29 @@ def test_cli_reads_the_space_token_and_info_prints_the_verification_table(tmp_pa
     quantize = report.step("quantize")
     assert f"{quantize['bytes'] / 1e6:.2f} MB, {quantize['size_ratio']:.2f}x smaller" in rows["quantize"]
     assert f"-{report.step('prune')['mac_reduction']:.1%}" in rows["prune"]
+
+
+def test_transformer_encoder_exports_with_a_dynamic_time_axis():
+    from converter_models import TransformerCTC
+    from edge_speech.converters.verification import onnx_runner, torch_runner
+
+    model = seeded(TransformerCTC)
+    onnx_bytes = converters.export_onnx(model, torch.randn(1, 101, 80))
+    for frames in (23, 101, 240):  # other lengths than the traced one, against torch itself
+        x = np.random.default_rng(frames).standard_normal((frames, 80)).astype(np.float32)
+        np.testing.assert_allclose(onnx_runner(onnx_bytes)(x), torch_runner(model)(x), rtol=1e-4, atol=1e-5)
+
+
+class BakedLength(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(80, 29)
+
+    def forward(self, features):
+        frames = int(features.shape[1])  # a Python int: the tracer records the example's length
+        return self.linear(features).reshape(1, frames, 29).log_softmax(-1)
+
+
+def test_an_export_that_only_runs_at_the_traced_length_is_refused_naming_it():
+    with pytest.raises(RuntimeError, match=r"(?s)does not run at \d+ frames \(it was traced at 50\).*Reshape"):
+        converters.export_onnx(BakedLength(), torch.randn(1, 50, 80))
