@@ -83,3 +83,28 @@ def write_pcm16_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
 def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
     assert ours.shape == ref.shape, f"shape {ours.shape} != reference {ref.shape}"
     return float(np.linalg.norm(ours.astype(np.float64) - ref) / np.linalg.norm(ref))
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory):
+    """(transformers model, CTranslate2 directory) of a random 2-layer, 64-wide Whisper, saved by
+    transformers and converted by CTranslate2's own converter (as the PyPI Whisper base was)."""
+    torch = pytest.importorskip("torch")
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.WhisperConfig(
+        vocab_size=100, num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=4,
+        decoder_layers=1, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+        max_source_positions=1500, max_target_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1)
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    with torch.no_grad():  # random biases everywhere (a zero bias would hide a swapped tensor)
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+    hf_dir = tmp_path_factory.mktemp("hf_whisper")
+    model.save_pretrained(hf_dir)
+    ct2_dir = tmp_path_factory.mktemp("ct2_whisper") / "model"
+    ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization="float16")
+    return model, ct2_dir

@@ -15,27 +15,6 @@ from edge_speech.converters.whisper_encoder import (encoder_output_frames, load_
                                                     read_ctranslate2_variables)
 
 
-@pytest.fixture(scope="module")
-def tiny_whisper(tmp_path_factory):
-    """(transformers model, CTranslate2 directory) of a random 2-layer, 64-wide Whisper."""
-    torch.manual_seed(0)
-    config = transformers.WhisperConfig(
-        vocab_size=100, num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=4,
-        decoder_layers=1, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=1500, max_target_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1)
-    model = transformers.WhisperForConditionalGeneration(config).eval()
-    with torch.no_grad():  # random biases everywhere (a zero bias would hide a swapped tensor)
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.1)
-    hf_dir = tmp_path_factory.mktemp("hf")
-    model.save_pretrained(hf_dir)
-    ct2_dir = tmp_path_factory.mktemp("ct2") / "model"
-    ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization="float16")
-    return model, ct2_dir
-
-
 @pytest.mark.parametrize("frames", [3000, 437, 20])
 def test_loaded_encoder_equals_ctranslate2_and_transformers(tiny_whisper, frames):
     model, ct2_dir = tiny_whisper

@@ -12,8 +12,8 @@ padding a batch would change every frame. Training sets get one augmented copy p
     python recipes/whisper_model/cache_encoder.py --whisper W/whisper-base \
         --manifest W/wb_a/train.jsonl --out W/cache/wb_a --augment-p 0.6
 
-Writes OUT/states.f16 (frames x dim, float16, utterances back to back) and OUT/index.jsonl
-(path, text, voice, offset, frames), resumable: utterances already in the index are skipped.
+Writes OUT/states.f16 (frames x dim, float16, utterances back to back), OUT/index.jsonl
+(path, text, voice, offset, frames) and OUT/info.json (dim, frozen layers), resumable: utterances already in the index are skipped.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def main(argv=None) -> int:
             offset = max(offset, row["offset"] + row["frames"])
     encoder = load_ctranslate2_encoder(args.whisper)
     dim = encoder.dim
+    (out / "info.json").write_text(json.dumps({"dim": dim, "frozen_layers": args.frozen_layers}))
     with open(states_path, "ab") as states, open(index_path, "a") as index:
         states.truncate(offset * dim * 2)
         states.seek(offset * dim * 2)

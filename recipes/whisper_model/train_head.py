@@ -29,8 +29,10 @@ from whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, encode  # noqa: E402
 
 
 class StateCache:
-    def __init__(self, directory: "str | Path", dim: int = 512):
+    def __init__(self, directory: "str | Path"):
         directory = Path(directory)
+        info = json.loads((directory / "info.json").read_text())
+        dim, self.frozen_layers = info["dim"], info["frozen_layers"]
         self.rows = [json.loads(line) for line in (directory / "index.jsonl").read_text().splitlines()]
         end = max(r["offset"] + r["frames"] for r in self.rows)
         self.states = np.memmap(directory / "states.f16", dtype=np.float16, mode="r", shape=(end, dim))
@@ -154,6 +156,9 @@ def main(argv=None) -> int:
                                    {"params": encoder_params, "lr": args.encoder_lr}], weight_decay=1e-2)
     train_caches = [StateCache(t) for t in args.train]
     dev_caches = [StateCache(d) for d in args.dev]
+    for cache in train_caches + dev_caches:
+        if cache.frozen_layers != args.frozen_layers:
+            raise SystemExit(f"{cache.name}: cached after {cache.frozen_layers} frozen layers, not {args.frozen_layers}")
     labels = {id(c): [encode(r["text"]) for r in c.rows] for c in train_caches}
     rng0 = np.random.default_rng(0)
     steps_per_epoch = sum(len(batches([r["frames"] for r in c.rows], args.max_frames, rng0)) for c in train_caches)
