@@ -4,6 +4,8 @@ or dynamic (weights only)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -37,7 +39,9 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         src, prepared, dst = Path(tmp, "fp32.onnx"), Path(tmp, "prepared.onnx"), Path(tmp, "quant.onnx")
         src.write_bytes(onnx_model)
         try:
-            q.shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+            # its shape inference leaves temporary model files in the working directory: keep them in tmp
+            with _working_directory(tmp):
+                q.shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
         except Exception:  # symbolic shape inference fails on some graphs; quantize the original then
             prepared = src
         if scheme == "dynamic":
@@ -111,6 +115,16 @@ def quantize_recurrent_weights(onnx_model: bytes, keep_float: Sequence[str] = ()
         for offset, new in enumerate(new_nodes):
             graph.node.insert(index + offset, new)
     return proto.SerializeToString() if added else onnx_model
+
+
+@contextlib.contextmanager
+def _working_directory(path: str):
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _default_spec(input_name: str):
