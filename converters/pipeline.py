@@ -31,6 +31,8 @@ class ConversionReport:
     bundle: str
     fp32_bundle: Optional[str]
     steps: Tuple[dict, ...]
+    # The torch model the bundle was exported from (pruned, fine-tuned): the reference for checks.
+    model: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def step(self, name: str) -> dict:
         return next(s for s in self.steps if s["step"] == name)
@@ -235,7 +237,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             files["model.tflite"] = tflite
             format_inputs["tflite"] = tflite_spec
             write()
-    return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps))
+    return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps), model)
 
 
 def _prune_to_target(model, example_input, target: float, importance: str, calibration, ignored, layer_ratios):

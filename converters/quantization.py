@@ -22,13 +22,19 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = None, scheme: str = "int8",
              input_name: str = "features", method: str = "minmax", per_channel: bool = True,
-             symmetric_activations: bool = False, keep_float: Sequence[str] = (), input_spec=None) -> bytes:
+             symmetric_activations: bool = False, keep_float: Sequence[str] = (), input_spec=None,
+             reduce_range: bool = True) -> bytes:
     """The quantized model as bytes (stored compactly: :func:`onnx_size.compact_qdq`).
 
     ``calibration``: feature arrays [frames, dim], or sample arrays for waveform models (static schemes; a few dozen utterances are
     enough). ``symmetric_activations`` suits TensorRT. ``keep_float``: node names left in float
     (e.g. from a sensitivity analysis). ``input_spec`` (an :class:`edge_speech.bundle.InputSpec`)
     describes models that take channel-major features or a frame-count input.
+
+    ``reduce_range`` (default) keeps int8 weights within 7 bits: onnxruntime's x86 kernels on
+    CPUs without VNNI (AVX2 only) add pairs of u8 x s8 products in saturating int16, which
+    with full-range weights clips large activations; on such a CPU a pruned conv model's output
+    SNR fell from 39 dB to 16 dB. The file size is unchanged.
     """
     q = import_ort_quantization()
     if scheme not in SCHEMES:
@@ -45,7 +51,7 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         except Exception:  # symbolic shape inference fails on some graphs; quantize the original then
             prepared = src
         if scheme == "dynamic":
-            q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel,
+            q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
                                nodes_to_exclude=list(keep_float))
             return compact_qdq(dst.read_bytes())
         batches = [np.asarray(x, dtype=np.float32) for x in (calibration or [])]
@@ -68,7 +74,7 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
                           calibrate_method={"minmax": q.CalibrationMethod.MinMax,
                                             "percentile": q.CalibrationMethod.Percentile,
                                             "entropy": q.CalibrationMethod.Entropy}[method],
-                          nodes_to_exclude=list(keep_float), extra_options=extra)
+                          nodes_to_exclude=list(keep_float), extra_options=extra, reduce_range=reduce_range)
         return compact_qdq(quantize_recurrent_weights(dst.read_bytes(), keep_float))
 
 

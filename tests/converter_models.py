@@ -219,3 +219,37 @@ class CRNNKeywordSpotter(nn.Module):
         x = self.conv(features[:, None]).permute(0, 2, 1, 3).flatten(2)
         x, _ = self.rnn(x)
         return self.head(x[:, -1])
+
+
+def confident(model, example, spread: float = 6.0):
+    """``model`` with its output layer rescaled so its logits spread about ``spread`` (std over
+    the classes) on ``example``, as a trained model's do. A random model's logits are nearly
+    flat, so the argmax (greedy decoding) would flip on any rounding and agreement between two
+    formats would measure noise rather than the conversion."""
+    with torch.no_grad():
+        width = model(example).shape[-1]
+        head = [m for m in model.modules() if (isinstance(m, nn.Linear) and m.out_features == width)
+                or (isinstance(m, nn.Conv1d) and m.out_channels == width)][-1]
+        out = model(example)
+        centred = out - out.mean(-1, keepdim=True)
+        scale = spread / float(centred.std(-1).mean())
+        head.weight.mul_(scale)
+        if head.bias is not None:
+            head.bias.mul_(scale)
+    return model
+
+
+# Issue 15's conversion matrix: the architectures users bring, sized so that their weights (not
+# the graph's bookkeeping) fill the files, a few hundred thousand parameters each. Each entry:
+# class, constructor arguments, feature dimension, and whether it is a keyword classifier.
+MATRIX = {
+    "DSConvCTC": (DSConvCTC, {"channels": 256}, 80, False),
+    "ConformerCTC": (ConformerCTC, {"d": 128}, 80, False),
+    "DSCNN": (DSCNN, {"channels": 256, "blocks": 4}, 40, True),
+    "DeepSpeech2": (DeepSpeech2, {"channels": 16, "hidden": 64}, 80, False),
+    "GRUStack": (GRUStack, {"channels": 128, "hidden": 128}, 80, False),
+    "TransformerCTC": (TransformerCTC, {"d": 192}, 80, False),
+    "QuartzNet": (QuartzNet, {"channels": 256, "blocks": 3}, 80, False),
+    "ConformerConv2dSub": (ConformerConv2dSub, {"d": 80}, 80, False),
+    "CRNNKeywordSpotter": (CRNNKeywordSpotter, {"channels": 32, "hidden": 96}, 40, True),
+}

@@ -1,0 +1,91 @@
+"""Issue 15's conversion matrix as a table: every architecture of ``tests/converter_models.py``
+(random seeded weights, confident outputs) through the one documented ``converters.convert``
+call with ``prune=0.5, quantize="int8", formats=("onnx", "tflite"), target="rpi4"``, the same
+conversion and checks as ``tests/test_converter_matrix.py``.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_converter_matrix.py [--only NAME ...]
+
+Columns: MACs removed (our counter, converted torch model vs original), int8/fp32 ONNX file size
+ratio, greedy-token agreement with the converted torch model on synthesized speech (espeak-ng;
+classifiers: equal labels over 1 s clips) of the float ONNX, int8 ONNX and int8 TFLite bundles
+loaded by the runtime, and the wall time of the convert() call. Needs espeak-ng and sox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))
+
+
+def synthesize(text: str, folder: Path) -> np.ndarray:
+    from edge_speech import audio
+
+    raw, wav = folder / f"raw_{abs(hash(text))}.wav", folder / f"speech_{abs(hash(text))}.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-b", "16", "-c", "1", str(wav)], check=True)
+    return audio.read_wav(wav)[0]
+
+
+def main(argv=None) -> int:
+    import torch
+
+    import test_converter_matrix as matrix
+    from converter_models import MATRIX
+    from edge_speech import converters
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="*", choices=list(MATRIX), help="architectures to run (default: all)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="es_matrix_") as tmp:
+        tmp = Path(tmp)
+        evaluation = synthesize(matrix.EVAL_TEXT, tmp)
+        calibration = synthesize(matrix.CALIB_TEXT, tmp)
+        calib = [calibration[i:i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
+        for name in args.only or MATRIX:
+            with contextlib.redirect_stdout(sys.stderr):  # litert-torch's progress lines
+                report, seconds, model, example = matrix.convert_one(name, tmp / name, calib,
+                                                                     [(evaluation, matrix.EVAL_TEXT)])
+            converted = {"report": report, "speech": evaluation}
+            before = converters.count_macs(model, example)[0]
+            after = converters.count_macs(report.model, example)[0]
+            fp32 = (Path(report.fp32_bundle) / "model.onnx").stat().st_size
+            int8 = (Path(report.bundle) / "model.onnx").stat().st_size
+            cells = []
+            for backend, use_fp32 in (("onnx", True), ("onnx", False), ("tflite", False)):
+                try:
+                    cells.append(f"{matrix.agreement(*matrix._reference_and_runtime(converted, backend, use_fp32)):.1%}")
+                except Exception as err:  # a bundle without TFLite: say why
+                    tflite = next((s for s in report.steps if s["step"] == "export_tflite"), {})
+                    cells.append("failed" if "error" in tflite else f"error: {type(err).__name__}")
+            params = sum(x.numel() for x in model.parameters())
+            rows.append((name, f"{params / 1e3:.0f}k", f"{1 - after / before:.1%}", f"{fp32 / int8:.2f}x", *cells,
+                         f"{seconds:.1f} s"))
+            print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+    header = ("architecture", "params", "MACs removed", "int8 ONNX smaller", "fp32 ONNX agrees", "int8 ONNX agrees",
+              "int8 TFLite agrees", "convert() time")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    import onnxruntime
+    import litert_torch
+
+    print(f"\n{platform.machine()}, {platform.python_version()}, torch {torch.__version__}, onnxruntime "
+          f"{onnxruntime.__version__}, litert-torch {getattr(litert_torch, '__version__', '?')}, one thread")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

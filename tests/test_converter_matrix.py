@@ -1,0 +1,168 @@
+"""Issue 15's conversion matrix: every architecture in ``converter_models.MATRIX`` (random seeded
+weights, a few hundred thousand parameters) through the one documented call
+
+    converters.convert(model, example, cfg, tokens, calib=..., eval=..., prune=0.5, quantize="int8",
+                       formats=("onnx", "tflite"), target="rpi4", out=...)
+
+and then checked from the outside: MACs halved (0.5 +- 0.05, counted on the converted torch model
+against the original), the int8 model file at least 3.5x smaller than the float one, and both
+bundles loaded by the runtime giving the greedy output of the converted torch model on real
+synthesized speech (>= 95% of tokens in float, >= 90% in int8; classifiers: the same label).
+What is not achieved yet is marked xfail (strict) with its cause, so a fix shows up as a pass.
+Each architecture is converted once per session and shared by its checks."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from converter_models import MATRIX, confident, seeded
+from edge_speech import KeywordClassifier, Recognizer, converters, features
+from edge_speech.bundle import Bundle
+from edge_speech.classifier import clip_features
+from edge_speech.converters.verification import edit_distance, greedy_tokens
+
+TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
+LABELS = ["silence", "unknown", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+EVAL_TEXT = "Turn on the kitchen light, then set a timer for five minutes."
+CALIB_TEXT = "Please open the garage door and play some quiet music in the bedroom."
+
+
+def feature_config(dim: int) -> features.FeatureConfig:
+    return features.FeatureConfig.preset("kaldi-fbank").replace(num_mel_bins=dim)
+
+
+def build(name: str, speech: np.ndarray):
+    """(seeded model with outputs as confident as a trained one's on ``speech``, example input,
+    feature config, labels, classifier?)."""
+    model_class, kwargs, dim, classifier = MATRIX[name]
+    kwargs = dict(kwargs, **({"dim": dim} if "dim" in model_class.__init__.__code__.co_varnames else {}))
+    model = seeded(model_class, **kwargs)
+    cfg = feature_config(dim)
+    frames = 98 if classifier else 101
+    example = torch.randn(1, frames, dim, generator=torch.Generator().manual_seed(1))
+    feats = torch.from_numpy(features.compute(speech, 16000, cfg))[None]
+    return confident(model, feats[:, :frames] if classifier else feats), example, cfg, \
+        LABELS if classifier else TOKENS, classifier
+
+
+def convert_one(name: str, out: Path, calib, evaluation):
+    """(converter report, seconds, original model, example) of the documented call on ``name``."""
+    model, example, cfg, labels, classifier = build(name, np.concatenate(calib))
+    if classifier:
+        evaluation = [(samples, labels[2]) for samples, _ in evaluation]
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # shortfalls and TFLite failures are in the report, checked below
+        report = converters.convert(model, example, cfg, labels, calib=calib, eval=evaluation, prune=0.5,
+                                    quantize="int8", formats=("onnx", "tflite"), target="rpi4", out=out)
+    return report, time.perf_counter() - start, model, example
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory, speech_wav):
+    """name -> conversion, converted on first use."""
+    from edge_speech import audio
+
+    evaluation, _ = audio.read_wav(speech_wav(16000, EVAL_TEXT))
+    calibration, _ = audio.read_wav(speech_wav(16000, CALIB_TEXT))
+    calib = [calibration[i:i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
+    done = {}
+
+    def get(name: str):
+        if name not in done:
+            out = tmp_path_factory.mktemp(name) / "bundle"
+            report, seconds, model, example = convert_one(name, out, calib, [(evaluation, EVAL_TEXT)])
+            done[name] = {"report": report, "seconds": seconds, "original": model, "example": example,
+                          "speech": evaluation}
+        return done[name]
+
+    return get
+
+
+def xfail(name: str, reason: str):
+    return pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True, raises=AssertionError))
+
+
+PRUNING = [
+    xfail("ConformerCTC", "its residual width feeds a reshape into (3, heads, d/heads) written out in forward() "
+          "and a GLU, which torch-pruning cannot map, so only the feed-forward widths shrink (0.38)"),
+    *[n for n in MATRIX if n != "ConformerCTC"],
+]
+
+
+@pytest.mark.parametrize("name", PRUNING)
+def test_pruning_removes_half_the_macs(matrix, name):
+    converted = matrix(name)
+    model, example = converted["original"], converted["example"]
+    before, _ = converters.count_macs(model, example)
+    after, _ = converters.count_macs(converted["report"].model, example)
+    assert abs((1 - after / before) - 0.5) <= 0.05, converted["report"].step("prune")
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_int8_onnx_is_at_least_3_5_times_smaller_than_float(matrix, name):
+    report = matrix(name)["report"]
+    fp32 = (Path(report.fp32_bundle) / "model.onnx").stat().st_size
+    int8 = (Path(report.bundle) / "model.onnx").stat().st_size
+    assert fp32 / int8 >= 3.5, (fp32, int8)
+
+
+def _reference_and_runtime(converted, backend: str, fp32: bool):
+    """Outputs of the converted torch model and of the bundle in the runtime on the speech:
+    CTC log-probs [frames, vocab] or, for classifiers, one [labels] row per 1 s clip."""
+    report, samples = converted["report"], converted["speech"]
+    path = report.fp32_bundle if fp32 else report.bundle
+    model = report.model
+    loader = KeywordClassifier if Bundle.load(path).manifest.kind == "classifier" else Recognizer
+    runtime = loader.from_bundle(path, backend=backend)
+    cfg = runtime.manifest.features
+
+    def torch_run(feats):
+        with torch.no_grad():
+            return model(torch.from_numpy(feats)[None])[0].numpy()
+
+    if loader is KeywordClassifier:
+        clips = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 4000)]
+        reference = np.stack([torch_run(clip_features(c, cfg, 16000, runtime.clip_frames)) for c in clips])
+        return reference, np.stack([runtime.logits(c) for c in clips])
+    return torch_run(features.compute(samples, 16000, cfg)), runtime.log_probs(samples)
+
+
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Greedy-token agreement (1 - edit distance / reference tokens), or for classifier rows the
+    share of equal labels."""
+    assert reference.shape == candidate.shape
+    if reference.shape[-1] == len(LABELS) and len(reference) < 40:  # classifier clips
+        return float(np.mean(reference.argmax(-1) == candidate.argmax(-1)))
+    ref, got = greedy_tokens(reference), greedy_tokens(candidate)
+    assert len(ref) >= 10  # confident outputs: a real token sequence to compare
+    return 1.0 - edit_distance(ref, got) / len(ref)
+
+
+RECURRENT_TFLITE = ("litert-torch 0.10's int8 quantizer cannot annotate nn.GRU (_annotate_gru_io_only indexes a "
+                    "hidden-state input the module call does not have)")
+TFLITE_GAPS = {
+    "GRUStack": RECURRENT_TFLITE,
+    "CRNNKeywordSpotter": RECURRENT_TFLITE,
+    "ConformerConv2dSub": "unpadded Conv2dSubsampling gives (T-3)//4 frames, not T/4, which fixed TFLite windows need",
+    "TransformerCTC": "int8 TFLite attention agrees on 88% of greedy tokens (static int8 softmax and score matmuls)",
+}
+AGREEMENT = [
+    *[pytest.param(n, "onnx", True, 0.95, id=f"{n}-onnx-fp32") for n in MATRIX],
+    *[pytest.param(n, "onnx", False, 0.90, id=f"{n}-onnx-int8") for n in MATRIX],
+    *[pytest.param(n, "tflite", False, 0.90, id=f"{n}-tflite-int8",
+                   marks=[pytest.mark.xfail(reason=TFLITE_GAPS[n], strict=True)] if n in TFLITE_GAPS else [])
+      for n in MATRIX],
+]
+
+
+@pytest.mark.parametrize("name, backend, fp32, needed", AGREEMENT)
+def test_bundles_load_in_the_runtime_and_agree_with_torch_on_speech(matrix, name, backend, fp32, needed):
+    reference, got = _reference_and_runtime(matrix(name), backend, fp32)
+    assert agreement(reference, got) >= needed
