@@ -17,6 +17,7 @@ from edge_speech.classifier import clip_features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from edge_speech.converters._deps import import_torch
 from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
+from edge_speech.converters.preflight import pad_frames, preflight
 from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
 from edge_speech.converters.report import REPORT_FOLDER, write_report
@@ -73,6 +74,13 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     keeping every finished artifact (the ONNX bundle is written before TFLite is tried);
     ``strict=True`` makes them errors (raised after the ONNX bundle is written).
 
+    Before any pruning or quantization, a preflight (:mod:`~edge_speech.converters.preflight`,
+    seconds) checks the ONNX export at several lengths, measures the model's frame mapping (a
+    front end giving other than ceil(T / subsampling) frames, such as an unpadded
+    Conv2dSubsampling, is exported with the trailing zero frames that make it so; one no padding
+    fixes is refused for TFLite) and refuses layers a requested format cannot hold (``nn.GRU`` in
+    int8 TFLite), raising ``ValueError`` with the layer's name and the alternative.
+
     Waveform models (``input_spec.kind == "waveform"``, ``feature_config=None``, see
     :func:`convert_wav2vec2`) take samples [1, samples]; ``subsampling_factor`` then gives the
     samples per output frame, and ``output_is_log_probs=False`` marks logits.
@@ -113,12 +121,17 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     else:
         subsampling = subsampling_factor or int(round(example_input.shape[1] / reference_out.shape[1]))
 
+    checked = None
+    if not waveform:  # waveform models' exports have their own checks (convert_wav2vec2)
+        checked = preflight(model, example_input, formats, tflite_int8=quantize == "int8", subsampling=subsampling,
+                            sequence_output=not classifier)
     front_end = _front_end(feature_config, spec, sample_rate)
     calibration = _model_inputs(calib, front_end, sample_rate, max_calibration) if calib is not None else []
     evaluation = [(_model_inputs([a], front_end, sample_rate, 1)[0], text) for a, text in (eval or [])]
     macs, params = count_macs(model, example_input)
-    steps.append({"step": "source", "macs": macs, "params": params, **_accuracy(torch_runner(model), evaluation,
-                                                                               tokens, blank_id)})
+    steps.append({"step": "source", "macs": macs, "params": params,
+                  **({"preflight": checked.to_dict()} if checked else {}),
+                  **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
 
     if prune:
         teacher = model
@@ -158,6 +171,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             steps.append({"step": "finetune", **dataclasses.asdict(tuned),
                           **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
 
+    if checked and checked.pad_frames:  # the runtime's frame arithmetic: T frames give ceil(T / subsampling)
+        model = pad_frames(model, checked.pad_frames)
     fp32 = export_onnx(model, example_input, input_name=spec.name,
                        output_name="log_probs" if output_is_log_probs else "logits")
     runner = functools.partial(onnx_runner, input_spec=spec)

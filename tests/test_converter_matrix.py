@@ -52,16 +52,26 @@ def build(name: str, speech: np.ndarray):
 
 
 def convert_one(name: str, out: Path, calib, evaluation):
-    """(converter report, seconds, original model, example) of the documented call on ``name``."""
+    """(converter report, seconds, original model, example, refusal) of the documented call on
+    ``name``; refusal: (message, seconds) when the preflight refused a format, after which the
+    call is repeated without it."""
     model, example, cfg, labels, classifier = build(name, np.concatenate(calib))
     if classifier:
         evaluation = [(samples, labels[2]) for samples, _ in evaluation]
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # shortfalls and TFLite failures are in the report, checked below
-        report = converters.convert(model, example, cfg, labels, calib=calib, eval=evaluation, prune=0.5,
-                                    quantize="int8", formats=("onnx", "tflite"), target="rpi4", out=out)
-    return report, time.perf_counter() - start, model, example
+    refusal = None
+    for formats in (("onnx", "tflite"), ("onnx",)):
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # shortfalls and TFLite failures are in the report, checked below
+                report = converters.convert(model, example, cfg, labels, calib=calib, eval=evaluation, prune=0.5,
+                                            quantize="int8", formats=formats, target="rpi4", out=out)
+            break
+        except ValueError as err:  # refused up front: what the formats cannot hold; the rest goes on without
+            if "int8 TFLite cannot hold" not in str(err):
+                raise
+            refusal = (str(err), time.perf_counter() - start)
+    return report, time.perf_counter() - start, model, example, refusal
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +87,9 @@ def matrix(tmp_path_factory, speech_wav):
     def get(name: str):
         if name not in done:
             out = tmp_path_factory.mktemp(name) / "bundle"
-            report, seconds, model, example = convert_one(name, out, calib, [(evaluation, EVAL_TEXT)])
+            report, seconds, model, example, refusal = convert_one(name, out, calib, [(evaluation, EVAL_TEXT)])
             done[name] = {"report": report, "seconds": seconds, "original": model, "example": example,
-                          "speech": evaluation}
+                          "speech": evaluation, "refusal": refusal}
         return done[name]
 
     return get
@@ -145,20 +155,19 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     return 1.0 - edit_distance(ref, got) / len(ref)
 
 
-RECURRENT_TFLITE = ("litert-torch 0.10's int8 quantizer cannot annotate nn.GRU (_annotate_gru_io_only indexes a "
-                    "hidden-state input the module call does not have)")
+# Refused in the preflight: int8 TFLite cannot hold nn.GRU (see converters.preflight).
+REFUSED_TFLITE = ("GRUStack", "CRNNKeywordSpotter")
 TFLITE_GAPS = {
-    "GRUStack": RECURRENT_TFLITE,
-    "CRNNKeywordSpotter": RECURRENT_TFLITE,
-    "ConformerConv2dSub": "unpadded Conv2dSubsampling gives (T-3)//4 frames, not T/4, which fixed TFLite windows need",
     "TransformerCTC": "int8 TFLite attention agrees on 88% of greedy tokens (static int8 softmax and score matmuls)",
+    "ConformerConv2dSub": "full attention inside fixed TFLite windows of 24 output frames differs from a whole-utterance "
+                          "run: float TFLite agrees on 72% (80% with 48 context frames), so the windows, not int8",
 }
 AGREEMENT = [
     *[pytest.param(n, "onnx", True, 0.95, id=f"{n}-onnx-fp32") for n in MATRIX],
     *[pytest.param(n, "onnx", False, 0.90, id=f"{n}-onnx-int8") for n in MATRIX],
     *[pytest.param(n, "tflite", False, 0.90, id=f"{n}-tflite-int8",
                    marks=[pytest.mark.xfail(reason=TFLITE_GAPS[n], strict=True)] if n in TFLITE_GAPS else [])
-      for n in MATRIX],
+      for n in MATRIX if n not in REFUSED_TFLITE],
 ]
 
 
@@ -166,3 +175,18 @@ AGREEMENT = [
 def test_bundles_load_in_the_runtime_and_agree_with_torch_on_speech(matrix, name, backend, fp32, needed):
     reference, got = _reference_and_runtime(matrix(name), backend, fp32)
     assert agreement(reference, got) >= needed
+
+
+@pytest.mark.parametrize("name", REFUSED_TFLITE)
+def test_int8_tflite_of_a_gru_is_refused_in_the_preflight_within_seconds_naming_the_layer(matrix, name):
+    converted = matrix(name)
+    assert converted["refusal"] is not None, "the documented call was not refused"
+    message, seconds = converted["refusal"]
+    assert "'rnn' (nn.GRU)" in message and "formats=('onnx',)" in message
+    assert seconds < 10
+    assert set(Bundle.load(converted["report"].bundle).manifest.models) == {"onnx"}  # the rest went on
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_the_preflight_takes_seconds(matrix, name):
+    assert matrix(name)["report"].step("source")["preflight"]["seconds"] < 10

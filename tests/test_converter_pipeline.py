@@ -67,7 +67,7 @@ def test_a_failed_tflite_export_keeps_the_onnx_bundle_and_reports_the_full_error
         raise IndexError("list index out of range\nwhile annotating aten.gru.input: the cause is on this line")
 
     monkeypatch.setattr(pipeline, "export_tflite", broken_tflite)
-    model = seeded(GRUStack)
+    model = seeded(DSConvCTC)  # (a GRU would be refused before: see the preflight)
     with pytest.warns(UserWarning, match="TFLite export failed"):
         report = converters.convert(model, torch.randn(1, 80, 80), FBANK, TOKENS, calib=_calibration(),
                                     formats=("onnx", "tflite"), out=tmp_path / "b")
@@ -138,3 +138,59 @@ class BakedLength(torch.nn.Module):
 def test_an_export_that_only_runs_at_the_traced_length_is_refused_naming_it():
     with pytest.raises(RuntimeError, match=r"(?s)does not run at \d+ frames \(it was traced at 50\).*Reshape"):
         converters.export_onnx(BakedLength(), torch.randn(1, 50, 80))
+
+
+class UnpaddedSubsampling(torch.nn.Module):
+    """ESPnet's Conv2dSubsampling alone with a CTC head: T frames give (T - 3) // 4."""
+
+    def __init__(self):
+        super().__init__()
+        from converter_models import Conv2dSubsampling
+
+        self.subsample = Conv2dSubsampling(80, 32)
+        self.head = torch.nn.Linear(32, len(TOKENS))
+
+    def forward(self, features):
+        return self.head(self.subsample(features)).log_softmax(-1)
+
+
+def test_the_preflight_measures_a_frame_mapping_and_pads_it_to_what_the_runtime_cuts(tmp_path):
+    torch.manual_seed(0)
+    model = UnpaddedSubsampling().eval()
+    report = converters.convert(model, torch.randn(1, 101, 80), FBANK, TOKENS, calib=_calibration(), quantize=None,
+                                formats=("onnx", "tflite"), out=tmp_path / "b")
+    checked = report.step("source")["preflight"]
+    assert checked["frame_mapping"]["33"] == 7 and checked["frame_mapping"]["131"] == 32  # (T - 3) // 4
+    assert checked["subsampling"] == 4 and checked["pad_frames"] == 6
+    samples = _calibration()[0]
+    feats = features.compute(samples, 16000, FBANK)
+    with torch.no_grad():
+        original = model(torch.from_numpy(feats)[None])[0].numpy()
+    onnx_out = Recognizer.from_bundle(tmp_path / "b", backend="onnx").log_probs(samples)
+    tflite_out = Recognizer.from_bundle(tmp_path / "b", backend="tflite").log_probs(samples)
+    assert len(onnx_out) == len(tflite_out) == -(-len(feats) // 4)
+    # The frames the model had are unchanged; the added ones see the trailing zeros.
+    np.testing.assert_allclose(onnx_out[:len(original)], original, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tflite_out[:len(original)], original, rtol=1e-3, atol=1e-3)
+
+
+class FixedFrames(torch.nn.Module):
+    """Always the first 12 frames, whatever the input length: no padding makes that ceil(T / s)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(80, len(TOKENS))
+
+    def forward(self, features):
+        return self.head(features[:, :12]).log_softmax(-1)
+
+
+def test_a_frame_mapping_no_padding_fixes_is_refused_for_tflite_in_seconds(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"not a fixed function ceil\(T / 8\).*33 -> 12.*formats=\('onnx',\)"):
+        converters.convert(FixedFrames().eval(), torch.randn(1, 96, 80), FBANK, TOKENS, calib=_calibration(),
+                           prune=0.5, formats=("onnx", "tflite"), out=tmp_path / "b")
+    assert time.perf_counter() - start < 10
+    assert not (tmp_path / "b").exists()  # nothing was pruned, quantized or written
