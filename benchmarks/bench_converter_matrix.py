@@ -8,7 +8,8 @@ conversion and checks as ``tests/test_converter_matrix.py``.
 Columns: MACs removed (our counter, converted torch model vs original), int8/fp32 ONNX file size
 ratio, greedy-token agreement with the converted torch model on synthesized speech (espeak-ng;
 classifiers: equal labels over 1 s clips) of the float ONNX, int8 ONNX and int8 TFLite bundles
-loaded by the runtime, and the wall time of the convert() call. Needs espeak-ng and sox.
+loaded by the runtime, and the wall time of the convert() call (after a preflight refusal, of
+the call without TFLite). Needs espeak-ng and sox.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def main(argv=None) -> int:
         calib = [calibration[i:i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
         for name in args.only or MATRIX:
             with contextlib.redirect_stdout(sys.stderr):  # litert-torch's progress lines
-                report, seconds, model, example = matrix.convert_one(name, tmp / name, calib,
-                                                                     [(evaluation, matrix.EVAL_TEXT)])
+                report, seconds, model, example, refusal = matrix.convert_one(name, tmp / name, calib,
+                                                                              [(evaluation, matrix.EVAL_TEXT)])
             converted = {"report": report, "speech": evaluation}
             before = converters.count_macs(model, example)[0]
             after = converters.count_macs(report.model, example)[0]
@@ -64,6 +65,9 @@ def main(argv=None) -> int:
             int8 = (Path(report.bundle) / "model.onnx").stat().st_size
             cells = []
             for backend, use_fp32 in (("onnx", True), ("onnx", False), ("tflite", False)):
+                if backend == "tflite" and refusal:
+                    cells.append(f"refused in the preflight ({refusal[1]:.1f} s)")
+                    continue
                 try:
                     cells.append(f"{matrix.agreement(*matrix._reference_and_runtime(converted, backend, use_fp32)):.1%}")
                 except Exception as err:  # a bundle without TFLite: say why
