@@ -5,6 +5,12 @@ commands through a grammar and rejects speech outside it, and streams."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +19,10 @@ from edge_speech.converters.verification import error_rate
 from edge_speech.recognizer import EMBEDDED_MODELS
 from test_recognizer import run_cli
 
-EXAMPLES = EMBEDDED_MODELS["en-small"].parent.parent.parent / "recipes" / "default_model" / "examples"
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
+EXAMPLES = RECIPE / "examples"
+EVALUATE = RECIPE / "evaluate.py"
+ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 SENTENCES = [
     ("Please call my sister tomorrow morning.", "en-us"),
     ("The weather will be cold and windy this evening.", "en-gb"),
@@ -100,3 +109,21 @@ def test_noise_alone_is_not_a_command(base):
         result = base.transcribe((samples, 16000), grammar=EXAMPLES / "commands.yaml")
         # measured: confidence <= 0.02 on white, pink and brown noise; the bundle's threshold is 0.2
         assert result.intent is None and result.confidence < 0.1, (result.intent, result.confidence)
+
+
+@pytest.mark.skipif(not ASTERISK_TRANSCRIPTS.is_file(), reason="Debian's asterisk-core-sounds-en(-wav) not installed")
+def test_real_speech_beats_en_small_and_pocketsphinx_on_the_asterisk_prompts(tmp_path):
+    """One real speaker's 492 telephone prompts, scored by the recipe's own evaluate.py run as a
+    user runs it. Measured: en-base 17.3% CER with its LM; en-small 49.6%; PocketSphinx 41.2%
+    (benchmarks/bench_asterisk.py, not a dependency of the tests)."""
+    rates = {}
+    for name in ("en-base", "en-small"):
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, str(EVALUATE), "--bundle", str(EMBEDDED_MODELS[name]), "--sets",
+                               "asterisk", "--beam", "32", "--json", str(out)], capture_output=True, text=True,
+                              timeout=1200, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        rates[name] = json.loads(out.read_text())["asterisk"]
+    assert rates["en-base"]["utterances"] >= 400
+    assert rates["en-base"]["cer"] <= 0.20 and rates["en-base"]["wer"] <= 0.45, rates
+    assert rates["en-base"]["cer"] < rates["en-small"]["cer"] - 0.2, rates

@@ -24,7 +24,12 @@ import torch
 
 from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
 
+from edge_speech.converters.verification import greedy_tokens
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "default_model"))
+from evaluate import error_rates  # noqa: E402  the one CER/WER of the recipes
+from train import batches  # noqa: E402  the default model's length-bucketed batches
 from whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, encode  # noqa: E402
 
 
@@ -44,22 +49,6 @@ class StateCache:
     def get(self, i: int) -> np.ndarray:
         r = self.rows[i]
         return np.asarray(self.states[r["offset"]: r["offset"] + r["frames"]], dtype=np.float32)
-
-
-def batches(lengths, max_frames: int, rng: np.random.Generator):
-    order = np.argsort(np.asarray(lengths) + rng.uniform(0, 8, len(lengths)))
-    out, current, longest = [], [], 0
-    for i in order:
-        longest_next = max(longest, lengths[i])
-        if current and longest_next * (len(current) + 1) > max_frames:
-            out.append(current)
-            current, longest_next = [], lengths[i]
-        current.append(int(i))
-        longest = longest_next
-    if current:
-        out.append(current)
-    rng.shuffle(out)
-    return out
 
 
 def collate(cache: StateCache, ids, rng=None, time_masks: int = 0, drop: float = 0.0):
@@ -83,41 +72,19 @@ def collate(cache: StateCache, ids, rng=None, time_masks: int = 0, drop: float =
 
 
 def greedy(log_probs: torch.Tensor, length: int) -> str:
-    ids = log_probs[:length].argmax(-1).tolist()
-    out, previous = [], BLANK_ID
-    for t in ids:
-        if t != previous and t != BLANK_ID:
-            out.append(TOKENS[t])
-        previous = t
-    return " ".join("".join(out).split())
-
-
-def edit_distance(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
-        previous = current
-    return previous[-1]
+    return "".join(TOKENS[t] for t in greedy_tokens(log_probs[:length].numpy(), BLANK_ID)).strip()
 
 
 def evaluate(model, cache: StateCache, batch_frames: int = 6000) -> dict:
     model.eval()
-    chars = char_errors = words = word_errors = 0
+    pairs = []
     with torch.no_grad():
-        for ids in batches([r["frames"] for r in cache.rows], batch_frames, np.random.default_rng(0)):
+        for ids in batches([r["frames"] for r in cache.rows], batch_frames, 0, 0):
             x, mask, lengths = collate(cache, ids)
             log_probs = model.forward_states(x, mask)
-            for b, i in enumerate(ids):
-                ref = " ".join(cache.rows[i]["text"].lower().split())
-                hyp = greedy(log_probs[b], int(lengths[b]))
-                chars += len(ref)
-                char_errors += edit_distance(ref, hyp)
-                words += len(ref.split())
-                word_errors += edit_distance(ref.split(), hyp.split())
+            pairs += [(cache.rows[i]["text"], greedy(log_probs[b], int(lengths[b]))) for b, i in enumerate(ids)]
     model.train()
-    return {"cer": char_errors / max(chars, 1), "wer": word_errors / max(words, 1)}
+    return error_rates(pairs)
 
 
 def main(argv=None) -> int:
@@ -160,8 +127,7 @@ def main(argv=None) -> int:
         if cache.frozen_layers != args.frozen_layers:
             raise SystemExit(f"{cache.name}: cached after {cache.frozen_layers} frozen layers, not {args.frozen_layers}")
     labels = {id(c): [encode(r["text"]) for r in c.rows] for c in train_caches}
-    rng0 = np.random.default_rng(0)
-    steps_per_epoch = sum(len(batches([r["frames"] for r in c.rows], args.max_frames, rng0)) for c in train_caches)
+    steps_per_epoch = sum(len(batches([r["frames"] for r in c.rows], args.max_frames, 0, 0)) for c in train_caches)
     total = steps_per_epoch * args.epochs
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[args.lr, args.encoder_lr], total_steps=total,
                                                    pct_start=0.1)
@@ -188,7 +154,8 @@ def main(argv=None) -> int:
         f"{sum(p.numel() for p in head_params + encoder_params)} trainable parameters")
     for epoch in range(start_epoch, args.epochs):
         rng = np.random.default_rng((1, epoch))
-        plan = [(c, ids) for c in train_caches for ids in batches([r["frames"] for r in c.rows], args.max_frames, rng)]
+        plan = [(c, ids) for k, c in enumerate(train_caches)
+                for ids in batches([r["frames"] for r in c.rows], args.max_frames, k, epoch)]
         order = rng.permutation(len(plan))
         started, seen_loss = time.time(), []
         for step, k in enumerate(order):
