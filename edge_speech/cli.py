@@ -391,7 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("features", help="compute log-mel or MFCC features of a WAV file and summarise them")
     p.add_argument("file")
-    p.add_argument("--preset", default="kaldi-fbank", choices=sorted(features.PRESETS))
+    p.add_argument("--preset", default="kaldi-fbank", choices=sorted([*features.PRESETS, *features.OFFLINE_PRESETS]))
     p.add_argument("--num-mel-bins", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--output", help="save the features as a .npy file")

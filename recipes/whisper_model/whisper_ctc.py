@@ -25,15 +25,11 @@ SUBSAMPLING = 2
 MAX_SECONDS = 30  # Whisper's position table ends at 1500 encoder frames
 
 
-# Whisper clamps each utterance's log-mel at its max - 8 (log10 units), which a stream cannot know;
-# the bundle uses a fixed floor instead (output units; measured against the utterance clamp in
-# the recipe README).
-FIXED_FLOOR = -0.7
-
-
 def feature_config(clamp: str = "fixed") -> es_features.FeatureConfig:
+    """Whisper's log-mel; ``"fixed"``: the preset's fixed floor instead of the per-utterance
+    clamp (max - 8), which a stream cannot know (the bundle's choice, measured in RESULTS)."""
     config = es_features.FeatureConfig.preset("whisper")
-    return config.replace(output_clamp="fixed", output_clamp_floor=FIXED_FLOOR) if clamp == "fixed" else config
+    return config.replace(output_clamp="fixed") if clamp == "fixed" else config
 
 
 def whisper_features(samples: np.ndarray, clamp: str = "utterance") -> np.ndarray:
