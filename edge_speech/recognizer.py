@@ -117,8 +117,8 @@ class Recognizer:
         """An embedded English model (no download): ``Recognizer.default().transcribe(path)``.
 
         ``model``: ``"en-small"`` (the default; small and fast, for always-on commands and Pi
-        3-class devices) or ``"en-base"`` (Whisper base's encoder: far better on real voices,
-        about 8x the size and compute). Options are those of :meth:`from_bundle`."""
+        3-class devices) or ``"en-base"`` (Whisper base's encoder: far better on real voices;
+        23.5 MB instead of 2.7 MB and about 7x the CPU time). Options are those of :meth:`from_bundle`."""
         name = DEFAULT_MODEL if model is None else model
         if name not in EMBEDDED_MODELS:
             raise ValueError(f"unknown embedded model {name!r}; choose one of {sorted(EMBEDDED_MODELS)}, "
