@@ -118,7 +118,7 @@ class Recognizer:
 
         ``model``: ``"en-small"`` (the default; small and fast, for always-on commands and Pi
         3-class devices) or ``"en-base"`` (Whisper base's encoder: far better on real voices;
-        23.5 MB instead of 2.7 MB and about 7x the CPU time). Options are those of :meth:`from_bundle`."""
+        23.5 MB instead of 2.7 MB and about 9x the CPU time). Options are those of :meth:`from_bundle`."""
         name = DEFAULT_MODEL if model is None else model
         if name not in EMBEDDED_MODELS:
             raise ValueError(f"unknown embedded model {name!r}; choose one of {sorted(EMBEDDED_MODELS)}, "
