@@ -22,7 +22,7 @@ from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
 from edge_speech.converters.report import REPORT_FOLDER, write_report
 from edge_speech.converters.verification import (error_rate, greedy_tokens, onnx_runner, tflite_runner,
-                                                   torch_runner, verify)
+                                                   torch_runner, verify, within_max_frames)
 
 AudioSet = Union[str, Path, Iterable[Any]]
 
@@ -126,12 +126,16 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         checked = preflight(model, example_input, formats, tflite_int8=quantize == "int8", subsampling=subsampling,
                             sequence_output=not classifier)
     front_end = _front_end(feature_config, spec, sample_rate)
+
+    def run_torch(torch_model):  # the runtime's windows where the model has a longest input
+        return within_max_frames(torch_runner(torch_model), spec, subsampling)
+
     calibration = _model_inputs(calib, front_end, sample_rate, max_calibration) if calib is not None else []
     evaluation = [(_model_inputs([a], front_end, sample_rate, 1)[0], text) for a, text in (eval or [])]
     macs, params = count_macs(model, example_input)
     steps.append({"step": "source", "macs": macs, "params": params,
                   **({"preflight": checked.to_dict()} if checked else {}),
-                  **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
+                  **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
 
     if prune:
         teacher = model
@@ -148,7 +152,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 raise ValueError("importance='taylor' needs calib= audio (its gradients come from the calibration set)")
         model, prune_report = _prune_to_target(model, example_input, prune, importance, taylor_batches, ignored,
                                                layer_ratios)
-        step = {"step": "prune", **prune_report.to_dict(), **_accuracy(torch_runner(model), evaluation, tokens, blank_id)}
+        step = {"step": "prune", **prune_report.to_dict(), **_accuracy(run_torch(model), evaluation, tokens, blank_id)}
         if prune_report.mac_reduction < prune - 0.05:
             why = "; ".join(prune_report.notes) or "no further channel could be removed"
             message = (f"pruning removed {prune_report.mac_reduction:.1%} of the MACs, short of the {prune:.0%} asked: "
@@ -169,15 +173,17 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                           for _, text in evaluation]
             tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id)
             steps.append({"step": "finetune", **dataclasses.asdict(tuned),
-                          **_accuracy(torch_runner(model), evaluation, tokens, blank_id)})
+                          **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
 
     if checked and checked.pad_frames:  # the runtime's frame arithmetic: T frames give ceil(T / subsampling)
         model = pad_frames(model, checked.pad_frames)
     fp32 = export_onnx(model, example_input, input_name=spec.name,
                        output_name="log_probs" if output_is_log_probs else "logits")
-    runner = functools.partial(onnx_runner, input_spec=spec)
+    def runner(onnx_model: bytes):
+        return within_max_frames(onnx_runner(onnx_model, input_spec=spec), spec, subsampling)
+
     probe = calibration[:8] or [f for f, _ in evaluation[:8]] or [example_input[0].numpy()]
-    export_check = verify(torch_runner(model), runner(fp32), probe, blank_id)
+    export_check = verify(run_torch(model), runner(fp32), probe, blank_id)
     steps.append({"step": "export_onnx", "bytes": len(fp32), "vs_torch": export_check.to_dict(),
                   **_accuracy(runner(fp32), evaluation, tokens, blank_id)})
 
@@ -235,7 +241,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
                 if classifier:  # one fixed window: the clip
                     tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
-            check = verify(torch_runner(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
+            check = verify(run_torch(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
         except Exception as err:  # keep the ONNX bundle; say what failed, in full
             message = f"TFLite export failed: {type(err).__name__}: {err}"
             if not files:

@@ -106,6 +106,16 @@ def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1, in
     return lambda x: session.run([output], model_feeds(spec, np.asarray(x, dtype=np.float32)))[0][0]
 
 
+def within_max_frames(run: Runner, spec, subsampling: int) -> Runner:
+    """``run`` over inputs longer than ``spec.max_frames`` (a model with a longest input, e.g.
+    Whisper's 30 s) in the runtime's overlapping windows, as the Recognizer runs them."""
+    if spec is None or spec.max_frames is None:
+        return run
+    from edge_speech.backends import run_in_chunks
+
+    return lambda x: run_in_chunks(run, np.asarray(x, dtype=np.float32), spec, subsampling)
+
+
 def torch_runner(model) -> Runner:
     import torch
 
