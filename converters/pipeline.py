@@ -51,7 +51,9 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             tflite_window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS, finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None,
             input_spec: Optional[InputSpec] = None, subsampling_factor: Optional[int] = None,
             output_is_log_probs: bool = True, ignored_layers: Sequence[Any] = (),
-            layer_ratios: Optional[Dict[str, float]] = None, strict: bool = False) -> ConversionReport:
+            layer_ratios: Optional[Dict[str, float]] = None, strict: bool = False,
+            finetune_data: Optional[Iterable[Any]] = None, decoder: Optional[Dict[str, Any]] = None,
+            lm: "str | Path | None" = None) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
@@ -62,8 +64,10 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     may add ``"tflite"``: a fixed-shape model over windows of ``tflite_chunk_frames`` plus
     ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``); for waveform models,
     one signature per window of ``tflite_window_seconds`` (see :func:`export_tflite_waveform`).
-    ``finetune_epochs``: after pruning, distil from the unpruned model on the calibration and
-    evaluation audio (plus CTC on the evaluation transcripts). ``max_accuracy_drop``: CER points
+    ``finetune_epochs``: after pruning, distil from the unpruned model on ``finetune_data``
+    (audio items, or ``(audio, transcript)`` pairs that add a CTC term; classifiers: a label),
+    or on the calibration audio when it is None. The evaluation audio is never trained on:
+    ``finetune_data`` sharing an utterance with ``eval`` is refused. ``max_accuracy_drop``: CER points
     (greedy-token disagreement without ``eval``) the ONNX quantization may cost; the most
     sensitive layers go back to float until it holds.
 
@@ -80,6 +84,10 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     Conv2dSubsampling, is exported with the trailing zero frames that make it so; one no padding
     fixes is refused for TFLite) and refuses layers a requested format cannot hold (``nn.GRU`` in
     int8 TFLite), raising ``ValueError`` with the layer's name and the alternative.
+
+    ``decoder``: the bundle's decoder defaults (keys of :data:`edge_speech.bundle.DECODER_KEYS`);
+    ``lm``: an ARPA word LM (``.arpa`` or ``.arpa.gz``) shipped in the bundle as its default
+    search (``decoder["lm"]`` is set to its file name).
 
     Waveform models (``input_spec.kind == "waveform"``, ``feature_config=None``, see
     :func:`convert_wav2vec2`) take samples [1, samples]; ``subsampling_factor`` then gives the
@@ -132,6 +140,10 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     calibration = _model_inputs(calib, front_end, sample_rate, max_calibration) if calib is not None else []
     evaluation = [(_model_inputs([a], front_end, sample_rate, 1)[0], text) for a, text in (eval or [])]
+    tuning = None
+    if finetune_epochs:
+        tuning = _finetune_set(finetune_data, calibration, evaluation, front_end, sample_rate)
+    decoder_defaults, lm_file = _decoder_defaults(decoder, lm)
     macs, params = count_macs(model, example_input)
     steps.append({"step": "source", "macs": macs, "params": params,
                   **({"preflight": checked.to_dict()} if checked else {}),
@@ -166,11 +178,11 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             from edge_speech.converters.finetune import finetune
 
             token_ids = {t: i for i, t in enumerate(tokens)}
-            data = calibration + [f for f, _ in evaluation]
+            data = [f for f, _ in tuning]
             labels = None
-            if evaluation and not calibration:
+            if all(text is not None for _, text in tuning):
                 labels = [token_ids[text] if classifier else [token_ids[c] for c in text if c in token_ids]
-                          for _, text in evaluation]
+                          for _, text in tuning]
             tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id)
             steps.append({"step": "finetune", **dataclasses.asdict(tuned),
                           **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
@@ -194,13 +206,14 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         kept_float: List[str] = []
         if max_accuracy_drop is not None:
             final, kept_float = _within_budget(fp32, final, quantize, calibration, probe, evaluation, tokens, blank_id,
-                                               max_accuracy_drop, spec)
+                                               max_accuracy_drop, spec, subsampling)
         check = verify(runner(fp32), runner(final), probe + [f for f, _ in evaluation], blank_id)
         steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final), "kept_float": kept_float,
                       "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
                       **_accuracy(runner(final), evaluation, tokens, blank_id)})
 
     files = {"model.onnx": final} if "onnx" in formats else {}
+    shipped = dict(lm_file)  # files every bundle carries besides its models
     format_inputs = {}
     fp32_dir = out.with_name(out.name + "-fp32") if quantize and keep_fp32 and "onnx" in formats else None
 
@@ -213,13 +226,13 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                                                           if f"model.{fmt}" in files},
                             blank_id=blank_id, subsampling_factor=subsampling, input=spec, format_inputs=format_inputs,
                             output_is_log_probs=output_is_log_probs, quantization={"scheme": quantize or "float"},
-                            target=target, name=name, provenance=provenance,
+                            target=target, name=name, provenance=provenance, decoder=decoder_defaults,
                             verification=json.loads(json.dumps({"steps": steps}, default=float)))
         if fp32_dir is not None:
             write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"},
                                                        models={"onnx": "model.onnx"}, format_inputs={}),
-                         {"model.onnx": fp32})
-        write_bundle(out, manifest, files)
+                         {"model.onnx": fp32, **shipped})
+        write_bundle(out, manifest, {**files, **shipped})
         write_report(steps, out / REPORT_FOLDER, title=f"Conversion report: {name}")
 
     if files:
@@ -321,12 +334,13 @@ def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureCo
 
 
 def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, probe, evaluation, tokens, blank_id,
-                   budget: float, spec: InputSpec) -> Tuple[bytes, List[str]]:
+                   budget: float, spec: InputSpec, subsampling: int) -> Tuple[bytes, List[str]]:
     """Moves the most quantization-sensitive layers back to float, one at a time, until the
     accuracy drop is within ``budget`` (CER points, or greedy-token disagreement points)."""
     from edge_speech.converters.quantization import sensitivity
 
-    run_onnx = functools.partial(onnx_runner, input_spec=spec)
+    def run_onnx(model: bytes):  # in the runtime's windows, as the final verification runs it
+        return within_max_frames(onnx_runner(model, input_spec=spec), spec, subsampling)
 
     def drop(model: bytes) -> float:
         if evaluation:
@@ -345,6 +359,64 @@ def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, prob
         if drop(quantized) <= budget:
             break
     return quantized, kept
+
+
+def _finetune_set(finetune_data, calibration, evaluation, front_end, rate: int) -> List[Tuple[np.ndarray, Any]]:
+    """(model input, transcript or None) to fine-tune on: ``finetune_data`` or the calibration
+    audio; never an utterance of the evaluation set."""
+    if finetune_data is None:
+        if not calibration:
+            raise ValueError("finetune_epochs needs finetune_data= (or calib=) audio; the eval= audio is never "
+                             "trained on")
+        return [(f, None) for f in calibration]
+    items = list(finetune_data) if not isinstance(finetune_data, (str, Path)) else [finetune_data]
+    if len(items) == 1 and isinstance(items[0], (str, Path)) and Path(items[0]).is_dir():
+        items = sorted(Path(items[0]).glob("*.wav"))
+    labelled = [isinstance(i, tuple) and len(i) == 2 and isinstance(i[1], str) for i in items]
+    if any(labelled) and not all(labelled):
+        raise ValueError("finetune_data mixes (audio, transcript) pairs with bare audio; give one kind")
+    pairs = [(a, t) for a, t in items] if items and all(labelled) else [(a, None) for a in items]
+    tuning = [(_model_inputs([a], front_end, rate, 1)[0], t) for a, t in pairs]
+    if not tuning:
+        raise ValueError("finetune_data is empty")
+    evaluated = {_fingerprint(f): i for i, (f, _) in enumerate(evaluation)}
+    shared = [(i, evaluated[_fingerprint(f)]) for i, (f, _) in enumerate(tuning) if _fingerprint(f) in evaluated]
+    if shared:
+        i, j = shared[0]
+        raise ValueError(f"finetune_data item {i} is eval item {j} ({len(shared)} shared utterance(s)): fine-tuning on "
+                         "the evaluation audio would inflate the accuracy the report shows; keep the sets apart")
+    return tuning
+
+
+def _fingerprint(model_input: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(model_input, dtype=np.float32).tobytes()).hexdigest()
+
+
+def _decoder_defaults(decoder: Optional[Dict[str, Any]], lm: "str | Path | None") -> Tuple[dict, Dict[str, bytes]]:
+    """The manifest's decoder defaults and the LM file that ships with them, checked as the
+    runtime checks them before anything is converted."""
+    from edge_speech.bundle import BundleError, _check_decoder_defaults
+    from edge_speech.decoding import ArpaLM
+
+    defaults = dict(decoder or {})
+    files: Dict[str, bytes] = {}
+    if lm is not None:
+        path = Path(lm)
+        if not path.is_file():
+            raise FileNotFoundError(f"lm={str(lm)!r}: no such file (an ARPA LM, .arpa or .arpa.gz)")
+        if path.name.startswith("model."):
+            raise ValueError(f"lm={path.name!r}: model.* names are the bundle's models; rename the LM")
+        defaults["lm"] = path.name
+        files[path.name] = path.read_bytes()
+    elif "lm" in defaults:
+        raise ValueError(f"decoder names lm {defaults['lm']!r} but no lm= file was given to ship with it")
+    try:
+        _check_decoder_defaults(defaults)
+    except BundleError as err:
+        raise ValueError(f"decoder={decoder!r}: {err}") from None
+    if lm is not None:
+        ArpaLM.from_file(lm)  # a broken LM fails here, before minutes of conversion, not on the device
+    return defaults, files
 
 
 def _error_points(accuracy: dict) -> float:

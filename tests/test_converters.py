@@ -238,6 +238,83 @@ def test_convert_validates_its_inputs(tmp_path):
         converters.convert(model, torch.randn(1, 50, 80), FBANK, TOKENS, formats=("coreml",), out=tmp_path / "z")
 
 
+def test_finetuning_never_trains_on_the_evaluation_audio(tmp_path, speech, monkeypatch):
+    """convert(finetune_epochs=...) trains on finetune_data (or the calibration audio), never on
+    eval=; an utterance in both is refused before any work."""
+    import importlib
+
+    finetune_module = importlib.import_module("edge_speech.converters.finetune")  # the package exports the function
+
+    model = seeded(DSConvCTC, vocab=len(TOKENS))
+    samples = speech(16000)
+    clips = [samples[i:i + 8000] for i in range(0, len(samples) - 8000, 4000)]
+    assert len(clips) >= 7
+    calib, tune, held_out = clips[:3], clips[3:6], clips[6]
+    seen = []
+
+    def recording_finetune(student, teacher, data, labels=None, **options):
+        seen.append(([np.asarray(d) for d in data], labels))
+        return finetune_module.FinetuneReport(steps=1, first_loss=1.0, last_loss=0.5, seconds=0.0)
+
+    monkeypatch.setattr(finetune_module, "finetune", recording_finetune)
+    evaluation = [(held_out, "turn on the light")]
+
+    def fingerprints(arrays):
+        return {np.asarray(a, np.float32).tobytes() for a in arrays}
+
+    def model_inputs(audio_clips):
+        return fingerprints(features.compute(c, 16000, FBANK) for c in audio_clips)
+
+    common = dict(calib=calib, eval=evaluation, prune=0.3, quantize=None, finetune_epochs=1)
+    converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "a", **common)
+    data, labels = seen.pop()
+    assert fingerprints(data) == model_inputs(calib) and labels is None  # distillation on calib only
+
+    pairs = [(c, "hello world") for c in tune]
+    converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "b", finetune_data=pairs,
+                       **common)
+    data, labels = seen.pop()
+    assert fingerprints(data) == model_inputs(tune)
+    hello = [TOKENS.index(c) for c in "hello world"]
+    assert labels == [hello] * len(tune)
+
+    with pytest.raises(ValueError, match="finetune_data item 1 is eval item 0"):
+        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "c",
+                           finetune_data=[tune[0], held_out], **common)
+    with pytest.raises(ValueError, match="mixes"):
+        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "d",
+                           finetune_data=[tune[0], (tune[1], "hi")], **common)
+    assert not seen and not (tmp_path / "c").exists()
+
+
+def test_convert_ships_decoder_defaults_and_a_word_lm(tmp_path, speech):
+    model = seeded(DSConvCTC, vocab=len(TOKENS))
+    samples = speech(16000)
+    lm = Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default" / "lm.arpa.gz"
+    decoder = {"beam": 12, "lm_weight": 0.4, "word_bonus": 1.5, "grammar_threshold": 0.3}
+    converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, calib=[samples[:16000]], quantize="int8",
+                       out=tmp_path / "bundle", decoder=decoder, lm=lm)
+    for name in ("bundle", "bundle-fp32"):
+        bundle = Bundle.load(tmp_path / name)
+        assert dict(bundle.manifest.decoder) == {**decoder, "lm": "lm.arpa.gz"}
+        assert (tmp_path / name / "lm.arpa.gz").read_bytes() == lm.read_bytes()
+    rec = Recognizer.from_bundle(tmp_path / "bundle")
+    assert rec.transcribe((samples, 16000)).text == rec.transcribe((samples, 16000), lm=lm, lm_weight=0.4,
+                                                                   word_bonus=1.5, beam=12).text
+
+    broken = tmp_path / "broken.arpa"
+    broken.write_text("not an arpa file\n")
+    with pytest.raises(ValueError, match="ARPA|arpa|data"):
+        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "x", lm=broken)
+    with pytest.raises(ValueError, match="beam"):
+        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "y",
+                           decoder={"beam": 0})
+    with pytest.raises(ValueError, match="no lm= file"):
+        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "z",
+                           decoder={"lm": "words.arpa"})
+    assert not any((tmp_path / n).exists() for n in "xyz")
+
+
 def test_checkpoints_load_safely(tmp_path):
     model = seeded(DSConvCTC)
     torch.save(model.state_dict(), tmp_path / "weights.pt")
