@@ -589,6 +589,10 @@ class DecoderStream:
         text = " ".join(w.text for w in words)
         tokens = tuple(int(t) for t in steps["token"])
         accepted = found and confidence >= dec.grammar_threshold
+        if accepted and starts:  # e.g. Home Assistant sentences: list `out` values, range numbers
+            interpreted = dec.grammar.interpret([labels[int(steps["label"][i])] for i in starts])
+            if interpreted is not None:
+                intent, slots = interpreted
         hyp = Hypothesis(text, tokens, float(score), float(score), 0.0)
         return Result(
             text=text if accepted else "", tokens=tokens if accepted else (),

@@ -20,6 +20,10 @@ Intent format (a YAML subset read without a YAML library)::
 
 Templates hold words, ``[optional]``, ``(a | b)`` alternatives and ``{slot}`` references; slot
 values may be several words. Malformed input raises ValueError naming the line and column.
+
+Home Assistant sentence files (hassil's format: ``language:``, intents with ``data:`` blocks,
+lists with ``in``/``out`` values and ranges) load with :func:`load_sentences` (a file or a
+directory), and ``Grammar.from_yaml`` recognises their text; see ``edge_speech.ha_sentences``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 import re
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Grammar", "WordArc"]
+__all__ = ["Grammar", "WordArc", "load_sentences"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,6 +327,7 @@ class _Builder:
                     bwd.add(a.src)
                     stack.append(a.src)
         keep = sorted((fwd & bwd) | {0})
+        self.kept_states = keep  # new state i was state keep[i] (for callers that annotate states)
         index = {s: i for i, s in enumerate(keep)}
         arcs = [dataclasses.replace(a, src=index[a.src], dst=index[a.dst]) for a in arcs
                 if a.src in index and a.dst in index and a.src in fwd and a.dst in bwd]
@@ -418,9 +423,19 @@ class Grammar:
 
     @classmethod
     def from_yaml(cls, text: str) -> "Grammar":
-        """Compiles the YAML intent format (see the module docstring)."""
+        """Compiles the YAML intent format (see the module docstring), or the text of a Home
+        Assistant sentence file (recognised by its ``language:`` or ``data:``/``sentences:`` keys)."""
+        from edge_speech import ha_sentences
+        if ha_sentences.looks_like_sentences(text):
+            return ha_sentences.from_text(text)
         intents, slots = _parse_intent_yaml(text)
         return cls.from_intents(intents, slots)
+
+    def interpret(self, path: Sequence[Tuple[str, str, Optional[str]]]) -> Optional[Tuple[str, Dict[str, object]]]:
+        """(intent, slots) for a recognised path of (intent, word, slot) labels, or None to let the
+        decoder join each slot's words (what plain intent grammars do; Home Assistant sentence
+        grammars override this to give list ``out`` values and range numbers)."""
+        return None
 
     # -- inspection ------------------------------------------------------------------------------
     def sentences(self, max_words: int = 12, limit: int = 100_000) -> Iterator[Tuple[str, str]]:
@@ -443,6 +458,13 @@ class Grammar:
             if len(words) < max_words:
                 for a in out_arcs.get(s, []):
                     stack.append((a.dst, words + (a.word,), a.intent))
+
+
+def load_sentences(path, wildcards: str = "error") -> "Grammar":
+    """A Home Assistant sentence file, or a directory of them merged as Home Assistant merges
+    custom sentences (needs hassil: ``pip install edge-speech[serve]``); see ``edge_speech.ha_sentences``."""
+    from edge_speech import ha_sentences
+    return ha_sentences.load_sentences(path, wildcards=wildcards)
 
 
 # -- the YAML subset ---------------------------------------------------------------------------------

@@ -1,0 +1,613 @@
+"""Home Assistant sentence templates (hassil's YAML format) compiled into a command Grammar.
+
+Home Assistant's custom sentences (``config/custom_sentences/<language>/*.yaml``) describe intents
+with templates that real sets combine into billions of sentences. They are compiled here straight
+into the word automaton of :class:`edge_speech.grammars.Grammar` without expanding any sentence:
+hassil (Home Assistant's own template package, ``pip install edge-speech[serve]``) parses each
+template into its expression tree, and the tree becomes automaton pieces, so the size grows with
+the templates and lists, not with the sentences they spell::
+
+    language: en
+    intents:
+      HassTurnOn:
+        data:
+          - sentences:
+              - "(turn | switch) on [the] {area} light[s]"
+            slots: {domain: light}
+    lists:
+      area:
+        values:
+          - kitchen
+          - in: "living room"
+            out: living_room
+      brightness: {range: {from: 0, to: 100, step: 10}}
+    expansion_rules:
+      the: "[the]"
+    skip_words: [please]
+
+    from edge_speech.grammars import load_sentences
+    grammar = load_sentences("custom_sentences/en")   # a file, or a directory merged as HA does
+    dec = CTCDecoder(tokens, grammar=grammar)          # res.slots == {"area": "living_room", "domain": "light"}
+
+What is supported: alternatives ``( | )``, optionals ``[ ]``, permutations ``( ; )``, list
+references ``{list}`` / ``{list:slot}`` (text lists with ``in``/``out`` values, values that are
+templates themselves, ``range`` lists spoken as number words of the file's language, inline
+``{1..10:slot}``), expansion rules ``<rule>`` (global and per data block), per-block ``lists``,
+fixed ``slots`` of a data block, ``skip_words`` (spoken before or after a command; hassil also
+drops them mid-sentence, which this automaton does not). Slot values come out as Home Assistant
+expects: a list value's ``out`` (its spoken text when it has none), a range's number (times its
+``multiplier``). ``requires_context`` / ``excludes_context`` need the live state of a home and are
+ignored: the sentences match whatever the context. Wildcard lists (``wildcard: true``) match free
+text, which a closed grammar cannot: a template that uses one raises ValueError naming the list
+(``wildcards="skip"`` drops such templates instead). Unknown lists and rules raise ValueError
+naming them, as do templates nested deeper than ``MAX_DEPTH`` and sets over the size limits.
+
+Words are case-folded, ``-`` and ``_`` split words, and hassil's punctuation is dropped; digits
+are not spoken forms (ranges are spoken as words), so templates should spell what people say.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from edge_speech.grammars import Grammar, WordArc, _Builder
+
+__all__ = ["SentencesGrammar", "load_sentences", "from_text", "from_dict", "looks_like_sentences",
+           "MAX_DEPTH", "MAX_PIECE_STATES", "MAX_RANGE_VALUES", "MAX_PERMUTATION_ITEMS"]
+
+# -- limits (untrusted input) ------------------------------------------------------------------
+MAX_DEPTH = 64                 # nesting of groups, list values and rule references
+MAX_PIECE_STATES = 1_000_000   # states of the intermediate piece network
+MAX_WORD_PATHS = 100_000       # spellings of one word position (glued alternatives multiply)
+MAX_RANGE_VALUES = 10_000      # numbers in one range list
+MAX_PERMUTATION_ITEMS = 8      # (a; b; ...) compiles to 2^n subsets
+
+_INSTALL = "Home Assistant sentence files need the hassil package: pip install edge-speech[serve] (or pip install hassil)"
+_PUNCTUATION = ".。,，?¿？؟!¡！;；:：’…\"“”«»"
+
+
+def _hassil():
+    try:
+        import hassil  # noqa: F401
+        import hassil.expression
+        import hassil.intents
+        import hassil.parse_expression
+        import hassil.util
+    except ImportError:
+        raise ImportError(_INSTALL) from None
+    return hassil
+
+
+def _yaml():
+    try:
+        import yaml
+    except ImportError:
+        raise ImportError(_INSTALL) from None
+    return yaml
+
+
+# -- the grammar ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SentencesGrammar(Grammar):
+    """A :class:`Grammar` compiled from Home Assistant sentences. Besides the automaton it holds,
+    per word-end state, the data block the word belongs to and the list values that end there
+    (``table``, JSON), so a recognised word path turns into Home Assistant's slot values."""
+
+    language: str = ""
+    table: str = "{}"
+    _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def _tables(self):
+        cache = self._cache
+        if "states" not in cache:
+            data = json.loads(self.table)
+            cache["blocks"] = [(intent, slots) for intent, slots in data["blocks"]]
+            cache["states"] = {int(k): v for k, v in data["states"].items()}
+            cache["outs"] = data["outs"]
+            nxt: Dict[Tuple[int, str], List[WordArc]] = {}
+            for arc in self.arcs:
+                nxt.setdefault((arc.src, arc.word), []).append(arc)
+            cache["next"] = nxt
+            cache["finals"] = frozenset(self.finals)
+        return cache
+
+    def interpret(self, path: Sequence[Tuple[str, str, Optional[str]]]) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """(intent, slots) of a recognised path of (intent, word, slot) labels, with list values
+        as their ``out`` and ranges as numbers; None when the path is not in the grammar."""
+        return self._walk([w for _, w, _ in path], [(i, s) for i, _, s in path])
+
+    def match(self, text: str) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """(intent, slots) of a written sentence (normalised like the templates), None if outside."""
+        words = _normalize(text).split()
+        return self._walk(words, None) if words else None
+
+    def _walk(self, words, labels):
+        t = self._tables()
+        nxt, finals = t["next"], t["finals"]
+        frontier: Dict[int, Optional[Tuple[int, WordArc]]] = {0: None}
+        history = []
+        for k, word in enumerate(words):
+            following: Dict[int, Tuple[int, WordArc]] = {}
+            for state in sorted(frontier):
+                for arc in nxt.get((state, word), ()):
+                    if labels is not None and (arc.intent, arc.slot) != labels[k]:
+                        continue
+                    if arc.dst not in following:
+                        following[arc.dst] = (state, arc)
+            if not following:
+                return None
+            history.append(following)
+            frontier = following
+        ends = sorted(s for s in frontier if s in finals)
+        if not ends:
+            return None
+        state, arcs = ends[0], []
+        for following in reversed(history):
+            prev, arc = following[state]
+            arcs.append(arc)
+            state = prev
+        arcs.reverse()
+        return self._slots(arcs, t)
+
+    def _slots(self, arcs: Sequence[WordArc], t) -> Tuple[str, Dict[str, Any]]:
+        states, blocks, outs = t["states"], t["blocks"], t["outs"]
+        block = None
+        values: Dict[str, Any] = {}
+        spoken: Dict[str, str] = {}
+        for arc in arcs:
+            info = states.get(arc.dst)
+            if info is None:
+                continue
+            if info[0] is not None:
+                block = info[0]
+            for slot, index in info[1]:
+                if outs[index] is not None:
+                    values[slot] = outs[index]
+            if arc.slot is not None:
+                spoken[arc.slot] = f"{spoken[arc.slot]} {arc.word}" if arc.slot in spoken else arc.word
+        intent = arcs[-1].intent
+        slots: Dict[str, Any] = {}
+        for slot, text in spoken.items():  # a slot without a recorded value keeps its words
+            slots[slot] = values.get(slot, text)
+        for slot, value in values.items():
+            slots.setdefault(slot, value)
+        if block is not None:
+            for slot, value in blocks[block][1].items():
+                slots.setdefault(slot, value)
+        return intent, slots
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+def looks_like_sentences(text: str) -> bool:
+    """True for text in Home Assistant's sentence format (a top-level ``language:``, or intents
+    with ``data:`` / ``sentences:`` blocks) rather than edge_speech's intent YAML."""
+    if not isinstance(text, str):
+        return False
+    return bool(re.search(r"^language\s*:", text, re.M) or
+                (re.search(r"^intents\s*:", text, re.M) and re.search(r"^\s+data\s*:", text, re.M)
+                 and re.search(r"^\s+(-\s+)?sentences\s*:", text, re.M)))
+
+
+def load_sentences(path: "str | Path", wildcards: str = "error") -> SentencesGrammar:
+    """A sentence file, or a directory whose ``*.yaml`` / ``*.yml`` files (sorted by name) are
+    merged the way Home Assistant merges custom sentences (mappings merged, lists extended)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
+        if not files:
+            raise ValueError(f"{path}: no .yaml sentence files in the directory")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise FileNotFoundError(f"{path}: no such sentence file or directory")
+    merged: Dict[str, Any] = {}
+    for file in files:
+        data = _load_yaml(file.read_text(encoding="utf-8"), str(file))
+        _merge(merged, data, str(file))
+    what = str(path)
+    return from_dict(merged, what=what, wildcards=wildcards)
+
+
+def from_text(text: str, what: str = "sentences", wildcards: str = "error") -> SentencesGrammar:
+    """Compiles the text of one sentence file."""
+    return from_dict(_load_yaml(text, what), what=what, wildcards=wildcards)
+
+
+def _load_yaml(text: str, what: str) -> Dict[str, Any]:
+    yaml = _yaml()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{what}: not valid YAML: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: a sentence file is a mapping with 'language' and 'intents'")
+    return data
+
+
+def _merge(base: Dict[str, Any], new: Mapping[str, Any], what: str) -> None:
+    for key, value in new.items():
+        if key in base and isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{what}: {key!r} must be a mapping to merge with the other files")
+            _merge(base[key], value, what)
+        elif key in base and isinstance(base[key], list):
+            if not isinstance(value, list):
+                raise ValueError(f"{what}: {key!r} must be a list to merge with the other files")
+            base[key].extend(value)
+        else:
+            base[key] = value
+
+
+def _check_layout(data: Mapping[str, Any], what: str) -> None:
+    if "language" not in data or not isinstance(data["language"], str):
+        raise ValueError(f"{what}: missing 'language: <code>' (e.g. language: en)")
+    intents = data.get("intents")
+    if not isinstance(intents, Mapping) or not intents:
+        raise ValueError(f"{what}: no 'intents:' mapping with at least one intent")
+    for name, body in intents.items():
+        if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
+            raise ValueError(f"{what}: intent {name!r} needs 'data:', a list of blocks with 'sentences:'")
+        for k, block in enumerate(body["data"]):
+            if not isinstance(block, Mapping) or not isinstance(block.get("sentences"), list) \
+                    or not all(isinstance(s, str) for s in block["sentences"]):
+                raise ValueError(f"{what}: intent {name!r}, data block {k}: 'sentences' must be a list of strings")
+            for key in ("slots", "lists", "expansion_rules"):
+                if key in block and not isinstance(block[key], Mapping):
+                    raise ValueError(f"{what}: intent {name!r}, data block {k}: {key!r} must be a mapping")
+    for key in ("lists", "expansion_rules"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise ValueError(f"{what}: {key!r} must be a mapping")
+    for name, body in (data.get("lists") or {}).items():
+        if not isinstance(body, Mapping) or not ({"values", "range", "wildcard"} & set(body)):
+            raise ValueError(f"{what}: list {{{name}}} needs 'values', 'range' or 'wildcard'")
+        if "values" in body and not isinstance(body["values"], list):
+            raise ValueError(f"{what}: list {{{name}}}: 'values' must be a list")
+        for value in body.get("values") or ():
+            if not isinstance(value, str) and not (isinstance(value, Mapping) and isinstance(value.get("in"), str)):
+                raise ValueError(f"{what}: list {{{name}}}: a value is a string or has 'in: <text>', got {value!r}")
+        if "range" in body:
+            r = body["range"]
+            if not isinstance(r, Mapping) or "from" not in r or "to" not in r:
+                raise ValueError(f"{what}: list {{{name}}}: 'range' needs 'from' and 'to'")
+    skip = data.get("skip_words", [])
+    if not isinstance(skip, list) or not all(isinstance(w, str) for w in skip):
+        raise ValueError(f"{what}: 'skip_words' must be a list of strings")
+
+
+def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str = "error") -> SentencesGrammar:
+    """Compiles a parsed sentence file (``{"language": ..., "intents": ..., "lists": ...}``)."""
+    if wildcards not in ("error", "skip"):
+        raise ValueError(f"wildcards must be 'error' or 'skip', got {wildcards!r}")
+    if not isinstance(data, Mapping):
+        raise TypeError("sentences must be a mapping")
+    _check_layout(data, what)
+    hassil = _hassil()
+    try:
+        intents = hassil.intents.Intents.from_dict(data)
+        for intent in intents.intents.values():
+            for block in intent.data:
+                block.sentences  # noqa: B018 -- parse every template now, to report errors here
+    except RecursionError:
+        raise ValueError(f"{what}: a template is nested too deeply to parse (limit {MAX_DEPTH} levels)") from None
+    except (ValueError, KeyError, TypeError, AssertionError, hassil.parse_expression.ParseError) as err:
+        raise ValueError(f"{what}: {type(err).__name__}: {err}") from None
+    return _Compiler(intents, what, wildcards).compile()
+
+
+# -- compilation ---------------------------------------------------------------------------------
+
+_SPLIT = re.compile(r"(\s+)")
+_BREAK = str.maketrans({"-": " ", "_": " ", **{c: None for c in _PUNCTUATION}})
+
+
+def _normalize(text: str) -> str:
+    """Case-folded text with '-' and '_' as spaces and punctuation dropped (the template words' form)."""
+    return unicodedata.normalize("NFC", text).casefold().translate(_BREAK)
+
+
+class _Net:
+    """The piece network: arcs carry pieces of words (glued without spaces by templates such as
+    ``light[s]``), explicit space arcs separate words, and states may note a list value ending."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.n = 1
+        self.eps: List[Tuple[int, int]] = []
+        self.out: Dict[int, list] = {}         # state -> [(dst, kind, text, slot, block)]
+        self.value_end: Dict[int, Tuple[str, Any]] = {}
+
+    def new(self) -> int:
+        self.n += 1
+        if self.n > MAX_PIECE_STATES:
+            raise ValueError(f"{self.what}: the sentences need more than {MAX_PIECE_STATES} automaton states")
+        return self.n - 1
+
+    def link(self, a: int, b: int) -> None:
+        self.out.setdefault(a, []).append((b, "eps", "", None, None))
+
+    def text(self, s: int, text: str, slot, block) -> int:
+        for part in _SPLIT.split(_normalize(text)):
+            if not part:
+                continue
+            d = self.new()
+            if part.isspace():
+                self.out.setdefault(s, []).append((d, "space", "", None, None))
+            else:
+                self.out.setdefault(s, []).append((d, "piece", part, slot, block))
+            s = d
+        return s
+
+
+class _Compiler:
+    def __init__(self, intents, what: str, wildcards: str):
+        self.h = _hassil()
+        self.intents, self.what, self.wildcards = intents, what, wildcards
+        self.language = intents.language
+        self.net = _Net(what)
+        self.blocks: List[Tuple[str, Dict[str, Any]]] = []
+        self._numbers: Dict[Tuple, List[Tuple[str, Any]]] = {}
+        self.outs: List[Any] = []
+        self._tail_intent: Dict[int, str] = {}
+
+    # expressions -> pieces
+    def build(self, e, s: int, ctx, depth: int) -> int:
+        ex = self.h.expression
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{ctx['where']}: nested deeper than {MAX_DEPTH} levels (groups, lists and rules)")
+        net = self.net
+        if isinstance(e, ex.TextChunk):
+            return net.text(s, e.text, ctx["slot"], ctx["block"])
+        if isinstance(e, ex.Alternative):
+            end = net.new()
+            for item in e.items:
+                start = net.new()
+                net.link(s, start)
+                net.link(self.build(item, start, ctx, depth + 1), end)
+            if not e.items:
+                net.link(s, end)
+            return end
+        if isinstance(e, ex.Permutation):
+            items = e.items
+            if len(items) > MAX_PERMUTATION_ITEMS:
+                raise ValueError(f"{ctx['where']}: a permutation (a; b; ...) of {len(items)} items; "
+                                 f"at most {MAX_PERMUTATION_ITEMS} are supported")
+            full = (1 << len(items)) - 1
+            at = {0: s}
+            for mask in range(full + 1):  # subsets in increasing order: every item once, any order
+                if mask not in at:
+                    continue
+                for i, item in enumerate(items):
+                    if mask & (1 << i):
+                        continue
+                    target = mask | (1 << i)
+                    if target not in at:
+                        at[target] = net.new()
+                    net.link(self.build(item, at[mask], ctx, depth + 1), at[target])
+            return at[full]
+        if isinstance(e, ex.Group):  # Sequence
+            for item in e.items:
+                s = self.build(item, s, ctx, depth + 1)
+            return s
+        if isinstance(e, ex.ListReference):
+            return self.list_ref(e, s, ctx, depth)
+        if isinstance(e, ex.RuleReference):
+            name = e.rule_name
+            rule = ctx["rules"].get(name)
+            if rule is None:
+                raise ValueError(f"{ctx['where']}: unknown expansion rule <{name}>")
+            if name in ctx["stack"]:
+                raise ValueError(f"{ctx['where']}: expansion rule <{name}> refers to itself "
+                                 f"({' -> '.join('<' + r + '>' for r in ctx['stack'] + [name])})")
+            inner = dict(ctx, stack=ctx["stack"] + [name])
+            return self.build(rule.expression, s, inner, depth + 1)
+        raise ValueError(f"{ctx['where']}: unsupported template element {type(e).__name__}")
+
+    def list_ref(self, ref, s: int, ctx, depth: int) -> int:
+        intents_mod = self.h.intents
+        net = self.net
+        name, slot = ref.list_name, ref.slot_name
+        if ref.is_inline_range:
+            start, stop, step = ref.get_inline_range()
+            lst = intents_mod.RangeSlotList(name=None, start=start, stop=stop, step=step)
+        else:
+            lst = ctx["lists"].get(name)
+            if lst is None:
+                raise ValueError(f"{ctx['where']}: unknown list {{{name}}}")
+        if isinstance(lst, intents_mod.WildcardSlotList):
+            raise _Wildcard(f"{ctx['where']}: list {{{name}}} is a wildcard (free text), which a speech "
+                            "grammar cannot recognise; give it values or a range, or drop the template")
+        if isinstance(lst, intents_mod.RangeSlotList):
+            values = [(None, words, number) for words, number in self.numbers(lst, name, ctx)]
+        elif isinstance(lst, intents_mod.TextSlotList):
+            values = [(v.text_in, None, v.value_out) for v in lst.values]
+        else:
+            raise ValueError(f"{ctx['where']}: list {{{name}}} has an unsupported type {type(lst).__name__}")
+        if not values:
+            raise ValueError(f"{ctx['where']}: list {{{name}}} has no values")
+        inner = dict(ctx, slot=slot)
+        end = net.new()
+        for expr, words, out in values:
+            start = net.new()
+            net.link(s, start)
+            if expr is not None:
+                stop = self.build(expr, start, inner, depth + 1)
+            else:
+                stop = net.text(start, words, slot, ctx["block"])
+            mark = net.new()
+            net.link(stop, mark)
+            net.value_end[mark] = (slot, len(self.outs))  # out None: HA gives the matched (spoken) text
+            self.outs.append(out)
+            net.link(mark, end)
+        return end
+
+    def numbers(self, lst, name: str, ctx) -> List[Tuple[str, Any]]:
+        key = (lst.start, lst.stop, lst.step, lst.fraction_type, lst.multiplier, lst.words_language)
+        if key in self._numbers:
+            return self._numbers[key]
+        count = len(range(lst.start, lst.stop + 1, lst.step)) * (1 + len(
+            self.h.intents.RangeFractionType.get_fractions(lst.fraction_type)))
+        if count > MAX_RANGE_VALUES:
+            raise ValueError(f"{ctx['where']}: range list {{{name}}} has {count} numbers; at most "
+                             f"{MAX_RANGE_VALUES} can be spoken in a grammar")
+        if not lst.words:
+            raise ValueError(f"{ctx['where']}: range list {{{name}}} has words: false; "
+                             "a speech grammar needs number words")
+        language = lst.words_language or self.language
+        from hassil.numbers import get_rbnf_engine
+        try:
+            engine = get_rbnf_engine(language)
+        except ValueError:
+            raise ValueError(f"{ctx['where']}: no number words for language {language!r} "
+                             f"(range list {{{name}}})") from None
+        out = []
+        for number in lst.get_numbers():
+            value = number * lst.multiplier if lst.multiplier is not None else number
+            seen = set()
+            for words in engine.format_number(number).text_by_ruleset.values():
+                words = " ".join(_normalize(words).split())
+                if words and words not in seen:
+                    seen.add(words)
+                    out.append((words, value))
+        self._numbers[key] = out
+        return out
+
+    # the whole set
+    def compile(self) -> SentencesGrammar:
+        net = self.net
+        skip = sorted({" ".join(_normalize(w).split()) for w in self.intents.skip_words} - {""})
+        begin = net.new()  # every sentence starts here
+        net.link(0, begin)
+        if skip:  # skip words before a command: 0 -skip-> loop -> begin
+            loop = net.new()
+            for phrase in skip:
+                for a in (0, loop):
+                    net.link(net.text(a, phrase + " ", None, None), loop)
+            net.link(loop, begin)
+        finals = []
+        dropped = 0
+        for intent_name, intent in self.intents.intents.items():
+            tail = net.new()
+            for block in intent.data:
+                block_id = len(self.blocks)
+                self.blocks.append((intent_name, dict(block.slots or {})))
+                lists = {**self.intents.slot_lists, **block.slot_lists}
+                rules = {**self.intents.expansion_rules, **block.expansion_rules}
+                for k, sentence in enumerate(block.sentences):
+                    where = f"{self.what}: intent {intent_name!r}, template {sentence.text!r}"
+                    ctx = {"where": where, "slot": None, "block": block_id, "lists": lists, "rules": rules,
+                           "stack": []}
+                    start = net.new()
+                    try:
+                        end = self.build(sentence.expression, start, ctx, 0)
+                    except _Wildcard as err:
+                        if self.wildcards == "error":
+                            raise ValueError(str(err)) from None
+                        dropped += 1
+                        continue  # the states built so far stay unreachable and are trimmed
+                    except RecursionError:
+                        raise ValueError(f"{where}: nested too deeply (limit {MAX_DEPTH} levels)") from None
+                    net.link(begin, start)
+                    net.link(end, tail)
+            finals.append(tail)
+            if skip:  # skip words after a command, with the intent's label
+                for phrase in skip:
+                    net.link(net.text(tail, " " + phrase, None, None), tail)
+            self._tail_intent[tail] = intent_name
+        return self._words(finals)
+
+    def _words(self, finals: List[int]) -> SentencesGrammar:
+        """Pieces -> words: from every word boundary (the start, and every state after a space),
+        each path of pieces up to the next space (or an end) spells one word arc, which gets a
+        fresh state noting its data block and the list values ending inside it."""
+        net = self.net
+        final_set = set(finals)
+        block_intents = [b[0] for b in self.blocks]
+        builder = _Builder({}, {}, self.what)
+        builder.num_states = net.n
+        states: Dict[int, list] = {}
+        boundaries, seen = [0], {0}
+        arcs_seen = set()
+        tail_intent = self._tail_intent
+        while boundaries:
+            b = boundaries.pop()
+            paths = 0
+            # (state, text, slot, block, values, visited tails' intent)
+            stack = [(b, "", None, None, (), None)]
+            while stack:
+                u, text, slot, block, values, tail = stack.pop()
+                paths += 1
+                if paths > MAX_WORD_PATHS:
+                    raise ValueError(f"{self.what}: more than {MAX_WORD_PATHS} spellings of one word position "
+                                     "(glued alternatives such as (a|b)(c|d)... multiply)")
+                if u in net.value_end:
+                    values = values + (net.value_end[u],)
+                if u in tail_intent:
+                    tail = tail_intent[u]
+                if u in final_set:
+                    self._emit(builder, b, u, text, slot, block, values, tail, states, arcs_seen, block_intents)
+                for dst, kind, piece, pslot, pblock in net.out.get(u, ()):
+                    if kind == "space":
+                        self._emit(builder, b, dst, text, slot, block, values, tail, states, arcs_seen,
+                                   block_intents)
+                        if dst not in seen:
+                            seen.add(dst)
+                            boundaries.append(dst)
+                    elif kind == "piece":
+                        stack.append((dst, text + piece, slot if slot is not None else pslot,
+                                      block if block is not None else pblock, values, tail))
+                    else:
+                        stack.append((dst, text, slot, block, values, tail))
+        if not builder.arcs:
+            raise ValueError(f"{self.what}: the sentences spell no word")
+        grammar = builder.finish(finals)
+        kept = builder.kept_states
+        table_states = {}
+        for new, old in enumerate(kept):
+            info = states.get(old)
+            if info is not None:
+                table_states[str(new)] = info
+        table = json.dumps({"blocks": self.blocks, "states": table_states, "outs": self.outs}, sort_keys=True,
+                           default=_json_value)
+        if grammar.num_states > 200_000:
+            raise ValueError(f"{self.what}: the sentences compile to {grammar.num_states} states, "
+                             "more than the 200000 a grammar may have")
+        return SentencesGrammar(grammar.num_states, grammar.arcs, grammar.finals, language=self.language,
+                                table=table)
+
+    def _emit(self, builder, b, c, text, slot, block, values, tail, states, arcs_seen, block_intents):
+        if not text:
+            if (b, c) not in arcs_seen:
+                arcs_seen.add((b, c))
+                builder.eps.append((b, c, 0.0))
+            return
+        intent = block_intents[block] if block is not None else (tail or "")
+        key = (b, c, text, slot, block, values, intent)
+        if key in arcs_seen:
+            return
+        arcs_seen.add(key)
+        n = builder.num_states
+        builder.num_states += 1
+        builder.arcs.append(WordArc(b, n, text, 0.0, intent, slot))
+        builder.eps.append((n, c, 0.0))
+        if block is not None or values:
+            states[n] = [block, [list(v) for v in values]]
+
+
+class _Wildcard(ValueError):
+    pass
+
+
+def _json_value(value):
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"slot value {value!r} cannot be stored")
