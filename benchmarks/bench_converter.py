@@ -1,11 +1,12 @@
 """The converter on the trained default model: int8 size and accuracy, 50% MAC pruning with a
-short distillation fine-tune, all scored through the runtime (``Recognizer.from_bundle``, greedy).
+short distillation fine-tune, each one ``converters.convert`` call, all scored through the
+runtime (``Recognizer.from_bundle``, greedy).
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_converter.py \\
-        --checkpoint recipes/default_model/checkpoint/model.pt --data /work/data/default_model \\
+        --checkpoint recipes/default_model/checkpoint/model.pt --data DATA \\
         --out /tmp/bench_converter --plots benchmarks/converter_plots --json /tmp/bench_converter.json
 
-Rows: fp32, int8, pruned fp32, pruned + fine-tuned fp32, pruned + fine-tuned int8. Test set: every
+Rows: fp32, int8, pruned fp32, pruned int8, pruned + fine-tuned fp32, pruned + fine-tuned int8. Test set: every
 second utterance of DATA/test.jsonl (300 of 600, all held-out voices). Calibration: 48 training
 utterances spread over train.jsonl. Fine-tune: the first --train training utterances, KL to the
 unpruned model plus CTC on their transcripts (converters.finetune), --epochs epochs on one thread.
@@ -15,7 +16,6 @@ unpruned model plus CTC on their transcripts (converters.finetune), --epochs epo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -31,7 +31,9 @@ GOALS = {"int8_size_ratio": 3.8, "int8_cer_drop_points": 0.5, "pruned_finetuned_
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=RECIPE / "checkpoint" / "model.pt")
-    p.add_argument("--data", type=Path, default=Path("/work/data/default_model"))
+    p.add_argument("--data", type=Path, required=True, help="the synthesized data set (test.jsonl, train.jsonl)")
+    p.add_argument("--train-data", type=Path, help="folder whose train.jsonl to calibrate and fine-tune on "
+                   "(default: --data)")
     p.add_argument("--out", type=Path, default=Path("/tmp/bench_converter"), help="bundles are written here")
     p.add_argument("--plots", type=Path, help="write the PNG plots into this folder")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -61,34 +63,37 @@ def main(argv=None) -> int:
 
 
 def run(args) -> dict:
+    """Three ``converters.convert`` calls (the one conversion path): int8 alone, pruned + int8,
+    pruned + fine-tuned + int8; each keeps its float bundle, so five bundles are scored."""
     import torch
 
     sys.path.insert(0, str(RECIPE))
     import ctc_model  # noqa: E402
     import evaluate  # noqa: E402
     import export  # noqa: E402
-    import train  # noqa: E402
-    from edge_speech import Recognizer, __version__, converters
-    from edge_speech.bundle import write_bundle
+    from edge_speech import Recognizer, __version__, audio, converters, features
+    from edge_speech.bundle import Bundle
     from edge_speech.converters.onnx_size import size_breakdown
     from edge_speech.converters.verification import onnx_runner
 
     torch.set_num_threads(1)
     started = time.perf_counter()
     model = export.load_model(args.checkpoint)
+    fbank = features.FeatureConfig.preset("kaldi-fbank")
     example = torch.zeros(1, 100, ctc_model.FEATURE_DIM)  # MACs per second of audio
     test_items = evaluate.synthetic_set(args.data)[::2]
-    train_rows = [json.loads(line) for line in (args.data / "train.jsonl").read_text().splitlines()]
-    calib = [train.fbank(train.read_wav_int16(r["path"]))
-             for r in train_rows[:: len(train_rows) // args.calibration][: args.calibration]]
-    base_manifest = export.manifest({}, {"recipe": "benchmarks/bench_converter.py"})
-    probe = np.ascontiguousarray(np.tile(calib[0], (max(1, 1000 // len(calib[0]) + 1), 1))[:1000])  # 10 s
+    train_rows = [json.loads(line) for line in (args.train_data or args.data).joinpath("train.jsonl").read_text()
+                  .splitlines() if line.strip()]
+    calib = [r["path"] for r in train_rows[:: len(train_rows) // args.calibration][: args.calibration]]
+    tuning = [(r["path"], r["text"]) for r in train_rows[: args.train]]
+    first = features.compute(audio.load_audio(calib[0], 16000), 16000, fbank)
+    probe = np.ascontiguousarray(np.tile(first, (max(1, 1000 // len(first) + 1), 1))[:1000])  # 10 s
+    common = dict(calib=calib, quantize="int8", importance=args.importance, blank_id=ctc_model.BLANK_ID,
+                  max_calibration=args.calibration)
 
-    def score(name: str, torch_model, onnx_bytes: bytes, scheme: str) -> dict:
-        bundle = args.out / name.replace(" ", "_").replace("+", "")
-        manifest = dataclasses.replace(base_manifest, quantization={"scheme": scheme}, name=name)
-        write_bundle(bundle, manifest, {"model.onnx": onnx_bytes})
-        recognizer = Recognizer.from_bundle(bundle, threads=1)
+    def score(name: str, bundle_dir: Path, torch_model) -> dict:
+        onnx_bytes = Bundle.load(bundle_dir).model_bytes["onnx"]
+        recognizer = Recognizer.from_bundle(bundle_dir, threads=1)
         rates, _ = evaluate.run_set(recognizer, test_items)
         runner = onnx_runner(onnx_bytes)
         runner(probe)
@@ -98,41 +103,36 @@ def run(args) -> dict:
             runner(probe)
             times.append(time.perf_counter() - t0)
         macs, params = converters.count_macs(torch_model, example)
-        row = {"step": name, "params": params, "macs_per_s": macs, "bytes": (bundle / "model.onnx").stat().st_size,
+        row = {"step": name, "params": params, "macs_per_s": macs, "bytes": len(onnx_bytes),
                "cer": rates["cer"], "wer": rates["wer"], "latency_ms_per_10s": 1e3 * float(np.median(times)),
-               "runtime_rtf": rates["rtf"], "scheme": scheme}
+               "runtime_rtf": rates["rtf"], "scheme": Bundle.load(bundle_dir).manifest.quantization["scheme"]}
         print(f"{name}: CER {100 * row['cer']:.2f}%  {row['bytes']} bytes  {row['latency_ms_per_10s']:.1f} ms/10 s",
               flush=True)
         return row
 
+    def converted(name: str, **options):
+        out = args.out / name
+        report = converters.convert(model, example, fbank, ctc_model.TOKENS, out=out, name=name, **common, **options)
+        return out, report
+
     rows = []
-    fp32 = converters.export_onnx(model, example)
-    rows.append(score("fp32", model, fp32, "float"))
-    int8 = converters.quantize(fp32, calib)
-    rows.append(score("int8", model, int8, "int8"))
-    taylor_batches = None
-    if args.importance == "taylor":
-        taylor_batches = [train.pad_features(calib[i:i + 8], model.mean.numpy())[0] for i in range(0, len(calib), 8)]
-    pruned, prune_report = converters.prune(model, example, target_macs_ratio=args.prune, importance=args.importance,
-                                            calibration=taylor_batches)
-    rows.append(score("pruned fp32", pruned, converters.export_onnx(pruned, example), "float"))
-    train_feats, labels = [], []
-    for r in train_rows[: args.train]:
-        feats, label = train.fbank(train.read_wav_int16(r["path"])), ctc_model.encode(r["text"])
-        if train.feasible(len(feats), label):
-            train_feats.append(feats)
-            labels.append(label)
-    tuned = converters.finetune(pruned, model, train_feats, labels, epochs=args.epochs, batch_size=16, lr=args.lr,
-                                blank_id=ctc_model.BLANK_ID, progress=False)
-    print(f"fine-tune: {tuned.steps} steps, loss {tuned.first_loss:.3f} -> {tuned.last_loss:.3f}, "
-          f"{tuned.seconds / 60:.1f} min", flush=True)
-    tuned_fp32 = converters.export_onnx(pruned, example)
-    rows.append(score("pruned+ft fp32", pruned, tuned_fp32, "float"))
-    rows.append(score("pruned+ft int8", pruned, converters.quantize(tuned_fp32, calib), "int8"))
+    out, report = converted("int8")
+    rows += [score("fp32", Path(report.fp32_bundle), model), score("int8", out, model)]
+    out, pruned = converted("pruned", prune=args.prune)
+    rows += [score("pruned fp32", Path(pruned.fp32_bundle), pruned.model), score("pruned int8", out, pruned.model)]
+    out, tuned = converted("pruned-ft", prune=args.prune, finetune_epochs=args.epochs, finetune_data=tuning,
+                           finetune_options={"batch_size": 16, "lr": args.lr, "progress": False})
+    step = tuned.step("finetune")
+    print(f"fine-tune: {step['steps']} steps, loss {step['first_loss']:.3f} -> {step['last_loss']:.3f}, "
+          f"{step['seconds'] / 60:.1f} min", flush=True)
+    rows += [score("pruned+ft fp32", Path(tuned.fp32_bundle), tuned.model),
+             score("pruned+ft int8", out, tuned.model)]
     return {
-        "rows": rows, "goals": GOALS, "prune": prune_report.to_dict(), "finetune": dataclasses.asdict(tuned),
-        "finetune_utterances": len(train_feats), "epochs": args.epochs, "lr": args.lr, "test_utterances": len(test_items),
-        "int8_size_breakdown": size_breakdown(int8), "fp32_size_breakdown": size_breakdown(fp32),
+        "rows": rows, "goals": GOALS, "prune": {k: v for k, v in pruned.step("prune").items() if k != "step"},
+        "finetune": {k: v for k, v in step.items() if k != "step"},
+        "finetune_utterances": len(tuning), "epochs": args.epochs, "lr": args.lr, "test_utterances": len(test_items),
+        "int8_size_breakdown": size_breakdown(Bundle.load(args.out / "int8").model_bytes["onnx"]),
+        "fp32_size_breakdown": size_breakdown(Bundle.load(report.fp32_bundle).model_bytes["onnx"]),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__,
                     "edge_speech": __version__, "torch_threads": torch.get_num_threads()},

@@ -3,11 +3,14 @@ soundfile when installed, raw PCM with an explicit format, resampling with soxr.
 
 from __future__ import annotations
 
+import stat
 import struct
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
+
+from edge_speech import limits
 
 __all__ = ["load_audio", "read_raw", "read_wav", "resample"]
 
@@ -21,7 +24,7 @@ def read_wav(path: "str | Path") -> Tuple[np.ndarray, int]:
     encoding other than PCM (8/16/24/32-bit) or IEEE float (32/64-bit).
     """
     path = Path(path)
-    data = path.read_bytes()
+    data = _read_file(path)
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
         raise ValueError(f"{path}: not a RIFF/WAVE file")
     if data[:4] == b"RIFX":
@@ -52,6 +55,7 @@ def _decode(body: bytes, fmt: tuple, path: Path) -> Tuple[np.ndarray, int]:
     encoding, channels, rate, _, block_align, bits = fmt
     if channels < 1 or rate < 1 or bits < 1:
         raise ValueError(f"{path}: invalid fmt chunk (channels={channels}, rate={rate}, bits={bits})")
+    check_sample_rate(rate, str(path))
     width = bits // 8 if bits % 8 == 0 else (bits + 7) // 8
     usable = len(body) - len(body) % (width * channels)
     raw = body[:usable]
@@ -73,6 +77,7 @@ def _decode(body: bytes, fmt: tuple, path: Path) -> Tuple[np.ndarray, int]:
         raise ValueError(f"{path}: unsupported WAV encoding (format tag {encoding}, {bits} bits)")
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    check_duration(len(x), rate, str(path))
     return np.ascontiguousarray(x, dtype=np.float32), int(rate)
 
 
@@ -85,8 +90,9 @@ def read_raw(path: "str | Path", sample_rate: int, sample_format: str = "s16le",
         raise ValueError(f"raw sample format must be one of {sorted(RAW_FORMATS)}, got {sample_format!r}")
     if channels < 1 or sample_rate <= 0:
         raise ValueError(f"raw audio needs channels >= 1 and sample_rate > 0, got {channels}, {sample_rate}")
+    check_sample_rate(sample_rate, str(path))
     dtype = np.dtype(RAW_FORMATS[sample_format])
-    data = Path(path).read_bytes()
+    data = _read_file(Path(path))
     frame = dtype.itemsize * channels
     if len(data) % frame:
         raise ValueError(f"{path}: {len(data)} bytes is not a whole number of {channels}-channel {sample_format} frames")
@@ -99,6 +105,7 @@ def read_raw(path: "str | Path", sample_rate: int, sample_format: str = "s16le",
         x = (x.astype(np.float64) / float(2 ** (8 * dtype.itemsize - 1))).astype(np.float32)
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    check_duration(len(x), sample_rate, str(path))
     return x, int(sample_rate)
 
 
@@ -106,6 +113,9 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """soxr's high-quality resampler (float32 in, float32 out); a no-op at equal rates."""
     if from_rate == to_rate:
         return samples
+    check_sample_rate(from_rate, "resample from_rate")
+    check_sample_rate(to_rate, "resample to_rate")
+    check_duration(len(samples) * to_rate / from_rate, to_rate, "resampled audio")
     try:
         import soxr
     except ImportError:
@@ -125,9 +135,10 @@ def load_audio(source: AudioInput, sample_rate: int, what: Optional[str] = None)
     if isinstance(source, (str, Path)):
         path = Path(source)
         what = what or str(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{path}: no such audio file")
-        if path.suffix.lower() in (".wav", ".wave") or path.read_bytes()[:4] == b"RIFF":
+        _check_regular_file(path)
+        if path.suffix.lower() in (".wav", ".wave") or _first_bytes(path, 4) == b"RIFF":
             samples, rate = read_wav(path)
         else:
             samples, rate = _read_with_soundfile(path)
@@ -136,13 +147,14 @@ def load_audio(source: AudioInput, sample_rate: int, what: Optional[str] = None)
         what = what or "audio"
         if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
             raise ValueError(f"{what}: sample rate must be a positive int, got {rate!r}")
+        check_sample_rate(int(rate), what)
         samples = np.asarray(samples)
         if samples.dtype == np.int16:
             samples = samples.astype(np.float32) / 32768.0
         elif samples.dtype.kind != "f":
             raise TypeError(f"{what}: samples must be float or int16, got {samples.dtype}")
-        if samples.ndim == 2:  # [frames, channels]
-            samples = samples.mean(axis=1)
+        if samples.ndim == 2:
+            samples = _frames_by_channels(samples, what).mean(axis=1)
         if samples.ndim != 1:
             raise ValueError(f"{what}: samples must be 1-D or [frames, channels], got shape {samples.shape}")
         samples = samples.astype(np.float32, copy=False)
@@ -150,6 +162,7 @@ def load_audio(source: AudioInput, sample_rate: int, what: Optional[str] = None)
         raise TypeError("audio must be a file path or a (samples, sample_rate) tuple")
     if samples.size == 0:
         raise ValueError(f"{what}: the audio contains no samples")
+    check_duration(samples.size, int(rate), what)
     if not np.all(np.isfinite(samples)):
         raise ValueError(f"{what}: the audio contains NaN or Inf samples")
     return resample(samples, int(rate), int(sample_rate))
@@ -166,3 +179,60 @@ def _read_with_soundfile(path: Path) -> Tuple[np.ndarray, int]:
     except Exception as err:  # soundfile raises its own error types for undecodable files
         raise ValueError(f"{path}: cannot decode audio ({err})") from None
     return data.mean(axis=1, dtype=np.float32), int(rate)
+
+
+MAX_CHANNELS = 32  # an axis longer than this is time, not channels
+
+
+def _frames_by_channels(samples: np.ndarray, what: str) -> np.ndarray:
+    """A 2-D array as [frames, channels]; channels-first [channels, frames] is transposed."""
+    frames, channels = samples.shape
+    if channels <= MAX_CHANNELS:
+        return samples
+    if frames <= MAX_CHANNELS:
+        return samples.T  # [channels, frames], as soundfile's always_2d=False transposed or torchaudio give
+    raise ValueError(f"{what}: a 2-D array must be [frames, channels] or [channels, frames] with at most "
+                     f"{MAX_CHANNELS} channels, got shape {samples.shape}")
+
+
+def check_sample_rate(rate: int, what: str) -> None:
+    bounds = limits.current()
+    if rate < bounds.min_sample_rate:
+        raise limits.exceeded(f"{what}: sample rate", f"{rate} Hz", "min_sample_rate") from None
+    if rate > bounds.max_sample_rate:
+        raise limits.exceeded(f"{what}: sample rate", f"{rate} Hz", "max_sample_rate") from None
+
+
+def check_duration(samples: float, rate: int, what: str) -> None:
+    seconds = samples / rate
+    if seconds > limits.current().max_audio_seconds:
+        raise limits.exceeded(f"{what}: duration", f"{seconds:.0f} s", "max_audio_seconds")
+
+
+def _check_regular_file(path: Path) -> int:
+    """The file's size; devices, FIFOs and sockets are refused (reading them may never end)."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise ValueError(f"{path}: {kind}, not a regular audio file (audio is read from whole files; "
+                         "save the stream to a file first)")
+    return path.stat().st_size
+
+
+def _read_file(path: Path) -> bytes:
+    """The whole file, bounded by ``max_audio_file_bytes`` even if it grows while being read."""
+    size = _check_regular_file(path)
+    limit = limits.current().max_audio_file_bytes
+    if size > limit:
+        raise limits.exceeded(f"{path}: file size", f"{size} bytes", "max_audio_file_bytes")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise limits.exceeded(f"{path}: file size", f"over {limit} bytes", "max_audio_file_bytes")
+    return data
+
+
+def _first_bytes(path: Path, count: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(count)

@@ -1,0 +1,81 @@
+"""Resource limits: how much the runtime will read, decompress, allocate or nest for one input.
+
+Every input a user or a remote client hands the runtime (audio files and arrays, bundles, LMs,
+grammars) is checked against these limits before the work they imply is done, so a small
+hostile file cannot make the process allocate gigabytes or run for hours; an input over a
+limit gets a ``ResourceLimitError`` naming the limit and how to raise it.
+
+The defaults suit an SDK on a 1-4 GB board. Raise a limit for one block of code, or for the
+whole process::
+
+    from edge_speech import limits
+
+    with limits.override(max_audio_seconds=6 * 3600):
+        Recognizer.default().transcribe("long_podcast.wav")
+    limits.configure(max_audio_seconds=6 * 3600)  # process-wide
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Iterator
+
+
+class ResourceLimitError(ValueError):
+    """An input needs more than a limit of :class:`Limits` allows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_audio_seconds: float = 3 * 3600.0       # one in-memory input (longer audio: stream it)
+    max_audio_file_bytes: int = 4 << 30         # a WAV/raw file read whole
+    min_sample_rate: int = 1000                 # Hz; below, resampling to 16 kHz multiplies the data
+    max_sample_rate: int = 768_000              # Hz; the fastest audio interfaces
+
+
+_lock = threading.Lock()
+_process_limits = Limits()
+_local = threading.local()
+
+
+def current() -> Limits:
+    """The limits in force in this thread: an :func:`override` block's, else the process's."""
+    return getattr(_local, "limits", None) or _process_limits
+
+
+def configure(**changes) -> Limits:
+    """Changes the process-wide limits (fields of :class:`Limits`); returns the new ones."""
+    global _process_limits
+    with _lock:
+        _process_limits = _replace(_process_limits, changes)
+        return _process_limits
+
+
+@contextlib.contextmanager
+def override(**changes) -> Iterator[Limits]:
+    """Limits changed for this thread, inside the ``with`` block only."""
+    previous = getattr(_local, "limits", None)
+    _local.limits = _replace(current(), changes)
+    try:
+        yield _local.limits
+    finally:
+        _local.limits = previous
+
+
+def exceeded(what: str, value, limit: str) -> ResourceLimitError:
+    """The error for ``what`` (its size ``value``) over the limit named ``limit``."""
+    allowed = getattr(current(), limit)
+    return ResourceLimitError(f"{what}: {value} is over the limit {limit}={allowed} "
+                              f"(raise it with edge_speech.limits.override({limit}=...) if this input is trusted)")
+
+
+def _replace(limits: Limits, changes: dict) -> Limits:
+    unknown = set(changes) - {f.name for f in dataclasses.fields(Limits)}
+    if unknown:
+        raise TypeError(f"unknown limit(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(Limits)]}")
+    for name, value in changes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"limit {name} must be a positive number, got {value!r}")
+    return dataclasses.replace(limits, **changes)

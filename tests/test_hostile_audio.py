@@ -1,0 +1,117 @@
+"""Hostile audio inputs (issue 16): each reproduces an input that once crashed, hung or
+allocated without bound, and checks it now gets a clear error within the limits policy
+(:mod:`edge_speech.limits`) or the right result."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from edge_speech import audio, limits
+from edge_speech.limits import ResourceLimitError
+
+
+def wav_bytes(rate: int, samples: np.ndarray, channels: int = 1) -> bytes:
+    data = np.asarray(samples, dtype="<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def test_a_wav_declaring_1_hz_is_refused_before_resampling(tmp_path):
+    """4 KB at 1 Hz once became 828 MB and 25 s of resampling to 16 kHz."""
+    path = tmp_path / "one_hz.wav"
+    path.write_bytes(wav_bytes(1, np.zeros(2000)))
+    with pytest.raises(ResourceLimitError, match="sample rate: 1 Hz is over the limit min_sample_rate=1000"):
+        audio.load_audio(path, 16000)
+
+
+@pytest.mark.parametrize("rate", [2 ** 31 - 1, 2 ** 50])
+def test_absurd_sample_rates_are_refused_not_hung(tmp_path, rate):
+    with pytest.raises(ResourceLimitError, match="max_sample_rate"):
+        audio.load_audio((np.zeros(100, np.float32), rate), 16000)
+    if rate < 2 ** 32:
+        path = tmp_path / "fast.wav"
+        path.write_bytes(wav_bytes(rate, np.zeros(100)))
+        with pytest.raises(ResourceLimitError, match="max_sample_rate"):
+            audio.read_wav(path)
+
+
+def test_dev_zero_and_a_fifo_are_refused_at_once(tmp_path):
+    """read_wav on /dev/zero read without end; on a FIFO with no writer it hung."""
+    with pytest.raises(ValueError, match="a device, not a regular audio file"):
+        audio.read_wav("/dev/zero")
+    with pytest.raises(ValueError, match="a device, not a regular audio file"):
+        audio.load_audio("/dev/zero", 16000)
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(_error_of(audio.load_audio, fifo, 16000)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "load_audio blocked on a FIFO"
+    assert "a FIFO, not a regular audio file" in str(result[0])
+
+
+def _error_of(function, *args):
+    try:
+        function(*args)
+    except Exception as err:  # the test inspects which error it was
+        return err
+    return None
+
+
+def test_duration_and_file_size_limits_apply_and_can_be_raised(tmp_path):
+    path = tmp_path / "ten_seconds.wav"
+    path.write_bytes(wav_bytes(16000, np.zeros(160000)))
+    with limits.override(max_audio_seconds=5):
+        with pytest.raises(ResourceLimitError, match="duration: 10 s is over the limit max_audio_seconds=5"):
+            audio.load_audio(path, 16000)
+        with pytest.raises(ResourceLimitError, match="max_audio_seconds"):
+            audio.load_audio((np.zeros(160000, np.float32), 16000), 16000)
+        with pytest.raises(ResourceLimitError, match="max_audio_seconds"):  # 1 s at 8 kHz -> fine; 6 s -> not
+            audio.resample(np.zeros(48000, np.float32), 8000, 16000)
+    with limits.override(max_audio_file_bytes=1000):
+        with pytest.raises(ResourceLimitError, match="file size: 320044 bytes is over the limit max_audio_file_bytes"):
+            audio.read_wav(path)
+    assert len(audio.load_audio(path, 16000)) == 160000  # outside the blocks the defaults hold again
+    with pytest.raises(TypeError, match="unknown limit"):
+        with limits.override(max_audio_minutes=1):
+            pass
+    with pytest.raises(ValueError, match="positive"):
+        limits.configure(max_audio_seconds=-1)
+
+
+def test_overrides_are_per_thread():
+    seen = {}
+
+    def other():
+        seen["other"] = limits.current().max_audio_seconds
+
+    with limits.override(max_audio_seconds=7):
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join()
+        seen["this"] = limits.current().max_audio_seconds
+    assert seen == {"this": 7, "other": limits.Limits().max_audio_seconds}
+
+
+def test_channels_first_arrays_are_read_as_channels():
+    """A (2, N) array was taken as N channels of 2 frames and gave empty text."""
+    t = np.arange(16000) / 16000
+    left, right = np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)
+    frames_first = np.stack([left, right], axis=1).astype(np.float32)
+    channels_first = np.ascontiguousarray(frames_first.T)
+    np.testing.assert_array_equal(audio.load_audio((channels_first, 16000), 16000),
+                                  audio.load_audio((frames_first, 16000), 16000))
+    with pytest.raises(ValueError, match="at most 32 channels, got shape \\(100, 200\\)"):
+        audio.load_audio((np.zeros((100, 200), np.float32), 16000), 16000)
+
+
+def test_big_endian_float_arrays_are_read():
+    samples = (0.5 * np.sin(np.arange(8000) / 10)).astype(">f4")
+    np.testing.assert_array_equal(audio.load_audio((samples, 16000), 16000), samples.astype(np.float32))
