@@ -52,7 +52,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             input_spec: Optional[InputSpec] = None, subsampling_factor: Optional[int] = None,
             output_is_log_probs: bool = True, ignored_layers: Sequence[Any] = (),
             layer_ratios: Optional[Dict[str, float]] = None, strict: bool = False,
-            finetune_data: Optional[Iterable[Any]] = None, decoder: Optional[Dict[str, Any]] = None,
+            finetune_data: Optional[Iterable[Any]] = None, finetune_options: Optional[Dict[str, Any]] = None,
+            decoder: Optional[Dict[str, Any]] = None,
             lm: "str | Path | None" = None) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
@@ -66,10 +67,11 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     one signature per window of ``tflite_window_seconds`` (see :func:`export_tflite_waveform`).
     ``finetune_epochs``: after pruning, distil from the unpruned model on ``finetune_data``
     (audio items, or ``(audio, transcript)`` pairs that add a CTC term; classifiers: a label),
-    or on the calibration audio when it is None. The evaluation audio is never trained on:
-    ``finetune_data`` sharing an utterance with ``eval`` is refused. ``max_accuracy_drop``: CER points
-    (greedy-token disagreement without ``eval``) the ONNX quantization may cost; the most
-    sensitive layers go back to float until it holds.
+    or on the calibration audio when it is None; ``finetune_options``: keyword arguments of
+    :func:`~edge_speech.converters.finetune` (``lr``, ``batch_size``, ``checkpoint``, ...). The
+    evaluation audio is never trained on: ``finetune_data`` sharing an utterance with ``eval`` is
+    refused. ``max_accuracy_drop``: CER points (greedy-token disagreement without ``eval``) the
+    ONNX quantization may cost; the most sensitive layers go back to float until it holds.
 
     ``ignored_layers``: modules (or their names in ``model.named_modules()``) never pruned.
     ``layer_ratios``: per-layer channel ratios by module name, fixed while a uniform ratio for
@@ -183,7 +185,8 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             if all(text is not None for _, text in tuning):
                 labels = [token_ids[text] if classifier else [token_ids[c] for c in text if c in token_ids]
                           for _, text in tuning]
-            tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id)
+            tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id,
+                             **(finetune_options or {}))
             steps.append({"step": "finetune", **dataclasses.asdict(tuned),
                           **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
 
@@ -252,6 +255,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                                                     calibration=calibration, chunk_frames=chunk,
                                                     left_context_frames=context, right_context_frames=context)
                 layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
+                tflite_spec = dataclasses.replace(tflite_spec, stream_context_frames=spec.stream_context_frames)
                 if classifier:  # one fixed window: the clip
                     tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
             check = verify(run_torch(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
