@@ -57,8 +57,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     options = dict(target=args.target, backend=args.backend, threads=args.threads, beam=args.beam)
     rec = Recognizer.from_bundle(args.bundle, **options) if args.bundle else Recognizer.default(args.model, **options)
     options = {"lm": False if args.no_lm else args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
-    if args.grammar:
-        options = {"grammar": args.grammar, "grammar_threshold": args.grammar_threshold}
+    grammar = _grammar_argument(args)
+    if grammar is not None:
+        options = {"grammar": grammar, "grammar_threshold": args.grammar_threshold}
     failures = 0
     results = rec.transcribe_many(args.files, workers=args.jobs, progress=_progress_bar(), **options)
     for path, result in zip(args.files, results):
@@ -70,6 +71,52 @@ def _transcribe(args: argparse.Namespace) -> int:
         else:
             print(f"{path}\t{result.text}", flush=True)
     return 1 if failures else 0
+
+
+def _grammar_argument(args: argparse.Namespace):
+    """--grammar FILE or --sentences DIR (Home Assistant sentence templates, compiled once)."""
+    if getattr(args, "sentences", None):
+        if args.grammar:
+            raise ValueError("give --grammar or --sentences, not both")
+        from edge_speech import grammars  # imported here: the template loader is optional
+
+        loader = getattr(grammars, "load_sentences", None)
+        if loader is None:
+            raise ValueError("--sentences needs Home Assistant sentence support (edge_speech.grammars.load_sentences), "
+                             "which this edge_speech does not have")
+        return loader(args.sentences)
+    return args.grammar or None
+
+
+def _sentences_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sentences", metavar="DIR",
+                        help="Home Assistant sentence templates (a folder of YAML files, or one file) as the grammar")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from edge_speech.recognizer import DEFAULT_MODEL
+    from edge_speech.serving.engine import Limits, ServeConfig
+
+    try:
+        from edge_speech.serving.wyoming_server import serve
+    except ImportError as err:
+        raise ImportError(f"serve --wyoming needs the wyoming package ({err}): pip install 'edge-speech[serve]'") from None
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s")
+    limits = Limits(max_audio_s=args.max_audio_seconds, idle_timeout_s=args.idle_timeout,
+                    max_connections=args.max_connections, max_sessions=args.max_sessions, queue=args.queue)
+    config = ServeConfig(
+        models=tuple((args.bundle or []) + (args.model or [])) or (DEFAULT_MODEL,), language=args.language,
+        grammar=args.grammar, sentences=args.sentences, grammar_threshold=args.grammar_threshold, wake=args.wake,
+        wake_threshold=args.wake_threshold, hotwords=args.hotwords, vad=args.vad, streaming=not args.no_streaming,
+        workers=args.workers, backend=args.backend, target=args.target, threads=args.threads,
+        reload_interval_s=args.reload_interval, limits=limits)
+    try:
+        serve(config, args.wyoming, zeroconf=args.zeroconf)
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -264,7 +311,7 @@ def _listen(args: argparse.Namespace) -> int:
         vad_options = {"model_path": args.silero_model} if args.silero_model else None
         if vad_options and args.vad != "silero":
             raise ValueError("--silero-model needs --vad silero")
-        for event in listen.listen(rec, source, grammar=args.grammar, grammar_threshold=args.grammar_threshold,
+        for event in listen.listen(rec, source, grammar=_grammar_argument(args), grammar_threshold=args.grammar_threshold,
                                    wake=args.wake, vad=args.vad, vad_options=vad_options):
             if args.json:
                 print(event.to_json(), flush=True)
@@ -413,6 +460,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--grammar", help="command grammar: YAML intents (.yaml) or JSGF (.gram/.jsgf)")
     p.add_argument("--grammar-threshold", type=float,
                    help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
+    _sentences_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(run=_transcribe)
     p = sub.add_parser("classify", help="label audio files with a keyword classifier bundle")
@@ -463,6 +511,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--grammar", help="command grammar: YAML intents or JSGF")
     p.add_argument("--grammar-threshold", type=float,
                    help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
+    _sentences_argument(p)
     p.add_argument("--wake", help="wake phrase, e.g. 'hey computer'")
     p.add_argument("--device", help="capture device index or name substring (see 'edge-speech devices')")
     p.add_argument("--wav", help="replay a WAV file instead of a microphone")
@@ -472,6 +521,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--silero-model", help="path of silero_vad.onnx (default: the one in the silero-vad package)")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(run=_listen)
+    p = sub.add_parser("serve", help="serve recognition to Home Assistant and other processes (Wyoming protocol)")
+    p.add_argument("--wyoming", required=True, metavar="URI",
+                   help="where to listen: tcp://HOST:PORT (Home Assistant's default port is 10300) or unix://PATH")
+    p.add_argument("--bundle", action="append", help="bundle to serve (watched and hot-reloaded); repeatable, "
+                                                     "the first one is the default model")
+    from edge_speech.recognizer import EMBEDDED_MODELS
+
+    p.add_argument("--model", action="append", choices=sorted(EMBEDDED_MODELS),
+                   help="embedded model to serve; repeatable (default: en-small when no --bundle is given)")
+    p.add_argument("--language", default="en", help="language of the served models (default: en)")
+    p.add_argument("--grammar", help="command grammar (YAML intents or JSGF): transcripts carry intents, other "
+                                     "speech gives an empty transcript, and 'recognize' matches text against it")
+    _sentences_argument(p)
+    p.add_argument("--grammar-threshold", type=float,
+                   help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
+    p.add_argument("--wake", help="wake phrase served to 'detect' requests, e.g. 'hey computer'")
+    p.add_argument("--wake-threshold", type=float, help="confidence a wake phrase needs (default: as for commands)")
+    p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost' (open vocabulary only)")
+    p.add_argument("--vad", default="energy", choices=VAD_KINDS, help="VAD for voice-started/voice-stopped and wake")
+    p.add_argument("--no-streaming", action="store_true", help="no transcript-start/-chunk/-stop partials")
+    p.add_argument("--workers", type=int, help="recognition worker threads (default: one per core)")
+    p.add_argument("--queue", type=int, help="jobs that may wait for a worker before requests are refused as busy "
+                                             "(default: 2 per worker)")
+    p.add_argument("--max-sessions", type=int, help="audio streams open at once (default: 8 per worker)")
+    p.add_argument("--max-audio-seconds", type=float, default=30.0, help="longest audio of one request")
+    p.add_argument("--max-connections", type=int, default=2048)
+    p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before a silent connection is closed")
+    p.add_argument("--reload-interval", type=float, default=2.0,
+                   help="seconds between checks of the served bundles for a new version (0: no hot reload)")
+    p.add_argument("--zeroconf", metavar="NAME", help="announce the service for Home Assistant's discovery "
+                                                      "(needs the zeroconf package; tcp:// only)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
+    p.add_argument("--target", help="device profile (see 'edge-speech targets')")
+    p.add_argument("--threads", type=int, default=1, help="model threads per job (default 1: the workers run in parallel)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=_serve)
     p = sub.add_parser("devices", help="list audio capture devices")
     p.set_defaults(run=_devices)
     p = sub.add_parser("info", help="summarise a bundle, a bundle zip or a model file with an embedded manifest")

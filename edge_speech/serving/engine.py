@@ -1,0 +1,689 @@
+"""The protocol-independent side of serving: the served models (with hot reload), a bounded
+worker pool, the per-request sessions (audio conversion, limits, VAD events, streamed partials,
+wake phrases) and text-to-intent matching with the loaded grammar.
+
+Everything that recognises speech is the runtime's own: :meth:`Recognizer.transcribe` for
+transcripts (a request's result is exactly what ``Recognizer.transcribe`` gives on the same
+audio), :meth:`RecognizerStream.provisional` for streamed partials, :func:`listen.listen` for
+wake phrases, :func:`vad.create_vad` for voice activity. A protocol adapter (Wyoming today)
+turns its events into calls here.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import os
+import queue
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge_speech import listen
+from edge_speech.grammars import Grammar
+from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, Transcript
+from edge_speech.vad import KINDS as VAD_KINDS, create_vad
+
+__all__ = ["AsrSession", "Limits", "ServeConfig", "ServeError", "ServedModel", "SpeechService", "VoiceActivity",
+           "WakeSession", "WorkerPool", "pcm_to_float"]
+
+LOG = logging.getLogger("edge_speech.serve")
+
+PCM_WIDTHS = (1, 2, 3, 4)  # bytes per sample: unsigned 8-bit, signed 16/24/32-bit little-endian (Wyoming's widths)
+
+
+class ServeError(Exception):
+    """A request the server refuses; ``code`` is a short machine-readable reason
+    (``bad-format``, ``too-large``, ``server-busy``, ``unknown-model`` ...)."""
+
+    def __init__(self, code: str, text: str):
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one client may ask of the server (all of it untrusted input).
+
+    ``max_sessions`` (audio streams open at once) and ``queue`` (jobs waiting for a worker)
+    default to 8 and 2 per worker; beyond them a request is answered ``server-busy``."""
+
+    max_audio_s: float = 30.0            # audio of one transcription request
+    max_chunk_bytes: int = 1 << 20       # payload of one audio chunk
+    max_header_bytes: int = 64 * 1024    # an event's JSON header line, and its separate data block
+    max_rate: int = 192_000              # Hz
+    max_channels: int = 8
+    idle_timeout_s: float = 300.0        # a connection that sends nothing for this long is closed
+    max_connections: int = 2048
+    max_sessions: Optional[int] = None
+    queue: Optional[int] = None
+    max_wake_backlog_s: float = 5.0      # audio a wake session may have waiting before it is refused
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name in ("max_sessions", "queue"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                if not (f.name == "queue" and value == 0):
+                    raise ValueError(f"Limits.{f.name} must be a positive number, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """What ``edge-speech serve`` serves. ``models``: embedded model names (``en-small``,
+    ``en-base``) or bundle paths (directory, .zip, .onnx), the first being the default; bundle
+    paths are watched and hot-reloaded every ``reload_interval_s`` (0: never)."""
+
+    models: Tuple[str, ...] = (DEFAULT_MODEL,)
+    language: str = "en"
+    grammar: Optional[str] = None            # YAML intents or JSGF file
+    sentences: Optional[str] = None          # Home Assistant sentence templates (a folder or file)
+    grammar_threshold: Optional[float] = None
+    wake: Optional[str] = None               # wake phrase, e.g. "hey computer"
+    wake_threshold: Optional[float] = None
+    hotwords: Optional[str] = None           # file: one phrase per line, optionally 'phrase:boost'
+    names_boost: float = 3.0                 # boost of a client's transcript_names
+    terms_boost: float = 2.0                 # boost of a client's transcript_terms
+    vad: str = "energy"
+    trailing_silence_s: float = 0.6          # silence after speech that makes voice-stopped
+    streaming: bool = True                   # transcript-start/-chunk/-stop partials
+    partial_interval_s: float = 0.3          # audio time between partials
+    workers: Optional[int] = None            # None: one per core
+    backend: str = "auto"
+    target: Optional[str] = None
+    threads: int = 1                         # model threads per job; the pool gives the parallelism
+    reload_interval_s: float = 2.0
+    limits: Limits = Limits()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.models, str) or not self.models:
+            raise ValueError("ServeConfig.models must be a non-empty sequence of model names or bundle paths")
+        object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        if self.grammar and self.sentences:
+            raise ValueError("give a grammar or sentence templates, not both")
+        if self.vad not in VAD_KINDS:
+            raise ValueError(f"unknown VAD {self.vad!r}; choose one of {', '.join(VAD_KINDS)}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"workers must be a positive int, got {self.workers!r}")
+        if not self.reload_interval_s >= 0:
+            raise ValueError(f"reload_interval_s must be >= 0, got {self.reload_interval_s!r}")
+        if self.wake is not None and not self.wake.split():
+            raise ValueError("the wake phrase is empty")
+
+
+# -- worker pool -------------------------------------------------------------------------------
+
+class WorkerPool:
+    """A thread pool of ``workers`` with at most ``queue`` jobs waiting: :meth:`try_submit`
+    returns None instead of queueing more (the caller answers "busy")."""
+
+    def __init__(self, workers: int, queue: int):
+        self.workers, self.capacity = int(workers), int(workers) + int(queue)
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="edge-speech-worker")
+        self._lock = threading.Lock()
+        self._active = 0
+        self.rejected = 0
+
+    @property
+    def load(self) -> int:
+        """Jobs running or waiting."""
+        return self._active
+
+    def try_submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Optional[Future]:
+        with self._lock:
+            if self._active >= self.capacity:
+                self.rejected += 1
+                return None
+            self._active += 1
+        try:
+            future = self._executor.submit(fn, *args, **kwargs)
+        except RuntimeError:  # shut down
+            self._finished(None)
+            return None
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# -- models and hot reload ---------------------------------------------------------------------
+
+def _signature(path: Path) -> Optional[tuple]:
+    """What changes when a bundle is rewritten: names, sizes and mtimes of its files."""
+    try:
+        if path.is_dir():
+            return tuple(sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                                for p in path.rglob("*") if p.is_file()))
+        st = path.stat()
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        return None
+
+
+class ServedModel:
+    """One served model: a name, its current :class:`Recognizer`, and for a bundle path the
+    watch that swaps in a rewritten bundle once it loads, verifies and runs. Sessions take
+    :attr:`recognizer` when they start and keep it, so a swap never touches one in flight."""
+
+    def __init__(self, source: str, options: Mapping[str, Any]):
+        self.source = source
+        self._options = dict(options)
+        if source in EMBEDDED_MODELS:
+            self.name, self.path = source, None
+            self.recognizer = Recognizer.default(source, **self._options)
+        else:
+            self.path = Path(source)
+            self.name = self.path.stem if self.path.suffix.lower() in (".zip", ".onnx", ".tflite") else self.path.name
+            self.recognizer = _load_verified(self.path, self._options)
+        self.signature = _signature(self.path) if self.path else None
+        self.generation = 0
+        self._seen: Optional[tuple] = None      # a new signature, waiting one poll for writes to settle
+        self._refused: Optional[tuple] = None   # the last signature that failed to load
+
+    @property
+    def bundle_name(self) -> str:
+        return self.recognizer.manifest.name
+
+    def poll(self) -> Optional[dict]:
+        """Checks the bundle once; returns a record when it tried a reload (ok or refused)."""
+        if self.path is None:
+            return None
+        sig = _signature(self.path)
+        if sig is None or sig == self.signature or sig == self._refused:
+            self._seen = None
+            return None
+        if sig != self._seen:  # changed since the last look: let the writer finish
+            self._seen = sig
+            return None
+        self._seen = None
+        record = {"model": self.name, "path": str(self.path), "time": time.time()}
+        try:
+            recognizer = _load_verified(self.path, self._options)
+        except Exception as err:  # any failure keeps the serving model: the refusal is the report
+            self._refused = sig
+            LOG.error("hot reload of %s refused (the previous bundle keeps serving): %s", self.path, err)
+            return {**record, "ok": False, "error": f"{type(err).__name__}: {err}"}
+        self.recognizer, self.signature, self._refused = recognizer, sig, None
+        self.generation += 1
+        LOG.info("hot reload: %s now serves bundle %r (generation %d) for new sessions", self.name,
+                 recognizer.manifest.name, self.generation)
+        return {**record, "ok": True, "bundle": recognizer.manifest.name, "generation": self.generation}
+
+
+def _load_verified(path: Path, options: Mapping[str, Any]) -> Recognizer:
+    """Loads a bundle (checksums, schema and feature config are checked by Bundle.load) and runs
+    it once on half a second of quiet noise, so a model that loads but cannot run is refused."""
+    recognizer = Recognizer.from_bundle(path, **options)
+    rate = recognizer.manifest.sample_rate
+    probe = (1e-3 * np.random.default_rng(0).standard_normal(rate // 2)).astype(np.float32)
+    recognizer.transcribe((probe, rate), beam=1, lm=False)
+    return recognizer
+
+
+# -- audio -------------------------------------------------------------------------------------
+
+def check_format(rate: Any, width: Any, channels: Any, limits: Limits) -> Tuple[int, int, int]:
+    """Validated (rate, width, channels) of an audio event, or ServeError("bad-format")."""
+    for name, value in (("rate", rate), ("width", width), ("channels", channels)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ServeError("bad-format", f"audio {name} must be an integer, got {value!r}")
+    if not 1 <= rate <= limits.max_rate:
+        raise ServeError("bad-format", f"audio rate {rate} Hz is outside 1..{limits.max_rate}")
+    if width not in PCM_WIDTHS:
+        raise ServeError("bad-format", f"audio width {width} is not one of {PCM_WIDTHS} bytes (PCM)")
+    if not 1 <= channels <= limits.max_channels:
+        raise ServeError("bad-format", f"audio channels {channels} is outside 1..{limits.max_channels}")
+    return rate, width, channels
+
+
+def pcm_to_float(payload: bytes, width: int, channels: int) -> np.ndarray:
+    """Interleaved little-endian PCM (Wyoming's audio: width 1 unsigned, 2/3/4 signed) as
+    float32 mono in [-1, 1], channels averaged; the same scaling as :func:`audio.read_wav`, so
+    a WAV streamed here gives the samples ``Recognizer.transcribe`` reads from the file."""
+    frame = width * channels
+    if len(payload) % frame:
+        raise ServeError("bad-format", f"{len(payload)} bytes is not a whole number of {channels}-channel "
+                                       f"{8 * width}-bit frames")
+    if width == 1:
+        x = (np.frombuffer(payload, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / float(1 << 23)
+    else:
+        x = (np.frombuffer(payload, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class VoiceActivity:
+    """``voice-started`` / ``voice-stopped`` moments (ms of the stream) from the runtime's VAD."""
+
+    def __init__(self, kind: str, rate: int, trailing_silence_s: float):
+        self._vad = create_vad(kind, rate)
+        self._frame_ms = 1000.0 * self._vad.frame_seconds
+        self._trailing_ms = 1000.0 * trailing_silence_s
+        self._frames = 0
+        self.speaking = False
+        self._silence_ms = 0.0
+
+    def accept(self, samples: np.ndarray) -> List[Tuple[str, int]]:
+        out = []
+        for decision in self._vad.accept(samples):
+            self._frames += 1
+            now = int(self._frames * self._frame_ms)
+            if decision:
+                self._silence_ms = 0.0
+                if not self.speaking:
+                    self.speaking = True
+                    out.append(("started", int(now - self._frame_ms)))
+            elif self.speaking:
+                self._silence_ms += self._frame_ms
+                if self._silence_ms >= self._trailing_ms:
+                    self.speaking = False
+                    out.append(("stopped", int(now - self._silence_ms)))
+        return out
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+class AsrSession:
+    """One transcription request: audio in any PCM format, a pinned recognizer, streamed
+    partials. Methods without ``_job`` run on the protocol's thread; ``*_job`` run in the pool
+    (one at a time per session: the handler waits for one before starting the next)."""
+
+    def __init__(self, service: "SpeechService", model: ServedModel, rate: int, width: int, channels: int,
+                 language: str, hotwords: Optional[Dict[str, float]], streaming: bool):
+        self.service, self.model_name = service, model.name
+        self.recognizer = model.recognizer  # pinned: a hot reload affects new sessions only
+        self.rate, self.width, self.channels = rate, width, channels
+        self.language, self.hotwords, self.streaming = language, hotwords, streaming
+        self.max_samples = int(service.config.limits.max_audio_s * rate)
+        self.samples = 0
+        self._chunks: List[np.ndarray] = []
+        self._unfed: List[np.ndarray] = []  # audio not yet in the partial stream
+        self._stream = None
+        self.vad = VoiceActivity(service.config.vad, rate, service.config.trailing_silence_s)
+        self._last_partial_samples = 0
+        self._previous_words: List[str] = []
+        self.sent_words: List[str] = []
+        self.started_streaming = False
+
+    def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
+        """Adds one chunk; returns VAD moments. Raises ServeError on a format change or too much audio."""
+        if (rate, width, channels) != (self.rate, self.width, self.channels):
+            raise ServeError("bad-format", f"audio format changed mid-stream from {self.rate} Hz/{self.width} "
+                                           f"bytes/{self.channels} ch to {rate} Hz/{width} bytes/{channels} ch")
+        x = pcm_to_float(payload, width, channels)
+        if not len(x):
+            return []
+        if self.samples + len(x) > self.max_samples:
+            raise ServeError("too-large", f"more than {self.service.config.limits.max_audio_s:g} s of audio in one "
+                                          "request")
+        self.samples += len(x)
+        self._chunks.append(x)
+        if self.streaming:
+            self._unfed.append(x)
+        return self.vad.accept(x)
+
+    def partial_due(self) -> bool:
+        interval = int(self.service.config.partial_interval_s * self.rate)
+        return self.streaming and self.samples - self._last_partial_samples >= interval
+
+    def take_unfed(self) -> List[np.ndarray]:
+        self._last_partial_samples = self.samples
+        chunks, self._unfed = self._unfed, []
+        return chunks
+
+    def partial_job(self, chunks: List[np.ndarray]) -> str:
+        """Feeds the new audio to the session's stream and returns its provisional text."""
+        if self._stream is None:
+            self._stream = self.recognizer.create_stream(beam=1, lm=False)
+        for x in chunks:
+            self._stream.accept_waveform(x, self.rate)
+        return self._stream.provisional()
+
+    def partial_delta(self, text: str) -> Optional[str]:
+        """Text to stream as a transcript-chunk: the words two provisional results in a row agree
+        on (the last word may still be growing), beyond those already sent. None: nothing new."""
+        words = text.split()
+        agreed = []
+        for a, b in zip(words[:-1], self._previous_words):
+            if a != b:
+                break
+            agreed.append(a)
+        self._previous_words = words
+        if agreed[:len(self.sent_words)] != self.sent_words or len(agreed) <= len(self.sent_words):
+            return None
+        new = agreed[len(self.sent_words):]
+        piece = (" " if self.sent_words else "") + " ".join(new)
+        self.sent_words = agreed
+        return piece
+
+    def final_delta(self, text: str) -> Optional[str]:
+        """The rest of the final text after the streamed words (None when they disagree)."""
+        words = text.split()
+        if words[:len(self.sent_words)] != self.sent_words or len(words) == len(self.sent_words):
+            return None
+        new = words[len(self.sent_words):]
+        self.sent_words = words
+        return (" " if len(words) > len(new) else "") + " ".join(new)
+
+    def final_job(self) -> Optional[Transcript]:
+        """The transcript of all the audio: exactly ``Recognizer.transcribe`` on it (None when no
+        audio came)."""
+        if not self.samples:
+            return None
+        samples = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        return self.service.transcribe(self.recognizer, samples, self.rate, self.hotwords)
+
+    def context(self, result: Optional[Transcript]) -> dict:
+        """What a result carries besides its text: the model and bundle that made it and, with a
+        grammar, the intent, slots and confidence (intent None: outside the grammar)."""
+        ctx: Dict[str, Any] = {"model": self.model_name, "bundle": self.recognizer.manifest.name}
+        if result is not None:
+            ctx["duration_s"] = round(result.duration_s, 3)
+            if self.service.grammar is not None:
+                ctx["intent"] = result.intent
+                ctx["slots"] = dict(result.slots) if result.slots else {}
+                ctx["confidence"] = None if result.confidence is None else round(float(result.confidence), 4)
+        return ctx
+
+
+class _QueueSource:
+    """A listen() source fed from another thread; ends at the None marker."""
+
+    def __init__(self, items: "queue.Queue[Optional[np.ndarray]]", rate: int):
+        self._items, self.sample_rate = items, rate
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._items.get()
+            if item is None:
+                return
+            yield item
+
+
+class WakeSession:
+    """Wake phrase detection over pushed audio: :func:`listen.listen` with the wake phrase, in a
+    thread of its own (it blocks waiting for audio, so it does not hold a pool worker)."""
+
+    def __init__(self, service: "SpeechService", model: ServedModel, rate: int, width: int, channels: int,
+                 on_detection: Callable[[listen.Event], None]):
+        config = service.config
+        self.rate, self.width, self.channels = rate, width, channels
+        self.recognizer = model.recognizer
+        self.vad = VoiceActivity(config.vad, rate, config.trailing_silence_s)
+        self.detections = 0
+        self.error: Optional[BaseException] = None
+        backlog = max(4, int(config.limits.max_wake_backlog_s / 0.02))
+        self._items: "queue.Queue[Optional[np.ndarray]]" = queue.Queue(maxsize=backlog)
+        self._on_detection = on_detection
+        self._thread = threading.Thread(target=self._run, name="edge-speech-wake", daemon=True,
+                                        args=(config.wake, config.wake_threshold, config.vad))
+        self._thread.start()
+
+    def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
+        if (rate, width, channels) != (self.rate, self.width, self.channels):
+            raise ServeError("bad-format", "audio format changed mid-stream")
+        x = pcm_to_float(payload, width, channels)
+        if not len(x):
+            return []
+        if self.error is not None:
+            raise ServeError("internal", f"wake detection failed: {self.error}")
+        try:
+            self._items.put_nowait(x)
+        except queue.Full:
+            raise ServeError("server-busy", "wake detection is falling behind the audio") from None
+        return self.vad.accept(x)
+
+    def _run(self, phrase: str, threshold: Optional[float], vad: str) -> None:
+        try:
+            for event in listen.listen(self.recognizer, _QueueSource(self._items, self.rate), wake=phrase,
+                                       wake_threshold=threshold, wake_window_s=1e-3, vad=vad):
+                if event.type == "wake":
+                    self.detections += 1
+                    self._on_detection(event)
+        except Exception as err:  # reported to the client by the next add() or finish()
+            self.error = err
+            LOG.exception("wake detection failed")
+            while self._items.get() is not None:  # drain so a pusher never blocks
+                pass
+
+    def finish(self, timeout: float = 30.0) -> int:
+        """Ends the audio, waits for the last utterance; the number of detections (blocking)."""
+        self._items.put(None)
+        self._thread.join(timeout)
+        if self.error is not None:
+            raise ServeError("internal", f"wake detection failed: {self.error}")
+        return self.detections
+
+    def abandon(self) -> None:
+        """The client went away: end the thread without waiting."""
+        try:
+            self._items.put_nowait(None)
+        except queue.Full:
+            threading.Thread(target=self._items.put, args=(None,), daemon=True).start()
+
+
+# -- grammar and text --------------------------------------------------------------------------
+
+def load_grammar(path: "str | Path") -> Grammar:
+    """A YAML intent file or a JSGF grammar, compiled."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".gram", ".jsgf"):
+        return Grammar.from_jsgf(text if text.lstrip().startswith("#JSGF") else "#JSGF V1.0;\n" + text)
+    return Grammar.from_yaml(text)
+
+
+def load_sentence_templates(path: "str | Path") -> Grammar:
+    """Home Assistant sentence templates through ``edge_speech.grammars.load_sentences``."""
+    from edge_speech import grammars
+
+    loader = getattr(grammars, "load_sentences", None)
+    if loader is None:
+        raise ValueError("this edge_speech has no Home Assistant sentence support yet "
+                         "(edge_speech.grammars.load_sentences)")
+    return loader(path)
+
+
+_WORD = re.compile(r"[^\w']+")
+
+
+class TextMatcher:
+    """Matches typed text against a grammar's word automaton: the best-weighted accepted path
+    gives the intent and slots (slot values joined as the decoder joins them). Case and
+    punctuation are ignored."""
+
+    def __init__(self, grammar: Grammar, max_frontier: int = 10_000):
+        self._out: Dict[int, List] = collections.defaultdict(list)
+        for arc in grammar.arcs:
+            self._out[arc.src].append(arc)
+        self._finals = set(grammar.finals)
+        self._max = max_frontier
+
+    def match(self, text: str) -> Optional[Tuple[str, Dict[str, str]]]:
+        words = _WORD.sub(" ", text.lower()).split()
+        if not words:
+            return None
+        # (state, intent, slots as a tuple of (slot, value) pairs) -> best weight
+        frontier: Dict[tuple, float] = {(0, None, ()): 0.0}
+        for word in words:
+            nxt: Dict[tuple, float] = {}
+            for (state, _intent, slots), weight in frontier.items():
+                for arc in self._out.get(state, ()):
+                    if arc.word != word:
+                        continue
+                    new_slots = slots
+                    if arc.slot is not None:
+                        filled = dict(slots)
+                        filled[arc.slot] = f"{filled[arc.slot]} {word}" if arc.slot in filled else word
+                        new_slots = tuple(sorted(filled.items()))
+                    key = (arc.dst, arc.intent, new_slots)
+                    if weight + arc.weight > nxt.get(key, -math.inf):
+                        nxt[key] = weight + arc.weight
+            if not nxt:
+                return None
+            if len(nxt) > self._max:
+                nxt = dict(sorted(nxt.items(), key=lambda kv: -kv[1])[:self._max])
+            frontier = nxt
+        accepted = [(w, intent, slots) for (state, intent, slots), w in frontier.items() if state in self._finals]
+        if not accepted:
+            return None
+        _, intent, slots = max(accepted, key=lambda t: (t[0], str(t[1]), t[2]))
+        return intent, dict(slots)
+
+
+def read_hotwords(path: "str | Path") -> Dict[str, float]:
+    """A hotwords file: one phrase per line, optionally ``phrase:boost`` (the CLI's format)."""
+    table = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        phrase, _, boost = line.rpartition(":") if ":" in line else (line, "", "")
+        try:
+            table[" ".join(phrase.lower().split())] = float(boost) if boost else 2.0
+        except ValueError:
+            raise ValueError(f"{path}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
+    return table
+
+
+# -- the service -------------------------------------------------------------------------------
+
+class SpeechService:
+    """The models, grammar, wake phrase, worker pool and hot reload behind a server."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        workers = config.workers or os.cpu_count() or 1
+        limits = config.limits
+        self.max_sessions = limits.max_sessions or 8 * workers
+        options = {"target": config.target, "backend": config.backend, "threads": config.threads}
+        self.models: Dict[str, ServedModel] = {}
+        for source in config.models:
+            model = ServedModel(source, options)
+            if model.name in self.models:
+                raise ValueError(f"two models are named {model.name!r}; serve them from paths with different names")
+            self.models[model.name] = model
+        self.default_model = next(iter(self.models))
+        self.grammar: Optional[Grammar] = None
+        self.grammar_source: Optional[str] = None
+        if config.grammar:
+            self.grammar, self.grammar_source = load_grammar(config.grammar), str(config.grammar)
+        elif config.sentences:
+            self.grammar, self.grammar_source = load_sentence_templates(config.sentences), str(config.sentences)
+        self.matcher = TextMatcher(self.grammar) if self.grammar is not None else None
+        self.hotwords = read_hotwords(config.hotwords) if config.hotwords else {}
+        self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 2 * workers)
+        self.reloads: "collections.deque[dict]" = collections.deque(maxlen=200)
+        self._sessions = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: Optional[threading.Thread] = None
+        if config.reload_interval_s > 0 and any(m.path is not None for m in self.models.values()):
+            self._watcher = threading.Thread(target=self._watch, name="edge-speech-reload", daemon=True)
+            self._watcher.start()
+
+    # -- requests -------------------------------------------------------------------------
+    def model(self, name: Optional[str]) -> ServedModel:
+        """The model a request names (None or the program's name: the default)."""
+        if name in (None, "", "edge-speech"):
+            return self.models[self.default_model]
+        if name not in self.models:
+            raise ServeError("unknown-model", f"no model named {name!r}; this server has {sorted(self.models)}")
+        return self.models[name]
+
+    def check_language(self, language: Optional[str]) -> str:
+        if not language:
+            return self.config.language
+        if language.lower().replace("_", "-").split("-")[0] != self.config.language.split("-")[0].lower():
+            raise ServeError("unsupported-language", f"language {language!r} is not served; this server "
+                                                     f"recognises {self.config.language!r}")
+        return language
+
+    def request_hotwords(self, names: Optional[Sequence[Any]], terms: Optional[Sequence[Any]]) -> Dict[str, float]:
+        """The server's hotwords plus a client's biasing names and terms (names boosted more)."""
+        table = dict(self.hotwords)
+        for values, boost in ((terms, self.config.terms_boost), (names, self.config.names_boost)):
+            if not isinstance(values, (list, tuple)):
+                continue
+            for value in values[:200]:
+                if isinstance(value, str) and 0 < len(value) <= 100:
+                    phrase = " ".join(_WORD.sub(" ", value.lower()).split())
+                    if phrase:
+                        table[phrase] = max(boost, table.get(phrase, 0.0))
+        return table
+
+    def open_session(self) -> None:
+        with self._lock:
+            if self._sessions >= self.max_sessions:
+                raise ServeError("server-busy", f"the server is at its limit of {self.max_sessions} audio streams; "
+                                                "try again shortly")
+            self._sessions += 1
+
+    def close_session(self) -> None:
+        with self._lock:
+            self._sessions = max(0, self._sessions - 1)
+
+    @property
+    def sessions(self) -> int:
+        return self._sessions
+
+    def transcribe(self, recognizer: Recognizer, samples: np.ndarray, rate: int,
+                   hotwords: Optional[Dict[str, float]] = None) -> Transcript:
+        """``Recognizer.transcribe`` with the server's grammar, else the hotwords (a worker's job)."""
+        if self.grammar is not None:
+            return recognizer.transcribe((samples, rate), grammar=self.grammar,
+                                         grammar_threshold=self.config.grammar_threshold)
+        if hotwords:
+            try:
+                return recognizer.transcribe((samples, rate), hotwords=hotwords)
+            except ValueError as err:  # a phrase the model cannot spell: serve without the client's biasing
+                LOG.warning("hotwords refused by the decoder (%s); transcribing without them", err)
+        return recognizer.transcribe((samples, rate))
+
+    def recognize_text(self, text: str) -> Optional[Tuple[str, Dict[str, str]]]:
+        if self.matcher is None:
+            raise ServeError("no-grammar", "intent recognition needs a grammar: start the server with --grammar "
+                                           "or --sentences")
+        return self.matcher.match(text)
+
+    # -- hot reload -----------------------------------------------------------------------
+    def poll_reloads(self) -> List[dict]:
+        """One look at every watched bundle (the watcher thread calls this)."""
+        records = []
+        for model in list(self.models.values()):
+            record = model.poll()
+            if record is not None:
+                records.append(record)
+                self.reloads.append(record)
+        return records
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.config.reload_interval_s):
+            try:
+                self.poll_reloads()
+            except Exception:  # the watcher must outlive any one failure
+                LOG.exception("bundle watch failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.pool.shutdown()
