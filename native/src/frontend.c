@@ -45,9 +45,17 @@ es_frontend_config es_frontend_config_default(void) {
   return c;
 }
 
-/* Samples per frame and per shift, rounded as Kaldi does (truncation of rate * ms / 1000). */
+/* Frames and shifts longer than this are refused (the FFT stops at 65536 anyway); it keeps every
+ * later size computation (framer capacity, sample counts) far from int overflow. */
+#define ES_MAX_FRAME_SAMPLES (1 << 20)
+
+/* Samples per frame and per shift, rounded as Kaldi does (truncation of rate * ms / 1000).
+ * Saturates instead of converting an out-of-range double to int (undefined behaviour). */
 static int ms_to_samples(float sample_rate_hz, float ms) {
-  return (int)((double)sample_rate_hz * 0.001 * (double)ms + 1e-6);
+  const double samples = (double)sample_rate_hz * 0.001 * (double)ms + 1e-6;
+  if (!(samples >= 0.0)) return 0; /* negative or NaN: refused as "need at least" */
+  if (samples > (double)ES_MAX_FRAME_SAMPLES) return ES_MAX_FRAME_SAMPLES + 1;
+  return (int)samples;
 }
 
 static int resolved_fft_size(const es_frontend_config *c, int frame_length) {
@@ -78,6 +86,9 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
   } else if (!(c->frame_shift_ms > 0.0f) || shift < 1) {
     snprintf(msg, sizeof msg, "frame_shift_ms %g gives %d samples at %g Hz; need at least 1",
              c->frame_shift_ms, shift, c->sample_rate_hz);
+  } else if (length > ES_MAX_FRAME_SAMPLES || shift > ES_MAX_FRAME_SAMPLES) {
+    snprintf(msg, sizeof msg, "frame_length_ms %g / frame_shift_ms %g at %g Hz give more than %d samples",
+             c->frame_length_ms, c->frame_shift_ms, c->sample_rate_hz, ES_MAX_FRAME_SAMPLES);
   } else if (c->fft_size == 0 && !c->round_to_power_of_two &&
              !es_fft_mixed_radix_size_is_supported(fft_size)) {
     snprintf(msg, sizeof msg,

@@ -208,6 +208,19 @@ static void check_whisper(void) {
   c = whisper_config();
   c.output_clamp_range = 0.0f;
   CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "output_clamp_range"));
+  c = es_frontend_config_default(); /* sizes far past int: refused, no float-to-int overflow */
+  c.frame_length_ms = 3e38f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "more than"));
+  c = es_frontend_config_default();
+  c.frame_shift_ms = 1e30f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "more than"));
+  CHECK(es_frontend_init(&fe, &c) == ES_ERR_INVALID_CONFIG);
+  c = es_frontend_config_default();
+  c.frame_shift_ms = -1e30f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "at least 1"));
+  c = es_frontend_config_default();
+  c.sample_rate_hz = 3e38f;
+  CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG);
   c = whisper_config();
   c.fft_size = 400; /* an explicit size is still a power of two */
   CHECK(es_frontend_config_check(&c, why, sizeof why) == ES_ERR_INVALID_CONFIG && strstr(why, "power of two"));
