@@ -96,9 +96,9 @@ def _yaml():
 
 @dataclasses.dataclass(frozen=True)
 class SentencesGrammar(Grammar):
-    """A :class:`Grammar` compiled from Home Assistant sentences. Besides the automaton it holds,
-    per word-end state, the data block the word belongs to and the list values that end there
-    (``table``, JSON), so a recognised word path turns into Home Assistant's slot values."""
+    """A :class:`Grammar` compiled from Home Assistant sentences. Besides the automaton it holds
+    (``table``, JSON) each slot's spoken forms with their ``out`` values and, per final state,
+    the data block whose sentences end there (for the block's fixed ``slots``)."""
 
     language: str = ""
     table: str = "{}"
@@ -106,16 +106,16 @@ class SentencesGrammar(Grammar):
 
     def _tables(self):
         cache = self._cache
-        if "states" not in cache:
+        if "next" not in cache:
             data = json.loads(self.table)
-            cache["blocks"] = [(intent, slots) for intent, slots in data["blocks"]]
-            cache["states"] = {int(k): v for k, v in data["states"].items()}
-            cache["outs"] = data["outs"]
+            cache["blocks"] = data["blocks"]
+            cache["final_block"] = {int(k): v for k, v in data["final_block"].items()}
+            cache["values"] = data["values"]
             nxt: Dict[Tuple[int, str], List[WordArc]] = {}
             for arc in self.arcs:
                 nxt.setdefault((arc.src, arc.word), []).append(arc)
-            cache["next"] = nxt
             cache["finals"] = frozenset(self.finals)
+            cache["next"] = nxt
         return cache
 
     def interpret(self, path: Sequence[Tuple[str, str, Optional[str]]]) -> Optional[Tuple[str, Dict[str, Any]]]:
@@ -129,6 +129,7 @@ class SentencesGrammar(Grammar):
         return self._walk(words, None) if words else None
 
     def _walk(self, words, labels):
+        """Follows the words through the automaton (all paths at once, the lowest states first)."""
         t = self._tables()
         nxt, finals = t["next"], t["finals"]
         frontier: Dict[int, Optional[Tuple[int, WordArc]]] = {0: None}
@@ -154,34 +155,23 @@ class SentencesGrammar(Grammar):
             arcs.append(arc)
             state = prev
         arcs.reverse()
-        return self._slots(arcs, t)
+        return self._slots(arcs, ends[0], t)
 
-    def _slots(self, arcs: Sequence[WordArc], t) -> Tuple[str, Dict[str, Any]]:
-        states, blocks, outs = t["states"], t["blocks"], t["outs"]
-        block = None
-        values: Dict[str, Any] = {}
-        spoken: Dict[str, str] = {}
+    def _slots(self, arcs: Sequence[WordArc], final: int, t) -> Tuple[str, Dict[str, Any]]:
+        spoken: Dict[str, List[str]] = {}
         for arc in arcs:
-            info = states.get(arc.dst)
-            if info is None:
-                continue
-            if info[0] is not None:
-                block = info[0]
-            for slot, index in info[1]:
-                if outs[index] is not None:
-                    values[slot] = outs[index]
             if arc.slot is not None:
-                spoken[arc.slot] = f"{spoken[arc.slot]} {arc.word}" if arc.slot in spoken else arc.word
-        intent = arcs[-1].intent
+                spoken.setdefault(arc.slot, []).append(arc.word)
         slots: Dict[str, Any] = {}
-        for slot, text in spoken.items():  # a slot without a recorded value keeps its words
-            slots[slot] = values.get(slot, text)
-        for slot, value in values.items():
-            slots.setdefault(slot, value)
+        for slot, words in spoken.items():
+            text = " ".join(words)
+            table = t["values"].get(slot, {})
+            slots[slot] = table[text][0] if text in table else text  # no out: HA gives the matched text
+        block = t["final_block"].get(final)
         if block is not None:
-            for slot, value in blocks[block][1].items():
+            for slot, value in t["blocks"][block][1].items():
                 slots.setdefault(slot, value)
-        return intent, slots
+        return arcs[-1].intent, slots
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -317,14 +307,12 @@ def _normalize(text: str) -> str:
 
 class _Net:
     """The piece network: arcs carry pieces of words (glued without spaces by templates such as
-    ``light[s]``), explicit space arcs separate words, and states may note a list value ending."""
+    ``light[s]``), explicit space arcs separate words, epsilon arcs join the structure."""
 
     def __init__(self, what: str):
         self.what = what
         self.n = 1
-        self.eps: List[Tuple[int, int]] = []
         self.out: Dict[int, list] = {}         # state -> [(dst, kind, text, slot, block)]
-        self.value_end: Dict[int, Tuple[str, Any]] = {}
 
     def new(self) -> int:
         self.n += 1
@@ -348,6 +336,10 @@ class _Net:
         return s
 
 
+class _Wildcard(ValueError):
+    pass
+
+
 class _Compiler:
     def __init__(self, intents, what: str, wildcards: str):
         self.h = _hassil()
@@ -355,9 +347,10 @@ class _Compiler:
         self.language = intents.language
         self.net = _Net(what)
         self.blocks: List[Tuple[str, Dict[str, Any]]] = []
+        self.values: Dict[str, Dict[str, list]] = {}    # slot -> spoken text -> [out]
+        self._registered = set()
         self._numbers: Dict[Tuple, List[Tuple[str, Any]]] = {}
-        self.outs: List[Any] = []
-        self._tail_intent: Dict[int, str] = {}
+        self._tail: Dict[int, Tuple[int, str]] = {}     # block tail state -> (block, intent)
 
     # expressions -> pieces
     def build(self, e, s: int, ctx, depth: int) -> int:
@@ -401,21 +394,24 @@ class _Compiler:
         if isinstance(e, ex.ListReference):
             return self.list_ref(e, s, ctx, depth)
         if isinstance(e, ex.RuleReference):
-            name = e.rule_name
-            rule = ctx["rules"].get(name)
-            if rule is None:
-                raise ValueError(f"{ctx['where']}: unknown expansion rule <{name}>")
-            if name in ctx["stack"]:
-                raise ValueError(f"{ctx['where']}: expansion rule <{name}> refers to itself "
-                                 f"({' -> '.join('<' + r + '>' for r in ctx['stack'] + [name])})")
-            inner = dict(ctx, stack=ctx["stack"] + [name])
-            return self.build(rule.expression, s, inner, depth + 1)
+            name, inner = self.rule(e, ctx)
+            return self.build(name.expression, s, inner, depth + 1)
         raise ValueError(f"{ctx['where']}: unsupported template element {type(e).__name__}")
 
-    def list_ref(self, ref, s: int, ctx, depth: int) -> int:
+    def rule(self, ref, ctx):
+        name = ref.rule_name
+        rule = ctx["rules"].get(name)
+        if rule is None:
+            raise ValueError(f"{ctx['where']}: unknown expansion rule <{name}>")
+        if name in ctx["stack"]:
+            raise ValueError(f"{ctx['where']}: expansion rule <{name}> refers to itself "
+                             f"({' -> '.join('<' + r + '>' for r in ctx['stack'] + [name])})")
+        return rule, dict(ctx, stack=ctx["stack"] + [name])
+
+    def slot_list(self, ref, ctx):
+        """(values, is_range) of a list reference: [(expression or None, words or None, out)]."""
         intents_mod = self.h.intents
-        net = self.net
-        name, slot = ref.list_name, ref.slot_name
+        name = ref.list_name
         if ref.is_inline_range:
             start, stop, step = ref.get_inline_range()
             lst = intents_mod.RangeSlotList(name=None, start=start, stop=stop, step=step)
@@ -434,21 +430,72 @@ class _Compiler:
             raise ValueError(f"{ctx['where']}: list {{{name}}} has an unsupported type {type(lst).__name__}")
         if not values:
             raise ValueError(f"{ctx['where']}: list {{{name}}} has no values")
+        return lst, values
+
+    def list_ref(self, ref, s: int, ctx, depth: int) -> int:
+        net = self.net
+        slot = ref.slot_name
+        lst, values = self.slot_list(ref, ctx)
         inner = dict(ctx, slot=slot)
+        key = (id(lst), slot)
+        register = key not in self._registered
+        if register:
+            self._registered.add(key)
+            table = self.values.setdefault(slot, {})
         end = net.new()
         for expr, words, out in values:
             start = net.new()
             net.link(s, start)
             if expr is not None:
                 stop = self.build(expr, start, inner, depth + 1)
+                if register and out is not None:  # no out: HA gives the matched (spoken) text
+                    for spelling in self.spellings(expr, inner, depth + 1):
+                        table.setdefault(" ".join(spelling.split()), [out])
             else:
                 stop = net.text(start, words, slot, ctx["block"])
-            mark = net.new()
-            net.link(stop, mark)
-            net.value_end[mark] = (slot, len(self.outs))  # out None: HA gives the matched (spoken) text
-            self.outs.append(out)
-            net.link(mark, end)
+                if register:
+                    table.setdefault(" ".join(words.split()), [out])
+            net.link(stop, end)
         return end
+
+    def spellings(self, e, ctx, depth: int, limit: int = 10_000) -> List[str]:
+        """Every spoken form of a (small) list value template, normalised like the automaton's words."""
+        ex = self.h.expression
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{ctx['where']}: nested deeper than {MAX_DEPTH} levels (groups, lists and rules)")
+
+        def join(parts_list):
+            out = [""]
+            for parts in parts_list:
+                out = [a + b for a in out for b in parts]
+                if len(out) > limit:
+                    raise ValueError(f"{ctx['where']}: a list value has more than {limit} spoken forms")
+            return out
+
+        if isinstance(e, ex.TextChunk):
+            forms = [_normalize(e.text)]
+        elif isinstance(e, ex.Alternative):
+            forms = [f for item in e.items for f in self.spellings(item, ctx, depth + 1, limit)]
+        elif isinstance(e, ex.Permutation):
+            import itertools
+            forms = []
+            for order in itertools.permutations(e.items):
+                forms += join([self.spellings(i, ctx, depth + 1, limit) for i in order])
+        elif isinstance(e, ex.Group):
+            forms = join([self.spellings(i, ctx, depth + 1, limit) for i in e.items])
+        elif isinstance(e, ex.ListReference):
+            _, values = self.slot_list(e, ctx)
+            forms = []
+            for expr, words, _ in values:
+                forms += self.spellings(expr, ctx, depth + 1, limit) if expr is not None else [words]
+        elif isinstance(e, ex.RuleReference):
+            rule, inner = self.rule(e, ctx)
+            forms = self.spellings(rule.expression, inner, depth + 1, limit)
+        else:
+            forms = []
+        if len(forms) > limit:
+            raise ValueError(f"{ctx['where']}: a list value has more than {limit} spoken forms")
+        return forms
 
     def numbers(self, lst, name: str, ctx) -> List[Tuple[str, Any]]:
         key = (lst.start, lst.stop, lst.step, lst.fraction_type, lst.multiplier, lst.words_language)
@@ -494,15 +541,15 @@ class _Compiler:
                     net.link(net.text(a, phrase + " ", None, None), loop)
             net.link(loop, begin)
         finals = []
-        dropped = 0
         for intent_name, intent in self.intents.intents.items():
-            tail = net.new()
             for block in intent.data:
                 block_id = len(self.blocks)
                 self.blocks.append((intent_name, dict(block.slots or {})))
                 lists = {**self.intents.slot_lists, **block.slot_lists}
                 rules = {**self.intents.expansion_rules, **block.expansion_rules}
-                for k, sentence in enumerate(block.sentences):
+                tail = net.new()  # every sentence of the block ends here
+                used = False
+                for sentence in block.sentences:
                     where = f"{self.what}: intent {intent_name!r}, template {sentence.text!r}"
                     ctx = {"where": where, "slot": None, "block": block_id, "lists": lists, "rules": rules,
                            "stack": []}
@@ -512,99 +559,93 @@ class _Compiler:
                     except _Wildcard as err:
                         if self.wildcards == "error":
                             raise ValueError(str(err)) from None
-                        dropped += 1
-                        continue  # the states built so far stay unreachable and are trimmed
+                        continue  # what was built stays unreachable and is trimmed
                     except RecursionError:
                         raise ValueError(f"{where}: nested too deeply (limit {MAX_DEPTH} levels)") from None
                     net.link(begin, start)
                     net.link(end, tail)
-            finals.append(tail)
-            if skip:  # skip words after a command, with the intent's label
-                for phrase in skip:
-                    net.link(net.text(tail, " " + phrase, None, None), tail)
-            self._tail_intent[tail] = intent_name
+                    used = True
+                if used:
+                    finals.append(tail)
+                    self._tail[tail] = (block_id, intent_name)
+                    for phrase in skip:  # skip words after a command, with the intent's label
+                        net.link(net.text(tail, " " + phrase, None, None), tail)
+        if not finals:
+            raise ValueError(f"{self.what}: no sentence template left to compile")
         return self._words(finals)
 
     def _words(self, finals: List[int]) -> SentencesGrammar:
         """Pieces -> words: from every word boundary (the start, and every state after a space),
-        each path of pieces up to the next space (or an end) spells one word arc, which gets a
-        fresh state noting its data block and the list values ending inside it."""
+        each path of pieces up to the next space (or an end) spells one word arc."""
         net = self.net
         final_set = set(finals)
-        block_intents = [b[0] for b in self.blocks]
         builder = _Builder({}, {}, self.what)
         builder.num_states = net.n
-        states: Dict[int, list] = {}
         boundaries, seen = [0], {0}
-        arcs_seen = set()
-        tail_intent = self._tail_intent
+        emitted = set()
+        eps_in: Dict[int, List[int]] = {}
+        intents = [b[0] for b in self.blocks]
+
+        def emit(b, c, text, slot, block, tail):
+            if not text:
+                if (b, c) not in emitted:
+                    emitted.add((b, c))
+                    builder.eps.append((b, c, 0.0))
+                    eps_in.setdefault(c, []).append(b)
+                return
+            intent = intents[block] if block is not None else (tail or "")
+            key = (b, c, text, slot, intent)
+            if key not in emitted:
+                emitted.add(key)
+                builder.arcs.append(WordArc(b, c, text, 0.0, intent, slot))
+
         while boundaries:
             b = boundaries.pop()
             paths = 0
-            # (state, text, slot, block, values, visited tails' intent)
-            stack = [(b, "", None, None, (), None)]
+            stack = [(b, "", None, None, None)]  # (state, text, slot, block, intent of a tail passed)
             while stack:
-                u, text, slot, block, values, tail = stack.pop()
+                u, text, slot, block, tail = stack.pop()
                 paths += 1
                 if paths > MAX_WORD_PATHS:
                     raise ValueError(f"{self.what}: more than {MAX_WORD_PATHS} spellings of one word position "
                                      "(glued alternatives such as (a|b)(c|d)... multiply)")
-                if u in net.value_end:
-                    values = values + (net.value_end[u],)
-                if u in tail_intent:
-                    tail = tail_intent[u]
+                if u in self._tail:
+                    tail = self._tail[u][1]
                 if u in final_set:
-                    self._emit(builder, b, u, text, slot, block, values, tail, states, arcs_seen, block_intents)
+                    emit(b, u, text, slot, block, tail)
                 for dst, kind, piece, pslot, pblock in net.out.get(u, ()):
                     if kind == "space":
-                        self._emit(builder, b, dst, text, slot, block, values, tail, states, arcs_seen,
-                                   block_intents)
+                        emit(b, dst, text, slot, block, tail)
                         if dst not in seen:
                             seen.add(dst)
                             boundaries.append(dst)
                     elif kind == "piece":
                         stack.append((dst, text + piece, slot if slot is not None else pslot,
-                                      block if block is not None else pblock, values, tail))
+                                      block if block is not None else pblock, tail))
                     else:
-                        stack.append((dst, text, slot, block, values, tail))
+                        stack.append((dst, text, slot, block, tail))
         if not builder.arcs:
             raise ValueError(f"{self.what}: the sentences spell no word")
+        # the block whose sentences end at a state: its tail, or a tail reached by empty words
+        block_of: Dict[int, int] = {}
+        for tail in finals:
+            block_id = self._tail[tail][0]
+            todo = [tail]
+            while todo:
+                u = todo.pop()
+                if u in block_of:
+                    continue
+                block_of[u] = block_id
+                todo.extend(eps_in.get(u, ()))
         grammar = builder.finish(finals)
-        kept = builder.kept_states
-        table_states = {}
-        for new, old in enumerate(kept):
-            info = states.get(old)
-            if info is not None:
-                table_states[str(new)] = info
-        table = json.dumps({"blocks": self.blocks, "states": table_states, "outs": self.outs}, sort_keys=True,
-                           default=_json_value)
+        final_block = {str(new): block_of[old] for new, old in enumerate(builder.kept_states) if old in block_of}
         if grammar.num_states > 200_000:
             raise ValueError(f"{self.what}: the sentences compile to {grammar.num_states} states, "
                              "more than the 200000 a grammar may have")
+        table = json.dumps({"blocks": self.blocks, "final_block": final_block, "values": self.values},
+                           sort_keys=True, default=_json_value)
         return SentencesGrammar(grammar.num_states, grammar.arcs, grammar.finals, language=self.language,
                                 table=table)
-
-    def _emit(self, builder, b, c, text, slot, block, values, tail, states, arcs_seen, block_intents):
-        if not text:
-            if (b, c) not in arcs_seen:
-                arcs_seen.add((b, c))
-                builder.eps.append((b, c, 0.0))
-            return
-        intent = block_intents[block] if block is not None else (tail or "")
-        key = (b, c, text, slot, block, values, intent)
-        if key in arcs_seen:
-            return
-        arcs_seen.add(key)
-        n = builder.num_states
-        builder.num_states += 1
-        builder.arcs.append(WordArc(b, n, text, 0.0, intent, slot))
-        builder.eps.append((n, c, 0.0))
-        if block is not None or values:
-            states[n] = [block, [list(v) for v in values]]
-
-
-class _Wildcard(ValueError):
-    pass
 
 
 def _json_value(value):
