@@ -219,14 +219,12 @@ class ArpaLM:
     @classmethod
     def from_file(cls, path: "str | Path") -> "ArpaLM":
         """An ARPA file, plain or gzip-compressed (recognised by its magic bytes, not its name)."""
+        from edge_speech import limits
+
         path = Path(path)
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            import gzip
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError) as err:
-                raise ValueError(f"{path}: not a valid gzip file: {err}") from None
+        if path.is_file() and path.stat().st_size > limits.current().max_lm_bytes:
+            raise limits.exceeded(f"{path}: size", f"{path.stat().st_size} bytes", "max_lm_bytes")
+        data = limits.gunzip(path.read_bytes(), str(path), "max_lm_bytes")
         try:
             return cls(data)
         except ValueError as err:

@@ -33,6 +33,7 @@ class Limits:
     max_audio_file_bytes: int = 4 << 30         # a WAV/raw file read whole
     min_sample_rate: int = 1000                 # Hz; below, resampling to 16 kHz multiplies the data
     max_sample_rate: int = 768_000              # Hz; the fastest audio interfaces
+    max_lm_bytes: int = 1 << 30                 # an ARPA LM's text, after gzip decompression
 
 
 _lock = threading.Lock()
@@ -79,3 +80,30 @@ def _replace(limits: Limits, changes: dict) -> Limits:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"limit {name} must be a positive number, got {value!r}")
     return dataclasses.replace(limits, **changes)
+
+
+def gunzip(data: bytes, what: str, limit: str) -> bytes:
+    """``data`` decompressed if it is gzip (by its magic bytes), never past the limit named
+    ``limit``: a small bomb is refused after at most that many bytes, not after inflating."""
+    allowed = getattr(current(), limit)
+    if data[:2] != b"\x1f\x8b":
+        if len(data) > allowed:
+            raise exceeded(f"{what}: size", f"{len(data)} bytes", limit)
+        return data
+    import zlib
+
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    parts, total, pending = [], 0, data
+    try:
+        while not inflater.eof:
+            part = inflater.decompress(pending, 1 << 20)
+            pending = inflater.unconsumed_tail
+            if not part and not pending:
+                raise ValueError(f"{what}: not a valid gzip file: the data ends before the end of the stream")
+            total += len(part)
+            if total > allowed:
+                raise exceeded(f"{what}: decompressed size", f"over {allowed} bytes", limit)
+            parts.append(part)
+    except zlib.error as err:
+        raise ValueError(f"{what}: not a valid gzip file: {err}") from None
+    return b"".join(parts)

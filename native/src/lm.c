@@ -177,6 +177,14 @@ static es_status parse(es_lm *lm, char *text, size_t length, parser *p) {
       if (k != section + 1) return fail(p, "expected the \\%d-grams: section, found '%s'", section + 1, fields[0]);
       if (k > order) return fail(p, "section \\%d-grams: is not declared in \\data\\", k);
       if (where == DATA) {
+        /* Every k-gram line takes at least 2 + 2k bytes ("0 w\n"): a header declaring more than
+         * the text can hold lies (or the file is cut short); refuse it before allocating. */
+        unsigned long long needed = 0; /* 64-bit on 32-bit boards too */
+        for (int i = 1; i <= order; i++) needed += (unsigned long long)declared[i] * (unsigned long long)(2 + 2 * i);
+        if (needed > (unsigned long long)length)
+          return fail(p, "\\data\\ declares n-gram counts whose lines need at least %llu bytes, but the text has %zu: "
+                         "the header's counts are wrong or the file is truncated",
+                      needed, length);
         /* All counts are known now: allocate every table. */
         for (int i = 1; i <= order; i++) {
           es_lm_order_table *t = &lm->table[i - 1];

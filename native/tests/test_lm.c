@@ -70,6 +70,12 @@ int main(void) {
   CHECK(strstr(why, "line 5: bad log10 probability") != NULL);
   CHECK(parse("\\data\\\nngram 1=2\n\n\\1-grams:\n-1 a\n\\end\\\n", why, sizeof why) == ES_ERR_PARSE);
   CHECK(strstr(why, "line 6") != NULL);
+  /* A 48-byte file whose header claims 10^8 words once allocated 563 MB before failing. */
+  CHECK(parse("\\data\\\nngram 1=100000000\n\n\\1-grams:\n-1 a\n\\end\\\n", why, sizeof why) == ES_ERR_PARSE);
+  CHECK(strstr(why, "need at least 400000000 bytes") != NULL);
+  CHECK(parse("\\data\\\nngram 1=1\nngram 2=300000000\n\n\\1-grams:\n-1 a\n\\end\\\n", why, sizeof why) ==
+        ES_ERR_PARSE);
+  CHECK(strstr(why, "header's counts are wrong") != NULL);
   CHECK(parse("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1 a\n\n\\2-grams:\n-1 a a\n-1 a a\n\\end\\\n", why,
               sizeof why) == ES_ERR_PARSE);
   CHECK(parse("\\data\\\nngram 1=1\nngram 2=2\n\n\\1-grams:\n-1 a\n\n\\2-grams:\n-1 a a\n-1 a a\n\\end\\\n", why,

@@ -1,4 +1,4 @@
-"""Hostile audio inputs (issue 16): each reproduces an input that once crashed, hung or
+"""Hostile inputs (issue 16): audio and LM files; each test reproduces an input that once crashed, hung or
 allocated without bound, and checks it now gets a clear error within the limits policy
 (:mod:`edge_speech.limits`) or the right result."""
 
@@ -115,3 +115,32 @@ def test_channels_first_arrays_are_read_as_channels():
 def test_big_endian_float_arrays_are_read():
     samples = (0.5 * np.sin(np.arange(8000) / 10)).astype(">f4")
     np.testing.assert_array_equal(audio.load_audio((samples, 16000), 16000), samples.astype(np.float32))
+
+
+def test_lm_gzip_bombs_and_lying_headers_are_refused_before_allocating(tmp_path):
+    """A 204 KB gzip LM inflated to 449 MB with no cap; a 48-byte ARPA whose header claims 10^8
+    words allocated 563 MB before failing."""
+    import gzip
+    import resource
+
+    from edge_speech.decoding import ArpaLM
+
+    bomb = tmp_path / "bomb.arpa.gz"
+    bomb.write_bytes(gzip.compress(b"\\data\\\nngram 1=1\n" + b"\n" * (64 << 20), compresslevel=9))
+    assert bomb.stat().st_size < 200_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with limits.override(max_lm_bytes=8 << 20):
+        with pytest.raises(ResourceLimitError, match="decompressed size: over 8388608 bytes is over the limit max_lm_bytes"):
+            ArpaLM.from_file(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 40 << 10  # KiB: no 64 MB inflate
+    liar = tmp_path / "liar.arpa"
+    liar.write_bytes(b"\\data\\\nngram 1=100000000\n\n\\1-grams:\n-1 a\n\\end\\\n")
+    with pytest.raises(ValueError, match="need at least 400000000 bytes, but the text has 47"):
+        ArpaLM.from_file(liar)
+    truncated = tmp_path / "cut.arpa.gz"
+    truncated.write_bytes(gzip.compress(b"\\data\\\nngram 1=1\n\n\\1-grams:\n-1 a\n\\end\\\n")[:-12])
+    with pytest.raises(ValueError, match="not a valid gzip file: the data ends"):
+        ArpaLM.from_file(truncated)
+    good = tmp_path / "good.arpa.gz"
+    good.write_bytes(gzip.compress(b"\\data\\\nngram 1=1\n\n\\1-grams:\n-1 a\n\n\\end\\\n"))
+    assert ArpaLM.from_file(good).words == ("a",)
