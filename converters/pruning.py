@@ -87,7 +87,12 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         if isinstance(module, torch.nn.MultiheadAttention):
             num_heads[module] = module.num_heads
             notes.append(f"{name}: {module.num_heads} heads kept, head dims pruned evenly")
-    multiple = math.lcm(*num_heads.values()) if num_heads else 1
+    fused = fused_qkv_attention(pruned, example_input)
+    for attention in fused:
+        notes.append(f"{attention.qkv}/{attention.out}: fused q/k/v attention, {attention.heads} heads kept, head dims "
+                     "pruned evenly with the residual width (our rule: torch-pruning cannot map the (3, heads, "
+                     "head_dim) reshape)")
+    multiple = math.lcm(*num_heads.values(), *(a.heads for a in fused)) if num_heads or fused else 1
     if multiple > 1:
         round_to = math.lcm(round_to or 1, multiple)
     whole_heads = _whole_head_attention(pruned)
@@ -101,29 +106,36 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
                         "head_pruning_ratio": ratio if ratio is not None else 0.9}
         notes.append(f"{len(whole_heads)} attention modules: whole heads pruned (head_dim kept)")
     skip = {m for a in whole_heads for m in (a.q_proj, a.k_proj, a.v_proj, a.out_proj)}
-    for module, why in _unsafe_layers(pruned, example_input, ignored, multiple, skip):
+    # The fused projections' output channels are the rule's (sync_fused_attention), never torch-pruning's.
+    own = [a.modules(pruned)[0] for a in fused]
+    for module, why in _unsafe_layers(pruned, example_input, ignored, multiple, skip | set(own), fused):
         ignored.append(module)
         notes.append(f"{name_of[module]}: left unpruned: {why}")
+    reported = len(ignored)
+    ignored = ignored + own
     imp = recurrent.importance(importance)
-    if whole_heads and target_macs_ratio is not None:
-        # torch-pruning's global head schedule fails on steps that remove no head (its threshold is
-        # left unset), so whole-head models reach a MAC target by bisecting a uniform ratio.
+    if (whole_heads or num_heads or fused) and target_macs_ratio is not None:
+        # Attention models reach a MAC target by bisecting a uniform ratio: torch-pruning's global
+        # ranking compares groups of unlike sizes and would take one width (often the feed-forward)
+        # near zero while the residual and attention widths stay whole; and its global head schedule
+        # fails on steps that remove no head (its threshold is left unset).
         target = macs_before * (1.0 - target_macs_ratio)
         pruned, steps = _bisect_uniform_ratio(pruned, example_input, target, imp, ignored, round_to, importance,
-                                              calibration, max_steps)
-        notes.append(f"MAC target reached by a uniform ratio over {steps} trials (heads and channels alike)")
+                                              calibration, max_steps, fused)
+        notes.append(f"MAC target reached by a uniform ratio over {steps} trials ("
+                     + ("heads" if whole_heads else "attention, feed-forward and residual widths") + " alike)")
     elif target_macs_ratio is None:
         pruner = _meta_pruner(pruned, example_input, importance=imp, pruning_ratio=ratio,
                                       pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=round_to,
                                       num_heads=num_heads, **head_options)
-        _step(pruner, pruned, importance, calibration, torch, whole_heads)
+        _step(pruner, pruned, importance, calibration, torch, whole_heads, fused)
     else:
         target = macs_before * (1.0 - target_macs_ratio)
         pruner = _meta_pruner(pruned, example_input, importance=imp, pruning_ratio=0.9,
                                       global_pruning=True, iterative_steps=max_steps, ignored_layers=ignored,
                                       round_to=round_to, num_heads=num_heads, **head_options)
         for _ in range(max_steps):
-            _step(pruner, pruned, importance, calibration, torch, whole_heads)
+            _step(pruner, pruned, importance, calibration, torch, whole_heads, fused)
             if count_macs(pruned, example_input)[0] <= target:
                 break
         else:
@@ -140,7 +152,7 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     report = PruneReport(macs_before, macs_after, params_before, params_after, importance,
                          (f"ratio={ratio}" + (f", layer_ratios={dict(layer_ratios)}" if layer_ratios else ""))
                          if ratio is not None else f"target_macs_ratio={target_macs_ratio}",
-                         tuple(name_of.get(m, type(m).__name__) for m in ignored), tuple(notes))
+                         tuple(name_of.get(m, type(m).__name__) for m in ignored[:reported]), tuple(notes))
     return pruned, report
 
 
@@ -152,7 +164,15 @@ def _meta_pruner(model, example_input, *, ignored_layers, num_heads=None, prunin
     with recurrent.opaque_recurrent_layers(model) as leaves:
         leaf_of = {layer: leaf for leaf, layer in leaves.items()}
         ignored = [leaf_of.get(m, m) for m in ignored_layers]
-        ratios = {leaf_of.get(m, m): r for m, r in (pruning_ratio_dict or {}).items()} or None
+        ratios = {leaf_of.get(m, m): r for m, r in (pruning_ratio_dict or {}).items()}
+        if not options.get("global_pruning"):
+            # torch-pruning names a local ranking scope after its group's first module, and roots an
+            # attention group at a downstream layer (the feed-forward's first Linear), whose own group
+            # then takes the same scope and replaces it: the residual width behind
+            # nn.MultiheadAttention would never be pruned. A ratio of its own gives it its own scope.
+            ratios.update({m: options["pruning_ratio"] for m in model.modules()
+                           if isinstance(m, torch.nn.MultiheadAttention) and m not in ratios and m not in ignored})
+        ratios = ratios or None
         # Fresh dicts: torch-pruning updates its mutable defaults in place.
         groups = {leaf: 2 for leaf, layer in leaves.items() if layer.bidirectional}
         pruner = tp.pruner.MetaPruner(model, example_input, ignored_layers=ignored, pruning_ratio_dict=ratios,
@@ -207,7 +227,7 @@ def _map_flattened_channels(graph) -> None:
                     dep.index_mapping[0] = _FlattenIndexMapping(stride=stride, reverse=False)
 
 
-def _step(pruner, model, importance: str, calibration, torch, whole_heads=()) -> None:
+def _step(pruner, model, importance: str, calibration, torch, whole_heads=(), fused=()) -> None:
     if importance == "taylor":
         model.zero_grad()
         with torch.enable_grad():
@@ -220,12 +240,13 @@ def _step(pruner, model, importance: str, calibration, torch, whole_heads=()) ->
     for attention in whole_heads:  # the module's own bookkeeping; its forward views by head_dim
         attention.num_heads = attention.q_proj.out_features // attention.head_dim
         attention.embed_dim = attention.num_heads * attention.head_dim
+    sync_fused_attention(model, fused)
 
 
 def _bisect_uniform_ratio(model, example_input, target_macs: float, imp, ignored, round_to, importance, calibration,
-                          max_trials: int):
-    """The copy of ``model`` pruned by the uniform ratio (channels and whole heads) whose MACs
-    come closest to ``target_macs`` from a bisection over the ratio; (pruned copy, trials)."""
+                          max_trials: int, fused=()):
+    """The copy of ``model`` pruned by the uniform ratio (channels, head dims or whole heads) whose
+    MACs come closest to ``target_macs`` from a bisection over the ratio; (pruned copy, trials)."""
     tp = import_torch_pruning()
     torch = import_torch()
     names = {m: n for n, m in model.named_modules()}
@@ -237,11 +258,12 @@ def _bisect_uniform_ratio(model, example_input, target_macs: float, imp, ignored
         modules = dict(trial.named_modules())
         heads = _whole_head_attention(trial)
         num_heads = {p: a.num_heads for a in heads for p in (a.q_proj, a.k_proj, a.v_proj)}
+        num_heads.update({m: m.num_heads for m in trial.modules() if isinstance(m, torch.nn.MultiheadAttention)})
+        options = {"prune_num_heads": True, "prune_head_dims": False, "head_pruning_ratio": ratio} if heads else {}
         pruner = _meta_pruner(trial, example_input, importance=imp, pruning_ratio=ratio,
-                                      ignored_layers=[modules[n] for n in ignored_names], round_to=round_to,
-                                      num_heads=num_heads, prune_num_heads=True, prune_head_dims=False,
-                                      head_pruning_ratio=ratio)
-        _step(pruner, trial, importance, calibration, torch, heads)
+                              ignored_layers=[modules[n] for n in ignored_names], round_to=round_to,
+                              num_heads=num_heads, **options)
+        _step(pruner, trial, importance, calibration, torch, heads, fused)
         macs = count_macs(trial, example_input)[0]
         if best is None or abs(macs - target_macs) < abs(best[1] - target_macs):
             best = (trial, macs)
@@ -264,12 +286,13 @@ def _whole_head_attention(model) -> list:
     return found
 
 
-def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset()) -> list:
+def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset(), fused=()) -> list:
     """Layers whose output channels cannot be removed without breaking the model: those feeding a
     GLU (whose halves must stay paired, which the dependency graph cannot see), those whose weight
     is parametrized (weight norm, as in wav2vec2's positional convolution: torch-pruning would cut
     the computed weight, not the parameters behind it), and those for which removing ``multiple``
-    channels from a copy makes the forward pass fail. ``skip``: layers pruned by whole heads."""
+    channels from a copy makes the forward pass fail. ``skip``: layers pruned by whole heads or
+    by our fused-attention rule; ``fused``: those attentions, whose head dims follow each trial."""
     torch = import_torch()
     tp = import_torch_pruning()
     from torch.nn.utils import parametrize
@@ -311,6 +334,7 @@ def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset(
             if not trial_graph.check_pruning_group(group):
                 continue
             group.prune()
+            sync_fused_attention(trial, fused)
             with torch.no_grad():
                 out = trial(example_input)
             if out.shape != reference.shape:
@@ -367,3 +391,148 @@ def _same_module(copy_root, original_root, module):
     return dict(copy_root.named_modules())[names[module]]
 
 
+
+
+@dataclasses.dataclass
+class FusedAttention:
+    """Hand-written attention over one fused q/k/v projection (ESPnet, NeMo, timm style):
+    ``qkv`` [.., 3 * heads * head_dim] is reshaped to (3, heads, head_dim) (``layout="3hd"``) or
+    (heads, 3, head_dim) (``"h3d"``), and ``out`` projects the heads back. torch-pruning cannot
+    map channels through that reshape; the rule here removes head dimensions itself, the same
+    number from every head, in q and k alike (their dot product) and in v and ``out``'s inputs
+    alike, so that the inner width keeps its share of the residual width feeding ``qkv`` (a
+    forward() that takes the head size from its input's width, ``d // heads``, needs exactly that)."""
+
+    qkv: str            # module names in the model
+    out: str
+    heads: int
+    layout: str
+    residual: int       # qkv.in_features before pruning
+    inner: int          # heads * head_dim before pruning
+
+    def modules(self, model):
+        modules = dict(model.named_modules())
+        return modules[self.qkv], modules[self.out]
+
+
+def fused_qkv_attention(model, example_input) -> list:
+    """The :class:`FusedAttention` modules of ``model``, found by running it once: a Linear
+    whose output is reshaped to (3, heads, head_dim) or (heads, 3, head_dim), and the first
+    Linear that reads a tensor computed from it (the output projection)."""
+    torch = import_torch()
+    from torch.overrides import TorchFunctionMode
+
+    linear_outputs, tags, keep, found = {}, {}, [], {}
+    reshapes = {torch.Tensor.reshape, torch.Tensor.view, torch.reshape, torch.Tensor.unflatten, torch.unflatten}
+
+    def tensors(value):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from tensors(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from tensors(item)
+
+    class Trace(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            inputs = list(tensors(args)) + list(tensors(kwargs or {}))
+            origin = None
+            if func in reshapes and inputs and id(inputs[0]) in linear_outputs:
+                module, tensor = linear_outputs[id(inputs[0])]
+                if tensor is inputs[0] and isinstance(result, torch.Tensor):
+                    layout = _qkv_layout(tuple(tensor.shape), tuple(result.shape), module.out_features)
+                    if layout:
+                        origin = (module, None, layout)
+            if origin is None:  # the latest attention a tensor comes from
+                origin = next((tags[id(t)] for t in reversed(inputs) if id(t) in tags and tags[id(t)][1] is t), None)
+            if origin is not None:
+                for t in tensors(result):
+                    tags[id(t)] = (origin[0], t, origin[2])
+                    keep.append(t)
+            return result
+
+    def remember(module, _inputs, output):
+        linear_outputs[id(output)] = (module, output)
+
+    def consumer(module, inputs):
+        tag = tags.get(id(inputs[0])) if inputs and isinstance(inputs[0], torch.Tensor) else None
+        if tag and tag[1] is inputs[0] and tag[0] is not module and tag[0] not in found:
+            found[tag[0]] = (module, tag[2])
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    hooks = [m.register_forward_hook(remember) for m in linears] + \
+            [m.register_forward_pre_hook(consumer) for m in linears]
+    try:
+        with torch.no_grad(), Trace():
+            model(example_input)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    names = {m: n for n, m in model.named_modules()}
+    attentions = []
+    for qkv, (out, layout) in found.items():
+        heads, inner = layout[1], qkv.out_features // 3
+        if out.in_features == inner and qkv.out_features == 3 * inner:
+            attentions.append(FusedAttention(names[qkv], names[out], heads, layout[0], qkv.in_features, inner))
+    return attentions
+
+
+def _qkv_layout(before: tuple, after: tuple, width: int):
+    """("3hd" | "h3d", heads) when ``after`` splits the last axis (``width``) of ``before`` into
+    (3, heads, head_dim) or (heads, 3, head_dim); else None."""
+    if len(after) < 3 or before[:-1] != after[:-3] or after[-3] * after[-2] * after[-1] != width or width % 3:
+        return None
+    if after[-3] == 3 and after[-2] > 1:
+        return "3hd", after[-2]
+    if after[-2] == 3 and after[-3] > 1:
+        return "h3d", after[-3]
+    return None
+
+
+def sync_fused_attention(model, attentions) -> None:
+    """Prunes each attention's head dimensions so that its inner width keeps its original share
+    of the (already pruned) residual width feeding ``qkv``: per head, the weakest dimensions go,
+    by the L2 norms of their q and k rows (q.k pairs) and of their v row and output column."""
+    torch = import_torch()
+    for attention in attentions:
+        qkv, out = attention.modules(model)
+        heads, inner = attention.heads, out.in_features
+        wanted = round(attention.inner * qkv.in_features / attention.residual / heads) * heads
+        wanted = min(inner, max(heads, wanted))
+        if wanted == inner:
+            continue
+        head_dim, new_dim = inner // heads, wanted // heads
+
+        def rows(part: int, head: int, dims):
+            dims = torch.as_tensor(dims, dtype=torch.long)
+            if attention.layout == "3hd":
+                return part * inner + head * head_dim + dims
+            return head * 3 * head_dim + part * head_dim + dims
+
+        weight = qkv.weight.detach()
+        full = torch.cat([weight, qkv.bias.detach()[:, None]], 1) if qkv.bias is not None else weight
+        all_dims = torch.arange(head_dim)
+        keep_rows, keep_cols = [[], [], []], []
+        for head in range(heads):
+            norm = lambda part: full[rows(part, head, all_dims)].norm(dim=1)
+            qk = norm(0) * norm(1)
+            v = norm(2) * out.weight.detach()[:, head * head_dim + all_dims].norm(dim=0)
+            qk_keep = qk.argsort(descending=True)[:new_dim].sort().values
+            v_keep = v.argsort(descending=True)[:new_dim].sort().values
+            keep_rows[0].append(rows(0, head, qk_keep))
+            keep_rows[1].append(rows(1, head, qk_keep))
+            keep_rows[2].append(rows(2, head, v_keep))
+            keep_cols.append(head * head_dim + v_keep)
+        if attention.layout == "3hd":
+            order = torch.cat([torch.cat(part) for part in keep_rows])
+        else:
+            order = torch.cat([torch.cat([keep_rows[p][h] for p in range(3)]) for h in range(heads)])
+        qkv.weight = torch.nn.Parameter(qkv.weight.data[order].contiguous())
+        if qkv.bias is not None:
+            qkv.bias = torch.nn.Parameter(qkv.bias.data[order].contiguous())
+        qkv.out_features = len(order)
+        out.weight = torch.nn.Parameter(out.weight.data[:, torch.cat(keep_cols)].contiguous())
+        out.in_features = wanted
