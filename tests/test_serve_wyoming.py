@@ -185,10 +185,19 @@ def test_transcript_streaming_can_be_declined_and_hotwords_are_accepted(open_ser
 
 def test_unknown_model_and_language_are_refused_with_an_error(open_server, speech_wav):
     data, rate = pcm16(speech_wav(16000))
-    events = run(transcribe(open_server.uri, data[:3200], rate, name="no-such-model"))
-    assert Error.from_event(events[-1]).code == "unknown-model"
-    events = run(transcribe(open_server.uri, data[:3200], rate, language="de-DE"))
-    assert Error.from_event(events[-1]).code == "unsupported-language"
+
+    async def refused_then_served(**request):
+        async with client_for(open_server.uri) as client:
+            await client.write_event(Transcribe(**request).event())
+            await audio_events(client, data[:3200], rate)  # the refused request's audio gets no answer
+            await client.write_event(Transcribe().event())
+            await audio_events(client, data, rate)
+            return [e for e in await read_until(client, ("transcript",)) if e.type in ("error", "transcript")]
+
+    for request, code in (({"name": "no-such-model"}, "unknown-model"), ({"language": "de-DE"}, "unsupported-language")):
+        error, transcript = run(refused_then_served(**request))
+        assert Error.from_event(error).code == code
+        assert Transcript.from_event(transcript).text  # the same connection serves the next request
 
 
 def test_grammar_intents_travel_in_the_context_and_other_speech_is_rejected(command_server, reference, speech_wav):
@@ -337,10 +346,11 @@ def test_bad_clients_get_errors_and_the_server_keeps_serving(open_server, speech
 
 
 def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, reference):
-    service = SpeechService(ServeConfig(workers=1, streaming=False, limits=Limits(queue=0, max_sessions=2)))
+    data, rate = pcm16(speech_wav(16000))
+    limits = Limits(queue=0, max_sessions=2, max_audio_s=1.5 * len(data) / 2 / rate)
+    service = SpeechService(ServeConfig(workers=1, streaming=False, limits=limits))
     server = ServerThread(service, f"unix://{sock_dir}/busy.sock")
     try:
-        data, rate = pcm16(speech_wav(16000))
         gate = threading.Event()
         assert service.pool.try_submit(gate.wait, TIMEOUT) is not None  # the one worker is taken
         assert service.pool.try_submit(gate.wait, TIMEOUT) is None
@@ -366,6 +376,17 @@ def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, refe
             return answers
 
         assert Error.from_event(run(three_streams())[0]).code == "server-busy"
+
+        async def too_long_then_short():  # twice the speech is over max_audio_s: the rest of a refused stream is dropped
+            async with client_for(server.uri) as client:
+                await client.write_event(Transcribe().event())
+                await audio_events(client, data + data, rate)
+                await client.write_event(Transcribe().event())
+                await audio_events(client, data[:2 * rate], rate)  # 1 s
+                return [e for e in await read_until(client, ("transcript",)) if e.type in ("error", "transcript")]
+
+        error, transcript = run(too_long_then_short())
+        assert Error.from_event(error).code == "too-large" and Transcript.is_type(transcript.type)
     finally:
         server.stop()
 
@@ -471,3 +492,29 @@ def test_cli_serves_over_tcp_without_importing_torch(speech_wav, reference):
     imported = [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")]
     assert "wyoming" in imported and "edge_speech.serving.engine" in imported
     assert not [name for name in imported if name == "torch" or name.startswith("torch.")]
+
+
+def test_sentences_option_compiles_templates_once_for_transcribe_and_serve(monkeypatch, capsys, tmp_path):
+    """--sentences goes through edge_speech.grammars.load_sentences (Home Assistant templates);
+    here a stand-in loader returns the YAML grammar, to prove the plumbing of the CLI and the server."""
+    from edge_speech import cli, grammars
+
+    calls = []
+
+    def load_sentences(path):
+        calls.append(str(path))
+        return grammars.Grammar.from_yaml(COMMANDS.read_text())
+
+    monkeypatch.setattr(grammars, "load_sentences", load_sentences, raising=False)
+    wav = EXAMPLES / "set_a_timer_for_ten_minutes.wav"
+    assert cli.main(["transcribe", "--sentences", str(tmp_path), "--json", str(wav)]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert (line["intent"], line["slots"]) == ("Timer", {"minutes": "ten"}) and calls == [str(tmp_path)]
+    service = SpeechService(ServeConfig(sentences=str(tmp_path), workers=1))
+    try:
+        assert service.recognize_text("set a timer for five minutes") == ("Timer", {"minutes": "five"})
+    finally:
+        service.close()
+    monkeypatch.delattr(grammars, "load_sentences")
+    assert cli.main(["transcribe", "--sentences", str(tmp_path), str(wav)]) == 2
+    assert "load_sentences" in capsys.readouterr().err

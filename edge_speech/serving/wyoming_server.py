@@ -132,6 +132,8 @@ class WyomingHandler(AsyncEventHandler):
         self._partial: Optional[asyncio.Future] = None
         self._streaming_started = False
         self._writes: Set[asyncio.Future] = set()
+        self._discarding = False  # a refused stream's remaining audio is dropped until its audio-stop
+        self._skip_stream = False  # the request was refused: so is the audio stream that follows it
         self._closed = False
 
     # -- reading with limits --------------------------------------------------------------
@@ -165,10 +167,10 @@ class WyomingHandler(AsyncEventHandler):
                 try:
                     keep = await self.handle_event(event)
                 except ServeError as err:
-                    self._end_session(abandon=True)
+                    self._refuse_stream(event)
                     keep = await self._error(err.code, err.text)
                 except (KeyError, TypeError, ValueError) as err:
-                    self._end_session(abandon=True)
+                    self._refuse_stream(event)
                     keep = await self._error("bad-event", f"malformed {event.type!r} event: {type(err).__name__}: "
                                                           f"{err}")
                 if not keep:
@@ -182,6 +184,14 @@ class WyomingHandler(AsyncEventHandler):
             self.server.release(self)
             await self.disconnect()
             self.writer.close()
+
+    def _refuse_stream(self, event: Event) -> None:
+        """After an error inside an audio stream, its remaining chunks are not a new request."""
+        in_stream = self._session is not None or AudioStart.is_type(event.type) or AudioChunk.is_type(event.type)
+        self._end_session(abandon=True)
+        self._request = None
+        self._discarding = in_stream and not AudioStop.is_type(event.type)
+        self._skip_stream = Transcribe.is_type(event.type) or Detect.is_type(event.type)
 
     async def _error(self, code: str, text: str) -> bool:
         LOG.info("client error (%s): %s", code, text)
@@ -202,11 +212,13 @@ class WyomingHandler(AsyncEventHandler):
         elif Ping.is_type(event.type):
             await self.write_event(Pong(text=Ping.from_event(event).text).event())
         elif Transcribe.is_type(event.type):
+            self._skip_stream = False
             request = Transcribe.from_event(event)
             self.service.model(request.name)
             self.service.check_language(request.language)
             self._request = event
         elif Detect.is_type(event.type):
+            self._skip_stream = False
             if not self.service.config.wake:
                 raise ServeError("no-wake", "this server has no wake phrase (start it with --wake PHRASE)")
             names = Detect.from_event(event).names
@@ -216,12 +228,19 @@ class WyomingHandler(AsyncEventHandler):
             self._request = event
         elif AudioStart.is_type(event.type):
             start = AudioStart.from_event(event)
+            self._discarding, self._skip_stream = self._skip_stream, False
             self._end_session(abandon=True)
+            if self._discarding:
+                return True
             self._open_session(*check_format(start.rate, start.width, start.channels, self.limits))
         elif AudioChunk.is_type(event.type):
-            await self._audio_chunk(AudioChunk.from_event(event))
+            if not self._discarding:
+                await self._audio_chunk(AudioChunk.from_event(event))
         elif AudioStop.is_type(event.type):
-            await self._audio_stop()
+            if self._discarding:
+                self._discarding = False  # the error already answered this stream
+            else:
+                await self._audio_stop()
         elif Recognize.is_type(event.type):
             recognize = Recognize.from_event(event)
             if not isinstance(recognize.text, str):
