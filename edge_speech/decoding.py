@@ -251,6 +251,11 @@ class ArpaLM:
         return self._lm.score_words([str(w) for w in words], bool(bos), bool(eos))
 
 
+# A boost is added to a float32 log-probability score per token: 3e38 was accepted and the beam
+# returned garbage. 100 nats per token already outweighs any acoustic evidence.
+MAX_HOTWORD_BOOST = 100.0
+
+
 def _hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:
     if hotwords is None:
         return None
@@ -265,8 +270,10 @@ def _hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:
         phrase, boost = item
         if not phrase.split():
             raise ValueError("a hotword phrase is empty")
-        if isinstance(boost, bool) or not isinstance(boost, numbers.Real) or not (math.isfinite(boost) and boost > 0):
-            raise ValueError(f"hotword {phrase!r} has boost {boost!r}; boosts must be finite and > 0")
+        if (isinstance(boost, bool) or not isinstance(boost, numbers.Real)
+                or not (math.isfinite(boost) and 0 < boost <= MAX_HOTWORD_BOOST)):
+            raise ValueError(f"hotword {phrase!r} has boost {boost!r}; boosts must be in (0, {MAX_HOTWORD_BOOST:g}] "
+                             "(log-probability added per token; past that, scores lose all precision)")
         phrases.append(" ".join(phrase.split()))
         boosts.append(float(boost))
     if not phrases:

@@ -75,6 +75,9 @@ _OUTPUT_CLAMPS = {"none": 0, "utterance": 1, "fixed": 2}
 _FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 
+MIN_CMVN_STD = 1e-6  # 1e-30 passed the old "> 0" check and gave non-finite features
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
     """Everything that decides the features, in user units. Defaults: Kaldi's 80-bin fbank.
@@ -319,7 +322,9 @@ class FeatureConfig:
             if self.cmvn_std is not None:
                 _require(len(self.cmvn_std) == self.dim,
                          f"cmvn_std has {len(self.cmvn_std)} values; the features have {self.dim}")
-                _require(all(math.isfinite(v) and v > 0 for v in self.cmvn_std), "cmvn_std must be finite and > 0")
+                _require(all(math.isfinite(v) and v >= MIN_CMVN_STD for v in self.cmvn_std),
+                         f"cmvn_std values must be finite and >= {MIN_CMVN_STD:g} (dividing by a near-zero std "
+                         "makes features overflow to Inf)")
 
 
 PRESETS: Mapping[str, Mapping[str, Any]] = {
@@ -499,8 +504,8 @@ def load_cmvn_stats(path: "str | Path") -> Tuple[np.ndarray, np.ndarray]:
         mean, std = _parse_kaldi_cmvn(stripped, path)
     if mean.ndim != 1 or mean.shape != std.shape or not len(mean):
         raise ValueError(f"{path}: CMVN mean and std must be equal-length non-empty vectors")
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-        raise ValueError(f"{path}: CMVN statistics must be finite with std > 0")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std >= MIN_CMVN_STD)):
+        raise ValueError(f"{path}: CMVN statistics must be finite with std >= {MIN_CMVN_STD:g}")
     return mean, std
 
 
@@ -518,7 +523,7 @@ def _parse_kaldi_cmvn(text: str, path: Path) -> Tuple[np.ndarray, np.ndarray]:
     if not count > 0:
         raise ValueError(f"{path}: Kaldi CMVN stats have a frame count of {count}")
     mean = sums[:-1] / count
-    std = np.sqrt(np.maximum(squares[:-1] / count - mean**2, 1e-20))
+    std = np.sqrt(np.maximum(squares[:-1] / count - mean**2, MIN_CMVN_STD ** 2))  # a constant dimension
     return mean, std
 
 

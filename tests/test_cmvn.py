@@ -65,7 +65,8 @@ def test_cmvn_stats_files_json_and_kaldi_text(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"mean": [1, 2], "std": [1]}', "equal-length"),
-    ('{"mean": [1, 2], "std": [1, 0]}', "std > 0"),
+    ('{"mean": [1, 2], "std": [1, 0]}', "std >= 1e-06"),
+    ('{"mean": [1, 2], "std": [1, 1e-30]}', "std >= 1e-06"),  # passed "> 0" and gave Inf features
     ('{"means": [1]}', "malformed CMVN JSON"),
     ('{"mean": [1, 2', "malformed CMVN JSON"),
     ("[ 1 2 3 \n 4 5 ]", "malformed Kaldi CMVN"),
@@ -89,6 +90,6 @@ def test_binary_stats_file_is_rejected_clearly(tmp_path):
 def test_wrong_sized_global_stats_are_rejected():
     with pytest.raises(ValueError, match="cmvn_mean has 3 values"):
         features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn([0.0, 0.0, 0.0])
-    with pytest.raises(ValueError, match="std must be finite and > 0"):
+    with pytest.raises(ValueError, match="cmvn_std values must be finite and >= 1e-06"):
         features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn(np.zeros(13), np.zeros(13))
     assert features.compute(noise(16000), 16000, features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn(np.zeros(13))).shape[1] == 13

@@ -144,3 +144,23 @@ def test_lm_gzip_bombs_and_lying_headers_are_refused_before_allocating(tmp_path)
     good = tmp_path / "good.arpa.gz"
     good.write_bytes(gzip.compress(b"\\data\\\nngram 1=1\n\n\\1-grams:\n-1 a\n\n\\end\\\n"))
     assert ArpaLM.from_file(good).words == ("a",)
+
+
+def test_absurd_numbers_in_configs_are_refused_with_their_bounds():
+    """A hotword boost of 3e38 made the beam return garbage; cmvn_std 1e-30 gave Inf features."""
+    from edge_speech import Recognizer, features
+
+    rec = Recognizer.default()
+    speech = (np.zeros(16000, np.float32), 16000)
+    with pytest.raises(ValueError, match=r"boosts must be in \(0, 100\]"):
+        rec.transcribe(speech, hotwords={"kitchen light": 3e38})
+    assert isinstance(rec.transcribe(speech, hotwords={"kitchen light": 100.0}).text, str)
+    base = features.FeatureConfig.preset("kaldi-fbank")
+    with pytest.raises(ValueError, match="cmvn_std values must be finite and >= 1e-06"):
+        base.with_global_cmvn([0.0] * base.dim, [1e-30] * base.dim)
+    scaled = base.with_global_cmvn([0.0] * base.dim, [1e-6] * base.dim)
+    out = features.compute(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000, scaled)
+    assert np.all(np.isfinite(out))
+    huge_frames = base.replace(frame_length_ms=1e30)  # float->int overflow in C before the fix
+    with pytest.raises(ValueError, match="frame_length_ms 1e\\+30 .* give more than 1048576 samples"):
+        features.compute(speech[0], 16000, huge_frames)
