@@ -251,10 +251,15 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 layout = {"windows_s": [round(s, 3) for s in tflite_window_seconds]}
             else:
                 chunk, context = (spec.clip_frames, 0) if classifier else (tflite_chunk_frames, tflite_context_frames)
+                from edge_speech.converters.export import FULL_ATTENTION_CONTEXT_FRAMES, receptive_field_frames
+                full_context = not classifier and receptive_field_frames(model, example_input.shape[2]) is None
+                if full_context:  # full attention: windows as wide as a command fills (see export.py)
+                    context = max(context, FULL_ATTENTION_CONTEXT_FRAMES - FULL_ATTENTION_CONTEXT_FRAMES % subsampling)
                 tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme,
                                                     calibration=calibration, chunk_frames=chunk,
                                                     left_context_frames=context, right_context_frames=context)
-                layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames}
+                layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
+                          **({"receptive_field": "unbounded"} if full_context else {})}
                 tflite_spec = dataclasses.replace(tflite_spec, stream_context_frames=spec.stream_context_frames)
                 if classifier:  # one fixed window: the clip
                     tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
