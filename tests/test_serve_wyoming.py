@@ -232,6 +232,33 @@ def test_recognize_matches_text_against_the_same_grammar(command_server):
     assert NotRecognized.is_type(run(ask("turn on the kitchen")).type)  # a prefix is not a sentence
 
 
+def test_home_assistant_sentences_give_out_values_in_transcripts_and_recognize(sock_dir, reference, speech_wav):
+    folder = Path(__file__).parent / "data" / "ha_sentences" / "home"
+    service = SpeechService(ServeConfig(sentences=str(folder), workers=1))
+    server = ServerThread(service, f"unix://{sock_dir}/sentences.sock")
+    try:
+        path = speech_wav(16000, "turn on the living room lights")
+        expected = reference.transcribe(path, grammar=service.grammar)
+        assert (expected.intent, dict(expected.slots)) == ("HassTurnOn", {"area": "living_room", "domain": "light"})
+        data, rate = pcm16(path)
+        final = Transcript.from_event(run(transcribe(server.uri, data, rate))[-1])
+        assert final.text == expected.text and final.context["slots"] == {"area": "living_room", "domain": "light"}
+
+        async def ask(text):
+            async with client_for(server.uri) as client:
+                await client.write_event(Recognize(text=text).event())
+                return (await read_until(client, ("intent", "not-recognized", "error")))[-1]
+
+        for text, slots in (("Please switch on the sleeping room lights.", {"area": "bedroom", "domain": "light"}),
+                            ("set the kitchen light to fifty percent", {"area": "kitchen", "brightness": 50})):
+            intent = Intent.from_event(run(ask(text)))
+            assert (intent.name, {e.name: e.value for e in intent.entities}) == service.grammar.match(text)
+            assert {e.name: e.value for e in intent.entities} == slots  # out values and numbers, as HA expects
+        assert NotRecognized.is_type(run(ask("turn on the garage door")).type)
+    finally:
+        server.stop()
+
+
 def test_wake_phrase_is_detected_and_other_speech_is_not(command_server, speech_wav):
     quiet = np.zeros(8000, dtype=np.float32)
 

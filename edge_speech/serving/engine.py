@@ -510,7 +510,7 @@ _WORD = re.compile(r"[^\w']+")
 class TextMatcher:
     """Matches typed text against a grammar's word automaton: the best-weighted accepted path
     gives the intent and slots (slot values joined as the decoder joins them). Case and
-    punctuation are ignored."""
+    punctuation are ignored. (Home Assistant sentence grammars bring their own ``match``.)"""
 
     def __init__(self, grammar: Grammar, max_frontier: int = 10_000):
         self._out: Dict[int, List] = collections.defaultdict(list)
@@ -590,7 +590,10 @@ class SpeechService:
             self.grammar, self.grammar_source = load_grammar(config.grammar), str(config.grammar)
         elif config.sentences:
             self.grammar, self.grammar_source = load_sentence_templates(config.sentences), str(config.sentences)
-        self.matcher = TextMatcher(self.grammar) if self.grammar is not None else None
+        # Home Assistant sentence grammars match text themselves (with their out values); others walk the automaton
+        self._match: Optional[Callable[[str], Any]] = None
+        if self.grammar is not None:
+            self._match = getattr(self.grammar, "match", None) or TextMatcher(self.grammar).match
         self.hotwords = read_hotwords(config.hotwords) if config.hotwords else {}
         self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 2 * workers)
         self.reloads: "collections.deque[dict]" = collections.deque(maxlen=200)
@@ -660,11 +663,12 @@ class SpeechService:
                 LOG.warning("hotwords refused by the decoder (%s); transcribing without them", err)
         return recognizer.transcribe((samples, rate))
 
-    def recognize_text(self, text: str) -> Optional[Tuple[str, Dict[str, str]]]:
-        if self.matcher is None:
+    def recognize_text(self, text: str) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """(intent, slots) of typed text in the loaded grammar, None when outside it."""
+        if self._match is None:
             raise ServeError("no-grammar", "intent recognition needs a grammar: start the server with --grammar "
                                            "or --sentences")
-        return self.matcher.match(text)
+        return self._match(text)
 
     # -- hot reload -----------------------------------------------------------------------
     def poll_reloads(self) -> List[dict]:
