@@ -42,8 +42,9 @@ text, which a closed grammar cannot: a template that uses one raises ValueError 
 (``wildcards="skip"`` drops such templates instead). Unknown lists and rules raise ValueError
 naming them, as do templates nested deeper than ``MAX_DEPTH`` and sets over the size limits.
 
-Words are case-folded, ``-`` and ``_`` split words, and hassil's punctuation is dropped; digits
-are not spoken forms (ranges are spoken as words), so templates should spell what people say.
+Words are case-folded, ``-`` and ``_`` split words, and hassil's punctuation and symbols (``%``,
+``°``) are dropped; words with digits (``1/2``, ``4000k``) are not spoken forms and the
+sentences that need them are left out (ranges are spoken as number words).
 """
 
 from __future__ import annotations
@@ -301,8 +302,17 @@ _BREAK = str.maketrans({"-": " ", "_": " ", **{c: None for c in _PUNCTUATION}})
 
 
 def _normalize(text: str) -> str:
-    """Case-folded text with '-' and '_' as spaces and punctuation dropped (the template words' form)."""
-    return unicodedata.normalize("NFC", text).casefold().translate(_BREAK)
+    """Case-folded text with '-' and '_' as spaces, punctuation and symbols (%, °, $) dropped: the
+    form of the automaton's words. Symbols are written, not spoken; templates spell them out too
+    (``{brightness}[%| percent]``)."""
+    text = unicodedata.normalize("NFC", text).casefold().translate(_BREAK)
+    if not text.isascii() or "%" in text or any(c in _ASCII_SYMBOLS for c in text):
+        text = "".join(c for c in text if c != "%" and c != "‰" and not unicodedata.category(c).startswith("S"))
+    return text
+
+
+_ASCII_SYMBOLS = frozenset("$+<=>^`|~")
+_DIGIT = re.compile(r"\d")
 
 
 class _Net:
@@ -433,8 +443,11 @@ class _Compiler:
         return lst, values
 
     def list_ref(self, ref, s: int, ctx, depth: int) -> int:
+        """A list's values: plain ones (words, numbers) as a word trie that shares their prefixes
+        (101 numbers start with 28 words), templates as branches of their own. The automaton
+        only spells the words; each slot's spoken forms map to their ``out`` values in a table."""
         net = self.net
-        slot = ref.slot_name
+        slot, block = ref.slot_name, ctx["block"]
         lst, values = self.slot_list(ref, ctx)
         inner = dict(ctx, slot=slot)
         key = (id(lst), slot)
@@ -443,20 +456,58 @@ class _Compiler:
             self._registered.add(key)
             table = self.values.setdefault(slot, {})
         end = net.new()
+        plain: List[str] = []
         for expr, words, out in values:
-            start = net.new()
-            net.link(s, start)
-            if expr is not None:
-                stop = self.build(expr, start, inner, depth + 1)
+            if expr is not None and not isinstance(expr, self.h.expression.TextChunk):
+                start = net.new()
+                net.link(s, start)
+                net.link(self.build(expr, start, inner, depth + 1), end)
                 if register and out is not None:  # no out: HA gives the matched (spoken) text
                     for spelling in self.spellings(expr, inner, depth + 1):
                         table.setdefault(" ".join(spelling.split()), [out])
-            else:
-                stop = net.text(start, words, slot, ctx["block"])
-                if register:
-                    table.setdefault(" ".join(words.split()), [out])
-            net.link(stop, end)
+                continue
+            spoken = " ".join(_normalize(words if expr is None else expr.text).split())
+            if spoken:
+                plain.append(spoken)
+                if register and out is not None:
+                    table.setdefault(spoken, [out])
+        if plain:
+            self.word_set(plain, s, end, slot, block)
         return end
+
+    def word_set(self, phrases: List[str], s: int, end: int, slot, block) -> None:
+        """A set of word sequences as their minimal acyclic automaton (shared prefixes and
+        suffixes: 0..100 in English takes about 30 word arcs), from state s to state end."""
+        net = self.net
+        root: dict = {}
+        for phrase in phrases:
+            node = root
+            for word in phrase.split():
+                node = node.setdefault(word, {})
+            node[None] = True  # a phrase ends here
+        ids: Dict[tuple, int] = {}
+        canon: List[Tuple[bool, Tuple[Tuple[str, int], ...]]] = []
+
+        def signature(node) -> int:
+            key = (None in node, tuple(sorted((w, signature(c)) for w, c in node.items() if w is not None)))
+            if key not in ids:
+                ids[key] = len(canon)
+                canon.append(key)
+            return ids[key]
+
+        top = signature(root)
+        state: Dict[int, int] = {}
+        for i, (terminal, children) in enumerate(canon):  # children come before their parents
+            here = s if i == top else net.new()
+            state[i] = here
+            if terminal:
+                net.link(here, end)
+            if children:
+                spaced = here if i == top else net.new()
+                if i != top:
+                    net.out.setdefault(here, []).append((spaced, "space", "", None, None))
+                for word, child in children:
+                    net.out.setdefault(spaced, []).append((state[child], "piece", word, slot, block))
 
     def spellings(self, e, ctx, depth: int, limit: int = 10_000) -> List[str]:
         """Every spoken form of a (small) list value template, normalised like the automaton's words."""
@@ -592,6 +643,8 @@ class _Compiler:
                     emitted.add((b, c))
                     builder.eps.append((b, c, 0.0))
                     eps_in.setdefault(c, []).append(b)
+                return
+            if _DIGIT.search(text):  # "1/2", "4000k": written forms nobody speaks; their paths end here
                 return
             intent = intents[block] if block is not None else (tail or "")
             key = (b, c, text, slot, intent)
