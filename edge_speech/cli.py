@@ -102,7 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from edge_speech.serving.wyoming_server import serve
     except ImportError as err:
-        raise ImportError(f"serve --wyoming needs the wyoming package ({err}): pip install 'edge-speech[serve]'") from None
+        raise ImportError(f"serve --wyoming needs the wyoming package ({err}): "
+                          "pip install 'edge-speech[serve]'") from None
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s")
     limits = Limits(max_audio_s=args.max_audio_seconds, idle_timeout_s=args.idle_timeout,
                     max_connections=args.max_connections, max_sessions=args.max_sessions, queue=args.queue)
@@ -311,7 +312,8 @@ def _listen(args: argparse.Namespace) -> int:
         vad_options = {"model_path": args.silero_model} if args.silero_model else None
         if vad_options and args.vad != "silero":
             raise ValueError("--silero-model needs --vad silero")
-        for event in listen.listen(rec, source, grammar=_grammar_argument(args), grammar_threshold=args.grammar_threshold,
+        grammar = _grammar_argument(args)
+        for event in listen.listen(rec, source, grammar=grammar, grammar_threshold=args.grammar_threshold,
                                    wake=args.wake, vad=args.vad, vad_options=vad_options):
             if args.json:
                 print(event.to_json(), flush=True)
@@ -554,7 +556,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                       "(needs the zeroconf package; tcp:// only)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
-    p.add_argument("--threads", type=int, default=1, help="model threads per job (default 1: the workers run in parallel)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="model threads per job (default 1: the workers run in parallel)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=_serve)
     p = sub.add_parser("devices", help="list audio capture devices")

@@ -194,7 +194,8 @@ def test_unknown_model_and_language_are_refused_with_an_error(open_server, speec
             await audio_events(client, data, rate)
             return [e for e in await read_until(client, ("transcript",)) if e.type in ("error", "transcript")]
 
-    for request, code in (({"name": "no-such-model"}, "unknown-model"), ({"language": "de-DE"}, "unsupported-language")):
+    for request, code in (({"name": "no-such-model"}, "unknown-model"),
+                          ({"language": "de-DE"}, "unsupported-language")):
         error, transcript = run(refused_then_served(**request))
         assert Error.from_event(error).code == code
         assert Transcript.from_event(transcript).text  # the same connection serves the next request
@@ -404,7 +405,7 @@ def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, refe
 
         assert Error.from_event(run(three_streams())[0]).code == "server-busy"
 
-        async def too_long_then_short():  # twice the speech is over max_audio_s: the rest of a refused stream is dropped
+        async def too_long_then_short():  # twice the speech is over max_audio_s: the rest of that stream is dropped
             async with client_for(server.uri) as client:
                 await client.write_event(Transcribe().event())
                 await audio_events(client, data + data, rate)
@@ -420,7 +421,7 @@ def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, refe
 
 # -- hot reload ----------------------------------------------------------------------------------
 
-def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones(sock_dir, tmp_path, speech):
+def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones(sock_dir, tmp_path, speech, caplog):
     served = tmp_path / "served.zip"
     pack_bundle(make_bundle(tmp_path / "a", name="tiny-a"), served)
     good = pack_bundle(make_bundle(tmp_path / "b", name="tiny-b"), tmp_path / "b.zip")
@@ -480,6 +481,7 @@ def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones
     assert failures == []
     assert [r["ok"] for r in service.reloads] == [True, False]
     assert "sha256 mismatch" in service.reloads[1]["error"]
+    assert "hot reload of" in caplog.text and "refused" in caplog.text  # and logged
     assert Transcript.from_event(pinned_result).context["bundle"] == "tiny-a"  # in flight: kept its bundle
     bundles_after = {Transcript.from_event(e).context["bundle"] for t, e in results if t > swapped_at + 0.3}
     assert bundles_after == {"tiny-b"}  # new sessions: the new bundle, and still after the corrupt one

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from typing import Any, Dict, Optional, Set
+from typing import Any, Optional, Set
 
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -308,8 +308,10 @@ class WyomingHandler(AsyncEventHandler):
             self._open_session(*fmt)
         session = self._session
         for kind, ms in session.add(chunk.audio, *fmt):
-            await self.write_event((VoiceStarted(timestamp=ms) if kind == "started" else VoiceStopped(timestamp=ms)).event())
-        if isinstance(session, AsrSession) and session.partial_due() and (self._partial is None or self._partial.done()):
+            voice = VoiceStarted(timestamp=ms) if kind == "started" else VoiceStopped(timestamp=ms)
+            await self.write_event(voice.event())
+        idle = self._partial is None or self._partial.done()  # one partial job at a time per session
+        if isinstance(session, AsrSession) and idle and session.partial_due():
             future = self.service.pool.try_submit(session.partial_job, session.take_unfed())
             if future is not None:  # a full pool skips a partial; never an error
                 self._partial = asyncio.wrap_future(future)
