@@ -460,11 +460,12 @@ class Grammar:
                     stack.append((a.dst, words + (a.word,), a.intent))
 
 
-def load_sentences(path, wildcards: str = "error") -> "Grammar":
+def load_sentences(path, wildcards: str = "error", lists: Optional[Mapping[str, object]] = None) -> "Grammar":
     """A Home Assistant sentence file, or a directory of them merged as Home Assistant merges
-    custom sentences (needs hassil: ``pip install edge-speech[serve]``); see ``edge_speech.ha_sentences``."""
+    custom sentences (needs hassil: ``pip install edge-speech[serve]``); ``lists`` fills lists such
+    as ``{name}`` / ``{area}`` that Home Assistant takes from its entities. See ``edge_speech.ha_sentences``."""
     from edge_speech import ha_sentences
-    return ha_sentences.load_sentences(path, wildcards=wildcards)
+    return ha_sentences.load_sentences(path, wildcards=wildcards, lists=lists)
 
 
 # -- the YAML subset ---------------------------------------------------------------------------------

@@ -105,6 +105,12 @@ class SentencesGrammar(Grammar):
     table: str = "{}"
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __hash__(self) -> int:  # computed once: grammars key decoder caches, and the arcs are many
+        cached = self._cache.get("hash")
+        if cached is None:
+            cached = self._cache["hash"] = hash((self.num_states, self.arcs, self.finals, self.language, self.table))
+        return cached
+
     def _tables(self):
         cache = self._cache
         if "next" not in cache:
@@ -187,9 +193,15 @@ def looks_like_sentences(text: str) -> bool:
                  and re.search(r"^\s+(-\s+)?sentences\s*:", text, re.M)))
 
 
-def load_sentences(path: "str | Path", wildcards: str = "error") -> SentencesGrammar:
+def load_sentences(path: "str | Path", wildcards: str = "error",
+                   lists: Optional[Mapping[str, Any]] = None) -> SentencesGrammar:
     """A sentence file, or a directory whose ``*.yaml`` / ``*.yml`` files (sorted by name) are
-    merged the way Home Assistant merges custom sentences (mappings merged, lists extended)."""
+    merged the way Home Assistant merges custom sentences (mappings merged, lists extended).
+
+    ``lists`` adds or replaces lists, the way Home Assistant fills ``{name}`` and ``{area}`` from
+    its entities: ``{"name": ["kitchen light", {"in": "tv", "out": "media_player.tv"}]}``, or a
+    full list definition (``{"range": {...}}``). ``wildcards="skip"`` leaves out the templates
+    that use a wildcard list instead of refusing them."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
@@ -204,12 +216,13 @@ def load_sentences(path: "str | Path", wildcards: str = "error") -> SentencesGra
         data = _load_yaml(file.read_text(encoding="utf-8"), str(file))
         _merge(merged, data, str(file))
     what = str(path)
-    return from_dict(merged, what=what, wildcards=wildcards)
+    return from_dict(merged, what=what, wildcards=wildcards, lists=lists)
 
 
-def from_text(text: str, what: str = "sentences", wildcards: str = "error") -> SentencesGrammar:
+def from_text(text: str, what: str = "sentences", wildcards: str = "error",
+              lists: Optional[Mapping[str, Any]] = None) -> SentencesGrammar:
     """Compiles the text of one sentence file."""
-    return from_dict(_load_yaml(text, what), what=what, wildcards=wildcards)
+    return from_dict(_load_yaml(text, what), what=what, wildcards=wildcards, lists=lists)
 
 
 def _load_yaml(text: str, what: str) -> Dict[str, Any]:
@@ -275,12 +288,26 @@ def _check_layout(data: Mapping[str, Any], what: str) -> None:
         raise ValueError(f"{what}: 'skip_words' must be a list of strings")
 
 
-def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str = "error") -> SentencesGrammar:
-    """Compiles a parsed sentence file (``{"language": ..., "intents": ..., "lists": ...}``)."""
+def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str = "error",
+              lists: Optional[Mapping[str, Any]] = None) -> SentencesGrammar:
+    """Compiles a parsed sentence file (``{"language": ..., "intents": ..., "lists": ...}``);
+    ``lists`` and ``wildcards`` as in :func:`load_sentences`. The mapping is not modified."""
     if wildcards not in ("error", "skip"):
         raise ValueError(f"wildcards must be 'error' or 'skip', got {wildcards!r}")
     if not isinstance(data, Mapping):
         raise TypeError("sentences must be a mapping")
+    if lists:
+        if not isinstance(lists, Mapping):
+            raise TypeError("lists must map list names to values or list definitions")
+        extra = {}
+        for name, body in lists.items():
+            if isinstance(body, Mapping):
+                extra[name] = dict(body)
+            elif isinstance(body, (str, bytes)) or not isinstance(body, Sequence):
+                raise TypeError(f"list {{{name}}}: give a sequence of values or a list definition")
+            else:
+                extra[name] = {"values": list(body)}
+        data = {**data, "lists": {**(data.get("lists") or {}), **extra}}
     _check_layout(data, what)
     hassil = _hassil()
     try:

@@ -285,6 +285,20 @@ def test_wildcards_unknown_lists_and_rules_are_refused_by_name():
         load_sentences(DATA / "missing")
 
 
+def test_lists_home_assistant_fills_from_its_entities_can_be_given():
+    data = _one("(turn | switch) on [the] {name} [in [the] {area}]", lists={"area": {"values": ["attic"]}})
+    with pytest.raises(ValueError, match=r"unknown list \{name\}"):
+        ha_sentences.from_dict(data)
+    g = ha_sentences.from_dict(data, lists={"name": ["desk lamp", {"in": "(tv | telly)", "out": "media_player.tv"}],
+                                            "area": ["office"]})
+    assert g.match("switch on the telly in the office") == ("X", {"name": "media_player.tv", "area": "office"})
+    assert g.match("turn on desk lamp") == ("X", {"name": "desk lamp"})
+    assert g.match("turn on the tv in the attic") is None  # the given list replaces the file's
+    assert "attic" in str(data)  # the caller's mapping is left alone
+    with pytest.raises(TypeError, match=r"list \{name\}"):
+        ha_sentences.from_dict(data, lists={"name": "desk lamp"})
+
+
 def test_written_forms_are_not_spoken():
     g = ha_sentences.from_dict(_one("set [a] timer for (1/2 | half) [an] hour [at 50%]"))
     assert g.match("set a timer for half an hour") == ("X", {})
