@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from edge_speech.bundle import Bundle, BundleError, InputSpec
 
 __all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "create_backend_for_target",
-           "import_litert", "import_onnxruntime", "model_feeds"]
+           "import_litert", "import_onnxruntime", "model_feeds", "run_stateful", "stateful_chunk"]
 
 
 class BackendUnavailable(ImportError):
@@ -97,15 +97,24 @@ class OnnxBackend:
         inputs = {i.name: i for i in self.session.get_inputs()}
         if input_spec.name not in inputs:
             raise BundleError(f"{source}: the model has no input {input_spec.name!r} (it has {sorted(inputs)})")
-        extra = {n for n in (input_spec.length_name, input_spec.mask_name) if n}
-        for what, extra_name in (("length", input_spec.length_name), ("attention-mask", input_spec.mask_name)):
+        extra = {n for n in (input_spec.length_name, input_spec.mask_name, input_spec.chunk_range_name) if n}
+        extra |= {s.input for s in input_spec.state}
+        outputs = {o.name for o in self.session.get_outputs()}
+        missing = [s.input for s in input_spec.state if s.input not in inputs] + \
+                  [s.output for s in input_spec.state if s.output not in outputs]
+        if missing:
+            raise BundleError(f"{source}: the model has no state tensor(s) {missing} the manifest's input.state names "
+                              f"(inputs {sorted(inputs)}, outputs {sorted(outputs)})")
+        for what, extra_name in (("length", input_spec.length_name), ("attention-mask", input_spec.mask_name),
+                                 ("chunk-range", input_spec.chunk_range_name)):
             if extra_name and extra_name not in inputs:
                 raise BundleError(f"{source}: the model has no {what} input {extra_name!r} (it has {sorted(inputs)})")
         if set(inputs) - extra - {input_spec.name}:
             raise BundleError(f"{source}: the model has inputs {sorted(set(inputs) - extra - {input_spec.name})} the "
                               "manifest does not describe; a frame-count input is named by input.length_name, an "
-                              "attention mask by input.mask_name")
+                              "attention mask by input.mask_name, recurrent state by input.state")
         self.extra_dtypes = {n: np.int32 if inputs[n].type == "tensor(int32)" else
+                             np.float32 if inputs[n].type == "tensor(float)" else
                              np.bool_ if inputs[n].type == "tensor(bool)" else np.int64 for n in extra}
         node = inputs[input_spec.name]
         self.input_dtype = np.int8 if node.type == "tensor(int8)" else np.float32
@@ -130,7 +139,27 @@ class OnnxBackend:
             _check_fixed_frames(fixed, input_spec, source)
 
     def run(self, features: np.ndarray) -> np.ndarray:
+        if self.input_spec.state:  # a whole utterance from the zero state: one window, every frame
+            return self._run_window(features)
         return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
+
+    # A dynamic time axis: stateful chunks run in windows cut to what the utterance has.
+    fixed_window: Optional[int] = None
+
+    def initial_state(self) -> dict:
+        return {s.input: np.zeros(s.shape, dtype=np.float32) for s in self.input_spec.state}
+
+    def run_chunk(self, window: np.ndarray, first: int, end: int, state: dict):
+        """A stateful model on one window [frames, dim] whose chunk is output frames
+        ``first:end``, from ``state``: (outputs [end - first, vocab], the state after it)."""
+        spec = self.input_spec
+        feeds = model_feeds(spec, window, self.extra_dtypes)
+        feeds[spec.chunk_range_name] = np.array([first, end], dtype=self.extra_dtypes[spec.chunk_range_name])
+        feeds.update(state)
+        names = [self.output_name] + [s.output for s in spec.state]
+        out, *after = self.session.run(names, feeds)
+        out = _unbatched(np.asarray(out, dtype=np.float32), spec, "model")
+        return out[:end - first], {s.input: np.asarray(v, dtype=np.float32) for s, v in zip(spec.state, after)}
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
         feeds = model_feeds(self.input_spec, window, self.extra_dtypes)
@@ -161,6 +190,9 @@ class LiteRTBackend:
         self.runners: dict = {}
         if self.windows:
             return
+        if input_spec.state:
+            self._init_stateful(feature_dim, source)
+            return
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
             raise BundleError(f"{source}: the TFLite model has {len(inputs)} inputs; edge_speech feeds one")
@@ -187,7 +219,52 @@ class LiteRTBackend:
     def run(self, features: np.ndarray) -> np.ndarray:
         if self.windows:
             return run_in_windows(self._run_padded, features, sorted(self.windows), self.subsampling)
+        if self.input_spec.state:
+            return run_stateful(self, features, self.input_spec, self.subsampling)
         return run_in_chunks(self._run_window, features, self.input_spec, self.subsampling)
+
+    fixed_window: Optional[int] = None
+
+    def _init_stateful(self, feature_dim: Optional[int], source: str) -> None:
+        """A stateful TFLite model: one signature whose inputs are the features window, the
+        chunk range and the state tensors, by the manifest's names."""
+        spec = self.input_spec
+        signatures = self.interpreter.get_signature_list()
+        wanted = {spec.name, spec.chunk_range_name, *(s.input for s in spec.state)}
+        found = [n for n, io in signatures.items() if set(io["inputs"]) == wanted]
+        if len(found) != 1:
+            raise BundleError(f"{source}: the stateful TFLite model needs one signature with inputs {sorted(wanted)}; it "
+                              f"has {signatures}")
+        self.runner = self.interpreter.get_signature_runner(found[0])
+        self.details = {**self.runner.get_input_details(), **self.runner.get_output_details()}
+        missing = [s.output for s in spec.state if s.output not in self.details]
+        if missing:
+            raise BundleError(f"{source}: the stateful TFLite model has no state output(s) {missing}")
+        self.logits_name = next((n for n in signatures[found[0]]["outputs"] if n not in {s.output for s in spec.state}),
+                                None)
+        shape = list(self.details[spec.name]["shape"])
+        if len(shape) != 3 or shape[2] != feature_dim:
+            raise BundleError(f"{source}: the stateful TFLite model takes features {shape}; expected [1, frames, "
+                              f"{feature_dim}]")
+        self.fixed_window = self.fixed_frames = shape[1]
+        _check_fixed_frames(self.fixed_window, spec, source)
+
+    def initial_state(self) -> dict:
+        return {s.input: np.zeros(s.shape, dtype=np.float32) for s in self.input_spec.state}
+
+    def run_chunk(self, window: np.ndarray, first: int, end: int, state: dict):
+        """As :meth:`OnnxBackend.run_chunk`, on the fixed window (zero-padded to it)."""
+        spec = self.input_spec
+        padded = np.zeros((self.fixed_window, window.shape[1]), dtype=np.float32)
+        padded[:len(window)] = window
+        feeds = {spec.name: _quantize(padded[None], self.details[spec.name]),
+                 spec.chunk_range_name: np.array([first, end], dtype=self.details[spec.chunk_range_name]["dtype"])}
+        for s in spec.state:
+            feeds[s.input] = _quantize(state[s.input], self.details[s.input])
+        outputs = self.runner(**feeds)
+        out = _unbatched(_dequantize(outputs[self.logits_name], self.details[self.logits_name]), spec, "TFLite")
+        after = {s.input: _dequantize(outputs[s.output], self.details[s.output]).reshape(s.shape) for s in spec.state}
+        return out[:end - first], after
 
     def _window_runner(self, window: int):
         """The signature runner of one window, made on first use: each allocates its own
@@ -331,6 +408,10 @@ def model_feeds(spec: InputSpec, x: np.ndarray, extra_dtypes: Optional[dict] = N
         batch = x[None] if spec.layout == "time_major" else x.T[None]
     feeds = {spec.name: np.ascontiguousarray(batch, dtype=np.float32)}
     dtypes = extra_dtypes or {}
+    if spec.state:  # a whole utterance from the zero state
+        feeds[spec.chunk_range_name] = np.array([0, np.iinfo(np.int32).max], dtype=dtypes.get(spec.chunk_range_name,
+                                                                                              np.int64))
+        feeds.update({s.input: np.zeros(s.shape, dtype=np.float32) for s in spec.state})
     if spec.length_name:
         feeds[spec.length_name] = np.array([len(x)], dtype=dtypes.get(spec.length_name, np.int64))
     if spec.mask_name:
@@ -373,6 +454,51 @@ def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.n
         pieces.append(out[(done - start) // subsampling:(keep_until - start) // subsampling])
         done = keep_until
     return np.concatenate(pieces)[:wanted]
+
+
+def stateful_chunk(done: int, total: int, final: bool, spec: InputSpec, subsampling: int,
+                   fixed_window: Optional[int] = None) -> Optional[Tuple[int, int, int, int]]:
+    """The window of a stateful model's chunk that starts at input frame ``done``: (start,
+    stop) in input frames (``stop`` may pass ``total`` for a fixed window, zero-padded) and
+    the chunk's output frames (first, end) within it; None while the frames it needs have not
+    all arrived (``total`` frames so far; ``final``: there will be no more). Offline runs and
+    streams cut the same windows, so they carry the same state."""
+    if done >= total:
+        return None
+    left, chunk, right = spec.left_context_frames, spec.chunk_frames, spec.right_context_frames
+    chunk_end = done + chunk
+    if fixed_window is None:
+        if not final and chunk_end + right > total:
+            return None
+        start, stop = max(0, done - left), min(total, chunk_end + right)
+    else:
+        if final:  # the last window ends at the (subsampling-padded) end, as a whole run's edge
+            padded = max(-(-total // subsampling) * subsampling, fixed_window)
+            start = max(0, min(done - left, padded - fixed_window))
+            start -= start % subsampling  # output frames stay on the utterance's grid
+        else:
+            start = max(0, done - left)
+            if start + fixed_window > total:
+                return None
+        stop = start + fixed_window
+    first = (done - start) // subsampling
+    return start, stop, first, first + -(-(min(chunk_end, total) - done) // subsampling)
+
+
+def run_stateful(backend, features: np.ndarray, spec: InputSpec, subsampling: int) -> np.ndarray:
+    """A stateful model over a whole utterance chunk by chunk from the zero state, as a stream
+    runs it (``backend.run_chunk``, :func:`stateful_chunk`)."""
+    state, done, pieces = backend.initial_state(), 0, []
+    total = len(features)
+    while True:
+        cut = stateful_chunk(done, total, True, spec, subsampling, backend.fixed_window)
+        if cut is None:
+            break
+        start, stop, first, end = cut
+        out, state = backend.run_chunk(features[start:min(stop, total)], first, end, state)
+        pieces.append(out)
+        done += spec.chunk_frames
+    return np.concatenate(pieces)[:-(-total // subsampling)]
 
 
 def _run_in_overlapping_windows(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray,

@@ -27,10 +27,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from edge_speech.features import FeatureConfig
 
-__all__ = ["Bundle", "BundleError", "InputSpec", "Manifest", "METADATA_KEY", "SCHEMA_VERSION", "pack_bundle",
-           "write_bundle"]
+__all__ = ["Bundle", "BundleError", "InputSpec", "Manifest", "METADATA_KEY", "SCHEMA_VERSION", "StateTensor",
+           "pack_bundle", "write_bundle"]
 
-SCHEMA_VERSION = 2  # 2 added waveform input; manifests that do not use it are still written as 1
+# 2 added waveform input, 3 recurrent state carried across chunks (input.state); a manifest is
+# written with the lowest version that describes it, so bundles without them read in older runtimes.
+SCHEMA_VERSION = 3
 METADATA_KEY = "edge_speech.manifest"
 MANIFEST_NAME = "manifest.json"
 MODEL_KINDS = ("ctc", "classifier")
@@ -44,10 +46,42 @@ def _spec_dict(spec: "InputSpec") -> dict:
     """The spec as manifest JSON; clip_frames and max_frames only where set, so other manifests
     read in older runtimes."""
     data = dataclasses.asdict(spec)
-    for optional in ("clip_frames", "max_frames"):
+    for optional in ("clip_frames", "max_frames", "chunk_range_name"):
         if data[optional] is None:
             del data[optional]
+    if not spec.state:
+        del data["state"]
+    else:
+        data["state"] = [{"input": s.input, "output": s.output, "shape": list(s.shape)} for s in spec.state]
     return data
+
+
+@dataclasses.dataclass(frozen=True)
+class StateTensor:
+    """One recurrent state tensor of a stateful model (see :attr:`InputSpec.state`): the model
+    takes it as input ``input`` and returns its value after the chunk as output ``output``;
+    ``shape`` is fixed (e.g. ``[layers * directions, 1, hidden]`` for a GRU's h); the first
+    chunk starts from zeros."""
+
+    input: str
+    output: str
+    shape: Tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input, str) or not isinstance(self.output, str) or not self.input or not self.output:
+            raise BundleError(f"input state tensors need input and output names, got {self.input!r}, {self.output!r}")
+        shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else None
+        if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            raise BundleError(f"input state {self.input!r}: shape must be a list of positive ints, got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+
+    @classmethod
+    def from_any(cls, item: Any) -> "StateTensor":
+        if isinstance(item, StateTensor):
+            return item
+        if not isinstance(item, Mapping) or set(item) != {"input", "output", "shape"}:
+            raise BundleError(f"input state entries are objects with input, output and shape, got {item!r}")
+        return cls(input=item["input"], output=item["output"], shape=item["shape"])
 
 
 class BundleError(ValueError):
@@ -92,8 +126,32 @@ class InputSpec:
     # Dynamic models with a longest input (Whisper's 30-s position table): longer utterances run
     # in overlapping windows of at most this many frames (see backends.run_in_chunks).
     max_frames: Optional[int] = None
+    # Stateful models (unidirectional recurrent layers): the recurrent state the model takes and
+    # returns, carried by the runtime from one chunk to the next, so a stream keeps the model's
+    # whole memory (converters.recurrent.export_stateful_onnx). The chunk's input frames sit in
+    # a window with left_context_frames before and right_context_frames after it (the layers
+    # before the recurrent ones see them); ``chunk_range_name`` names an int input [2]: the
+    # chunk's first and end output frame within the window (only those pass the recurrent
+    # layers). chunk_frames is the chunk length for fixed-shape (TFLite) models and the default
+    # one for dynamic (ONNX) models; fed zeros and the range [0, a large number] the model runs
+    # a whole utterance from the start.
+    state: Tuple[StateTensor, ...] = ()
+    chunk_range_name: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.state, (list, tuple)):
+            raise BundleError(f"input state must be a list of state tensors, got {self.state!r}")
+        object.__setattr__(self, "state", tuple(StateTensor.from_any(s) for s in self.state))
+        if self.state:
+            if self.chunk_range_name is None or self.chunk_frames is None:
+                raise BundleError("a stateful input (input.state) needs chunk_range_name and chunk_frames")
+            if self.kind != "features" or self.length_name or self.mask_name or self.max_frames is not None:
+                raise BundleError("a stateful input takes features only (no length or mask input, no max_frames)")
+            names = [self.name, self.chunk_range_name] + [s.input for s in self.state]
+            if len(set(names)) != len(names) or len({s.output for s in self.state}) != len(self.state):
+                raise BundleError(f"input state names must be distinct from each other and the inputs, got {names}")
+        elif self.chunk_range_name is not None:
+            raise BundleError("input chunk_range_name is for stateful models (input.state)")
         if self.kind not in INPUT_KINDS:
             raise BundleError(f"input kind must be one of {INPUT_KINDS}, got {self.kind!r}")
         if self.normalize and self.kind != "waveform":
@@ -145,8 +203,12 @@ class Manifest:
     schema_version: Optional[int] = None  # None: the lowest version that describes this manifest
 
     def __post_init__(self) -> None:
+        stateful = any(spec.state for spec in (self.input, *self.format_inputs.values()))
         if self.schema_version is None:
-            object.__setattr__(self, "schema_version", 2 if self.waveform_input else 1)
+            object.__setattr__(self, "schema_version", 3 if stateful else 2 if self.waveform_input else 1)
+        if stateful and self.schema_version < 3:
+            raise BundleError(f"recurrent state (input.state) needs schema_version 3, the manifest says "
+                              f"{self.schema_version}")
         if self.kind not in MODEL_KINDS:
             raise BundleError(f"manifest kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
@@ -162,6 +224,11 @@ class Manifest:
             raise BundleError(f"manifest blank_id {self.blank_id} is outside the {len(self.tokens)} tokens")
         if self.subsampling_factor < 1:
             raise BundleError(f"manifest subsampling_factor must be >= 1, got {self.subsampling_factor}")
+        for spec in (self.input, *self.format_inputs.values()):
+            if spec.state and (spec.chunk_frames % self.subsampling_factor or spec.left_context_frames % self.subsampling_factor):
+                raise BundleError(f"a stateful input's chunk_frames ({spec.chunk_frames}) and left_context_frames "
+                                  f"({spec.left_context_frames}) must be multiples of the subsampling factor "
+                                  f"({self.subsampling_factor})")
         unknown = set(self.models) - set(MODEL_FORMATS.values())
         if unknown or not self.models:
             raise BundleError(f"manifest models must map 'onnx' and/or 'tflite' to file names, got {dict(self.models)}")

@@ -31,7 +31,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 
 from edge_speech import audio, decoding, features
-from edge_speech.backends import Backend, create_backend_for_target
+from edge_speech.backends import Backend, create_backend_for_target, stateful_chunk
 from edge_speech.bundle import Bundle, BundleError, Manifest
 
 __all__ = ["Recognizer", "RecognizerStream", "Transcript"]
@@ -202,7 +202,10 @@ class Recognizer:
         on windows of ``left + chunk + right`` feature frames; the contexts default to the
         manifest's ``input.stream_context_frames`` (the model's receptive field), else 16 and 8.
         Fixed-shape models use their manifest's chunking. When the context covers the receptive
-        field, the final result equals the offline one."""
+        field, the final result equals the offline one. Stateful models (unidirectional
+        recurrent layers, ``input.state`` in the manifest) run their manifest's chunks in order,
+        carrying the recurrent state from one to the next, so the whole history counts as it
+        does offline."""
         if self.manifest.waveform_input:
             # Chunked windows would change what a full-attention encoder sees, and the
             # per-utterance normalisation needs the whole utterance: no streaming equal to offline.
@@ -220,7 +223,8 @@ class Recognizer:
             chunk_frames, left_context_frames, right_context_frames = (
                 spec.chunk_frames, spec.left_context_frames, spec.right_context_frames)
         return RecognizerStream(self, decoder, chunk_frames, left_context_frames, right_context_frames,
-                                fixed_shape=spec.chunk_frames is not None)
+                                fixed_shape=spec.chunk_frames is not None and not spec.state,
+                                stateful=bool(spec.state))
 
     # -- internals ------------------------------------------------------------------------
     def _front_end(self, samples: np.ndarray) -> np.ndarray:
@@ -281,7 +285,7 @@ class RecognizerStream:
     """Streaming recognition; create it with :meth:`Recognizer.create_stream`. Not thread-safe."""
 
     def __init__(self, recognizer: Recognizer, decoder: decoding.CTCDecoder, chunk: int, left: int, right: int,
-                 fixed_shape: bool = False):
+                 fixed_shape: bool = False, stateful: bool = False):
         sub = recognizer.manifest.subsampling_factor
         if chunk % sub or left % sub:
             raise ValueError(f"chunk and left context must be multiples of the model's subsampling ({sub})")
@@ -293,6 +297,11 @@ class RecognizerStream:
         # Fixed-shape models see whole windows; the last one is aligned to the end, as offline.
         self._fixed_window = left + chunk + right if fixed_shape else None
         self._history = self._fixed_window or left
+        # Stateful models: the recurrent state after the decoded chunks (backends.stateful_chunk).
+        self._spec = recognizer.manifest.input_for(recognizer.backend.name)
+        self._state = recognizer.backend.initial_state() if stateful else None
+        if stateful:
+            self._history = recognizer.backend.fixed_window or left
         self._pending = np.zeros((0, recognizer.manifest.features.dim), dtype=np.float32)  # context + unrun frames
         self._pending_start = 0  # absolute index of _pending[0]
         self._next_frame = 0  # first feature frame whose outputs are not yet decoded
@@ -315,6 +324,17 @@ class RecognizerStream:
         audio arrives, and is meant for early partial results; :meth:`finish` is exact."""
         total = self._pending_start + len(self._pending)
         ids, last = list(self._greedy_ids), self._greedy_last
+        if self._state is not None:
+            if not self._finished:
+                state, done = self._state, self._next_frame
+                while True:
+                    step = self._stateful_step(done, total, True, state)
+                    if step is None:
+                        break
+                    out, state = step
+                    last = self._collapse(out, last, ids)
+                    done += self._chunk
+            return self.recognizer.vocabulary.text(ids)
         if not self._finished and total > self._next_frame:
             start = max(self._pending_start, self._next_frame - self._left)
             start += (self._next_frame - start) % self._sub  # keep output frames on the same grid
@@ -367,11 +387,35 @@ class RecognizerStream:
         duration = self._samples / self._rate
         return self.recognizer._transcript(self._final, duration, {})
 
+    def _stateful_step(self, done: int, total: int, final: bool, state: dict):
+        """(log-probs of the chunk at input frame ``done``, the state after it), or None while
+        its window has not arrived."""
+        backend = self.recognizer.backend
+        cut = stateful_chunk(done, total, final, self._spec, self._sub, backend.fixed_window)
+        if cut is None:
+            return None
+        start, stop, first, end = cut
+        window = self._pending[start - self._pending_start:min(stop, total) - self._pending_start]
+        out, state = backend.run_chunk(window, first, end, state)
+        return (out if self.recognizer.manifest.output_is_log_probs else _log_softmax(out)), state
+
     def _run(self, final: bool) -> None:
         new = self._features.read()
         if len(new):
             self._pending = np.concatenate([self._pending, new])
         total = self._pending_start + len(self._pending)
+        if self._state is not None:
+            while True:
+                step = self._stateful_step(self._next_frame, total, final, self._state)
+                if step is None:
+                    return
+                out, self._state = step
+                self._decoder.accept(out)
+                self._greedy_last = self._collapse(out, self._greedy_last, self._greedy_ids)
+                self._next_frame += self._chunk
+                keep_from = max(0, self._next_frame - self._history)
+                self._pending = self._pending[keep_from - self._pending_start:]
+                self._pending_start = keep_from
         while True:
             end = self._next_frame + self._chunk
             if not final and end + self._right > total:

@@ -95,7 +95,7 @@ def test_truncated_and_missing_files_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(schema_version=3), "schema_version 3 is newer"),
+    (lambda d: d.update(schema_version=4), "schema_version 4 is newer"),
     (lambda d: d.pop("tokens"), "missing required key 'tokens'"),
     (lambda d: d.update(kind="seq2seq"), "kind must be one of"),
     (lambda d: d.update(blank_id=99), "blank_id 99"),
