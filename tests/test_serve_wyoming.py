@@ -297,33 +297,43 @@ def test_describe_lists_the_asr_wake_and_intent_programs(command_server, open_se
 
 # -- bad clients and a full pool -----------------------------------------------------------------
 
-def raw_exchange(path: str, payload: bytes, timeout: float = 10.0) -> list:
-    """Sends raw bytes on a unix socket; the events the server answers until it closes."""
+def parse_events(received: bytes) -> list:
+    """The complete events in raw bytes (header line, data block, payload), as dicts."""
+    events, pos = [], 0
+    while b"\n" in received[pos:]:
+        end = received.index(b"\n", pos)
+        head = json.loads(received[pos:end])
+        size = head.get("data_length") or 0
+        if len(received) < end + 1 + size + (head.get("payload_length") or 0):
+            break
+        data = dict(head.get("data") or {})
+        if size:
+            data.update(json.loads(received[end + 1:end + 1 + size]))
+        pos = end + 1 + size + (head.get("payload_length") or 0)
+        events.append({"type": head["type"], "data": data})
+    return events
+
+
+def raw_exchange(path: str, payload: bytes, timeout: float = 10.0):
+    """Sends raw bytes on a unix socket; (the events answered up to the first error, whether the
+    server then closed the connection)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
         s.sendall(payload)
         received = b""
-        while True:
-            try:
-                part = s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not part:
-                break
+        while not any(e["type"] == "error" for e in parse_events(received)):
+            part = s.recv(65536)
+            assert part, f"closed without an error event after {received!r}"
             received += part
-    events, pos = [], 0
-    while pos < len(received):
-        end = received.index(b"\n", pos)
-        head = json.loads(received[pos:end])
-        pos = end + 1
-        data = head.get("data") or {}
-        if head.get("data_length"):
-            data.update(json.loads(received[pos:pos + head["data_length"]]))
-            pos += head["data_length"]
-        pos += head.get("payload_length") or 0
-        events.append({"type": head["type"], "data": data})
-    return events
+        s.settimeout(0.5)
+        try:
+            closed = s.recv(1) == b""
+        except socket.timeout:
+            closed = False
+        except ConnectionResetError:
+            closed = True
+    return parse_events(received), closed
 
 
 def header(event: Event, **extra) -> bytes:
@@ -335,23 +345,27 @@ def header(event: Event, **extra) -> bytes:
 def test_bad_clients_get_errors_and_the_server_keeps_serving(open_server, speech_wav, reference):
     path = open_server.uri[len("unix://"):]
     start = AudioStart(rate=16000, width=2, channels=1).event()
-    cases = {
-        "bad-event": b"this is not json\n",
-        "too-large": b"{" + b" " * 70000 + b"}\n",
-        "too-large ": header(AudioChunk(rate=16000, width=2, channels=1, audio=b"").event(), payload_length=10**9),
-        "bad-format": header(AudioStart(rate=16000, width=5, channels=1).event()),
-        "bad-format ": header(start) + header(AudioChunk(rate=16000, width=2, channels=1, audio=b"").event(),
-                                              payload_length=3) + b"abc",
-        "bad-event ": b'["a list"]\n',
-    }
-    for code, payload in cases.items():
-        answers = raw_exchange(path, payload, timeout=5.0)
-        assert [a["type"] for a in answers] == ["error"], (code, answers)  # answered, then disconnected
-        assert answers[0]["data"]["code"] == code.strip(), answers
+    chunk_header = AudioChunk(rate=16000, width=2, channels=1, audio=b"").event()
+    cases = [  # (payload, error code, whether the server hangs up: only when the byte stream is unusable)
+        (b"this is not json\n", "bad-event", True),
+        (b'["a list"]\n', "bad-event", True),
+        (b"{" + b" " * 70000 + b"}\n", "too-large", True),
+        (header(chunk_header, payload_length=10**9), "too-large", True),
+        (header(AudioStart(rate=16000, width=5, channels=1).event()), "bad-format", False),
+        (header(start) + header(chunk_header, payload_length=3) + b"abc", "bad-format", False),
+        (header(Event("audio-start", {"rate": "fast", "width": 2, "channels": 1})), "bad-format", False),
+        (header(Event("audio-start", {})), "bad-event", False),
+        (header(Event("recognize", {"text": "turn on the light"})), "no-grammar", False),
+        (header(Event("detect", {})), "no-wake", False),
+    ]
+    for payload, code, hangs_up in cases:
+        answers, closed = raw_exchange(path, payload, timeout=5.0)
+        assert [a["type"] for a in answers] == ["error"] and answers[0]["data"]["code"] == code, (code, answers)
+        assert closed == hangs_up, (code, closed)
 
     # disconnects mid-stream and many idle connections
     async def abusers():
-        idle = [client_for(open_server.uri) for _ in range(200)]
+        idle = [client_for(open_server.uri) for _ in range(1000)]
         for c in idle:
             await c.connect()
         for _ in range(5):
@@ -453,7 +467,7 @@ def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones
         await pinned.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=data[:16000]).event())
         await asyncio.sleep(0.5)
         os.replace(good, served)
-        for _ in range(200):
+        for _ in range(1000):
             if any(r["ok"] for r in service.reloads):
                 break
             await asyncio.sleep(0.05)
@@ -464,7 +478,7 @@ def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones
         await pinned.disconnect()
         await asyncio.sleep(0.5)
         os.replace(corrupt, served)
-        for _ in range(200):
+        for _ in range(1000):
             if any(not r["ok"] for r in service.reloads):
                 break
             await asyncio.sleep(0.05)
