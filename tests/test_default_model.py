@@ -38,7 +38,7 @@ def test_the_default_model_is_an_int8_bundle_in_the_package(default):
     assert m.quantization["scheme"] == "int8" and m.sample_rate == 16000
     steps = {s["step"]: s for s in m.verification["steps"]}
     assert steps["quantize"]["vs_fp32"]["cosine"] >= 0.99
-    assert steps["export_tflite"]["vs_torch_fp32"]["cosine"] >= 0.99
+    assert steps["export_tflite"]["vs_torch"]["cosine"] >= 0.99
     assert set(default.bundle.model_bytes) == {"onnx", "tflite"}
     assert all(len(model) < 3_500_000 for model in default.bundle.model_bytes.values())
 
