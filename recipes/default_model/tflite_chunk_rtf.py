@@ -1,5 +1,5 @@
 """RTF of the int8 TFLite default model against its window's chunk size (how
-package_int8.py's --tflite-chunk-frames was chosen). Model only (LiteRT, 1 thread), in process
+build_bundle.py's --tflite-chunk-frames was chosen). Model only (LiteRT, 1 thread), in process
 CPU time so other jobs on a shared machine disturb it less:
 
     OMP_NUM_THREADS=1 .venv/bin/python recipes/default_model/tflite_chunk_rtf.py --data /work/data/dm24k
