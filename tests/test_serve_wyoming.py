@@ -561,3 +561,30 @@ def test_sentences_option_compiles_templates_once_for_transcribe_and_serve(monke
     monkeypatch.delattr(grammars, "load_sentences")
     assert cli.main(["transcribe", "--sentences", str(tmp_path), str(wav)]) == 2
     assert "load_sentences" in capsys.readouterr().err
+
+
+def test_zeroconf_announces_the_service_as_home_assistant_discovers_it():
+    import zeroconf  # optional for serving (--zeroconf), required by the tests (the test extra installs it)
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_speech.cli", "serve", "--wyoming", f"tcp://127.0.0.1:{port}",
+                             "--zeroconf", f"edge-speech-test-{port}", "--workers", "1", "--log-level", "warning"],
+                            cwd=tempfile.gettempdir(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                time.sleep(0.1)
+        browser = zeroconf.Zeroconf()
+        try:
+            info = browser.get_service_info("_wyoming._tcp.local.", f"edge-speech-test-{port}._wyoming._tcp.local.",
+                                            timeout=5000)
+        finally:
+            browser.close()
+        assert info is not None and info.port == port
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=TIMEOUT)
