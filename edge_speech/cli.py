@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from edge_speech.recognizer import DEFAULT_MODEL
-    from edge_speech.serving.engine import Limits, ServeConfig
+    from edge_speech.serving.engine import ServeConfig, ServeLimits
 
     try:
         from edge_speech.serving.wyoming_server import serve
@@ -105,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ImportError(f"serve --wyoming needs the wyoming package ({err}): "
                           "pip install 'edge-speech[serve]'") from None
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s")
-    limits = Limits(max_audio_s=args.max_audio_seconds, idle_timeout_s=args.idle_timeout,
+    limits = ServeLimits(max_audio_s=args.max_audio_seconds, idle_timeout_s=args.idle_timeout,
                     max_connections=args.max_connections, max_sessions=args.max_sessions, queue=args.queue)
     config = ServeConfig(
         models=tuple((args.bundle or []) + (args.model or [])) or (DEFAULT_MODEL,), language=args.language,

@@ -24,7 +24,7 @@ import pytest
 
 from edge_speech import Recognizer, audio
 from edge_speech.bundle import pack_bundle
-from edge_speech.serving.engine import Limits, ServeConfig, SpeechService
+from edge_speech.serving.engine import ServeConfig, ServeLimits, SpeechService
 from edge_speech.serving.wyoming_server import WyomingServer
 from test_bundle_backends import make_bundle
 from wyoming.asr import Transcribe, Transcript
@@ -389,7 +389,7 @@ def test_bad_clients_get_errors_and_the_server_keeps_serving(open_server, speech
 
 def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, reference):
     data, rate = pcm16(speech_wav(16000))
-    limits = Limits(queue=0, max_sessions=2, max_audio_s=1.5 * len(data) / 2 / rate)
+    limits = ServeLimits(queue=0, max_sessions=2, max_audio_s=1.5 * len(data) / 2 / rate)
     service = SpeechService(ServeConfig(workers=1, streaming=False, limits=limits))
     server = ServerThread(service, f"unix://{sock_dir}/busy.sock")
     try:

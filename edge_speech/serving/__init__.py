@@ -10,6 +10,6 @@ here: transcripts come from :class:`edge_speech.Recognizer`, wake phrases from
 :func:`edge_speech.listen.listen`, voice activity from :mod:`edge_speech.vad`.
 """
 
-from edge_speech.serving.engine import Limits, ServeConfig, ServeError, SpeechService, WorkerPool
+from edge_speech.serving.engine import ServeConfig, ServeError, ServeLimits, SpeechService, WorkerPool
 
-__all__ = ["Limits", "ServeConfig", "ServeError", "SpeechService", "WorkerPool"]
+__all__ = ["ServeConfig", "ServeError", "ServeLimits", "SpeechService", "WorkerPool"]

@@ -26,12 +26,13 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from edge_speech import limits as runtime_limits
 from edge_speech import listen
 from edge_speech.grammars import Grammar
 from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, Transcript
 from edge_speech.vad import KINDS as VAD_KINDS, create_vad
 
-__all__ = ["AsrSession", "Limits", "ServeConfig", "ServeError", "ServedModel", "SpeechService", "VoiceActivity",
+__all__ = ["AsrSession", "ServeConfig", "ServeError", "ServeLimits", "ServedModel", "SpeechService", "VoiceActivity",
            "WakeSession", "WorkerPool", "pcm_to_float"]
 
 LOG = logging.getLogger("edge_speech.serve")
@@ -49,8 +50,9 @@ class ServeError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class Limits:
-    """What one client may ask of the server (all of it untrusted input).
+class ServeLimits:
+    """What one client may ask of the server (all of it untrusted input). The runtime's own
+    limits (:mod:`edge_speech.limits`: sample rates, audio length) apply as well.
 
     ``max_sessions`` (audio streams open at once) and ``queue`` (jobs waiting for a worker)
     default to 8 and 2 per worker; beyond them a request is answered ``server-busy``."""
@@ -58,7 +60,6 @@ class Limits:
     max_audio_s: float = 30.0            # audio of one transcription request
     max_chunk_bytes: int = 1 << 20       # payload of one audio chunk
     max_header_bytes: int = 64 * 1024    # an event's JSON header line, and its separate data block
-    max_rate: int = 192_000              # Hz
     max_channels: int = 8
     idle_timeout_s: float = 300.0        # a connection that sends nothing for this long is closed
     max_connections: int = 2048
@@ -73,7 +74,7 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 if not (f.name == "queue" and value == 0):
-                    raise ValueError(f"Limits.{f.name} must be a positive number, got {value!r}")
+                    raise ValueError(f"ServeLimits.{f.name} must be a positive number, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ServeConfig:
     target: Optional[str] = None
     threads: int = 1                         # model threads per job; the pool gives the parallelism
     reload_interval_s: float = 2.0
-    limits: Limits = Limits()
+    limits: ServeLimits = ServeLimits()
 
     def __post_init__(self) -> None:
         if isinstance(self.models, str) or not self.models:
@@ -235,13 +236,15 @@ def _load_verified(path: Path, options: Mapping[str, Any]) -> Recognizer:
 
 # -- audio -------------------------------------------------------------------------------------
 
-def check_format(rate: Any, width: Any, channels: Any, limits: Limits) -> Tuple[int, int, int]:
+def check_format(rate: Any, width: Any, channels: Any, limits: ServeLimits) -> Tuple[int, int, int]:
     """Validated (rate, width, channels) of an audio event, or ServeError("bad-format")."""
     for name, value in (("rate", rate), ("width", width), ("channels", channels)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ServeError("bad-format", f"audio {name} must be an integer, got {value!r}")
-    if not 1 <= rate <= limits.max_rate:
-        raise ServeError("bad-format", f"audio rate {rate} Hz is outside 1..{limits.max_rate}")
+    runtime = runtime_limits.current()
+    if not runtime.min_sample_rate <= rate <= runtime.max_sample_rate:
+        raise ServeError("bad-format", f"audio rate {rate} Hz is outside {runtime.min_sample_rate}.."
+                                       f"{runtime.max_sample_rate} (edge_speech.limits)")
     if width not in PCM_WIDTHS:
         raise ServeError("bad-format", f"audio width {width} is not one of {PCM_WIDTHS} bytes (PCM)")
     if not 1 <= channels <= limits.max_channels:
