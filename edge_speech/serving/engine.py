@@ -326,7 +326,7 @@ class AsrSession:
         self._last_partial_samples = 0
         self._previous_words: List[str] = []
         self.sent_words: List[str] = []
-        self.started_streaming = False
+        self._no_partials = False  # a model that cannot stream (waveform input): the final result only
 
     def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
         """Adds one chunk; returns VAD moments. Raises ServeError on a format change or too much audio."""
@@ -347,7 +347,7 @@ class AsrSession:
 
     def partial_due(self) -> bool:
         interval = int(self.service.config.partial_interval_s * self.rate)
-        return self.streaming and self.samples - self._last_partial_samples >= interval
+        return self.streaming and not self._no_partials and self.samples - self._last_partial_samples >= interval
 
     def take_unfed(self) -> List[np.ndarray]:
         self._last_partial_samples = self.samples
@@ -357,7 +357,11 @@ class AsrSession:
     def partial_job(self, chunks: List[np.ndarray]) -> str:
         """Feeds the new audio to the session's stream and returns its provisional text."""
         if self._stream is None:
-            self._stream = self.recognizer.create_stream(beam=1, lm=False)
+            try:
+                self._stream = self.recognizer.create_stream(beam=1, lm=False)
+            except NotImplementedError:
+                self._no_partials = True
+                return ""
         for x in chunks:
             self._stream.accept_waveform(x, self.rate)
         return self._stream.provisional()

@@ -45,7 +45,7 @@ from edge_speech.serving.engine import (AsrSession, ServeConfig, ServeError, Spe
 __all__ = ["WyomingHandler", "WyomingServer", "build_info"]
 
 LOG = logging.getLogger("edge_speech.serve")
-ATTRIBUTION = Attribution(name="edge_speech", url="https://github.com/edge-speech/edge_speech")
+ATTRIBUTION = Attribution(name="edge_speech", url="")  # the project has no public address yet
 PROGRAM = "edge-speech"
 
 
