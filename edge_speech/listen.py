@@ -295,8 +295,7 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
                 if event.type == "wake":
                     awake_until = t + wake_window_s
                 yield event
-            stream = None
-            detector.reset()
+            stream = None  # the VAD goes on: its noise floor is knowledge of the room, not of the utterance
     if stream is not None:
         yield from _final_events(stream, for_wake, start_s, t)
 

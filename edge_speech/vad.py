@@ -1,7 +1,15 @@
 """Voice activity detectors that gate the acoustic model in :func:`edge_speech.listen.listen`.
 
-- ``energy``: the native energy VAD (``_native.EnergyVad``): adaptive noise floor, 10 ms frames,
-  next to no CPU.
+- ``energy``: the native energy VAD (``_native.EnergyVad``, ``native/include/edge_speech/es_vad.h``),
+  10 ms frames, next to no CPU. Its noise floor is the minimum of the (high-passed, 40 ms
+  averaged) level over the last ``floor_window_ms`` (1.5 s): it follows a quieter background at
+  once and a louder one (a fan turning on, AGC ramping up to ~6 dB/s) within the window, while
+  speech, whose pauses dip to the background, cannot drag it up. Frames below
+  ``silence_level_db`` (-85 dBFS) are digital silence (a noise gate, a muted or power-saving
+  device): never speech and invisible to the floor, so faint noise after them is still noise.
+  Options: ``threshold_db`` (9, above the floor), ``min_level_db`` (-55 dBFS), ``onset_frames``
+  (3), ``hangover_frames`` (25), ``silence_level_db``, ``floor_window_ms``, ``smooth_ms`` (40),
+  ``highpass_hz`` (80).
 - ``silero``: Silero VAD's ONNX model run through ONNX Runtime (numpy only, never torch): one
   speech probability per 32 ms window, far better than energy at telling speech from loud noise.
 

@@ -11,11 +11,12 @@ typedef struct {
 
 static int vad_init(EnergyVadObject *self, PyObject *args, PyObject *kwargs) {
   static char *kwlist[] = {"sample_rate_hz", "frame_ms", "threshold_db", "min_level_db", "onset_frames",
-                           "hangover_frames", "floor_rise_db_per_s", NULL};
+                           "hangover_frames", "silence_level_db", "floor_window_ms", "smooth_ms", "highpass_hz",
+                           NULL};
   es_vad_config c = es_vad_config_default();
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|ffffiif:EnergyVad", kwlist, &c.sample_rate_hz, &c.frame_ms,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|ffffiiffff:EnergyVad", kwlist, &c.sample_rate_hz, &c.frame_ms,
                                    &c.threshold_db, &c.min_level_db, &c.onset_frames, &c.hangover_frames,
-                                   &c.floor_rise_db_per_s))
+                                   &c.silence_level_db, &c.floor_window_ms, &c.smooth_ms, &c.highpass_hz))
     return -1;
   if (self->busy) {
     PyErr_SetString(PyExc_RuntimeError, "EnergyVad is in use by another thread");
@@ -81,6 +82,7 @@ static PyObject *vad_get(EnergyVadObject *self, void *which) {
     case 0: return PyLong_FromLong(self->vad.frame_length);
     case 1: return PyFloat_FromDouble(self->vad.noise_floor_db);
     case 3: return PyFloat_FromDouble(self->vad.frame_length / (double)self->vad.config.sample_rate_hz);
+    case 4: return PyFloat_FromDouble(self->vad.level_db);
     default: return PyLong_FromLongLong(self->vad.frames_done);
   }
 }
@@ -92,7 +94,8 @@ static PyMethodDef vad_methods[] = {
 
 static PyGetSetDef vad_getset[] = {
     {"frame_length", (getter)vad_get, NULL, "samples per decision", (void *)0},
-    {"noise_floor_db", (getter)vad_get, NULL, "tracked noise floor (dBFS)", (void *)1},
+    {"noise_floor_db", (getter)vad_get, NULL, "tracked noise floor (dBFS; NaN until a non-silent frame)", (void *)1},
+    {"level_db", (getter)vad_get, NULL, "smoothed level of the last non-silent frame (dBFS; NaN before)", (void *)4},
     {"frame_seconds", (getter)vad_get, NULL, "seconds per decision", (void *)3},
     {"frames_done", (getter)vad_get, NULL, "decisions made since reset", (void *)2},
     {NULL, NULL, NULL, NULL, NULL}};
@@ -101,7 +104,9 @@ static PyTypeObject EnergyVadType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edge_speech._native.EnergyVad",
     .tp_basicsize = sizeof(EnergyVadObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "EnergyVad(sample_rate_hz=16000, frame_ms=10, ...): the native energy VAD",
+    .tp_doc = "EnergyVad(sample_rate_hz=16000, frame_ms=10, threshold_db=9, min_level_db=-55, onset_frames=3, "
+               "hangover_frames=25, silence_level_db=-85, floor_window_ms=1500, smooth_ms=40, highpass_hz=80): "
+               "the native energy VAD (es_vad.h)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)vad_init,
     .tp_dealloc = (destructor)vad_dealloc,

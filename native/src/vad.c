@@ -7,6 +7,8 @@
 
 #include "es_internal.h"
 
+#define NO_LEVEL 1e30f /* an empty sub-block's minimum */
+
 es_vad_config es_vad_config_default(void) {
   es_vad_config c;
   c.sample_rate_hz = 16000.0f;
@@ -15,7 +17,10 @@ es_vad_config es_vad_config_default(void) {
   c.min_level_db = -55.0f;
   c.onset_frames = 3;
   c.hangover_frames = 25;
-  c.floor_rise_db_per_s = 3.0f;
+  c.silence_level_db = -85.0f;
+  c.floor_window_ms = 1500.0f;
+  c.smooth_ms = 40.0f;
+  c.highpass_hz = 80.0f;
   return c;
 }
 
@@ -26,14 +31,25 @@ es_status es_vad_config_check(const es_vad_config *c, char *why, size_t why_size
   if (c == NULL) return ES_ERR_INVALID_ARGUMENT;
   if (!(c->sample_rate_hz > 0.0f) || !isfinite(c->sample_rate_hz))
     snprintf(msg, sizeof msg, "VAD sample rate must be > 0, got %g", c->sample_rate_hz);
-  else if (!(c->frame_ms > 0.0f) || frame_samples(c) < 1 || frame_samples(c) > 1 << 20)
-    snprintf(msg, sizeof msg, "VAD frame_ms %g gives %d samples", c->frame_ms, frame_samples(c));
+  else if (!(c->frame_ms > 0.0f) || !(c->frame_ms <= 1000.0f) || frame_samples(c) < 1 || frame_samples(c) > 1 << 20)
+    snprintf(msg, sizeof msg, "VAD frame_ms %g gives %d samples", c->frame_ms,
+             c->frame_ms > 0.0f && c->frame_ms <= 1000.0f ? frame_samples(c) : 0);
   else if (!(c->threshold_db >= 0.0f) || !isfinite(c->threshold_db) || !isfinite(c->min_level_db))
     snprintf(msg, sizeof msg, "VAD thresholds must be finite, threshold_db >= 0");
   else if (c->onset_frames < 1 || c->hangover_frames < 0)
     snprintf(msg, sizeof msg, "VAD onset_frames must be >= 1 and hangover_frames >= 0");
-  else if (!(c->floor_rise_db_per_s >= 0.0f) || !isfinite(c->floor_rise_db_per_s))
-    snprintf(msg, sizeof msg, "VAD floor_rise_db_per_s must be finite and >= 0");
+  else if (!isfinite(c->silence_level_db) || !(c->silence_level_db < c->min_level_db))
+    snprintf(msg, sizeof msg, "VAD silence_level_db must be finite and below min_level_db (%g), got %g",
+             c->min_level_db, c->silence_level_db);
+  else if (!(c->floor_window_ms >= c->frame_ms) || !(c->floor_window_ms <= 600000.0f))
+    snprintf(msg, sizeof msg, "VAD floor_window_ms must be from frame_ms (%g) to 600000, got %g", c->frame_ms,
+             c->floor_window_ms);
+  else if (!(c->smooth_ms >= 0.0f) || !(c->smooth_ms <= ES_VAD_MAX_SMOOTH_FRAMES * c->frame_ms))
+    snprintf(msg, sizeof msg, "VAD smooth_ms must be from 0 to %d frames (%g ms), got %g", ES_VAD_MAX_SMOOTH_FRAMES,
+             ES_VAD_MAX_SMOOTH_FRAMES * c->frame_ms, c->smooth_ms);
+  else if (!(c->highpass_hz >= 0.0f) || !(c->highpass_hz <= c->sample_rate_hz / 16.0f))
+    snprintf(msg, sizeof msg, "VAD highpass_hz must be from 0 to sample_rate_hz / 16 (%g), got %g",
+             c->sample_rate_hz / 16.0f, c->highpass_hz);
   else
     return ES_OK;
   es_explain(why, why_size, msg);
@@ -48,7 +64,14 @@ void es_vad_free(es_vad *vad) {
 
 void es_vad_reset(es_vad *vad) {
   vad->filled = 0;
-  vad->noise_floor_db = 0.0f; /* set by the first frame */
+  vad->hp_in = vad->hp_out = 0.0f;
+  vad->recent_count = vad->recent_next = 0;
+  for (int b = 0; b < ES_VAD_FLOOR_BLOCKS; b++) vad->block_min[b] = NO_LEVEL;
+  vad->block_next = 0;
+  vad->current_min = NO_LEVEL;
+  vad->current_frames = 0;
+  vad->noise_floor_db = NAN;
+  vad->level_db = NAN;
   vad->run = vad->hold = vad->speaking = 0;
   vad->frames_done = 0;
 }
@@ -60,6 +83,11 @@ es_status es_vad_init(es_vad *vad, const es_vad_config *c) {
   if (s != ES_OK) return s;
   vad->config = *c;
   vad->frame_length = frame_samples(c);
+  const double blocks = c->floor_window_ms / c->frame_ms / ES_VAD_FLOOR_BLOCKS;
+  vad->block_frames = blocks < 1.0 ? 1 : (int)(blocks + 0.5);
+  const int smooth = (int)(c->smooth_ms / c->frame_ms + 0.5f);
+  vad->smooth_frames = smooth < 1 ? 1 : smooth > ES_VAD_MAX_SMOOTH_FRAMES ? ES_VAD_MAX_SMOOTH_FRAMES : smooth;
+  vad->highpass = c->highpass_hz > 0.0f ? 1.0f - 2.0f * 3.14159265f * c->highpass_hz / c->sample_rate_hz : 0.0f;
   vad->frame = malloc(sizeof(float) * (size_t)vad->frame_length);
   if (vad->frame == NULL) return ES_ERR_OUT_OF_MEMORY;
   es_vad_reset(vad);
@@ -70,16 +98,50 @@ size_t es_vad_frames_after(const es_vad *vad, size_t num_samples) {
   return (vad->filled + num_samples) / (size_t)vad->frame_length;
 }
 
+/* Minimum statistics: the smoothed level enters the current sub-block; a full sub-block joins
+ * the ring, replacing the oldest. The floor is the minimum over the ring and the current one. */
+static float track_floor(es_vad *vad, float level) {
+  if (level < vad->current_min) vad->current_min = level;
+  if (++vad->current_frames >= vad->block_frames) {
+    vad->block_min[vad->block_next] = vad->current_min;
+    vad->block_next = (vad->block_next + 1) % ES_VAD_FLOOR_BLOCKS;
+    vad->current_min = NO_LEVEL;
+    vad->current_frames = 0;
+  }
+  float floor = vad->current_min;
+  for (int b = 0; b < ES_VAD_FLOOR_BLOCKS; b++) floor = ES_MIN(floor, vad->block_min[b]);
+  return floor;
+}
+
 static uint8_t decide(es_vad *vad) {
   const es_vad_config *c = &vad->config;
   double energy = 0.0;
-  for (int i = 0; i < vad->frame_length; i++) energy += (double)vad->frame[i] * vad->frame[i];
-  float level = (float)(10.0 * log10(energy / vad->frame_length + 1e-12));
-  if (vad->frames_done == 0) vad->noise_floor_db = level;
-  const float rise = c->floor_rise_db_per_s * c->frame_ms * 0.001f;
-  /* The floor follows quiet frames down at once and creeps up slowly, so speech cannot drag it. */
-  vad->noise_floor_db = level < vad->noise_floor_db ? level : ES_MIN(level, vad->noise_floor_db + rise);
-  const int loud = level >= c->min_level_db && level >= vad->noise_floor_db + c->threshold_db;
+  if (vad->highpass > 0.0f) {
+    float in = vad->hp_in, out = vad->hp_out;
+    for (int i = 0; i < vad->frame_length; i++) {
+      out = vad->frame[i] - in + vad->highpass * out;
+      in = vad->frame[i];
+      energy += (double)out * out;
+    }
+    vad->hp_in = in;
+    vad->hp_out = fabsf(out) < 1e-20f ? 0.0f : out; /* no denormals after long digital silence */
+  } else {
+    for (int i = 0; i < vad->frame_length; i++) energy += (double)vad->frame[i] * vad->frame[i];
+  }
+  energy /= vad->frame_length;
+  int loud = 0;
+  if (10.0 * log10(energy + 1e-20) >= c->silence_level_db) {
+    /* digital silence (below the level) changes nothing: no average, no floor, never speech */
+    vad->recent[vad->recent_next] = energy;
+    vad->recent_next = (vad->recent_next + 1) % vad->smooth_frames;
+    if (vad->recent_count < vad->smooth_frames) vad->recent_count++;
+    double sum = 0.0;
+    for (int k = 0; k < vad->recent_count; k++) sum += vad->recent[k];
+    const float level = (float)(10.0 * log10(sum / vad->recent_count + 1e-20));
+    vad->level_db = level;
+    vad->noise_floor_db = track_floor(vad, level);
+    loud = level >= c->min_level_db && level >= vad->noise_floor_db + c->threshold_db;
+  }
   vad->run = loud ? vad->run + 1 : 0;
   if (vad->run >= c->onset_frames) {
     vad->speaking = 1;
