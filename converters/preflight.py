@@ -10,7 +10,10 @@ cannot hold fails in seconds, naming the layer and the alternative, instead of a
   measured, and the exported model is given the few trailing zero frames that make it
   ``ceil(T / s)`` (the frames it had are unchanged for a convolutional front end; the runtime pads
   its last window with zeros the same way). A mapping no padding fixes is refused for TFLite.
-- What the formats support: litert-torch 0.10's int8 quantizer cannot convert ``nn.GRU``.
+- What the formats support: litert-torch 0.10's int8 quantizer has no working rule for the
+  fused ``nn.GRU`` op, so TFLite export lowers recurrent layers to explicit matmuls and gates
+  (:func:`~edge_speech.converters.recurrent.lower_recurrent`), which it quantizes; the layers
+  that lowering does not cover (LSTMs with ``proj_size``, ReLU RNNs) are refused for int8 TFLite.
 """
 
 from __future__ import annotations
@@ -63,13 +66,16 @@ def preflight(model, example_input, formats: Sequence[str], tflite_int8: bool, s
 
 
 def _check_tflite_int8_layers(model) -> None:
-    torch = import_torch()
-    grus = [name for name, m in model.named_modules() if isinstance(m, torch.nn.GRU)]
-    if grus:
-        raise ValueError(f"{', '.join(repr(n) for n in grus)} (nn.GRU): int8 TFLite cannot hold it (litert-torch 0.10's "
-                         "int8 quantizer has no working GRU rule). Alternatives: formats=('onnx',), whose int8 model "
-                         "stores the GRU weights as int8; quantize=None for a float TFLite model; or nn.LSTM, "
-                         "which int8 TFLite converts")
+    from edge_speech.converters.recurrent import lowerable
+
+    refused = [(name, type(m).__name__, why) for name, m in model.named_modules()
+               for why in [lowerable(m)] if why is not None]
+    if refused:
+        name, kind, why = refused[0]
+        raise ValueError(f"{name!r} (nn.{kind}, {why}): int8 TFLite cannot hold it (litert-torch 0.10's int8 quantizer "
+                         "has no working rule for fused recurrent ops, and the export's lowering to matmuls does not "
+                         "cover it). Alternatives: formats=('onnx',), whose int8 model stores the recurrent weights "
+                         "as int8; or quantize=None for a float TFLite model")
 
 
 def _measure_frames(model, example_input) -> list:

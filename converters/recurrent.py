@@ -316,12 +316,24 @@ def explicit_recurrent_type():
     return ExplicitRecurrent
 
 
+def lowerable(module) -> Optional[str]:
+    """None when ``module`` is not recurrent or :func:`lower_recurrent` lowers it; else why not."""
+    if not is_recurrent(module):
+        return None
+    if getattr(module, "proj_size", 0):
+        return "proj_size"
+    if type(module).__name__ == "RNN" and module.nonlinearity != "tanh":
+        return f"nonlinearity={module.nonlinearity!r}"
+    return None
+
+
 def lower_recurrent(model):
     """A copy of ``model`` whose recurrent layers are :func:`explicit_recurrent_type` modules
-    (``model`` itself when it has none). Same outputs within float rounding."""
+    (``model`` itself when it has none; layers :func:`lowerable` refuses stay as they are).
+    Same outputs within float rounding."""
     import copy
 
-    targets = [name for name, m in model.named_modules() if is_recurrent(m)]
+    targets = [name for name, m in model.named_modules() if is_recurrent(m) and lowerable(m) is None]
     if not targets:
         return model
     Explicit = explicit_recurrent_type()
@@ -631,22 +643,55 @@ def export_stateful_onnx(model, example_input, plan: StreamPlan, spec, output_na
     return data
 
 
+def int8_weights_tflite(model: bytes) -> bytes:
+    """The TFLite model with every weight stored as int8 (per channel) and activations left in
+    float: LiteRT's dynamic-range quantization (ai-edge-quantizer's ``dynamic_wi8_afp32``). For
+    recurrent layers lowered to matmuls and unrolled over a window, static int8 (PT2E) stores
+    quantization parameters and a bias per unrolled step and re-quantizes around every gate, so
+    its file came out larger than the float one (GRU stack, 32 steps: 1.71 MB vs 1.59 MB);
+    weights-only int8 keeps one int8 copy of each weight (0.88 MB)."""
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError:
+        raise ImportError("int8 TFLite of recurrent models needs ai-edge-quantizer: pip install "
+                          "'edge-speech[converter]'") from None
+    engine = quantizer.Quantizer(model)
+    engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    return bytes(engine.quantize().quantized_model)
+
+
+def export_tflite_lowered(model, feature_dim: int, *, quantize: Optional[str] = None,
+                          calibration: Sequence[np.ndarray] = (), **chunking):
+    """:func:`~edge_speech.converters.export.export_tflite` for models with GRUs or RNNs: the
+    recurrent layers lowered to matmuls and gates (:func:`lower_recurrent`; litert-torch 0.10's
+    int8 quantizer crashes on the fused GRU), exported in float, then int8 weights
+    (:func:`int8_weights_tflite`). Other models (LSTM-only ones included, which PT2E int8
+    converts) go to ``export_tflite`` unchanged."""
+    torch = import_torch()
+    from edge_speech.converters.export import export_tflite
+
+    if not any(isinstance(m, (torch.nn.GRU, torch.nn.RNN)) for m in model.modules()):
+        return export_tflite(model, feature_dim, quantize=quantize, calibration=calibration, **chunking)
+    if quantize not in (None, "int8"):
+        raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
+    data, spec = export_tflite(lower_recurrent(model), feature_dim, quantize=None, **chunking)
+    return (int8_weights_tflite(data) if quantize == "int8" else data), spec
+
+
 def export_stateful_tflite(model, feature_dim: int, plan: StreamPlan, spec, quantize: Optional[str] = None,
                            calibration: Sequence[np.ndarray] = (), output_name: str = "log_probs"):
     """A fixed-shape TFLite model of :func:`stateful_module` (recurrent layers lowered to
     explicit matmuls and gates, unrolled over the chunk's output frames) over windows of left +
-    chunk + right frames; and its input spec. ``quantize="int8"``: static int8 (PT2E,
-    per-channel weights) calibrated by running ``calibration`` feature arrays chunk by chunk
-    carrying the state, as the runtime does; features and states are then int8 tensors, which
-    the runtime quantizes with their own scales."""
+    chunk + right frames, with one signature whose inputs and outputs carry the manifest's
+    names; and its input spec. ``quantize="int8"``: int8 weights, float activations
+    (:func:`int8_weights_tflite`), so the carried state stays float; ``calibration`` is not
+    needed."""
     import tempfile
     import warnings
     from pathlib import Path
 
     torch = import_torch()
     import litert_torch
-
-    from edge_speech.backends import run_stateful
 
     if quantize not in (None, "int8"):
         raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
@@ -665,48 +710,14 @@ def export_stateful_tflite(model, feature_dim: int, plan: StreamPlan, spec, quan
             out, *after = self.inner(*(inputs[n] for n in names))
             return {output_name: out, **{t.output: v for t, v in zip(tensors, after)}}
 
-    named = Named().eval()
     example = {spec.name: torch.zeros(1, window, feature_dim),
                CHUNK_RANGE_NAME: torch.tensor([0, plan.chunk_frames // plan.subsampling], dtype=torch.int32),
                **{t.input: torch.zeros(t.shape) for t in tensors}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph, quant_config = named, None
-        if quantize == "int8":
-            if not calibration:
-                raise ValueError("int8 TFLite export needs calibration feature arrays")
-            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-            from litert_torch.quantize.quant_config import QuantConfig
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-            quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            prepared = prepare_pt2e(torch.export.export(named, (), example).module(), quantizer)
-
-            class _Calibrate:
-                fixed_window = window
-
-                @staticmethod
-                def initial_state():
-                    return [torch.zeros(t.shape) for t in tensors]
-
-                @staticmethod
-                def run_chunk(x, first, end, state):
-                    padded = torch.zeros(1, window, feature_dim)
-                    padded[0, :len(x)] = torch.from_numpy(np.asarray(x, dtype=np.float32))
-                    with torch.no_grad():
-                        outputs = prepared(**{spec.name: padded,
-                                              CHUNK_RANGE_NAME: torch.tensor([first, end], dtype=torch.int32),
-                                              **{t.input: s for t, s in zip(tensors, state)}})
-                    return outputs[output_name][0, :end - first].numpy(), [outputs[t.output] for t in tensors]
-
-            for feats in calibration:
-                run_stateful(_Calibrate, np.asarray(feats, dtype=np.float32), spec, plan.subsampling)
-            graph = convert_pt2e(prepared, fold_quantize=False)
-            quant_config = QuantConfig(pt2e_quantizer=quantizer)
-        converter = litert_torch.signature("stream", graph, sample_kwargs=example)
-        edge = converter.convert(quant_config=quant_config) if quant_config else converter.convert()
+        edge = litert_torch.signature("stream", Named().eval(), sample_kwargs=example).convert()
         with tempfile.TemporaryDirectory(prefix="es_tflite_") as tmp:
             path = Path(tmp) / "model.tflite"
             edge.export(str(path))
             data = path.read_bytes()
-    return data, spec
+    return (int8_weights_tflite(data) if quantize == "int8" else data), spec
