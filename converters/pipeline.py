@@ -17,6 +17,7 @@ from edge_speech.classifier import clip_features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from edge_speech.converters._deps import import_torch
 from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
+from edge_speech.converters import recurrent
 from edge_speech.converters.preflight import pad_frames, preflight
 from edge_speech.converters.pruning import count_macs, prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
@@ -192,8 +193,15 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     if checked and checked.pad_frames:  # the runtime's frame arithmetic: T frames give ceil(T / subsampling)
         model = pad_frames(model, checked.pad_frames)
-    fp32 = export_onnx(model, example_input, input_name=spec.name,
-                       output_name="log_probs" if output_is_log_probs else "logits")
+    plan = None if classifier or waveform else recurrent.stream_plan(model, example_input, subsampling,
+                                                                     tflite_chunk_frames)[0]
+    if plan is not None:  # unidirectional recurrent layers: exported with their state, streamed carrying it
+        spec = plan.input_spec(spec)
+        fp32 = recurrent.export_stateful_onnx(model, example_input, plan, spec,
+                                              output_name="log_probs" if output_is_log_probs else "logits")
+    else:
+        fp32 = export_onnx(model, example_input, input_name=spec.name,
+                           output_name="log_probs" if output_is_log_probs else "logits")
     def runner(onnx_model: bytes):
         return within_max_frames(onnx_runner(onnx_model, input_spec=spec), spec, subsampling)
 
@@ -255,9 +263,14 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 full_context = not classifier and receptive_field_frames(model, example_input.shape[2]) is None
                 if full_context:  # full attention: windows as wide as a command fills (see export.py)
                     context = max(context, FULL_ATTENTION_CONTEXT_FRAMES - FULL_ATTENTION_CONTEXT_FRAMES % subsampling)
-                tflite, tflite_spec = export_tflite(model, example_input.shape[2], quantize=tflite_scheme,
-                                                    calibration=calibration, chunk_frames=chunk,
-                                                    left_context_frames=context, right_context_frames=context)
+                if plan is not None:
+                    tflite, tflite_spec = recurrent.export_stateful_tflite(model, example_input.shape[2], plan, spec,
+                                                                           quantize=tflite_scheme,
+                                                                           calibration=calibration)
+                else:  # GRUs lowered to matmuls and gates for int8 (recurrent.export_tflite_lowered)
+                    tflite, tflite_spec = recurrent.export_tflite_lowered(
+                        model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
+                        chunk_frames=chunk, left_context_frames=context, right_context_frames=context)
                 layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
                           **({"receptive_field": "unbounded"} if full_context else {})}
                 tflite_spec = dataclasses.replace(tflite_spec, stream_context_frames=spec.stream_context_frames)
