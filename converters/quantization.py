@@ -50,6 +50,12 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
                 q.shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
         except Exception:  # symbolic shape inference fails on some graphs; quantize the original then
             prepared = src
+        # Index arithmetic (positions, buckets, masks) stays float whatever the scheme: it is
+        # integer-valued, its ranges are no activation's (log(0) = -inf in WavLM's distance
+        # buckets), and it costs nothing in size.
+        index_nodes = _exclude_index_arithmetic(prepared, Path(tmp, "named.onnx"))
+        prepared = Path(tmp, "named.onnx")
+        keep_float = list(keep_float) + [n for n in index_nodes if n not in keep_float]
         if scheme == "dynamic":
             q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
                                nodes_to_exclude=list(keep_float))
@@ -76,6 +82,76 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
                                             "entropy": q.CalibrationMethod.Entropy}[method],
                           nodes_to_exclude=list(keep_float), extra_options=extra, reduce_range=reduce_range)
         return compact_qdq(quantize_recurrent_weights(dst.read_bytes(), keep_float))
+
+
+# Elementwise ops that apply a mask or a positional value to activations; they stay float when
+# one operand is index arithmetic (an additive mask's -1e9 or -inf would set the scale).
+MASKING_OPS = ("Add", "Sub", "Mul", "Div", "Where", "Max", "Min", "Pow")
+# Ops with a stored weight: quantized even when their input is a positional table (Conformer's
+# linear_pos projects bounded sinusoids), so the weight is stored in int8.
+WEIGHT_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
+# Ops whose output depends on their input's shape, not its values.
+SHAPE_OPS = ("Shape", "Size")
+
+
+def index_arithmetic_nodes(model) -> list:
+    """Names of the nodes of ``model`` (an ``onnx.ModelProto``) that compute index arithmetic:
+    everything whose outputs depend on no floating-point graph input's *values*, only on
+    shapes (``Shape``, ``Size``), integer inputs (lengths), and constants. That is relative
+    positions and their buckets (WavLM: ``Range``, ``Sub``, ``Abs``, ``Cast``, ``Log``, ``Div``,
+    ``Cast`` to int, ``Gather`` from the bucket table), sinusoidal and rotary tables computed from
+    the sequence length (``Range``, ``Mul``, ``Sin``, ``Cos``), and masks built from lengths (``Range``,
+    ``Less``, ``Where``), plus the elementwise ops (:data:`MASKING_OPS`) that combine such a value
+    with activations (adding a mask or a bias, multiplying by cos/sin). Weight-bearing ops
+    (:data:`WEIGHT_OPS`) on a positional table are not listed, so their weights are stored in int8.
+
+    Nodes without a name cannot be excluded from onnxruntime's quantizer; name them first
+    (:func:`name_nodes`)."""
+    import onnx
+
+    graph = model.graph
+    # "static": stored or computed from stored values only (initializers, Constant nodes, folded
+    # arithmetic); "value": carries the audio (float graph inputs and what is computed from their
+    # values); everything else is index arithmetic (shapes, integer inputs such as lengths).
+    static = {t.name for t in graph.initializer}
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    value = {i.name for i in graph.input if i.name not in static and i.type.tensor_type.elem_type in floats}
+    found = []
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type not in SHAPE_OPS and any(name in value for name in inputs):
+            value.update(node.output)
+            if node.op_type in MASKING_OPS and any(name not in value and name not in static for name in inputs):
+                found.append(node.name)
+            continue
+        if all(name in static for name in inputs):
+            static.update(node.output)
+        if not (node.op_type in WEIGHT_OPS and any(name in static for name in inputs[1:])):
+            found.append(node.name)
+    return found
+
+
+def name_nodes(model) -> None:
+    """Gives every unnamed node of ``model`` a unique name (in place)."""
+    taken = {node.name for node in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+
+
+def _exclude_index_arithmetic(source: Path, destination: Path) -> list:
+    """Writes ``source`` with every node named to ``destination``; returns the index arithmetic
+    nodes' names (:func:`index_arithmetic_nodes`)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    name_nodes(model)
+    onnx.save(model, str(destination))
+    return index_arithmetic_nodes(model)
 
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
