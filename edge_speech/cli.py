@@ -545,7 +545,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no-streaming", action="store_true", help="no transcript-start/-chunk/-stop partials")
     p.add_argument("--workers", type=int, help="recognition worker threads (default: one per core)")
     p.add_argument("--queue", type=int, help="jobs that may wait for a worker before requests are refused as busy "
-                                             "(default: 2 per worker)")
+                                             "(default: 8 per worker)")
     p.add_argument("--max-sessions", type=int, help="audio streams open at once (default: 8 per worker)")
     p.add_argument("--max-audio-seconds", type=float, default=30.0, help="longest audio of one request")
     p.add_argument("--max-connections", type=int, default=2048)

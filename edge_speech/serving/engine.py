@@ -55,7 +55,8 @@ class ServeLimits:
     limits (:mod:`edge_speech.limits`: sample rates, audio length) apply as well.
 
     ``max_sessions`` (audio streams open at once) and ``queue`` (jobs waiting for a worker)
-    default to 8 and 2 per worker; beyond them a request is answered ``server-busy``."""
+    default to 8 per worker each (a job waits at most about 8 jobs' time: ~0.3 s with en-small
+    commands); beyond them a request is answered ``server-busy``."""
 
     max_audio_s: float = 30.0            # audio of one transcription request
     max_chunk_bytes: int = 1 << 20       # payload of one audio chunk
@@ -602,7 +603,7 @@ class SpeechService:
         if self.grammar is not None:
             self._match = getattr(self.grammar, "match", None) or TextMatcher(self.grammar).match
         self.hotwords = read_hotwords(config.hotwords) if config.hotwords else {}
-        self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 2 * workers)
+        self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 8 * workers)
         self.reloads: "collections.deque[dict]" = collections.deque(maxlen=200)
         self._sessions = 0
         self._lock = threading.Lock()
