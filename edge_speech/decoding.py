@@ -16,7 +16,7 @@ decoder turns them into text, tokens with frame timestamps, and words with times
     stream.accept(chunk); stream.partial; res = stream.finish()
 
     grammar = decoding.Grammar.from_yaml(intents_yaml)     # or Grammar.from_jsgf(text)
-    dec = decoding.CTCDecoder(tokens, grammar=grammar)     # grammar_threshold=0.5
+    dec = decoding.CTCDecoder(tokens, grammar=grammar)     # grammar_threshold=0.5, grammar_min_evidence=0.6
     res = dec.decode(log_probs)
     res.intent, res.slots, res.text, res.confidence        # intent None: rejected
 
@@ -97,10 +97,11 @@ class Result:
 
     With a grammar: ``intent`` and ``slots`` (``{"room": "kitchen"}``) of the best in-grammar
     sentence, and ``confidence`` in [0, 1]: exp of the per-token log-ratio between the best
-    in-grammar alignment and the best unconstrained one. Below the decoder's
-    ``grammar_threshold`` the result is a rejection: ``intent`` and ``slots`` are None and
-    ``text`` is empty, while ``nbest[0]`` still shows the closest in-grammar sentence. Grammar
-    words carry the utterance confidence."""
+    in-grammar alignment and the best unconstrained one, scaled down when the speech evidence
+    falls short (see :class:`CTCDecoder`'s ``grammar_min_evidence``). Below the decoder's
+    ``grammar_threshold``, or short of evidence, the result is a rejection: ``intent`` and
+    ``slots`` are None and ``text`` is empty, while ``nbest[0]`` still shows the closest
+    in-grammar sentence. Grammar words carry the utterance confidence."""
 
     text: str
     tokens: Tuple[int, ...]
@@ -367,6 +368,16 @@ class CTCDecoder:
     ``grammar_token_bonus`` (added per spelled token when ranking sentences, so short ones are not
     favoured; left out of scores and confidences): a grammar replaces the beam search by a
     Viterbi search constrained to its sentences.
+
+    ``grammar_min_evidence`` (in [0, 1], 0 = off) asks for speech evidence behind a command: the
+    unconstrained (greedy) decoding of the same frames must emit between ``grammar_min_evidence``
+    and ``1 / grammar_min_evidence`` times as many tokens (word separators aside) as the command
+    spells. Noise leaves the model on blank (a few tokens where the command needs many) and
+    music makes it babble (many more), while a spoken command, even at 10 dB SNR, gives about as
+    many as it spells; the confidence only compares the in-grammar path with the free one, which
+    on near-silent posteriors can be close. A result outside the range is rejected, its
+    confidence scaled down by the shortfall and kept below the threshold. With
+    ``grammar_threshold=0`` nothing is rejected (the confidence is still scaled).
     """
 
     def __init__(self, tokens: Union[Sequence[str], Vocabulary], blank_id: int = 0, beam_width: Optional[int] = None,
@@ -374,7 +385,7 @@ class CTCDecoder:
                  word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
                  lexicon: Any = None,
                  grammar: Any = None, grammar_threshold: float = 0.5, grammar_token_bonus: float = 0.0,
-                 kind: str = "auto",
+                 grammar_min_evidence: float = 0.6, kind: str = "auto",
                  config: Optional[BeamConfig] = None, **options: Any):
         self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
         if config is not None and not isinstance(config, BeamConfig):
@@ -418,9 +429,14 @@ class CTCDecoder:
             if isinstance(grammar_token_bonus, bool) or not isinstance(grammar_token_bonus, numbers.Real) or \
                     not math.isfinite(grammar_token_bonus):
                 raise ValueError(f"grammar_token_bonus must be a finite number, got {grammar_token_bonus!r}")
+            if isinstance(grammar_min_evidence, bool) or not isinstance(grammar_min_evidence, numbers.Real) or \
+                    not 0 <= grammar_min_evidence <= 1:
+                raise ValueError(f"grammar_min_evidence must be in [0, 1], got {grammar_min_evidence!r}")
             self.grammar = grammar
             self.grammar_threshold = float(grammar_threshold)
             self.grammar_token_bonus = float(grammar_token_bonus)
+            self.grammar_min_evidence = float(grammar_min_evidence)
+            self._spelling = np.array([not flags & (_SEPARATOR | _BLANK) for flags in self.vocab._flags])
             self._grammar_graph = _compile_grammar(grammar, self.vocab, self.grammar_token_bonus)
 
     @property
@@ -498,6 +514,7 @@ class DecoderStream:
             self._tokens: List[np.ndarray] = []
         elif self._grammar is not None:
             self._grammar.reset()
+            self._free_previous, self._free_tokens = -1, 0  # the greedy decoding's token count: evidence
         else:
             self._beam.reset()
 
@@ -513,6 +530,11 @@ class DecoderStream:
                 self._tokens.append(np.frombuffer(data, dtype=_TOKEN_DTYPE))
         elif self._grammar is not None:
             self._grammar.accept(chunk)
+            if len(chunk):
+                best = chunk.argmax(axis=1)
+                new = best != np.concatenate([[self._free_previous], best[:-1]])
+                self._free_tokens += int(np.count_nonzero(new & self._decoder._spelling[best]))
+                self._free_previous = int(best[-1])
         else:
             self._beam.accept(chunk)
         self._frames += chunk.shape[0]
@@ -580,6 +602,14 @@ class DecoderStream:
         score -= dec.grammar_token_bonus * spelled
         # confidence: the per-token ratio of the in-grammar path to the free-running best path
         confidence = math.exp(min(0.0, score - free_score) / (len(steps) + 1)) if found else 0.0
+        # speech evidence: the free decoding emits about as many tokens as the command spells
+        shortfall = 1.0
+        if found and spelled and dec.grammar_min_evidence > 0:
+            ratio = self._free_tokens / spelled
+            shortfall = min(1.0, ratio / dec.grammar_min_evidence, 1.0 / (dec.grammar_min_evidence * ratio or 1e-9))
+            confidence *= shortfall
+            if shortfall < 1.0 and dec.grammar_threshold > 0:  # rejected: below the threshold too
+                confidence = min(confidence, dec.grammar_threshold * shortfall)
         words, intent, slots = [], None, {}
         starts = [i for i, label in enumerate(steps["label"]) if label >= 0]
         for k, i in enumerate(starts):
@@ -593,7 +623,7 @@ class DecoderStream:
                 slots[slot] = f"{slots[slot]} {word}" if slot in slots else word
         text = " ".join(w.text for w in words)
         tokens = tuple(int(t) for t in steps["token"])
-        accepted = found and confidence >= dec.grammar_threshold
+        accepted = found and confidence >= dec.grammar_threshold and (shortfall == 1.0 or dec.grammar_threshold == 0)
         if accepted and starts:  # e.g. Home Assistant sentences: list `out` values, range numbers
             interpreted = dec.grammar.interpret([labels[int(steps["label"][i])] for i in starts])
             if interpreted is not None:
