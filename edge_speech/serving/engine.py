@@ -139,10 +139,12 @@ class WorkerPool:
         """Jobs running or waiting."""
         return self._active
 
-    def try_submit(self, fn: Callable, *args: Any, **kwargs: Any) -> Optional[Future]:
+    def try_submit(self, fn: Callable, *args: Any, spare_only: bool = False, **kwargs: Any) -> Optional[Future]:
+        """Runs ``fn`` on a worker; None when the queue is full, or with ``spare_only`` (work that
+        may be skipped, such as partial results) when no worker is idle."""
         with self._lock:
-            if self._active >= self.capacity:
-                self.rejected += 1
+            if self._active >= (self.workers if spare_only else self.capacity):
+                self.rejected += not spare_only
                 return None
             self._active += 1
         try:
@@ -328,6 +330,7 @@ class AsrSession:
         self._previous_words: List[str] = []
         self.sent_words: List[str] = []
         self._no_partials = False  # a model that cannot stream (waveform input): the final result only
+        self.ended = False  # audio-stop came: late partials are dropped
 
     def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
         """Adds one chunk; returns VAD moments. Raises ServeError on a format change or too much audio."""

@@ -312,13 +312,14 @@ class WyomingHandler(AsyncEventHandler):
             await self.write_event(voice.event())
         idle = self._partial is None or self._partial.done()  # one partial job at a time per session
         if isinstance(session, AsrSession) and idle and session.partial_due():
-            future = self.service.pool.try_submit(session.partial_job, session.take_unfed())
-            if future is not None:  # a full pool skips a partial; never an error
+            # partials use idle workers only: they never queue ahead of a final result
+            future = self.service.pool.try_submit(session.partial_job, session.take_unfed(), spare_only=True)
+            if future is not None:
                 self._partial = asyncio.wrap_future(future)
                 self._partial.add_done_callback(partial(self._partial_ready, session))
 
     def _partial_ready(self, session: AsrSession, future: asyncio.Future) -> None:
-        if future.cancelled() or future.exception() is not None or session is not self._session:
+        if future.cancelled() or future.exception() is not None or session is not self._session or session.ended:
             return
         piece = session.partial_delta(future.result())
         if piece:
@@ -360,12 +361,7 @@ class WyomingHandler(AsyncEventHandler):
             if not detections:
                 await self.write_event(NotDetected().event())
             return
-        if self._partial is not None:
-            try:
-                await self._partial
-            except Exception:
-                pass
-            await asyncio.sleep(0)
+        session.ended = True  # a partial still running is dropped: the final result does not wait for it
         await self._flush_writes()
         future = self.service.pool.try_submit(session.final_job)
         if future is None:
