@@ -129,9 +129,9 @@ async def audio_events(client, data: bytes, rate: int, width: int = 2, channels:
     await client.write_event(AudioStop().event())
 
 
-async def read_until(client, types, limit: int = 2000):
+async def read_until(client, types, limit: int = 2000, into=None):
     """Events up to and including the first whose type is in ``types`` (bounded)."""
-    events = []
+    events = [] if into is None else into
     for _ in range(limit):
         event = await client.read_event()
         assert event is not None, f"the server closed the connection after {[e.type for e in events]}"
@@ -172,6 +172,35 @@ def test_transcripts_equal_recognizer_transcribe_at_any_rate_mono_and_stereo(ope
         streamed = "".join(e.data["text"] for e in events if e.type == "transcript-chunk")
         assert streamed == expected
         assert "voice-started" in types
+
+
+def test_partials_stream_while_the_audio_is_still_arriving(open_server, speech_wav, reference):
+    data, rate = pcm16(speech_wav(16000))
+    step = rate // 10 * 2  # 100 ms chunks, sent at 5x real time
+    reading_events = []
+
+    async def session():
+        async with client_for(open_server.uri) as client:
+            reading = asyncio.ensure_future(read_until(client, ("transcript",), into=reading_events))
+            await client.write_event(Transcribe().event())
+            await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
+            for i in range(0, len(data), step):
+                await client.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=data[i:i + step]).event())
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            arrived = len(reading_events)
+            await client.write_event(AudioStop().event())
+            events = await reading
+            return events[:arrived], events[arrived:]
+
+    early, rest = run(session())
+    chunks = [e.data["text"] for e in early if e.type == "transcript-chunk"]
+    assert chunks, [e.type for e in early]  # words streamed before the end of the audio
+    assert early[[e.type for e in early].index("transcript-start")].type == "transcript-start"
+    final = Transcript.from_event(rest[-1]).text
+    assert final == reference.transcribe(speech_wav(16000)).text
+    streamed = "".join(chunks + [e.data["text"] for e in rest if e.type == "transcript-chunk"])
+    assert streamed == final
 
 
 def test_transcript_streaming_can_be_declined_and_hotwords_are_accepted(open_server, speech_wav, reference):
