@@ -60,6 +60,7 @@ class ServeLimits:
 
     max_audio_s: float = 30.0            # audio of one transcription request
     max_chunk_bytes: int = 1 << 20       # payload of one audio chunk
+    max_rate: int = 96_000               # Hz: with max_audio_s, bounds a request's buffer (11.5 MB float32)
     max_header_bytes: int = 64 * 1024    # an event's JSON header line, and its separate data block
     max_channels: int = 8
     idle_timeout_s: float = 300.0        # a connection that sends nothing for this long is closed
@@ -245,9 +246,9 @@ def check_format(rate: Any, width: Any, channels: Any, limits: ServeLimits) -> T
         if isinstance(value, bool) or not isinstance(value, int):
             raise ServeError("bad-format", f"audio {name} must be an integer, got {value!r}")
     runtime = runtime_limits.current()
-    if not runtime.min_sample_rate <= rate <= runtime.max_sample_rate:
-        raise ServeError("bad-format", f"audio rate {rate} Hz is outside {runtime.min_sample_rate}.."
-                                       f"{runtime.max_sample_rate} (edge_speech.limits)")
+    highest = min(limits.max_rate, runtime.max_sample_rate)
+    if not runtime.min_sample_rate <= rate <= highest:
+        raise ServeError("bad-format", f"audio rate {rate} Hz is outside {runtime.min_sample_rate}..{highest} Hz")
     if width not in PCM_WIDTHS:
         raise ServeError("bad-format", f"audio width {width} is not one of {PCM_WIDTHS} bytes (PCM)")
     if not 1 <= channels <= limits.max_channels:
