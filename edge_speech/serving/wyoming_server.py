@@ -393,11 +393,12 @@ class WyomingServer:
 
     def __init__(self, service: SpeechService, uri: str):
         self.service, self.uri = service, uri
-        self._server = AsyncServer.from_uri(uri)
+        self._server = _server_for(uri)
         self._handlers: Set[WyomingHandler] = set()
 
     @classmethod
     def from_config(cls, config: ServeConfig, uri: str) -> "WyomingServer":
+        _server_for(uri)  # a bad address fails before the models load
         return cls(SpeechService(config), uri)
 
     def admit(self, handler: WyomingHandler) -> bool:
@@ -430,6 +431,12 @@ class WyomingServer:
     async def stop(self) -> None:
         await self._server.stop()
         self.service.close()
+
+
+def _server_for(uri: str) -> AsyncServer:
+    if not uri.startswith(("tcp://", "unix://")):
+        raise ValueError(f"--wyoming takes tcp://HOST:PORT or unix://PATH, got {uri!r}")
+    return AsyncServer.from_uri(uri)
 
 
 async def register_zeroconf(name: str, port: int, host: Optional[str] = None) -> Any:
