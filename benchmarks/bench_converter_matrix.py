@@ -8,8 +8,9 @@ conversion and checks as ``tests/test_converter_matrix.py``.
 Columns: MACs removed (our counter, converted torch model vs original), int8/fp32 ONNX file size
 ratio, greedy-token agreement with the converted torch model on synthesized speech (espeak-ng;
 classifiers: equal labels over 1 s clips) of the float ONNX, int8 ONNX and int8 TFLite bundles
-loaded by the runtime, and the wall time of the convert() call (after a preflight refusal, of
-the call without TFLite). Needs espeak-ng and sox.
+loaded by the runtime, the TFLite window (left context + chunk + right context input frames;
+models whose receptive field is unbounded get the wide context), and the wall time of the
+convert() call (after a preflight refusal, of the call without TFLite). Needs espeak-ng and sox.
 """
 
 from __future__ import annotations
@@ -74,11 +75,15 @@ def main(argv=None) -> int:
                     tflite = next((s for s in report.steps if s["step"] == "export_tflite"), {})
                     cells.append("failed" if "error" in tflite else f"error: {type(err).__name__}")
             params = sum(x.numel() for x in model.parameters())
+            tflite = next((s for s in report.steps if s["step"] == "export_tflite"), {})
+            window = (f"{tflite['context_frames']}+{tflite['chunk_frames']}+{tflite['context_frames']}"
+                      + (" (full attention)" if tflite.get("receptive_field") == "unbounded" else "")
+                      if "chunk_frames" in tflite else tflite.get("clip_frames", "-"))
             rows.append((name, f"{params / 1e3:.0f}k", f"{1 - after / before:.1%}", f"{fp32 / int8:.2f}x", *cells,
-                         f"{seconds:.1f} s"))
+                         str(window), f"{seconds:.1f} s"))
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     header = ("architecture", "params", "MACs removed", "int8 ONNX smaller", "fp32 ONNX agrees", "int8 ONNX agrees",
-              "int8 TFLite agrees", "convert() time")
+              "int8 TFLite agrees", "TFLite window (frames)", "convert() time")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
