@@ -118,6 +118,7 @@ class SentencesGrammar(Grammar):
             cache["blocks"] = data["blocks"]
             cache["final_block"] = {int(k): v for k, v in data["final_block"].items()}
             cache["values"] = data["values"]
+            cache["names"] = data["names"]
             nxt: Dict[Tuple[int, str], List[WordArc]] = {}
             for arc in self.arcs:
                 nxt.setdefault((arc.src, arc.word), []).append(arc)
@@ -170,10 +171,10 @@ class SentencesGrammar(Grammar):
             if arc.slot is not None:
                 spoken.setdefault(arc.slot, []).append(arc.word)
         slots: Dict[str, Any] = {}
-        for slot, words in spoken.items():
+        for label, words in spoken.items():
             text = " ".join(words)
-            table = t["values"].get(slot, {})
-            slots[slot] = table[text][0] if text in table else text  # no out: HA gives the matched text
+            table = t["values"].get(label, {})
+            slots[t["names"].get(label, label)] = table[text][0] if text in table else text  # no out: the text
         block = t["final_block"].get(final)
         if block is not None:
             for slot, value in t["blocks"][block][1].items():
@@ -384,8 +385,10 @@ class _Compiler:
         self.language = intents.language
         self.net = _Net(what)
         self.blocks: List[Tuple[str, Dict[str, Any]]] = []
-        self.values: Dict[str, Dict[str, list]] = {}    # slot -> spoken text -> [out]
+        self.values: Dict[str, Dict[str, list]] = {}    # slot label -> spoken text -> [out]
         self._registered = set()
+        self._list_keys: Dict[int, str] = {}            # id(list) -> a name unique in this set
+        self._slot_keys: Dict[str, set] = {}            # slot -> keys of the lists that fill it
         self._numbers: Dict[Tuple, List[Tuple[str, Any]]] = {}
         self._tail: Dict[int, Tuple[int, str]] = {}     # block tail state -> (block, intent)
 
@@ -446,16 +449,23 @@ class _Compiler:
         return rule, dict(ctx, stack=ctx["stack"] + [name])
 
     def slot_list(self, ref, ctx):
-        """(values, is_range) of a list reference: [(expression or None, words or None, out)]."""
+        """(list key, values) of a list reference: values [(expression or None, words or None, out)]."""
         intents_mod = self.h.intents
         name = ref.list_name
         if ref.is_inline_range:
             start, stop, step = ref.get_inline_range()
             lst = intents_mod.RangeSlotList(name=None, start=start, stop=stop, step=step)
+            key = name
         else:
             lst = ctx["lists"].get(name)
             if lst is None:
                 raise ValueError(f"{ctx['where']}: unknown list {{{name}}}")
+            key = self._list_keys.get(id(lst))  # lists live as long as the parsed set
+            if key is None:
+                taken = set(self._list_keys.values())
+                key = name if name not in taken else next(f"{name}#{k}" for k in range(2, 10**6)
+                                                          if f"{name}#{k}" not in taken)
+                self._list_keys[id(lst)] = key
         if isinstance(lst, intents_mod.WildcardSlotList):
             raise _Wildcard(f"{ctx['where']}: list {{{name}}} is a wildcard (free text), which a speech "
                             "grammar cannot recognise; give it values or a range, or drop the template")
@@ -467,20 +477,21 @@ class _Compiler:
             raise ValueError(f"{ctx['where']}: list {{{name}}} has an unsupported type {type(lst).__name__}")
         if not values:
             raise ValueError(f"{ctx['where']}: list {{{name}}} has no values")
-        return lst, values
+        return key, values
 
     def list_ref(self, ref, s: int, ctx, depth: int) -> int:
         """A list's values: plain ones (words, numbers) as a word trie that shares their prefixes
         (101 numbers start with 28 words), templates as branches of their own. The automaton
         only spells the words; each slot's spoken forms map to their ``out`` values in a table."""
         net = self.net
-        slot, block = ref.slot_name, ctx["block"]
-        lst, values = self.slot_list(ref, ctx)
+        block = ctx["block"]
+        list_key, values = self.slot_list(ref, ctx)
+        slot = (ref.slot_name, list_key)  # which list filled the slot: two lists may fill one slot
+        self._slot_keys.setdefault(ref.slot_name, set()).add(list_key)
         inner = dict(ctx, slot=slot)
-        key = (id(lst), slot)
-        register = key not in self._registered
+        register = slot not in self._registered
         if register:
-            self._registered.add(key)
+            self._registered.add(slot)
             table = self.values.setdefault(slot, {})
         end = net.new()
         plain: List[str] = []
@@ -664,6 +675,12 @@ class _Compiler:
         eps_in: Dict[int, List[int]] = {}
         intents = [b[0] for b in self.blocks]
 
+        def label(slot):  # the slot's name, qualified by its list only where two lists fill it
+            if slot is None:
+                return None
+            name, key = slot
+            return name if len(self._slot_keys[name]) == 1 else f"{name}@{key}"
+
         def emit(b, c, text, slot, block, tail):
             if not text:
                 if (b, c) not in emitted:
@@ -677,7 +694,7 @@ class _Compiler:
             key = (b, c, text, slot, intent)
             if key not in emitted:
                 emitted.add(key)
-                builder.arcs.append(WordArc(b, c, text, 0.0, intent, slot))
+                builder.arcs.append(WordArc(b, c, text, 0.0, intent, label(slot)))
 
         while boundaries:
             b = boundaries.pop()
@@ -722,7 +739,9 @@ class _Compiler:
         if grammar.num_states > 200_000:
             raise ValueError(f"{self.what}: the sentences compile to {grammar.num_states} states, "
                              "more than the 200000 a grammar may have")
-        table = json.dumps({"blocks": self.blocks, "final_block": final_block, "values": self.values},
+        values = {label(slot): table for slot, table in self.values.items()}
+        names = {label(slot): slot[0] for slot in self.values}
+        table = json.dumps({"blocks": self.blocks, "final_block": final_block, "values": values, "names": names},
                            sort_keys=True, default=_json_value)
         return SentencesGrammar(grammar.num_states, grammar.arcs, grammar.finals, language=self.language,
                                 table=table)

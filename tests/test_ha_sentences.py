@@ -299,6 +299,21 @@ def test_lists_home_assistant_fills_from_its_entities_can_be_given():
         ha_sentences.from_dict(data, lists={"name": "desk lamp"})
 
 
+def test_two_lists_filling_one_slot_keep_their_own_values():
+    # Home Assistant's own volume_step_up / volume_step_down: the same words, opposite numbers
+    data = {"language": "en",
+            "intents": {"Volume": {"data": [{"sentences": ["turn it up by {volume_step_up:volume_step}",
+                                                           "turn it down by {volume_step_down:volume_step}"]}]}},
+            "lists": {"volume_step_up": {"range": {"from": 0, "to": 100}},
+                      "volume_step_down": {"range": {"from": 0, "to": 100, "multiplier": -1}}}}
+    g = ha_sentences.from_dict(data)
+    intents = Intents.from_dict(data)
+    for text, expected in (("turn it up by eleven", 11), ("turn it down by eleven", -11)):
+        assert g.match(text) == ("Volume", {"volume_step": expected}) == _hassil_result(text, intents)
+        res = decoding.CTCDecoder(CHARS, grammar=g).decode(_peaky(text))
+        assert (res.intent, res.slots) == ("Volume", {"volume_step": expected})
+
+
 def test_written_forms_are_not_spoken():
     g = ha_sentences.from_dict(_one("set [a] timer for (1/2 | half) [an] hour [at 50%]"))
     assert g.match("set a timer for half an hour") == ("X", {})
