@@ -561,6 +561,9 @@ def test_cli_serves_over_tcp_without_importing_torch(speech_wav, reference):
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=TIMEOUT)
+    bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "serve", "--wyoming", "stdio://"],
+                         capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=TIMEOUT)
+    assert bad.returncode == 2 and "tcp://HOST:PORT or unix://PATH" in bad.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")]
     assert "wyoming" in imported and "edge_speech.serving.engine" in imported
     assert not [name for name in imported if name == "torch" or name.startswith("torch.")]
