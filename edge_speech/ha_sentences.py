@@ -28,6 +28,7 @@ the templates and lists, not with the sentences they spell::
     from edge_speech.grammars import load_sentences
     grammar = load_sentences("custom_sentences/en")   # a file, or a directory merged as HA does
     dec = CTCDecoder(tokens, grammar=grammar)          # res.slots == {"area": "living_room", "domain": "light"}
+    grammar.match("turn on the living room lights")    # the same for text: ("HassTurnOn", {...})
 
 What is supported: alternatives ``( | )``, optionals ``[ ]``, permutations ``( ; )``, list
 references ``{list}`` / ``{list:slot}`` (text lists with ``in``/``out`` values, values that are
@@ -50,12 +51,12 @@ sentences that need them are left out (ranges are spoken as number words).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
-import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from edge_speech.grammars import Grammar, WordArc, _Builder
 
@@ -98,8 +99,9 @@ def _yaml():
 @dataclasses.dataclass(frozen=True)
 class SentencesGrammar(Grammar):
     """A :class:`Grammar` compiled from Home Assistant sentences. Besides the automaton it holds
-    (``table``, JSON) each slot's spoken forms with their ``out`` values and, per final state,
-    the data block whose sentences end there (for the block's fixed ``slots``)."""
+    (``table``, JSON) each slot's spoken forms with their ``out`` values and, per state where a
+    sentence can end, its data block (for the block's fixed ``slots``). :meth:`interpret` turns a
+    decoded path into Home Assistant's intent and slots, :meth:`match` does the same for text."""
 
     language: str = ""
     table: str = "{}"
@@ -566,7 +568,6 @@ class _Compiler:
         elif isinstance(e, ex.Alternative):
             forms = [f for item in e.items for f in self.spellings(item, ctx, depth + 1, limit)]
         elif isinstance(e, ex.Permutation):
-            import itertools
             forms = []
             for order in itertools.permutations(e.items):
                 forms += join([self.spellings(i, ctx, depth + 1, limit) for i in order])
