@@ -607,6 +607,7 @@ class SpeechService:
         if self.grammar is not None:
             self._match = getattr(self.grammar, "match", None) or TextMatcher(self.grammar).match
         self.hotwords = read_hotwords(config.hotwords) if config.hotwords else {}
+        create_vad(config.vad, 16000)  # a VAD that cannot run (Silero without its model) fails here, not per request
         self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 8 * workers)
         self.reloads: "collections.deque[dict]" = collections.deque(maxlen=200)
         self._sessions = 0

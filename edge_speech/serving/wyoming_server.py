@@ -173,6 +173,12 @@ class WyomingHandler(AsyncEventHandler):
                     self._refuse_stream(event)
                     keep = await self._error("bad-event", f"malformed {event.type!r} event: {type(err).__name__}: "
                                                           f"{err}")
+                except (ConnectionError, BrokenPipeError):
+                    raise
+                except Exception as err:  # a server fault: reported, logged, and this connection closed
+                    LOG.exception("handling a %r event failed", event.type)
+                    await self._error("internal", f"the server failed: {type(err).__name__}: {err}")
+                    return
                 if not keep:
                     return
         except (ConnectionError, BrokenPipeError):
