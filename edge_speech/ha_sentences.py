@@ -736,16 +736,47 @@ class _Compiler:
                 block_of[u] = block_id
                 todo.extend(eps_in.get(u, ()))
         grammar = builder.finish(finals)
-        final_block = {str(new): block_of[old] for new, old in enumerate(builder.kept_states) if old in block_of}
-        if grammar.num_states > 200_000:
-            raise ValueError(f"{self.what}: the sentences compile to {grammar.num_states} states, "
+        final_block = {new: block_of[old] for new, old in enumerate(builder.kept_states) if old in block_of}
+        num_states, arcs, finals_out, final_block = _merge_equivalent(grammar, final_block)
+        if num_states > 200_000:
+            raise ValueError(f"{self.what}: the sentences compile to {num_states} states, "
                              "more than the 200000 a grammar may have")
         values = {label(slot): table for slot, table in self.values.items()}
         names = {label(slot): slot[0] for slot in self.values}
-        table = json.dumps({"blocks": self.blocks, "final_block": final_block, "values": values, "names": names},
-                           sort_keys=True, default=_json_value)
-        return SentencesGrammar(grammar.num_states, grammar.arcs, grammar.finals, language=self.language,
-                                table=table)
+        table = json.dumps({"blocks": self.blocks, "final_block": {str(k): v for k, v in final_block.items()},
+                            "values": values, "names": names}, sort_keys=True, default=_json_value)
+        return SentencesGrammar(num_states, arcs, finals_out, language=self.language, table=table)
+
+
+def _merge_equivalent(grammar: Grammar, final_block: Dict[int, int]):
+    """Merges states that have the same future: the same finality and data block, and the same
+    arcs (word, labels, weight) to states already known to be the same. Bottom-up, from each state
+    on its own, so only equivalent states merge (cycles, from repeated skip words, stay apart).
+    Templates of an intent share their endings this way, and a range at the end of several
+    templates is spelled once: Home Assistant's English set loses half its arcs."""
+    n = grammar.num_states
+    finals = set(grammar.finals)
+    out: List[List[WordArc]] = [[] for _ in range(n)]
+    for arc in grammar.arcs:
+        out[arc.src].append(arc)
+    cls = list(range(n))
+    count = n
+    while True:
+        ids: Dict[tuple, int] = {}
+        new = [0] * n
+        for s in range(n):  # state 0 comes first and keeps id 0
+            key = ("start",) if s == 0 else (s in finals, final_block.get(s), frozenset(
+                (a.word, a.intent, a.slot, a.weight, cls[a.dst]) for a in out[s]))
+            new[s] = ids.setdefault(key, len(ids))
+        cls = new
+        if len(ids) == count:
+            break
+        count = len(ids)
+    merged = {(cls[a.src], cls[a.dst], a.word, a.intent, a.slot): a.weight for a in grammar.arcs}
+    arcs = tuple(WordArc(src, dst, word, weight, intent, slot)
+                 for (src, dst, word, intent, slot), weight in sorted(merged.items(), key=lambda kv: kv[0][:3]))
+    blocks = {cls[s]: b for s, b in final_block.items()}
+    return count, arcs, tuple(sorted({cls[s] for s in finals})), blocks
 
 
 def _json_value(value):
