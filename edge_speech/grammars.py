@@ -350,6 +350,9 @@ class Grammar:
         """Compiles JSGF text (see the module docstring for the subset)."""
         if not isinstance(text, str):
             raise TypeError("JSGF grammar must be text")
+        from edge_speech import ha_sentences
+        if ha_sentences.looks_like_sentences(text):  # Home Assistant sentences: their <rules> and '=' look like JSGF
+            return ha_sentences.from_text(text)
         toks = _Tokens(text, what="JSGF")
         # header lines: "#JSGF ...;" is not a token here, so strip it first by position
         rules: Dict[str, object] = {}

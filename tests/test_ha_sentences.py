@@ -146,6 +146,9 @@ def test_the_decoder_gives_intent_out_values_and_numbers_and_the_yaml_loader_rec
     assert dec.decode(_peaky("turn on the ceiling fan")).slots == {"fan": "fan.ceiling", "domain": "fan"}
     rejected = decoding.CTCDecoder(CHARS, grammar=g, grammar_threshold=0.9).decode(_peaky("open the garage door"))
     assert rejected.intent is None and rejected.slots is None
+    # a file with <rules> and an '=' (here in a comment) is not taken for JSGF
+    with_equals = "# brightness = percent\n" + (DATA / "lights.yaml").read_text()
+    assert decoding.CTCDecoder(CHARS, grammar=with_equals).grammar == g
     # edge_speech's own intent YAML is untouched by the detection
     plain = 'intents:\n  LightOn:\n    - "turn on the {room} light"\nslots:\n  room: [kitchen]\n'
     assert not ha_sentences.looks_like_sentences(plain)
