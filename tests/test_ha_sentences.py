@@ -443,3 +443,17 @@ def test_sentence_files_give_the_same_intents_and_slots_as_the_equivalent_yaml_o
     record_property("exact_sentences", right)
     print(f"\n{right}/{len(SPOKEN)} spoken commands recognised word for word")
     assert right >= len(SPOKEN) - 2
+
+
+def test_the_cli_grammar_option_takes_a_sentence_file(speech_wav):
+    import json
+    import subprocess
+    import tempfile
+
+    wav = speech_wav(16000, "set the living room lights to seventy percent")
+    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "transcribe", "--grammar",
+                             str(DATA / "lights.yaml"), "--json", str(wav)], capture_output=True, text=True,
+                            cwd=tempfile.gettempdir())
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["intent"], out["slots"]) == ("HassLightSet", {"area": "living_room", "brightness": 70})
