@@ -113,6 +113,9 @@ class SentencesGrammar(Grammar):
             cached = self._cache["hash"] = hash((self.num_states, self.arcs, self.finals, self.language, self.table))
         return cached
 
+    def __getstate__(self):  # the cache (a hash is per process) is rebuilt after unpickling
+        return {**self.__dict__, "_cache": {}}
+
     def _tables(self):
         cache = self._cache
         if "next" not in cache:
