@@ -237,7 +237,9 @@ def _convert(args: argparse.Namespace) -> int:
         prune=args.prune, quantize=None if args.quantize == "float" else args.quantize,
         formats=tuple(args.formats.split(",")), target=args.target, out=args.output, name=args.name,
         finetune_epochs=args.finetune_epochs, max_accuracy_drop=args.max_accuracy_drop,
-        ignored_layers=args.ignore_layer or (), layer_ratios=_layer_ratios(args.layer_ratio), strict=args.strict)
+        finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None, importance=args.importance,
+        ignored_layers=args.ignore_layer or (), layer_ratios=_layer_ratios(args.layer_ratio), strict=args.strict,
+        lm=args.lm, decoder=_decoder_defaults(args.decoder))
     print(json.dumps(report.to_dict(), indent=2, default=float))
     return 0
 
@@ -254,6 +256,25 @@ def _read_tokens(path: str) -> list:
             raise ValueError(f"{path}: 'symbol id' lines must number the tokens 0..{len(lines) - 1} once each")
         return [by_index[i] for i in range(len(lines))]
     return lines
+
+
+def _decoder_defaults(items) -> "dict | None":
+    """--decoder KEY=VALUE options as the manifest's decoder defaults (numbers and true/false parsed)."""
+    if not items:
+        return None
+    defaults = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--decoder takes KEY=VALUE (e.g. beam=16), got {item!r}")
+        if value in ("true", "false"):
+            defaults[key] = value == "true"
+        else:
+            try:
+                defaults[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+            except ValueError:
+                raise ValueError(f"--decoder {key}: {value!r} is not a number or true/false") from None
+    return defaults
 
 
 def _layer_ratios(items) -> "dict | None":
@@ -500,6 +521,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--strict", action="store_true",
                    help="a pruning shortfall or a failed format is an error, not a warning")
     p.add_argument("--finetune-epochs", type=int, default=0)
+    p.add_argument("--finetune-data", help="audio to fine-tune on after pruning, as --eval (TSV or JSONL; "
+                   "never the --eval audio); default: distil on the --calib audio")
+    p.add_argument("--importance", default="magnitude", choices=["magnitude", "taylor"],
+                   help="channel importance for pruning (taylor: gradients on the --calib audio)")
+    p.add_argument("--lm", help="ARPA word LM (.arpa or .arpa.gz) shipped in the bundle as its default search")
+    p.add_argument("--decoder", action="append", metavar="KEY=VALUE",
+                   help="a decoder default for the manifest: beam, lm_weight, word_bonus, lexicon, "
+                        "grammar_threshold, grammar_token_bonus (repeatable)")
     p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "float", "target"])
     p.add_argument("--max-accuracy-drop", type=float, help="CER points the quantization may cost")
     p.add_argument("--formats", default="onnx", help="comma-separated: onnx,tflite")

@@ -382,13 +382,23 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
     calib.mkdir()
     for rate in (16000, 22050):
         (calib / f"{rate}.wav").write_bytes(speech_wav(rate).read_bytes())
+    (tmp_path / "tune.tsv").write_text(f"{speech_wav(16000, 'open the door')}\topen the door\n")
+    lm = Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default" / "lm.arpa.gz"
     result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
-                             "--tokens", "tokens.txt", "--calib", "calib", "--prune", "0.3", "-o", "out"],
+                             "--tokens", "tokens.txt", "--calib", "calib", "--prune", "0.3", "-o", "out",
+                             "--finetune-epochs", "1", "--finetune-data", "tune.tsv", "--lm", str(lm),
+                             "--decoder", "beam=12", "--decoder", "lm_weight=0.3", "--decoder", "lexicon=true"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert [s["step"] for s in report["steps"]] == ["source", "prune", "export_onnx", "quantize"]
-    assert Bundle.load(tmp_path / "out").manifest.quantization["scheme"] == "int8"
+    assert [s["step"] for s in report["steps"]] == ["source", "prune", "finetune", "export_onnx", "quantize"]
+    manifest = Bundle.load(tmp_path / "out").manifest
+    assert manifest.quantization["scheme"] == "int8"
+    assert dict(manifest.decoder) == {"beam": 12, "lm_weight": 0.3, "lexicon": True, "lm": "lm.arpa.gz"}
+    bad_decoder = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
+                                  "--tokens", "tokens.txt", "-o", "y", "--quantize", "float", "--decoder", "beam"],
+                                 cwd=tmp_path, capture_output=True, text=True)
+    assert bad_decoder.returncode == 2 and "KEY=VALUE" in bad_decoder.stderr
     bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "nomodule",
                           "--tokens", "tokens.txt", "-o", "x"], cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and "module:function" in bad.stderr
