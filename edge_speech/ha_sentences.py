@@ -61,7 +61,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from edge_speech.grammars import Grammar, WordArc, _Builder
 
 __all__ = ["SentencesGrammar", "load_sentences", "from_text", "from_dict", "looks_like_sentences",
-           "MAX_DEPTH", "MAX_PIECE_STATES", "MAX_RANGE_VALUES", "MAX_PERMUTATION_ITEMS"]
+           "MAX_DEPTH", "MAX_PIECE_STATES", "MAX_WORD_PATHS", "MAX_RANGE_VALUES", "MAX_PERMUTATION_ITEMS",
+           "MAX_VALUE_WORDS"]
 
 # -- limits (untrusted input) ------------------------------------------------------------------
 MAX_DEPTH = 64                 # nesting of groups, list values and rule references
@@ -69,6 +70,7 @@ MAX_PIECE_STATES = 1_000_000   # states of the intermediate piece network
 MAX_WORD_PATHS = 100_000       # spellings of one word position (glued alternatives multiply)
 MAX_RANGE_VALUES = 10_000      # numbers in one range list
 MAX_PERMUTATION_ITEMS = 8      # (a; b; ...) compiles to 2^n subsets
+MAX_VALUE_WORDS = 64           # words in one list value
 
 _INSTALL = "Home Assistant sentence files need the hassil package: pip install edge-speech[serve] (or pip install hassil)"
 _PUNCTUATION = ".。,，?¿？؟!¡！;；:：’…\"“”«»"
@@ -510,6 +512,9 @@ class _Compiler:
                         table.setdefault(" ".join(spelling.split()), [out])
                 continue
             spoken = " ".join(_normalize(words if expr is None else expr.text).split())
+            if spoken.count(" ") >= MAX_VALUE_WORDS:
+                raise ValueError(f"{ctx['where']}: a value of list {{{ref.list_name}}} has more than "
+                                 f"{MAX_VALUE_WORDS} words")
             if spoken:
                 plain.append(spoken)
                 if register and out is not None:

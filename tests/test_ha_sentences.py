@@ -336,6 +336,10 @@ def test_deep_nesting_is_bounded():
     very_deep = "(" * 5000 + "hello" + ")" * 5000  # hassil's recursive parser: a clear error, not a crash
     with pytest.raises(ValueError, match="nested"):
         ha_sentences.from_dict(_one(very_deep))
+    with pytest.raises(ValueError, match=r"a value of list \{long\} has more than 64 words"):
+        ha_sentences.from_dict(_one("say {long}", lists={"long": {"values": ["word " * 2000]}}))
+    with pytest.raises(ValueError, match=r"permutation .* of 9 items"):
+        ha_sentences.from_dict(_one("(" + "; ".join("abcdefghi") + ")"))
     # nesting within the limit compiles
     ok = "(" * 20 + "hello" + ")" * 20
     assert ha_sentences.from_dict(_one(ok)).match("hello") == ("X", {})
