@@ -276,10 +276,18 @@ def _check_layout(data: Mapping[str, Any], what: str) -> None:
             for key in ("slots", "lists", "expansion_rules"):
                 if key in block and not isinstance(block[key], Mapping):
                     raise ValueError(f"{what}: intent {name!r}, data block {k}: {key!r} must be a mapping")
+            _check_lists(block.get("lists") or {}, f"{what}: intent {name!r}, data block {k}")
     for key in ("lists", "expansion_rules"):
         if key in data and not isinstance(data[key], Mapping):
             raise ValueError(f"{what}: {key!r} must be a mapping")
-    for name, body in (data.get("lists") or {}).items():
+    _check_lists(data.get("lists") or {}, what)
+    skip = data.get("skip_words", [])
+    if not isinstance(skip, list) or not all(isinstance(w, str) for w in skip):
+        raise ValueError(f"{what}: 'skip_words' must be a list of strings")
+
+
+def _check_lists(lists: Mapping[str, Any], what: str) -> None:
+    for name, body in lists.items():
         if not isinstance(body, Mapping) or not ({"values", "range", "wildcard"} & set(body)):
             raise ValueError(f"{what}: list {{{name}}} needs 'values', 'range' or 'wildcard'")
         if "values" in body and not isinstance(body["values"], list):
@@ -291,9 +299,6 @@ def _check_layout(data: Mapping[str, Any], what: str) -> None:
             r = body["range"]
             if not isinstance(r, Mapping) or "from" not in r or "to" not in r:
                 raise ValueError(f"{what}: list {{{name}}}: 'range' needs 'from' and 'to'")
-    skip = data.get("skip_words", [])
-    if not isinstance(skip, list) or not all(isinstance(w, str) for w in skip):
-        raise ValueError(f"{what}: 'skip_words' must be a list of strings")
 
 
 def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str = "error",
