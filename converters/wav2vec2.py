@@ -238,8 +238,9 @@ def window_module():
             super().__init__()
             hf = getattr(logits_module, "hf", None)
             if hf is None or type(hf).__name__ not in CTC_CLASSES:
-                raise ValueError(f"fixed-window TFLite export takes one of {', '.join(CTC_CLASSES)} (from "
-                                 "load_hf_ctc / load_wav2vec2); export other waveform models to ONNX")
+                raise ValueError(f"fixed-window TFLite export takes a Wav2Vec2ForCTC model or another of its family "
+                                 f"({', '.join(CTC_CLASSES[1:])}) from load_wav2vec2; export other waveform models "
+                                 "to ONNX")
             config = hf.config
             if getattr(config, "add_adapter", False) or any(getattr(layer, "adapter_layer", None) is not None
                                                              for layer in hf.base_model.encoder.layers):
@@ -485,7 +486,7 @@ def _read_json(root: Path, name: str, required: bool) -> dict:
     path = root / name
     if not path.is_file():
         if required:
-            raise FileNotFoundError(f"{root}: missing {name} (a Wav2Vec2ForCTC directory needs config.json, "
+            raise FileNotFoundError(f"{root}: missing {name} (a Hugging Face CTC directory needs config.json, "
                                     "model.safetensors or pytorch_model.bin, and the processor's vocab.json)")
         return {}
     try:
@@ -497,17 +498,19 @@ def _read_json(root: Path, name: str, required: bool) -> dict:
     return data
 
 
-def convert_wav2vec2(directory: "str | Path", *, out: "str | Path" = "bundle", example_seconds: float = 1.0,
-                     **options: Any):
-    """A local ``Wav2Vec2ForCTC`` directory to a verified waveform bundle: :func:`convert` with
-    the directory's tokens, blank, normalisation and frame rate. ``options`` are convert()'s
-    (``calib``, ``eval``, ``prune``, ``quantize``, ``formats``, ``target``, ...); calibration and
-    evaluation audio are fed as the runtime will feed them (normalised samples)."""
+def convert_hf_ctc(directory: "str | Path", *, out: "str | Path" = "bundle", example_seconds: float = 1.0,
+                   **options: Any):
+    """A local CTC encoder directory (``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC``,
+    ``Data2VecAudioForCTC``, ``Wav2Vec2ConformerForCTC``) to a verified waveform bundle:
+    :func:`convert` with the directory's tokens, blank, normalisation and frame rate.
+    ``options`` are convert()'s (``calib``, ``eval``, ``prune``, ``quantize``, ``formats``,
+    ``target``, ...); calibration and evaluation audio are fed as the runtime will feed them
+    (normalised samples). ``convert_wav2vec2`` is the same function."""
     torch = import_torch()
     from edge_speech.bundle import InputSpec
     from edge_speech.converters.pipeline import convert
 
-    source = load_wav2vec2(directory)
+    source = load_hf_ctc(directory)
     for key in ("feature_config", "tokens", "input_spec", "subsampling_factor", "blank_id", "sample_rate"):
         if key in options:
             raise TypeError(f"convert_wav2vec2 takes {key} from the model directory, not as an argument")
@@ -518,3 +521,6 @@ def convert_wav2vec2(directory: "str | Path", *, out: "str | Path" = "bundle", e
     return convert(source.model, example, None, source.tokens, out=out, blank_id=source.blank_id,
                    sample_rate=source.sample_rate, input_spec=spec, subsampling_factor=source.samples_per_frame,
                    output_is_log_probs=False, **options)
+
+
+convert_wav2vec2 = convert_hf_ctc
