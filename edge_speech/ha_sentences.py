@@ -329,7 +329,8 @@ def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str =
             for block in intent.data:
                 block.sentences  # noqa: B018 -- parse every template now, to report errors here
     except RecursionError:
-        raise ValueError(f"{what}: a template is nested too deeply to parse (limit {MAX_DEPTH} levels)") from None
+        raise ValueError(f"{what}: a template is nested too deeply for hassil's parser "
+                         f"(this compiler takes {MAX_DEPTH} levels)") from None
     except (ValueError, KeyError, TypeError, AssertionError, hassil.parse_expression.ParseError) as err:
         raise ValueError(f"{what}: {type(err).__name__}: {err}") from None
     return _Compiler(intents, what, wildcards).compile()
