@@ -771,26 +771,49 @@ def _merge_equivalent(grammar: Grammar, final_block: Dict[int, int]):
     n = grammar.num_states
     finals = set(grammar.finals)
     out: List[List[WordArc]] = [[] for _ in range(n)]
+    preds: List[List[int]] = [[] for _ in range(n)]
     for arc in grammar.arcs:
         out[arc.src].append(arc)
-    cls = list(range(n))
-    count = n
-    while True:
-        ids: Dict[tuple, int] = {}
-        new = [0] * n
-        for s in range(n):  # state 0 comes first and keeps id 0
-            key = ("start",) if s == 0 else (s in finals, final_block.get(s), frozenset(
-                (a.word, a.intent, a.slot, a.weight, cls[a.dst]) for a in out[s]))
-            new[s] = ids.setdefault(key, len(ids))
-        cls = new
-        if len(ids) == count:
-            break
-        count = len(ids)
+        preds[arc.dst].append(arc.src)
+    rep = list(range(n))
+
+    def find(x: int) -> int:
+        root = x
+        while rep[root] != root:
+            root = rep[root]
+        while rep[x] != root:
+            rep[x], x = root, rep[x]
+        return root
+
+    # a worklist, from the last states (sentence ends) back: a state whose key (arcs to the
+    # current representatives) is already taken joins that state, and its predecessors are redone
+    table: Dict[tuple, int] = {}
+    todo = list(range(1, n))  # state 0 (the start) stays itself
+    queued = [True] * n
+    while todo:
+        s = todo.pop()
+        queued[s] = False
+        if find(s) != s:
+            continue
+        key = (s in finals, final_block.get(s),
+               frozenset((a.word, a.intent, a.slot, a.weight, find(a.dst)) for a in out[s]))
+        other = table.get(key)
+        if other is None or find(other) == s:
+            table[key] = s
+            continue
+        rep[s] = find(other)
+        for p in preds[s]:
+            if p and not queued[p] and find(p) == p:
+                queued[p] = True
+                todo.append(p)
+    roots = sorted({find(s) for s in range(n)})
+    index = {r: i for i, r in enumerate(roots)}  # state 0 is the smallest root: it stays 0
+    cls = [index[find(s)] for s in range(n)]
     merged = {(cls[a.src], cls[a.dst], a.word, a.intent, a.slot): a.weight for a in grammar.arcs}
     arcs = tuple(WordArc(src, dst, word, weight, intent, slot)
                  for (src, dst, word, intent, slot), weight in sorted(merged.items(), key=lambda kv: kv[0][:3]))
     blocks = {cls[s]: b for s, b in final_block.items()}
-    return count, arcs, tuple(sorted({cls[s] for s in finals})), blocks
+    return len(roots), arcs, tuple(sorted({cls[s] for s in finals})), blocks
 
 
 def _json_value(value):
