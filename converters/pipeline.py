@@ -261,7 +261,9 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 chunk, context = (spec.clip_frames, 0) if classifier else (tflite_chunk_frames, tflite_context_frames)
                 from edge_speech.converters.export import FULL_ATTENTION_CONTEXT_FRAMES, receptive_field_frames
                 full_context = not classifier and receptive_field_frames(model, example_input.shape[2]) is None
-                if full_context:  # full attention: windows as wide as a command fills (see export.py)
+                # Full attention: windows as wide as a command fills, and int8 weights with float
+                # activations (static int8 activations flip its tokens; see export.export_tflite).
+                if full_context:
                     context = max(context, FULL_ATTENTION_CONTEXT_FRAMES - FULL_ATTENTION_CONTEXT_FRAMES % subsampling)
                 if plan is not None:
                     tflite, tflite_spec = recurrent.export_stateful_tflite(model, example_input.shape[2], plan, spec,
@@ -270,9 +272,11 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 else:  # GRUs lowered to matmuls and gates for int8 (recurrent.export_tflite_lowered)
                     tflite, tflite_spec = recurrent.export_tflite_lowered(
                         model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
-                        chunk_frames=chunk, left_context_frames=context, right_context_frames=context)
+                        chunk_frames=chunk, left_context_frames=context, right_context_frames=context,
+                        **({"int8_activations": False} if full_context else {}))
                 layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
-                          **({"receptive_field": "unbounded"} if full_context else {})}
+                          **({"receptive_field": "unbounded"} if full_context else {}),
+                          **({"int8": "weights only"} if full_context and tflite_scheme else {})}
                 tflite_spec = dataclasses.replace(tflite_spec, stream_context_frames=spec.stream_context_frames)
                 if classifier:  # one fixed window: the clip
                     tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
