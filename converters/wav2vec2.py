@@ -402,7 +402,6 @@ def _attend(scores, value, key_mask):
 def _conformer_layer(layer, hidden, positions, kind, frame_mask, key_mask):
     """transformers' Wav2Vec2ConformerEncoderLayer (eval), with padded frames zeroed before the
     depthwise convolution and excluded from attention."""
-    torch = import_torch()
     hidden = hidden + 0.5 * layer.ffn1(layer.ffn1_layer_norm(hidden))
     hidden = hidden + _conformer_attention(layer.self_attn, layer.self_attn_layer_norm(hidden), positions, kind, key_mask)
     conv = layer.conv_module
