@@ -16,7 +16,7 @@ decoder turns them into text, tokens with frame timestamps, and words with times
     stream.accept(chunk); stream.partial; res = stream.finish()
 
     grammar = decoding.Grammar.from_yaml(intents_yaml)     # or Grammar.from_jsgf(text)
-    dec = decoding.CTCDecoder(tokens, grammar=grammar)     # grammar_threshold=0.5, grammar_min_evidence=0.6
+    dec = decoding.CTCDecoder(tokens, grammar=grammar)     # grammar_threshold=0.5, grammar_min_evidence=0.55
     res = dec.decode(log_probs)
     res.intent, res.slots, res.text, res.confidence        # intent None: rejected
 
@@ -375,7 +375,9 @@ class CTCDecoder:
     spells. Noise leaves the model on blank (a few tokens where the command needs many) and
     music makes it babble (many more), while a spoken command, even at 10 dB SNR, gives about as
     many as it spells; the confidence only compares the in-grammar path with the free one, which
-    on near-silent posteriors can be close. A result outside the range is rejected, its
+    on near-silent posteriors can be close (the default 0.55 keeps every command of the default
+    model's held-out voices at 20 dB SNR, ratio >= 0.56, and rejects a one-token guess at a
+    two-token word). A result outside the range is rejected, its
     confidence scaled down by the shortfall and kept below the threshold. With
     ``grammar_threshold=0`` nothing is rejected (the confidence is still scaled).
     """
@@ -385,7 +387,7 @@ class CTCDecoder:
                  word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
                  lexicon: Any = None,
                  grammar: Any = None, grammar_threshold: float = 0.5, grammar_token_bonus: float = 0.0,
-                 grammar_min_evidence: float = 0.6, kind: str = "auto",
+                 grammar_min_evidence: float = 0.55, kind: str = "auto",
                  config: Optional[BeamConfig] = None, **options: Any):
         self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
         if config is not None and not isinstance(config, BeamConfig):
