@@ -160,11 +160,14 @@ def _relative_table_module():
     return RelativePositionTable
 
 
-def relative_sinusoids(frames, width: int, dtype):
-    """[1, 2 frames - 1, width]; ``frames`` may be a traced size."""
+def relative_sinusoids(frames, width: int, dtype, runtime_one=None):
+    """[1, 2 frames - 1, width]; ``frames`` may be a traced size; ``runtime_one`` (a 1.0 known
+    only at run time) keeps a fixed-size export from storing the table."""
     torch = import_torch()
     # positive positions (flipped) then negative ones, as transformers orders them
     positions = (frames - 1 - torch.arange(2 * frames - 1)).to(torch.float32)[:, None]
+    if runtime_one is not None:
+        positions = positions * runtime_one.reshape(1, 1)
     div_term = torch.exp(torch.arange(0, width, 2, dtype=torch.int64).float() * -(math.log(10000.0) / width))
     angles = positions * div_term
     # sin(-p x) is computed as transformers does it (the product of the negated position)
@@ -190,9 +193,13 @@ def _rotary_table_module():
     return RotaryTable
 
 
-def rotary_table(frames, inv_freq):
+def rotary_table(frames, inv_freq, runtime_one=None):
+    """[2, frames, 1, 1, head width]: cos and sin (see :func:`relative_sinusoids` for ``runtime_one``)."""
     torch = import_torch()
-    freqs = torch.arange(frames).type_as(inv_freq)[:, None] * inv_freq
+    time_stamps = torch.arange(frames).type_as(inv_freq)
+    if runtime_one is not None:
+        time_stamps = time_stamps * runtime_one.reshape(1)
+    freqs = time_stamps[:, None] * inv_freq
     embeddings = torch.cat((freqs, freqs), dim=-1)
     return torch.stack([embeddings.cos()[:, None, None, :], embeddings.sin()[:, None, None, :]])
 
@@ -276,15 +283,20 @@ def window_module():
             hidden = hidden * frame_mask
             encoder = base.encoder
             key_mask = mask.reshape(1, 1, 1, -1)
+            # 1.0, known only at run time: position tables and biases are computed from the window's
+            # size in the model rather than folded into constants by the converter (a Conformer's
+            # projected table, WavLM's frames x frames bias: hundreds of MB per window for large models).
+            runtime_one = (length.reshape(1, 1, 1) >= 0).to(hidden.dtype)
             if self.family == "Wav2Vec2ConformerForCTC":  # no positional convolution (transformers skips it)
-                positions = self._conformer_positions(hidden)
+                positions = self._conformer_positions(hidden, runtime_one)
                 for layer in encoder.layers:
                     hidden = _conformer_layer(layer, hidden, positions, self.position_kind, frame_mask, key_mask)
                 return self.hf.lm_head(encoder.layer_norm(hidden)), valid.reshape(1).to(torch.int32)
             hidden = hidden + _positional_convolution(encoder.pos_conv_embed, hidden, mask)
             if not self.stable_layer_norm:
                 hidden = encoder.layer_norm(hidden)
-            bias = _wavlm_bias(encoder.layers[0].attention, hidden.shape[1]) if self.family == "WavLMForCTC" else None
+            bias = _wavlm_bias(encoder.layers[0].attention, hidden.shape[1], runtime_one) \
+                if self.family == "WavLMForCTC" else None
             for layer in encoder.layers:
                 if self.stable_layer_norm:
                     hidden = hidden + _masked_attention(layer.attention, layer.layer_norm(hidden), key_mask, bias)
@@ -296,12 +308,13 @@ def window_module():
                 hidden = encoder.layer_norm(hidden)
             return self.hf.lm_head(hidden), valid.reshape(1).to(torch.int32)
 
-        def _conformer_positions(self, hidden):
+        def _conformer_positions(self, hidden, runtime_one):
             frames = hidden.shape[1]
             if self.position_kind == "relative":
-                return relative_sinusoids(frames, hidden.shape[2], hidden.dtype)
+                return relative_sinusoids(frames, hidden.shape[2], hidden.dtype, runtime_one)
             if self.position_kind == "rotary":
-                return rotary_table(frames, self.hf.base_model.encoder.embed_positions.inv_freq).type_as(hidden)
+                inv_freq = self.hf.base_model.encoder.embed_positions.inv_freq
+                return rotary_table(frames, inv_freq, runtime_one).type_as(hidden)
             return None
 
     return Wav2Vec2Window
@@ -329,16 +342,17 @@ def _positional_convolution(module, hidden, mask):
     return module.activation(module.padding(module.conv(x))).transpose(1, 2)
 
 
-def _wavlm_bias(attention, frames: int):
+def _wavlm_bias(attention, frames: int, runtime_one):
     """WavLM's relative position bias [heads, frames, frames] at a fixed ``frames``. The distance
     buckets are computed here in Python (the float log of transformers' bucketing has no place in
     an int8 graph) for the 2 frames - 1 distances; the matrix is spread from that vector by a
-    pad-and-reshape (no frames x frames index constant in the model)."""
+    repeat-and-reshape at run time (``runtime_one`` keeps the converter from folding it into a
+    frames x frames constant)."""
     torch = import_torch()
     distances = range(-(frames - 1), frames)
     buckets = torch.tensor([_wavlm_bucket(d, attention.num_buckets, attention.max_distance) for d in distances])
     values = attention.rel_attn_embed(buckets).transpose(0, 1)  # [heads, 2 frames - 1], distance -(frames - 1) first
-    return _toeplitz(values, frames)
+    return _toeplitz(values * runtime_one[0], frames)
 
 
 def _wavlm_bucket(distance: int, num_buckets: int, max_distance: int) -> int:
