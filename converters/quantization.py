@@ -1,6 +1,10 @@
 """int8 quantization of ONNX models with onnxruntime.quantization: static QDQ with calibration
 features (per-channel symmetric int8 weights, int8 activations), int16-activation/int8-weight,
-or dynamic (weights only)."""
+or dynamic (weights only).
+
+Whatever the scheme, index arithmetic stays float (:func:`index_arithmetic_nodes`): the nodes
+that compute positions, distance buckets, positional tables and masks from shapes and lengths
+rather than from the audio, found from the graph's data flow for any model."""
 
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
     ``calibration``: feature arrays [frames, dim], or sample arrays for waveform models (static schemes; a few dozen utterances are
     enough). ``symmetric_activations`` suits TensorRT. ``keep_float``: node names left in float
     (e.g. from a sensitivity analysis). ``input_spec`` (an :class:`edge_speech.bundle.InputSpec`)
-    describes models that take channel-major features or a frame-count input.
+    describes models that take channel-major features or a frame-count input. Index arithmetic
+    (:func:`index_arithmetic_nodes`) is always kept float in addition to ``keep_float``.
 
     ``reduce_range`` (default) keeps int8 weights within 7 bits: onnxruntime's x86 kernels on
     CPUs without VNNI (AVX2 only) add pairs of u8 x s8 products in saturating int16, which
