@@ -273,7 +273,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                     tflite, tflite_spec = recurrent.export_tflite_lowered(
                         model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
                         chunk_frames=chunk, left_context_frames=context, right_context_frames=context,
-                        **({"int8_activations": False} if full_context else {}))
+                        export=export_tflite, **({"int8_activations": False} if full_context else {}))
                 layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
                           **({"receptive_field": "unbounded"} if full_context else {}),
                           **({"int8": "weights only"} if full_context and tflite_scheme else {})}

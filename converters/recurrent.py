@@ -681,14 +681,16 @@ def int8_weights_tflite(model: bytes) -> bytes:
 
 
 def export_tflite_lowered(model, feature_dim: int, *, quantize: Optional[str] = None,
-                          calibration: Sequence[np.ndarray] = (), **chunking):
+                          calibration: Sequence[np.ndarray] = (), export=None, **chunking):
     """:func:`~edge_speech.converters.export.export_tflite` for models with GRUs or RNNs: the
     recurrent layers lowered to matmuls and gates (:func:`lower_recurrent`; litert-torch 0.10's
     int8 quantizer crashes on the fused GRU), exported in float, then int8 weights
     (:func:`int8_weights_tflite`). Other models (LSTM-only ones included, which PT2E int8
-    converts) go to ``export_tflite`` unchanged."""
+    converts) go to ``export_tflite`` (or ``export``, a function like it) unchanged."""
     torch = import_torch()
     from edge_speech.converters.export import export_tflite
+
+    export_tflite = export or export_tflite
 
     if not any(isinstance(m, (torch.nn.GRU, torch.nn.RNN)) for m in model.modules()):
         return export_tflite(model, feature_dim, quantize=quantize, calibration=calibration, **chunking)
