@@ -85,8 +85,16 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
     seconds) checks the ONNX export at several lengths, measures the model's frame mapping (a
     front end giving other than ceil(T / subsampling) frames, such as an unpadded
     Conv2dSubsampling, is exported with the trailing zero frames that make it so; one no padding
-    fixes is refused for TFLite) and refuses layers a requested format cannot hold (``nn.GRU`` in
-    int8 TFLite), raising ``ValueError`` with the layer's name and the alternative.
+    fixes is refused for TFLite) and refuses layers a requested format cannot hold (an LSTM with
+    ``proj_size`` or a ReLU RNN in int8 TFLite), raising ``ValueError`` with the layer's name and
+    the alternative.
+
+    Recurrent models: unidirectional LSTM/GRU models whose chunked run with carried state equals
+    the whole run (measured, :func:`~edge_speech.converters.recurrent.stream_plan`) are exported
+    with their state as inputs and outputs, so the runtime streams them exactly; GRUs reach int8
+    TFLite lowered to matmuls and gates (int8 weights, float activations). Models with full
+    attention (an unbounded receptive field, measured) get TFLite windows with 96 frames of
+    context each side and int8 weights with float activations.
 
     ``decoder``: the bundle's decoder defaults (keys of :data:`edge_speech.bundle.DECODER_KEYS`);
     ``lm``: an ARPA word LM (``.arpa`` or ``.arpa.gz``) shipped in the bundle as its default
