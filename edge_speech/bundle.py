@@ -39,7 +39,8 @@ MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 INPUT_KINDS = ("features", "waveform")
 _MAX_MEMBER_BYTES = 1 << 31
-DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold", "grammar_token_bonus")
+DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold", "grammar_token_bonus",
+                "grammar_min_evidence")
 
 
 def _spec_dict(spec: "InputSpec") -> dict:
@@ -552,6 +553,9 @@ def _check_decoder_defaults(decoder: Any) -> None:
     threshold = decoder.get("grammar_threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
         raise BundleError(f"manifest decoder grammar_threshold must be a number in [0, 1], got {threshold!r}")
+    evidence = decoder.get("grammar_min_evidence", 0.0)
+    if isinstance(evidence, bool) or not isinstance(evidence, numbers.Real) or not 0 <= evidence <= 1:
+        raise BundleError(f"manifest decoder grammar_min_evidence must be a number in [0, 1], got {evidence!r}")
     if not isinstance(decoder.get("lexicon", False), bool):
         raise BundleError(f"manifest decoder lexicon must be true or false, got {decoder['lexicon']!r}")
     if decoder.get("lexicon") and lm is None:

@@ -250,7 +250,8 @@ class Recognizer:
                 grammar_threshold = self.manifest.decoder.get("grammar_threshold", 0.5)
             return _grammar_decoder(self.manifest.tokens, self.manifest.blank_id, self.manifest.frame_shift_s,
                                     _grammar_key(grammar), grammar_threshold,
-                                    self.manifest.decoder.get("grammar_token_bonus", 0.0))
+                                    self.manifest.decoder.get("grammar_token_bonus", 0.0),
+                                    self.manifest.decoder.get("grammar_min_evidence", decoding.GRAMMAR_MIN_EVIDENCE))
         return self._make_decoder(beam or self.beam, lm, hotwords, lm_weight, word_bonus)
 
     def _make_decoder(self, beam, lm, hotwords, lm_weight, word_bonus) -> decoding.CTCDecoder:
@@ -455,9 +456,11 @@ def _grammar_key(grammar: Any) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _grammar_decoder(tokens: Tuple[str, ...], blank_id: int, frame_shift_s: float, grammar: Any,
-                     threshold: float, token_bonus: float) -> decoding.CTCDecoder:
+                     threshold: float, token_bonus: float, min_evidence: float) -> decoding.CTCDecoder:
     return decoding.CTCDecoder(list(tokens), blank_id=blank_id, grammar=grammar, grammar_threshold=threshold,
-                               grammar_token_bonus=token_bonus, frame_shift_s=frame_shift_s)
+                               grammar_token_bonus=token_bonus, grammar_min_evidence=min_evidence,
+                               frame_shift_s=frame_shift_s)
+
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

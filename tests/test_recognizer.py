@@ -296,6 +296,7 @@ def test_bundled_lm_errors_name_the_file(tmp_path):
     ({"temperature": 1.0}, "unknown key"),
     ({"lexicon": True, "lm": None}, "lexicon needs an lm"),
     ({"grammar_threshold": 1.5}, "grammar_threshold must be a number in"),
+    ({"grammar_min_evidence": -0.1}, "grammar_min_evidence must be a number in"),
 ])
 def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
     directory = make_bundle(tmp_path / "b")
@@ -308,14 +309,16 @@ def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
 
 def test_the_bundles_calibrated_grammar_settings_are_the_default(tmp_path, speech):
     samples = speech(16000)
-    directory = bundle_with_decoder(tmp_path / "loose", {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7})
+    directory = bundle_with_decoder(tmp_path / "loose", {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7,
+                                                          "grammar_min_evidence": 0.3})
     rec = Recognizer.from_bundle(directory, threads=1)
     accepted = rec.transcribe((samples, 16000), grammar=INTENTS)
     assert accepted.intent in ("Take", "Eat")  # a threshold of 0 rejects nothing
     assert accepted.text == rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=0.0).text
     ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
     expected = decoding.CTCDecoder(tiny_models.TOKENS, grammar=INTENTS, grammar_threshold=0.0,
-                                   grammar_token_bonus=0.7, frame_shift_s=0.02).decode(ref)
+                                   grammar_token_bonus=0.7, grammar_min_evidence=0.3, frame_shift_s=0.02).decode(ref)
+    assert rec._decoder_for(None, None, None, None, None, INTENTS, None).grammar_min_evidence == 0.3
     assert (accepted.text, accepted.score) == (expected.text, pytest.approx(expected.score, abs=1e-2))
     # an explicit threshold still wins over the bundle's
     assert rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=1.0).intent is None
