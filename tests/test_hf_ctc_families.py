@@ -165,9 +165,9 @@ def test_each_family_converts_to_onnx_and_tflite_in_float_and_int8(family, famil
 # 0.875 / 0.912, Conformer 0.747 / 0.813; the floors leave 0.05. Issue 15 asks 0.9; these random
 # encoders miss it where the sentence is silent: espeak's pauses are digital zeros (17% of the
 # frames), which the feature encoder turns into near-constant vectors that a per-frame LayerNorm
-# then scales up, rounding included; on the frames with speech HuBERT agrees on 97% (all frames
-# 80%). A trained model gives blank there by a wide margin; these can only be tested on their own
-# features. Size ratios measured: 3.70, 3.76, 3.70, 3.62 (fp32 ONNX / int8 ONNX).
+# then scales up, rounding included (in development a HuBERT of this configuration agreed on 97%
+# of the speech frames and on none of the silent ones). A trained model gives blank there by a
+# wide margin; a random one's head can only be built from its own features. Size ratios measured: 3.70, 3.76, 3.70, 3.62 (fp32 ONNX / int8 ONNX).
 INT8_AGREEMENT_FLOORS = {"hubert": (0.85, 0.8), "wavlm": (0.92, 0.92), "data2vec-audio": (0.82, 0.86),
                          "wav2vec2-conformer": (0.7, 0.76)}
 
