@@ -12,8 +12,10 @@ Every step is a plain function, and :func:`convert` chains them, recording what 
 
 Models take features [batch, frames, dim] and return CTC log-probabilities or logits
 [batch, frames / subsampling, vocab] (or class logits [batch, classes] for classifiers). The
-caller's model is never modified. Local Hugging Face ``Wav2Vec2ForCTC`` directories, which
-take raw waveforms, go through :func:`load_wav2vec2` / :func:`convert_wav2vec2`.
+caller's model is never modified. Local Hugging Face CTC directories (``Wav2Vec2ForCTC``,
+``HubertForCTC``, ``WavLMForCTC``, ``Data2VecAudioForCTC``, ``Wav2Vec2ConformerForCTC``), which
+take raw waveforms, go through :func:`load_hf_ctc` / :func:`convert_hf_ctc` (also named
+:func:`load_wav2vec2` / :func:`convert_wav2vec2`).
 """
 
 from edge_speech.converters.export import export_onnx, export_sherpa_onnx, export_tflite
@@ -23,11 +25,12 @@ from edge_speech.converters.pipeline import ConversionReport, convert, convert_o
 from edge_speech.converters.pruning import PruneReport, count_macs, prune
 from edge_speech.converters.quantization import quantize, sensitivity
 from edge_speech.converters.verification import VerifyReport, verify
-from edge_speech.converters.wav2vec2 import Wav2Vec2Source, convert_wav2vec2, load_wav2vec2
+from edge_speech.converters.wav2vec2 import (HFCTCSource, Wav2Vec2Source, convert_hf_ctc, convert_wav2vec2,
+                                             load_hf_ctc, load_wav2vec2)
 
 __all__ = [
-    "ConversionReport", "FinetuneReport", "PruneReport", "VerifyReport", "Wav2Vec2Source", "convert", "convert_onnx",
-    "convert_wav2vec2", "count_macs", "export_onnx", "export_sherpa_onnx",
+    "ConversionReport", "FinetuneReport", "HFCTCSource", "PruneReport", "VerifyReport", "Wav2Vec2Source", "convert",
+    "convert_hf_ctc", "convert_onnx", "convert_wav2vec2", "count_macs", "load_hf_ctc", "export_onnx", "export_sherpa_onnx",
     "export_tflite", "finetune", "load_checkpoint", "sensitivity",
     "load_wav2vec2", "prune", "quantize", "verify",
 ]

@@ -208,7 +208,7 @@ def _convert(args: argparse.Namespace) -> int:
     import torch
 
     evaluation = _read_eval(args.eval) if args.eval else None
-    if args.model and os.path.isdir(args.model):  # a Hugging Face Wav2Vec2ForCTC directory
+    if args.model and os.path.isdir(args.model):  # a Hugging Face *ForCTC directory
         if args.factory or args.tokens:
             raise ValueError(f"{args.model} is a model directory: it brings its own model and tokens "
                              "(drop --factory/--tokens)")
@@ -219,7 +219,7 @@ def _convert(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, default=float))
         return 0
     if not args.factory or not args.tokens:
-        raise ValueError("convert needs --factory and --tokens (or a Hugging Face Wav2Vec2ForCTC directory as MODEL)")
+        raise ValueError("convert needs --factory and --tokens (or a Hugging Face CTC model directory as MODEL)")
     module_name, _, function = args.factory.partition(":")
     if not function:
         raise ValueError(f"--factory must be module:function, got {args.factory!r}")
@@ -504,7 +504,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.set_defaults(run=_bench)
     p = sub.add_parser("convert", help="prune, quantize, export and verify a PyTorch CTC model or keyword classifier into a bundle")
     p.add_argument("model", nargs="?", help="checkpoint (state dict or safetensors; omit to use the factory's weights), "
-                   "or a local Hugging Face Wav2Vec2ForCTC directory (config, weights, vocab.json)")
+                   "or a local Hugging Face Wav2Vec2/HuBERT/WavLM/Data2VecAudio/Wav2Vec2Conformer ForCTC directory "
+                   "(config, weights, vocab.json)")
     p.add_argument("--factory", help="module:function returning the nn.Module (features [B,T,D] -> log-probs)")
     p.add_argument("--tokens", help="one token per line (blank first); sherpa-style 'token id' lines work")
     p.add_argument("--features", default="kaldi-fbank", choices=sorted(features.PRESETS))
