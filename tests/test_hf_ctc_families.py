@@ -161,15 +161,16 @@ def test_each_family_converts_to_onnx_and_tflite_in_float_and_int8(family, famil
 
 
 # Greedy-token agreement of int8 with float on the espeak sentence (int8 ONNX, int8 TFLite), as
-# measured on an AVX2 x86 machine: HuBERT 0.899 / 0.848, WavLM 0.975 / 0.975, data2vec-audio
-# 0.875 / 0.912, Conformer 0.747 / 0.813; the floors leave 0.05. Issue 15 asks 0.9; these random
+# measured on an AVX2 x86 machine with attention graphs quantized on their weight ops only
+# (converters.quantization): HuBERT 0.899 / 0.848, WavLM 0.887 / 0.975 (0.975 with every op
+# quantized), data2vec-audio 0.887 / 0.912, Conformer 0.813 / 0.813; the floors leave 0.05. Issue 15 asks 0.9; these random
 # encoders miss it where the sentence is silent: espeak's pauses are digital zeros (17% of the
 # frames), which the feature encoder turns into near-constant vectors that a per-frame LayerNorm
 # then scales up, rounding included (in development a HuBERT of this configuration agreed on 97%
 # of the speech frames and on none of the silent ones). A trained model gives blank there by a
-# wide margin; a random one's head can only be built from its own features. Size ratios measured: 3.70, 3.76, 3.70, 3.62 (fp32 ONNX / int8 ONNX).
-INT8_AGREEMENT_FLOORS = {"hubert": (0.85, 0.8), "wavlm": (0.92, 0.92), "data2vec-audio": (0.82, 0.86),
-                         "wav2vec2-conformer": (0.7, 0.76)}
+# wide margin; a random one's head can only be built from its own features. Size ratios measured: 3.84, 3.95, 3.87, 3.80 (fp32 ONNX / int8 ONNX).
+INT8_AGREEMENT_FLOORS = {"hubert": (0.85, 0.8), "wavlm": (0.83, 0.92), "data2vec-audio": (0.83, 0.86),
+                         "wav2vec2-conformer": (0.76, 0.76)}
 
 
 @pytest.mark.parametrize("family,changes", [
@@ -295,6 +296,7 @@ def test_index_arithmetic_stays_float_in_static_int8(monkeypatch):
         # measured 0.964 and 0.949 (a random model's attention, int8 throughout)
         assert np.all(np.isfinite(b)) and float(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.9
     monkeypatch.setattr(quantization, "index_arithmetic_nodes", lambda model: [])
+    monkeypatch.setattr(quantization, "activation_product_nodes", lambda model: [])  # every op quantized, as before
     with pytest.raises(Exception, match="indices element out of data bounds"):  # what it did before
         onnx_runner(quantization.quantize(fp32, calib, scheme="int8"))(calib[0])
 
