@@ -34,6 +34,7 @@ class Limits:
     min_sample_rate: int = 1000                 # Hz; below, resampling to 16 kHz multiplies the data
     max_sample_rate: int = 768_000              # Hz; the fastest audio interfaces
     max_lm_bytes: int = 1 << 30                 # an ARPA LM's text, after gzip decompression
+    max_bundle_bytes: int = 2 << 30             # all of a zipped bundle's members, uncompressed
 
 
 _lock = threading.Lock()

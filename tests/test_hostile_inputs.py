@@ -164,3 +164,29 @@ def test_absurd_numbers_in_configs_are_refused_with_their_bounds():
     huge_frames = base.replace(frame_length_ms=1e30)  # float->int overflow in C before the fix
     with pytest.raises(ValueError, match="frame_length_ms 1e\\+30 .* give more than 1048576 samples"):
         features.compute(speech[0], 16000, huge_frames)
+
+
+def test_zip_bundles_are_bounded_and_corrupt_members_named(tmp_path):
+    """A 6 MB zip made `edge-speech info` take 661 MB; a corrupt member raised a bare zlib.error."""
+    import zipfile
+
+    from edge_speech.bundle import Bundle, BundleError
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr("model.onnx", b"\0" * (64 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    with limits.override(max_bundle_bytes=32 << 20):
+        with pytest.raises(ResourceLimitError, match="uncompressed size of the members: 67108866 bytes is over the "
+                                                     "limit max_bundle_bytes"):
+            Bundle.load(bomb)
+    corrupt = tmp_path / "corrupt.zip"
+    with zipfile.ZipFile(corrupt, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "{" + '"x": 1,' * 2000 + '"y": 2}')
+    data = bytearray(corrupt.read_bytes())
+    start = data.index(b"manifest.json") + len("manifest.json") + 2  # inside the deflated stream
+    data[start:start + 8] = b"\xff" * 8
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="corrupt zip member 'manifest.json'"):
+        Bundle.load(corrupt)
