@@ -40,6 +40,9 @@ MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 INPUT_KINDS = ("features", "waveform")
 _MAX_MEMBER_BYTES = 1 << 31
+# Manifest keys whose value must be a JSON object.
+OBJECT_KEYS = ("models", "input", "format_inputs", "output", "quantization", "files", "provenance", "verification",
+               "decoder", "features")
 DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold", "grammar_token_bonus",
                 "grammar_min_evidence")
 
@@ -313,11 +316,15 @@ class Manifest:
         for key in ("kind", "sample_rate", "tokens", "models"):
             if key not in data:
                 raise BundleError(f"{source}: missing required key {key!r}")
+        for key in OBJECT_KEYS:  # a wrong JSON type here once surfaced as AttributeError/TypeError
+            value = data.get(key)
+            if key in data and not isinstance(value, Mapping) and not (key == "features" and value is None):
+                raise BundleError(f"{source}: {key!r} must be a JSON object, got {json.dumps(value)[:40]}")
         waveform = isinstance(data.get("input"), Mapping) and data["input"].get("kind") == "waveform"
         if "features" not in data and not waveform:
             raise BundleError(f"{source}: missing required key 'features'")
         try:
-            features = FeatureConfig.from_dict(data["features"]) if "features" in data else None
+            features = FeatureConfig.from_dict(data["features"]) if data.get("features") is not None else None
         except (TypeError, ValueError) as err:
             raise BundleError(f"{source}: invalid feature config: {err}") from None
         tokens = data["tokens"]
@@ -568,6 +575,8 @@ def _parse_json(text: "str | bytes", source: str) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{source}: not valid JSON ({err})") from None
+    except RecursionError:  # json's decoder recurses per nesting level
+        raise BundleError(f"{source}: JSON nested too deeply (a manifest is a few levels deep)") from None
 
 
 def _check_member_name(name: str, source: str) -> None:
@@ -590,6 +599,10 @@ class _DirectoryReader(_Reader):
         path = self.root / name
         if not path.is_file():
             raise BundleError(f"{source}: missing file {name!r}")
+        root = self.root.resolve()
+        if root not in path.resolve().parents:  # a symlink (file or folder) pointing out of the bundle
+            raise BundleError(f"{source}: {name!r} resolves to {path.resolve()}, outside the bundle; "
+                              "bundle files must be inside its folder")
         return path.read_bytes()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +191,45 @@ def test_zip_bundles_are_bounded_and_corrupt_members_named(tmp_path):
     corrupt.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="corrupt zip member 'manifest.json'"):
         Bundle.load(corrupt)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("output", None, "'output' must be a JSON object, got null"),
+    ("input", "features", "'input' must be a JSON object, got \"features\""),
+    ("decoder", "x", "'decoder' must be a JSON object"),
+    ("models", None, "'models' must be a JSON object"),
+])
+def test_manifest_values_of_the_wrong_json_type_are_named(tmp_path, key, value, message):
+    """`"output": null` once raised AttributeError, a string for an object a TypeError."""
+    import json
+    import shutil
+
+    from edge_speech.bundle import Bundle, BundleError
+
+    bundle = tmp_path / "b"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest[key] = value
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(bundle)
+
+
+def test_deep_json_and_symlinks_out_of_a_bundle_are_refused(tmp_path):
+    """A manifest nested 100k levels raised RecursionError; model.onnx -> /etc/hostname was read."""
+    import shutil
+
+    from edge_speech.bundle import Bundle, BundleError
+
+    bundle = tmp_path / "b"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default", bundle)
+    manifest = (bundle / "manifest.json").read_text()
+    (bundle / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="nested too deeply"):
+        Bundle.load(bundle)
+    (bundle / "manifest.json").write_text(manifest)
+    outside = tmp_path / "outside.onnx"
+    shutil.move(bundle / "model.onnx", outside)
+    os.symlink(outside, bundle / "model.onnx")  # the right bytes, but outside the bundle
+    with pytest.raises(BundleError, match="'model.onnx' resolves to .*outside.onnx, outside the bundle"):
+        Bundle.load(bundle)
