@@ -8,6 +8,7 @@ Backends are imported lazily; asking for one that is not installed raises
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from typing import Callable, Optional, Protocol, Sequence, Tuple
@@ -536,6 +537,9 @@ def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int]
     if backend not in bundle.model_bytes:
         raise BundleError(f"{bundle.source}: the bundle has no {backend} model (it has {sorted(bundle.model_bytes)})")
     threads = threads if threads is not None else _default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be an int in 1..{MAX_THREADS}, got {threads!r} "
+                         f"(this machine has {_default_threads()} cores)")  # 100000 once hung in ORT's pool
     if backend == "tflite":
         return LiteRTBackend(bundle.model_bytes["tflite"], manifest.input_for("tflite"), manifest.input_dim,
                              subsampling=manifest.subsampling_factor, threads=threads, source=bundle.source)
@@ -575,6 +579,9 @@ def _pick_backend(bundle: Bundle, preferred: str) -> str:
         raise BundleError(f"{bundle.source}: the bundle has no model")
     raise BackendUnavailable(f"no runtime for this bundle's models ({', '.join(available)}): "
                              "pip install 'edge-speech[onnx]' or 'edge-speech[tflite]'")
+
+
+MAX_THREADS = 256
 
 
 def _default_threads() -> int:

@@ -355,14 +355,14 @@ class RecognizerStream:
         """Adds audio (float or int16, mono) at ``sample_rate``; resampled as needed, statefully."""
         if self._finished:
             raise ValueError("the stream is finished; create a new one")
-        if self._input_rate is None:
-            self._input_rate = int(sample_rate)
-        elif int(sample_rate) != self._input_rate:
+        if self._input_rate is not None and sample_rate != self._input_rate:
             raise ValueError(f"sample rate changed mid-stream from {self._input_rate} to {sample_rate} Hz")
         x = np.asarray(samples)
         if x.size == 0:
             return
-        x = audio.load_audio((x, int(sample_rate)), int(sample_rate), what="stream chunk")
+        # checked before the stream takes the rate: a refused chunk (rate 0) once fixed it for good
+        x = audio.load_audio((x, sample_rate), int(sample_rate), what="stream chunk")
+        self._input_rate = int(sample_rate)
         if self._input_rate != self._rate:
             if self._resampler is None:
                 import soxr
@@ -451,6 +451,11 @@ def _grammar_key(grammar: Any) -> Any:
         if path.suffix.lower() in (".gram", ".jsgf") and not text.lstrip().startswith("#JSGF"):
             text = "#JSGF V1.0;\n" + text
         return text
+    if isinstance(grammar, str) and "\n" not in grammar and ":" not in grammar and "=" not in grammar \
+            and Path(grammar).suffix:  # a one-line string naming a file: never grammar text
+        kind = "no such file" if not Path(grammar).exists() else "not a grammar file"
+        raise ValueError(f"grammar {grammar!r}: {kind}; a grammar is a .yaml/.yml intent file, a .gram/.jsgf "
+                         "file, a Home Assistant sentences file, or the text of one")
     return grammar
 
 

@@ -233,3 +233,20 @@ def test_deep_json_and_symlinks_out_of_a_bundle_are_refused(tmp_path):
     os.symlink(outside, bundle / "model.onnx")  # the right bytes, but outside the bundle
     with pytest.raises(BundleError, match="'model.onnx' resolves to .*outside.onnx, outside the bundle"):
         Bundle.load(bundle)
+
+
+def test_streams_threads_and_grammar_paths_fail_clearly_and_recover():
+    """A rejected chunk (rate 0) poisoned the stream for every later call; threads=100000 hung;
+    `--grammar x.wav` was parsed as grammar text ("expected 'intents:'")."""
+    from edge_speech import Recognizer
+
+    rec = Recognizer.default(threads=1)
+    stream = rec.create_stream()
+    with pytest.raises(ValueError, match="sample rate must be a positive int, got 0"):
+        stream.accept_waveform(np.zeros(1600, np.float32), 0)
+    stream.accept_waveform(np.zeros(1600, np.float32), 16000)  # the stream is still usable
+    assert stream.finish().text == ""
+    with pytest.raises(ValueError, match=r"threads must be an int in 1\.\.256, got 100000"):
+        Recognizer.default(threads=100000)
+    with pytest.raises(ValueError, match="grammar 'x.wav': no such file; a grammar is"):
+        rec.transcribe((np.zeros(1600, np.float32), 16000), grammar="x.wav")
