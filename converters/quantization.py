@@ -74,6 +74,8 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         for i, x in enumerate(batches):
             if x.ndim != rank or not np.all(np.isfinite(x)):
                 raise ValueError(f"calibration item {i} must be finite {what}, got shape {x.shape}")
+        if method != "minmax":
+            batches = _equal_lengths(batches)
         activation = q.QuantType.QInt16 if scheme == "int16x8" else q.QuantType.QInt8
         extra = {"ActivationSymmetric": symmetric_activations or scheme == "int16x8",
                  "WeightSymmetric": True}
@@ -241,6 +243,14 @@ def _default_spec(input_name: str):
     from edge_speech.bundle import InputSpec
 
     return InputSpec(name=input_name)
+
+
+def _equal_lengths(batches: Sequence[np.ndarray]) -> list:
+    """The calibration arrays cut into pieces of the shortest one's length: onnxruntime's
+    histogram calibrators (percentile, entropy) stack every batch's tensors, so utterances of
+    different lengths failed with "inhomogeneous shape"."""
+    length = min(len(x) for x in batches)
+    return [x[start:start + length] for x in batches for start in range(0, len(x) - length + 1, length)]
 
 
 class _Reader:

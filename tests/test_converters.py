@@ -467,3 +467,17 @@ def test_compacted_int8_model_computes_exactly_what_onnxruntime_quantized(tmp_pa
     assert sum(n.op_type == "Mul" for n in graph.node) > sum(n.op_type == "Mul" for n in onnx.load_from_string(plain).graph.node)
     fp32 = (tmp_path / "fp32.onnx").read_bytes()
     assert len(fp32) / len(compact) >= 3.7 > len(fp32) / len(plain)
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_takes_utterances_of_different_lengths(method, speech_features):
+    """onnxruntime's histogram calibrators stack every batch: utterances of different lengths
+    failed with "inhomogeneous shape"."""
+    model = seeded(DSConvCTC)
+    fp32 = converters.export_onnx(model, torch.randn(1, 100, 80))
+    calibration = [f[:n] for f, n in zip(speech_features, (90, 130, 150))]
+    assert len({len(c) for c in calibration}) == 3
+    int8 = converters.quantize(fp32, calibration, method=method)
+    reference, candidate = onnx_runner(fp32)(speech_features[0]), onnx_runner(int8)(speech_features[0])
+    cosine = float((reference * candidate).sum() / np.linalg.norm(reference) / np.linalg.norm(candidate))
+    assert cosine > 0.99 and len(int8) < len(fp32) / 3.5
