@@ -117,6 +117,7 @@ class _Tokens:
             pos = m.end()
         self.end = (line, pos - line_start + 1)
         self.i = 0
+        self.depth = 0  # open groups: bounded so a hostile file cannot exhaust the parser's stack
 
     def peek(self) -> Optional[Tuple[str, str, int, int]]:
         return self.items[self.i] if self.i < len(self.items) else None
@@ -138,6 +139,11 @@ class _Tokens:
     def error(self, tok, message: str) -> ValueError:
         line, col = (tok[2], tok[3]) if tok else self.end
         return ValueError(f"{self.what}: line {line}, column {col}: {message}")
+
+
+# Deepest nesting of groups ((...), [...]) a grammar may have; rule references and groups together
+# may go three times as deep. Real grammars use a handful; 500 nested groups raised RecursionError.
+MAX_NESTING = 100
 
 
 def _parse_alternatives(toks: _Tokens, slots: bool, stop: Sequence[str]):
@@ -176,12 +182,14 @@ def _parse_sequence(toks: _Tokens, slots: bool, stop: Sequence[str]):
         if tok is None or tok[1] in (")", "]", ";", "|"):
             break  # the caller checks that it is the closer it expects
         kind, value, line, col = toks.take()
-        if value == "(":
-            item = _parse_alternatives(toks, slots, (")",))
-            toks.expect(")")
-        elif value == "[":
-            item = _Opt(_parse_alternatives(toks, slots, ("]",)))
-            toks.expect("]")
+        if value in ("(", "["):
+            toks.depth += 1
+            if toks.depth > MAX_NESTING:
+                raise toks.error((kind, value, line, col), f"groups nested more than {MAX_NESTING} deep")
+            inner = _parse_alternatives(toks, slots, (")" if value == "(" else "]",))
+            toks.expect(")" if value == "(" else "]")
+            toks.depth -= 1
+            item = inner if value == "(" else _Opt(inner)
         elif kind == "word":
             item = _Word(value)
         elif kind == "quoted":
@@ -224,6 +232,7 @@ class _Builder:
         self.eps: List[Tuple[int, int, float]] = []
         self.arcs: List[WordArc] = []
         self.stack: List[str] = []
+        self.depth = 0
 
     def new(self) -> int:
         self.num_states += 1
@@ -232,6 +241,16 @@ class _Builder:
         return self.num_states - 1
 
     def build(self, e, s: int, intent: str, slot: Optional[str]) -> int:
+        self.depth += 1
+        try:
+            if self.depth > 3 * MAX_NESTING:  # groups inside a chain of rule references
+                chain = f" (rule chain <{self.stack[0]}> ... <{self.stack[-1]}>)" if self.stack else ""
+                raise ValueError(f"{self.what}: rules and groups nested more than {3 * MAX_NESTING} deep{chain}")
+            return self._build(e, s, intent, slot)
+        finally:
+            self.depth -= 1
+
+    def _build(self, e, s: int, intent: str, slot: Optional[str]) -> int:
         if isinstance(e, _Word):
             d = self.new()
             self.arcs.append(WordArc(s, d, e.text, 0.0, intent, slot))

@@ -250,3 +250,23 @@ def test_streams_threads_and_grammar_paths_fail_clearly_and_recover():
         Recognizer.default(threads=100000)
     with pytest.raises(ValueError, match="grammar 'x.wav': no such file; a grammar is"):
         rec.transcribe((np.zeros(1600, np.float32), 16000), grammar="x.wav")
+
+
+def test_deeply_nested_grammars_get_a_clear_error_not_a_recursion_error():
+    """JSGF with 500 nested groups, a 2,000-rule chain and YAML templates nested 1,000 deep
+    raised RecursionError with a traceback."""
+    from edge_speech import decoding
+
+    tokens = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
+    header = "#JSGF V1.0;\ngrammar g;\n"
+    chain = "".join(f"<r{i}> = <r{i + 1}>;\n" for i in range(1, 2000))
+    cases = [
+        (header + "public <c> = " + "(" * 500 + "on" + ")" * 500 + ";", "groups nested more than 100 deep"),
+        (header + "public <r0> = <r1>;\n" + chain + "<r2000> = on;", "nested more than 300 deep"),
+        ("intents:\n  A:\n    - " + "(" * 1000 + "on" + ")" * 1000 + "\n", "groups nested more than 100 deep"),
+    ]
+    for text, message in cases:
+        with pytest.raises(ValueError, match=message):
+            decoding.CTCDecoder(tokens, grammar=text)
+    fine = header + "public <c> = " + "[(" * 50 + "on" + ")]" * 50 + " | off;"  # 100 deep is allowed
+    assert decoding.CTCDecoder(tokens, grammar=fine).decode(np.log(np.full((20, 29), 1 / 29, np.float32))) is not None
