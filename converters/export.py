@@ -131,14 +131,9 @@ def dynamic_attention(model):
             out = m.out_proj(out.transpose(1, 2).flatten(2))
             return (out if m.batch_first else out.transpose(0, 1)), None
 
-    import copy
+    from edge_speech.converters.loading import with_modules_replaced
 
-    rewritten = copy.deepcopy(model)
-    for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = rewritten.get_submodule(parent_name) if parent_name else rewritten
-        setattr(parent, child, DynamicMultiheadAttention(getattr(parent, child)))
-    return rewritten.eval()
+    return with_modules_replaced(model, targets, DynamicMultiheadAttention)
 
 
 def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_context_frames: int = 16,

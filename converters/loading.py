@@ -57,3 +57,16 @@ def load_checkpoint(path: "str | Path", factory: Callable[[], "object"], strict:
         raise ValueError(f"{path}: weights do not fit the factory's model (missing {list(missing)[:5]}, "
                          f"unexpected {list(unexpected)[:5]})")
     return model.eval()
+
+
+def with_modules_replaced(model, names, replacement):
+    """A deep copy of ``model`` (in eval mode) where each submodule named in ``names`` is
+    ``replacement(that submodule)``; ``model`` itself is untouched."""
+    import copy
+
+    copied = copy.deepcopy(model)
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = copied.get_submodule(parent_name) if parent_name else copied
+        setattr(parent, child, replacement(getattr(parent, child)))
+    return copied.eval()

@@ -331,18 +331,12 @@ def lower_recurrent(model):
     """A copy of ``model`` whose recurrent layers are :func:`explicit_recurrent_type` modules
     (``model`` itself when it has none; layers :func:`lowerable` refuses stay as they are).
     Same outputs within float rounding."""
-    import copy
+    from edge_speech.converters.loading import with_modules_replaced
 
     targets = [name for name, m in model.named_modules() if is_recurrent(m) and lowerable(m) is None]
     if not targets:
         return model
-    Explicit = explicit_recurrent_type()
-    lowered = copy.deepcopy(model)
-    for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = lowered.get_submodule(parent_name) if parent_name else lowered
-        setattr(parent, child, Explicit(getattr(parent, child)))
-    return lowered.eval()
+    return with_modules_replaced(model, targets, explicit_recurrent_type())
 
 
 # -- Streaming with state: unidirectional recurrent models carry h (and c) across chunks ---------
