@@ -344,12 +344,11 @@ class RecognizerStream:
         return self.recognizer.vocabulary.text(ids)
 
     def _collapse(self, log_probs: np.ndarray, last: int, ids: list) -> int:
-        blank = self.recognizer.manifest.blank_id
-        for token in log_probs.argmax(axis=1).tolist() if len(log_probs) else ():
-            if token != last and token != blank:
-                ids.append(token)
-            last = token
-        return last
+        from edge_speech.text import ctc_collapse
+
+        frame_ids = log_probs.argmax(axis=1).tolist() if len(log_probs) else []
+        ids.extend(ctc_collapse(frame_ids, self.recognizer.manifest.blank_id, previous=last))
+        return frame_ids[-1] if frame_ids else last
 
     def accept_waveform(self, samples: Any, sample_rate: int) -> None:
         """Adds audio (float or int16, mono) at ``sample_rate``; resampled as needed, statefully."""
