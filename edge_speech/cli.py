@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Optional, Sequence
@@ -94,8 +95,6 @@ def _sentences_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
-
     from edge_speech.recognizer import DEFAULT_MODEL
     from edge_speech.serving.engine import ServeConfig, ServeLimits
 
@@ -104,7 +103,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ImportError(f"serve --wyoming needs the wyoming package ({err}): "
                           "pip install 'edge-speech[serve]'") from None
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(message)s")
+    logger = logging.getLogger("edge_speech")
+    logger.setLevel(getattr(logging, args.log_level.upper()))
+    for handler in logger.handlers:  # a long-running service: stamp each line
+        if getattr(handler, "_edge_speech_cli", False):
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     limits = ServeLimits(max_audio_s=args.max_audio_seconds, idle_timeout_s=args.idle_timeout,
                     max_connections=args.max_connections, max_sessions=args.max_sessions, queue=args.queue)
     config = ServeConfig(
@@ -455,9 +458,24 @@ def _sparkline(values: np.ndarray, width: int) -> str:
     return "".join(bars[int(round(v * (len(bars) - 1)))] for v in scaled)
 
 
+def _configure_logging(verbose: int, quiet: int) -> None:
+    """The package logger's level and a stderr handler: warnings by default, -v info, -vv debug, -q errors."""
+    level = max(logging.DEBUG, min(logging.ERROR, logging.WARNING - 10 * verbose + 10 * quiet))
+    logger = logging.getLogger("edge_speech")
+    logger.setLevel(level)
+    if not any(getattr(h, "_edge_speech_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("edge-speech: %(levelname)s: %(message)s"))
+        handler._edge_speech_cli = True  # type: ignore[attr-defined]  # one handler however often main() runs
+        logger.addHandler(handler)
+    logger.propagate = False  # the handler above prints; the root logger would print it again
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="edge-speech", description="Offline speech recognition for small devices.")
     parser.add_argument("--version", action="version", version=f"edge-speech {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="log errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("features", help="compute log-mel or MFCC features of a WAV file and summarise them")
     p.add_argument("file")
@@ -600,8 +618,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--detect", action="store_true", help="read /proc/cpuinfo and the device-tree model")
     p.set_defaults(run=_targets)
     args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader went away (edge-speech ... | head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush cannot fail
+        return 0
     except (ValueError, TypeError, OSError, NotImplementedError, ImportError) as err:
         print(f"edge-speech: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,51 @@
+"""Package habits: one version source, the package logger, the licence and type information."""
+
+import logging
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import edge_speech
+from edge_speech import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_version_has_one_source():
+    assert version("edge-speech") == edge_speech.__version__
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r"^version\s*=", pyproject, re.M) is None and 'dynamic = ["version"]' in pyproject
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert "edge_speech/__init__.py" in cmake and not re.search(r"project\([^)]*VERSION \d", cmake)
+
+
+def test_the_library_logger_is_silent_until_configured():
+    handlers = logging.getLogger("edge_speech").handlers
+    assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+def test_cli_verbosity_sets_the_package_logger(capsys):
+    logger = logging.getLogger("edge_speech")
+    saved = logger.level, list(logger.handlers), logger.propagate
+    try:
+        for flags, level in (([], logging.WARNING), (["-v"], logging.INFO), (["-vv"], logging.DEBUG),
+                             (["-q"], logging.ERROR)):
+            assert cli.main([*flags, "targets"]) == 0
+            assert logger.level == level
+        capsys.readouterr()
+        cli.main(["-v", "targets"])
+        logging.getLogger("edge_speech.backends").info("a message from inside the library")
+        assert "edge-speech: INFO: a message from inside the library" in capsys.readouterr().err
+        cli.main(["-q", "targets"])
+        logging.getLogger("edge_speech.backends").warning("hidden by -q")
+        assert "hidden by -q" not in capsys.readouterr().err
+        assert sum(getattr(h, "_edge_speech_cli", False) for h in logger.handlers) == 1
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
+        logger.propagate = saved[2]
+
+
+def test_licence_and_type_marker_ship():
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+    assert (ROOT / "edge_speech" / "py.typed").exists()
