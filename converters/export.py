@@ -241,7 +241,7 @@ def _inline_buffers(model: bytes) -> bytes:
     buffers after the flatbuffer, addressed by offset and size; a re-packed flatbuffer (the
     bundle's metadata embedding) would leave those offsets pointing past its end ("Constant buffer
     N specified an out of range offset")."""
-    from edge_speech.bundle import _tflite_schema
+    from edge_speech._deps import import_litert_schema as _tflite_schema
 
     schema, flatbuffers = _tflite_schema()
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)

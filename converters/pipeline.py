@@ -14,7 +14,8 @@ import numpy as np
 
 from edge_speech import __version__, audio, features
 from edge_speech.classifier import clip_features
-from edge_speech.bundle import InputSpec, Manifest, write_bundle
+from edge_speech.converters.bundle_writer import write_bundle
+from edge_speech.manifest import InputSpec, Manifest
 from edge_speech.converters._deps import import_torch
 from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
 from edge_speech.converters import recurrent
@@ -429,7 +430,7 @@ def _fingerprint(model_input: np.ndarray) -> str:
 def _decoder_defaults(decoder: Optional[Dict[str, Any]], lm: "str | Path | None") -> Tuple[dict, Dict[str, bytes]]:
     """The manifest's decoder defaults and the LM file that ships with them, checked as the
     runtime checks them before anything is converted."""
-    from edge_speech.bundle import BundleError, _check_decoder_defaults
+    from edge_speech.manifest import BundleError, check_decoder_defaults as _check_decoder_defaults
     from edge_speech.decoding import ArpaLM
 
     defaults = dict(decoder or {})

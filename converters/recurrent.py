@@ -643,7 +643,7 @@ def short_tensor_names(model: bytes) -> bytes:
     recurrent layer unrolled over a window those names were 60% of the file (247 KB of 403 KB
     for a 64-unit GRU stack over 16 steps). Nothing reads them: signatures map their own names
     to tensor indices."""
-    from edge_speech.bundle import _tflite_schema
+    from edge_speech._deps import import_litert_schema as _tflite_schema
 
     schema, flatbuffers = _tflite_schema()
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)

@@ -140,7 +140,7 @@ def tflite_runner(model: bytes, spec, subsampling: int, threads: int = 1) -> Run
 
 
 def _tflite_feature_dim(model: bytes) -> int:
-    from edge_speech.backends import import_litert
+    from edge_speech._deps import import_litert
 
     interpreter = import_litert()(model_content=model)
     return int(interpreter.get_input_details()[0]["shape"][2])

@@ -15,14 +15,12 @@ from typing import Callable, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from edge_speech.bundle import Bundle, BundleError, InputSpec
+from edge_speech._deps import BackendUnavailable, import_litert, import_onnxruntime
+from edge_speech.bundle import Bundle
+from edge_speech.manifest import BundleError, InputSpec
 
 __all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "create_backend_for_target",
            "import_litert", "import_onnxruntime", "model_feeds", "run_stateful", "stateful_chunk"]
-
-
-class BackendUnavailable(ImportError):
-    """The requested backend's runtime library is not installed."""
 
 
 class Backend(Protocol):
@@ -32,34 +30,6 @@ class Backend(Protocol):
     def run(self, features: np.ndarray) -> np.ndarray:
         """float32 features [frames, dim] (or samples [samples] for waveform input) -> float32
         outputs [output_frames, vocab]."""
-
-
-def import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise BackendUnavailable("the ONNX Runtime backend needs onnxruntime: pip install 'edge-speech[onnx]'") from None
-    return onnxruntime
-
-
-def import_litert():
-    """The LiteRT interpreter class: ai_edge_litert, else tflite_runtime (numpy < 2), else
-    tensorflow.lite."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-        return Interpreter
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime.interpreter import Interpreter
-        return Interpreter
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-        return tf.lite.Interpreter
-    except ImportError:
-        raise BackendUnavailable("the LiteRT backend needs ai-edge-litert: pip install 'edge-speech[tflite]'") from None
 
 
 class OnnxBackend:

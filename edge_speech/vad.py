@@ -30,7 +30,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edge_speech import _native
-from edge_speech.backends import import_onnxruntime
+from edge_speech._deps import import_onnxruntime
 
 __all__ = ["KINDS", "SileroVad", "create_vad", "find_silero_model"]
 
