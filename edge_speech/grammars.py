@@ -31,7 +31,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from edge_speech.grammar_tokens import TokenGraph
 
 __all__ = ["Grammar", "WordArc", "load_sentences"]
 
@@ -452,6 +455,12 @@ class Grammar:
             return ha_sentences.from_text(text)
         intents, slots = _parse_intent_yaml(text)
         return cls.from_intents(intents, slots)
+
+    def compile_tokens(self, vocab, token_bonus: float = 0.0) -> "TokenGraph":
+        """This grammar spelled with a CTC vocabulary's tokens, for the grammar decoder (see
+        :func:`edge_speech.grammar_tokens.compile_tokens`)."""
+        from edge_speech.grammar_tokens import compile_tokens
+        return compile_tokens(self, vocab, token_bonus)
 
     def interpret(self, path: Sequence[Tuple[str, str, Optional[str]]]) -> Optional[Tuple[str, Dict[str, object]]]:
         """(intent, slots) for a recognised path of (intent, word, slot) labels, or None to let the
