@@ -59,17 +59,10 @@ def _decode(body: bytes, fmt: tuple, path: Path) -> Tuple[np.ndarray, int]:
     width = bits // 8 if bits % 8 == 0 else (bits + 7) // 8
     usable = len(body) - len(body) % (width * channels)
     raw = body[:usable]
-    if encoding == _PCM and width == 1:
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif encoding == _PCM and width == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    elif encoding == _PCM and width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = (np.where(v >= 1 << 23, v - (1 << 24), v)).astype(np.float32) / float(1 << 23)
-    elif encoding == _PCM and width == 4:
-        x = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif encoding == _FLOAT and width in (4, 8):
+    check_duration(usable // (width * channels), rate, str(path))
+    if encoding == _PCM and width in (1, 2, 3, 4):
+        return pcm_to_float(raw, width, channels), int(rate)
+    if encoding == _FLOAT and width in (4, 8):
         x = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{path}: float samples contain NaN or Inf")
@@ -77,8 +70,27 @@ def _decode(body: bytes, fmt: tuple, path: Path) -> Tuple[np.ndarray, int]:
         raise ValueError(f"{path}: unsupported WAV encoding (format tag {encoding}, {bits} bits)")
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
-    check_duration(len(x), rate, str(path))
     return np.ascontiguousarray(x, dtype=np.float32), int(rate)
+
+
+def pcm_to_float(raw: bytes, width: int, channels: int) -> np.ndarray:
+    """Interleaved little-endian integer PCM (width 1 unsigned, 2/3/4 bytes signed) as float32 mono
+    in [-1, 1), channels averaged. ``raw`` must hold whole frames."""
+    if width == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / float(1 << 23)
+    elif width == 4:
+        x = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
+    else:
+        raise ValueError(f"PCM sample width must be 1, 2, 3 or 4 bytes, got {width}")
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4", "f64le": "<f8", "u8": "u1"}

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from edge_speech import audio
 from edge_speech import limits as runtime_limits
 from edge_speech import listen
 from edge_speech.grammars import Grammar
@@ -257,26 +258,13 @@ def check_format(rate: Any, width: Any, channels: Any, limits: ServeLimits) -> T
 
 
 def pcm_to_float(payload: bytes, width: int, channels: int) -> np.ndarray:
-    """Interleaved little-endian PCM (Wyoming's audio: width 1 unsigned, 2/3/4 signed) as
-    float32 mono in [-1, 1], channels averaged; the same scaling as :func:`audio.read_wav`, so
-    a WAV streamed here gives the samples ``Recognizer.transcribe`` reads from the file."""
+    """Wyoming's audio (interleaved little-endian PCM) as float32 mono with :func:`audio.read_wav`'s
+    scaling, so a WAV streamed here gives the samples ``Recognizer.transcribe`` reads from the file."""
     frame = width * channels
     if len(payload) % frame:
         raise ServeError("bad-format", f"{len(payload)} bytes is not a whole number of {channels}-channel "
                                        f"{8 * width}-bit frames")
-    if width == 1:
-        x = (np.frombuffer(payload, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 2:
-        x = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
-    elif width == 3:
-        b = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        x = np.where(v >= 1 << 23, v - (1 << 24), v).astype(np.float32) / float(1 << 23)
-    else:
-        x = (np.frombuffer(payload, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-    if channels > 1:
-        x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return audio.pcm_to_float(payload, width, channels)
 
 
 class VoiceActivity:
