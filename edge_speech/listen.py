@@ -213,7 +213,7 @@ class MicrophoneSource:
                 if problem is not None:
                     raise DeviceLost(f"capture device {self.name!r} stopped delivering audio after "
                                      f"{self._samples_delivered / self.sample_rate:.2f} s ({problem}); "
-                                     "was it unplugged?")
+                                     "was it unplugged?") from None
                 continue
             if chunk is None:
                 return

@@ -26,12 +26,12 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from edge_speech import audio
+from edge_speech import audio, listen
 from edge_speech import limits as runtime_limits
-from edge_speech import listen
 from edge_speech.grammars import Grammar
 from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, Transcript
-from edge_speech.vad import KINDS as VAD_KINDS, create_vad
+from edge_speech.vad import KINDS as VAD_KINDS
+from edge_speech.vad import create_vad
 
 __all__ = ["AsrSession", "ServeConfig", "ServeError", "ServeLimits", "ServedModel", "SpeechService", "VoiceActivity",
            "WakeSession", "WorkerPool", "pcm_to_float"]

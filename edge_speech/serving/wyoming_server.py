@@ -30,8 +30,17 @@ from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_read_event
-from wyoming.info import (AsrModel, AsrProgram, Attribution, Describe, Info, IntentModel, IntentProgram,
-                          WakeModel, WakeProgram)
+from wyoming.info import (
+    AsrModel,
+    AsrProgram,
+    Attribution,
+    Describe,
+    Info,
+    IntentModel,
+    IntentProgram,
+    WakeModel,
+    WakeProgram,
+)
 from wyoming.intent import Entity, Intent, NotRecognized, Recognize
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncServer
@@ -39,8 +48,7 @@ from wyoming.vad import VoiceStarted, VoiceStopped
 from wyoming.wake import Detect, Detection, NotDetected
 
 from edge_speech import __version__
-from edge_speech.serving.engine import (AsrSession, ServeConfig, ServeError, SpeechService, WakeSession,
-                                        check_format)
+from edge_speech.serving.engine import AsrSession, ServeConfig, ServeError, SpeechService, WakeSession, check_format
 
 __all__ = ["WyomingHandler", "WyomingServer", "build_info"]
 
