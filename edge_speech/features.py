@@ -46,6 +46,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from edge_speech import _native
+from edge_speech._config_tables import native_fields
 
 __all__ = [
     "FeatureConfig",
@@ -59,20 +60,13 @@ __all__ = [
     "normalize_waveform",
 ]
 
-# Native enum values, by the names the Python API uses.
-_KINDS = {"fbank": 0, "mfcc": 1}
-_PADDINGS = {"none": 0, "reflect": 1, "constant": 2}
-_WINDOWS = {"povey": 0, "hann": 1, "hamming": 2, "rectangular": 3, "blackman": 4}
-_SPECTRA = {"power": 1, "magnitude": 0}
-_MEL_SCALES = {"htk": 0, "slaney": 1}
-_MEL_TRIANGLES = {"mel": 0, "hz": 1}
-_MEL_NORMS = {"none": 0, "slaney": 1}
-_LOG_SCALES = {"natural": 0, "db": 1, "log10": 2}
-_LOG_FLOOR_MODES = {"max": 0, "add": 1}
-_CMVN_MODES = {"none": 0, "global": 1, "sliding": 2}
-_OUTPUT_CLAMPS = {"none": 0, "utterance": 1, "fixed": 2}
+# The C front end's description (es_frontend_config_table): defaults, enum names and the range of
+# every field but the sample rate, which a FeatureConfig does not hold.
+_FIELDS = native_fields("frontend")
 
-_FLT_EPSILON = float(np.finfo(np.float32).eps)
+
+def _default(name: str) -> Any:
+    return _FIELDS[name].default
 
 
 MIN_CMVN_STD = 1e-6  # 1e-30 passed the old "> 0" check and gave non-finite features
@@ -81,6 +75,8 @@ MIN_CMVN_STD = 1e-6  # 1e-30 passed the old "> 0" check and gave non-finite feat
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
     """Everything that decides the features, in user units. Defaults: Kaldi's 80-bin fbank.
+    Defaults, choices and ranges come from the C front end's config table
+    (``_native.config_fields("frontend")``), so ``FeatureConfig()`` is ``es_frontend_config_default()``.
 
     Framing: ``padding="none"`` cuts only whole frames starting at sample 0 (Kaldi's
     snip_edges); ``"reflect"``/``"constant"`` centre frame t on sample t * shift and pad the
@@ -100,43 +96,43 @@ class FeatureConfig:
     replaces c0 with it.
     """
 
-    kind: str = "fbank"
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    fft_size: int = 0
-    round_to_power_of_two: bool = True
-    padding: str = "none"
-    drop_last_frame: bool = False
-    input_scale: float = 1.0
-    dither: float = 0.0
-    dither_seed: int = 0
-    remove_dc_offset: bool = True
-    preemphasis: float = 0.97
-    window: str = "povey"
-    periodic_window: bool = False
-    spectrum: str = "power"
-    num_mel_bins: int = 80
-    low_freq_hz: float = 20.0
-    high_freq_hz: float = 0.0
-    mel_scale: str = "htk"
-    mel_triangles: str = "mel"
-    mel_norm: str = "none"
-    log_scale: str = "natural"
-    log_floor_mode: str = "max"
-    log_floor: float = _FLT_EPSILON
-    num_ceps: int = 13
-    cepstral_lifter: float = 22.0
-    use_energy: bool = False
-    raw_energy: bool = True
-    energy_floor: float = 0.0
-    output_scale: float = 1.0
-    output_offset: float = 0.0
-    output_clamp: str = "none"
-    output_clamp_range: float = 8.0
-    output_clamp_floor: float = 0.0
-    cmvn: str = "none"
-    cmvn_window_frames: int = 600
-    cmvn_normalize_variance: bool = False
+    kind: str = _default("kind")
+    frame_length_ms: float = _default("frame_length_ms")
+    frame_shift_ms: float = _default("frame_shift_ms")
+    fft_size: int = _default("fft_size")
+    round_to_power_of_two: bool = _default("round_to_power_of_two")
+    padding: str = _default("padding")
+    drop_last_frame: bool = _default("drop_last_frame")
+    input_scale: float = _default("input_scale")
+    dither: float = _default("dither")
+    dither_seed: int = _default("dither_seed")
+    remove_dc_offset: bool = _default("remove_dc_offset")
+    preemphasis: float = _default("preemphasis")
+    window: str = _default("window")
+    periodic_window: bool = _default("periodic_window")
+    spectrum: str = _default("spectrum")
+    num_mel_bins: int = _default("num_mel_bins")
+    low_freq_hz: float = _default("low_freq_hz")
+    high_freq_hz: float = _default("high_freq_hz")
+    mel_scale: str = _default("mel_scale")
+    mel_triangles: str = _default("mel_triangles")
+    mel_norm: str = _default("mel_norm")
+    log_scale: str = _default("log_scale")
+    log_floor_mode: str = _default("log_floor_mode")
+    log_floor: float = _default("log_floor")
+    num_ceps: int = _default("num_ceps")
+    cepstral_lifter: float = _default("cepstral_lifter")
+    use_energy: bool = _default("use_energy")
+    raw_energy: bool = _default("raw_energy")
+    energy_floor: float = _default("energy_floor")
+    output_scale: float = _default("output_scale")
+    output_offset: float = _default("output_offset")
+    output_clamp: str = _default("output_clamp")
+    output_clamp_range: float = _default("output_clamp_range")
+    output_clamp_floor: float = _default("output_clamp_floor")
+    cmvn: str = _default("cmvn")
+    cmvn_window_frames: int = _default("cmvn_window_frames")
+    cmvn_normalize_variance: bool = _default("cmvn_normalize_variance")
     cmvn_mean: Optional[Tuple[float, ...]] = None
     cmvn_std: Optional[Tuple[float, ...]] = None
 
@@ -219,46 +215,9 @@ class FeatureConfig:
 
     # -- internals ------------------------------------------------------------------------
     def _native(self, sample_rate: float) -> dict:
-        d = {
-            "sample_rate_hz": _check_sample_rate(sample_rate),
-            "frame_length_ms": self.frame_length_ms,
-            "frame_shift_ms": self.frame_shift_ms,
-            "fft_size": self.fft_size,
-            "round_to_power_of_two": int(self.round_to_power_of_two),
-            "padding": _PADDINGS[self.padding],
-            "drop_last_frame": int(self.drop_last_frame),
-            "input_scale": self.input_scale,
-            "dither": self.dither,
-            "dither_seed": self.dither_seed,
-            "remove_dc_offset": int(self.remove_dc_offset),
-            "preemphasis": self.preemphasis,
-            "window": _WINDOWS[self.window],
-            "periodic_window": int(self.periodic_window),
-            "use_power": _SPECTRA[self.spectrum],
-            "num_mel_bins": self.num_mel_bins,
-            "low_freq_hz": self.low_freq_hz,
-            "high_freq_hz": self.high_freq_hz,
-            "mel_scale": _MEL_SCALES[self.mel_scale],
-            "mel_triangles": _MEL_TRIANGLES[self.mel_triangles],
-            "mel_norm": _MEL_NORMS[self.mel_norm],
-            "log_scale": _LOG_SCALES[self.log_scale],
-            "log_floor_mode": _LOG_FLOOR_MODES[self.log_floor_mode],
-            "log_floor": self.log_floor,
-            "kind": _KINDS[self.kind],
-            "num_ceps": self.num_ceps,
-            "cepstral_lifter": self.cepstral_lifter,
-            "use_energy": int(self.use_energy),
-            "raw_energy": int(self.raw_energy),
-            "energy_floor": self.energy_floor,
-            "output_scale": self.output_scale,
-            "output_offset": self.output_offset,
-            "output_clamp": _OUTPUT_CLAMPS[self.output_clamp],
-            "output_clamp_range": self.output_clamp_range,
-            "output_clamp_floor": self.output_clamp_floor,
-            "cmvn": _CMVN_MODES[self.cmvn],
-            "cmvn_window_frames": self.cmvn_window_frames,
-            "cmvn_normalize_variance": int(self.cmvn_normalize_variance),
-        }
+        d = {name: _native_value(field.type, getattr(self, name))
+             for name, field in _FIELDS.items() if name != "sample_rate_hz"}
+        d["sample_rate_hz"] = _check_sample_rate(sample_rate)
         if self.cmvn == "global":
             d["cmvn_mean"] = np.asarray(self.cmvn_mean, dtype=np.float32)
             if self.cmvn_std is not None:
@@ -266,54 +225,20 @@ class FeatureConfig:
         return d
 
     def _validate(self) -> None:
-        choices = {
-            "kind": _KINDS, "padding": _PADDINGS, "window": _WINDOWS, "spectrum": _SPECTRA,
-            "mel_scale": _MEL_SCALES, "mel_triangles": _MEL_TRIANGLES, "mel_norm": _MEL_NORMS,
-            "log_scale": _LOG_SCALES, "log_floor_mode": _LOG_FLOOR_MODES, "cmvn": _CMVN_MODES,
-            "output_clamp": _OUTPUT_CLAMPS,
-        }
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-        for name in ("remove_dc_offset", "periodic_window", "use_energy", "raw_energy", "cmvn_normalize_variance",
-                     "round_to_power_of_two", "drop_last_frame"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        for name in ("fft_size", "num_mel_bins", "num_ceps", "cmvn_window_frames", "dither_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-                raise TypeError(f"{f.name} must be a number, got {value!r}")
-            if f.type == "float" and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be finite, got {value!r}")
-        _require(self.frame_length_ms > 0, f"frame_length_ms must be > 0, got {self.frame_length_ms}")
-        _require(self.frame_shift_ms > 0, f"frame_shift_ms must be > 0, got {self.frame_shift_ms}")
+        for name, field in _FIELDS.items():
+            if name != "sample_rate_hz":  # num_ceps counts only for MFCC (checked below)
+                field.check(getattr(self, name), check_range=name != "num_ceps")
         _require(self.fft_size == 0 or (self.fft_size >= 4 and self.fft_size & (self.fft_size - 1) == 0),
                  f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}"
                  " (for an FFT of exactly the frame length: fft_size=0, round_to_power_of_two=False)")
         _require(self.input_scale != 0, "input_scale must be non-zero")
-        _require(self.dither >= 0, f"dither must be >= 0, got {self.dither}")
-        _require(0 <= self.dither_seed < 2**64, "dither_seed must fit in 64 bits")
-        _require(0 <= self.preemphasis <= 1, f"preemphasis must be in [0, 1], got {self.preemphasis}")
-        _require(self.num_mel_bins >= 1, f"num_mel_bins must be >= 1, got {self.num_mel_bins}")
-        _require(self.low_freq_hz >= 0, f"low_freq_hz must be >= 0, got {self.low_freq_hz}")
-        _require(self.log_floor > 0, f"log_floor must be > 0, got {self.log_floor}")
         if self.kind == "mfcc":
             _require(1 <= self.num_ceps <= self.num_mel_bins,
                      f"num_ceps must be in 1..num_mel_bins ({self.num_mel_bins}), got {self.num_ceps}")
-        _require(self.cepstral_lifter >= 0, f"cepstral_lifter must be >= 0, got {self.cepstral_lifter}")
-        _require(self.energy_floor >= 0, f"energy_floor must be >= 0, got {self.energy_floor}")
         _require(self.output_scale != 0, "output_scale must be non-zero")
-        _require(self.output_clamp_range > 0, f"output_clamp_range must be > 0, got {self.output_clamp_range}")
         _require(self.output_clamp != "utterance" or self.cmvn == "none",
                  "output_clamp='utterance' comes after every frame is computed, so it cannot be combined "
                  "with CMVN; use output_clamp='fixed'")
-        _require(1 <= self.cmvn_window_frames <= 1_000_000,
-                 f"cmvn_window_frames must be in 1..1000000, got {self.cmvn_window_frames}")
         if self.cmvn == "global":
             _require(self.cmvn_mean is not None, "cmvn='global' needs cmvn_mean (see with_global_cmvn)")
             _require(len(self.cmvn_mean) == self.dim,
@@ -525,6 +450,15 @@ def _parse_kaldi_cmvn(text: str, path: Path) -> Tuple[np.ndarray, np.ndarray]:
     mean = sums[:-1] / count
     std = np.sqrt(np.maximum(squares[:-1] / count - mean**2, MIN_CMVN_STD ** 2))  # a constant dimension
     return mean, std
+
+
+def _native_value(kind: str, value: Any) -> Any:
+    """A field's value as the binding takes it: enums by name, the rest as plain Python numbers."""
+    if kind == "enum":
+        return value
+    if kind == "float":
+        return float(value)
+    return int(value)
 
 
 def _require(condition: bool, message: str) -> None:

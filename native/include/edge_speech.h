@@ -2,6 +2,7 @@
 #ifndef EDGE_SPEECH_H
 #define EDGE_SPEECH_H
 #include "edge_speech/es_common.h"
+#include "edge_speech/es_config.h"
 #include "edge_speech/es_frontend.h"
 #include "edge_speech/es_vad.h"
 #include "edge_speech/es_vocab.h"

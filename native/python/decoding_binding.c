@@ -367,40 +367,14 @@ static int beam_init(BeamObject *self, PyObject *args, PyObject *kwargs) {
     PyErr_SetString(PyExc_TypeError, "hotwords must be a Hotwords or None");
     return -1;
   }
-  if (!PyDict_Check(dict)) {
-    PyErr_SetString(PyExc_TypeError, "config must be a dict");
-    return -1;
-  }
+  es_ctc_beam_config cfg = es_ctc_beam_config_default();
+  if (es_config_from_dict(es_ctc_beam_config_table(), dict, &cfg, NULL, "beam search") < 0) return -1;
   es_ctc_beam_free(&self->beam);
   es_vocab_free(&self->vocab);
   Py_CLEAR(self->lm);
   Py_CLEAR(self->hotwords);
   Py_CLEAR(self->lexicon);
   self->ready = 0;
-  es_ctc_beam_config cfg = es_ctc_beam_config_default();
-  PyObject *key, *value;
-  Py_ssize_t pos = 0;
-  while (PyDict_Next(dict, &pos, &key, &value)) {
-    const char *name = PyUnicode_AsUTF8(key);
-    if (name == NULL) return -1;
-    double v = PyFloat_AsDouble(value);
-    if (v == -1.0 && PyErr_Occurred()) return -1;
-    if (strcmp(name, "beam_width") == 0 || strcmp(name, "top_k") == 0) {
-      if (!(v >= 0 && v <= 1e9)) {
-        PyErr_Format(PyExc_ValueError, "%s out of range", name);
-        return -1;
-      }
-      *(name[0] == 'b' ? &cfg.beam_width : &cfg.top_k) = (int)v;
-    } else if (strcmp(name, "token_min_log_prob") == 0) cfg.token_min_log_prob = (float)v;
-    else if (strcmp(name, "blank_skip_log_prob") == 0) cfg.blank_skip_log_prob = (float)v;
-    else if (strcmp(name, "lm_weight") == 0) cfg.lm_weight = (float)v;
-    else if (strcmp(name, "word_bonus") == 0) cfg.word_bonus = (float)v;
-    else if (strcmp(name, "oov_penalty") == 0) cfg.oov_penalty = (float)v;
-    else {
-      PyErr_Format(PyExc_ValueError, "unknown beam search option %R", key);
-      return -1;
-    }
-  }
   int count;
   const char **tokens = utf8_list(list, "tokens", &count);
   if (tokens == NULL) return -1;

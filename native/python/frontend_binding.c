@@ -4,59 +4,6 @@
 
 #include "binding.h"
 
-_Static_assert(sizeof(es_padding) == sizeof(int), "enums are stored through int pointers");
-_Static_assert(sizeof(es_output_clamp) == sizeof(int), "enums are stored through int pointers");
-
-typedef enum { FIELD_FLOAT, FIELD_INT, FIELD_U64 } field_type;
-typedef struct {
-  const char *name;
-  size_t offset;
-  field_type type;
-} config_field;
-
-#define FIELD(name, member, type) {name, offsetof(es_frontend_config, member), type}
-static const config_field config_fields[] = {
-    FIELD("sample_rate_hz", sample_rate_hz, FIELD_FLOAT),
-    FIELD("frame_length_ms", frame_length_ms, FIELD_FLOAT),
-    FIELD("frame_shift_ms", frame_shift_ms, FIELD_FLOAT),
-    FIELD("fft_size", fft_size, FIELD_INT),
-    FIELD("round_to_power_of_two", round_to_power_of_two, FIELD_INT),
-    FIELD("drop_last_frame", drop_last_frame, FIELD_INT),
-    FIELD("padding", padding, FIELD_INT),
-    FIELD("input_scale", input_scale, FIELD_FLOAT),
-    FIELD("dither", dither, FIELD_FLOAT),
-    FIELD("dither_seed", dither_seed, FIELD_U64),
-    FIELD("remove_dc_offset", remove_dc_offset, FIELD_INT),
-    FIELD("preemphasis", preemphasis, FIELD_FLOAT),
-    FIELD("window", window, FIELD_INT),
-    FIELD("periodic_window", periodic_window, FIELD_INT),
-    FIELD("use_power", use_power, FIELD_INT),
-    FIELD("num_mel_bins", mel.num_bins, FIELD_INT),
-    FIELD("low_freq_hz", mel.low_freq_hz, FIELD_FLOAT),
-    FIELD("high_freq_hz", mel.high_freq_hz, FIELD_FLOAT),
-    FIELD("mel_scale", mel.scale, FIELD_INT),
-    FIELD("mel_triangles", mel.triangles, FIELD_INT),
-    FIELD("mel_norm", mel.norm, FIELD_INT),
-    FIELD("log_scale", log_scale, FIELD_INT),
-    FIELD("log_floor_mode", log_floor_mode, FIELD_INT),
-    FIELD("log_floor", log_floor, FIELD_FLOAT),
-    FIELD("kind", kind, FIELD_INT),
-    FIELD("num_ceps", num_ceps, FIELD_INT),
-    FIELD("cepstral_lifter", cepstral_lifter, FIELD_FLOAT),
-    FIELD("use_energy", use_energy, FIELD_INT),
-    FIELD("raw_energy", raw_energy, FIELD_INT),
-    FIELD("energy_floor", energy_floor, FIELD_FLOAT),
-    FIELD("output_scale", output_scale, FIELD_FLOAT),
-    FIELD("output_offset", output_offset, FIELD_FLOAT),
-    FIELD("output_clamp", output_clamp, FIELD_INT),
-    FIELD("output_clamp_range", output_clamp_range, FIELD_FLOAT),
-    FIELD("output_clamp_floor", output_clamp_floor, FIELD_FLOAT),
-    FIELD("cmvn", cmvn.mode, FIELD_INT),
-    FIELD("cmvn_window_frames", cmvn.window_frames, FIELD_INT),
-    FIELD("cmvn_normalize_variance", cmvn.normalize_variance, FIELD_INT),
-};
-#undef FIELD
-
 /* Holds the buffers that global CMVN statistics point into while the config is in use. */
 typedef struct {
   Py_buffer mean, stddev;
@@ -79,57 +26,24 @@ static int get_float_vector(PyObject *obj, const char *name, Py_buffer *view) {
   return 0;
 }
 
-/* Fills *config from a dict of native names (enums as ints); unknown keys are an error. */
+/* Fills *config from a dict of config-table names (enums by name or value), plus the global CMVN
+ * statistics cmvn_mean / cmvn_std as float32 buffers; unknown keys are an error. */
 static int config_from_dict(PyObject *dict, es_frontend_config *config, config_buffers *buffers) {
+  static const char *const statistics[] = {"cmvn_mean", "cmvn_std", NULL};
   memset(buffers, 0, sizeof(*buffers));
   *config = es_frontend_config_default();
-  if (!PyDict_Check(dict)) {
-    PyErr_SetString(PyExc_TypeError, "front end config must be a dict");
-    return -1;
-  }
-  PyObject *key, *value;
-  Py_ssize_t pos = 0;
-  while (PyDict_Next(dict, &pos, &key, &value)) {
-    const char *name = PyUnicode_AsUTF8(key);
-    if (name == NULL) goto fail;
-    if (strcmp(name, "cmvn_mean") == 0 || strcmp(name, "cmvn_std") == 0) {
-      if (value == Py_None) continue;
-      int is_mean = name[5] == 'm';
-      Py_buffer *view = is_mean ? &buffers->mean : &buffers->stddev;
-      if (get_float_vector(value, name, view) < 0) goto fail;
-      if (is_mean) {
-        buffers->has_mean = 1;
-        config->cmvn.mean = view->buf;
-      } else {
-        buffers->has_stddev = 1;
-        config->cmvn.stddev = view->buf;
-      }
-      continue;
-    }
-    const config_field *field = NULL;
-    for (size_t i = 0; i < sizeof(config_fields) / sizeof(config_fields[0]); i++)
-      if (strcmp(config_fields[i].name, name) == 0) field = &config_fields[i];
-    if (field == NULL) {
-      PyErr_Format(PyExc_ValueError, "unknown front end option %R", key);
-      goto fail;
-    }
-    char *slot = (char *)config + field->offset;
-    if (field->type == FIELD_FLOAT) {
-      double v = PyFloat_AsDouble(value);
-      if (v == -1.0 && PyErr_Occurred()) goto fail;
-      *(float *)slot = (float)v;
-    } else if (field->type == FIELD_INT) {
-      long v = PyLong_AsLong(value);
-      if (v == -1 && PyErr_Occurred()) goto fail;
-      if (v < -2147483647L || v > 2147483647L) {
-        PyErr_Format(PyExc_ValueError, "%s out of range", name);
-        goto fail;
-      }
-      *(int *)slot = (int)v;
+  if (es_config_from_dict(es_frontend_config_table(), dict, config, statistics, "front end") < 0) return -1;
+  for (int i = 0; i < 2; i++) {
+    PyObject *value = PyDict_GetItemString(dict, statistics[i]); /* borrowed */
+    if (value == NULL || value == Py_None) continue;
+    Py_buffer *view = i == 0 ? &buffers->mean : &buffers->stddev;
+    if (get_float_vector(value, statistics[i], view) < 0) goto fail;
+    if (i == 0) {
+      buffers->has_mean = 1;
+      config->cmvn.mean = view->buf;
     } else {
-      unsigned long long v = PyLong_AsUnsignedLongLongMask(value);
-      if (PyErr_Occurred()) goto fail;
-      *(uint64_t *)slot = (uint64_t)v;
+      buffers->has_stddev = 1;
+      config->cmvn.stddev = view->buf;
     }
   }
   int dim = es_frontend_config_dim(config);

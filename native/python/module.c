@@ -32,7 +32,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__native(void) {
   PyObject *module = PyModule_Create(&module_def);
   if (module == NULL) return NULL;
-  if (es_register_frontend(module) < 0 || es_register_decoding(module) < 0 || es_register_vad(module) < 0) {
+  if (es_register_config(module) < 0 || es_register_frontend(module) < 0 || es_register_decoding(module) < 0 || es_register_vad(module) < 0) {
     Py_DECREF(module);
     return NULL;
   }

@@ -10,14 +10,12 @@ typedef struct {
 } EnergyVadObject;
 
 static int vad_init(EnergyVadObject *self, PyObject *args, PyObject *kwargs) {
-  static char *kwlist[] = {"sample_rate_hz", "frame_ms", "threshold_db", "min_level_db", "onset_frames",
-                           "hangover_frames", "silence_level_db", "floor_window_ms", "smooth_ms", "highpass_hz",
-                           NULL};
-  es_vad_config c = es_vad_config_default();
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|ffffiiffff:EnergyVad", kwlist, &c.sample_rate_hz, &c.frame_ms,
-                                   &c.threshold_db, &c.min_level_db, &c.onset_frames, &c.hangover_frames,
-                                   &c.silence_level_db, &c.floor_window_ms, &c.smooth_ms, &c.highpass_hz))
+  if (PyTuple_GET_SIZE(args) != 0) {
+    PyErr_SetString(PyExc_TypeError, "EnergyVad takes keyword arguments only (the fields of es_vad_config)");
     return -1;
+  }
+  es_vad_config c = es_vad_config_default();
+  if (kwargs != NULL && es_config_from_dict(es_vad_config_table(), kwargs, &c, NULL, "EnergyVad") < 0) return -1;
   if (self->busy) {
     PyErr_SetString(PyExc_RuntimeError, "EnergyVad is in use by another thread");
     return -1;
@@ -104,9 +102,8 @@ static PyTypeObject EnergyVadType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "edge_speech._native.EnergyVad",
     .tp_basicsize = sizeof(EnergyVadObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "EnergyVad(sample_rate_hz=16000, frame_ms=10, threshold_db=9, min_level_db=-55, onset_frames=3, "
-               "hangover_frames=25, silence_level_db=-85, floor_window_ms=1500, smooth_ms=40, highpass_hz=80): "
-               "the native energy VAD (es_vad.h)",
+    .tp_doc = "EnergyVad(**options): the native energy VAD (es_vad.h); options and defaults: "
+               "config_fields('vad')",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)vad_init,
     .tp_dealloc = (destructor)vad_dealloc,

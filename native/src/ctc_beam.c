@@ -1,10 +1,13 @@
 #include "edge_speech/es_ctc_beam.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "edge_speech/es_config.h"
 #include "es_internal.h"
 
 #define CTX_MAX (ES_LM_MAX_ORDER - 1)
@@ -54,16 +57,31 @@ static inline float lse(float a, float b) {
   return a + log1pf(expf(b - a));
 }
 
+#define AT(member) offsetof(es_ctc_beam_config, member)
+#define NUMBER(name, def, lo, hi, flags) {#name, ES_FIELD_FLOAT, AT(name), def, lo, hi, flags, NULL}
+#define INTEGER(name, def, lo, hi) {#name, ES_FIELD_INT, AT(name), def, lo, hi, 0, NULL}
+/* beam_width 8 is what a Recognizer uses for a bundle that names no beam. */
+static const es_config_field beam_fields[] = {
+    INTEGER(beam_width, 8, 1, 65536),
+    INTEGER(top_k, 0, 0, INT_MAX),
+    NUMBER(token_min_log_prob, -9.210340371976182, -INFINITY, INFINITY, ES_FIELD_MAX_EXCLUSIVE),   /* ln 1e-4 */
+    NUMBER(blank_skip_log_prob, -0.0010005003335835344, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE), /* ln 0.999 */
+    NUMBER(lm_weight, 0.5, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
+    NUMBER(word_bonus, 0.0, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
+    NUMBER(oov_penalty, 0.0, -INFINITY, 0.0, ES_FIELD_MIN_EXCLUSIVE),
+};
+#undef AT
+#undef NUMBER
+#undef INTEGER
+
+static const es_config_table beam_table = {"beam", beam_fields, (int)(sizeof beam_fields / sizeof beam_fields[0])};
+
+const es_config_table *es_ctc_beam_config_table(void) { return &beam_table; }
+
 es_ctc_beam_config es_ctc_beam_config_default(void) {
   es_ctc_beam_config c;
   memset(&c, 0, sizeof c);
-  c.beam_width = 16;
-  c.top_k = 0;
-  c.token_min_log_prob = -9.2103404f;   /* ln 1e-4 */
-  c.blank_skip_log_prob = -0.0010005f;  /* ln 0.999 */
-  c.lm_weight = 0.5f;
-  c.word_bonus = 0.0f;
-  c.oov_penalty = 0.0f;
+  es_config_set_defaults(&beam_table, &c);
   return c;
 }
 

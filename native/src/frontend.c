@@ -1,47 +1,100 @@
 #include "edge_speech/es_frontend.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "edge_speech/es_config.h"
 #include "es_internal.h"
+
+/* Enums are written through int pointers by the config table. */
+_Static_assert(sizeof(es_feature_kind) == sizeof(int) && sizeof(es_padding) == sizeof(int) &&
+                   sizeof(es_window_type) == sizeof(int) && sizeof(es_mel_scale) == sizeof(int) &&
+                   sizeof(es_mel_triangles) == sizeof(int) && sizeof(es_mel_norm) == sizeof(int) &&
+                   sizeof(es_log_scale) == sizeof(int) && sizeof(es_log_floor_mode) == sizeof(int) &&
+                   sizeof(es_output_clamp) == sizeof(int) && sizeof(es_cmvn_mode) == sizeof(int),
+               "config enums are int-sized");
+
+static const char *const kind_names[] = {"fbank", "mfcc"};
+static const char *const padding_names[] = {"none", "reflect", "constant"};
+static const char *const window_names[] = {"povey", "hann", "hamming", "rectangular", "blackman"};
+static const char *const spectrum_names[] = {"magnitude", "power"}; /* the value of use_power */
+static const char *const mel_scale_names[] = {"htk", "slaney"};
+static const char *const mel_triangle_names[] = {"mel", "hz"};
+static const char *const mel_norm_names[] = {"none", "slaney"};
+static const char *const log_scale_names[] = {"natural", "db", "log10"};
+static const char *const log_floor_mode_names[] = {"max", "add"};
+static const char *const output_clamp_names[] = {"none", "utterance", "fixed"};
+static const char *const cmvn_names[] = {"none", "global", "sliding"};
+
+#define AT(member) offsetof(es_frontend_config, member)
+#define NUMBER(name, member, def, lo, hi, flags) {name, ES_FIELD_FLOAT, AT(member), def, lo, hi, flags, NULL}
+#define INTEGER(name, member, def, lo, hi) {name, ES_FIELD_INT, AT(member), def, lo, hi, 0, NULL}
+#define BOOLEAN(name, member, def) {name, ES_FIELD_BOOL, AT(member), def, 0, 1, 0, NULL}
+#define CHOICE(name, member, def, names) \
+  {name, ES_FIELD_ENUM, AT(member), def, 0, sizeof(names) / sizeof(names[0]) - 1, 0, names}
+#define LOW_OPEN ES_FIELD_MIN_EXCLUSIVE
+/* The defaults are Kaldi's 80-bin log-mel filterbank at 16 kHz (what FeatureConfig() gives). */
+static const es_config_field frontend_fields[] = {
+    NUMBER("sample_rate_hz", sample_rate_hz, 16000.0, 0.0, INFINITY, LOW_OPEN),
+    CHOICE("kind", kind, ES_FEATURES_FBANK, kind_names),
+    NUMBER("frame_length_ms", frame_length_ms, 25.0, 0.0, INFINITY, LOW_OPEN),
+    NUMBER("frame_shift_ms", frame_shift_ms, 10.0, 0.0, INFINITY, LOW_OPEN),
+    INTEGER("fft_size", fft_size, 0, 0, 65536), /* 0 or a power of two >= 4 */
+    BOOLEAN("round_to_power_of_two", round_to_power_of_two, 1),
+    CHOICE("padding", padding, ES_PADDING_NONE, padding_names),
+    BOOLEAN("drop_last_frame", drop_last_frame, 0),
+    NUMBER("input_scale", input_scale, 1.0, -INFINITY, INFINITY, 0), /* and non-zero */
+    NUMBER("dither", dither, 0.0, 0.0, INFINITY, 0),
+    {"dither_seed", ES_FIELD_U64, AT(dither_seed), 0, 0, 18446744073709551616.0, ES_FIELD_MAX_EXCLUSIVE, NULL},
+    BOOLEAN("remove_dc_offset", remove_dc_offset, 1),
+    NUMBER("preemphasis", preemphasis, 0.97, 0.0, 1.0, 0),
+    CHOICE("window", window, ES_WINDOW_POVEY, window_names),
+    BOOLEAN("periodic_window", periodic_window, 0),
+    CHOICE("spectrum", use_power, 1, spectrum_names),
+    INTEGER("num_mel_bins", mel.num_bins, 80, 1, INT_MAX),
+    NUMBER("low_freq_hz", mel.low_freq_hz, 20.0, 0.0, INFINITY, 0),
+    NUMBER("high_freq_hz", mel.high_freq_hz, 0.0, -INFINITY, INFINITY, 0), /* <= 0: offset from Nyquist */
+    CHOICE("mel_scale", mel.scale, ES_MEL_SCALE_HTK, mel_scale_names),
+    CHOICE("mel_triangles", mel.triangles, ES_MEL_TRIANGLES_MEL, mel_triangle_names),
+    CHOICE("mel_norm", mel.norm, ES_MEL_NORM_NONE, mel_norm_names),
+    CHOICE("log_scale", log_scale, ES_LOG_NATURAL, log_scale_names),
+    CHOICE("log_floor_mode", log_floor_mode, ES_LOG_FLOOR_MAX, log_floor_mode_names),
+    NUMBER("log_floor", log_floor, FLT_EPSILON, FLT_MIN, INFINITY, 0),
+    INTEGER("num_ceps", num_ceps, 13, 1, INT_MAX), /* MFCC only, and <= num_mel_bins */
+    NUMBER("cepstral_lifter", cepstral_lifter, 22.0, 0.0, INFINITY, 0),
+    BOOLEAN("use_energy", use_energy, 0),
+    BOOLEAN("raw_energy", raw_energy, 1),
+    NUMBER("energy_floor", energy_floor, 0.0, 0.0, INFINITY, 0),
+    NUMBER("output_scale", output_scale, 1.0, -INFINITY, INFINITY, 0), /* and non-zero */
+    NUMBER("output_offset", output_offset, 0.0, -INFINITY, INFINITY, 0),
+    CHOICE("output_clamp", output_clamp, ES_OUTPUT_CLAMP_NONE, output_clamp_names),
+    NUMBER("output_clamp_range", output_clamp_range, 8.0, 0.0, INFINITY, LOW_OPEN), /* Whisper's, in log10 units */
+    NUMBER("output_clamp_floor", output_clamp_floor, 0.0, -INFINITY, INFINITY, 0),
+    CHOICE("cmvn", cmvn.mode, ES_CMVN_NONE, cmvn_names),
+    INTEGER("cmvn_window_frames", cmvn.window_frames, 600, 1, 1000000),
+    BOOLEAN("cmvn_normalize_variance", cmvn.normalize_variance, 0),
+};
+#undef AT
+#undef NUMBER
+#undef INTEGER
+#undef BOOLEAN
+#undef CHOICE
+#undef LOW_OPEN
+
+static const es_config_table frontend_table = {"frontend", frontend_fields,
+                                               (int)(sizeof frontend_fields / sizeof frontend_fields[0])};
+
+const es_config_table *es_frontend_config_table(void) { return &frontend_table; }
 
 es_frontend_config es_frontend_config_default(void) {
   es_frontend_config c;
-  memset(&c, 0, sizeof c);
-  c.sample_rate_hz = 16000.0f;
-  c.frame_length_ms = 25.0f;
-  c.frame_shift_ms = 10.0f;
-  c.fft_size = 0;
-  c.round_to_power_of_two = 1;
-  c.drop_last_frame = 0;
-  c.padding = ES_PADDING_NONE;
-  c.input_scale = 1.0f;
-  c.dither = 0.0f;
-  c.dither_seed = 0;
-  c.remove_dc_offset = 1;
-  c.preemphasis = 0.97f;
-  c.window = ES_WINDOW_POVEY;
-  c.periodic_window = 0;
-  c.use_power = 1;
-  c.mel = es_mel_config_default();
-  c.log_scale = ES_LOG_NATURAL;
-  c.log_floor_mode = ES_LOG_FLOOR_MAX;
-  c.log_floor = FLT_EPSILON;
-  c.kind = ES_FEATURES_MFCC;
-  c.num_ceps = 13;
-  c.cepstral_lifter = 22.0f;
-  c.use_energy = 1;
-  c.raw_energy = 1;
-  c.energy_floor = 0.0f;
-  c.output_scale = 1.0f;
-  c.output_offset = 0.0f;
-  c.output_clamp = ES_OUTPUT_CLAMP_NONE;
-  c.output_clamp_range = 8.0f; /* Whisper's, in log10 units at output_scale 1 */
-  c.output_clamp_floor = 0.0f;
-  c.cmvn = es_cmvn_config_default();
+  memset(&c, 0, sizeof c); /* the CMVN statistics pointers stay NULL */
+  es_config_set_defaults(&frontend_table, &c);
   return c;
 }
 

@@ -1,26 +1,46 @@
 #include "edge_speech/es_vad.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "edge_speech/es_config.h"
 #include "es_internal.h"
 
 #define NO_LEVEL 1e30f /* an empty sub-block's minimum */
 
+#define AT(member) offsetof(es_vad_config, member)
+#define NUMBER(name, def, lo, hi, flags) {#name, ES_FIELD_FLOAT, AT(name), def, lo, hi, flags, NULL}
+#define INTEGER(name, def, lo, hi) {#name, ES_FIELD_INT, AT(name), def, lo, hi, 0, NULL}
+/* Ranges of single fields; es_vad_config_check adds those between fields (silence below
+ * min_level, the floor window at least a frame, smoothing up to 16 frames, high-pass to rate / 16). */
+static const es_config_field vad_fields[] = {
+    NUMBER(sample_rate_hz, 16000.0, 0.0, INFINITY, ES_FIELD_MIN_EXCLUSIVE),
+    NUMBER(frame_ms, 10.0, 0.0, 1000.0, ES_FIELD_MIN_EXCLUSIVE),
+    NUMBER(threshold_db, 9.0, 0.0, INFINITY, ES_FIELD_MAX_EXCLUSIVE),
+    NUMBER(min_level_db, -55.0, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
+    INTEGER(onset_frames, 3, 1, INT_MAX),
+    INTEGER(hangover_frames, 25, 0, INT_MAX),
+    NUMBER(silence_level_db, -85.0, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
+    NUMBER(floor_window_ms, 1500.0, 0.0, 600000.0, ES_FIELD_MIN_EXCLUSIVE),
+    NUMBER(smooth_ms, 40.0, 0.0, INFINITY, ES_FIELD_MAX_EXCLUSIVE),
+    NUMBER(highpass_hz, 80.0, 0.0, INFINITY, ES_FIELD_MAX_EXCLUSIVE),
+};
+#undef AT
+#undef NUMBER
+#undef INTEGER
+
+static const es_config_table vad_table = {"vad", vad_fields, (int)(sizeof vad_fields / sizeof vad_fields[0])};
+
+const es_config_table *es_vad_config_table(void) { return &vad_table; }
+
 es_vad_config es_vad_config_default(void) {
   es_vad_config c;
-  c.sample_rate_hz = 16000.0f;
-  c.frame_ms = 10.0f;
-  c.threshold_db = 9.0f;
-  c.min_level_db = -55.0f;
-  c.onset_frames = 3;
-  c.hangover_frames = 25;
-  c.silence_level_db = -85.0f;
-  c.floor_window_ms = 1500.0f;
-  c.smooth_ms = 40.0f;
-  c.highpass_hz = 80.0f;
+  memset(&c, 0, sizeof c);
+  es_config_set_defaults(&vad_table, &c);
   return c;
 }
 

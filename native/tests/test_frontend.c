@@ -231,7 +231,10 @@ int main(void) {
     signal_s16[i] = (int16_t)(8000 * sin(i * 0.031) + (rand() % 2001) - 1000);
     signal_f32[i] = signal_s16[i] / 32768.0f;
   }
-  es_frontend_config kaldi = es_frontend_config_default();
+  es_frontend_config kaldi = es_frontend_config_default(); /* Kaldi's fbank, made its MFCC */
+  kaldi.kind = ES_FEATURES_MFCC;
+  kaldi.mel.num_bins = 23;
+  kaldi.use_energy = 1;
   check_streaming(kaldi, "kaldi mfcc");
   es_frontend_config centred = kaldi;
   centred.padding = ES_PADDING_REFLECT;

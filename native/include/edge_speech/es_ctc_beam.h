@@ -26,6 +26,7 @@
 #define EDGE_SPEECH_ES_CTC_BEAM_H
 
 #include "es_common.h"
+#include "es_config.h"
 #include "es_ctc_greedy.h"
 #include "es_hotwords.h"
 #include "es_lexicon.h"
@@ -37,7 +38,7 @@ extern "C" {
 #endif
 
 typedef struct es_ctc_beam_config {
-  int beam_width;              /* hypotheses kept after each frame, 1..65536 (default 16) */
+  int beam_width;              /* hypotheses kept after each frame, 1..65536 (default 8) */
   int top_k;                   /* non-blank tokens tried per frame; 0 = all (default 0) */
   float token_min_log_prob;    /* -INFINITY: no threshold (default ln 1e-4) */
   float blank_skip_log_prob;   /* +INFINITY: never skip (default ln 0.999) */
@@ -48,6 +49,7 @@ typedef struct es_ctc_beam_config {
                                   missing from its unigrams */
 } es_ctc_beam_config;
 
+/* The defaults above, from es_ctc_beam_config_table() (es_config.h). */
 es_ctc_beam_config es_ctc_beam_config_default(void);
 es_status es_ctc_beam_config_check(const es_ctc_beam_config *config, char *why, size_t why_size);
 

@@ -1,7 +1,7 @@
 /*
  * The feature front end: samples in, one feature vector per frame out (fbank or MFCC), streaming.
  *
- *   es_frontend_config cfg = es_frontend_config_default();   // Kaldi's MFCC at 16 kHz
+ *   es_frontend_config cfg = es_frontend_config_default();   // Kaldi's 80-bin fbank at 16 kHz
  *   es_frontend fe;
  *   if (es_frontend_init(&fe, &cfg) != ES_OK) ...;            // es_frontend_config_check says why
  *   size_t n;
@@ -24,6 +24,7 @@
 #define EDGE_SPEECH_ES_FRONTEND_H
 
 #include "es_common.h"
+#include "es_config.h"
 #include "es_cepstrum.h"
 #include "es_cmvn.h"
 #include "es_fft.h"
@@ -95,6 +96,8 @@ typedef struct es_frontend_config {
   es_cmvn_config cmvn;        /* with ES_OUTPUT_CLAMP_UTTERANCE only ES_CMVN_NONE (the clamp comes last) */
 } es_frontend_config;
 
+/* Kaldi's 80-bin log-mel filterbank at 16 kHz: the defaults of es_frontend_config_table() (es_config.h),
+ * which also names each field's range and enum values. */
 es_frontend_config es_frontend_config_default(void);
 /* ES_OK, or ES_ERR_INVALID_CONFIG with the first problem explained in why. */
 es_status es_frontend_config_check(const es_frontend_config *config, char *why, size_t why_size);

@@ -15,6 +15,7 @@
 #define EDGE_SPEECH_ES_VAD_H
 
 #include "es_common.h"
+#include "es_config.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,6 +37,7 @@ typedef struct es_vad_config {
   float highpass_hz;        /* cut-off of the high-pass before the energy, 0 = none (default 80) */
 } es_vad_config;
 
+/* The defaults above, from es_vad_config_table() (es_config.h). */
 es_vad_config es_vad_config_default(void);
 es_status es_vad_config_check(const es_vad_config *config, char *why, size_t why_size);
 
