@@ -7,9 +7,9 @@
   speech, whose pauses dip to the background, cannot drag it up. Frames below
   ``silence_level_db`` (-85 dBFS) are digital silence (a noise gate, a muted or power-saving
   device): never speech and invisible to the floor, so faint noise after them is still noise.
-  Options: ``threshold_db`` (9, above the floor), ``min_level_db`` (-55 dBFS), ``onset_frames``
-  (3), ``hangover_frames`` (25), ``silence_level_db``, ``floor_window_ms``, ``smooth_ms`` (40),
-  ``highpass_hz`` (80).
+  Options (:class:`EnergyVadConfig`): ``threshold_db`` (9, above the floor), ``min_level_db``
+  (-55 dBFS), ``onset_frames`` (3), ``hangover_frames`` (25), ``silence_level_db``,
+  ``floor_window_ms``, ``smooth_ms`` (40), ``highpass_hz`` (80).
 - ``silero``: Silero VAD's ONNX model run through ONNX Runtime (numpy only, never torch): one
   speech probability per 32 ms window, far better than energy at telling speech from loud noise.
 
@@ -23,16 +23,18 @@ located without importing the package.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from edge_speech import _native
+from edge_speech._config_tables import native_fields
 from edge_speech._deps import import_onnxruntime
 
-__all__ = ["KINDS", "SileroVad", "create_vad", "find_silero_model"]
+__all__ = ["KINDS", "EnergyVadConfig", "SileroVad", "create_vad", "find_silero_model"]
 
 KINDS = ("energy", "silero")
 
@@ -44,6 +46,53 @@ SILERO_INSTALL_HINT = "pip install --no-deps silero-vad  (only its ONNX file is 
 SILERO_WINDOW = {16000: 512, 8000: 256}
 SILERO_CONTEXT = {16000: 64, 8000: 32}
 SILERO_STATE_SHAPE = (2, 1, 128)
+
+
+# The C energy VAD's description (es_vad_config_table): defaults and single-field ranges. The
+# sample rate is the stream's, not an option.
+_ENERGY_FIELDS = native_fields("vad")
+
+
+def _energy_default(name: str) -> Any:
+    return _ENERGY_FIELDS[name].default
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyVadConfig:
+    """Options of the energy VAD (``es_vad_config``; see the module docstring). Defaults and each
+    field's range come from the C config table; the checks between fields (silence below
+    ``min_level_db``, a floor window of at least a frame, ...) are the C core's, at creation."""
+
+    frame_ms: float = _energy_default("frame_ms")
+    threshold_db: float = _energy_default("threshold_db")
+    min_level_db: float = _energy_default("min_level_db")
+    onset_frames: int = _energy_default("onset_frames")
+    hangover_frames: int = _energy_default("hangover_frames")
+    silence_level_db: float = _energy_default("silence_level_db")
+    floor_window_ms: float = _energy_default("floor_window_ms")
+    smooth_ms: float = _energy_default("smooth_ms")
+    highpass_hz: float = _energy_default("highpass_hz")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _ENERGY_FIELDS[f.name].check(getattr(self, f.name))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EnergyVadConfig":
+        if not isinstance(data, Mapping):
+            raise TypeError(f"energy VAD options must be a mapping, got {type(data).__name__}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown energy VAD option(s) {sorted(unknown)}; "
+                            f"known: {[f.name for f in dataclasses.fields(cls)]}")
+        return cls(**dict(data))
+
+    def create(self, sample_rate: float) -> Any:
+        """The native detector (``_native.EnergyVad``) for a stream at ``sample_rate``."""
+        return _native.EnergyVad(sample_rate_hz=float(sample_rate), **self.to_dict())
 
 
 def find_silero_model() -> Path:
@@ -149,9 +198,9 @@ class SileroVad:
 
 def create_vad(kind: str, sample_rate: int, options: Optional[dict] = None) -> Any:
     """A VAD of ``kind`` (one of :data:`KINDS`) for a stream at ``sample_rate``; ``options`` are
-    the chosen class's keyword arguments."""
+    the fields of :class:`EnergyVadConfig` or :class:`SileroVad`'s keyword arguments."""
     if kind == "energy":
-        return _native.EnergyVad(sample_rate_hz=float(sample_rate), **(options or {}))
+        return EnergyVadConfig.from_dict(options or {}).create(sample_rate)
     if kind == "silero":
         return SileroVad(sample_rate_hz=sample_rate, **(options or {}))
     raise ValueError(f"unknown VAD {kind!r}; choose one of {', '.join(KINDS)}")
