@@ -26,3 +26,11 @@ def import_ort_quantization():
     except ImportError:
         raise ImportError("quantization needs onnxruntime: pip install 'edge-speech[converter]'") from None
     return quantization
+
+
+def import_litert_torch():
+    try:
+        import litert_torch
+    except ImportError:
+        raise ImportError("TFLite export needs litert-torch: pip install 'edge-speech[converter]'") from None
+    return litert_torch

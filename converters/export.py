@@ -7,11 +7,14 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_speech.converters._deps import import_torch
+from edge_speech.converters._deps import import_litert_torch, import_torch
+
+if TYPE_CHECKING:
+    from edge_speech.manifest import InputSpec
 
 
 def export_onnx(model, example_input, input_name: str = "features", output_name: str = "log_probs",
@@ -154,10 +157,7 @@ def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_conte
     torch = import_torch()
     from edge_speech.bundle import InputSpec
 
-    try:
-        import litert_torch
-    except ImportError:
-        raise ImportError("TFLite export needs litert-torch: pip install 'edge-speech[converter]'") from None
+    litert_torch = import_litert_torch()
     if quantize not in (None, "int8"):
         raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
     window = left_context_frames + chunk_frames + right_context_frames
@@ -294,10 +294,7 @@ def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, sampl
     torch = import_torch()
     from edge_speech.converters.wav2vec2 import window_module
 
-    try:
-        import litert_torch
-    except ImportError:
-        raise ImportError("TFLite export needs litert-torch: pip install 'edge-speech[converter]'") from None
+    litert_torch = import_litert_torch()
     if quantize not in (None, "int8"):
         raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
     if quantize and not calibration:

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge_speech.converters._deps import import_torch, import_torch_pruning
+from edge_speech.converters._deps import import_litert_torch, import_torch, import_torch_pruning
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
@@ -708,7 +708,7 @@ def export_stateful_tflite(model, feature_dim: int, plan: StreamPlan, spec, quan
     from pathlib import Path
 
     torch = import_torch()
-    import litert_torch
+    litert_torch = import_litert_torch()
 
     if quantize not in (None, "int8"):
         raise ValueError(f"TFLite export supports quantize=None or 'int8', got {quantize!r}")
