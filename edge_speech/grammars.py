@@ -9,7 +9,8 @@ references ``<rule>``, repetition ``*`` and ``+``, quoted tokens, ``//`` and ``/
 tags ``{...}`` are accepted and ignored; ``import`` is not supported. Each public rule is an
 intent named after it; JSGF results have no slots.
 
-Intent format (a YAML subset read without a YAML library)::
+Intent format (YAML, read with PyYAML's safe loader: comments, anchors and aliases, flow lists and
+block scalars all work; files are bounded in size, nesting and alias expansion)::
 
     intents:
       LightOn:
@@ -32,6 +33,8 @@ import dataclasses
 import math
 import re
 from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
 
 if TYPE_CHECKING:
     from edge_speech.grammar_tokens import TokenGraph
@@ -499,115 +502,179 @@ def load_sentences(path, wildcards: str = "error", lists: Optional[Mapping[str, 
     return ha_sentences.load_sentences(path, wildcards=wildcards, lists=lists)
 
 
-# -- the YAML subset ---------------------------------------------------------------------------------
+# -- the intent YAML -------------------------------------------------------------------------------
 
-def _strip_comment(line: str) -> str:
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
+# Bounds on hostile intent files: real ones are a few kilobytes with a few hundred nodes. Aliases
+# can make a short file stand for an exponential number of nodes ("billion laughs"), so the nodes
+# are counted as they are walked, each alias walked again.
+MAX_INTENT_YAML_CHARS = 1 << 20
+MAX_INTENT_YAML_NODES = 100_000
 
-
-def _scalar(text: str, line: int, col: int) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        return text[1:-1]
-    if text[:1] in "\"'":
-        raise ValueError(f"intents: line {line}, column {col}: unterminated quote")
-    return text
+_YAML_TAG = "tag:yaml.org,2002:"
+# scalars whose text, as written, is a template or a slot value (5, on and 2024-01-01 included)
+_TEXT_TAGS = frozenset(_YAML_TAG + kind for kind in ("str", "int", "float", "bool", "timestamp"))
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it; both are safe
 
 
-def _flow_list(text: str, line: int, col: int) -> List[str]:
-    inner = text.strip()
-    if not (inner.startswith("[") and inner.endswith("]")):
-        raise ValueError(f"intents: line {line}, column {col}: expected a [list]")
-    items, current, quote = [], "", None
-    for ch in inner[1:-1]:
-        if quote:
-            current += ch
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-            current += ch
-        elif ch == ",":
-            items.append(current)
-            current = ""
-        else:
-            current += ch
-    if quote:
-        raise ValueError(f"intents: line {line}, column {col}: unterminated quote")
-    items.append(current)
-    values = [_scalar(v, line, col) for v in items]
-    if values and not values[-1]:
-        values.pop()
-    return values
+def _yaml_error(err: "yaml.YAMLError", text: str) -> ValueError:
+    """A ValueError naming the line and column of a PyYAML error, in this module's words."""
+    lines = text.splitlines()
+
+    def source(line: int) -> str:
+        return lines[line] if line < len(lines) else ""
+
+    context_mark = getattr(err, "context_mark", None)
+    mark = getattr(err, "problem_mark", None) or context_mark
+    context, problem = getattr(err, "context", None), getattr(err, "problem", None) or str(err)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if context == "while scanning a quoted scalar" and context_mark is not None:
+        quote = context_mark.column
+        start = _enclosing_flow_start(source(context_mark.line), quote)
+        return ValueError(f"intents: line {context_mark.line + 1}, column {start + 1}: unterminated quote "
+                          f"(the quote at column {quote + 1} is never closed)")
+    if "maximum nesting depth" in problem:
+        return ValueError(f"intents: {where}lists and mappings nested too deep ({problem})")
+    if mark is not None and "cannot start any token" in problem and source(mark.line)[mark.column:][:1] == "\t":
+        return ValueError(f"intents: {where}tabs are not allowed for indentation")
+    return ValueError(f"intents: {where}{problem}" + (f" ({context})" if context else ""))
+
+
+def _enclosing_flow_start(line: str, column: int) -> int:
+    """The column of the innermost ``[``/``{`` still open before ``column`` on the line, else ``column``."""
+    depth = 0
+    for i in range(column - 1, -1, -1):
+        if line[i] in "]}":
+            depth += 1
+        elif line[i] in "[{":
+            if depth == 0:
+                return i
+            depth -= 1
+    return column
+
+
+def _compose_intent_yaml(text: str):
+    """The YAML node tree of an intent file (safe: nodes only, nothing constructed), bounded."""
+    if len(text) > MAX_INTENT_YAML_CHARS:
+        raise ValueError(f"intents: the text has {len(text)} characters; intent files may have at most "
+                         f"{MAX_INTENT_YAML_CHARS}")
+    try:
+        root = yaml.compose(text, Loader=_YAML_LOADER)
+    except RecursionError:
+        raise ValueError("intents: lists and mappings nested too deep to read (a few levels are all an "
+                         "intent file needs)") from None
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, text) from None
+    walked, stack = 0, [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        walked += 1
+        if walked > MAX_INTENT_YAML_NODES:
+            raise ValueError(f"intents: the document expands to more than {MAX_INTENT_YAML_NODES} nodes "
+                             "(aliases repeating aliases?)")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return root
+
+
+def _at(node) -> str:
+    return f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}"
+
+
+def _kind(node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    kind = node.tag[len(_YAML_TAG):] if node.tag.startswith(_YAML_TAG) else node.tag
+    return {"str": "text", "int": "a number", "float": "a number", "bool": "true/false", "null": "nothing"}.get(
+        kind, f"a {kind}")
+
+
+def _is_null(node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == _YAML_TAG + "null"
+
+
+def _text(node, what: str) -> str:
+    """A scalar's text as written (``on`` stays "on", ``5`` stays "5"); other nodes are errors."""
+    if not isinstance(node, yaml.ScalarNode) or _is_null(node):
+        raise ValueError(f"intents: {_at(node)}: {what} must be text, found {_kind(node)}")
+    if node.tag not in _TEXT_TAGS:
+        raise ValueError(f"intents: {_at(node)}: {what} has the unsupported tag {node.tag!r}")
+    return node.value
+
+
+def _mapping(node, what: str) -> List[Tuple[str, object, object]]:
+    """(key text, key node, value node) of a mapping; a repeated key is an error."""
+    if not isinstance(node, yaml.MappingNode):
+        raise ValueError(f"intents: {_at(node)}: {what} must be a mapping of names, found {_kind(node)}")
+    seen = set()
+    entries = []
+    for key_node, value_node in node.value:
+        key = _text(key_node, "a name")
+        if key in seen:
+            raise ValueError(f"intents: {_at(key_node)}: {key!r} is defined twice")
+        seen.add(key)
+        entries.append((key, key_node, value_node))
+    return entries
+
+
+def _template_position(node, lines: Sequence[str]) -> Tuple[int, int]:
+    """Line and column where a template's text begins (inside quotes, below a block indicator)."""
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    if node.style in ("\"", "'"):
+        return line, col + 1
+    if node.style in ("|", ">"):
+        for number in range(line, len(lines)):  # the first non-blank line below the indicator
+            if lines[number].strip():
+                return number + 1, len(lines[number]) - len(lines[number].lstrip()) + 1
+    return line, col
 
 
 def _parse_intent_yaml(text: str) -> Tuple[Dict[str, list], Dict[str, list]]:
+    """``{intent: [(line, column, template)]}`` and ``{slot: [values]}`` of an intent file."""
     if not isinstance(text, str):
         raise TypeError("the intent YAML must be text")
+    root = _compose_intent_yaml(text)
+    lines = text.splitlines()
     intents: Dict[str, list] = {}
     slots: Dict[str, list] = {}
-    section = None
-    key: Optional[str] = None
-    key_indent = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        if "\t" in raw[:len(raw) - len(raw.lstrip())]:
-            raise ValueError(f"intents: line {number}, column 1: tabs are not allowed for indentation")
-        line = _strip_comment(raw).rstrip()
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        body = line.strip()
-        col = indent + 1
-        if indent == 0:
-            m = re.fullmatch(r"(intents|slots)\s*:", body)
-            if not m:
-                raise ValueError(f"intents: line {number}, column 1: expected 'intents:' or 'slots:', found {body!r}")
-            section, key, key_indent = m.group(1), None, None
-            continue
-        if section is None:
-            raise ValueError(f"intents: line {number}, column {col}: indented text before 'intents:'")
-        if body.startswith("- ") or body == "-":
-            if key is None or indent <= key_indent:
-                raise ValueError(f"intents: line {number}, column {col}: a list item needs a name above it")
-            value_col = col + 2 + (len(body[2:]) - len(body[2:].lstrip()))
-            value = _scalar(body[2:], number, value_col)
-            if not value:
-                raise ValueError(f"intents: line {number}, column {col}: empty list item")
-            target = intents if section == "intents" else slots
-            if section == "intents":
-                target[key].append((number, value_col + (1 if body[2:].strip()[:1] in "\"'" else 0), value))
-            else:
-                target[key].append(value)
-            continue
-        m = re.fullmatch(r"([^:\s][^:]*?)\s*:\s*(.*)", body)
-        if not m:
-            raise ValueError(f"intents: line {number}, column {col}: expected 'name:'")
-        if key_indent is not None and indent > key_indent and key is not None:
-            raise ValueError(f"intents: line {number}, column {col}: unexpected nesting under {key!r}")
-        key, key_indent = _scalar(m.group(1), number, col), indent
-        rest = m.group(2)
-        target = intents if section == "intents" else slots
-        if key in target:
-            raise ValueError(f"intents: line {number}, column {col}: {key!r} is defined twice")
-        target[key] = []
-        if rest:
-            rest_col = col + body.index(rest)
-            if section == "intents":
-                raise ValueError(f"intents: line {number}, column {rest_col}: list the templates of {key!r} "
-                                 "below it, one '- template' per line")
-            target[key] = _flow_list(rest, number, rest_col)
-    if not intents:
+    if root is None or _is_null(root):
         raise ValueError("intents: no 'intents:' section with at least one intent")
-    for name, templates in intents.items():
+    if not isinstance(root, yaml.MappingNode):
+        raise ValueError(f"intents: {_at(root)}: expected 'intents:' or 'slots:' at the top, found {_kind(root)}")
+    sections = {}
+    for name, key_node, value in _mapping(root, "the document"):
+        if name not in ("intents", "slots"):
+            raise ValueError(f"intents: {_at(key_node)}: expected 'intents:' or 'slots:', found {name!r}")
+        sections[name] = value
+    if "intents" not in sections or _is_null(sections["intents"]):
+        raise ValueError("intents: no 'intents:' section with at least one intent")
+    for name, _, value in _mapping(sections["intents"], "'intents'"):
+        if _is_null(value):
+            raise ValueError(f"intents: intent {name!r} has no templates")
+        if isinstance(value, yaml.ScalarNode):
+            raise ValueError(f"intents: {_at(value)}: list the templates of {name!r} below it, one "
+                             "'- template' per line")
+        if not isinstance(value, yaml.SequenceNode):
+            raise ValueError(f"intents: {_at(value)}: the templates of {name!r} must be a list, found {_kind(value)}")
+        templates = []
+        for item in value.value:
+            template = _text(item, f"a template of {name!r}")
+            if not template.strip():
+                raise ValueError(f"intents: {_at(item)}: empty template in {name!r}")
+            templates.append((*_template_position(item, lines), template.rstrip()))
         if not templates:
             raise ValueError(f"intents: intent {name!r} has no templates")
+        intents[name] = templates
+    if "slots" in sections and not _is_null(sections["slots"]):
+        for name, _, value in _mapping(sections["slots"], "'slots'"):
+            if _is_null(value):
+                slots[name] = []
+            elif isinstance(value, yaml.SequenceNode):
+                slots[name] = [_text(item, f"a value of slot {name!r}") for item in value.value]
+            else:
+                raise ValueError(f"intents: {_at(value)}: slot {name!r} must list its values, found {_kind(value)}")
     return intents, slots

@@ -7,8 +7,8 @@ from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 from edge_speech import _native
 from edge_speech.decoding.beam import BeamStream
 from edge_speech.decoding.config import BeamConfig
-from edge_speech.decoding.greedy import GreedyStream
 from edge_speech.decoding.grammar import GRAMMAR_MIN_EVIDENCE, GrammarSearch, GrammarStream
+from edge_speech.decoding.greedy import GreedyStream
 from edge_speech.decoding.hotwords import hotword_table
 from edge_speech.decoding.lm import ArpaLM
 from edge_speech.decoding.results import Result

@@ -12,8 +12,8 @@ from edge_speech import _native
 from edge_speech.decoding.results import Hypothesis, Result, Word
 from edge_speech.decoding.stream import StreamBase
 from edge_speech.decoding.vocabulary import Vocabulary
-from edge_speech.grammars import Grammar
 from edge_speech.grammar_tokens import TokenGraph
+from edge_speech.grammars import Grammar
 from edge_speech.text import ctc_collapse
 
 __all__ = ["GRAMMAR_MIN_EVIDENCE", "GrammarSearch", "GrammarStream"]
