@@ -31,7 +31,7 @@ class TokenVocabulary(Protocol):
     def starts_word(self, token_id: int) -> bool: ...
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: compare the fields, not the graphs
 class TokenGraph:
     """Token arcs (:data:`ARC_DTYPE`) over ``num_states`` states, state 0 the start; ``labels[i]``
     is the (intent, word, slot) of arcs labelled i."""
