@@ -1,7 +1,7 @@
 """Our default model vs PocketSphinx on Debian's asterisk prompts (one real speaker, 8 kHz).
 
     pip install pocketsphinx          # the peer, with its bundled en-us model; not our dependency
-    cd /tmp && python /path/to/benchmarks/bench_asterisk.py [--bundle DIR] [--limit N]
+    python -m benchmarks.bench_asterisk [--bundle DIR] [--limit N]     # from the repository root
 
 Both systems get the same audio: the prompts of asterisk-core-sounds-en-wav with a spoken
 transcript, read and normalised by recipes/default_model/evaluate.py (tones, silence and the
@@ -46,14 +46,12 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from bench_features import cpu_model, load_average, version  # also pins BLAS/OpenMP pools to 1 thread
+from benchmarks.bench_features import cpu_model, load_average, version  # also pins BLAS/OpenMP pools to 1 thread
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes" / "default_model"))
-from evaluate import asterisk_set, error_rates  # noqa: E402 - the one reader of the asterisk set
-
-from edge_speech import Recognizer, audio, decoding  # noqa: E402
+from edge_speech import Recognizer, audio, decoding
+from recipes.default_model.evaluate import asterisk_set, error_rates  # the one reader of the asterisk set
 
 COMMAND_MAX_WORDS = 8
 HOLD_OUT_EVERY = 5

@@ -2,7 +2,7 @@
 short distillation fine-tune, each one ``converters.convert`` call, all scored through the
 runtime (``Recognizer.from_bundle``, greedy).
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_converter.py \\
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.bench_converter \\
         --checkpoint recipes/default_model/checkpoint/model.pt --data DATA \\
         --out /tmp/bench_converter --plots benchmarks/converter_plots --json /tmp/bench_converter.json
 
@@ -67,14 +67,11 @@ def run(args) -> dict:
     pruned + fine-tuned + int8; each keeps its float bundle, so five bundles are scored."""
     import torch
 
-    sys.path.insert(0, str(RECIPE))
-    import ctc_model  # noqa: E402
-    import evaluate  # noqa: E402
-    import export  # noqa: E402
     from edge_speech import Recognizer, __version__, audio, converters, features
     from edge_speech.bundle import Bundle
     from edge_speech.converters.onnx_size import size_breakdown
     from edge_speech.converters.verification import onnx_runner
+    from recipes.default_model import ctc_model, evaluate, export
 
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -3,7 +3,9 @@
 call with ``prune=0.5, quantize="int8", formats=("onnx", "tflite"), target="rpi4"``, the same
 conversion and checks as ``tests/test_converter_matrix.py``.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_converter_matrix.py [--only NAME ...]
+    OMP_NUM_THREADS=1 PYTHONPATH=tests .venv/bin/python -m benchmarks.bench_converter_matrix [--only NAME ...]
+
+(from the repository root; ``PYTHONPATH=tests`` makes the tests' model zoo importable)
 
 Columns: MACs removed (our counter, converted torch model vs original), int8/fp32 ONNX file size
 ratio, greedy-token agreement with the converted torch model on synthesized speech (espeak-ng;
@@ -24,9 +26,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
 
 
 def synthesize(text: str, folder: Path) -> np.ndarray:

@@ -1,20 +1,19 @@
 """Ours vs pyctcdecode on the same synthetic CTC posteriors: T = 1000 frames, V = 32 and V = 500.
 
 Prints time per second of audio (20 ms frames), the speed ratio, and which transcript the exact
-CTC forward algorithm finds more probable (dlnP > 0: ours). Run from outside the checkout so the
-installed edge_speech is imported:
+CTC forward algorithm finds more probable (dlnP > 0: ours). Run from the repository root, with
+the tests' exact CTC reference on the path:
 
     pip install --no-deps pyctcdecode pygtrie   # its metadata pins numpy < 2; it runs on numpy 2
-    cd /tmp && python /path/to/edge_speech/benchmarks/bench_decoders.py
+    PYTHONPATH=tests python -m benchmarks.bench_decoders
 """
 import platform, sys, time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the exact CTC reference
-from decoding_reference import ctc_log_prob
+from decoding_reference import ctc_log_prob  # tests/: the exact CTC reference
 from edge_speech import decoding
+from edge_speech.text import edit_distance
 
 def synth(rng, T, V, space_id):
     path = np.zeros(T, dtype=np.int64)
@@ -36,12 +35,7 @@ def vocab(V):
     return ["<pad>"] + [("▁" if i % 3 == 0 else "") + code(i) for i in range(1, V)]
 
 def wer(ref, hyp):
-    d = np.arange(len(hyp) + 1)
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d.copy(), i
-        for j, h in enumerate(hyp, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
-    return d[-1] / max(1, len(ref))
+    return edit_distance(ref, hyp) / max(1, len(ref))
 
 def exact(x, text, labels):
     """ln P(text | x): the text's label sequence (spaces as the word boundary) by the forward algorithm."""

@@ -20,9 +20,9 @@ otherwise with espeak-ng voices of the kind it trained on. Synthesis goes throug
 ``--realtime`` paces the command replay like a microphone, so latencies and first partials are
 wall-clock times with the computation included.
 
-Run from outside the checkout (espeak-ng and sox needed; flite and festival for --held-out):
+Run from the repository root (espeak-ng and sox needed; flite and festival for --held-out):
 
-    cd /tmp && python /path/to/edge_speech/benchmarks/bench_listen.py --held-out --speech-hours 1 --vads energy silero
+    python -m benchmarks.bench_listen --held-out --speech-hours 1 --vads energy silero
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_speech import Recognizer, audio, listen
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes" / "default_model"))
-import synthesize  # noqa: E402  (the default model's recipe: its voices and its synthesis)
+from recipes.default_model import synthesize  # the default model's recipe: its voices and its synthesis
 
 RATE = 16000
 INTENT_PHRASES = {

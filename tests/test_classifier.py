@@ -144,6 +144,7 @@ def test_cli_classify_prints_labels_and_names_bad_files(kws_bundles, tmp_path):
 
 def test_cli_converts_a_classifier_with_a_jsonl_manifest(tmp_path, speech):
     import json
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -151,8 +152,8 @@ def test_cli_converts_a_classifier_with_a_jsonl_manifest(tmp_path, speech):
     from conftest import write_pcm16_wav
 
     (tmp_path / "kws.py").write_text(
-        "import sys\nsys.path.insert(0, %r)\nfrom converter_models import DSCNN, seeded\n"
-        "def make():\n    return seeded(DSCNN, classes=%d)\n" % (str(Path(__file__).parent), len(LABELS)))
+        "from converter_models import DSCNN, seeded\n"
+        "def make():\n    return seeded(DSCNN, classes=%d)\n" % len(LABELS))
     (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
     samples = speech(16000)
     (tmp_path / "audio").mkdir()
@@ -162,14 +163,16 @@ def test_cli_converts_a_classifier_with_a_jsonl_manifest(tmp_path, speech):
                                                  for i, label in enumerate(["yes", "no", "stop"])))
     command = [sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "kws:make", "--tokens", "labels.txt",
                "--calib", "audio", "--eval", "eval.jsonl", "--formats", "onnx,tflite", "-o", "out"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # converter_models
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert all("accuracy" in step for step in report["steps"])
     manifest = Bundle.load(tmp_path / "out").manifest
     assert manifest.kind == "classifier" and manifest.input.clip_frames == FBANK.num_frames(16000, 16000)
     (tmp_path / "bad.jsonl").write_text('{"audio": "audio/0.wav"}\n')
-    bad = subprocess.run(command[:-4] + ["--eval", "bad.jsonl", "-o", "x"], cwd=tmp_path, capture_output=True, text=True)
+    bad = subprocess.run(command[:-4] + ["--eval", "bad.jsonl", "-o", "x"], cwd=tmp_path, capture_output=True, text=True,
+                         env=env)
     assert bad.returncode == 2 and "bad.jsonl:1" in bad.stderr and '"label"' in bad.stderr
 
 

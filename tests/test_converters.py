@@ -5,6 +5,7 @@ runtime loads; bad inputs are refused with errors that say what to do."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -375,8 +376,8 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
     import subprocess
 
     (tmp_path / "mymodels.py").write_text(
-        "import sys\nsys.path.insert(0, %r)\nfrom converter_models import DSConvCTC, seeded\n"
-        "def make():\n    return seeded(DSConvCTC, vocab=29)\n" % str(Path(__file__).parent))
+        "from converter_models import DSConvCTC, seeded\n"
+        "def make():\n    return seeded(DSConvCTC, vocab=29)\n")
     (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -384,11 +385,12 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
         (calib / f"{rate}.wav").write_bytes(speech_wav(rate).read_bytes())
     (tmp_path / "tune.tsv").write_text(f"{speech_wav(16000, 'open the door')}\topen the door\n")
     lm = Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default" / "lm.arpa.gz"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # mymodels.py imports converter_models
     result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
                              "--tokens", "tokens.txt", "--calib", "calib", "--prune", "0.3", "-o", "out",
                              "--finetune-epochs", "1", "--finetune-data", "tune.tsv", "--lm", str(lm),
                              "--decoder", "beam=12", "--decoder", "lm_weight=0.3", "--decoder", "lexicon=true"],
-                            cwd=tmp_path, capture_output=True, text=True)
+                            cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert [s["step"] for s in report["steps"]] == ["source", "prune", "finetune", "export_onnx", "quantize"]
@@ -397,10 +399,11 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
     assert dict(manifest.decoder) == {"beam": 12, "lm_weight": 0.3, "lexicon": True, "lm": "lm.arpa.gz"}
     bad_decoder = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
                                   "--tokens", "tokens.txt", "-o", "y", "--quantize", "float", "--decoder", "beam"],
-                                 cwd=tmp_path, capture_output=True, text=True)
+                                 cwd=tmp_path, capture_output=True, text=True, env=env)
     assert bad_decoder.returncode == 2 and "KEY=VALUE" in bad_decoder.stderr
     bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "nomodule",
-                          "--tokens", "tokens.txt", "-o", "x"], cwd=tmp_path, capture_output=True, text=True)
+                          "--tokens", "tokens.txt", "-o", "x"], cwd=tmp_path, capture_output=True, text=True,
+                         env=env)
     assert bad.returncode == 2 and "module:function" in bad.stderr
 
 

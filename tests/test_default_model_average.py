@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes" / "default_model"))
-import average  # noqa: E402
-import ctc_model  # noqa: E402
+torch = pytest.importorskip("torch")
+
+from recipes.default_model import average, ctc_model  # noqa: E402
 
 
 def _state(seed: int, channels: int = 32):

@@ -4,14 +4,11 @@ learning-rate schedule, which must last as many steps as the run has batches."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes" / "default_model"))
-import ctc_model  # noqa: E402
+torch = pytest.importorskip("torch")
+
+from recipes.default_model import ctc_model  # noqa: E402
 
 
 def _trained_like(seed: int = 0) -> ctc_model.ConvCTC:
@@ -83,7 +80,7 @@ def test_growing_can_only_grow():
 
 def test_one_cycle_schedule_covers_every_epochs_own_batch_count():
     import numpy as np
-    import train
+    from recipes.default_model import train
     lengths = list(np.random.default_rng(6).integers(100, 1500, 3000))
     counts = [len(train.batches(lengths, 6000, 0, epoch)) for epoch in range(4)]
     assert max(counts[1:]) > counts[0]   # a later epoch has more batches than the first: the bug's condition

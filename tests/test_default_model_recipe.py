@@ -5,18 +5,14 @@ the committed example WAVs through the real runtime."""
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
-sys.path.insert(0, str(RECIPE))
+from recipes.default_model import augment, evaluate, synthesize
 
-import augment  # noqa: E402
-import evaluate  # noqa: E402
-import synthesize  # noqa: E402
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
 
 
 def test_edit_distance_counts_substitutions_insertions_and_deletions():
@@ -141,8 +137,8 @@ def test_shipped_bundle_transcribes_the_shipped_examples(name):
 
 
 def test_decoder_sweep_at_the_bundles_setting_matches_the_runtime():
-    import tune_decoder
     from edge_speech import Recognizer, decoding
+    from recipes.default_model import tune_decoder
     bundle = Path(__file__).resolve().parent.parent / "edge_speech" / "models" / "default"
     recognizer = Recognizer.from_bundle(bundle, threads=1)
     settings = recognizer.manifest.decoder

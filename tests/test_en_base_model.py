@@ -21,7 +21,7 @@ from test_recognizer import run_cli
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
 EXAMPLES = RECIPE / "examples"
-EVALUATE = RECIPE / "evaluate.py"
+ROOT = RECIPE.parent.parent
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 SENTENCES = [
     ("Please call my sister tomorrow morning.", "en-us"),
@@ -119,9 +119,10 @@ def test_real_speech_beats_en_small_and_pocketsphinx_on_the_asterisk_prompts(tmp
     rates = {}
     for name in ("en-base", "en-small"):
         out = tmp_path / f"{name}.json"
-        done = subprocess.run([sys.executable, str(EVALUATE), "--bundle", str(EMBEDDED_MODELS[name]), "--sets",
-                               "asterisk", "--beam", "32", "--json", str(out)], capture_output=True, text=True,
-                              timeout=1200, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        done = subprocess.run([sys.executable, "-m", "recipes.default_model.evaluate", "--bundle",
+                               str(EMBEDDED_MODELS[name]), "--sets", "asterisk", "--beam", "32", "--json", str(out)],
+                              capture_output=True, text=True, timeout=1200, cwd=ROOT,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
         assert done.returncode == 0, done.stderr[-3000:]
         rates[name] = json.loads(out.read_text())["asterisk"]
     assert rates["en-base"]["utterances"] >= 400

@@ -5,13 +5,10 @@ package is installed) the real file."""
 from __future__ import annotations
 
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes" / "whisper_model"))
-import real_speech  # noqa: E402
+from recipes.whisper_model import real_speech
 
 
 def encode_language_block(lines):

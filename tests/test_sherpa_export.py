@@ -4,7 +4,6 @@ model; feature settings sherpa-onnx cannot reproduce are refused by name."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ FBANK = features.FeatureConfig.preset("kaldi-fbank")
 
 @pytest.fixture(scope="module")
 def default_model():
-    sys.path.insert(0, str(RECIPE))
-    import ctc_model
+    from recipes.default_model import ctc_model
 
     state = torch.load(RECIPE / "checkpoint" / "model.pt", map_location="cpu", weights_only=True)
     model = ctc_model.build(dict(state["config"]))

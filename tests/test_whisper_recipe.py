@@ -1,6 +1,7 @@
 """Smoke run of the real-voices recipe's chain (recipes/whisper_model) on a tiny random Whisper:
 cache the frozen encoder's states, train the top layer + CTC head, build the bundle through
-convert(), and run it in the runtime. The scripts run as a user runs them, by path."""
+convert(), and run it in the runtime. The scripts run as a user runs them: python -m from the
+repository root."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ TEXTS = ["turn on the light", "what time is it", "play some music", "set a timer
 
 def run(script: str, *args) -> str:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, str(RECIPE / script), *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+    module = "recipes.whisper_model." + Path(script).stem
+    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=RECIPE.parent.parent)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 

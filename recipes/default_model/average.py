@@ -5,7 +5,7 @@ With one checkpoint it just scores that one.
 Runs that start from the same weights and differ only in their data stay in one basin, so their
 mean is usually better than either; checkpoints from unrelated starts must not be averaged.
 
-    python recipes/default_model/average.py --checkpoints /work/data/runs/r7/best.pt /work/data/runs/r8/best.pt \
+    python -m recipes.default_model.average --checkpoints /work/data/runs/r7/best.pt /work/data/runs/r8/best.pt \
         --data /work/data/dm48k_ce --out /work/data/runs/soup.pt
 """
 
@@ -18,10 +18,8 @@ from typing import Dict, List
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ctc_model  # noqa: E402
-import train  # noqa: E402
-from evaluate import print_by_voice, rates_by_voice  # noqa: E402
+from recipes.default_model import ctc_model, train
+from recipes.default_model.evaluate import print_by_voice, rates_by_voice
 
 
 def average_state_dicts(states: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:

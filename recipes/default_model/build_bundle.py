@@ -1,7 +1,7 @@
 """Builds the embedded default bundle (en-small, ``edge_speech/models/default``) from the trained
 checkpoint through the converter's one path, ``converters.convert``:
 
-    OMP_NUM_THREADS=1 .venv/bin/python recipes/default_model/build_bundle.py \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m recipes.default_model.build_bundle \\
         --checkpoint recipes/default_model/checkpoint/model.pt --calib TRAIN.jsonl --eval TEST.jsonl \\
         --lm LM.arpa.gz --out edge_speech/models/default
 
@@ -26,12 +26,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ctc_model  # noqa: E402
-import export  # noqa: E402
-from edge_speech import Recognizer, converters, features  # noqa: E402
-from edge_speech.bundle import InputSpec  # noqa: E402
-from edge_speech.converters.verification import error_rate  # noqa: E402
+from edge_speech import Recognizer, converters, features
+from edge_speech.bundle import InputSpec
+from edge_speech.converters.verification import error_rate
+from recipes.default_model import ctc_model, export
 
 HERE = Path(__file__).resolve().parent
 

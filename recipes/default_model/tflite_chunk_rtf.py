@@ -2,7 +2,7 @@
 build_bundle.py's --tflite-chunk-frames was chosen). Model only (LiteRT, 1 thread), in process
 CPU time so other jobs on a shared machine disturb it less:
 
-    OMP_NUM_THREADS=1 .venv/bin/python recipes/default_model/tflite_chunk_rtf.py --data /work/data/dm24k
+    OMP_NUM_THREADS=1 .venv/bin/python -m recipes.default_model.tflite_chunk_rtf --data /work/data/dm24k
 
 Each window recomputes the context on both sides, so long audio costs (2 context + chunk) /
 chunk, while a command shorter than one window costs the whole window.
@@ -11,19 +11,15 @@ chunk, while a command shorter than one window costs the whole window.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ctc_model  # noqa: E402
-import export  # noqa: E402
-import train  # noqa: E402
-from edge_speech import converters  # noqa: E402
-from edge_speech.converters.verification import tflite_runner  # noqa: E402
+from edge_speech import converters
+from edge_speech.converters.verification import tflite_runner
+from recipes.default_model import ctc_model, export, train
 
 HERE = Path(__file__).resolve().parent
 

@@ -7,7 +7,7 @@ on the features). Batches are length-sorted buckets of at most
 --max-frames padded frames. AdamW with a one-cycle LR schedule, gradient clipping. After every
 epoch the model is scored (greedy CER/WER) on the held-out voices; the best is kept.
 
-    python recipes/default_model/train.py --data /work/data/default_model --out /work/data/default_model/run \
+    python -m recipes.default_model.train --data /work/data/default_model --out /work/data/default_model/run \
         --epochs 8                      # add --resume to continue from OUT/last.pt
 
 Writes OUT/last.pt (full training state, every --save-minutes and each epoch), OUT/best.pt
@@ -28,11 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import augment  # noqa: E402
-import ctc_model  # noqa: E402
-from evaluate import error_rates  # noqa: E402
-from edge_speech import features as es_features  # noqa: E402
+from edge_speech import features as es_features
+from recipes.default_model import augment, ctc_model
+from recipes.default_model.evaluate import error_rates
 
 FEATURES = es_features.FeatureConfig.preset("kaldi-fbank")
 RATE = 16000

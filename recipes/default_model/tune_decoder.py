@@ -6,7 +6,7 @@ bundle's LM), so a sweep costs decoding time only. Use a dev set, not the test s
 held-out voices with other texts (``synthesize.py --out DEV --train 0 --test 600 --seed 2``)
 and/or the first asterisk prompts.
 
-    python recipes/default_model/tune_decoder.py --bundle edge_speech/models/default --data /work/data/dm_dev \\
+    python -m recipes.default_model.tune_decoder --bundle edge_speech/models/default --data /work/data/dm_dev \\
         --lm-weights 0.3 0.4 0.5 0.6 --word-bonuses 1 2 3 --beams 32
 
 Prints one row per setting, best CER first; ``--json`` keeps them all.
@@ -21,8 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import evaluate  # noqa: E402
+from recipes.default_model import evaluate
 
 
 def log_probs_for(recognizer, items) -> list:

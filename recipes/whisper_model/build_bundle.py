@@ -1,6 +1,6 @@
 """Builds the en-base bundle from a trained head through the converter's one path, convert().
 
-    python recipes/whisper_model/build_bundle.py --whisper W/whisper-base --checkpoint W/runs/w1/best.pt \
+    python -m recipes.whisper_model.build_bundle --whisper W/whisper-base --checkpoint W/runs/w1/best.pt \
         --calib W/wb_a/train.jsonl --eval W/dm_test/test.jsonl --out edge_speech/models/en-base \
         [--prune 0.3] [--lm edge_speech/models/default/lm.arpa.gz --lm-weight 0.4 --word-bonus 2 --beam 32]
 
@@ -25,9 +25,7 @@ import torch
 from edge_speech import converters
 from edge_speech.bundle import Bundle, InputSpec, write_bundle
 from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, feature_config  # noqa: E402
+from recipes.whisper_model.whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, feature_config
 
 # Whisper's positions reach 30 s, but the head was trained on utterances of a few seconds: 10-s
 # windows with 1.5 s of context each side measured better on long audio (CER with the LM 9.6%

@@ -9,7 +9,7 @@ Each utterance is encoded alone at its true length: Whisper's encoder has no att
 padding a batch would change every frame. Training sets get one augmented copy per pass
 (``--augment-p``: noise, babble, reverb, telephone band, gain, speed), test sets none.
 
-    python recipes/whisper_model/cache_encoder.py --whisper W/whisper-base \
+    python -m recipes.whisper_model.cache_encoder --whisper W/whisper-base \
         --manifest W/wb_a/train.jsonl --out W/cache/wb_a --augment-p 0.6
 
 Writes OUT/states.f16 (frames x dim, float16, utterances back to back), OUT/index.jsonl
@@ -30,10 +30,8 @@ import torch
 from edge_speech import audio
 from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "default_model"))
-import augment  # noqa: E402  the default model's waveform augmentation, shared
-
-from whisper_ctc import MAX_SECONDS, whisper_features  # noqa: E402
+from recipes.default_model import augment  # the default model's waveform augmentation, shared
+from recipes.whisper_model.whisper_ctc import MAX_SECONDS, whisper_features
 
 
 def encode_bottom(encoder, feats: np.ndarray, frozen_layers: int) -> np.ndarray:

@@ -50,8 +50,8 @@ Each dropped line, with its reason, is listed in OUT/dropped.jsonl, and the coun
 
 Run (single process, offline, re-runnable: OUT/wav is rewritten, the manifests replaced):
 
-    python recipes/whisper_model/real_speech.py --out /work/data/real
-    python recipes/whisper_model/real_speech.py --verify-mapping 2     # Whisper spot-check, then exit
+    python -m recipes.whisper_model.real_speech --out /work/data/real
+    python -m recipes.whisper_model.real_speech --verify-mapping 2     # Whisper spot-check, then exit
 
 Writes OUT/wav/SOURCE/*.wav, OUT/train.jsonl, OUT/dev.jsonl, OUT/dropped.jsonl and
 OUT/summary.json (utterances and hours per source and split). A file that fails to convert is
@@ -76,8 +76,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "default_model"))
-from evaluate import _digits_to_words, edit_distance, normalize  # noqa: E402  (recipe sibling, not a package)
+from recipes.default_model.evaluate import _digits_to_words, edit_distance, normalize
 
 SAMPLE_RATE = 16000
 
@@ -472,7 +471,6 @@ def verify_mapping(files_per_group: int, model_dir: Path) -> int:
     n-1, n and n+1 of the group. Returns 0 when line n is the closest in every group's majority."""
     import ctranslate2
     import tokenizers
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from edge_speech import features
 
     model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="int8",

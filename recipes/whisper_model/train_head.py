@@ -1,6 +1,6 @@
 """Trains the CTC head (and the encoder's unfrozen top layers) on cached encoder states.
 
-    python recipes/whisper_model/train_head.py --whisper W/whisper-base --train W/cache/wb_a \
+    python -m recipes.whisper_model.train_head --whisper W/whisper-base --train W/cache/wb_a \
         --dev W/cache/dm_test --dev W/cache/asterisk --out W/runs/w0 --epochs 6
 
 Length-bucketed batches (``--max-frames`` encoder frames each, padding masked in attention),
@@ -26,11 +26,9 @@ from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
 
 from edge_speech.converters.verification import greedy_tokens
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "default_model"))
-from evaluate import error_rates  # noqa: E402  the one CER/WER of the recipes
-from train import batches  # noqa: E402  the default model's length-bucketed batches
-from whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, encode  # noqa: E402
+from recipes.default_model.evaluate import error_rates
+from recipes.default_model.train import batches  # the default model's length-bucketed batches
+from recipes.whisper_model.whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, encode
 
 
 class StateCache:

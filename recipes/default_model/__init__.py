@@ -1,0 +1,1 @@
+"""The embedded default model's recipe: synthetic data, training, export and evaluation."""
