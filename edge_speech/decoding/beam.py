@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class BeamStream(StreamBase):
         self._beam.finish()  # adds the end-of-sentence LM score
 
     def _best(self) -> Result:
-        paths = []
+        paths: List[TokenPath] = []
         for data, total, acoustic, lm, _hotword, _words in self._beam.hypotheses(self._config.nbest):
             if math.isfinite(total) or not paths:  # a lexicon can rule hypotheses out
                 paths.append(TokenPath(np.frombuffer(data, dtype=TOKEN_DTYPE), total, acoustic, lm))

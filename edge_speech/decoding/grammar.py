@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -101,7 +102,9 @@ class GrammarStream(StreamBase):
             confidence *= shortfall
             if shortfall < 1.0 and search.threshold > 0:  # rejected: below the threshold too
                 confidence = min(confidence, search.threshold * shortfall)
-        words, intent, slots = [], None, {}
+        words: List[Word] = []
+        intent: Optional[str] = None
+        slots: Dict[str, object] = {}
         starts = [i for i, label in enumerate(steps["label"]) if label >= 0]
         for k, i in enumerate(starts):
             intent, word, slot = labels[int(steps["label"][i])]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Result:
     words: Tuple[Word, ...]
     nbest: Tuple[Hypothesis, ...]
     intent: Optional[str] = None
-    slots: Optional[Mapping[str, str]] = None
+    slots: Optional[Mapping[str, Any]] = None  # text; Home Assistant lists and ranges give values
     confidence: Optional[float] = None
 
 

@@ -115,7 +115,8 @@ class Vocabulary:
     def group_words(self, tokens: Sequence[TokenTriple]) -> List[Tuple[str, List[TokenTriple]]]:
         """Splits emitted (id, frame, log_prob) tokens into words: ``[(text, member tokens)]``."""
         words: List[Tuple[str, List[TokenTriple]]] = []
-        text, members, boundary = "", [], True
+        text, boundary = "", True
+        members: List[TokenTriple] = []
         flags_of, texts = self._flags, self._texts
         for tok in tokens:
             flags, piece = flags_of[tok[0]], texts[tok[0]]
