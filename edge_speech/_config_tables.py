@@ -45,7 +45,7 @@ class NativeField:
         if self.type in ("int", "u64"):
             low = int(self.min) + (1 if self.min_exclusive else 0)
             high = int(self.max) - (1 if self.max_exclusive else 0)
-            return f">= {low}" if high >= 2**31 - 1 and self.type == "int" else f"in {low}..{high}"
+            return f"in {low}..{high}"
         low, high = math.isinf(self.min), math.isinf(self.max)
         if high and not low:
             return f"{'>' if self.min_exclusive else '>='} {self.min:g}"
@@ -54,10 +54,9 @@ class NativeField:
         return (f"in {'(' if self.min_exclusive else '['}{self.min:g}, {self.max:g}"
                 f"{')' if self.max_exclusive else ']'}")
 
-    def check(self, value: Any, owner: str = "", check_range: bool = True) -> None:
-        """Raises TypeError for a value of the wrong kind, ValueError for one out of range (unless
-        ``check_range`` is false). ``owner`` prefixes the field's name in messages."""
-        label = f"{owner}{self.name}"
+    def check(self, value: Any) -> None:
+        """Raises TypeError for a value of the wrong kind, ValueError for one out of range."""
+        label = self.name
         if self.type == "enum":
             if value not in self.enum_names:
                 raise ValueError(f"{label} must be one of {sorted(self.enum_names)}, got {value!r}")
@@ -73,7 +72,7 @@ class NativeField:
             raise TypeError(f"{label} must be a number, got {value!r}")
         elif not math.isfinite(value):
             raise ValueError(f"{label} must be finite, got {value!r}")
-        if check_range and not self.in_range(value):
+        if not self.in_range(value):
             raise ValueError(f"{label} must be {self.range_text()}, got {value!r}")
 
 

@@ -226,8 +226,8 @@ class FeatureConfig:
 
     def _validate(self) -> None:
         for name, field in _FIELDS.items():
-            if name != "sample_rate_hz":  # num_ceps counts only for MFCC (checked below)
-                field.check(getattr(self, name), check_range=name != "num_ceps")
+            if name != "sample_rate_hz":
+                field.check(getattr(self, name))
         _require(self.fft_size == 0 or (self.fft_size >= 4 and self.fft_size & (self.fft_size - 1) == 0),
                  f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}"
                  " (for an FFT of exactly the frame length: fft_size=0, round_to_power_of_two=False)")

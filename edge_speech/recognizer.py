@@ -92,7 +92,7 @@ class Recognizer:
         self.manifest: Manifest = bundle.manifest
         self.backend = backend
         self.vocabulary = decoding.Vocabulary(self.manifest.tokens, self.manifest.blank_id)
-        self.beam = beam or self.manifest.decoder.get("beam", 8)
+        self.beam = beam or self.manifest.decoder.get("beam", decoding.BeamConfig().beam_width)
         self._bundle_lm = None
         if bundle.lm_text is not None:
             try:

@@ -7,7 +7,19 @@ import math
 import numbers
 from typing import Any, Mapping, Optional
 
+from edge_speech._config_tables import native_fields
+
 __all__ = ["BeamConfig"]
+
+# The C beam search's description (es_ctc_beam_config_table). These fields are the C struct's,
+# under the same names, so their defaults and ranges come from it; the probabilities are held in C
+# as logs (token_min_log_prob, blank_skip_log_prob), and frame_shift_s and nbest are Python's own.
+_FIELDS = native_fields("beam")
+_SHARED = ("beam_width", "top_k", "lm_weight", "word_bonus", "oov_penalty")
+
+
+def _default(name: str) -> Any:
+    return _FIELDS[name].default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,13 +33,13 @@ class BeamConfig:
     missing from its unigrams. ``frame_shift_s`` is the model's output frame period (word times). ``nbest`` bounds the
     n-best list."""
 
-    beam_width: int = 16
-    top_k: int = 0
-    token_min_prob: float = 1e-4
-    blank_skip_prob: Optional[float] = 0.999
-    lm_weight: float = 0.5
-    word_bonus: float = 0.0
-    oov_penalty: float = 0.0
+    beam_width: int = _default("beam_width")  # 8: a Recognizer's beam when the bundle names none
+    top_k: int = _default("top_k")
+    token_min_prob: float = 1e-4  # exp of the C default token_min_log_prob
+    blank_skip_prob: Optional[float] = 0.999  # exp of the C default blank_skip_log_prob
+    lm_weight: float = _default("lm_weight")
+    word_bonus: float = _default("word_bonus")
+    oov_penalty: float = _default("oov_penalty")
     frame_shift_s: float = 0.02
     nbest: int = 5
 
@@ -36,8 +48,6 @@ class BeamConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an int, got {value!r}")
-        _require(1 <= self.beam_width <= 1 << 16, f"beam_width must be in 1..{1 << 16}, got {self.beam_width}")
-        _require(self.top_k >= 0, f"top_k must be >= 0 (0 = all tokens), got {self.top_k}")
         _require(self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}")
         for name in ("token_min_prob", "lm_weight", "word_bonus", "oov_penalty", "frame_shift_s") + (
                 ("blank_skip_prob",) if self.blank_skip_prob is not None else ()):
@@ -48,7 +58,8 @@ class BeamConfig:
         if self.blank_skip_prob is not None:
             _require(0 < self.blank_skip_prob <= 1, f"blank_skip_prob must be in (0, 1] or None, got {self.blank_skip_prob}")
         _require(self.frame_shift_s > 0, f"frame_shift_s must be > 0, got {self.frame_shift_s}")
-        _require(self.oov_penalty <= 0, f"oov_penalty must be <= 0, got {self.oov_penalty}")
+        for name in _SHARED:
+            _FIELDS[name].check(getattr(self, name))
 
     def replace(self, **changes: Any) -> "BeamConfig":
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

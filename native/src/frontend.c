@@ -38,18 +38,19 @@ static const char *const cmvn_names[] = {"none", "global", "sliding"};
 #define CHOICE(name, member, def, names) \
   {name, ES_FIELD_ENUM, AT(member), def, 0, sizeof(names) / sizeof(names[0]) - 1, 0, names}
 #define LOW_OPEN ES_FIELD_MIN_EXCLUSIVE
+#define HIGH_OPEN ES_FIELD_MAX_EXCLUSIVE /* an infinite bound left open: the value must be finite */
 /* The defaults are Kaldi's 80-bin log-mel filterbank at 16 kHz (what FeatureConfig() gives). */
 static const es_config_field frontend_fields[] = {
-    NUMBER("sample_rate_hz", sample_rate_hz, 16000.0, 0.0, INFINITY, LOW_OPEN),
+    NUMBER("sample_rate_hz", sample_rate_hz, 16000.0, 0.0, INFINITY, LOW_OPEN | HIGH_OPEN),
     CHOICE("kind", kind, ES_FEATURES_FBANK, kind_names),
-    NUMBER("frame_length_ms", frame_length_ms, 25.0, 0.0, INFINITY, LOW_OPEN),
-    NUMBER("frame_shift_ms", frame_shift_ms, 10.0, 0.0, INFINITY, LOW_OPEN),
+    NUMBER("frame_length_ms", frame_length_ms, 25.0, 0.0, INFINITY, LOW_OPEN | HIGH_OPEN),
+    NUMBER("frame_shift_ms", frame_shift_ms, 10.0, 0.0, INFINITY, LOW_OPEN | HIGH_OPEN),
     INTEGER("fft_size", fft_size, 0, 0, 65536), /* 0 or a power of two >= 4 */
     BOOLEAN("round_to_power_of_two", round_to_power_of_two, 1),
     CHOICE("padding", padding, ES_PADDING_NONE, padding_names),
     BOOLEAN("drop_last_frame", drop_last_frame, 0),
-    NUMBER("input_scale", input_scale, 1.0, -INFINITY, INFINITY, 0), /* and non-zero */
-    NUMBER("dither", dither, 0.0, 0.0, INFINITY, 0),
+    NUMBER("input_scale", input_scale, 1.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN), /* and non-zero */
+    NUMBER("dither", dither, 0.0, 0.0, INFINITY, HIGH_OPEN),
     {"dither_seed", ES_FIELD_U64, AT(dither_seed), 0, 0, 18446744073709551616.0, ES_FIELD_MAX_EXCLUSIVE, NULL},
     BOOLEAN("remove_dc_offset", remove_dc_offset, 1),
     NUMBER("preemphasis", preemphasis, 0.97, 0.0, 1.0, 0),
@@ -57,24 +58,24 @@ static const es_config_field frontend_fields[] = {
     BOOLEAN("periodic_window", periodic_window, 0),
     CHOICE("spectrum", use_power, 1, spectrum_names),
     INTEGER("num_mel_bins", mel.num_bins, 80, 1, INT_MAX),
-    NUMBER("low_freq_hz", mel.low_freq_hz, 20.0, 0.0, INFINITY, 0),
-    NUMBER("high_freq_hz", mel.high_freq_hz, 0.0, -INFINITY, INFINITY, 0), /* <= 0: offset from Nyquist */
+    NUMBER("low_freq_hz", mel.low_freq_hz, 20.0, 0.0, INFINITY, HIGH_OPEN),
+    NUMBER("high_freq_hz", mel.high_freq_hz, 0.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN), /* <= 0: offset from Nyquist */
     CHOICE("mel_scale", mel.scale, ES_MEL_SCALE_HTK, mel_scale_names),
     CHOICE("mel_triangles", mel.triangles, ES_MEL_TRIANGLES_MEL, mel_triangle_names),
     CHOICE("mel_norm", mel.norm, ES_MEL_NORM_NONE, mel_norm_names),
     CHOICE("log_scale", log_scale, ES_LOG_NATURAL, log_scale_names),
     CHOICE("log_floor_mode", log_floor_mode, ES_LOG_FLOOR_MAX, log_floor_mode_names),
-    NUMBER("log_floor", log_floor, FLT_EPSILON, FLT_MIN, INFINITY, 0),
-    INTEGER("num_ceps", num_ceps, 13, 1, INT_MAX), /* MFCC only, and <= num_mel_bins */
-    NUMBER("cepstral_lifter", cepstral_lifter, 22.0, 0.0, INFINITY, 0),
+    NUMBER("log_floor", log_floor, FLT_EPSILON, FLT_MIN, INFINITY, HIGH_OPEN),
+    INTEGER("num_ceps", num_ceps, 13, INT_MIN, INT_MAX), /* MFCC: 1..num_mel_bins, checked with kind */
+    NUMBER("cepstral_lifter", cepstral_lifter, 22.0, 0.0, INFINITY, HIGH_OPEN),
     BOOLEAN("use_energy", use_energy, 0),
     BOOLEAN("raw_energy", raw_energy, 1),
-    NUMBER("energy_floor", energy_floor, 0.0, 0.0, INFINITY, 0),
-    NUMBER("output_scale", output_scale, 1.0, -INFINITY, INFINITY, 0), /* and non-zero */
-    NUMBER("output_offset", output_offset, 0.0, -INFINITY, INFINITY, 0),
+    NUMBER("energy_floor", energy_floor, 0.0, 0.0, INFINITY, HIGH_OPEN),
+    NUMBER("output_scale", output_scale, 1.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN), /* and non-zero */
+    NUMBER("output_offset", output_offset, 0.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN),
     CHOICE("output_clamp", output_clamp, ES_OUTPUT_CLAMP_NONE, output_clamp_names),
-    NUMBER("output_clamp_range", output_clamp_range, 8.0, 0.0, INFINITY, LOW_OPEN), /* Whisper's, in log10 units */
-    NUMBER("output_clamp_floor", output_clamp_floor, 0.0, -INFINITY, INFINITY, 0),
+    NUMBER("output_clamp_range", output_clamp_range, 8.0, 0.0, INFINITY, LOW_OPEN | HIGH_OPEN), /* Whisper's, in log10 units */
+    NUMBER("output_clamp_floor", output_clamp_floor, 0.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN),
     CHOICE("cmvn", cmvn.mode, ES_CMVN_NONE, cmvn_names),
     INTEGER("cmvn_window_frames", cmvn.window_frames, 600, 1, 1000000),
     BOOLEAN("cmvn_normalize_variance", cmvn.normalize_variance, 0),
@@ -85,6 +86,7 @@ static const es_config_field frontend_fields[] = {
 #undef BOOLEAN
 #undef CHOICE
 #undef LOW_OPEN
+#undef HIGH_OPEN
 
 static const es_config_table frontend_table = {"frontend", frontend_fields,
                                                (int)(sizeof frontend_fields / sizeof frontend_fields[0])};
@@ -142,6 +144,8 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
   } else if (length > ES_MAX_FRAME_SAMPLES || shift > ES_MAX_FRAME_SAMPLES) {
     snprintf(msg, sizeof msg, "frame_length_ms %g / frame_shift_ms %g at %g Hz give more than %d samples",
              c->frame_length_ms, c->frame_shift_ms, c->sample_rate_hz, ES_MAX_FRAME_SAMPLES);
+  } else if (c->fft_size < 0) {
+    snprintf(msg, sizeof msg, "fft_size must be 0 (automatic) or a power of two in 4..65536, got %d", c->fft_size);
   } else if (c->fft_size == 0 && !c->round_to_power_of_two &&
              !es_fft_mixed_radix_size_is_supported(fft_size)) {
     snprintf(msg, sizeof msg,

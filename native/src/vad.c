@@ -18,7 +18,7 @@
 /* Ranges of single fields; es_vad_config_check adds those between fields (silence below
  * min_level, the floor window at least a frame, smoothing up to 16 frames, high-pass to rate / 16). */
 static const es_config_field vad_fields[] = {
-    NUMBER(sample_rate_hz, 16000.0, 0.0, INFINITY, ES_FIELD_MIN_EXCLUSIVE),
+    NUMBER(sample_rate_hz, 16000.0, 0.0, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
     NUMBER(frame_ms, 10.0, 0.0, 1000.0, ES_FIELD_MIN_EXCLUSIVE),
     NUMBER(threshold_db, 9.0, 0.0, INFINITY, ES_FIELD_MAX_EXCLUSIVE),
     NUMBER(min_level_db, -55.0, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
