@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Seque
 
 import yaml
 
+from edge_speech import yaml_reading
+
 if TYPE_CHECKING:
     from edge_speech.grammar_tokens import TokenGraph
 
@@ -504,79 +506,18 @@ def load_sentences(path, wildcards: str = "error", lists: Optional[Mapping[str, 
 
 # -- the intent YAML -------------------------------------------------------------------------------
 
-# Bounds on hostile intent files: real ones are a few kilobytes with a few hundred nodes. Aliases
-# can make a short file stand for an exponential number of nodes ("billion laughs"), so the nodes
-# are counted as they are walked, each alias walked again.
+# Bounds on hostile intent files: real ones are a few kilobytes with a few hundred nodes.
 MAX_INTENT_YAML_CHARS = 1 << 20
 MAX_INTENT_YAML_NODES = 100_000
 
-_YAML_TAG = "tag:yaml.org,2002:"
+_YAML_TAG = yaml_reading.YAML_TAG
 # scalars whose text, as written, is a template or a slot value (5, on and 2024-01-01 included)
 _TEXT_TAGS = frozenset(_YAML_TAG + kind for kind in ("str", "int", "float", "bool", "timestamp"))
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it; both are safe
-
-
-def _yaml_error(err: "yaml.YAMLError", text: str) -> ValueError:
-    """A ValueError naming the line and column of a PyYAML error, in this module's words."""
-    lines = text.splitlines()
-
-    def source(line: int) -> str:
-        return lines[line] if line < len(lines) else ""
-
-    context_mark = getattr(err, "context_mark", None)
-    mark = getattr(err, "problem_mark", None) or context_mark
-    context, problem = getattr(err, "context", None), getattr(err, "problem", None) or str(err)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    if context == "while scanning a quoted scalar" and context_mark is not None:
-        quote = context_mark.column
-        start = _enclosing_flow_start(source(context_mark.line), quote)
-        return ValueError(f"intents: line {context_mark.line + 1}, column {start + 1}: unterminated quote "
-                          f"(the quote at column {quote + 1} is never closed)")
-    if "maximum nesting depth" in problem:
-        return ValueError(f"intents: {where}lists and mappings nested too deep ({problem})")
-    if mark is not None and "cannot start any token" in problem and source(mark.line)[mark.column:][:1] == "\t":
-        return ValueError(f"intents: {where}tabs are not allowed for indentation")
-    return ValueError(f"intents: {where}{problem}" + (f" ({context})" if context else ""))
-
-
-def _enclosing_flow_start(line: str, column: int) -> int:
-    """The column of the innermost ``[``/``{`` still open before ``column`` on the line, else ``column``."""
-    depth = 0
-    for i in range(column - 1, -1, -1):
-        if line[i] in "]}":
-            depth += 1
-        elif line[i] in "[{":
-            if depth == 0:
-                return i
-            depth -= 1
-    return column
 
 
 def _compose_intent_yaml(text: str):
-    """The YAML node tree of an intent file (safe: nodes only, nothing constructed), bounded."""
-    if len(text) > MAX_INTENT_YAML_CHARS:
-        raise ValueError(f"intents: the text has {len(text)} characters; intent files may have at most "
-                         f"{MAX_INTENT_YAML_CHARS}")
-    try:
-        root = yaml.compose(text, Loader=_YAML_LOADER)
-    except RecursionError:
-        raise ValueError("intents: lists and mappings nested too deep to read (a few levels are all an "
-                         "intent file needs)") from None
-    except yaml.YAMLError as err:
-        raise _yaml_error(err, text) from None
-    walked, stack = 0, [root] if root is not None else []
-    while stack:
-        node = stack.pop()
-        walked += 1
-        if walked > MAX_INTENT_YAML_NODES:
-            raise ValueError(f"intents: the document expands to more than {MAX_INTENT_YAML_NODES} nodes "
-                             "(aliases repeating aliases?)")
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend((key, value))
-    return root
+    return yaml_reading.compose(text, "intents", MAX_INTENT_YAML_CHARS, MAX_INTENT_YAML_NODES,
+                                hint="a few levels are all an intent file needs")
 
 
 def _at(node) -> str:

@@ -58,6 +58,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from edge_speech import yaml_reading
 from edge_speech.grammars import Grammar, WordArc, _Builder
 
 __all__ = ["SentencesGrammar", "load_sentences", "from_text", "from_dict", "looks_like_sentences",
@@ -71,6 +72,8 @@ MAX_WORD_PATHS = 100_000       # spellings of one word position (glued alternati
 MAX_RANGE_VALUES = 10_000      # numbers in one range list
 MAX_PERMUTATION_ITEMS = 8      # (a; b; ...) compiles to 2^n subsets
 MAX_VALUE_WORDS = 64           # words in one list value
+MAX_SENTENCE_FILE_CHARS = 16 << 20    # one YAML file (Home Assistant's largest English file is ~100 kB)
+MAX_SENTENCE_FILE_NODES = 2_000_000   # its nodes with every alias counted again (billion laughs)
 
 _INSTALL = "Home Assistant sentence files need the hassil package: pip install edge-speech[serve] (or pip install hassil)"
 _PUNCTUATION = ".。,，?¿？؟!¡！;；:：’…\"“”«»"
@@ -86,14 +89,6 @@ def _hassil():
     except ImportError:
         raise ImportError(_INSTALL) from None
     return hassil
-
-
-def _yaml():
-    try:
-        import yaml
-    except ImportError:
-        raise ImportError(_INSTALL) from None
-    return yaml
 
 
 # -- the grammar ----------------------------------------------------------------------------------
@@ -234,11 +229,7 @@ def from_text(text: str, what: str = "sentences", wildcards: str = "error",
 
 
 def _load_yaml(text: str, what: str) -> Dict[str, Any]:
-    yaml = _yaml()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{what}: not valid YAML: {err}") from None
+    data = yaml_reading.load(text, what, MAX_SENTENCE_FILE_CHARS, MAX_SENTENCE_FILE_NODES)
     if data is None:
         data = {}
     if not isinstance(data, dict):

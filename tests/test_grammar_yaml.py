@@ -6,7 +6,7 @@ import time
 import pytest
 import yaml
 
-from edge_speech import grammars
+from edge_speech import grammars, yaml_reading
 from edge_speech.grammars import Grammar
 
 LOADERS = [yaml.SafeLoader] + ([yaml.CSafeLoader] if hasattr(yaml, "CSafeLoader") else [])
@@ -15,7 +15,7 @@ LOADERS = [yaml.SafeLoader] + ([yaml.CSafeLoader] if hasattr(yaml, "CSafeLoader"
 @pytest.fixture(params=LOADERS, ids=lambda loader: loader.__name__)
 def loader(request, monkeypatch):
     """Both PyYAML loaders: libyaml where it is built, and the pure-Python one that replaces it elsewhere."""
-    monkeypatch.setattr(grammars, "_YAML_LOADER", request.param)
+    monkeypatch.setattr(yaml_reading, "LOADER", request.param)
     return request.param
 
 

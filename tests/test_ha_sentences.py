@@ -461,3 +461,13 @@ def test_the_cli_grammar_option_takes_a_sentence_file(speech_wav):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert (out["intent"], out["slots"]) == ("HassLightSet", {"area": "living_room", "brightness": 70})
+
+
+def test_a_sentence_file_of_aliases_repeating_aliases_is_refused_quickly():
+    from edge_speech import ha_sentences
+
+    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    laughs += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8)]
+    text = "language: en\nlists:\n  x:\n    values:\n" + "".join(f"      - {line}\n" for line in laughs)
+    with pytest.raises(ValueError, match="expands to more than"):
+        ha_sentences.from_text(text, "laughs.yaml")
