@@ -30,6 +30,7 @@ directory), and ``Grammar.from_yaml`` recognises their text; see ``edge_speech.h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -152,6 +153,7 @@ class _Tokens:
 # Deepest nesting of groups ((...), [...]) a grammar may have; rule references and groups together
 # may go three times as deep. Real grammars use a handful; 500 nested groups raised RecursionError.
 MAX_NESTING = 100
+_TYPED_WORD_BREAK = re.compile(r"[^\w']+")  # what separates words in typed text
 
 
 def _parse_alternatives(toks: _Tokens, slots: bool, stop: Sequence[str]):
@@ -472,6 +474,48 @@ class Grammar:
         decoder join each slot's words (what plain intent grammars do; Home Assistant sentence
         grammars override this to give list ``out`` values and range numbers)."""
         return None
+
+    def match(self, text: str, max_frontier: int = 10_000) -> Optional[Tuple[str, Dict[str, object]]]:
+        """(intent, slots) of typed text, or None when the grammar does not accept it: the
+        best-weighted accepted path, slot values joined as the decoder joins them; case and
+        punctuation are ignored. ``max_frontier`` bounds the paths followed at once."""
+        words = _TYPED_WORD_BREAK.sub(" ", text.lower()).split()
+        if not words:
+            return None
+        # (state, intent, slots as sorted (slot, value) pairs) -> best weight so far
+        frontier: Dict[tuple, float] = {(0, None, ()): 0.0}
+        for word in words:
+            following: Dict[tuple, float] = {}
+            for (state, _intent, slots), weight in frontier.items():
+                for arc in self._arcs_from.get(state, ()):
+                    if arc.word != word:
+                        continue
+                    new_slots = slots
+                    if arc.slot is not None:
+                        filled = dict(slots)
+                        filled[arc.slot] = f"{filled[arc.slot]} {word}" if arc.slot in filled else word
+                        new_slots = tuple(sorted(filled.items()))
+                    key = (arc.dst, arc.intent, new_slots)
+                    if weight + arc.weight > following.get(key, -math.inf):
+                        following[key] = weight + arc.weight
+            if not following:
+                return None
+            if len(following) > max_frontier:
+                following = dict(sorted(following.items(), key=lambda kv: -kv[1])[:max_frontier])
+            frontier = following
+        finals = set(self.finals)
+        accepted = [(w, intent, slots) for (state, intent, slots), w in frontier.items() if state in finals]
+        if not accepted:
+            return None
+        _, intent, slots = max(accepted, key=lambda t: (t[0], str(t[1]), t[2]))
+        return intent, dict(slots)
+
+    @functools.cached_property
+    def _arcs_from(self) -> Dict[int, List[WordArc]]:
+        out: Dict[int, List[WordArc]] = {}
+        for arc in self.arcs:
+            out.setdefault(arc.src, []).append(arc)
+        return out
 
     # -- inspection ------------------------------------------------------------------------------
     def sentences(self, max_words: int = 12, limit: int = 100_000) -> Iterator[Tuple[str, str]]:

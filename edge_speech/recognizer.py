@@ -33,6 +33,7 @@ import numpy as np
 from edge_speech import audio, decoding, features
 from edge_speech.backends import Backend, create_backend_for_target, stateful_chunk
 from edge_speech.bundle import Bundle, BundleError, Manifest
+from edge_speech.decoding.hotwords import read_hotwords
 
 __all__ = ["Recognizer", "RecognizerStream", "Transcript"]
 
@@ -267,7 +268,7 @@ class Recognizer:
         if (lm is not None or hotwords) and beam < 2:
             beam = 2  # an LM or hotwords need a search, not greedy decoding
         if isinstance(hotwords, (str, Path)):
-            hotwords = _read_hotwords(Path(hotwords))
+            hotwords = read_hotwords(hotwords)
         return decoding.CTCDecoder(
             list(self.manifest.tokens), blank_id=self.manifest.blank_id, beam_width=beam, lm=lm,
             lm_weight=defaults.get("lm_weight", 0.5) if lm_weight is None else lm_weight,
@@ -475,18 +476,3 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _load_lm(path: str) -> decoding.ArpaLM:
     return decoding.ArpaLM.from_file(path)
-
-
-def _read_hotwords(path: Path) -> dict:
-    """A hotwords file: one phrase per line, optionally followed by ``:boost``."""
-    table = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        phrase, _, boost = line.rpartition(":") if ":" in line else (line, "", "")
-        try:
-            table[phrase.strip()] = float(boost) if boost else 2.0
-        except ValueError:
-            raise ValueError(f"{path}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
-    return table

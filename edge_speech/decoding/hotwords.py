@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
 
 from edge_speech import _native
 
-__all__ = ["MAX_HOTWORD_BOOST", "hotword_table"]
+__all__ = ["DEFAULT_FILE_BOOST", "MAX_HOTWORD_BOOST", "hotword_table", "read_hotwords"]
 
 # A boost is added to a float32 log-probability score per token: 3e38 was accepted and the beam
 # returned garbage. 100 nats per token already outweighs any acoustic evidence.
 MAX_HOTWORD_BOOST = 100.0
+DEFAULT_FILE_BOOST = 2.0  # a phrase in a hotwords file without ":boost"
+
+
+def read_hotwords(path: "str | Path") -> Dict[str, float]:
+    """A hotwords file: one phrase per line, optionally ``phrase:boost``; ``#`` starts a comment line.
+    Phrases keep their case (a model's tokens may be upper case); runs of spaces become one."""
+    table = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        phrase, _, boost = line.rpartition(":") if ":" in line else (line, "", "")
+        try:
+            table[" ".join(phrase.split())] = float(boost) if boost else DEFAULT_FILE_BOOST
+        except ValueError:
+            raise ValueError(f"{path}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
+    return table
 
 
 def hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import math
 import os
 import queue
 import re
@@ -28,6 +27,7 @@ import numpy as np
 
 from edge_speech import audio, listen
 from edge_speech import limits as runtime_limits
+from edge_speech.decoding.hotwords import read_hotwords
 from edge_speech.grammars import Grammar
 from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, Transcript
 from edge_speech.vad import KINDS as VAD_KINDS
@@ -37,6 +37,7 @@ __all__ = ["AsrSession", "ServeConfig", "ServeError", "ServeLimits", "ServedMode
            "WakeSession", "WorkerPool", "pcm_to_float"]
 
 LOG = logging.getLogger("edge_speech.serve")
+_WORD = re.compile(r"[^\w']+")  # splits a client's biasing terms into words
 
 PCM_WIDTHS = (1, 2, 3, 4)  # bytes per sample: unsigned 8-bit, signed 16/24/32-bit little-endian (Wyoming's widths)
 
@@ -504,68 +505,6 @@ def load_sentence_templates(path: "str | Path") -> Grammar:
     return loader(path)
 
 
-_WORD = re.compile(r"[^\w']+")
-
-
-class TextMatcher:
-    """Matches typed text against a grammar's word automaton: the best-weighted accepted path
-    gives the intent and slots (slot values joined as the decoder joins them). Case and
-    punctuation are ignored. (Home Assistant sentence grammars bring their own ``match``.)"""
-
-    def __init__(self, grammar: Grammar, max_frontier: int = 10_000):
-        self._out: Dict[int, List] = collections.defaultdict(list)
-        for arc in grammar.arcs:
-            self._out[arc.src].append(arc)
-        self._finals = set(grammar.finals)
-        self._max = max_frontier
-
-    def match(self, text: str) -> Optional[Tuple[str, Dict[str, str]]]:
-        words = _WORD.sub(" ", text.lower()).split()
-        if not words:
-            return None
-        # (state, intent, slots as a tuple of (slot, value) pairs) -> best weight
-        frontier: Dict[tuple, float] = {(0, None, ()): 0.0}
-        for word in words:
-            nxt: Dict[tuple, float] = {}
-            for (state, _intent, slots), weight in frontier.items():
-                for arc in self._out.get(state, ()):
-                    if arc.word != word:
-                        continue
-                    new_slots = slots
-                    if arc.slot is not None:
-                        filled = dict(slots)
-                        filled[arc.slot] = f"{filled[arc.slot]} {word}" if arc.slot in filled else word
-                        new_slots = tuple(sorted(filled.items()))
-                    key = (arc.dst, arc.intent, new_slots)
-                    if weight + arc.weight > nxt.get(key, -math.inf):
-                        nxt[key] = weight + arc.weight
-            if not nxt:
-                return None
-            if len(nxt) > self._max:
-                nxt = dict(sorted(nxt.items(), key=lambda kv: -kv[1])[:self._max])
-            frontier = nxt
-        accepted = [(w, intent, slots) for (state, intent, slots), w in frontier.items() if state in self._finals]
-        if not accepted:
-            return None
-        _, intent, slots = max(accepted, key=lambda t: (t[0], str(t[1]), t[2]))
-        return intent, dict(slots)
-
-
-def read_hotwords(path: "str | Path") -> Dict[str, float]:
-    """A hotwords file: one phrase per line, optionally ``phrase:boost`` (the CLI's format)."""
-    table = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        phrase, _, boost = line.rpartition(":") if ":" in line else (line, "", "")
-        try:
-            table[" ".join(phrase.lower().split())] = float(boost) if boost else 2.0
-        except ValueError:
-            raise ValueError(f"{path}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
-    return table
-
-
 # -- the service -------------------------------------------------------------------------------
 
 class SpeechService:
@@ -593,7 +532,7 @@ class SpeechService:
         # Home Assistant sentence grammars match text themselves (with their out values); others walk the automaton
         self._match: Optional[Callable[[str], Any]] = None
         if self.grammar is not None:
-            self._match = getattr(self.grammar, "match", None) or TextMatcher(self.grammar).match
+            self._match = self.grammar.match
         self.hotwords = read_hotwords(config.hotwords) if config.hotwords else {}
         create_vad(config.vad, 16000)  # a VAD that cannot run (Silero without its model) fails here, not per request
         self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 8 * workers)
