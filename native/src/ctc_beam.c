@@ -414,14 +414,30 @@ static int32_t find_child(const es_ctc_beam *b, int32_t parent, int32_t token) {
 
 /* ---- the search ------------------------------------------------------------------------------ */
 
-static int compare_rank(const void *x, const void *y) {
-  const es_beam_rank *a = x, *b = y;
-  if (a->total != b->total) return a->total > b->total ? -1 : 1;
-  return (a->index > b->index) - (a->index < b->index);
-}
-
 static inline int rank_before(const es_beam_rank *a, const es_beam_rank *b) {
   return a->total > b->total || (a->total == b->total && a->index < b->index);
+}
+
+/* Heapsort, best first: in place and allocation-free, which qsort is not everywhere (glibc's
+ * mergesort mallocs a buffer for arrays over 1 KiB). rank_before is a strict order: one result. */
+static void sift_down(es_beam_rank *a, int root, int n) {
+  for (int child = 2 * root + 1; child < n; root = child, child = 2 * root + 1) {
+    if (child + 1 < n && rank_before(&a[child], &a[child + 1])) child++; /* the later of the two */
+    if (!rank_before(&a[root], &a[child])) return;
+    es_beam_rank t = a[root];
+    a[root] = a[child];
+    a[child] = t;
+  }
+}
+
+static void sort_ranks(es_beam_rank *a, int n) {
+  for (int i = n / 2 - 1; i >= 0; i--) sift_down(a, i, n);
+  for (int end = n - 1; end > 0; end--) {
+    es_beam_rank t = a[0];
+    a[0] = a[end];
+    a[end] = t;
+    sift_down(a, 0, end);
+  }
 }
 
 /* Moves the k best of a[0..n) (by total, then index: a strict order) to the front, sorted. */
@@ -446,7 +462,7 @@ static void select_top(es_beam_rank *a, int n, int k) {
     }
     n = k;
   }
-  qsort(a, (size_t)n, sizeof(es_beam_rank), compare_rank);
+  sort_ranks(a, n);
 }
 
 /* The candidate for prefix (parent, token), created on first use. parent -1 is the empty prefix. */

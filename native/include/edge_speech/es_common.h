@@ -6,6 +6,7 @@
  * Ownership: objects are initialised into caller-owned structs (`es_x_init(&state, &config)`),
  * and `es_x_free` releases what init allocated. Free is safe on a zeroed struct and on one whose
  * init failed halfway, and may be called twice. The core never prints, aborts or exits.
+ * Allocation after init: see edge_speech.h (only the beam and grammar decoders' accept grow pools).
  */
 #ifndef EDGE_SPEECH_ES_COMMON_H
 #define EDGE_SPEECH_ES_COMMON_H

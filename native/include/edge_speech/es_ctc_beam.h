@@ -19,8 +19,9 @@
  * blank_skip_log_prob no hypothesis is extended at all.
  *
  * Ownership: vocab, lm and hotwords are borrowed, read-only, and must outlive the decoder (several
- * decoders may share them across threads). Memory: a node pool that grows by doubling and is
- * compacted when full; nothing else allocates after init. Thread safety: see es_common.h.
+ * decoders may share them across threads). Memory: only accept allocates after init, to double the
+ * node pool when compacting a full pool leaves it more than half in use; the pool never shrinks
+ * (see edge_speech.h). Thread safety: see es_common.h.
  */
 #ifndef EDGE_SPEECH_ES_CTC_BEAM_H
 #define EDGE_SPEECH_ES_CTC_BEAM_H

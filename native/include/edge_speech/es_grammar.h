@@ -17,8 +17,9 @@
  * log-probability plus its arc weights; free_score is the best unconstrained alignment's (the
  * frame-wise maximum), so score - free_score <= 0 measures how far the grammar had to bend the
  * audio: the basis for rejecting speech outside the grammar.
- * The grammar is read-only after init and may be shared; the decoder's traceback pool grows by
- * doubling (amortised) as tokens are emitted. Thread safety: see es_common.h.
+ * The grammar is read-only after init and may be shared. Memory: after init only the decoder's
+ * accept allocates, to double its traceback pool when compacting a full pool leaves it more than
+ * half in use (see edge_speech.h). Thread safety: see es_common.h.
  */
 #ifndef EDGE_SPEECH_ES_GRAMMAR_H
 #define EDGE_SPEECH_ES_GRAMMAR_H
