@@ -11,6 +11,7 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 
 from edge_speech import limits
+from edge_speech._deps import MissingDependency, import_soundfile, import_soxr
 
 __all__ = ["load_audio", "read_raw", "read_wav", "resample"]
 
@@ -128,10 +129,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     check_sample_rate(from_rate, "resample from_rate")
     check_sample_rate(to_rate, "resample to_rate")
     check_duration(len(samples) * to_rate / from_rate, to_rate, "resampled audio")
-    try:
-        import soxr
-    except ImportError:
-        raise ImportError(f"resampling {from_rate} Hz audio to {to_rate} Hz needs soxr: pip install soxr") from None
+    soxr = import_soxr()
     return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
 
 
@@ -182,10 +180,9 @@ def load_audio(source: AudioInput, sample_rate: int, what: Optional[str] = None)
 
 def _read_with_soundfile(path: Path) -> Tuple[np.ndarray, int]:
     try:
-        import soundfile
-    except ImportError:
-        raise ValueError(f"{path}: not a WAV file; reading {path.suffix or 'this format'} needs soundfile: "
-                         "pip install soundfile") from None
+        soundfile = import_soundfile()
+    except MissingDependency as err:
+        raise ValueError(f"{path}: not a WAV file; {err}") from None
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises its own error types for undecodable files

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, List, Optional
 import numpy as np
 
 from edge_speech import audio
+from edge_speech._deps import import_pyaudio
 from edge_speech.recognizer import Recognizer, Transcript
 from edge_speech.vad import create_vad
 
@@ -99,12 +100,7 @@ class WavSource:
 
 
 def _pyaudio():
-    try:
-        import pyaudio
-    except ImportError:
-        raise ImportError("microphone input needs pyaudio: apt-get install portaudio19-dev && "
-                          "pip install 'edge-speech[mic]'") from None
-    return pyaudio
+    return import_pyaudio()
 
 
 def list_devices() -> List[dict]:

@@ -31,6 +31,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Unio
 import numpy as np
 
 from edge_speech import audio, decoding, features
+from edge_speech._deps import import_soxr
 from edge_speech.backends import Backend, create_backend_for_target, stateful_chunk
 from edge_speech.bundle import Bundle, BundleError, Manifest
 from edge_speech.decoding.hotwords import read_hotwords
@@ -365,9 +366,7 @@ class RecognizerStream:
         self._input_rate = int(sample_rate)
         if self._input_rate != self._rate:
             if self._resampler is None:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(self._input_rate, self._rate, 1, dtype="float32", quality="HQ")
+                self._resampler = import_soxr().ResampleStream(self._input_rate, self._rate, 1, dtype="float32", quality="HQ")
             x = self._resampler.resample_chunk(x)
         self._samples += len(x)
         self._features.accept(x)

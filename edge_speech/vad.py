@@ -32,7 +32,7 @@ import numpy as np
 
 from edge_speech import _native
 from edge_speech._config_tables import native_fields
-from edge_speech._deps import import_onnxruntime
+from edge_speech._deps import import_onnxruntime, import_soxr
 
 __all__ = ["KINDS", "EnergyVadConfig", "SileroVad", "create_vad", "find_silero_model"]
 
@@ -169,9 +169,7 @@ class SileroVad:
         x = x.astype(np.float32, copy=False)
         if self.model_rate != self.sample_rate:
             if self._resampler is None:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(self.sample_rate, self.model_rate, 1, dtype="float32",
+                self._resampler = import_soxr().ResampleStream(self.sample_rate, self.model_rate, 1, dtype="float32",
                                                       quality="HQ")
             x = self._resampler.resample_chunk(x)
         buffer = np.concatenate([self._buffer, x])
