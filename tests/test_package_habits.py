@@ -49,3 +49,24 @@ def test_cli_verbosity_sets_the_package_logger(capsys):
 def test_licence_and_type_marker_ship():
     assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
     assert (ROOT / "edge_speech" / "py.typed").exists()
+
+
+def test_the_native_stub_names_exactly_what_the_extension_has():
+    import ast
+
+    from edge_speech import _native
+
+    stub = ast.parse((ROOT / "edge_speech" / "_native.pyi").read_text())
+    declared = {}
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            declared[node.name] = None
+        elif isinstance(node, ast.ClassDef):
+            declared[node.name] = {n.name for n in node.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"}
+    actual = {}
+    for name in dir(_native):
+        if name.startswith("_"):
+            continue
+        obj = getattr(_native, name)
+        actual[name] = {m for m in vars(obj) if not m.startswith("_")} if isinstance(obj, type) else None
+    assert declared == actual
