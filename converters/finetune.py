@@ -1,12 +1,12 @@
 """Short fine-tuning after pruning: knowledge distillation from the unpruned model (KL on
 log-probs) plus CTC on transcripts when given, with SpecAugment (time masks only for waveform
-models), resumable checkpoints."""
+models), resumable checkpoints. :func:`spec_augment` is also the training recipes' SpecAugment."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge_speech.converters._deps import import_torch
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,7 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
     if transcripts is not None and len(transcripts) != len(features):
         raise ValueError(f"{len(features)} feature arrays but {len(transcripts)} transcripts")
     generator = torch.Generator().manual_seed(seed)
+    mask_rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=1e-4)
     total_steps = epochs * math.ceil(len(features) / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(total_steps, 1))
@@ -60,9 +63,10 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
     for epoch in range(start_epoch, epochs):
         student.train()
         for b in torch.randperm(len(batches), generator=generator).tolist():
-            x, lengths = _pad([features[i] for i in batches[b]], torch)
+            inputs = [features[i] for i in batches[b]]
             if spec_augment:
-                x = _spec_augment(x, generator, torch)
+                inputs = [_masked(f, mask_rng) for f in inputs]
+            x, lengths = _pad(inputs, torch)
             with torch.no_grad():
                 target = teacher(x)
             out = student(x)
@@ -85,8 +89,8 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
-        if progress and sys.stderr.isatty():
-            print(f"fine-tune epoch {epoch + 1}/{epochs} loss {np.mean(losses[-len(batches):]):.4f}", file=sys.stderr)
+        if progress:
+            logger.info("fine-tune epoch %d/%d loss %.4f", epoch + 1, epochs, np.mean(losses[-len(batches):]))
         if checkpoint is not None:
             torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "epoch": epoch + 1}, checkpoint)
@@ -104,23 +108,34 @@ def _pad(arrays, torch) -> Tuple["object", "object"]:
     return x, torch.tensor([len(a) for a in arrays])
 
 
-def _spec_augment(x, generator, torch, freq_masks: int = 2, freq_width: int = 10, time_masks: int = 2,
-                  time_width: int = 20):
-    """Zeroed frequency bands and time spans of features [batch, frames, dim]; for samples
-    [batch, samples] time spans only, each up to 5% of the batch's length."""
-    x = x.clone()
-    waveform = x.dim() == 2
-    if waveform:
-        x, freq_masks = x[..., None], 0
-        time_width = max(1, x.shape[1] // 20)
-    batch, frames, dim = x.shape
-    for i in range(batch):
+def spec_augment(x: np.ndarray, rng: np.random.Generator, *, freq_masks: int = 2, freq_width: int = 10,
+                 time_masks: int = 2, time_width: int = 20, fill: Optional[float] = 0.0) -> np.ndarray:
+    """SpecAugment on one utterance: a copy of features [frames, dim] with ``freq_masks`` bands of
+    0..``freq_width`` bins and ``time_masks`` spans of 0..``time_width`` frames (at most a fifth of
+    the utterance) set to ``fill`` (None: the utterance's mean). Samples [samples] get time spans
+    only. Band and span positions are uniform over the places they fit."""
+    x = np.asarray(x)
+    x = x.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32, copy=True)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"spec_augment takes features [frames, dim] or samples [samples], got shape {x.shape}")
+    value = float(x.mean()) if fill is None else fill
+    frames = len(x)
+    if x.ndim == 2:
+        dim = x.shape[1]
         for _ in range(freq_masks):
-            w = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
-            f0 = int(torch.randint(0, max(1, dim - w), (1,), generator=generator))
-            x[i, :, f0:f0 + w] = 0
-        for _ in range(time_masks):
-            w = int(torch.randint(0, min(time_width, max(1, frames // 5)) + 1, (1,), generator=generator))
-            t0 = int(torch.randint(0, max(1, frames - w), (1,), generator=generator))
-            x[i, t0:t0 + w] = 0
-    return x[..., 0] if waveform else x
+            width = int(rng.integers(0, min(freq_width, dim) + 1))
+            start = int(rng.integers(0, dim - width + 1))
+            x[:, start:start + width] = value
+    longest = min(time_width, max(1, frames // 5))
+    for _ in range(time_masks):
+        width = int(rng.integers(0, longest + 1))
+        start = int(rng.integers(0, max(1, frames - width)))
+        x[start:start + width] = value
+    return x
+
+
+def _masked(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Fine-tuning's masks: features get two bands and two spans; samples two spans of up to 5%."""
+    if np.ndim(x) == 1:
+        return spec_augment(x, rng, freq_masks=0, time_width=max(1, len(x) // 20))
+    return spec_augment(x, rng)

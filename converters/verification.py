@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Sequence
 
 import numpy as np
+
+from edge_speech.text import edit_distance, error_rates, greedy_ids
 
 Runner = Callable[[np.ndarray], np.ndarray]  # features [frames, dim] -> outputs [frames', vocab]
 
@@ -51,7 +53,7 @@ def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], b
         if ref.ndim == 2:
             agree += int((ref.argmax(1) == out.argmax(1)).sum())
             frames += len(ref)
-            r, c = greedy_tokens(ref, blank_id), greedy_tokens(out, blank_id)
+            r, c = greedy_ids(ref, blank_id), greedy_ids(out, blank_id)
             token_scores.append(1.0 - edit_distance(r, c) / max(1, len(r)))
         elif ref.ndim == 1:  # a classifier's scores: one decision per input
             agree += int(ref.argmax() == out.argmax())
@@ -64,30 +66,15 @@ def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], b
         reference_latency_ms=1e3 * times["ref"] / n, candidate_latency_ms=1e3 * times["cand"] / n, utterances=n)
 
 
-def greedy_tokens(outputs: np.ndarray, blank_id: int = 0) -> Tuple[int, ...]:
-    best = outputs.argmax(axis=1)
-    keep = np.ones(len(best), dtype=bool)
-    keep[1:] = best[1:] != best[:-1]
-    return tuple(int(t) for t in best[keep] if t != blank_id)
-
-
-def edit_distance(a: Sequence, b: Sequence) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
+# edge_speech.text's greedy collapse under this module's older name (edit_distance is re-exported as imported)
+greedy_tokens = greedy_ids
 
 
 def error_rate(references: Sequence[str], hypotheses: Sequence[str], unit: str = "char") -> float:
-    """CER (unit='char') or WER (unit='word') over a corpus."""
-    split = (lambda s: list(s)) if unit == "char" else (lambda s: s.split())
-    errors = sum(edit_distance(split(r), split(h)) for r, h in zip(references, hypotheses))
-    total = sum(len(split(r)) for r in references)
-    return errors / max(1, total)
+    """CER (unit='char') or WER (unit='word') over a corpus, on the texts as given (not normalised)."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    return error_rates(zip(references, hypotheses), normalize=False)["cer" if unit == "char" else "wer"]
 
 
 def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1, input_spec=None) -> Runner:
@@ -126,8 +113,6 @@ def torch_runner(model) -> Runner:
             return model(torch.from_numpy(np.asarray(x, dtype=np.float32))[None])[0].numpy()
 
     return run
-
-
 
 
 def tflite_runner(model: bytes, spec, subsampling: int, threads: int = 1) -> Runner:

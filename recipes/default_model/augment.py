@@ -7,6 +7,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from edge_speech.converters.finetune import spec_augment as converter_spec_augment
+
 RATE = 16000
 
 
@@ -111,17 +113,9 @@ def frequency_warp(f: np.ndarray, alpha: float, low_hz: float = 20.0, high_hz: f
 
 def spec_augment(f: np.ndarray, rng: np.random.Generator, freq_masks: int = 2, freq_width: int = 12,
                  time_mask_fraction: float = 0.04, max_time_masks: int = 6) -> np.ndarray:
-    """Frequency and time masks (set to the utterance mean) on a [T, D] feature array."""
-    f = f.copy()
-    fill = f.mean()
-    t, d = f.shape
-    for _ in range(freq_masks):
-        w = rng.integers(0, freq_width + 1)
-        s = rng.integers(0, d - w + 1)
-        f[:, s:s + w] = fill
-    width = max(1, int(time_mask_fraction * t))
-    for _ in range(min(max_time_masks, max(1, t // 100))):
-        w = rng.integers(0, min(width, 20) + 1)
-        s = rng.integers(0, max(1, t - w))
-        f[s:s + w] = fill
-    return f
+    """Frequency and time masks (set to the utterance mean) on a [T, D] feature array: one time
+    mask per second of speech up to ``max_time_masks``, each up to ``time_mask_fraction`` of it."""
+    frames = len(f)
+    return converter_spec_augment(f, rng, freq_masks=freq_masks, freq_width=freq_width,
+                                  time_masks=min(max_time_masks, max(1, frames // 100)),
+                                  time_width=min(20, max(1, int(time_mask_fraction * frames))), fill=None)

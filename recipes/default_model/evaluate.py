@@ -23,41 +23,15 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from edge_speech.text import edit_distance, error_rates  # noqa: F401  (the recipes' CER/WER)
+from edge_speech.text import normalize_transcript as normalize
+
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-
-
-def edit_distance(ref: Sequence, hyp: Sequence) -> int:
-    """Levenshtein distance between two sequences (unit costs)."""
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h))
-        previous = current
-    return previous[-1]
-
-
-def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
-
-
-def error_rates(pairs: Iterable[Tuple[str, str]]) -> dict:
-    """pairs of (reference, hypothesis) -> {"cer", "wer", "utterances", "chars", "words"}."""
-    char_err = char_total = word_err = word_total = n = 0
-    for ref, hyp in pairs:
-        ref, hyp = normalize(ref), normalize(hyp)
-        char_err += edit_distance(ref, hyp)
-        char_total += len(ref)
-        word_err += edit_distance(ref.split(), hyp.split())
-        word_total += len(ref.split())
-        n += 1
-    return {"cer": char_err / max(1, char_total), "wer": word_err / max(1, word_total), "utterances": n,
-            "chars": char_total, "words": word_total}
 
 
 def _digits_to_words(text: str) -> str:

@@ -36,6 +36,8 @@ import wave
 from pathlib import Path
 from typing import Tuple
 
+from edge_speech.text import normalize_transcript as normalize
+
 SAMPLE_RATE = 16000
 
 # -- voices ------------------------------------------------------------------------------------
@@ -160,10 +162,6 @@ def make_text(rng: random.Random, words, weights) -> str:
         return spoken_time(rng)
     # a command followed by free words
     return rng.choice(TEMPLATES).split("{")[0].strip() + " " + " ".join(rng.choices(words, weights, k=rng.randint(2, 6)))
-
-
-def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
 
 
 # -- synthesis ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from edge_speech import features as es_features
+from edge_speech.text import greedy_ids
 from recipes.default_model import augment, ctc_model
 from recipes.default_model.evaluate import error_rates
 
@@ -121,13 +122,8 @@ def collate(items, pad: np.ndarray):
 def greedy_texts(log_probs: torch.Tensor, lengths) -> list:
     texts = []
     for lp, n in zip(log_probs, lengths):
-        best = lp[: int(n)].argmax(dim=-1).tolist()
-        out, prev = [], None
-        for t in best:
-            if t != prev and t != ctc_model.BLANK_ID:
-                out.append(ctc_model.TOKENS[t])
-            prev = t
-        texts.append(" ".join("".join(out).split()))
+        ids = greedy_ids(lp[: int(n)].detach().float().cpu().numpy(), ctc_model.BLANK_ID)
+        texts.append(" ".join("".join(ctc_model.TOKENS[t] for t in ids).split()))
     return texts
 
 

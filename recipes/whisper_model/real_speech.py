@@ -76,7 +76,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from recipes.default_model.evaluate import _digits_to_words, edit_distance, normalize
+from edge_speech.text import edit_distance
+from edge_speech.text import normalize_transcript as normalize
+from recipes.default_model.evaluate import _digits_to_words
 
 SAMPLE_RATE = 16000
 

@@ -23,9 +23,7 @@ import numpy as np
 import torch
 
 from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
-
-from edge_speech.converters.verification import greedy_tokens
-
+from edge_speech.text import greedy_ids
 from recipes.default_model.evaluate import error_rates
 from recipes.default_model.train import batches  # the default model's length-bucketed batches
 from recipes.whisper_model.whisper_ctc import BLANK_ID, TOKENS, WhisperCTC, encode
@@ -70,7 +68,7 @@ def collate(cache: StateCache, ids, rng=None, time_masks: int = 0, drop: float =
 
 
 def greedy(log_probs: torch.Tensor, length: int) -> str:
-    return "".join(TOKENS[t] for t in greedy_tokens(log_probs[:length].numpy(), BLANK_ID)).strip()
+    return "".join(TOKENS[t] for t in greedy_ids(log_probs[:length].numpy(), BLANK_ID)).strip()
 
 
 def evaluate(model, cache: StateCache, batch_frames: int = 6000) -> dict:
