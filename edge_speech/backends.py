@@ -26,10 +26,17 @@ __all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "cre
 class Backend(Protocol):
     name: str
     providers: Sequence[str]
+    fixed_window: Optional[int]  # frames of a fixed-shape model's window, None when dynamic
 
     def run(self, features: np.ndarray) -> np.ndarray:
         """float32 features [frames, dim] (or samples [samples] for waveform input) -> float32
         outputs [output_frames, vocab]."""
+
+    def initial_state(self) -> dict:
+        """A stateful model's recurrent state before the first chunk (empty for stateless models)."""
+
+    def run_chunk(self, window: np.ndarray, first: int, end: int, state: dict):
+        """A stateful model's outputs for one chunk window, and the state after it."""
 
 
 class OnnxBackend:

@@ -70,7 +70,11 @@ class KeywordClassifier:
         self.bundle, self.backend = bundle, backend
         self.manifest: Manifest = bundle.manifest
         self.labels = self.manifest.tokens
-        self.clip_frames = self.manifest.input_for(backend.name).clip_frames
+        clip_frames = self.manifest.input_for(backend.name).clip_frames
+        if self.manifest.features is None or clip_frames is None:
+            raise BundleError(f"{bundle.source}: a classifier bundle takes features with input.clip_frames")
+        self.feature_config: features.FeatureConfig = self.manifest.features
+        self.clip_frames: int = clip_frames
 
     @classmethod
     def from_bundle(cls, path: "str | Path | Bundle", target: Optional[str] = None, backend: str = "auto",
@@ -97,7 +101,7 @@ class KeywordClassifier:
 
     def clip_features(self, samples: np.ndarray) -> np.ndarray:
         """Features [clip_frames, dim] of the fitted clip: what the model takes."""
-        return clip_features(samples, self.manifest.features, self.manifest.sample_rate, self.clip_frames)
+        return clip_features(samples, self.feature_config, self.manifest.sample_rate, self.clip_frames)
 
 
 def clip_features(samples: np.ndarray, config: features.FeatureConfig, sample_rate: int, clip_frames: int) -> np.ndarray:

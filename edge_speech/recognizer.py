@@ -294,7 +294,10 @@ class RecognizerStream:
             raise ValueError(f"chunk and left context must be multiples of the model's subsampling ({sub})")
         self.recognizer = recognizer
         self._rate = recognizer.manifest.sample_rate
-        self._features = features.FeatureStream(recognizer.manifest.features, self._rate)
+        feature_config = recognizer.manifest.features
+        if feature_config is None:  # Recognizer.create_stream refuses waveform bundles before this
+            raise NotImplementedError("streaming needs a bundle whose model takes features")
+        self._features = features.FeatureStream(feature_config, self._rate)
         self._decoder = decoder.create_stream()
         self._chunk, self._left, self._right, self._sub = chunk, left, right, sub
         # Fixed-shape models see whole windows; the last one is aligned to the end, as offline.
@@ -305,15 +308,16 @@ class RecognizerStream:
         self._state = recognizer.backend.initial_state() if stateful else None
         if stateful:
             self._history = recognizer.backend.fixed_window or left
-        self._pending = np.zeros((0, recognizer.manifest.features.dim), dtype=np.float32)  # context + unrun frames
+        self._pending = np.zeros((0, feature_config.dim), dtype=np.float32)  # context + unrun frames
         self._pending_start = 0  # absolute index of _pending[0]
         self._next_frame = 0  # first feature frame whose outputs are not yet decoded
-        self._resampler = None
+        self._resampler: Optional[Any] = None  # soxr.ResampleStream once the input rate differs
         self._input_rate: Optional[int] = None
         self._samples = 0
         self._finished = False
         # greedy collapse of the decoded frames (last token, token ids): provisional() extends it
-        self._greedy_last, self._greedy_ids = -1, []
+        self._greedy_last = -1
+        self._greedy_ids: List[int] = []
 
     @property
     def partial(self) -> decoding.Result:
