@@ -49,6 +49,7 @@ EMBEDDED_MODELS = {
     "en-base": Path(__file__).parent / "models" / "en-base",
 }
 DEFAULT_MODEL = "en-small"
+_BEAM_DEFAULTS = decoding.BeamConfig()  # what a bundle that names no decoder setting gets
 DEFAULT_BUNDLE = EMBEDDED_MODELS[DEFAULT_MODEL]
 
 
@@ -94,7 +95,7 @@ class Recognizer:
         self.manifest: Manifest = bundle.manifest
         self.backend = backend
         self.vocabulary = decoding.Vocabulary(self.manifest.tokens, self.manifest.blank_id)
-        self.beam = beam or self.manifest.decoder.get("beam", decoding.BeamConfig().beam_width)
+        self.beam = beam or self.manifest.decoder.get("beam", _BEAM_DEFAULTS.beam_width)
         self._bundle_lm = None
         if bundle.lm_text is not None:
             try:
@@ -272,8 +273,8 @@ class Recognizer:
             hotwords = read_hotwords(hotwords)
         return decoding.CTCDecoder(
             list(self.manifest.tokens), blank_id=self.manifest.blank_id, beam_width=beam, lm=lm,
-            lm_weight=defaults.get("lm_weight", 0.5) if lm_weight is None else lm_weight,
-            word_bonus=defaults.get("word_bonus", 0.0) if word_bonus is None else word_bonus,
+            lm_weight=defaults.get("lm_weight", _BEAM_DEFAULTS.lm_weight) if lm_weight is None else lm_weight,
+            word_bonus=defaults.get("word_bonus", _BEAM_DEFAULTS.word_bonus) if word_bonus is None else word_bonus,
             lexicon=lexicon, hotwords=hotwords or None, frame_shift_s=self.manifest.frame_shift_s)
 
     def _transcript(self, result: decoding.Result, duration: float, timings: Mapping[str, float]) -> Transcript:
