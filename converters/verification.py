@@ -79,12 +79,13 @@ def error_rate(references: Sequence[str], hypotheses: Sequence[str], unit: str =
 
 def onnx_runner(model: bytes, input_name: str = "features", threads: int = 1, input_spec=None) -> Runner:
     """A runner over ONNX bytes with onnxruntime on CPU; ``input_spec`` for channel-major models
-    or ones with a frame-count input."""
-    import onnxruntime as ort
-
-    from edge_speech.backends import model_feeds
+    or ones with a frame-count input. One raw window per call, fed as the runtime feeds it (its
+    ``model_feeds``); not the runtime's ``OnnxBackend``, which checks the model against a bundle's
+    manifest (feature width, window, output rank) that a model being converted does not have yet."""
+    from edge_speech.backends import import_onnxruntime, model_feeds
     from edge_speech.converters.quantization import _default_spec
 
+    ort = import_onnxruntime()
     spec = input_spec or _default_spec(input_name)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
