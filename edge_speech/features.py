@@ -240,10 +240,11 @@ class FeatureConfig:
                  "output_clamp='utterance' comes after every frame is computed, so it cannot be combined "
                  "with CMVN; use output_clamp='fixed'")
         if self.cmvn == "global":
-            _require(self.cmvn_mean is not None, "cmvn='global' needs cmvn_mean (see with_global_cmvn)")
-            _require(len(self.cmvn_mean) == self.dim,
-                     f"cmvn_mean has {len(self.cmvn_mean)} values; the features have {self.dim}")
-            _require(all(math.isfinite(v) for v in self.cmvn_mean), "cmvn_mean must be finite")
+            mean = self.cmvn_mean
+            if mean is None:
+                raise ValueError("cmvn='global' needs cmvn_mean (see with_global_cmvn)")
+            _require(len(mean) == self.dim, f"cmvn_mean has {len(mean)} values; the features have {self.dim}")
+            _require(all(math.isfinite(v) for v in mean), "cmvn_mean must be finite")
             if self.cmvn_std is not None:
                 _require(len(self.cmvn_std) == self.dim,
                          f"cmvn_std has {len(self.cmvn_std)} values; the features have {self.dim}")
@@ -389,7 +390,9 @@ class FeatureStream:
 
 def compute_cmvn_stats(feature_arrays: Iterable[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
     """Global mean and standard deviation over every frame of every array (float64 sums)."""
-    total, sums, squares = 0, None, None
+    total = 0
+    sums: Optional[np.ndarray] = None
+    squares: Optional[np.ndarray] = None
     for feats in feature_arrays:
         feats = np.asarray(feats, dtype=np.float64)
         if feats.ndim != 2:
@@ -401,7 +404,7 @@ def compute_cmvn_stats(feature_arrays: Iterable[np.ndarray]) -> Tuple[np.ndarray
         total += len(feats)
         sums += feats.sum(axis=0)
         squares += np.square(feats).sum(axis=0)
-    if not total:
+    if not total or sums is None or squares is None:
         raise ValueError("no frames to compute CMVN statistics from")
     mean = sums / total
     std = np.sqrt(np.maximum(squares / total - mean**2, 1e-20))
@@ -484,9 +487,10 @@ def _check_config_type(config: Optional[FeatureConfig]) -> FeatureConfig:
 def _check_sample_rate(sample_rate: Any) -> float:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
         raise TypeError(f"sample_rate must be a number in Hz, got {sample_rate!r}")
-    if not (math.isfinite(sample_rate) and sample_rate > 0):
+    rate = float(sample_rate)
+    if not (math.isfinite(rate) and rate > 0):
         raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
-    return float(sample_rate)
+    return rate
 
 
 _SAMPLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16))
