@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -14,17 +14,25 @@ import numpy as np
 
 from edge_speech import __version__, audio, features
 from edge_speech.classifier import clip_features
-from edge_speech.converters.bundle_writer import write_bundle
-from edge_speech.manifest import InputSpec, Manifest
-from edge_speech.converters._deps import import_torch
-from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
 from edge_speech.converters import recurrent
+from edge_speech.converters._deps import import_torch
+from edge_speech.converters.bundle_writer import write_bundle
+from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, export_tflite, export_tflite_waveform
 from edge_speech.converters.preflight import pad_frames, preflight
-from edge_speech.converters.pruning import count_macs, prune as prune_model
+from edge_speech.converters.pruning import count_macs
+from edge_speech.converters.pruning import prune as prune_model
 from edge_speech.converters.quantization import quantize as quantize_onnx
 from edge_speech.converters.report import REPORT_FOLDER, write_report
-from edge_speech.converters.verification import (error_rate, greedy_tokens, onnx_runner, tflite_runner,
-                                                   torch_runner, verify, within_max_frames)
+from edge_speech.converters.verification import (
+    error_rate,
+    greedy_tokens,
+    onnx_runner,
+    tflite_runner,
+    torch_runner,
+    verify,
+    within_max_frames,
+)
+from edge_speech.manifest import InputSpec, Manifest
 
 AudioSet = Union[str, Path, Iterable[Any]]
 
@@ -42,6 +50,17 @@ class ConversionReport:
 
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "fp32_bundle": self.fp32_bundle, "steps": list(self.steps)}
+
+
+LOG = logging.getLogger(__name__)
+_FEATURES_INPUT = InputSpec()  # frozen: one shared default
+
+
+def _record(steps: list, step: dict) -> None:
+    """Appends a step to the report and logs it (``edge-speech -v convert`` shows the progress)."""
+    steps.append(step)
+    facts = ", ".join(f"{key} {step[key]}" for key in ("scheme", "bytes", "macs", "error") if step.get(key) is not None)
+    LOG.info("convert: %s%s", step.get("step", "?"), f" ({facts})" if facts else "")
 
 
 def convert(model, example_input, feature_config: Optional[features.FeatureConfig], tokens: Sequence[str], *,
@@ -157,7 +176,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         tuning = _finetune_set(finetune_data, calibration, evaluation, front_end, sample_rate)
     decoder_defaults, lm_file = _decoder_defaults(decoder, lm)
     macs, params = count_macs(model, example_input)
-    steps.append({"step": "source", "macs": macs, "params": params,
+    _record(steps, {"step": "source", "macs": macs, "params": params,
                   **({"preflight": checked.to_dict()} if checked else {}),
                   **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
 
@@ -185,7 +204,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 raise RuntimeError(message + " (strict=True)")
             warnings.warn(message, stacklevel=2)
             step["warnings"] = [message]
-        steps.append(step)
+        _record(steps, step)
         if finetune_epochs:
             from edge_speech.converters.finetune import finetune
 
@@ -197,7 +216,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                           for _, text in tuning]
             tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id,
                              **(finetune_options or {}))
-            steps.append({"step": "finetune", **dataclasses.asdict(tuned),
+            _record(steps, {"step": "finetune", **dataclasses.asdict(tuned),
                           **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
 
     if checked and checked.pad_frames:  # the runtime's frame arithmetic: T frames give ceil(T / subsampling)
@@ -216,7 +235,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     probe = calibration[:8] or [f for f, _ in evaluation[:8]] or [example_input[0].numpy()]
     export_check = verify(run_torch(model), runner(fp32), probe, blank_id)
-    steps.append({"step": "export_onnx", "bytes": len(fp32), "vs_torch": export_check.to_dict(),
+    _record(steps, {"step": "export_onnx", "bytes": len(fp32), "vs_torch": export_check.to_dict(),
                   **_accuracy(runner(fp32), evaluation, tokens, blank_id)})
 
     final = fp32
@@ -228,7 +247,7 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             final, kept_float = _within_budget(fp32, final, quantize, calibration, probe, evaluation, tokens, blank_id,
                                                max_accuracy_drop, spec, subsampling)
         check = verify(runner(fp32), runner(final), probe + [f for f, _ in evaluation], blank_id)
-        steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final), "kept_float": kept_float,
+        _record(steps, {"step": "quantize", "scheme": quantize, "bytes": len(final), "kept_float": kept_float,
                       "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
                       **_accuracy(runner(final), evaluation, tokens, blank_id)})
 
@@ -294,13 +313,13 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             message = f"TFLite export failed: {type(err).__name__}: {err}"
             if not files:
                 raise RuntimeError(message) from err
-            steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "error": message})
+            _record(steps, {"step": "export_tflite", "scheme": tflite_scheme or "float", "error": message})
             write()
             if strict:
                 raise RuntimeError(message + f" (strict=True; the ONNX bundle is kept in {out})") from err
             warnings.warn(message + f"; the ONNX bundle in {out} is complete", stacklevel=2)
         else:
-            steps.append({"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
+            _record(steps, {"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
                           **layout, "vs_torch": check.to_dict(),
                           **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
             files["model.tflite"] = tflite
@@ -329,7 +348,7 @@ def _prune_to_target(model, example_input, target: float, importance: str, calib
 
 
 def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureConfig, tokens: Sequence[str], *,
-                 input_spec: InputSpec = InputSpec(), subsampling_factor: int = 1, calib: Optional[AudioSet] = None,
+                 input_spec: InputSpec = _FEATURES_INPUT, subsampling_factor: int = 1, calib: Optional[AudioSet] = None,
                  eval: Optional[Sequence[Tuple[Any, str]]] = None, quantize: Optional[str] = "int8",
                  out: "str | Path" = "bundle", sample_rate: int = 16000, blank_id: int = 0, name: str = "model",
                  output_is_log_probs: bool = True, max_calibration: int = 64) -> ConversionReport:
@@ -353,7 +372,7 @@ def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureCo
         final = quantize_onnx(fp32, calibration, scheme=quantize, input_spec=input_spec)
         candidate = onnx_runner(final, input_spec=input_spec)
         check = verify(reference, candidate, probe + [f for f, _ in evaluation], blank_id)
-        steps.append({"step": "quantize", "scheme": quantize, "bytes": len(final),
+        _record(steps, {"step": "quantize", "scheme": quantize, "bytes": len(final),
                       "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
                       **_accuracy(candidate, evaluation, tokens, blank_id)})
     manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
@@ -430,8 +449,9 @@ def _fingerprint(model_input: np.ndarray) -> str:
 def _decoder_defaults(decoder: Optional[Dict[str, Any]], lm: "str | Path | None") -> Tuple[dict, Dict[str, bytes]]:
     """The manifest's decoder defaults and the LM file that ships with them, checked as the
     runtime checks them before anything is converted."""
-    from edge_speech.manifest import BundleError, check_decoder_defaults as _check_decoder_defaults
     from edge_speech.decoding import ArpaLM
+    from edge_speech.manifest import BundleError
+    from edge_speech.manifest import check_decoder_defaults as _check_decoder_defaults
 
     defaults = dict(decoder or {})
     files: Dict[str, bytes] = {}

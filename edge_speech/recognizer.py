@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import threading
 import time
@@ -49,6 +50,7 @@ EMBEDDED_MODELS = {
     "en-base": Path(__file__).parent / "models" / "en-base",
 }
 DEFAULT_MODEL = "en-small"
+LOG = logging.getLogger(__name__)
 _BEAM_DEFAULTS = decoding.BeamConfig()  # what a bundle that names no decoder setting gets
 DEFAULT_BUNDLE = EMBEDDED_MODELS[DEFAULT_MODEL]
 
@@ -112,8 +114,12 @@ class Recognizer:
 
         ``target`` names a device profile (``edge-speech targets``) whose thread count and
         execution providers are used; ``threads`` overrides the profile."""
+        started = time.perf_counter()
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
-        return cls(bundle, create_backend_for_target(bundle, target, backend, threads), beam=beam)
+        recognizer = cls(bundle, create_backend_for_target(bundle, target, backend, threads), beam=beam)
+        LOG.info("loaded %s (%s on %s) in %.0f ms", bundle.source, bundle.manifest.name, recognizer.backend.name,
+                 1e3 * (time.perf_counter() - started))
+        return recognizer
 
     @classmethod
     def default(cls, model: Optional[str] = None, **options: Any) -> "Recognizer":
