@@ -17,6 +17,20 @@ from edge_speech import audio
 
 SENTENCE = "Turn on the kitchen light, then set a timer for five minutes."
 
+# Markers by rule, for tests that share a module with tests that do not need the same things
+# (whole modules mark themselves with pytestmark): the fixture or the test's name says it.
+_MARKERS_BY_FIXTURE = {"file_microphone": "alsa", "default_tflite": "litert", "tiny_whisper": "torch"}
+_MARKERS_BY_NAME = {"tflite": "litert", "litert": "litert"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        wanted = {mark for fixture, mark in _MARKERS_BY_FIXTURE.items() if fixture in names}
+        wanted |= {mark for word, mark in _MARKERS_BY_NAME.items() if word in item.name.lower()}
+        for mark in sorted(wanted - {m.name for m in item.iter_markers()}):
+            item.add_marker(mark)
+
 
 def _require_tool(name: str) -> str:
     path = shutil.which(name)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from converter_models import DSCNN, seeded
 from edge_speech import KeywordClassifier, Recognizer, converters, features
 from edge_speech.bundle import Bundle, BundleError, InputSpec, Manifest
 from edge_speech.classifier import clip_features, clip_samples, fit_clip
+
+pytestmark = pytest.mark.torch
 
 FBANK = features.FeatureConfig.preset("kaldi-fbank")
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]

@@ -19,13 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from converter_models import MATRIX, confident, seeded
 from edge_speech import KeywordClassifier, Recognizer, converters, features
 from edge_speech.bundle import Bundle
 from edge_speech.classifier import clip_features
 from edge_speech.converters.verification import edit_distance, greedy_tokens
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
 LABELS = ["silence", "unknown", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]

@@ -9,11 +9,14 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from converter_models import DSConvCTC, GRUStack, seeded
 from edge_speech import Recognizer, converters, features
 from edge_speech.bundle import Bundle
+
+pytestmark = pytest.mark.torch
 
 FBANK = features.FeatureConfig.preset("kaldi-fbank")
 TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]

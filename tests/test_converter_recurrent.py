@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 from converter_models import CRNNKeywordSpotter, DeepSpeech2, GRUStack, QuartzNet, seeded
 from edge_speech import converters
 from edge_speech.converters.verification import onnx_runner, torch_runner
+
+pytestmark = pytest.mark.torch
 
 T = 20  # frames in the MAC examples
 

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from conftest import noise
 from converter_models import ConformerCTC, DSCNN, DSConvCTC, seeded
 from edge_speech import Recognizer, converters, features
 from edge_speech.bundle import Bundle
 from edge_speech.converters.verification import onnx_runner, torch_runner
+
+pytestmark = pytest.mark.torch
 
 FBANK = features.FeatureConfig.preset("kaldi-fbank")
 TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]

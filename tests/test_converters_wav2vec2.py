@@ -9,13 +9,16 @@ import os
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from the hub
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC  # noqa: E402
 
 from edge_speech import Recognizer, converters  # noqa: E402
 from edge_speech.bundle import Bundle  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 LETTERS = "ETAONIHSRDLUMWCFGYPBVKXJQZ'"
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate(LETTERS)}}

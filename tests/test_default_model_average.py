@@ -8,6 +8,8 @@ torch = pytest.importorskip("torch")
 
 from recipes.default_model import average, ctc_model  # noqa: E402
 
+pytestmark = [pytest.mark.torch, pytest.mark.recipe]
+
 
 def _state(seed: int, channels: int = 32):
     torch.manual_seed(seed)

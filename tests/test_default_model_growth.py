@@ -10,6 +10,8 @@ torch = pytest.importorskip("torch")
 
 from recipes.default_model import ctc_model  # noqa: E402
 
+pytestmark = [pytest.mark.torch, pytest.mark.recipe]
+
 
 def _trained_like(seed: int = 0) -> ctc_model.ConvCTC:
     """A small ConvCTC with non-trivial BatchNorm statistics and normalisation buffers."""

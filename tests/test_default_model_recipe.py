@@ -12,6 +12,8 @@ import pytest
 
 from recipes.default_model import augment, evaluate, synthesize
 
+pytestmark = pytest.mark.recipe
+
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
 
 

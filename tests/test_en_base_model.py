@@ -19,6 +19,8 @@ from edge_speech.converters.verification import error_rate
 from edge_speech.recognizer import EMBEDDED_MODELS
 from test_recognizer import run_cli
 
+pytestmark = pytest.mark.slow
+
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
 EXAMPLES = RECIPE / "examples"
 ROOT = RECIPE.parent.parent

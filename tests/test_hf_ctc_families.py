@@ -16,13 +16,16 @@ import os
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may come from the hub
 import transformers  # noqa: E402
 
 from edge_speech import Recognizer, converters  # noqa: E402
 from edge_speech.converters.verification import edit_distance, greedy_tokens  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 LETTERS = "ETAONIHSRDLUMWCFGYPBVKXJQZ'"
 VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate(LETTERS)}}

@@ -16,6 +16,8 @@ import pytest
 from test_listen import composed
 from test_recognizer import bundle_dir, recognizer  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.alsa
+
 ALSA_BASE = "/usr/share/alsa/alsa.conf"
 
 

@@ -11,13 +11,16 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 from converter_models import ConformerCTC, TransformerCTC, seeded
 from edge_speech import converters
 from edge_speech.converters.pruning import fused_qkv_attention, sync_fused_attention
 from edge_speech.converters.verification import onnx_runner, torch_runner
+
+pytestmark = pytest.mark.torch
 
 
 class FusedAttentionModel(nn.Module):

@@ -10,6 +10,8 @@ import pytest
 
 from recipes.whisper_model import real_speech
 
+pytestmark = pytest.mark.recipe
+
 
 def encode_language_block(lines):
     """One language block: line 0 empty at offset 0, line i >= 1 at start[i] (4-byte aligned),

@@ -13,8 +13,9 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-import torch
-from torch import nn
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 from converter_models import CRNNKeywordSpotter, DeepSpeech2, GRUStack, confident, seeded
 from edge_speech import Recognizer, audio, converters, features
@@ -22,6 +23,8 @@ from edge_speech.backends import run_stateful, stateful_chunk
 from edge_speech.bundle import Bundle, BundleError, InputSpec, Manifest, StateTensor
 from edge_speech.converters import recurrent
 from edge_speech.converters.verification import edit_distance, greedy_tokens
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
 SCHEMA = Path(features.__file__).parent / "schema" / "manifest.schema.json"

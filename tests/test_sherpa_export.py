@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from edge_speech import Recognizer, audio, converters, features
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
+
+pytestmark = pytest.mark.torch
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
 FBANK = features.FeatureConfig.preset("kaldi-fbank")

@@ -14,6 +14,8 @@ transformers = pytest.importorskip("transformers")
 from edge_speech.converters.whisper_encoder import (encoder_output_frames, load_ctranslate2_encoder,  # noqa: E402
                                                     read_ctranslate2_variables)
 
+pytestmark = pytest.mark.torch
+
 
 @pytest.mark.parametrize("frames", [3000, 437, 20])
 def test_loaded_encoder_equals_ctranslate2_and_transformers(tiny_whisper, frames):

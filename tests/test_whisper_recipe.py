@@ -19,6 +19,8 @@ pytest.importorskip("ctranslate2")
 
 from edge_speech import Recognizer, audio, features  # noqa: E402
 
+pytestmark = [pytest.mark.torch, pytest.mark.recipe, pytest.mark.slow]
+
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "whisper_model"
 TEXTS = ["turn on the light", "what time is it", "play some music", "set a timer", "open the door", "stop"]
 
