@@ -58,6 +58,8 @@ class NativeField:
         """Raises TypeError for a value of the wrong kind, ValueError for one out of range."""
         label = self.name
         if self.type == "enum":
+            if self.enum_names is None:  # the C tables name every enum's values
+                raise RuntimeError(f"{label}: the native table gives this enum no names")
             if value not in self.enum_names:
                 raise ValueError(f"{label} must be one of {sorted(self.enum_names)}, got {value!r}")
             return

@@ -132,7 +132,8 @@ class OnnxBackend:
         ``first:end``, from ``state``: (outputs [end - first, vocab], the state after it)."""
         spec = self.input_spec
         feeds = model_feeds(spec, window, self.extra_dtypes)
-        feeds[spec.chunk_range_name] = np.array([first, end], dtype=self.extra_dtypes[spec.chunk_range_name])
+        range_name = _chunk_range_name(spec)
+        feeds[range_name] = np.array([first, end], dtype=self.extra_dtypes[range_name])
         feeds.update(state)
         names = [self.output_name] + [s.output for s in spec.state]
         out, *after = self.session.run(names, feeds)
@@ -208,7 +209,7 @@ class LiteRTBackend:
         chunk range and the state tensors, by the manifest's names."""
         spec = self.input_spec
         signatures = self.interpreter.get_signature_list()
-        wanted = {spec.name, spec.chunk_range_name, *(s.input for s in spec.state)}
+        wanted = {spec.name, _chunk_range_name(spec), *(s.input for s in spec.state)}
         found = [n for n, io in signatures.items() if set(io["inputs"]) == wanted]
         if len(found) != 1:
             raise BundleError(f"{source}: the stateful TFLite model needs one signature with inputs {sorted(wanted)}; it "
@@ -233,10 +234,13 @@ class LiteRTBackend:
     def run_chunk(self, window: np.ndarray, first: int, end: int, state: dict):
         """As :meth:`OnnxBackend.run_chunk`, on the fixed window (zero-padded to it)."""
         spec = self.input_spec
+        if self.fixed_window is None:
+            raise RuntimeError("run_chunk runs a stateful model; this one is stateless")
         padded = np.zeros((self.fixed_window, window.shape[1]), dtype=np.float32)
         padded[:len(window)] = window
+        range_name = _chunk_range_name(spec)
         feeds = {spec.name: _quantize(padded[None], self.details[spec.name]),
-                 spec.chunk_range_name: np.array([first, end], dtype=self.details[spec.chunk_range_name]["dtype"])}
+                 range_name: np.array([first, end], dtype=self.details[range_name]["dtype"])}
         for s in spec.state:
             feeds[s.input] = _quantize(state[s.input], self.details[s.input])
         outputs = self.runner(**feeds)
@@ -260,8 +264,11 @@ class LiteRTBackend:
         runner, details = self._window_runner(window)
         padded = np.zeros((1, window), dtype=np.float32)
         padded[0, :len(samples)] = samples
+        length_name = self.input_spec.length_name
+        if length_name is None:  # _waveform_windows refuses window signatures without one
+            raise BundleError("a TFLite waveform model with fixed windows needs input.length_name")
         outputs = runner(**{self.input_spec.name: _quantize(padded, details[self.input_spec.name]),
-                            self.input_spec.length_name: np.array([len(samples)], dtype=np.int32)})
+                            length_name: np.array([len(samples)], dtype=np.int32)})
         frames = next(v for v in outputs.values() if v.ndim == 1)
         logits_name, logits = next((k, v) for k, v in outputs.items() if v.ndim == 3)
         out = _dequantize(logits, details[logits_name])[0]
@@ -293,6 +300,20 @@ def _check_fixed_frames(fixed: int, spec: InputSpec, source: str) -> None:
         raise BundleError(f"{source}: the model input has a fixed {fixed} frames, but the manifest's chunking gives "
                           f"windows of {window}; fixed-shape models need input.chunk_frames and contexts that add up "
                           "to the model's frame count")
+
+
+def _chunk_range_name(spec: InputSpec) -> str:
+    """The chunk-range input of a stateful model (InputSpec requires one beside state)."""
+    if spec.chunk_range_name is None:
+        raise BundleError("a stateful input (input.state) needs chunk_range_name and chunk_frames")
+    return spec.chunk_range_name
+
+
+def _stateful_chunk_frames(spec: InputSpec) -> int:
+    """The chunk length of a stateful model (InputSpec requires it beside state)."""
+    if spec.chunk_frames is None:
+        raise BundleError("a stateful input (input.state) needs chunk_range_name and chunk_frames")
+    return spec.chunk_frames
 
 
 def _unbatched(out: np.ndarray, spec: InputSpec, what: str) -> np.ndarray:
@@ -345,7 +366,7 @@ def run_in_windows(run_padded: Callable[[np.ndarray, int], np.ndarray], samples:
     step = max(samples_per_frame, (window * 3 // 4) // samples_per_frame * samples_per_frame)
     last = (len(samples) - window + samples_per_frame - 1) // samples_per_frame * samples_per_frame
     starts = list(range(0, last, step)) + [last]
-    pieces = []
+    pieces: list[tuple[np.ndarray, int]] = []
     for k, start in enumerate(starts):
         out = run_padded(samples[start:start + window], window)
         first_frame = start // samples_per_frame
@@ -387,8 +408,8 @@ def model_feeds(spec: InputSpec, x: np.ndarray, extra_dtypes: Optional[dict] = N
     feeds = {spec.name: np.ascontiguousarray(batch, dtype=np.float32)}
     dtypes = extra_dtypes or {}
     if spec.state:  # a whole utterance from the zero state
-        feeds[spec.chunk_range_name] = np.array([0, np.iinfo(np.int32).max], dtype=dtypes.get(spec.chunk_range_name,
-                                                                                              np.int64))
+        range_name = _chunk_range_name(spec)
+        feeds[range_name] = np.array([0, np.iinfo(np.int32).max], dtype=dtypes.get(range_name, np.int64))
         feeds.update({s.input: np.zeros(s.shape, dtype=np.float32) for s in spec.state})
     if spec.length_name:
         feeds[spec.length_name] = np.array([len(x)], dtype=dtypes.get(spec.length_name, np.int64))
@@ -443,7 +464,7 @@ def stateful_chunk(done: int, total: int, final: bool, spec: InputSpec, subsampl
     streams cut the same windows, so they carry the same state."""
     if done >= total:
         return None
-    left, chunk, right = spec.left_context_frames, spec.chunk_frames, spec.right_context_frames
+    left, chunk, right = spec.left_context_frames, _stateful_chunk_frames(spec), spec.right_context_frames
     chunk_end = done + chunk
     if fixed_window is None:
         if not final and chunk_end + right > total:
@@ -467,7 +488,7 @@ def run_stateful(backend, features: np.ndarray, spec: InputSpec, subsampling: in
     """A stateful model over a whole utterance chunk by chunk from the zero state, as a stream
     runs it (``backend.run_chunk``, :func:`stateful_chunk`)."""
     state, done, pieces = backend.initial_state(), 0, []
-    total = len(features)
+    total, chunk = len(features), _stateful_chunk_frames(spec)
     while True:
         cut = stateful_chunk(done, total, True, spec, subsampling, backend.fixed_window)
         if cut is None:
@@ -475,7 +496,7 @@ def run_stateful(backend, features: np.ndarray, spec: InputSpec, subsampling: in
         start, stop, first, end = cut
         out, state = backend.run_chunk(features[start:min(stop, total)], first, end, state)
         pieces.append(out)
-        done += spec.chunk_frames
+        done += chunk
     return np.concatenate(pieces)[:-(-total // subsampling)]
 
 
@@ -484,6 +505,8 @@ def _run_in_overlapping_windows(run_window: Callable[[np.ndarray], np.ndarray], 
     """A dynamic model with a longest input (``spec.max_frames``) over a longer utterance:
     windows of at most max_frames overlapping by a context each side (the stream context, at
     most a quarter window), keeping each window's middle, as streaming does."""
+    if spec.max_frames is None:
+        raise ValueError("overlapping windows need the model's longest input (input.max_frames)")
     limit = spec.max_frames - spec.max_frames % subsampling
     context = min(spec.stream_context_frames or limit // 8, limit // 4)
     context -= context % subsampling

@@ -25,10 +25,24 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Mapping, Optional
 
 from edge_speech._deps import BackendUnavailable, import_litert_schema, import_onnxruntime
+
 # The schema's names, re-exported: they lived here before edge_speech.manifest.
-from edge_speech.manifest import (DECODER_KEYS, INPUT_KINDS, MANIFEST_NAME, METADATA_KEY, MODEL_FORMATS,  # noqa: F401
-                                  MODEL_KINDS, OBJECT_KEYS, SCHEMA_VERSION, BundleError, InputSpec, Manifest,
-                                  StateTensor, _check_decoder_defaults, check_decoder_defaults)
+from edge_speech.manifest import (  # noqa: F401
+    DECODER_KEYS,
+    INPUT_KINDS,
+    MANIFEST_NAME,
+    METADATA_KEY,
+    MODEL_FORMATS,
+    MODEL_KINDS,
+    OBJECT_KEYS,
+    SCHEMA_VERSION,
+    BundleError,
+    InputSpec,
+    Manifest,
+    StateTensor,
+    _check_decoder_defaults,
+    check_decoder_defaults,
+)
 
 # write_bundle and pack_bundle stay importable from here (module __getattr__) but live in the converter.
 __all__ = ["Bundle", "BundleError", "InputSpec", "Manifest", "METADATA_KEY", "SCHEMA_VERSION", "StateTensor",

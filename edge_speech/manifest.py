@@ -201,9 +201,11 @@ class Manifest:
 
     def __post_init__(self) -> None:
         stateful = any(spec.state for spec in (self.input, *self.format_inputs.values()))
-        if self.schema_version is None:
-            object.__setattr__(self, "schema_version", 3 if stateful else 2 if self.waveform_input else 1)
-        if stateful and self.schema_version < 3:
+        version = self.schema_version
+        if version is None:
+            version = 3 if stateful else 2 if self.waveform_input else 1
+            object.__setattr__(self, "schema_version", version)
+        if stateful and version < 3:
             raise BundleError(f"recurrent state (input.state) needs schema_version 3, the manifest says "
                               f"{self.schema_version}")
         if self.kind not in MODEL_KINDS:
@@ -222,7 +224,9 @@ class Manifest:
         if self.subsampling_factor < 1:
             raise BundleError(f"manifest subsampling_factor must be >= 1, got {self.subsampling_factor}")
         for spec in (self.input, *self.format_inputs.values()):
-            if spec.state and (spec.chunk_frames % self.subsampling_factor or spec.left_context_frames % self.subsampling_factor):
+            if not spec.state or spec.chunk_frames is None:  # InputSpec gives every stateful input chunk_frames
+                continue
+            if spec.chunk_frames % self.subsampling_factor or spec.left_context_frames % self.subsampling_factor:
                 raise BundleError(f"a stateful input's chunk_frames ({spec.chunk_frames}) and left_context_frames "
                                   f"({spec.left_context_frames}) must be multiples of the subsampling factor "
                                   f"({self.subsampling_factor})")
@@ -235,7 +239,7 @@ class Manifest:
         if self.waveform_input:
             if self.features is not None:
                 raise BundleError("manifest has waveform input and a feature config; a waveform model takes no features")
-            if self.schema_version < 2:
+            if version < 2:
                 raise BundleError(f"waveform input needs schema_version 2, the manifest says {self.schema_version}")
         elif self.features is None:
             raise BundleError("manifest has feature input but no feature config")
@@ -360,13 +364,13 @@ def check_decoder_defaults(decoder: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise BundleError(f"manifest decoder {key} must be a finite number, got {value!r}")
     beam = decoder.get("beam", 1)
-    if isinstance(beam, bool) or not isinstance(beam, numbers.Integral) or not 1 <= beam <= 1 << 16:
+    if isinstance(beam, bool) or not isinstance(beam, numbers.Integral) or not 1 <= int(beam) <= 1 << 16:
         raise BundleError(f"manifest decoder beam must be an int in 1..65536, got {beam!r}")
     threshold = decoder.get("grammar_threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= float(threshold) <= 1:
         raise BundleError(f"manifest decoder grammar_threshold must be a number in [0, 1], got {threshold!r}")
     evidence = decoder.get("grammar_min_evidence", 0.0)
-    if isinstance(evidence, bool) or not isinstance(evidence, numbers.Real) or not 0 <= evidence <= 1:
+    if isinstance(evidence, bool) or not isinstance(evidence, numbers.Real) or not 0 <= float(evidence) <= 1:
         raise BundleError(f"manifest decoder grammar_min_evidence must be a number in [0, 1], got {evidence!r}")
     if not isinstance(decoder.get("lexicon", False), bool):
         raise BundleError(f"manifest decoder lexicon must be true or false, got {decoder['lexicon']!r}")

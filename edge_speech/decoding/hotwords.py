@@ -50,7 +50,7 @@ def hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:
         if not phrase.split():
             raise ValueError("a hotword phrase is empty")
         if (isinstance(boost, bool) or not isinstance(boost, numbers.Real)
-                or not (math.isfinite(boost) and 0 < boost <= MAX_HOTWORD_BOOST)):
+                or not (math.isfinite(boost) and 0 < float(boost) <= MAX_HOTWORD_BOOST)):
             raise ValueError(f"hotword {phrase!r} has boost {boost!r}; boosts must be in (0, {MAX_HOTWORD_BOOST:g}] "
                              "(log-probability added per token; past that, scores lose all precision)")
         phrases.append(" ".join(phrase.split()))

@@ -29,6 +29,10 @@ class Vocabulary:
     tokens: Tuple[str, ...]
     blank_id: int = 0
     kind: str = "auto"
+    # Derived in __post_init__ from the native core's reading of the tokens.
+    _flags: bytes = dataclasses.field(init=False, repr=False, compare=False)
+    _texts: Tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _spelling: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tokens = self.tokens
