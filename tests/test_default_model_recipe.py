@@ -1,6 +1,6 @@
 """Smoke tests of the default-model recipe's pieces that need no torch: the edit distance behind
-the reported CER/WER, text generation, augmentation, and the committed fp32 bundle transcribing
-the committed example WAVs through the real runtime."""
+the reported CER/WER, text generation, augmentation, and the shipped default bundle (the recipe's
+int8 build, embedded in the package) transcribing the committed example WAVs through the real runtime."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_frequency_warp_moves_a_tone_where_the_shifted_tone_lies():
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_shipped_bundle_transcribes_the_shipped_examples(name):
     from edge_speech import Recognizer
-    recognizer = Recognizer.from_bundle(RECIPE / "bundle_fp32", threads=1)
+    recognizer = Recognizer.default(threads=1)
     result = recognizer.transcribe(str(RECIPE / "examples" / name), beam=1)
     rates = evaluate.error_rates([(EXAMPLES[name], result.text)])
     # A regression floor, not a quality goal: the first model reads the examples at CER 0.11 and
@@ -201,7 +201,7 @@ def test_pico_voices_are_opt_in_training_voices_and_speak(tmp_path):
     rows = synthesize.synth_job(("train", [(f"u{i}", "pico", voice, text, i) for i, voice in
                                            enumerate(synthesize.PICO_TRAIN)], str(tmp_path), False))
     from edge_speech import Recognizer
-    recognizer = Recognizer.from_bundle(RECIPE / "bundle_fp32", threads=1)
+    recognizer = Recognizer.default(threads=1)
     for row in rows:
         assert row["voice"].startswith("pico:") and 0.8 < row["seconds"] < 4
         # intelligible speech, not noise: the shipped model (never trained on Pico) reads it

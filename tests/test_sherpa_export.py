@@ -1,6 +1,6 @@
 """The sherpa-onnx export: sherpa-onnx's own OfflineRecognizer, fed the feature settings the export
-returns, gives the same greedy text as our Recognizer on the same audio with the trained default
-model; feature settings sherpa-onnx cannot reproduce are refused by name."""
+returns, gives the same greedy text as our Recognizer on the same audio with the default model's
+architecture; feature settings sherpa-onnx cannot reproduce are refused by name."""
 
 from __future__ import annotations
 
@@ -20,12 +20,23 @@ FBANK = features.FeatureConfig.preset("kaldi-fbank")
 
 
 @pytest.fixture(scope="module")
-def default_model():
+def default_model(speech):
+    """The default model's architecture at the shipped size (recipes/default_model/ctc_model.py)
+    with seeded weights: the export is about the graph and the front end, not the trained weights
+    (the recipe reproduces those; git does not track them). Its feature normalisation is fitted to
+    speech, each token wins on some frames (a random head mostly says blank) and its logits spread
+    as a trained model's do: long greedy texts that a few Hz of front-end difference changes."""
+    from converter_models import confident, seeded
     from recipes.default_model import ctc_model
 
-    state = torch.load(RECIPE / "checkpoint" / "model.pt", map_location="cpu", weights_only=True)
-    model = ctc_model.build(dict(state["config"]))
-    model.load_state_dict(state["model"])
+    model = seeded(ctc_model.ConvCTC, channels=384, blocks=15, kernel=9)
+    fbank = features.compute(speech(16000), 16000, FBANK)
+    example = torch.from_numpy(fbank)[None]
+    with torch.no_grad():
+        model.mean.copy_(torch.from_numpy(fbank.mean(0)))
+        model.inv_std.copy_(torch.from_numpy(1.0 / (fbank.std(0) + 1e-3)))
+        model.head.bias.sub_(model(example)[0].mean(0))
+    confident(model, example)
     return model.eval(), ctc_model.TOKENS
 
 
@@ -62,7 +73,7 @@ def test_sherpa_onnx_gives_the_same_greedy_text_as_our_runtime(tmp_path, default
         stream.accept_waveform(16000, clip)
         sherpa.decode_stream(stream)
         theirs, mine = stream.result.text.strip(), ours.transcribe((clip, 16000), beam=1).text
-        assert mine, "the default model should say something on speech"
+        assert len(mine) >= 10, f"the model should say something on speech: {mine!r}"
         agreeing += theirs == mine
     assert agreeing == len(clips), f"{agreeing}/{len(clips)} clips agree"
 
