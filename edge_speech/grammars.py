@@ -117,6 +117,8 @@ class _Tokens:
             if m is None:
                 raise ValueError(f"{what}: line {line}, column {col}: unexpected character {text[pos]!r}")
             kind = m.lastgroup
+            if kind is None:  # every alternative of the pattern is a named group
+                raise ValueError(f"{what}: line {line}, column {col}: unexpected character {text[pos]!r}")
             if kind not in ("space", "comment"):
                 self.items.append((kind, m.group(), line, col))
             newlines = m.group().count("\n")
@@ -179,10 +181,10 @@ def _parse_alternatives(toks: _Tokens, slots: bool, stop: Sequence[str]):
             break
         toks.take()
     if all(w is None for w in weights):
-        weights = None
-    elif any(w is None for w in weights):
+        return items[0] if len(items) == 1 else _Alt(items, None)
+    if any(w is None for w in weights):
         raise toks.error(starts[weights.index(None)], "give weights to all alternatives or to none")
-    return items[0] if len(items) == 1 and weights is None else _Alt(items, weights)
+    return _Alt(items, weights)
 
 
 def _parse_sequence(toks: _Tokens, slots: bool, stop: Sequence[str]):
@@ -274,7 +276,7 @@ class _Builder:
             total = sum(e.weights) if e.weights else None
             for i, item in enumerate(e.items):
                 start = self.new()
-                self.eps.append((s, start, math.log(e.weights[i] / total) if total else 0.0))
+                self.eps.append((s, start, math.log(e.weights[i] / total) if e.weights and total else 0.0))
                 self.eps.append((self.build(item, start, intent, slot), end, 0.0))
             return end
         if isinstance(e, _Opt):
@@ -313,8 +315,8 @@ class _Builder:
         # epsilon removal (max-weight closure), then keep what is reachable and co-reachable
         n = self.num_states
         eps_out: List[List[Tuple[int, float]]] = [[] for _ in range(n)]
-        for a, b, w in self.eps:
-            eps_out[a].append((b, w))
+        for src, dst, w in self.eps:
+            eps_out[src].append((dst, w))
         arcs_out: List[List[WordArc]] = [[] for _ in range(n)]
         for arc in self.arcs:
             arcs_out[arc.src].append(arc)
@@ -394,9 +396,9 @@ class Grammar:
         tok = toks.peek()
         if tok is not None and tok[1] == "grammar":
             toks.take()
-            name = toks.take()
-            if name[0] != "word":
-                raise toks.error(name, "expected a grammar name")
+            name_tok = toks.take()
+            if name_tok[0] != "word":
+                raise toks.error(name_tok, "expected a grammar name")
             toks.expect(";")
         while toks.peek() is not None:
             tok = toks.take()
@@ -447,8 +449,9 @@ class Grammar:
                 what = f"intent {intent!r}" if line is None else "intents"
                 toks = _Tokens(text, line0=line or 1, col0=col, what=what)
                 expr = _parse_alternatives(toks, slots=True, stop=())
-                if toks.peek() is not None:
-                    raise toks.error(toks.peek(), f"unexpected {toks.peek()[1]!r}")
+                left = toks.peek()
+                if left is not None:
+                    raise toks.error(left, f"unexpected {left[1]!r}")
                 builder.what = what
                 finals.append(builder.build(expr, 0, intent, None))
         return builder.finish(finals)
@@ -525,7 +528,7 @@ class Grammar:
             out_arcs.setdefault(a.src, []).append(a)
         finals = set(self.finals)
         seen = set()
-        stack: List[Tuple[int, Tuple[str, ...], Optional[str]]] = [(0, (), None)]
+        stack: List[Tuple[int, Tuple[str, ...], str]] = [(0, (), "")]  # intent: the last arc's (none yet)
         while stack:
             s, words, intent = stack.pop()
             if s in finals and words:

@@ -56,7 +56,7 @@ import json
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from edge_speech import yaml_reading
 from edge_speech.grammars import Grammar, WordArc, _Builder
@@ -74,6 +74,9 @@ MAX_PERMUTATION_ITEMS = 8      # (a; b; ...) compiles to 2^n subsets
 MAX_VALUE_WORDS = 64           # words in one list value
 MAX_SENTENCE_FILE_CHARS = 16 << 20    # one YAML file (Home Assistant's largest English file is ~100 kB)
 MAX_SENTENCE_FILE_NODES = 2_000_000   # its nodes with every alias counted again (billion laughs)
+
+# A slot as the compiler tracks it: (slot name, key of the list that fills it).
+_SlotKey = Tuple[str, str]
 
 _INSTALL = "Home Assistant sentence files need the hassil package: pip install edge-speech[serve] (or pip install hassil)"
 _PUNCTUATION = ".。,，?¿？؟!¡！;；:：’…\"“”«»"
@@ -113,7 +116,7 @@ class SentencesGrammar(Grammar):
     def __getstate__(self):  # the cache (a hash is per process) is rebuilt after unpickling
         return {**self.__dict__, "_cache": {}}
 
-    def _tables(self):
+    def _tables(self) -> Dict[str, Any]:
         cache = self._cache
         if "next" not in cache:
             data = json.loads(self.table)
@@ -133,17 +136,21 @@ class SentencesGrammar(Grammar):
         as their ``out`` and ranges as numbers; None when the path is not in the grammar."""
         return self._walk([w for _, w, _ in path], [(i, s) for i, _, s in path])
 
-    def match(self, text: str) -> Optional[Tuple[str, Dict[str, Any]]]:
-        """(intent, slots) of a written sentence (normalised like the templates), None if outside."""
+    def match(self, text: str, max_frontier: int = 10_000) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """(intent, slots) of a written sentence (normalised like the templates), None if outside.
+        ``max_frontier`` is Grammar.match's bound; this walk keeps one path per state and needs none."""
         words = _normalize(text).split()
         return self._walk(words, None) if words else None
 
-    def _walk(self, words, labels):
-        """Follows the words through the automaton (all paths at once, the lowest states first)."""
+    def _walk(self, words: Sequence[str], labels: Optional[Sequence[Tuple[str, Optional[str]]]],
+              ) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """Follows the words through the automaton (all paths at once, the lowest states first);
+        ``labels``: each word's (intent, slot) the path must carry, None for any."""
         t = self._tables()
         nxt, finals = t["next"], t["finals"]
-        frontier: Dict[int, Optional[Tuple[int, WordArc]]] = {0: None}
-        history = []
+        # each reached state -> (the state before it, the arc taken); the start has neither
+        frontier: Mapping[int, Optional[Tuple[int, WordArc]]] = {0: None}
+        history: List[Dict[int, Tuple[int, WordArc]]] = []
         for k, word in enumerate(words):
             following: Dict[int, Tuple[int, WordArc]] = {}
             for state in sorted(frontier):
@@ -389,8 +396,8 @@ class _Compiler:
         self.language = intents.language
         self.net = _Net(what)
         self.blocks: List[Tuple[str, Dict[str, Any]]] = []
-        self.values: Dict[str, Dict[str, list]] = {}    # slot label -> spoken text -> [out]
-        self._registered = set()
+        self.values: Dict[_SlotKey, Dict[str, list]] = {}  # slot -> spoken text -> [out]
+        self._registered: Set[_SlotKey] = set()
         self._list_keys: Dict[int, str] = {}            # id(list) -> a name unique in this set
         self._slot_keys: Dict[str, set] = {}            # slot -> keys of the lists that fill it
         self._numbers: Dict[Tuple, List[Tuple[str, Any]]] = {}
@@ -646,8 +653,8 @@ class _Compiler:
                 used = False
                 for sentence in block.sentences:
                     where = f"{self.what}: intent {intent_name!r}, template {sentence.text!r}"
-                    ctx = {"where": where, "slot": None, "block": block_id, "lists": lists, "rules": rules,
-                           "stack": []}
+                    ctx: Dict[str, Any] = {"where": where, "slot": None, "block": block_id, "lists": lists,
+                                           "rules": rules, "stack": []}
                     start = net.new()
                     try:
                         end = self.build(sentence.expression, start, ctx, 0)
@@ -705,7 +712,8 @@ class _Compiler:
         while boundaries:
             b = boundaries.pop()
             paths = 0
-            stack = [(b, "", None, None, None)]  # (state, text, slot, block, intent of a tail passed)
+            # (state, text, slot, block, intent of a tail passed)
+            stack: List[Tuple[int, str, Optional[_SlotKey], Optional[int], Optional[str]]] = [(b, "", None, None, None)]
             while stack:
                 u, text, slot, block, tail = stack.pop()
                 paths += 1
@@ -731,9 +739,9 @@ class _Compiler:
             raise ValueError(f"{self.what}: the sentences spell no word")
         # the block whose sentences end at a state: its tail, or a tail reached by empty words
         block_of: Dict[int, int] = {}
-        for tail in finals:
-            block_id = self._tail[tail][0]
-            todo = [tail]
+        for tail_state in finals:
+            block_id = self._tail[tail_state][0]
+            todo = [tail_state]
             while todo:
                 u = todo.pop()
                 if u in block_of:

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Event:
     start: float
     end: float
     intent: Optional[str] = None
-    slots: Optional[dict] = None
+    slots: Optional[Mapping[str, str]] = None
     confidence: Optional[float] = None
 
     def to_json(self) -> str:

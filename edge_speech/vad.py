@@ -155,7 +155,7 @@ class SileroVad:
     def reset(self) -> None:
         self._state = np.zeros(SILERO_STATE_SHAPE, dtype=np.float32)
         self._buffer = np.zeros(self.context_size, dtype=np.float32)  # context + samples not yet in a window
-        self._resampler = None
+        self._resampler: Optional[Any] = None  # soxr.ResampleStream once the input rate differs
         self.speaking = False
         self.frames_done = 0
 
@@ -170,7 +170,7 @@ class SileroVad:
         if self.model_rate != self.sample_rate:
             if self._resampler is None:
                 self._resampler = import_soxr().ResampleStream(self.sample_rate, self.model_rate, 1, dtype="float32",
-                                                      quality="HQ")
+                                                               quality="HQ")
             x = self._resampler.resample_chunk(x)
         buffer = np.concatenate([self._buffer, x])
         count = (len(buffer) - self.context_size) // self.window
