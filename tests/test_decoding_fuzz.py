@@ -4,15 +4,11 @@ in the C tests under AddressSanitizer."""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 
+from decoding_texts import INTENTS, JSGF, TRIGRAM
 from edge_speech import decoding
 from edge_speech.decoding import Grammar
-
-import test_decoding_grammar as G
-import test_decoding_lm as L
 
 PIECES = ["\\data\\", "\\end\\", "\\2-grams:", "ngram 2=", "-inf", "nan", "|", "(", ")", "[", "]", "<", ">", "{",
           "}", "*", "+", ";", "=", "/2/", "public", "\n", "  ", "- ", ":", '"', "'", "#", "\t", "\x00", "é", "▁"]
@@ -36,7 +32,7 @@ def _mutate(text: str, data) -> str:
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.data())
 def test_mutated_arpa_parses_or_raises_value_error(data):
-    text = _mutate(L.TRIGRAM, data)
+    text = _mutate(TRIGRAM, data)
     try:
         lm = decoding.ArpaLM(text)
     except ValueError:
@@ -48,7 +44,7 @@ def test_mutated_arpa_parses_or_raises_value_error(data):
 @given(st.data())
 def test_mutated_jsgf_parses_or_raises_value_error(data):
     try:
-        g = Grammar.from_jsgf(_mutate(G.JSGF, data))
+        g = Grammar.from_jsgf(_mutate(JSGF, data))
     except ValueError:
         return
     for _ in zip(range(50), g.sentences(6)):
@@ -59,7 +55,7 @@ def test_mutated_jsgf_parses_or_raises_value_error(data):
 @given(st.data())
 def test_mutated_intent_yaml_parses_or_raises_value_error(data):
     try:
-        g = Grammar.from_yaml(_mutate(G.INTENTS, data))
+        g = Grammar.from_yaml(_mutate(INTENTS, data))
     except ValueError:
         return
     for _ in zip(range(50), g.sentences(8)):

@@ -12,29 +12,9 @@ import numpy as np
 import pytest
 
 from decoding_reference import log_softmax
+from decoding_texts import INTENTS, JSGF
 from edge_speech import decoding
 from edge_speech.decoding import Grammar
-
-INTENTS = """
-# the issue's example
-intents:
-  LightOn:
-    - "turn on the {room} light"
-    - "[please] switch (on | up) the {room} light"
-  Timer:
-    - "set a timer for {minutes} minutes"
-slots:
-  room: [kitchen, bedroom, garage]
-  minutes: [two, five, ten]
-"""
-
-JSGF = """#JSGF V1.0;
-grammar lights;
-// nested rules, optional words, groups
-public <command> = <action> [the] <object> | stop;
-<action> = turn on | switch off;
-<object> = (kitchen | bedroom) light;
-"""
 
 
 def _sentences(grammar, max_words=12):

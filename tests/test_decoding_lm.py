@@ -9,40 +9,8 @@ import numpy as np
 import pytest
 
 from decoding_reference import LN10, ArpaReference, all_label_scores, log_softmax
+from decoding_texts import TRIGRAM
 from edge_speech import decoding
-
-TRIGRAM = """
-some header text ignored before the data section
-
-\\data\\
-ngram 1=7
-ngram 2=6
-ngram 3=3
-
-\\1-grams:
--1.0\t<unk>\t-0.3
--99\t<s>\t-0.5
--0.7\t</s>
--0.6\ta\t-0.25
--0.8\tb\t-0.2
--1.2\tab\t-0.1
--0.9\tba
-
-\\2-grams:
--0.3 <s> a -0.15
--0.4 a b -0.05
--0.2 b a
--0.5 a </s>
--0.6 <s> ab -0.4
--0.35 ab a
-
-\\3-grams:
--0.1 <s> a b
--0.15 a b a
--0.05 <s> ab a
-
-\\end\\
-"""
 
 
 def _random_arpa(rng: np.random.Generator, order: int, words: int) -> str:
@@ -105,7 +73,6 @@ def test_from_file_and_crlf(tmp_path):
     path = tmp_path / "lm.arpa"
     path.write_bytes(TRIGRAM.replace("\n", "\r\n").encode())
     assert decoding.ArpaLM.from_file(path).score(["a", "b"]) == pytest.approx(ArpaReference(TRIGRAM).score(["a", "b"]))
-
 
 
 def test_from_file_reads_gzipped_arpa_and_names_a_corrupt_one(tmp_path):
