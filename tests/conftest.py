@@ -6,8 +6,12 @@ The tools are required, not optional: a missing espeak-ng or sox fails the tests
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +126,91 @@ def tiny_whisper(tmp_path_factory):
     ct2_dir = tmp_path_factory.mktemp("ct2_whisper") / "model"
     ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization="float16")
     return model, ct2_dir
+
+
+def run_cli(*args):
+    """``edge-speech ARGS`` in a fresh interpreter, run from the temporary directory."""
+    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())
+
+
+def composed(speech, gaps=(1.0, 1.5, 1.0)):
+    """silence, speech, silence, speech, silence (quiet noise, not digital zeros)."""
+    words = speech(16000)[:16000 * 2]
+
+    def quiet(seconds):
+        rng = np.random.default_rng(int(seconds * 10))
+        return (0.0005 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
+
+    parts = [quiet(gaps[0]), words, quiet(gaps[1]), words, quiet(gaps[2])]
+    bounds, t = [], 0.0
+    for i, p in enumerate(parts):
+        if i in (1, 3):
+            bounds.append((t, t + len(p) / 16000))
+        t += len(p) / 16000
+    return np.concatenate(parts), bounds
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    """A bundle of the tiny ONNX CTC model (tiny_bundles.make_bundle), one per test module."""
+    from tiny_bundles import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def recognizer(bundle_dir):
+    from edge_speech import Recognizer
+
+    return Recognizer.from_bundle(bundle_dir, threads=1)
+
+
+ALSA_BASE = "/usr/share/alsa/alsa.conf"
+
+
+@pytest.fixture
+def file_microphone(tmp_path, monkeypatch):
+    """Returns a function that makes the ALSA device 'filemic' play the given samples."""
+    if not os.path.exists(ALSA_BASE):
+        pytest.fail("ALSA is required for this test: apt-get install libasound2 portaudio19-dev")
+
+    def install(samples: np.ndarray) -> str:
+        raw = tmp_path / "capture.raw"
+        (np.clip(samples, -1, 1) * 32767).astype("<i2").tofile(raw)
+        conf = tmp_path / "asound.conf"
+        conf.write_text(textwrap.dedent(f"""\
+            <{ALSA_BASE}>
+            pcm.filemic {{
+                type file
+                slave.pcm "null"
+                file "/dev/null"
+                infile "{raw}"
+                format "raw"
+                hint.description "edge_speech test capture"
+            }}
+            """))
+        monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
+        return "filemic"
+
+    return install
+
+
+# ALSA's file device has no clock: it captures far faster than real time, so a test's queue must
+# hold the whole burst while the recogniser catches up (20 ms chunks: about 1.3 kB each).
+BURST_CHUNKS = 200_000
+
+
+class FirstSeconds:
+    """The first `seconds` of a source (the file device keeps giving silence after the file)."""
+
+    def __init__(self, source, seconds: float):
+        self.source, self.limit, self.sample_rate = source, int(seconds * source.sample_rate), source.sample_rate
+
+    def __iter__(self):
+        taken = 0
+        for chunk in self.source:
+            yield chunk[: self.limit - taken]
+            taken += len(chunk)
+            if taken >= self.limit:
+                return

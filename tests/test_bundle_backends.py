@@ -3,7 +3,6 @@ the test; every way a bundle can be wrong gives a BundleError saying what."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -14,19 +13,11 @@ import pytest
 
 import tiny_models
 from conftest import noise
+from tiny_bundles import FEATURES, make_bundle
 from edge_speech import backends, features
-from edge_speech.bundle import Bundle, BundleError, InputSpec, Manifest, pack_bundle, write_bundle
+from edge_speech.bundle import Bundle, BundleError, InputSpec, pack_bundle
 
-FEATURES = features.FeatureConfig.preset("kaldi-fbank").replace(num_mel_bins=40)
 SCHEMA = Path(features.__file__).parent / "schema" / "manifest.schema.json"
-
-
-def make_bundle(directory: Path, model: bytes = None, embed: bool = True, **changes) -> Path:
-    manifest = Manifest(kind="ctc", sample_rate=16000, features=FEATURES, tokens=tuple(tiny_models.TOKENS),
-                        models={"onnx": "model.onnx"}, blank_id=0, subsampling_factor=2, name="tiny")
-    manifest = dataclasses.replace(manifest, **changes)
-    return write_bundle(directory, manifest, {"model.onnx": model or tiny_models.build(FEATURES.dim)},
-                        embed_in_onnx=embed)
 
 
 def edit_manifest(directory: Path, edit) -> None:

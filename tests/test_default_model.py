@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_pcm16_wav
+from conftest import BURST_CHUNKS, FirstSeconds, run_cli, write_pcm16_wav
 from edge_speech import Recognizer, audio, listen
 from edge_speech.backends import BackendUnavailable
 from edge_speech.converters.verification import error_rate, verify
-from test_microphone_alsa import BURST_CHUNKS, FirstSeconds, file_microphone  # noqa: F401  (fixture)
-from test_recognizer import run_cli
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default_model"
 EXAMPLES = RECIPE / "examples"

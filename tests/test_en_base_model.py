@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from edge_speech import Recognizer, audio
 from edge_speech.converters.verification import error_rate
 from edge_speech.recognizer import EMBEDDED_MODELS
-from test_recognizer import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -8,22 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import noise, write_pcm16_wav
+from conftest import composed, noise, run_cli, write_pcm16_wav
 from edge_speech import _native, listen
-from test_recognizer import INTENTS, bundle_dir, recognizer, run_cli  # noqa: F401  (fixtures)
-
-
-def composed(speech, gaps=(1.0, 1.5, 1.0)):
-    """silence, speech, silence, speech, silence (quiet noise, not digital zeros)."""
-    words = speech(16000)[:16000 * 2]
-    quiet = lambda s: (0.0005 * np.random.default_rng(int(s * 10)).standard_normal(int(16000 * s))).astype(np.float32)
-    parts = [quiet(gaps[0]), words, quiet(gaps[1]), words, quiet(gaps[2])]
-    bounds, t = [], 0.0
-    for i, p in enumerate(parts):
-        if i in (1, 3):
-            bounds.append((t, t + len(p) / 16000))
-        t += len(p) / 16000
-    return np.concatenate(parts), bounds
+from tiny_bundles import INTENTS
 
 
 class CountingBackend:

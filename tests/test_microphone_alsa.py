@@ -8,65 +8,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 
 import numpy as np
 import pytest
 
-from test_listen import composed
-from test_recognizer import bundle_dir, recognizer  # noqa: F401  (fixtures)
+from conftest import BURST_CHUNKS, FirstSeconds, composed
 
 pytestmark = pytest.mark.alsa
-
-ALSA_BASE = "/usr/share/alsa/alsa.conf"
-
-
-@pytest.fixture
-def file_microphone(tmp_path, monkeypatch):
-    """Returns a function that makes the ALSA device 'filemic' play the given samples."""
-    if not os.path.exists(ALSA_BASE):
-        pytest.fail("ALSA is required for this test: apt-get install libasound2 portaudio19-dev")
-
-    def install(samples: np.ndarray) -> str:
-        raw = tmp_path / "capture.raw"
-        (np.clip(samples, -1, 1) * 32767).astype("<i2").tofile(raw)
-        conf = tmp_path / "asound.conf"
-        conf.write_text(textwrap.dedent(f"""\
-            <{ALSA_BASE}>
-            pcm.filemic {{
-                type file
-                slave.pcm "null"
-                file "/dev/null"
-                infile "{raw}"
-                format "raw"
-                hint.description "edge_speech test capture"
-            }}
-            """))
-        monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
-        return "filemic"
-
-    return install
-
-
-# ALSA's file device has no clock: it captures far faster than real time, so a test's queue must
-# hold the whole burst while the recogniser catches up (20 ms chunks: about 1.3 kB each).
-BURST_CHUNKS = 200_000
-
-
-class FirstSeconds:
-    """The first `seconds` of a source (the file device keeps giving silence after the file)."""
-
-    def __init__(self, source, seconds: float):
-        self.source, self.limit, self.sample_rate = source, int(seconds * source.sample_rate), source.sample_rate
-
-    def __iter__(self):
-        taken = 0
-        for chunk in self.source:
-            yield chunk[: self.limit - taken]
-            taken += len(chunk)
-            if taken >= self.limit:
-                return
-
 
 def test_portaudio_capture_delivers_the_recording(file_microphone, speech):
     from edge_speech import listen

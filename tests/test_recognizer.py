@@ -15,20 +15,10 @@ import numpy as np
 import pytest
 
 import tiny_models
-from conftest import noise
+from conftest import noise, run_cli
 from edge_speech import Recognizer, audio, decoding, features
 from edge_speech.bundle import Bundle, BundleError, write_bundle
-from test_bundle_backends import FEATURES, make_bundle
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def recognizer(bundle_dir):
-    return Recognizer.from_bundle(bundle_dir, threads=1)
+from tiny_bundles import FEATURES, INTENTS, make_bundle
 
 
 def greedy_reference(log_probs: np.ndarray) -> str:
@@ -123,11 +113,6 @@ def test_short_audio_gives_an_empty_transcript(recognizer):
     assert result.text == "" and result.words == ()
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir())
-
-
 def test_cli_transcribe_json_lines_and_failures(bundle_dir, speech_wav, tmp_path, recognizer):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"nope")
@@ -152,18 +137,6 @@ def test_cli_info_and_bench(bundle_dir):
     assert report["rtf"] > 0 and report["peak_rss_mb"] > 0
     missing = run_cli("info", "/nonexistent/bundle")
     assert missing.returncode == 2 and "no such bundle" in missing.stderr
-
-
-# Spelled with the tiny model's letters (a e i k l n o t).
-INTENTS = """intents:
-  Take:
-    - "take a {item}"
-    - "[okie] take {item}"
-  Eat:
-    - "eat"
-slots:
-  item: [kite, note, lake]
-"""
 
 
 def test_grammar_transcripts_equal_the_constrained_decoder_on_reference_log_probs(recognizer, speech, tmp_path):

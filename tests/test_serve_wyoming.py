@@ -26,7 +26,7 @@ from edge_speech import Recognizer, audio
 from edge_speech.bundle import pack_bundle
 from edge_speech.serving.engine import ServeConfig, ServeLimits, SpeechService
 from edge_speech.serving.wyoming_server import WyomingServer
-from test_bundle_backends import make_bundle
+from tiny_bundles import make_bundle
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient, AsyncUnixClient

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import soxr
 
-from conftest import write_pcm16_wav
+from conftest import run_cli, write_pcm16_wav
 from edge_speech import audio, vad
-from test_recognizer import run_cli
 
 WINDOW, CONTEXT = {16000: 512, 8000: 256}, {16000: 64, 8000: 32}
 
