@@ -180,6 +180,8 @@ def _bench(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - t0
         if best is None or elapsed < best[0]:
             best = (elapsed, result)
+    if best is None:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     elapsed, result = best
     stream = rec.create_stream()
     chunk = int(0.1 * rate)
@@ -204,8 +206,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import importlib
 
-    try:
-        from edge_speech import converters
+    try:  # by name: the wheel maps converters/ into the package, the source tree keeps it beside
+        converters = importlib.import_module("edge_speech.converters")
     except ImportError as err:
         raise ValueError(str(err)) from None
     import torch
@@ -327,6 +329,7 @@ def _listen(args: argparse.Namespace) -> int:
     from edge_speech.recognizer import Recognizer
 
     rec = Recognizer.from_bundle(args.bundle) if args.bundle else Recognizer.default(args.model)
+    source: listen.WavSource | listen.MicrophoneSource
     if args.wav:
         source = listen.WavSource(args.wav, realtime=args.realtime)
     else:

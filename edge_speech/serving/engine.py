@@ -29,7 +29,7 @@ from edge_speech import audio, listen
 from edge_speech import limits as runtime_limits
 from edge_speech.decoding.hotwords import read_hotwords
 from edge_speech.grammars import Grammar
-from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, Transcript
+from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, RecognizerStream, Transcript
 from edge_speech.vad import KINDS as VAD_KINDS
 from edge_speech.vad import create_vad
 
@@ -314,7 +314,7 @@ class AsrSession:
         self.samples = 0
         self._chunks: List[np.ndarray] = []
         self._unfed: List[np.ndarray] = []  # audio not yet in the partial stream
-        self._stream = None
+        self._stream: Optional[RecognizerStream] = None
         self.vad = VoiceActivity(service.config.vad, rate, service.config.trailing_silence_s)
         self._last_partial_samples = 0
         self._previous_words: List[str] = []
@@ -426,7 +426,7 @@ class WakeSession:
     thread of its own (it blocks waiting for audio, so it does not hold a pool worker)."""
 
     def __init__(self, service: "SpeechService", model: ServedModel, rate: int, width: int, channels: int,
-                 on_detection: Callable[[listen.Event], None]):
+                 on_detection: Callable[[listen.Event], object]):
         config = service.config
         self.rate, self.width, self.channels = rate, width, channels
         self.recognizer = model.recognizer

@@ -154,7 +154,9 @@ class WyomingHandler(AsyncEventHandler):
                 return
             while not self._closed:
                 try:
-                    event = await asyncio.wait_for(async_read_event(guarded), self.limits.idle_timeout_s)
+                    # wyoming annotates a StreamReader but only calls readline/readexactly, which the guard wraps
+                    event = await asyncio.wait_for(async_read_event(guarded),  # type: ignore[arg-type]
+                                                   self.limits.idle_timeout_s)
                 except asyncio.TimeoutError:
                     await self._error("idle", f"no event for {self.limits.idle_timeout_s:g} s; closing")
                     return
@@ -305,7 +307,10 @@ class WyomingHandler(AsyncEventHandler):
     def _detected(self, event) -> None:
         if self._closed or self.writer.is_closing():
             return
-        phrase = " ".join(self.service.config.wake.split())
+        wake = self.service.config.wake
+        if wake is None:  # wake sessions open only when a wake phrase is configured
+            raise RuntimeError("a wake detection arrived with no wake phrase configured")
+        phrase = " ".join(wake.split())
         detection = Detection(name=phrase, timestamp=int(1000 * event.end),
                               context={"confidence": None if event.confidence is None else round(event.confidence, 4)})
         self._spawn_write([detection.event()])
@@ -476,6 +481,8 @@ def serve(config: ServeConfig, uri: str, zeroconf: Optional[str] = None) -> None
             parsed = urlparse(uri)
             if parsed.scheme != "tcp":
                 raise ValueError("--zeroconf needs a tcp:// server URI")
+            if parsed.port is None:
+                raise ValueError("--zeroconf needs the server URI's port (tcp://host:port)")
             await register_zeroconf(zeroconf, parsed.port, parsed.hostname if parsed.hostname not in
                                     ("0.0.0.0", "", None) else None)
         try:
