@@ -3,16 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from edge_speech import __version__, audio, features, targets
 from edge_speech.vad import KINDS as VAD_KINDS
+
+
+def _load_factory(spec: str):
+    """The callable named by ``module:function`` (importable, or a ``module.py`` in the current
+    directory) or ``path/to/file.py:function``."""
+    target, _, function = spec.rpartition(":")
+    if not target or not function:
+        raise ValueError(f"--factory must be module:function or file.py:function, got {spec!r}")
+    if target.endswith(".py"):
+        path = Path(target)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as err:
+            path = Path(*target.split(".")).with_suffix(".py")  # a script beside the user, as `python -m` finds it
+            if not path.is_file():
+                raise ValueError(f"--factory: cannot import {target!r} ({err}) and there is no {path}") from None
+        else:
+            return _factory_attribute(module, function, spec)
+    if not path.is_file():
+        raise ValueError(f"--factory: {path} is not a file")
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ValueError(f"--factory: {path} cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return _factory_attribute(module, function, spec)
+
+
+def _factory_attribute(module, function: str, spec: str):
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ValueError(f"--factory {spec}: {module.__name__} has no function {function!r}")
+    return factory
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -204,8 +241,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    import importlib
-
     try:  # by name: the wheel maps converters/ into the package, the source tree keeps it beside
         converters = importlib.import_module("edge_speech.converters")
     except ImportError as err:
@@ -225,11 +260,7 @@ def _convert(args: argparse.Namespace) -> int:
         return 0
     if not args.factory or not args.tokens:
         raise ValueError("convert needs --factory and --tokens (or a Hugging Face CTC model directory as MODEL)")
-    module_name, _, function = args.factory.partition(":")
-    if not function:
-        raise ValueError(f"--factory must be module:function, got {args.factory!r}")
-    sys.path.insert(0, ".")
-    factory = getattr(importlib.import_module(module_name), function)
+    factory = _load_factory(args.factory)
     model = converters.load_checkpoint(args.model, factory) if args.model else factory().eval()
     tokens = _read_tokens(args.tokens)
     config = features.FeatureConfig.preset(args.features)

@@ -90,3 +90,23 @@ def test_cli_reports_bad_files_without_a_traceback(tmp_path):
     assert "not a RIFF/WAVE" in result.stderr and "Traceback" not in result.stderr
     missing = run_cli("features", str(tmp_path / "missing.wav"))
     assert missing.returncode == 2 and "No such file" in missing.stderr
+
+
+def test_convert_factory_loads_from_a_module_a_script_beside_the_user_or_a_file(tmp_path, monkeypatch):
+    import sys
+
+    from edge_speech import cli
+
+    (tmp_path / "beside_me.py").write_text("def make():\n    return 'made beside'\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "elsewhere.py").write_text("def build():\n    return 'made elsewhere'\n")
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    assert cli._load_factory("beside_me:make")() == "made beside"
+    assert cli._load_factory("sub/elsewhere.py:build")() == "made elsewhere"
+    assert cli._load_factory("json:dumps") is __import__("json").dumps
+    assert sys.path == path_before  # found without touching the import path
+    for spec, message in (("nomodule", "module:function"), ("missing_module:make", "no missing_module.py"),
+                          ("beside_me:absent", "no function 'absent'"), ("nofile.py:make", "is not a file")):
+        with pytest.raises(ValueError, match=message):
+            cli._load_factory(spec)
