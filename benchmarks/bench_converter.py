@@ -4,7 +4,7 @@ runtime (``Recognizer.from_bundle``, greedy).
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python -m benchmarks.bench_converter \\
         --checkpoint recipes/default_model/checkpoint/model.pt --data DATA \\
-        --out /tmp/bench_converter --plots benchmarks/converter_plots --json /tmp/bench_converter.json
+        --out build/bench_converter --plots benchmarks/converter_plots --json build/bench_converter.json
 
 Rows: fp32, int8, pruned fp32, pruned int8, pruned + fine-tuned fp32, pruned + fine-tuned int8. Test set: every
 second utterance of DATA/test.jsonl (300 of 600, all held-out voices). Calibration: 48 training
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, required=True, help="the synthesized data set (test.jsonl, train.jsonl)")
     p.add_argument("--train-data", type=Path, help="folder whose train.jsonl to calibrate and fine-tune on "
                    "(default: --data)")
-    p.add_argument("--out", type=Path, default=Path("/tmp/bench_converter"), help="bundles are written here")
+    p.add_argument("--out", type=Path, default=Path("build/bench_converter"), help="bundles are written here")
     p.add_argument("--plots", type=Path, help="write the PNG plots into this folder")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--from-json", type=Path, help="only print the table and draw the plots of this results file")

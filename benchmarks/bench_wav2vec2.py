@@ -3,7 +3,7 @@ Wav2Vec2ConformerForCTC) through the converter: ONNX (dynamic length) against TF
 the smallest that holds the utterance), fp32 and int8, on one thread: bundle size, latency per
 utterance length, and agreement with transformers' own forward pass.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_wav2vec2.py --json /tmp/bench_wav2vec2.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_wav2vec2.py --json build/bench_wav2vec2.json
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_wav2vec2.py --family wavlm
 
 No pretrained wav2vec2 can be had offline, so the model is a random-weight Wav2Vec2ForCTC of the

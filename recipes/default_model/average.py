@@ -5,8 +5,8 @@ With one checkpoint it just scores that one.
 Runs that start from the same weights and differ only in their data stay in one basin, so their
 mean is usually better than either; checkpoints from unrelated starts must not be averaged.
 
-    python -m recipes.default_model.average --checkpoints /work/data/runs/r7/best.pt /work/data/runs/r8/best.pt \
-        --data /work/data/dm48k_ce --out /work/data/runs/soup.pt
+    python -m recipes.default_model.average --checkpoints data/runs/r7/best.pt data/runs/r8/best.pt \
+        --data data/dm48k_ce --out data/runs/soup.pt
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ words plus wordfreq's top English words (an English word list, so words that the
 training text happens to miss are not out of vocabulary); their unigram mass comes from wordfreq
 frequencies, mixed in with weight ``--wordlist-weight``.
 
-    python -m recipes.default_model.build_lm --data /work/data/default_model --out lm.arpa.gz
+    python -m recipes.default_model.build_lm --data data/default_model --out lm.arpa.gz
 
 Only ``train.jsonl`` is read; the held-out test text never is.
 """
@@ -21,6 +21,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from recipes import DATA
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -131,7 +132,7 @@ class KneserNey:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/work/data/default_model"))
+    p.add_argument("--data", type=Path, default=DATA / "default_model")
     p.add_argument("--out", type=Path, required=True, help="ARPA file; .gz compresses it")
     p.add_argument("--order", type=int, default=2)
     p.add_argument("--discount", type=float, default=0.75)

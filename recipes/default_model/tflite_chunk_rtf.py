@@ -2,7 +2,7 @@
 build_bundle.py's --tflite-chunk-frames was chosen). Model only (LiteRT, 1 thread), in process
 CPU time so other jobs on a shared machine disturb it less:
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m recipes.default_model.tflite_chunk_rtf --data /work/data/dm24k
+    OMP_NUM_THREADS=1 .venv/bin/python -m recipes.default_model.tflite_chunk_rtf --data data/dm24k
 
 Each window recomputes the context on both sides, so long audio costs (2 context + chunk) /
 chunk, while a command shorter than one window costs the whole window.

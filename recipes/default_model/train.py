@@ -7,7 +7,7 @@ on the features). Batches are length-sorted buckets of at most
 --max-frames padded frames. AdamW with a one-cycle LR schedule, gradient clipping. After every
 epoch the model is scored (greedy CER/WER) on the held-out voices; the best is kept.
 
-    python -m recipes.default_model.train --data /work/data/default_model --out /work/data/default_model/run \
+    python -m recipes.default_model.train --data data/default_model --out data/default_model/run \
         --epochs 8                      # add --resume to continue from OUT/last.pt
 
 Writes OUT/last.pt (full training state, every --save-minutes and each epoch), OUT/best.pt
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from recipes import DATA
 from edge_speech import features as es_features
 from edge_speech.text import greedy_ids
 from recipes.default_model import augment, ctc_model
@@ -159,8 +160,8 @@ def feasible(frames: int, label) -> bool:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/work/data/default_model"))
-    p.add_argument("--out", type=Path, default=Path("/work/data/default_model/run"))
+    p.add_argument("--data", type=Path, default=DATA / "default_model")
+    p.add_argument("--out", type=Path, default=DATA / "default_model/run")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--max-frames", type=int, default=6000, help="padded input frames per batch")
     p.add_argument("--lr", type=float, default=3e-3)

@@ -6,7 +6,7 @@ bundle's LM), so a sweep costs decoding time only. Use a dev set, not the test s
 held-out voices with other texts (``synthesize.py --out DEV --train 0 --test 600 --seed 2``)
 and/or the first asterisk prompts.
 
-    python -m recipes.default_model.tune_decoder --bundle edge_speech/models/default --data /work/data/dm_dev \\
+    python -m recipes.default_model.tune_decoder --bundle edge_speech/models/default --data data/dm_dev \\
         --lm-weights 0.3 0.4 0.5 0.6 --word-bonuses 1 2 3 --beams 32
 
 Prints one row per setting, best CER first; ``--json`` keeps them all.

