@@ -1,6 +1,6 @@
 """Times edge_speech.features against peer libraries in one run and prints ratios.
 
-    python benchmarks/bench_features.py [--seconds 60] [--repeats 7] [--markdown]
+    python -m benchmarks.bench_features [--seconds 60] [--repeats 7] [--markdown]
 
 Run it from outside the repository (e.g. ``cd /tmp``) so ``import edge_speech`` finds the
 installed build, not the source tree. Needs the ``bench`` extra: librosa, kaldi-native-fbank,

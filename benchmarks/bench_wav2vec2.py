@@ -3,8 +3,8 @@ Wav2Vec2ConformerForCTC) through the converter: ONNX (dynamic length) against TF
 the smallest that holds the utterance), fp32 and int8, on one thread: bundle size, latency per
 utterance length, and agreement with transformers' own forward pass.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_wav2vec2.py --json build/bench_wav2vec2.json
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_wav2vec2.py --family wavlm
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_wav2vec2 --json build/bench_wav2vec2.json
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_wav2vec2 --family wavlm
 
 No pretrained wav2vec2 can be had offline, so the model is a random-weight Wav2Vec2ForCTC of the
 shape of a small real one (--hidden, --layers; wav2vec2's conv feature encoder and 320-sample
