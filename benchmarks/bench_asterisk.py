@@ -46,10 +46,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.bench_features import cpu_model, load_average, version  # also pins BLAS/OpenMP pools to 1 thread
-
 import numpy as np
 
+from benchmarks.bench_features import cpu_model, load_average, version  # also pins BLAS/OpenMP pools to 1 thread
 from edge_speech import Recognizer, audio, decoding
 from recipes.default_model.evaluate import asterisk_set, error_rates  # the one reader of the asterisk set
 
@@ -74,12 +73,13 @@ class Prompt:
 @dataclasses.dataclass(frozen=True)
 class GrammarOutcome:
     prompt: Prompt
-    best_text: str      # the closest in-grammar sentence ("" when none)
+    best_text: str  # the closest in-grammar sentence ("" when none)
     accepted: bool
     confidence: Optional[float]  # ours only
 
 
 # -- the two systems ---------------------------------------------------------------------------
+
 
 class Ours:
     def __init__(self, bundle: Optional[str]):
@@ -136,6 +136,7 @@ def timed(fn: Callable, prompts: Sequence[Prompt]) -> Tuple[list, float]:
 
 # -- data and grammar --------------------------------------------------------------------------
 
+
 def load_prompts() -> List[Prompt]:
     prompts = []
     for path, text in asterisk_set():
@@ -155,9 +156,10 @@ def split_commands(prompts: Sequence[Prompt], missing: Sequence[str]) -> Tuple[L
     """(in-grammar commands, held-out commands), from the command-length prompts whose words
     PocketSphinx's dictionary has."""
     missing = set(missing)
-    commands = sorted({p.text for p in prompts
-                       if len(p.text.split()) <= COMMAND_MAX_WORDS and not missing & set(p.text.split())})
-    held_out = commands[HOLD_OUT_EVERY - 1::HOLD_OUT_EVERY]
+    commands = sorted(
+        {p.text for p in prompts if len(p.text.split()) <= COMMAND_MAX_WORDS and not missing & set(p.text.split())}
+    )
+    held_out = commands[HOLD_OUT_EVERY - 1 :: HOLD_OUT_EVERY]
     return [c for c in commands if c not in set(held_out)], held_out
 
 
@@ -167,6 +169,7 @@ def jsgf(commands: Sequence[str]) -> str:
 
 
 # -- scoring -----------------------------------------------------------------------------------
+
 
 def grammar_counts(outcomes: Sequence[GrammarOutcome], in_grammar: set, threshold: Optional[float] = None) -> Dict:
     """Counts for in-grammar prompts (correct / wrong command / rejected) and out-of-grammar
@@ -188,8 +191,7 @@ def rerank_by_confidence(recognizer: Recognizer, commands: Sequence[str], prompt
     length-normalised score) instead of the highest total score, which the decoder picks. Each
     command is aligned on its own with a one-sentence grammar."""
     tokens, blank = list(recognizer.manifest.tokens), recognizer.manifest.blank_id
-    aligners = [decoding.CTCDecoder(tokens, blank_id=blank, grammar=jsgf([c]), grammar_threshold=0.0)
-                for c in commands]
+    aligners = [decoding.CTCDecoder(tokens, blank_id=blank, grammar=jsgf([c]), grammar_threshold=0.0) for c in commands]
     picks = []
     for prompt in prompts:
         log_probs = recognizer.log_probs(audio.resample(prompt.samples, prompt.rate, recognizer.manifest.sample_rate))
@@ -204,6 +206,7 @@ def pct(part: int, whole: int) -> str:
 
 # -- main --------------------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", help="our bundle (default: the embedded default model)")
@@ -211,8 +214,11 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", default="grammar,open")
     p.add_argument("--write-grammar", help="also write the JSGF grammar here")
     p.add_argument("--json", help="write the numbers here")
-    p.add_argument("--rerank", action="store_true",
-                   help="analysis: also pick our command by confidence instead of total score (slow)")
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="analysis: also pick our command by confidence instead of total score (slow)",
+    )
     p.add_argument("--show", type=int, default=0, help="print this many mistakes per system and task")
     args = p.parse_args(argv)
     try:
@@ -225,20 +231,28 @@ def main(argv=None) -> int:
     prompts = load_prompts()
     ours = Ours(args.bundle)
     report: Dict = {"bundle": args.bundle or "embedded default", "limit": args.limit}
-    print(f"{len(prompts)} prompts, {sum(q.seconds for q in prompts):.0f} s of 8 kHz audio; "
-          f"our bundle: {report['bundle']}")
+    print(
+        f"{len(prompts)} prompts, {sum(q.seconds for q in prompts):.0f} s of 8 kHz audio; "
+        f"our bundle: {report['bundle']}"
+    )
 
     if "grammar" in tasks:
         missing = Sphinx().missing_words([w for q in prompts for w in q.text.split()])
         commands, held_out = split_commands(prompts, missing)
         in_grammar = set(commands)
         tested = spread([q for q in prompts if q.text in in_grammar or q.text in set(held_out)], args.limit)
-        dropped = [q.name for q in prompts if len(q.text.split()) <= COMMAND_MAX_WORDS and set(missing) & set(q.text.split())]
-        print(f"\nWords of the transcripts missing from PocketSphinx's dictionary ({len(missing)}): {' '.join(missing)}")
+        dropped = [
+            q.name for q in prompts if len(q.text.split()) <= COMMAND_MAX_WORDS and set(missing) & set(q.text.split())
+        ]
+        print(
+            f"\nWords of the transcripts missing from PocketSphinx's dictionary ({len(missing)}): {' '.join(missing)}"
+        )
         print(f"Command-length prompts dropped from both sides for them: {len(dropped)} ({' '.join(dropped)})")
         n_in = sum(q.text in in_grammar for q in tested)
-        print(f"Grammar: {len(commands)} commands (prompts of <= {COMMAND_MAX_WORDS} words), "
-              f"{len(held_out)} more held out; {n_in} in-grammar and {len(tested) - n_in} out-of-grammar prompts decoded")
+        print(
+            f"Grammar: {len(commands)} commands (prompts of <= {COMMAND_MAX_WORDS} words), "
+            f"{len(held_out)} more held out; {n_in} in-grammar and {len(tested) - n_in} out-of-grammar prompts decoded"
+        )
         with tempfile.TemporaryDirectory() as tmp:
             grammar_file = str(Path(tmp) / "asterisk_prompts.gram")
             Path(grammar_file).write_text(jsgf(commands), encoding="utf-8")
@@ -248,7 +262,7 @@ def main(argv=None) -> int:
             ours.command(tested[0], grammar_file)  # compiles and caches the grammar outside the timing
             results = {}
             for system in (ours, sphinx):
-                outcomes, rtf = timed(lambda q: system.command(q, grammar_file), tested)
+                outcomes, rtf = timed(lambda q, system=system: system.command(q, grammar_file), tested)
                 results[system.name] = (outcomes, rtf)
         print("\n| grammar task | correct | wrong command | rejected | out-of-grammar false accepts | RTF |")
         print("|---|---:|---:|---:|---:|---:|")
@@ -256,8 +270,10 @@ def main(argv=None) -> int:
         for name, (outcomes, rtf) in results.items():
             c = grammar_counts(outcomes, in_grammar)
             report[f"grammar/{name}"] = dict(c, rtf=rtf, in_grammar=n_in, out_of_grammar=n_oog)
-            print(f"| {name} | {c['correct']}/{n_in} ({pct(c['correct'], n_in)}) | {c['wrong']} | {c['rejected']} "
-                  f"| {c['oog_accepted']}/{n_oog} ({pct(c['oog_accepted'], n_oog)}) | {rtf:.4f} |")
+            print(
+                f"| {name} | {c['correct']}/{n_in} ({pct(c['correct'], n_in)}) | {c['wrong']} | {c['rejected']} "
+                f"| {c['oog_accepted']}/{n_oog} ({pct(c['oog_accepted'], n_oog)}) | {rtf:.4f} |"
+            )
         ours_rtf, sphinx_rtf = results["edge_speech"][1], results["PocketSphinx"][1]
         print(f"RTF ratio PocketSphinx / ours: {sphinx_rtf / ours_rtf:.1f}x")
 
@@ -268,12 +284,19 @@ def main(argv=None) -> int:
         for t in THRESHOLDS:
             c = grammar_counts(ours_outcomes, in_grammar, threshold=t)
             report[f"grammar/edge_speech/threshold={t}"] = c
-            print(f"| {t:.1f} | {c['correct']} ({pct(c['correct'], n_in)}) | {c['wrong']} | {c['rejected']} | "
-                  f"{c['oog_accepted']} |")
+            print(
+                f"| {t:.1f} | {c['correct']} ({pct(c['correct'], n_in)}) | {c['wrong']} | {c['rejected']} | "
+                f"{c['oog_accepted']} |"
+            )
         groups = {"in-grammar, right sentence": [], "in-grammar, wrong sentence": [], "out-of-grammar": []}
         for o in ours_outcomes:
-            key = ("out-of-grammar" if o.prompt.text not in in_grammar else
-                   "in-grammar, right sentence" if o.best_text == o.prompt.text else "in-grammar, wrong sentence")
+            key = (
+                "out-of-grammar"
+                if o.prompt.text not in in_grammar
+                else "in-grammar, right sentence"
+                if o.best_text == o.prompt.text
+                else "in-grammar, wrong sentence"
+            )
             groups[key].append(o.confidence)
         print("\nOur confidence (median, quartiles) by what the best in-grammar sentence was:")
         for key, values in groups.items():
@@ -284,19 +307,23 @@ def main(argv=None) -> int:
         for o in ours_outcomes:
             if o.prompt.text in in_grammar:
                 short["correct" if o.best_text == o.prompt.text else "wrong"].append(len(o.best_text.split()))
-        print("Words in our best in-grammar sentence: right picks "
-              f"{statistics.mean(short['correct'] or [0]):.1f} on average, wrong picks {statistics.mean(short['wrong'] or [0]):.1f} "
-              f"(references: {statistics.mean([len(o.prompt.text.split()) for o in ours_outcomes if o.prompt.text in in_grammar]):.1f})")
+        print(
+            "Words in our best in-grammar sentence: right picks "
+            f"{statistics.mean(short['correct'] or [0]):.1f} on average, wrong picks {statistics.mean(short['wrong'] or [0]):.1f} "
+            f"(references: {statistics.mean([len(o.prompt.text.split()) for o in ours_outcomes if o.prompt.text in in_grammar]):.1f})"
+        )
         if args.rerank:
             in_tested = [o.prompt for o in ours_outcomes if o.prompt.text in in_grammar]
             picks = rerank_by_confidence(ours.recognizer, commands, in_tested)
             right = sum(pick == q.text for pick, q in zip(picks, in_tested))
             report["grammar/edge_speech/rerank_by_confidence"] = right
-            print(f"Analysis: picking our command by confidence instead of total score: "
-                  f"{right}/{n_in} ({pct(right, n_in)}) right (no rejection)")
+            print(
+                f"Analysis: picking our command by confidence instead of total score: "
+                f"{right}/{n_in} ({pct(right, n_in)}) right (no rejection)"
+            )
         for name, (outcomes, _) in results.items():
             mistakes = [o for o in outcomes if o.prompt.text in in_grammar and o.best_text != o.prompt.text]
-            for o in mistakes[:args.show]:
+            for o in mistakes[: args.show]:
                 conf = "" if o.confidence is None else f" (confidence {o.confidence:.2f})"
                 print(f"  {name} {o.prompt.name}: REF {o.prompt.text!r}  BEST {o.best_text!r}{conf}")
 
@@ -315,7 +342,7 @@ def main(argv=None) -> int:
             rtfs[system.name] = rtf
             report[f"open/{system.name}"] = dict(rates, rtf=rtf)
             print(f"| {system.name} ({how}) | {100 * rates['cer']:.2f}% | {100 * rates['wer']:.2f}% | {rtf:.4f} |")
-            for q, t in list(zip(tested, texts))[:args.show]:
+            for q, t in list(zip(tested, texts))[: args.show]:
                 print(f"  {q.name}: REF {q.text!r}  HYP {t!r}")
         print(f"RTF ratio PocketSphinx / ours: {rtfs['PocketSphinx'] / rtfs['edge_speech']:.1f}x")
 

@@ -38,10 +38,10 @@ def synthesize(text: str, folder: Path) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    import torch
-
     import test_converter_matrix as matrix
+    import torch
     from converter_models import MATRIX
+
     from edge_speech import converters
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,11 +53,12 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         evaluation = synthesize(matrix.EVAL_TEXT, tmp)
         calibration = synthesize(matrix.CALIB_TEXT, tmp)
-        calib = [calibration[i:i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
+        calib = [calibration[i : i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
         for name in args.only or MATRIX:
             with contextlib.redirect_stdout(sys.stderr):  # litert-torch's progress lines
-                report, seconds, model, example, refusal = matrix.convert_one(name, tmp / name, calib,
-                                                                              [(evaluation, matrix.EVAL_TEXT)])
+                report, seconds, model, example, refusal = matrix.convert_one(
+                    name, tmp / name, calib, [(evaluation, matrix.EVAL_TEXT)]
+                )
             converted = {"report": report, "speech": evaluation}
             before = converters.count_macs(model, example)[0]
             after = converters.count_macs(report.model, example)[0]
@@ -69,29 +70,54 @@ def main(argv=None) -> int:
                     cells.append(f"refused in the preflight ({refusal[1]:.1f} s)")
                     continue
                 try:
-                    cells.append(f"{matrix.agreement(*matrix._reference_and_runtime(converted, backend, use_fp32)):.1%}")
+                    cells.append(
+                        f"{matrix.agreement(*matrix._reference_and_runtime(converted, backend, use_fp32)):.1%}"
+                    )
                 except Exception as err:  # a bundle without TFLite: say why
                     tflite = next((s for s in report.steps if s["step"] == "export_tflite"), {})
                     cells.append("failed" if "error" in tflite else f"error: {type(err).__name__}")
             params = sum(x.numel() for x in model.parameters())
             tflite = next((s for s in report.steps if s["step"] == "export_tflite"), {})
-            window = (f"{tflite['context_frames']}+{tflite['chunk_frames']}+{tflite['context_frames']}"
-                      + (" (full attention)" if tflite.get("receptive_field") == "unbounded" else "")
-                      if "chunk_frames" in tflite else tflite.get("clip_frames", "-"))
-            rows.append((name, f"{params / 1e3:.0f}k", f"{1 - after / before:.1%}", f"{fp32 / int8:.2f}x", *cells,
-                         str(window), f"{seconds:.1f} s"))
+            window = (
+                f"{tflite['context_frames']}+{tflite['chunk_frames']}+{tflite['context_frames']}"
+                + (" (full attention)" if tflite.get("receptive_field") == "unbounded" else "")
+                if "chunk_frames" in tflite
+                else tflite.get("clip_frames", "-")
+            )
+            rows.append(
+                (
+                    name,
+                    f"{params / 1e3:.0f}k",
+                    f"{1 - after / before:.1%}",
+                    f"{fp32 / int8:.2f}x",
+                    *cells,
+                    str(window),
+                    f"{seconds:.1f} s",
+                )
+            )
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
-    header = ("architecture", "params", "MACs removed", "int8 ONNX smaller", "fp32 ONNX agrees", "int8 ONNX agrees",
-              "int8 TFLite agrees", "TFLite window (frames)", "convert() time")
+    header = (
+        "architecture",
+        "params",
+        "MACs removed",
+        "int8 ONNX smaller",
+        "fp32 ONNX agrees",
+        "int8 ONNX agrees",
+        "int8 TFLite agrees",
+        "TFLite window (frames)",
+        "convert() time",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    import onnxruntime
     import litert_torch
+    import onnxruntime
 
-    print(f"\n{platform.machine()}, {platform.python_version()}, torch {torch.__version__}, onnxruntime "
-          f"{onnxruntime.__version__}, litert-torch {getattr(litert_torch, '__version__', '?')}, one thread")
+    print(
+        f"\n{platform.machine()}, {platform.python_version()}, torch {torch.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}, litert-torch {getattr(litert_torch, '__version__', '?')}, one thread"
+    )
     return 0
 
 

@@ -61,8 +61,12 @@ def espeak_speech(seconds: float) -> "np.ndarray | None":
         raw, out = os.path.join(tmp, "raw.wav"), os.path.join(tmp, "speech.wav")
         try:
             subprocess.run(["espeak-ng", "-w", raw, TEXT], check=True, capture_output=True, timeout=120)
-            subprocess.run(["sox", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", out],
-                           check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                ["sox", raw, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", out],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             with wave.open(out, "rb") as w:
                 pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
         except (OSError, subprocess.SubprocessError, wave.Error):
@@ -125,6 +129,7 @@ def rel_err(ours: np.ndarray, ref: np.ndarray) -> float:
 def version(dist: str) -> str:
     try:
         from importlib.metadata import version as v
+
         return v(dist)
     except Exception:  # noqa: BLE001 - a missing distribution is reported, not fatal
         return "not installed"
@@ -165,17 +170,27 @@ def machine_info(source: str, seconds: float, repeats: int, load_before: str) ->
         ("scipy", version("scipy")),
         ("audio", f"{seconds:g} s at {SAMPLE_RATE} Hz, {source}"),
         ("load average", f"{load_before} before the run, {load_average()} after"),
-        ("timing", f"best of {repeats} runs ({_clock.__module__}.{_clock.__name__}; the thread row always "
-                   "time.perf_counter), ours and peer alternating, after one warm-up run each"),
+        (
+            "timing",
+            f"best of {repeats} runs ({_clock.__module__}.{_clock.__name__}; the thread row always "
+            "time.perf_counter), ours and peer alternating, after one warm-up run each",
+        ),
     ]
     blas = {k: v for k, v in _ENV_BEFORE.items() if k.startswith("OPENBLAS_")}
     info.append(("OPENBLAS env", ", ".join(f"{k}={'unset' if v is None else v}" for k, v in blas.items())))
-    info.append(("thread env", ", ".join(f"{k}={os.environ[k]}" + ("" if _ENV_BEFORE[k] else " (set by script)")
-                                         for k in _THREAD_VARS)))
+    info.append(
+        (
+            "thread env",
+            ", ".join(f"{k}={os.environ[k]}" + ("" if _ENV_BEFORE[k] else " (set by script)") for k in _THREAD_VARS),
+        )
+    )
     try:
         from threadpoolctl import threadpool_info
-        pools = [f"{p['internal_api']} {p.get('version')} {p.get('architecture')} x{p['num_threads']}"
-                 for p in threadpool_info()]
+
+        pools = [
+            f"{p['internal_api']} {p.get('version')} {p.get('architecture')} x{p['num_threads']}"
+            for p in threadpool_info()
+        ]
         info.append(("BLAS pools", "; ".join(pools) or "none loaded"))
     except ImportError:
         pass
@@ -206,8 +221,16 @@ def run(seconds: float, repeats: int, threads_calls: int):
         return features.compute(audio, SAMPLE_RATE, lib_cfg)
 
     def peer_librosa():
-        mel = librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, n_fft=512, hop_length=160, win_length=400,
-                                             center=True, pad_mode="reflect", n_mels=80)
+        mel = librosa.feature.melspectrogram(
+            y=audio,
+            sr=SAMPLE_RATE,
+            n_fft=512,
+            hop_length=160,
+            win_length=400,
+            center=True,
+            pad_mode="reflect",
+            n_mels=80,
+        )
         return np.log(mel + 1e-6)
 
     ours, peer = best_pair_ms(ours_librosa, peer_librosa, repeats)
@@ -219,7 +242,7 @@ def run(seconds: float, repeats: int, threads_calls: int):
     opts.frame_opts.dither = 0.0
     opts.frame_opts.samp_freq = SAMPLE_RATE
     opts.mel_opts.num_bins = 80
-    chunks = [audio[i:i + CHUNK] for i in range(0, len(audio), CHUNK)]
+    chunks = [audio[i : i + CHUNK] for i in range(0, len(audio), CHUNK)]
     # knf takes a sequence of floats. Fed the same float32 numpy chunks as ours it converts them
     # element by element; Python lists built outside the timed region are its cheapest input,
     # so it is timed both ways.
@@ -270,8 +293,7 @@ def run(seconds: float, repeats: int, threads_calls: int):
     ours, peer = best_pair_ms(ours_kaldi, peer_kaldi, repeats)
     rows.append(("kaldi-fbank one-shot vs knf", ours, peer, None))
     checks.append(("kaldi-fbank one-shot vs knf", rel_err(ours_kaldi(), peer_kaldi())))
-    checks.append(("kaldi-fbank stream vs one-shot (ours)",
-                   float(np.max(np.abs(ours_stream() - ours_kaldi())))))
+    checks.append(("kaldi-fbank stream vs one-shot (ours)", float(np.max(np.abs(ours_stream() - ours_kaldi())))))
 
     # (c) python_speech_features one-shot: the same work (80 filters, 512-point FFT), not the
     # same numbers (psf uses a rectangular window, whole-signal pre-emphasis, Hz triangles).
@@ -290,8 +312,9 @@ def run(seconds: float, repeats: int, threads_calls: int):
         calls(threads_calls)
 
     def two_threads():
-        workers = [threading.Thread(target=calls, args=(n,))
-                   for n in (threads_calls // 2, threads_calls - threads_calls // 2)]
+        workers = [
+            threading.Thread(target=calls, args=(n,)) for n in (threads_calls // 2, threads_calls - threads_calls // 2)
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -310,8 +333,13 @@ def run(seconds: float, repeats: int, threads_calls: int):
     while not done.is_set():
         spins += 1
     worker.join()
-    checks.append((f"GIL: main-thread Python loops during {threads_calls} calls in a worker "
-                   f"({(time.perf_counter() - start) * 1e3:.0f} ms)", float(spins)))
+    checks.append(
+        (
+            f"GIL: main-thread Python loops during {threads_calls} calls in a worker "
+            f"({(time.perf_counter() - start) * 1e3:.0f} ms)",
+            float(spins),
+        )
+    )
     rows.append((f"{threads_calls} librosa-mel calls: 2 threads vs 1", double, single, 1.8))
     return rows, checks, machine_info(source, seconds, repeats, load_before)
 
@@ -333,10 +361,13 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case; the best is kept (default 7)")
     parser.add_argument("--threads-calls", type=int, default=8, help="compute calls in the GIL case (default 8)")
     parser.add_argument("--markdown", action="store_true", help="print markdown (for RESULTS.md)")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time single-thread cases by thread CPU time (time.thread_time) instead of wall "
-                             "time, so preemption on a busy shared machine is not counted; the thread case "
-                             "stays on wall time")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time single-thread cases by thread CPU time (time.thread_time) instead of wall "
+        "time, so preemption on a busy shared machine is not counted; the thread case "
+        "stays on wall time",
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.repeats < 1 or args.threads_calls < 2:
         parser.error("--seconds must be > 0, --repeats >= 1, --threads-calls >= 2")
@@ -353,8 +384,10 @@ def main(argv=None) -> int:
         for r in body:
             print("| " + " | ".join(r) + " |")
         print()
-        print("Checks in the same run (relative error ||ours - ref|| / ||ref||; stream vs one-shot is a max abs "
-              "difference; the GIL line is a count):")
+        print(
+            "Checks in the same run (relative error ||ours - ref|| / ||ref||; stream vs one-shot is a max abs "
+            "difference; the GIL line is a count):"
+        )
         print()
         for name, err in checks:
             print(f"- {name}: {err:.2e}" if not name.startswith("GIL") else f"- {name}: {err:.0f}")
@@ -369,8 +402,11 @@ def main(argv=None) -> int:
         print()
         widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
         for r in (header, *body):
-            print("  ".join(str(x).ljust(w) if i in (0, 4, 5) else str(x).rjust(w)
-                            for i, (x, w) in enumerate(zip(r, widths))))
+            print(
+                "  ".join(
+                    str(x).ljust(w) if i in (0, 4, 5) else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths))
+                )
+            )
         print()
         print("checks (relative error; stream vs one-shot is a max abs difference; GIL is a count):")
         for name, err in checks:

@@ -45,41 +45,107 @@ from recipes.default_model import synthesize  # the default model's recipe: its 
 
 RATE = 16000
 INTENT_PHRASES = {
-    "LightOn": "turn on the {room} light", "LightOff": "turn off the {room} light",
-    "Timer": "set a timer for {minutes} minutes", "Weather": "what is the weather today",
-    "Music": "play some music", "Stop": "stop the music", "Volume": "turn the volume {direction}",
-    "Time": "what time is it", "Door": "lock the front door", "Call": "call {person}",
+    "LightOn": "turn on the {room} light",
+    "LightOff": "turn off the {room} light",
+    "Timer": "set a timer for {minutes} minutes",
+    "Weather": "what is the weather today",
+    "Music": "play some music",
+    "Stop": "stop the music",
+    "Volume": "turn the volume {direction}",
+    "Time": "what time is it",
+    "Door": "lock the front door",
+    "Call": "call {person}",
 }
-SLOTS = {"room": ["kitchen", "bedroom", "garage"], "minutes": ["two", "five", "ten"],
-         "person": ["mom", "dad", "alice"], "direction": ["up", "down"]}
-COMMANDS = ("intents:\n" + "".join(f'  {name}:\n    - "{phrase}"\n' for name, phrase in INTENT_PHRASES.items())
-            + "slots:\n" + "".join(f"  {slot}: [{', '.join(values)}]\n" for slot, values in SLOTS.items()))
+SLOTS = {
+    "room": ["kitchen", "bedroom", "garage"],
+    "minutes": ["two", "five", "ten"],
+    "person": ["mom", "dad", "alice"],
+    "direction": ["up", "down"],
+}
+COMMANDS = (
+    "intents:\n"
+    + "".join(f'  {name}:\n    - "{phrase}"\n' for name, phrase in INTENT_PHRASES.items())
+    + "slots:\n"
+    + "".join(f"  {slot}: [{', '.join(values)}]\n" for slot, values in SLOTS.items())
+)
 # Non-command sentences: ordinary talk, and some that use the commands' words ("hard" negatives).
-SUBJECTS = ["my sister", "the old farmer", "our neighbour", "the teacher", "a young doctor", "the bus driver",
-            "his cousin", "the manager", "everyone at the party", "the little boy", "my grandmother", "the pilot",
-            "a tired student", "the baker", "her best friend", "the new engineer"]
-PREDICATES = ["painted the fence", "forgot the keys at home", "read a long letter", "cooked dinner for the family",
-              "walked to the station", "talked about the football game", "bought fresh bread at the market",
-              "fixed the old bicycle", "planted tomatoes in the garden", "watched a film about whales",
-              "wrote a report about the budget", "missed the last train", "found a wallet on the street",
-              "learned to play the piano", "visited the museum", "cleaned the windows", "sold the blue car",
-              "ordered a large pizza", "answered every question", "carried the boxes upstairs"]
-TAILS = ["", "yesterday", "on sunday morning", "before the rain started", "after work", "last summer",
-         "with a big smile", "for the second time", "in the middle of the night", "without saying a word"]
-NEAR_MISSES = ["the kitchen light was far too bright for the baby", "we talked about the weather all day long",
-               "dad said he would call the plumber tomorrow", "turn the page and keep reading the story",
-               "the music stopped when the power went out", "what a lovely time we had at the lake",
-               "she locked her bike at the front of the school", "nobody knew what time the shop would open",
-               "ten minutes later the garage door was still open", "mom played some old records in the bedroom",
-               "the timer on the oven was broken again", "alice turned off the radio and went to sleep"]
+SUBJECTS = [
+    "my sister",
+    "the old farmer",
+    "our neighbour",
+    "the teacher",
+    "a young doctor",
+    "the bus driver",
+    "his cousin",
+    "the manager",
+    "everyone at the party",
+    "the little boy",
+    "my grandmother",
+    "the pilot",
+    "a tired student",
+    "the baker",
+    "her best friend",
+    "the new engineer",
+]
+PREDICATES = [
+    "painted the fence",
+    "forgot the keys at home",
+    "read a long letter",
+    "cooked dinner for the family",
+    "walked to the station",
+    "talked about the football game",
+    "bought fresh bread at the market",
+    "fixed the old bicycle",
+    "planted tomatoes in the garden",
+    "watched a film about whales",
+    "wrote a report about the budget",
+    "missed the last train",
+    "found a wallet on the street",
+    "learned to play the piano",
+    "visited the museum",
+    "cleaned the windows",
+    "sold the blue car",
+    "ordered a large pizza",
+    "answered every question",
+    "carried the boxes upstairs",
+]
+TAILS = [
+    "",
+    "yesterday",
+    "on sunday morning",
+    "before the rain started",
+    "after work",
+    "last summer",
+    "with a big smile",
+    "for the second time",
+    "in the middle of the night",
+    "without saying a word",
+]
+NEAR_MISSES = [
+    "the kitchen light was far too bright for the baby",
+    "we talked about the weather all day long",
+    "dad said he would call the plumber tomorrow",
+    "turn the page and keep reading the story",
+    "the music stopped when the power went out",
+    "what a lovely time we had at the lake",
+    "she locked her bike at the front of the school",
+    "nobody knew what time the shop would open",
+    "ten minutes later the garage door was still open",
+    "mom played some old records in the bedroom",
+    "the timer on the oven was broken again",
+    "alice turned off the radio and went to sleep",
+]
 ESPEAK_TRAINING_LIKE = ["en-us", "en-gb", "en-gb-scotland", "en-029", "en-us+f2", "en-gb-x-gbclan+m3"]
 
 
 def voices(held_out: bool) -> list:
     """(engine, voice) pairs: the recipe's held-out voices, or espeak-ng voices it trained on."""
     if held_out:
-        return ([("espeak", f"{synthesize.ESPEAK_TEST[0]}+{synthesize.ESPEAK_TEST[1]}")]
-                + [("flite", v) for v in synthesize.FLITE_TEST] + [("festival", v) for v in synthesize.FESTIVAL_TEST])
+        return (
+            [("espeak", f"{synthesize.ESPEAK_TEST[0]}+{synthesize.ESPEAK_TEST[1]}")]
+            + [("flite", v) for v in synthesize.FLITE_TEST]
+            + [("festival", v) for v in synthesize.FESTIVAL_TEST]
+        )
     return [("espeak", v) for v in ESPEAK_TRAINING_LIKE]
 
 
@@ -98,8 +164,10 @@ def require_engines(pairs: list) -> None:
                 script.write(f"({voice})\n")
                 script.flush()
                 if subprocess.run(["festival", "-b", script.name], capture_output=True).returncode != 0:
-                    sys.exit(f"bench_listen: festival has no voice {voice} "
-                             "(apt-get install festvox-us-slt-hts for voice_cmu_us_slt_arctic_hts)")
+                    sys.exit(
+                        f"bench_listen: festival has no voice {voice} "
+                        "(apt-get install festvox-us-slt-hts for voice_cmu_us_slt_arctic_hts)"
+                    )
 
 
 def synth_all(items: list, out: Path, processes: int = 2) -> list:
@@ -109,7 +177,9 @@ def synth_all(items: list, out: Path, processes: int = 2) -> list:
     by_engine = {}
     for item in planned:
         by_engine.setdefault(item[1], []).append(item)
-    jobs = [("bench", group[i:i + 40], str(out), False) for group in by_engine.values() for i in range(0, len(group), 40)]
+    jobs = [
+        ("bench", group[i : i + 40], str(out), False) for group in by_engine.values() for i in range(0, len(group), 40)
+    ]
     with multiprocessing.Pool(processes) as pool:
         rows = {row["id"]: row["path"] for part in pool.imap_unordered(synthesize.synth_job, jobs) for row in part}
     missing = [uid for uid, *_ in planned if uid not in rows]
@@ -123,7 +193,7 @@ def quiet(seconds: float, rng, level: float = 0.0005) -> np.ndarray:
 
 
 def with_noise(speech: np.ndarray, snr_db: float, rng) -> np.ndarray:
-    power = float(np.mean(speech ** 2))
+    power = float(np.mean(speech**2))
     return speech + (np.sqrt(power / 10 ** (snr_db / 10)) * rng.standard_normal(len(speech))).astype(np.float32)
 
 
@@ -138,7 +208,7 @@ class TimedSource:
     def __iter__(self):
         self.started = time.perf_counter()
         for i in range(0, len(self.samples), self.step):
-            chunk = self.samples[i:i + self.step]
+            chunk = self.samples[i : i + self.step]
             if self.realtime:
                 time.sleep(max(0.0, self.started + (i + len(chunk)) / RATE - time.perf_counter()))
             self.handed_out = time.perf_counter()
@@ -160,7 +230,7 @@ def spoken_commands(pairs: list, renditions: int, rng: random.Random) -> list:
         for intent, phrase in INTENT_PHRASES.items():
             for _ in range(renditions):
                 slots = {name: rng.choice(SLOTS[name]) for name in SLOTS if "{" + name + "}" in phrase}
-                out.append((engine, voice, phrase.format(**slots), rng.randrange(2 ** 31), intent, slots))
+                out.append((engine, voice, phrase.format(**slots), rng.randrange(2**31), intent, slots))
     return out
 
 
@@ -175,8 +245,10 @@ def non_command_speech(pairs: list, seconds: float, rng: random.Random, out: Pat
     speech, texts, estimate = [], [], 3.0  # seconds per sentence, refined after each batch
     while sum(len(x) / RATE + pause_s for x in speech) < seconds:
         missing = seconds - sum(len(x) / RATE + pause_s for x in speech)
-        batch = [(*rng.choice(pairs), chatter_text(rng), rng.randrange(2 ** 31))
-                 for _ in range(int(np.ceil(missing / (estimate + pause_s))))]
+        batch = [
+            (*rng.choice(pairs), chatter_text(rng), rng.randrange(2**31))
+            for _ in range(int(np.ceil(missing / (estimate + pause_s))))
+        ]
         audio_batch = synth_all(batch, out / f"batch{len(speech)}")
         estimate = float(np.mean([len(x) / RATE for x in audio_batch]))
         speech += audio_batch
@@ -187,13 +259,14 @@ def non_command_speech(pairs: list, seconds: float, rng: random.Random, out: Pat
 def speech_onset(clip: np.ndarray, frame_s: float = 0.01) -> float:
     """Seconds before the first 10 ms frame within 30 dB of the clip's loudest frame."""
     n = int(RATE * frame_s)
-    frames = clip[:len(clip) // n * n].reshape(-1, n)
+    frames = clip[: len(clip) // n * n].reshape(-1, n)
     energy = (frames.astype(np.float64) ** 2).mean(axis=1)
     return float(np.argmax(energy >= energy.max() * 1e-3)) * frame_s
 
 
-def measure_detection(rec, clips: list, commands: list, snr_db: float, vad: str, threshold: float, rng,
-                      realtime: bool = False) -> dict:
+def measure_detection(
+    rec, clips: list, commands: list, snr_db: float, vad: str, threshold: float, rng, realtime: bool = False
+) -> dict:
     """Replays the noisy commands with pauses; returns per-command outcomes and latencies."""
     session, spans, t = [quiet(1.0, rng)], [], 1.0
     noisy = [with_noise(clip, snr_db, rng) for clip in clips]
@@ -233,8 +306,13 @@ def measure_detection(rec, clips: list, commands: list, snr_db: float, vad: str,
     # first partial of each command, from the speech onset in its clean clip
     firsts = [min((p for p in first_partials if a < p <= b), default=None) for a, b in spans]
     first_partials = [p - a - speech_onset(clip) for p, (a, _), clip in zip(firsts, spans, clips) if p is not None]
-    return {"outcomes": outcomes, "latencies": latencies, "first_partials": first_partials, "spurious": spurious,
-            "without_partial": sum(p is None for p in firsts)}
+    return {
+        "outcomes": outcomes,
+        "latencies": latencies,
+        "first_partials": first_partials,
+        "spurious": spurious,
+        "without_partial": sum(p is None for p in firsts),
+    }
 
 
 def report_detection(result: dict, snr_db: float, vad: str, verbose: bool) -> None:
@@ -242,9 +320,11 @@ def report_detection(result: dict, snr_db: float, vad: str, verbose: bool) -> No
     right = sum(o[2] == "right" for o in outcomes)
     intent_right = sum(o[2] in ("right", "wrong slots") for o in outcomes)
     noise = "no noise" if np.isinf(snr_db) else f"white noise {snr_db:g} dB SNR"
-    print(f"detection, {len(outcomes)} commands, {noise}, {vad} VAD: "
-          f"intent and slots right {right}/{len(outcomes)} ({right / len(outcomes):.1%}), "
-          f"intent right {intent_right / len(outcomes):.1%}, {result['spurious']} utterances outside commands")
+    print(
+        f"detection, {len(outcomes)} commands, {noise}, {vad} VAD: "
+        f"intent and slots right {right}/{len(outcomes)} ({right / len(outcomes):.1%}), "
+        f"intent right {intent_right / len(outcomes):.1%}, {result['spurious']} utterances outside commands"
+    )
     for voice in sorted({o[0] for o in outcomes}):
         mine = [o for o in outcomes if o[0] == voice]
         print(f"  {voice}: {sum(o[2] == 'right' for o in mine)}/{len(mine)}")
@@ -254,18 +334,25 @@ def report_detection(result: dict, snr_db: float, vad: str, verbose: bool) -> No
             kind = o[2].split(" (")[0]
             kinds[kind] = kinds.get(kind, 0) + 1
     if kinds:
-        print("  misses by cause: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
-              + f"; right if no threshold rejected anything: {(right + kinds.get('threshold', 0)) / len(outcomes):.1%}")
+        print(
+            "  misses by cause: "
+            + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+            + f"; right if no threshold rejected anything: {(right + kinds.get('threshold', 0)) / len(outcomes):.1%}"
+        )
     for voice, text, outcome, heard, _ in outcomes:
         if outcome != "right" and verbose:
             print(f"    {voice} {text!r}: {outcome}; heard {heard}")
     lat = result["latencies"]
-    print(f"  end-of-command -> final/intent event compute latency: median {1e3 * np.median(lat):.1f} ms, "
-          f"max {1e3 * max(lat):.1f} ms (plus the 0.6 s trailing-silence endpoint)")
+    print(
+        f"  end-of-command -> final/intent event compute latency: median {1e3 * np.median(lat):.1f} ms, "
+        f"max {1e3 * max(lat):.1f} ms (plus the 0.6 s trailing-silence endpoint)"
+    )
     if result["first_partials"]:
         fp = result["first_partials"]
-        print(f"  first partial after speech onset (stream time, or wall clock in real time): median {np.median(fp):.2f} s, "
-              f"90th percentile {np.percentile(fp, 90):.2f} s; {result['without_partial']} commands had none")
+        print(
+            f"  first partial after speech onset (stream time, or wall clock in real time): median {np.median(fp):.2f} s, "
+            f"90th percentile {np.percentile(fp, 90):.2f} s; {result['without_partial']} commands had none"
+        )
 
 
 def threshold_sweep(rec, clips, commands, pairs, args, rng, text_rng, tmp) -> None:
@@ -277,11 +364,16 @@ def threshold_sweep(rec, clips, commands, pairs, args, rng, text_rng, tmp) -> No
     speech, _ = non_command_speech(pairs, args.speech_hours * 3600, text_rng, tmp / "chatter")
     chatter = np.concatenate([quiet(1.0, rng)] + [part for x in speech for part in (x, quiet(0.8, rng))])
     hours = len(chatter) / RATE / 3600
-    accepted = [e.confidence for e in listen.listen(rec, TimedSource(chatter), grammar=COMMANDS, vad=args.vads[0],
-                                                    grammar_threshold=0.0) if e.type == "intent"]
+    accepted = [
+        e.confidence
+        for e in listen.listen(rec, TimedSource(chatter), grammar=COMMANDS, vad=args.vads[0], grammar_threshold=0.0)
+        if e.type == "intent"
+    ]
     snrs = ["no noise" if np.isinf(x) else f"{x:g} dB" for x in args.snr]
-    print(f"threshold sweep, {len(clips)} commands per noise level, {hours:.2f} h of non-command speech, "
-          f"{args.vads[0]} VAD")
+    print(
+        f"threshold sweep, {len(clips)} commands per noise level, {hours:.2f} h of non-command speech, "
+        f"{args.vads[0]} VAD"
+    )
     print("| threshold | " + " | ".join(f"right, {s}" for s in snrs) + " | false accepts / h (grammar alone) |")
     print("|---" * (len(snrs) + 2) + "|")
     for t in args.sweep:
@@ -295,18 +387,25 @@ def main() -> None:
     parser.add_argument("--speech-hours", type=float, default=1.0, help="hours of non-command speech for false accepts")
     parser.add_argument("--idle-hours", type=float, default=1.0, help="hours of silence and of noise for idle cost")
     parser.add_argument("--renditions", type=int, default=3, help="renditions of each command per voice")
-    parser.add_argument("--snr", type=float, nargs="+", default=[float("inf"), 20.0, 10.0],
-                        help="noise levels (dB SNR; inf for none)")
+    parser.add_argument(
+        "--snr", type=float, nargs="+", default=[float("inf"), 20.0, 10.0], help="noise levels (dB SNR; inf for none)"
+    )
     parser.add_argument("--vads", nargs="+", default=["energy"], choices=["energy", "silero"])
     parser.add_argument("--wake", default="hey computer")
-    parser.add_argument("--grammar-threshold", type=float,
-                        help="command rejection threshold (default: the bundle's calibrated one)")
+    parser.add_argument(
+        "--grammar-threshold", type=float, help="command rejection threshold (default: the bundle's calibrated one)"
+    )
     parser.add_argument("--verbose", action="store_true", help="list every missed command")
-    parser.add_argument("--realtime", action="store_true",
-                        help="replay the commands at the pace of a microphone (detection rows only)")
-    parser.add_argument("--sweep", type=float, nargs="+",
-                        help="only the threshold sweep: detection and grammar-alone false accepts per threshold, "
-                             "from one run with no threshold (a command counts if its confidence reaches it)")
+    parser.add_argument(
+        "--realtime", action="store_true", help="replay the commands at the pace of a microphone (detection rows only)"
+    )
+    parser.add_argument(
+        "--sweep",
+        type=float,
+        nargs="+",
+        help="only the threshold sweep: detection and grammar-alone false accepts per threshold, "
+        "from one run with no threshold (a command counts if its confidence reaches it)",
+    )
     args = parser.parse_args()
     pairs = voices(args.held_out)
     require_engines(pairs)
@@ -322,8 +421,7 @@ def main() -> None:
         return
     for vad in args.vads:
         for snr_db in args.snr:
-            result = measure_detection(rec, clips, commands, snr_db, vad, args.grammar_threshold, rng,
-                                       args.realtime)
+            result = measure_detection(rec, clips, commands, snr_db, vad, args.grammar_threshold, rng, args.realtime)
             report_detection(result, snr_db, vad, args.verbose)
 
     # Idle cost: quiet room noise and steady fan-like noise.
@@ -333,35 +431,57 @@ def main() -> None:
             t0 = time.process_time()
             events = [e for e in listen.listen(rec, TimedSource(idle, 0.1), vad=vad) if e.type != "partial"]
             cpu = time.process_time() - t0
-            print(f"idle, {args.idle_hours:g} h of {name}, {vad} VAD: {cpu:.1f} CPU s = "
-                  f"{100 * cpu / (3600 * args.idle_hours):.2f}% of one core, {len(events)} utterances")
+            print(
+                f"idle, {args.idle_hours:g} h of {name}, {vad} VAD: {cpu:.1f} CPU s = "
+                f"{100 * cpu / (3600 * args.idle_hours):.2f}% of one core, {len(events)} utterances"
+            )
 
     # False accepts: non-command speech through the command grammar, behind a wake phrase and alone.
     speech, texts = non_command_speech(pairs, args.speech_hours * 3600, text_rng, tmp / "chatter")
     chatter = np.concatenate([quiet(1.0, rng)] + [part for x in speech for part in (x, quiet(0.8, rng))])
     hours = len(chatter) / RATE / 3600
-    print(f"non-command speech: {len(speech)} sentences ({len(set(texts))} distinct), "
-          f"{hours:.2f} h with pauses")
+    print(f"non-command speech: {len(speech)} sentences ({len(set(texts))} distinct), {hours:.2f} h with pauses")
     before = rss_mb()
     for vad in args.vads:
-        events = [e for e in listen.listen(rec, TimedSource(chatter), grammar=COMMANDS, wake=args.wake, vad=vad,
-                                           grammar_threshold=args.grammar_threshold) if e.type in ("wake", "intent")]
+        events = [
+            e
+            for e in listen.listen(
+                rec,
+                TimedSource(chatter),
+                grammar=COMMANDS,
+                wake=args.wake,
+                vad=vad,
+                grammar_threshold=args.grammar_threshold,
+            )
+            if e.type in ("wake", "intent")
+        ]
         wakes = [e for e in events if e.type == "wake"]
         intents = [e for e in events if e.type == "intent"]
-        print(f"false accepts, wake phrase {args.wake!r} + grammar, {vad} VAD: {len(wakes)} wakes "
-              f"({len(wakes) / hours:.2f}/h), {len(intents)} intents ({len(intents) / hours:.2f}/h)")
-        alone = [e for e in listen.listen(rec, TimedSource(chatter), grammar=COMMANDS, vad=vad,
-                                          grammar_threshold=args.grammar_threshold) if e.type == "intent"]
-        print(f"false accepts, grammar alone (no wake phrase), {vad} VAD: {len(alone)} intents "
-              f"({len(alone) / hours:.2f}/h)" + ("".join(f"\n    {e.text!r} -> {e.intent}" for e in alone[:10])))
+        print(
+            f"false accepts, wake phrase {args.wake!r} + grammar, {vad} VAD: {len(wakes)} wakes "
+            f"({len(wakes) / hours:.2f}/h), {len(intents)} intents ({len(intents) / hours:.2f}/h)"
+        )
+        alone = [
+            e
+            for e in listen.listen(
+                rec, TimedSource(chatter), grammar=COMMANDS, vad=vad, grammar_threshold=args.grammar_threshold
+            )
+            if e.type == "intent"
+        ]
+        print(
+            f"false accepts, grammar alone (no wake phrase), {vad} VAD: {len(alone)} intents "
+            f"({len(alone) / hours:.2f}/h)" + ("".join(f"\n    {e.text!r} -> {e.intent}" for e in alone[:10]))
+        )
 
     # Soak: the chatter looped to at least an hour, memory before and after.
     looped = np.tile(chatter, max(1, int(np.ceil(3600 / (len(chatter) / RATE)))))
     mid = rss_mb()
     count = sum(1 for e in listen.listen(rec, TimedSource(looped, 0.1)) if e.type == "final")
     after = rss_mb()
-    print(f"soak: {len(looped) / RATE / 3600:.2f} h replayed, {count} utterances, RSS {before:.1f} -> {mid:.1f} -> "
-          f"{after:.1f} MB (growth over the soak {after - mid:+.1f} MB)")
+    print(
+        f"soak: {len(looped) / RATE / 3600:.2f} h replayed, {count} utterances, RSS {before:.1f} -> {mid:.1f} -> "
+        f"{after:.1f} MB (growth over the soak {after - mid:+.1f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ thread of this process did work during the call, i.e. that thread CPU time cover
     pip install --no-deps pyctcdecode pygtrie    # its metadata pins numpy < 2; it runs on numpy 2
     cd /tmp && python /path/to/edge_speech/benchmarks/bench_runtime.py --seconds 60 --repeats 15 --markdown
 """
+
 import os
 
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -41,10 +42,12 @@ import numpy as np
 RATE = 16000
 TOKENS = ["<blk>", "▁"] + [chr(ord("a") + i) for i in range(26)] + ["'"]  # V = 29, blank 0
 CHANNELS, BLOCKS, KERNEL, EXPAND = 256, 6, 11, 2
-TEXT = ("The quick brown fox jumps over the lazy dog. Speech recognition on small devices has to "
-        "be fast, accurate and frugal with memory. Please turn on the kitchen light and set a timer "
-        "for ten minutes. It is a quarter past seven in the evening, and the weather tomorrow will be "
-        "cloudy with a chance of rain in the afternoon.")
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. Speech recognition on small devices has to "
+    "be fast, accurate and frugal with memory. Please turn on the kitchen light and set a timer "
+    "for ten minutes. It is a quarter past seven in the evening, and the weather tomorrow will be "
+    "cloudy with a chance of rain in the afternoon."
+)
 
 
 # -- the model (built in a subprocess: torch stays out of the timing process) ----------------
@@ -96,26 +99,43 @@ def build_model(workdir: Path) -> None:
     x = torch.randn(1, 80, 400)
     length = torch.tensor([400], dtype=torch.int64)
     onnx_path = workdir / "export.onnx"
-    torch.onnx.export(model, (x, length), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=["audio_signal", "length"], output_names=["logprobs"],
-                      dynamic_axes={"audio_signal": {0: "N", 2: "T"}, "length": {0: "N"},
-                                    "logprobs": {0: "N", 1: "T_out"}})
+    torch.onnx.export(
+        model,
+        (x, length),
+        str(onnx_path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["audio_signal", "length"],
+        output_names=["logprobs"],
+        dynamic_axes={"audio_signal": {0: "N", 2: "T"}, "length": {0: "N"}, "logprobs": {0: "N", 1: "T_out"}},
+    )
     proto = onnx.load(str(onnx_path))
     names = [i.name for i in proto.graph.input]
     if names != ["audio_signal", "length"]:
         raise SystemExit(f"export kept inputs {names}; expected ['audio_signal', 'length']")
-    for key, value in {"vocab_size": str(len(TOKENS)), "subsampling_factor": "2", "normalize_type": "",
-                       "model_type": "EncDecCTCModelBPE"}.items():
+    for key, value in {
+        "vocab_size": str(len(TOKENS)),
+        "subsampling_factor": "2",
+        "normalize_type": "",
+        "model_type": "EncDecCTCModelBPE",
+    }.items():
         proto.metadata_props.add(key=key, value=value)
     onnx_bytes = proto.SerializeToString()
-    manifest = Manifest(kind="ctc", sample_rate=RATE, features=features.FeatureConfig.preset("kaldi-fbank"),
-                        tokens=tuple(TOKENS), models={"onnx": "model.onnx"}, subsampling_factor=2,
-                        input=InputSpec(name="audio_signal", layout="channel_major", length_name="length"),
-                        name="bench-conv-ctc")
+    manifest = Manifest(
+        kind="ctc",
+        sample_rate=RATE,
+        features=features.FeatureConfig.preset("kaldi-fbank"),
+        tokens=tuple(TOKENS),
+        models={"onnx": "model.onnx"},
+        subsampling_factor=2,
+        input=InputSpec(name="audio_signal", layout="channel_major", length_name="length"),
+        name="bench-conv-ctc",
+    )
     write_bundle(workdir / "bundle", manifest, {"model.onnx": onnx_bytes})
     (workdir / "tokens.txt").write_text("".join(f"{t} {i}\n" for i, t in enumerate(TOKENS)), encoding="utf-8")
-    (workdir / "model.json").write_text(json.dumps({"params": params, "torch": torch.__version__,
-                                                    "onnx": onnx.__version__}), encoding="utf-8")
+    (workdir / "model.json").write_text(
+        json.dumps({"params": params, "torch": torch.__version__, "onnx": onnx.__version__}), encoding="utf-8"
+    )
     onnx_path.unlink()
 
 
@@ -126,8 +146,9 @@ def make_audio(workdir: Path, seconds: float) -> np.ndarray:
     if not wav.exists():
         raw = workdir / "speech_raw.wav"
         subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), TEXT], check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(wav)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(wav)], check=True, capture_output=True
+        )
     x, rate = read_wav(wav)
     if rate != RATE:
         raise SystemExit(f"{wav}: {rate} Hz, expected {RATE}")
@@ -199,8 +220,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0, help="audio length (espeak-ng speech, looped)")
     ap.add_argument("--repeats", type=int, default=10, help="timed rounds (best of)")
     ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown for RESULTS.md")
-    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "edge_speech_bench_runtime",
-                    help="where the model, bundle and audio are built and cached")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "edge_speech_bench_runtime",
+        help="where the model, bundle and audio are built and cached",
+    )
     ap.add_argument("--build-model", type=Path, help=argparse.SUPPRESS)  # the subprocess's job
     args = ap.parse_args()
     if args.build_model is not None:
@@ -249,8 +274,15 @@ def main():
 
     # (b) sherpa-onnx
     sherpa = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
-        model=str(model_path), tokens=str(work / "tokens.txt"), num_threads=1, sample_rate=RATE, feature_dim=80,
-        decoding_method="greedy_search", debug=False, provider="cpu")
+        model=str(model_path),
+        tokens=str(work / "tokens.txt"),
+        num_threads=1,
+        sample_rate=RATE,
+        feature_dim=80,
+        decoding_method="greedy_search",
+        debug=False,
+        provider="cpu",
+    )
 
     sherpa_phases = {"sherpa/accept_waveform (features)": Clock(), "sherpa/decode_stream (model + decoding)": Clock()}
 
@@ -276,8 +308,17 @@ def main():
     plain_decoder = pyctcdecode.build_ctcdecoder([""] + [" " if t == "▁" else t for t in TOKENS[1:]])
 
     def plain_features():
-        mel = librosa.feature.melspectrogram(y=samples, sr=RATE, n_fft=512, win_length=400, hop_length=160,
-                                             n_mels=80, window="hann", center=True, power=2.0)
+        mel = librosa.feature.melspectrogram(
+            y=samples,
+            sr=RATE,
+            n_fft=512,
+            win_length=400,
+            hop_length=160,
+            n_mels=80,
+            window="hann",
+            center=True,
+            power=2.0,
+        )
         return np.log(np.maximum(mel, 1e-10)).astype(np.float32)[None]  # [1, 80, T]
 
     def plain_model(x):
@@ -322,7 +363,7 @@ def main():
         clock.__init__()
     order = list(systems)
     for r in range(args.repeats):
-        for name in order[r % 3:] + order[:r % 3]:
+        for name in order[r % 3 :] + order[: r % 3]:
             out = clocks[name](systems[name])
             if name == "ours":
                 ours_timings.append(dict(out.timings, total=clocks[name].wall[-1]))
@@ -332,12 +373,16 @@ def main():
 
     per_s = lambda seconds: 1000.0 * seconds / duration  # ms per second of audio
     best = {name: {k: c.best(k) for k in ("wall", "cpu")} for name, c in clocks.items()}
+
     # Outside-model share per call (model clocked inside the same call), median over the rounds.
     def shares(total, inner):
         return {k: sorted(1 - i / t for i, t in zip(getattr(inner, k), getattr(total, k))) for k in ("wall", "cpu")}
 
-    share_runs = {"ours": shares(clocks["ours"], in_call["ours"]), "python": shares(clocks["python"], in_call["python"]),
-                  "sherpa features": shares(clocks["sherpa"], clocks["sherpa/decode_stream (model + decoding)"])}
+    share_runs = {
+        "ours": shares(clocks["ours"], in_call["ours"]),
+        "python": shares(clocks["python"], in_call["python"]),
+        "sherpa features": shares(clocks["sherpa"], clocks["sherpa/decode_stream (model + decoding)"]),
+    }
     share = {name: {k: float(np.median(v)) for k, v in runs.items()} for name, runs in share_runs.items()}
     # sherpa-onnx: everything but decode_stream (a lower bound: decode_stream also holds its glue and search).
     sherpa_features = share["sherpa features"]
@@ -346,41 +391,77 @@ def main():
     fastest["glue"] = fastest["total"] - fastest["features"] - fastest["model"] - fastest["decoding"]
 
     rows = []
-    for name, label in (("ours", "edge_speech (ours)"), ("sherpa", "sherpa-onnx"),
-                        ("python", "librosa + onnxruntime + pyctcdecode")):
-        rows.append([label,
-                     f"{per_s(best[name]['wall']):.2f}", f"{per_s(best[name]['cpu']):.2f}",
-                     f"{best[name]['wall'] / best['sherpa']['wall']:.2f}",
-                     f"{best[name]['cpu'] / best['sherpa']['cpu']:.2f}",
-                     f"{100 * share[name]['wall']:.1f}% / {100 * share[name]['cpu']:.1f}%" if name in share
-                     else f"≥ {100 * sherpa_features['wall']:.1f}% / {100 * sherpa_features['cpu']:.1f}% (features only)"])
-    rows.append(["onnxruntime session.run alone (floor)", f"{per_s(best['ours/model (session.run only)']['wall']):.2f}",
-                 f"{per_s(best['ours/model (session.run only)']['cpu']):.2f}",
-                 f"{best['ours/model (session.run only)']['wall'] / best['sherpa']['wall']:.2f}",
-                 f"{best['ours/model (session.run only)']['cpu'] / best['sherpa']['cpu']:.2f}", "0%"])
-    head = ["system", "ms per s of audio (wall)", "ms per s (thread CPU)", "÷ sherpa (wall)", "÷ sherpa (CPU)",
-            "outside the model (wall / CPU)"]
+    for name, label in (
+        ("ours", "edge_speech (ours)"),
+        ("sherpa", "sherpa-onnx"),
+        ("python", "librosa + onnxruntime + pyctcdecode"),
+    ):
+        rows.append(
+            [
+                label,
+                f"{per_s(best[name]['wall']):.2f}",
+                f"{per_s(best[name]['cpu']):.2f}",
+                f"{best[name]['wall'] / best['sherpa']['wall']:.2f}",
+                f"{best[name]['cpu'] / best['sherpa']['cpu']:.2f}",
+                f"{100 * share[name]['wall']:.1f}% / {100 * share[name]['cpu']:.1f}%"
+                if name in share
+                else f"≥ {100 * sherpa_features['wall']:.1f}% / {100 * sherpa_features['cpu']:.1f}% (features only)",
+            ]
+        )
+    rows.append(
+        [
+            "onnxruntime session.run alone (floor)",
+            f"{per_s(best['ours/model (session.run only)']['wall']):.2f}",
+            f"{per_s(best['ours/model (session.run only)']['cpu']):.2f}",
+            f"{best['ours/model (session.run only)']['wall'] / best['sherpa']['wall']:.2f}",
+            f"{best['ours/model (session.run only)']['cpu'] / best['sherpa']['cpu']:.2f}",
+            "0%",
+        ]
+    )
+    head = [
+        "system",
+        "ms per s of audio (wall)",
+        "ms per s (thread CPU)",
+        "÷ sherpa (wall)",
+        "÷ sherpa (CPU)",
+        "outside the model (wall / CPU)",
+    ]
 
     stage_rows = []
     for name in list(stages) + list(sherpa_phases):
         stage_rows.append([name, f"{per_s(best[name]['wall']):.3f}", f"{per_s(best[name]['cpu']):.3f}"])
-    outside = {k: float(np.median([t - m for t, m in zip(getattr(clocks["ours"], k), getattr(in_call["ours"], k))]))
-               for k in ("wall", "cpu")}
-    stage_rows.append(["ours/everything but backend.run, in the timed calls (median)", f"{per_s(outside['wall']):.3f}",
-                       f"{per_s(outside['cpu']):.3f}"])
+    outside = {
+        k: float(np.median([t - m for t, m in zip(getattr(clocks["ours"], k), getattr(in_call["ours"], k))]))
+        for k in ("wall", "cpu")
+    }
+    stage_rows.append(
+        [
+            "ours/everything but backend.run, in the timed calls (median)",
+            f"{per_s(outside['wall']):.3f}",
+            f"{per_s(outside['cpu']):.3f}",
+        ]
+    )
 
-    proc_ratio = {name: (min(c.proc_over_thread), max(c.proc_over_thread)) for name, c in clocks.items()
-                  if name in systems or name.endswith("model")}
+    proc_ratio = {
+        name: (min(c.proc_over_thread), max(c.proc_over_thread))
+        for name, c in clocks.items()
+        if name in systems or name.endswith("model")
+    }
     thread_vs_wall = {name: best[name]["cpu"] / best[name]["wall"] for name in systems}
 
     def table(header, body):
         if args.markdown:
-            lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+            lines = [
+                "| " + " | ".join(header) + " |",
+                "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+            ]
             lines += ["| " + " | ".join(r) + " |" for r in body]
         else:
             widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
-            lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in [header] + body]
+            lines = [
+                "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                for r in [header] + body
+            ]
         return "\n".join(lines)
 
     print(table(head, rows))
@@ -388,41 +469,68 @@ def main():
     print(f"Per-stage best of {args.repeats}, ms per second of audio:")
     print(table(["stage", "wall", "thread CPU"], stage_rows))
     print()
-    print(f"Fastest ours transcribe by its Transcript.timings (wall, ms per s of audio): "
-          + ", ".join(f"{k} {per_s(v):.3f}" for k, v in fastest.items()))
+    print(
+        "Fastest ours transcribe by its Transcript.timings (wall, ms per s of audio): "
+        + ", ".join(f"{k} {per_s(v):.3f}" for k, v in fastest.items())
+    )
     print()
     bullet = "- " if args.markdown else "  "
     print("Checks:")
     print(f"{bullet}same model: max |ours session - plain session| on the same features = {same_model:.1e}")
-    print(f"{bullet}outputs (gibberish, random weights): ours {len(first['ours'].tokens)} tokens "
-          f"{first['ours'].text[:40]!r}…; sherpa {len(first['sherpa'].tokens)} tokens "
-          f"{first['sherpa'].text[:40]!r}…; python {len(first['python'])} chars {first['python'][:40]!r}…")
-    print(f"{bullet}outside-the-model share per call, min–median–max over the rounds (CPU): "
-          + ", ".join(f"{k} {100 * v['cpu'][0]:.1f}–{100 * share[k]['cpu']:.1f}–{100 * v['cpu'][-1]:.1f}%"
-                      for k, v in share_runs.items()))
-    print(f"{bullet}process CPU / thread CPU per call (1.00 = no other thread of this process worked): "
-          + ", ".join(f"{k} {lo:.2f}–{hi:.2f}" for k, (lo, hi) in proc_ratio.items()))
-    print(f"{bullet}thread CPU / wall of the best calls (< 1 = preempted or waiting): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in thread_vs_wall.items()))
+    print(
+        f"{bullet}outputs (gibberish, random weights): ours {len(first['ours'].tokens)} tokens "
+        f"{first['ours'].text[:40]!r}…; sherpa {len(first['sherpa'].tokens)} tokens "
+        f"{first['sherpa'].text[:40]!r}…; python {len(first['python'])} chars {first['python'][:40]!r}…"
+    )
+    print(
+        f"{bullet}outside-the-model share per call, min–median–max over the rounds (CPU): "
+        + ", ".join(
+            f"{k} {100 * v['cpu'][0]:.1f}–{100 * share[k]['cpu']:.1f}–{100 * v['cpu'][-1]:.1f}%"
+            for k, v in share_runs.items()
+        )
+    )
+    print(
+        f"{bullet}process CPU / thread CPU per call (1.00 = no other thread of this process worked): "
+        + ", ".join(f"{k} {lo:.2f}–{hi:.2f}" for k, (lo, hi) in proc_ratio.items())
+    )
+    print(
+        f"{bullet}thread CPU / wall of the best calls (< 1 = preempted or waiting): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in thread_vs_wall.items())
+    )
     print()
     print("Machine and versions:")
-    print(f"{bullet}CPU: {cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, "
-          f"{len(os.sched_getaffinity(0))} usable")
+    print(
+        f"{bullet}CPU: {cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, "
+        f"{len(os.sched_getaffinity(0))} usable"
+    )
     print(f"{bullet}OS: {platform.platform()}; Python {platform.python_version()}")
     print(f"{bullet}" + "; ".join(f"{k} {v}" for k, v in versions().items()))
-    print(f"{bullet}model: conv CTC, stride-2 stem + {BLOCKS} depthwise-separable residual blocks of {CHANNELS} "
-          f"channels (kernel {KERNEL}, expand {EXPAND}), {info['params'] / 1e6:.2f} M params, V = {len(TOKENS)}, "
-          f"random seeded weights, exported with torch {info['torch']} (opset 17, dynamo=False)")
-    print(f"{bullet}audio: {duration:.0f} s at {RATE} Hz, espeak-ng speech (sox to 16 kHz, looped); "
-          f"{len(feats)} feature frames, {len(lp)} model frames")
-    print(f"{bullet}features: ours kaldi-fbank preset (80 bins, povey window); sherpa-onnx's NeMo front end "
-          "(80 bins, hann, librosa-style mel); python: librosa melspectrogram (n_fft 512, hann, 80 Slaney mels)")
-    print(f"{bullet}load average: {' / '.join(f'{v:.2f}' for v in load_before)} before, "
-          f"{' / '.join(f'{v:.2f}' for v in load_after)} after (1 / 5 / 15 min)")
-    print(f"{bullet}timing: best of {args.repeats} rounds, systems alternating in rotating order, one warm-up "
-          "call each; threads: " + ", ".join(f"{k}={os.environ.get(k)}" for k in
-                                             ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                              "NUMBA_NUM_THREADS")) + ", ORT intra-op 1 everywhere")
+    print(
+        f"{bullet}model: conv CTC, stride-2 stem + {BLOCKS} depthwise-separable residual blocks of {CHANNELS} "
+        f"channels (kernel {KERNEL}, expand {EXPAND}), {info['params'] / 1e6:.2f} M params, V = {len(TOKENS)}, "
+        f"random seeded weights, exported with torch {info['torch']} (opset 17, dynamo=False)"
+    )
+    print(
+        f"{bullet}audio: {duration:.0f} s at {RATE} Hz, espeak-ng speech (sox to 16 kHz, looped); "
+        f"{len(feats)} feature frames, {len(lp)} model frames"
+    )
+    print(
+        f"{bullet}features: ours kaldi-fbank preset (80 bins, povey window); sherpa-onnx's NeMo front end "
+        "(80 bins, hann, librosa-style mel); python: librosa melspectrogram (n_fft 512, hann, 80 Slaney mels)"
+    )
+    print(
+        f"{bullet}load average: {' / '.join(f'{v:.2f}' for v in load_before)} before, "
+        f"{' / '.join(f'{v:.2f}' for v in load_after)} after (1 / 5 / 15 min)"
+    )
+    print(
+        f"{bullet}timing: best of {args.repeats} rounds, systems alternating in rotating order, one warm-up "
+        "call each; threads: "
+        + ", ".join(
+            f"{k}={os.environ.get(k)}"
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+        )
+        + ", ORT intra-op 1 everywhere"
+    )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ SCENES = ("gated", "low", "high", "step", "agc", "music", "pink burst")
 
 # -- the grammar's sentences --------------------------------------------------------------------
 
+
 def grammar_sentences(path: Path = GRAMMAR) -> List[Tuple[str, str, Dict[str, str]]]:
     """Every (text, intent, slots) of a small intent YAML (optional words in both forms,
     ``(a | b)`` alternatives, ``{slot}`` values), read with a tiny parser of that file's shape."""
@@ -86,10 +87,11 @@ def _expand(pattern: str) -> List[str]:
     if m is None:
         return [pattern]
     options = [m.group(1), ""] if m.group(1) is not None else [o.strip() for o in m.group(2).split("|")]
-    return [t for o in options for t in _expand(pattern[:m.start()] + o + pattern[m.end():])]
+    return [t for o in options for t in _expand(pattern[: m.start()] + o + pattern[m.end() :])]
 
 
 # -- audio ------------------------------------------------------------------------------------
+
 
 def synthesize(items: List[Tuple[str, str, int, int]], out: Path) -> List[np.ndarray]:
     """espeak-ng audio of each (text, voice, words per minute, pitch), at 16 kHz, trimmed to
@@ -103,16 +105,19 @@ def synthesize(items: List[Tuple[str, str, int, int]], out: Path) -> List[np.nda
         raise RuntimeError("espeak-ng is needed for the session's commands: apt-get install espeak-ng")
     out.mkdir(parents=True, exist_ok=True)
     clips = []
-    for i, (text, voice, speed, pitch) in enumerate(items):
-        path = out / f"c{abs(hash((text, voice, speed, pitch))) % 10 ** 10}.wav"
+    for text, voice, speed, pitch in items:
+        path = out / f"c{abs(hash((text, voice, speed, pitch))) % 10**10}.wav"
         if not path.exists():
-            subprocess.run([espeak, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [espeak, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+                check=True,
+                capture_output=True,
+            )
         samples, rate = audio.read_wav(path)
         samples = soxr.resample(samples, rate, RATE, quality="HQ").astype(np.float32)
         loud = np.flatnonzero(np.abs(samples) > 0.01 * np.abs(samples).max())
         margin = int(0.05 * RATE)
-        clips.append(samples[max(0, loud[0] - margin):loud[-1] + margin])
+        clips.append(samples[max(0, loud[0] - margin) : loud[-1] + margin])
     return clips
 
 
@@ -127,7 +132,7 @@ def pink(n: int, rng: np.random.Generator) -> np.ndarray:
     spectrum[1:] /= np.sqrt(f[1:])
     spectrum[0] = 0
     x = np.fft.irfft(spectrum, n + 1)[:n]
-    return (x / (np.sqrt(np.mean(x ** 2)) + 1e-12)).astype(np.float32)
+    return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
 
 
 def music(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -147,17 +152,17 @@ def music(seconds: float, rng: np.random.Generator) -> np.ndarray:
             for h in range(1, 5):
                 out[start:stop] += envelope * np.sin(2 * np.pi * root * h * tt + rng.uniform(0, 6.3)) / h
         click = min(stop - start, int(0.03 * RATE))
-        out[start:start + click] += 0.8 * rng.standard_normal(click) * np.exp(-np.arange(click) / (0.005 * RATE))
+        out[start : start + click] += 0.8 * rng.standard_normal(click) * np.exp(-np.arange(click) / (0.005 * RATE))
         t += length
-    return (out / (np.sqrt(np.mean(out ** 2)) + 1e-12)).astype(np.float32)
+    return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
 
 
 @dataclasses.dataclass
 class Session:
     samples: np.ndarray
-    commands: List[Tuple[float, float, str, dict, str]]    # start, end, intent, slots, text
-    segments: List[Tuple[float, float, str]]                 # noise-only / music-only stretches: start, end, kind
-    scenes: List[Tuple[float, float, str]]                   # which scene each stretch belongs to
+    commands: List[Tuple[float, float, str, dict, str]]  # start, end, intent, slots, text
+    segments: List[Tuple[float, float, str]]  # noise-only / music-only stretches: start, end, kind
+    scenes: List[Tuple[float, float, str]]  # which scene each stretch belongs to
 
 
 class _Builder:
@@ -178,7 +183,7 @@ class _Builder:
 
     def command(self, clip: np.ndarray, meta, noise_db: Optional[float]) -> None:
         text, intent, slots = meta
-        speech = clip / (np.sqrt(np.mean(clip ** 2)) + 1e-12) * db(self.rng.uniform(-28, -20))
+        speech = clip / (np.sqrt(np.mean(clip**2)) + 1e-12) * db(self.rng.uniform(-28, -20))
         if noise_db is not None:
             speech = speech + pink(len(clip), self.rng) * db(noise_db)
         start = self.add(speech)
@@ -198,7 +203,7 @@ def build_session(clips: List[np.ndarray], metas: List[Tuple[str, str, dict]], s
     scenes = itertools.cycle(SCENES)
     for k in range(0, len(pairs), 2):
         scene, begin = next(scenes), b.t
-        group = pairs[k:k + 2]
+        group = pairs[k : k + 2]
         if scene == "gated":  # digital silence and a -54 dBFS noise tail alternating around the commands
             for clip, meta in group:
                 for _ in range(b.rng.integers(1, 4)):
@@ -237,8 +242,9 @@ def build_session(clips: List[np.ndarray], metas: List[Tuple[str, str, dict]], s
             b.command(group[0][0], group[0][1], background)
             b.add(b.noise(u(1.0, 1.5), background))
             seconds = u(2.0, 4.0)
-            b.nonspeech(music(seconds, b.rng) * db(u(-34, -26)) + b.noise(seconds, background)[:int(seconds * RATE)],
-                        "music")
+            b.nonspeech(
+                music(seconds, b.rng) * db(u(-34, -26)) + b.noise(seconds, background)[: int(seconds * RATE)], "music"
+            )
             b.add(b.noise(u(1.0, 1.5), background))
             for clip, meta in group[1:]:
                 b.command(clip, meta, background)
@@ -267,8 +273,7 @@ def session_commands(count: int, seed: int = 0, voices=VOICES) -> List[Tuple[Tup
     out = []
     for i in range(count):
         text, intent, slots = rng.choice(sentences)
-        out.append(((text, voices[i % len(voices)], rng.randint(140, 190), rng.randint(35, 65)),
-                    (text, intent, slots)))
+        out.append(((text, voices[i % len(voices)], rng.randint(140, 190), rng.randint(35, 65)), (text, intent, slots)))
     return out
 
 
@@ -280,10 +285,11 @@ def make_session(count: int, seed: int = 0, cache: Optional[Path] = None) -> Ses
 
 # -- running and scoring ----------------------------------------------------------------------
 
+
 def chunks(samples: np.ndarray, chunk_s: float = 0.02) -> Iterator[np.ndarray]:
     step = int(chunk_s * RATE)
     for i in range(0, len(samples), step):
-        yield samples[i:i + step]
+        yield samples[i : i + step]
 
 
 def run_session(rec, session: Session, vad: str = "energy", grammar=GRAMMAR, **options) -> list:
@@ -304,17 +310,19 @@ class Score:
     segments: int
     segments_rejected: int
     utterances: int
-    spurious: int      # utterances overlapping no command (rejected or not)
-    glued: int         # command utterances that began or ended more than a second away from the command
+    spurious: int  # utterances overlapping no command (rejected or not)
+    glued: int  # command utterances that began or ended more than a second away from the command
     misses: List[str]
     by_scene: Dict[str, Tuple[int, int]]
 
     def line(self) -> str:
-        return (f"{self.intent_right}/{self.commands} commands with the right intent "
-                f"({self.intent_right / max(1, self.commands):.1%}), {self.slots_right} with the right slots too, "
-                f"{self.merges} merges, {len(self.false_accepts)} false accepts, "
-                f"{self.segments_rejected}/{self.segments} noise/music segments rejected, {self.utterances} utterances "
-                f"({self.spurious} outside commands, {self.glued} with more than 1 s of non-speech glued on)")
+        return (
+            f"{self.intent_right}/{self.commands} commands with the right intent "
+            f"({self.intent_right / max(1, self.commands):.1%}), {self.slots_right} with the right slots too, "
+            f"{self.merges} merges, {len(self.false_accepts)} false accepts, "
+            f"{self.segments_rejected}/{self.segments} noise/music segments rejected, {self.utterances} utterances "
+            f"({self.spurious} outside commands, {self.glued} with more than 1 s of non-speech glued on)"
+        )
 
 
 def score(session: Session, events: list) -> Score:
@@ -330,8 +338,11 @@ def score(session: Session, events: list) -> Score:
     for a, b, intent, slots, text in session.commands:
         scene = next((s for x, y, s in session.scenes if x <= a < y), "?")
         mine = [e for e in finals if overlaps(e, a, b)]
-        hit = (len(mine) == 1 and mine[0].intent == intent
-               and sum(overlaps(mine[0], x, y) for x, y, *_ in session.commands) == 1)
+        hit = (
+            len(mine) == 1
+            and mine[0].intent == intent
+            and sum(overlaps(mine[0], x, y) for x, y, *_ in session.commands) == 1
+        )
         right += hit
         slots_right += hit and (mine[0].slots or {}) == slots
         done, total = by_scene.get(scene, (0, 0))
@@ -340,13 +351,32 @@ def score(session: Session, events: list) -> Score:
             heard = "; ".join(f"{e.text!r}->{e.intent} ({e.confidence:.2f}) {e.start:.2f}-{e.end:.2f}" for e in mine)
             misses.append(f"{scene} {a:.2f}-{b:.2f} {text!r}: {len(mine)} utterances: {heard or 'nothing'}")
     false_accepts = [e for e in intents if not any(overlaps(e, a, b) for a, b, *_ in session.commands)]
-    rejected = sum(1 for a, b, _ in session.segments
-                   if not any(overlaps(e, a, b) and not any(overlaps(e, x, y) for x, y, *_ in session.commands)
-                              for e in intents))
+    rejected = sum(
+        1
+        for a, b, _ in session.segments
+        if not any(overlaps(e, a, b) and not any(overlaps(e, x, y) for x, y, *_ in session.commands) for e in intents)
+    )
     spurious = sum(1 for e in finals if not any(overlaps(e, a, b) for a, b, *_ in session.commands))
-    glued = sum(1 for e in finals for a, b, *_ in session.commands if overlaps(e, a, b) and (e.start < a - 1.0 or e.end > b + 1.0))
-    return Score(len(session.commands), right, slots_right, merges, false_accepts, len(session.segments), rejected,
-                 len(finals), spurious, glued, misses, by_scene)
+    glued = sum(
+        1
+        for e in finals
+        for a, b, *_ in session.commands
+        if overlaps(e, a, b) and (e.start < a - 1.0 or e.end > b + 1.0)
+    )
+    return Score(
+        len(session.commands),
+        right,
+        slots_right,
+        merges,
+        false_accepts,
+        len(session.segments),
+        rejected,
+        len(finals),
+        spurious,
+        glued,
+        misses,
+        by_scene,
+    )
 
 
 def rss_mb() -> float:
@@ -359,9 +389,13 @@ def rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0, help="length of the scored session")
-    parser.add_argument("--soak-hours", type=float, default=0.0,
-                        help="then replay the session (fresh noise each pass) for this long: false accepts per "
-                             "hour, commands found and RSS drift")
+    parser.add_argument(
+        "--soak-hours",
+        type=float,
+        default=0.0,
+        help="then replay the session (fresh noise each pass) for this long: false accepts per "
+        "hour, commands found and RSS drift",
+    )
     parser.add_argument("--vad", default="energy", choices=["energy", "silero"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="list every missed command and false accept")
@@ -369,9 +403,11 @@ def main() -> None:
     from edge_speech import Recognizer, __version__
 
     rec = Recognizer.default(threads=1)
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}, "
-          f"edge_speech {__version__}, model {rec.manifest.name if hasattr(rec.manifest, 'name') else 'default'}, "
-          f"grammar {GRAMMAR.name}, {args.vad} VAD")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, python {platform.python_version()}, "
+        f"edge_speech {__version__}, model {rec.manifest.name if hasattr(rec.manifest, 'name') else 'default'}, "
+        f"grammar {GRAMMAR.name}, {args.vad} VAD"
+    )
     cache = Path(tempfile.mkdtemp())
     per_minute = 12.0  # commands per minute of this session mix, measured (310 in 25.7 min)
     count = max(2, int(args.minutes * per_minute) // 2 * 2)
@@ -383,8 +419,10 @@ def main() -> None:
     ran = time.perf_counter() - t0
     s = score(session, events)
     minutes = len(session.samples) / RATE / 60
-    print(f"session: {minutes:.1f} min, {s.commands} commands, {s.segments} noise/music segments "
-          f"(built in {built:.0f} s, listened in {ran:.0f} s)")
+    print(
+        f"session: {minutes:.1f} min, {s.commands} commands, {s.segments} noise/music segments "
+        f"(built in {built:.0f} s, listened in {ran:.0f} s)"
+    )
     print("  " + s.line())
     print("  per scene: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in sorted(s.by_scene.items())))
     if args.verbose:
@@ -401,14 +439,20 @@ def main() -> None:
             again = build_session(*_clips_and_metas(session, count, args.seed, cache), seed=args.seed + passes)
             r = score(again, run_session(rec, again, args.vad))
             hours += len(again.samples) / RATE / 3600
-            found, total, false, merges = found + r.intent_right, total + r.commands, false + len(r.false_accepts), \
-                merges + r.merges
+            found, total, false, merges = (
+                found + r.intent_right,
+                total + r.commands,
+                false + len(r.false_accepts),
+                merges + r.merges,
+            )
             if mid is None:
                 mid = rss_mb()  # after the first pass: caches and arenas warmed up
         after = rss_mb()
-        print(f"soak: {hours:.2f} h in {passes} passes, {found}/{total} commands ({found / total:.1%}), "
-              f"{merges} merges, {false} false accepts ({false / hours:.2f}/h), RSS {before:.1f} -> {mid:.1f} -> "
-              f"{after:.1f} MB (drift after the first pass {after - mid:+.1f} MB)")
+        print(
+            f"soak: {hours:.2f} h in {passes} passes, {found}/{total} commands ({found / total:.1%}), "
+            f"{merges} merges, {false} false accepts ({false / hours:.2f}/h), RSS {before:.1f} -> {mid:.1f} -> "
+            f"{after:.1f} MB (drift after the first pass {after - mid:+.1f} MB)"
+        )
 
 
 def _clips_and_metas(session: Session, count: int, seed: int, cache: Path):

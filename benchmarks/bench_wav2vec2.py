@@ -35,8 +35,9 @@ def speech(seconds: float, rate: int = 16000) -> np.ndarray:
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "s.wav"
-        subprocess.run(["espeak-ng", "-w", str(raw), "turn on the kitchen light and set a timer for ten minutes"],
-                       check=True)
+        subprocess.run(
+            ["espeak-ng", "-w", str(raw), "turn on the kitchen light and set a timer for ten minutes"], check=True
+        )
         subprocess.run(["sox", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(wav)], check=True)
         x, _ = audio.read_wav(wav)
     return np.resize(x, int(seconds * rate)).astype(np.float32)
@@ -56,11 +57,25 @@ def build(directory: Path, hidden: int, layers: int, family: str = "wav2vec2") -
     import transformers
 
     config_name, class_name, extra = FAMILIES[family]
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate("ETAONIHSRDLUMWCFGYPBVKXJQZ'")}}
+    vocab = {
+        "<pad>": 0,
+        "<s>": 1,
+        "</s>": 2,
+        "<unk>": 3,
+        "|": 4,
+        **{c: 5 + i for i, c in enumerate("ETAONIHSRDLUMWCFGYPBVKXJQZ'")},
+    }
     torch.manual_seed(0)
-    config = getattr(transformers, config_name)(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                                                num_attention_heads=hidden // 64, intermediate_size=4 * hidden,
-                                                pad_token_id=0, conv_dim=(256,) * 7, **extra)
+    config = getattr(transformers, config_name)(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        intermediate_size=4 * hidden,
+        pad_token_id=0,
+        conv_dim=(256,) * 7,
+        **extra,
+    )
     getattr(transformers, class_name)(config).eval().save_pretrained(directory)
     (directory / "vocab.json").write_text(json.dumps(vocab))
     (directory / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True, "sampling_rate": 16000}))
@@ -99,11 +114,18 @@ def main(argv=None) -> int:
     build(work / "model", args.hidden, args.layers, args.family)
     calib = [speech(s) for s in (1.0, 2.0, 3.0)]
     t0 = time.perf_counter()
-    converters.convert_wav2vec2(work / "model", calib=calib, quantize="int8", formats=("onnx", "tflite"),
-                                tflite_window_seconds=args.windows, out=work / "int8")
+    converters.convert_wav2vec2(
+        work / "model",
+        calib=calib,
+        quantize="int8",
+        formats=("onnx", "tflite"),
+        tflite_window_seconds=args.windows,
+        out=work / "int8",
+    )
     convert_s = time.perf_counter() - t0
-    converters.convert_wav2vec2(work / "model", quantize=None, formats=("onnx", "tflite"),
-                                tflite_window_seconds=args.windows, out=work / "fp32")
+    converters.convert_wav2vec2(
+        work / "model", quantize=None, formats=("onnx", "tflite"), tflite_window_seconds=args.windows, out=work / "fp32"
+    )
     hf = getattr(transformers, FAMILIES[args.family][1]).from_pretrained(work / "model", local_files_only=True).eval()
     params = sum(p.numel() for p in hf.parameters())
 
@@ -112,7 +134,10 @@ def main(argv=None) -> int:
         for backend in ("onnx", "tflite"):
             rec = Recognizer.from_bundle(work / scheme, backend=backend, threads=1)
             bundles[scheme, backend] = rec
-    sizes = {scheme: {fmt: len(b) for fmt, b in Bundle.load(work / scheme).model_bytes.items()} for scheme in ("fp32", "int8")}
+    sizes = {
+        scheme: {fmt: len(b) for fmt, b in Bundle.load(work / scheme).model_bytes.items()}
+        for scheme in ("fp32", "int8")
+    }
 
     rows = []
     for seconds in args.seconds:
@@ -129,21 +154,33 @@ def main(argv=None) -> int:
             row[f"{scheme}_{backend}_cosine"] = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
         rows.append(row)
 
-    print(f"{FAMILIES[args.family][1]}, random weights, hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f} M parameters; "
-          f"TFLite windows {args.windows} s; one thread; int8 conversion {convert_s:.0f} s")
-    print(f"sizes: fp32 ONNX {sizes['fp32']['onnx'] / 1e6:.2f} MB, TFLite {sizes['fp32']['tflite'] / 1e6:.2f} MB; "
-          f"int8 ONNX {sizes['int8']['onnx'] / 1e6:.2f} MB, TFLite {sizes['int8']['tflite'] / 1e6:.2f} MB")
-    print("| audio s | fp32 ONNX ms | fp32 TFLite ms | TFLite/ONNX | int8 ONNX ms | int8 TFLite ms | TFLite/ONNX "
-          "| cosine to transformers: fp32 ONNX / fp32 TFLite / int8 ONNX / int8 TFLite |")
+    print(
+        f"{FAMILIES[args.family][1]}, random weights, hidden {args.hidden}, {args.layers} layers, {params / 1e6:.1f} M parameters; "
+        f"TFLite windows {args.windows} s; one thread; int8 conversion {convert_s:.0f} s"
+    )
+    print(
+        f"sizes: fp32 ONNX {sizes['fp32']['onnx'] / 1e6:.2f} MB, TFLite {sizes['fp32']['tflite'] / 1e6:.2f} MB; "
+        f"int8 ONNX {sizes['int8']['onnx'] / 1e6:.2f} MB, TFLite {sizes['int8']['tflite'] / 1e6:.2f} MB"
+    )
+    print(
+        "| audio s | fp32 ONNX ms | fp32 TFLite ms | TFLite/ONNX | int8 ONNX ms | int8 TFLite ms | TFLite/ONNX "
+        "| cosine to transformers: fp32 ONNX / fp32 TFLite / int8 ONNX / int8 TFLite |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['seconds']:g} | {r['fp32_onnx_ms']:.1f} | {r['fp32_tflite_ms']:.1f} | "
-              f"{r['fp32_tflite_ms'] / r['fp32_onnx_ms']:.2f} | {r['int8_onnx_ms']:.1f} | {r['int8_tflite_ms']:.1f} | "
-              f"{r['int8_tflite_ms'] / r['int8_onnx_ms']:.2f} | {r['fp32_onnx_cosine']:.5f} / {r['fp32_tflite_cosine']:.5f} / "
-              f"{r['int8_onnx_cosine']:.3f} / {r['int8_tflite_cosine']:.3f} |")
+        print(
+            f"| {r['seconds']:g} | {r['fp32_onnx_ms']:.1f} | {r['fp32_tflite_ms']:.1f} | "
+            f"{r['fp32_tflite_ms'] / r['fp32_onnx_ms']:.2f} | {r['int8_onnx_ms']:.1f} | {r['int8_tflite_ms']:.1f} | "
+            f"{r['int8_tflite_ms'] / r['int8_onnx_ms']:.2f} | {r['fp32_onnx_cosine']:.5f} / {r['fp32_tflite_cosine']:.5f} / "
+            f"{r['int8_onnx_cosine']:.3f} / {r['int8_tflite_cosine']:.3f} |"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"family": args.family, "params": params, "sizes": sizes, "convert_s": convert_s, "rows": rows},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"family": args.family, "params": params, "sizes": sizes, "convert_s": convert_s, "rows": rows},
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -25,12 +25,36 @@ from edge_speech.converters.pipeline import ConversionReport, convert, convert_o
 from edge_speech.converters.pruning import PruneReport, count_macs, prune
 from edge_speech.converters.quantization import quantize, sensitivity
 from edge_speech.converters.verification import VerifyReport, verify
-from edge_speech.converters.wav2vec2 import (HFCTCSource, Wav2Vec2Source, convert_hf_ctc, convert_wav2vec2,
-                                             load_hf_ctc, load_wav2vec2)
+from edge_speech.converters.wav2vec2 import (
+    HFCTCSource,
+    Wav2Vec2Source,
+    convert_hf_ctc,
+    convert_wav2vec2,
+    load_hf_ctc,
+    load_wav2vec2,
+)
 
 __all__ = [
-    "ConversionReport", "FinetuneReport", "HFCTCSource", "PruneReport", "VerifyReport", "Wav2Vec2Source", "convert",
-    "convert_hf_ctc", "convert_onnx", "convert_wav2vec2", "count_macs", "load_hf_ctc", "export_onnx", "export_sherpa_onnx",
-    "export_tflite", "finetune", "load_checkpoint", "sensitivity",
-    "load_wav2vec2", "prune", "quantize", "verify",
+    "ConversionReport",
+    "FinetuneReport",
+    "HFCTCSource",
+    "PruneReport",
+    "VerifyReport",
+    "Wav2Vec2Source",
+    "convert",
+    "convert_hf_ctc",
+    "convert_onnx",
+    "convert_wav2vec2",
+    "count_macs",
+    "load_hf_ctc",
+    "export_onnx",
+    "export_sherpa_onnx",
+    "export_tflite",
+    "finetune",
+    "load_checkpoint",
+    "sensitivity",
+    "load_wav2vec2",
+    "prune",
+    "quantize",
+    "verify",
 ]

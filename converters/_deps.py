@@ -7,8 +7,9 @@ def import_torch():
     try:
         import torch
     except ImportError:
-        raise ImportError("the converter needs PyTorch: pip install torch==2.13.0, then "
-                          "pip install 'edge-speech[converter]'") from None
+        raise ImportError(
+            "the converter needs PyTorch: pip install torch==2.13.0, then pip install 'edge-speech[converter]'"
+        ) from None
     return torch
 
 

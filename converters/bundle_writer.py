@@ -26,8 +26,9 @@ _FIRST_VALID_OFFSET = 2
 _TAIL_ALIGNMENT = 64
 
 
-def write_bundle(directory: "str | Path", manifest: Manifest, files: Mapping[str, bytes],
-                 embed_in_onnx: bool = True) -> Path:
+def write_bundle(
+    directory: "str | Path", manifest: Manifest, files: Mapping[str, bytes], embed_in_onnx: bool = True
+) -> Path:
     """Writes ``files`` and a ``manifest.json`` recording their checksums into ``directory``.
 
     With ``embed_in_onnx`` the manifest JSON is also stored in the ONNX and TFLite models' own
@@ -71,8 +72,9 @@ def embed_onnx_metadata(model: bytes, metadata: Mapping[str, str]) -> bytes:
     try:
         import onnx
     except ImportError:
-        raise BundleError("embedding metadata in ONNX models needs the onnx package: "
-                          "pip install 'edge-speech[converter]'") from None
+        raise BundleError(
+            "embedding metadata in ONNX models needs the onnx package: pip install 'edge-speech[converter]'"
+        ) from None
     try:
         proto = onnx.load_from_string(model)
     except Exception as err:  # protobuf's DecodeError and onnx's own errors
@@ -127,8 +129,11 @@ def _offset_fields(tree) -> list:
     flatbuffer: buffers' ``offset`` and operators' ``largeCustomOptionsOffset``."""
     fields = [(b, "offset") for b in tree.buffers if (b.offset or 0) >= _FIRST_VALID_OFFSET]
     for subgraph in tree.subgraphs or []:
-        fields += [(op, "largeCustomOptionsOffset") for op in subgraph.operators or []
-                   if (op.largeCustomOptionsOffset or 0) >= _FIRST_VALID_OFFSET]
+        fields += [
+            (op, "largeCustomOptionsOffset")
+            for op in subgraph.operators or []
+            if (op.largeCustomOptionsOffset or 0) >= _FIRST_VALID_OFFSET
+        ]
     return fields
 
 

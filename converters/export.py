@@ -17,8 +17,15 @@ if TYPE_CHECKING:
     from edge_speech.manifest import InputSpec
 
 
-def export_onnx(model, example_input, input_name: str = "features", output_name: str = "log_probs",
-                dynamic_time: bool = True, opset: int = 17, check_lengths: bool = True) -> bytes:
+def export_onnx(
+    model,
+    example_input,
+    input_name: str = "features",
+    output_name: str = "log_probs",
+    dynamic_time: bool = True,
+    opset: int = 17,
+    check_lengths: bool = True,
+) -> bytes:
     """Serialized ONNX of ``model`` (eval mode) for inputs shaped like ``example_input``
     [1, frames, dim]; the frame axis stays dynamic unless ``dynamic_time=False`` (fixed-shape
     models for chunked runtimes). ``nn.MultiheadAttention`` layers are exported through an
@@ -34,13 +41,23 @@ def export_onnx(model, example_input, input_name: str = "features", output_name:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(export_model, (example_input,), buffer, input_names=[input_name],
-                              output_names=[output_name], dynamic_axes=axes, opset_version=opset, dynamo=False,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                export_model,
+                (example_input,),
+                buffer,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
+            )
     except Exception as err:  # torch.onnx raises many error types; all mean "this model does not export"
-        raise RuntimeError("ONNX export failed. If an operator is unsupported, replace that layer with standard "
-                           "torch.nn modules or register a symbolic; data-dependent Python control flow in forward() "
-                           f"must be removed. The exporter said: {_full_text(err)}") from None
+        raise RuntimeError(
+            "ONNX export failed. If an operator is unsupported, replace that layer with standard "
+            "torch.nn modules or register a symbolic; data-dependent Python control flow in forward() "
+            f"must be removed. The exporter said: {_full_text(err)}"
+        ) from None
     data = buffer.getvalue()
     if dynamic_time and check_lengths:
         check_dynamic_lengths(model, data, example_input)
@@ -72,16 +89,21 @@ def check_dynamic_lengths(model, onnx_model: bytes, example_input, rtol: float =
                 f"the exported ONNX model does not run at {length} frames (it was traced at {frames}): a shape was "
                 "fixed at export. Typical causes: a view/reshape with Python ints taken from a tensor's shape "
                 "(use -1 or x.shape directly), nn.MultiheadAttention subclasses, or positional tables sliced "
-                f"with an int. ONNX Runtime said: {_full_text(err)}") from None
+                f"with an int. ONNX Runtime said: {_full_text(err)}"
+            ) from None
         if got.shape != expected.shape:
-            raise RuntimeError(f"the exported ONNX model gives output shape {got.shape} at {length} frames where torch "
-                               f"gives {expected.shape}: a length was fixed at export (traced at {frames} frames)")
+            raise RuntimeError(
+                f"the exported ONNX model gives output shape {got.shape} at {length} frames where torch "
+                f"gives {expected.shape}: a length was fixed at export (traced at {frames} frames)"
+            )
         scale = 1.0 + float(np.abs(expected).max())
         error = float(np.abs(got - expected).max())
         if error > rtol * scale:
-            raise RuntimeError(f"the exported ONNX model differs from torch by {error:.3g} at {length} frames (traced "
-                               f"at {frames}): a length-dependent value was fixed at export (e.g. a mask or positional "
-                               "table built with Python ints)")
+            raise RuntimeError(
+                f"the exported ONNX model differs from torch by {error:.3g} at {length} frames (traced "
+                f"at {frames}): a length-dependent value was fixed at export (e.g. a mask or positional "
+                "table built with Python ints)"
+            )
 
 
 def dynamic_attention(model):
@@ -90,8 +112,11 @@ def dynamic_attention(model):
     attention weights are not returned). Layers using ``bias_k``/``add_zero_attn`` stay as they are."""
     torch = import_torch()
     F = torch.nn.functional
-    targets = [name for name, m in model.named_modules() if type(m) is torch.nn.MultiheadAttention
-               and m.bias_k is None and not m.add_zero_attn]
+    targets = [
+        name
+        for name, m in model.named_modules()
+        if type(m) is torch.nn.MultiheadAttention and m.bias_k is None and not m.add_zero_attn
+    ]
     if not targets:
         return model
 
@@ -106,8 +131,17 @@ def dynamic_attention(model):
             except AttributeError:
                 return getattr(self._modules["inner"], name)
 
-        def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                    average_attn_weights=True, is_causal=False):
+        def forward(
+            self,
+            query,
+            key,
+            value,
+            key_padding_mask=None,
+            need_weights=True,
+            attn_mask=None,
+            average_attn_weights=True,
+            is_causal=False,
+        ):
             m = self.inner
             if not m.batch_first:
                 query, key, value = (t.transpose(0, 1) for t in (query, key, value))
@@ -117,17 +151,25 @@ def dynamic_attention(model):
             else:
                 weights = (m.q_proj_weight, m.k_proj_weight, m.v_proj_weight)
             biases = m.in_proj_bias.chunk(3) if m.in_proj_bias is not None else (None, None, None)
-            q, k, v = (F.linear(t, w, b).unflatten(-1, (heads, head_dim)).transpose(1, 2)
-                       for t, w, b in zip((query, key, value), weights, biases))
+            q, k, v = (
+                F.linear(t, w, b).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+                for t, w, b in zip((query, key, value), weights, biases)
+            )
             mask = None
             if attn_mask is not None:
-                mask = attn_mask if attn_mask.dtype != torch.bool else \
-                    torch.zeros_like(attn_mask, dtype=q.dtype).masked_fill(attn_mask, float("-inf"))
+                mask = (
+                    attn_mask
+                    if attn_mask.dtype != torch.bool
+                    else torch.zeros_like(attn_mask, dtype=q.dtype).masked_fill(attn_mask, float("-inf"))
+                )
                 if mask.dim() == 3:
                     mask = mask.view(q.shape[0], heads, mask.shape[-2], mask.shape[-1])
             if key_padding_mask is not None:
-                padding = key_padding_mask if key_padding_mask.dtype != torch.bool else \
-                    torch.zeros_like(key_padding_mask, dtype=q.dtype).masked_fill(key_padding_mask, float("-inf"))
+                padding = (
+                    key_padding_mask
+                    if key_padding_mask.dtype != torch.bool
+                    else torch.zeros_like(key_padding_mask, dtype=q.dtype).masked_fill(key_padding_mask, float("-inf"))
+                )
                 padding = padding[:, None, None, :]
                 mask = padding if mask is None else mask + padding
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None)
@@ -139,9 +181,17 @@ def dynamic_attention(model):
     return with_modules_replaced(model, targets, DynamicMultiheadAttention)
 
 
-def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_context_frames: int = 16,
-                  right_context_frames: int = 16, quantize: Optional[str] = None,
-                  calibration: Sequence[np.ndarray] = (), int8_activations: bool = True) -> Tuple[bytes, "InputSpec"]:
+def export_tflite(
+    model,
+    feature_dim: int,
+    *,
+    chunk_frames: int = 64,
+    left_context_frames: int = 16,
+    right_context_frames: int = 16,
+    quantize: Optional[str] = None,
+    calibration: Sequence[np.ndarray] = (),
+    int8_activations: bool = True,
+) -> Tuple[bytes, "InputSpec"]:
     """A fixed-shape TFLite model (litert-torch) over windows of left + chunk + right frames,
     and the input spec the runtime chunks with. LiteRT's converter does not keep a dynamic time
     axis, so the runtime runs overlapping windows; the context must cover the model's receptive
@@ -194,11 +244,17 @@ def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_conte
     except ValueError:
         raise
     except Exception as err:  # litert-torch and torch.export raise many error types
-        raise RuntimeError(f"TFLite conversion failed in {_failing_step(err)}. Layers must be torch.export-able (no "
-                           "data-dependent control flow) and supported by LiteRT. The converter said: "
-                           f"{_full_text(err)}") from None
-    spec = InputSpec(name="features", chunk_frames=chunk_frames, left_context_frames=left_context_frames,
-                     right_context_frames=right_context_frames)
+        raise RuntimeError(
+            f"TFLite conversion failed in {_failing_step(err)}. Layers must be torch.export-able (no "
+            "data-dependent control flow) and supported by LiteRT. The converter said: "
+            f"{_full_text(err)}"
+        ) from None
+    spec = InputSpec(
+        name="features",
+        chunk_frames=chunk_frames,
+        left_context_frames=left_context_frames,
+        right_context_frames=right_context_frames,
+    )
     return data, spec
 
 
@@ -210,8 +266,9 @@ def export_tflite(model, feature_dim: int, *, chunk_frames: int = 64, left_conte
 FULL_ATTENTION_CONTEXT_FRAMES = 96
 
 
-def receptive_field_frames(model, feature_dim: int, lengths: Sequence[int] = (256, 512),
-                           tolerance: float = 1e-3) -> Optional[int]:
+def receptive_field_frames(
+    model, feature_dim: int, lengths: Sequence[int] = (256, 512), tolerance: float = 1e-3
+) -> Optional[int]:
     """Input frames over which the first input frame changes ``model``'s output by more than
     ``tolerance`` (features [1, frames, feature_dim] in, [1, frames', vocab] out): measured by
     perturbing that frame in random inputs of each of ``lengths``. None when the reach grows with
@@ -248,7 +305,7 @@ def _inline_buffers(model: bytes) -> bytes:
     moved = False
     for buffer in tree.buffers or []:
         if getattr(buffer, "offset", 0) > 1:
-            buffer.data = np.frombuffer(model[buffer.offset:buffer.offset + buffer.size], dtype=np.uint8)
+            buffer.data = np.frombuffer(model[buffer.offset : buffer.offset + buffer.size], dtype=np.uint8)
             buffer.offset, buffer.size = 0, 0
             moved = True
     if not moved:
@@ -266,8 +323,8 @@ def _calibration_windows(calibration: Sequence[np.ndarray], window: int, dim: in
             raise ValueError(f"calibration features must be [frames, {dim}], got {feats.shape}")
         for start in range(0, max(1, len(feats) - window + 1), window):
             piece = np.zeros((window, dim), dtype=np.float32)
-            chunk = feats[start:start + window]
-            piece[:len(chunk)] = chunk
+            chunk = feats[start : start + window]
+            piece[: len(chunk)] = chunk
             windows.append(piece)
     return windows
 
@@ -275,9 +332,16 @@ def _calibration_windows(calibration: Sequence[np.ndarray], window: int, dim: in
 WAVEFORM_WINDOW_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
-def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, samples_per_frame: int = 320,
-                           window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS, quantize: Optional[str] = None,
-                           calibration: Sequence[np.ndarray] = ()) -> Tuple[bytes, "InputSpec"]:
+def export_tflite_waveform(
+    model,
+    input_spec,
+    *,
+    sample_rate: int = 16000,
+    samples_per_frame: int = 320,
+    window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS,
+    quantize: Optional[str] = None,
+    calibration: Sequence[np.ndarray] = (),
+) -> Tuple[bytes, "InputSpec"]:
     """A TFLite model of a ``Wav2Vec2ForCTC`` (from :func:`load_wav2vec2`) with one signature per
     fixed window, ``window_<samples>``, all sharing the weights; and its input spec. Each takes
     ``waveform`` [1, samples] (the utterance zero-padded) and ``length`` [1] int32, and returns
@@ -308,8 +372,10 @@ def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, sampl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            examples = {samples: {"waveform": torch.zeros(1, samples), "length": torch.tensor([samples], dtype=torch.int32)}
-                        for samples in windows}
+            examples = {
+                samples: {"waveform": torch.zeros(1, samples), "length": torch.tensor([samples], dtype=torch.int32)}
+                for samples in windows
+            }
             graphs = {samples: module for samples in windows}
             if quantize:
                 graphs, quant_config = _int8_window_graphs(module, examples, calibration)
@@ -322,8 +388,10 @@ def export_tflite_waveform(model, input_spec, *, sample_rate: int = 16000, sampl
                 edge.export(str(path))
                 data = path.read_bytes()
     except Exception as err:  # torch.export and litert-torch raise many error types
-        raise RuntimeError(f"TFLite conversion of the waveform model failed in {_failing_step(err)}: "
-                           f"{_full_text(err)}. Use the ONNX model (formats=('onnx',)) for this model") from None
+        raise RuntimeError(
+            f"TFLite conversion of the waveform model failed in {_failing_step(err)}: "
+            f"{_full_text(err)}. Use the ONNX model (formats=('onnx',)) for this model"
+        ) from None
     return data, dataclasses.replace(input_spec, length_name="length")
 
 
@@ -339,8 +407,10 @@ def _int8_window_graphs(module, examples: dict, calibration: Sequence[np.ndarray
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = {samples: prepare_pt2e(torch.export.export(module, (), example).module(), quantizer)
-                for samples, example in examples.items()}
+    prepared = {
+        samples: prepare_pt2e(torch.export.export(module, (), example).module(), quantizer)
+        for samples, example in examples.items()
+    }
     largest = max(prepared)
     with torch.no_grad():
         for samples in calibration:
@@ -358,8 +428,10 @@ def _int8_window_graphs(module, examples: dict, calibration: Sequence[np.ndarray
             raise RuntimeError(f"the {samples}-sample window's graph differs from the largest window's")
         for name, observer in mine.items():
             observer.load_state_dict(observers[name].state_dict())
-    return ({samples: convert_pt2e(graph, fold_quantize=False) for samples, graph in prepared.items()},
-            QuantConfig(pt2e_quantizer=quantizer))
+    return (
+        {samples: convert_pt2e(graph, fold_quantize=False) for samples, graph in prepared.items()},
+        QuantConfig(pt2e_quantizer=quantizer),
+    )
 
 
 def _failing_step(err: BaseException) -> str:
@@ -367,8 +439,11 @@ def _failing_step(err: BaseException) -> str:
     lowering (e.g. rewrite_arange for an arange whose length depends on the input)."""
     import traceback
 
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if "litert_torch" in f.filename
-              or "torch/export" in f.filename]
+    frames = [
+        f
+        for f in traceback.extract_tb(err.__traceback__)
+        if "litert_torch" in f.filename or "torch/export" in f.filename
+    ]
     return f"{frames[-1].name} ({Path(frames[-1].filename).name})" if frames else type(err).__name__
 
 
@@ -377,13 +452,21 @@ def _full_text(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
+
 # What sherpa-onnx's FeatureExtractorConfig can change in its kaldi-native-fbank front end (besides dither,
 # which must stay 0: sherpa-onnx draws its own); every other setting is knf's default, as in "kaldi-fbank".
 _SHERPA_FEATURE_FIELDS = ("num_mel_bins", "low_freq_hz", "high_freq_hz")
 
 
-def export_sherpa_onnx(model, example_input, tokens: Sequence[str], out: "str | Path", feature_config,
-                       sample_rate: int = 16000, blank_id: int = 0) -> dict:
+def export_sherpa_onnx(
+    model,
+    example_input,
+    tokens: Sequence[str],
+    out: "str | Path",
+    feature_config,
+    sample_rate: int = 16000,
+    blank_id: int = 0,
+) -> dict:
     """Writes ``model.onnx`` and ``tokens.txt`` in sherpa-onnx's ``zipformer_ctc`` layout (inputs
     ``x`` [N, T, dim] and ``x_lens``, outputs ``log_probs`` and ``log_probs_len``; the model must
     subsample by 4, which sherpa-onnx assumes for this type) and returns the keyword arguments of
@@ -401,12 +484,18 @@ def export_sherpa_onnx(model, example_input, tokens: Sequence[str], out: "str | 
     if blank_id != 0 or any(any(c.isspace() for c in t) and t != " " for t in tokens) or "" in tokens:
         raise ValueError("sherpa-onnx needs blank id 0 and tokens without whitespace (a lone space is written as ▁)")
     reference = features.FeatureConfig.preset("kaldi-fbank").replace(
-        **{f: getattr(feature_config, f) for f in _SHERPA_FEATURE_FIELDS})
-    differing = [f for f in dataclasses.fields(reference) if getattr(reference, f.name) != getattr(feature_config, f.name)]
+        **{f: getattr(feature_config, f) for f in _SHERPA_FEATURE_FIELDS}
+    )
+    differing = [
+        f for f in dataclasses.fields(reference) if getattr(reference, f.name) != getattr(feature_config, f.name)
+    ]
     if differing:
-        raise ValueError("sherpa-onnx's front end cannot reproduce these feature settings: " + ", ".join(
-            f"{f.name}={getattr(feature_config, f.name)!r}" for f in differing) + " (it is kaldi-native-fbank with "
-            "only the mel bins, band edges and dither configurable)")
+        raise ValueError(
+            "sherpa-onnx's front end cannot reproduce these feature settings: "
+            + ", ".join(f"{f.name}={getattr(feature_config, f.name)!r}" for f in differing)
+            + " (it is kaldi-native-fbank with "
+            "only the mel bins, band edges and dither configurable)"
+        )
 
     class SherpaCtc(torch.nn.Module):
         def __init__(self, inner):
@@ -423,21 +512,41 @@ def export_sherpa_onnx(model, example_input, tokens: Sequence[str], out: "str | 
     with torch.no_grad():
         out_frames = wrapped(example_input, torch.tensor([example_input.shape[1]]))[0].shape[1]
     if int(round(example_input.shape[1] / out_frames)) != 4:
-        raise ValueError(f"sherpa-onnx's zipformer_ctc type assumes subsampling by 4; this model subsamples by "
-                         f"{example_input.shape[1] / out_frames:.2f}")
+        raise ValueError(
+            f"sherpa-onnx's zipformer_ctc type assumes subsampling by 4; this model subsamples by "
+            f"{example_input.shape[1] / out_frames:.2f}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (example_input, torch.tensor([example_input.shape[1]])), buffer,
-                          input_names=["x", "x_lens"], output_names=["log_probs", "log_probs_len"],
-                          dynamic_axes={"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "log_probs": {0: "N", 1: "T2"},
-                                        "log_probs_len": {0: "N"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            wrapped,
+            (example_input, torch.tensor([example_input.shape[1]])),
+            buffer,
+            input_names=["x", "x_lens"],
+            output_names=["log_probs", "log_probs_len"],
+            dynamic_axes={
+                "x": {0: "N", 1: "T"},
+                "x_lens": {0: "N"},
+                "log_probs": {0: "N", 1: "T2"},
+                "log_probs_len": {0: "N"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
     (out / "model.onnx").write_bytes(buffer.getvalue())
     # sherpa-onnx reads "symbol id" lines and turns a leading ▁ (U+2581) into a space.
-    (out / "tokens.txt").write_text("".join(f"{'▁' if t == ' ' else t} {i}\n" for i, t in enumerate(tokens)),
-                                    encoding="utf-8")
-    return {"sampling_rate": sample_rate, "feature_dim": feature_config.num_mel_bins,
-            "low_freq": feature_config.low_freq_hz, "high_freq": feature_config.high_freq_hz,
-            "dither": 0.0, "normalize_samples": True, "snip_edges": True}
+    (out / "tokens.txt").write_text(
+        "".join(f"{'▁' if t == ' ' else t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8"
+    )
+    return {
+        "sampling_rate": sample_rate,
+        "feature_dim": feature_config.num_mel_bins,
+        "low_freq": feature_config.low_freq_hz,
+        "high_freq": feature_config.high_freq_hz,
+        "dither": 0.0,
+        "normalize_samples": True,
+        "snip_edges": True,
+    }

@@ -26,10 +26,23 @@ class FinetuneReport:
     seconds: float
 
 
-def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Optional[Sequence[Sequence[int]]] = None,
-             *, epochs: int = 2, batch_size: int = 8, lr: float = 1e-3, kd_weight: float = 1.0,
-             ctc_weight: float = 1.0, blank_id: int = 0, spec_augment: bool = True,
-             checkpoint: Optional["str | Path"] = None, seed: int = 0, progress: bool = True) -> FinetuneReport:
+def finetune(
+    student,
+    teacher,
+    features: Sequence[np.ndarray],
+    transcripts: Optional[Sequence[Sequence[int]]] = None,
+    *,
+    epochs: int = 2,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    kd_weight: float = 1.0,
+    ctc_weight: float = 1.0,
+    blank_id: int = 0,
+    spec_augment: bool = True,
+    checkpoint: Optional["str | Path"] = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> FinetuneReport:
     """Trains ``student`` in place (it is the pruned copy) to match ``teacher`` on ``features``
     (arrays [frames, dim], or sample arrays [samples] for waveform models, which both models
     then see zero-padded to the batch's longest); with ``transcripts`` (token id sequences) a
@@ -59,7 +72,7 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
     losses: List[float] = []
     t0 = time.perf_counter()
     order = np.argsort([len(f) for f in features])  # length-sorted batches waste little padding
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for epoch in range(start_epoch, epochs):
         student.train()
         for b in torch.randperm(len(batches), generator=generator).tolist():
@@ -72,8 +85,13 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
             out = student(x)
             classifier = out.dim() == 2
             frames = 1 if classifier else out.shape[1]
-            loss = kd_weight * torch.nn.functional.kl_div(out.log_softmax(-1), target.log_softmax(-1),
-                                                          log_target=True, reduction="batchmean") / frames
+            loss = (
+                kd_weight
+                * torch.nn.functional.kl_div(
+                    out.log_softmax(-1), target.log_softmax(-1), log_target=True, reduction="batchmean"
+                )
+                / frames
+            )
             if transcripts is not None and classifier:
                 classes = torch.tensor([int(transcripts[i]) for i in batches[b]], dtype=torch.long)
                 loss = loss + ctc_weight * torch.nn.functional.cross_entropy(out, classes)
@@ -81,8 +99,13 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
                 labels = [torch.tensor(transcripts[i], dtype=torch.long) for i in batches[b]]
                 out_lengths = torch.clamp(lengths * out.shape[1] // x.shape[1], min=1)
                 loss = loss + ctc_weight * torch.nn.functional.ctc_loss(
-                    out.log_softmax(-1).transpose(0, 1), torch.cat(labels), out_lengths,
-                    torch.tensor([len(t) for t in labels]), blank=blank_id, zero_infinity=True)
+                    out.log_softmax(-1).transpose(0, 1),
+                    torch.cat(labels),
+                    out_lengths,
+                    torch.tensor([len(t) for t in labels]),
+                    blank=blank_id,
+                    zero_infinity=True,
+                )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
@@ -90,26 +113,41 @@ def finetune(student, teacher, features: Sequence[np.ndarray], transcripts: Opti
             schedule.step()
             losses.append(loss.item())
         if progress:
-            logger.info("fine-tune epoch %d/%d loss %.4f", epoch + 1, epochs, np.mean(losses[-len(batches):]))
+            logger.info("fine-tune epoch %d/%d loss %.4f", epoch + 1, epochs, np.mean(losses[-len(batches) :]))
         if checkpoint is not None:
-            torch.save({"model": student.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "epoch": epoch + 1}, checkpoint)
+            torch.save(
+                {
+                    "model": student.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "epoch": epoch + 1,
+                },
+                checkpoint,
+            )
     student.eval()
     if not losses:
         return FinetuneReport(0, float("nan"), float("nan"), 0.0)
-    return FinetuneReport(len(losses), losses[0], float(np.mean(losses[-len(batches):])), time.perf_counter() - t0)
+    return FinetuneReport(len(losses), losses[0], float(np.mean(losses[-len(batches) :])), time.perf_counter() - t0)
 
 
 def _pad(arrays, torch) -> Tuple["object", "object"]:
     longest = max(len(a) for a in arrays)
     x = torch.zeros(len(arrays), longest, *np.shape(arrays[0])[1:])
     for i, a in enumerate(arrays):
-        x[i, :len(a)] = torch.from_numpy(np.asarray(a, dtype=np.float32))
+        x[i, : len(a)] = torch.from_numpy(np.asarray(a, dtype=np.float32))
     return x, torch.tensor([len(a) for a in arrays])
 
 
-def spec_augment(x: np.ndarray, rng: np.random.Generator, *, freq_masks: int = 2, freq_width: int = 10,
-                 time_masks: int = 2, time_width: int = 20, fill: Optional[float] = 0.0) -> np.ndarray:
+def spec_augment(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    freq_masks: int = 2,
+    freq_width: int = 10,
+    time_masks: int = 2,
+    time_width: int = 20,
+    fill: Optional[float] = 0.0,
+) -> np.ndarray:
     """SpecAugment on one utterance: a copy of features [frames, dim] with ``freq_masks`` bands of
     0..``freq_width`` bins and ``time_masks`` spans of 0..``time_width`` frames (at most a fifth of
     the utterance) set to ``fill`` (None: the utterance's mean). Samples [samples] get time spans
@@ -125,12 +163,12 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, *, freq_masks: int = 2
         for _ in range(freq_masks):
             width = int(rng.integers(0, min(freq_width, dim) + 1))
             start = int(rng.integers(0, dim - width + 1))
-            x[:, start:start + width] = value
+            x[:, start : start + width] = value
     longest = min(time_width, max(1, frames // 5))
     for _ in range(time_masks):
         width = int(rng.integers(0, longest + 1))
         start = int(rng.integers(0, max(1, frames - width)))
-        x[start:start + width] = value
+        x[start : start + width] = value
     return x
 
 

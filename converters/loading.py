@@ -31,8 +31,10 @@ def read_state_dict(path: "str | Path") -> Dict[str, "object"]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises UnpicklingError and friends
             if "Unsupported global" in str(err) or "GLOBAL" in str(err):
-                raise ValueError(f"{path}: the checkpoint contains pickled Python objects, which are refused for "
-                                 "safety; save model.state_dict() (or use safetensors) instead") from None
+                raise ValueError(
+                    f"{path}: the checkpoint contains pickled Python objects, which are refused for "
+                    "safety; save model.state_dict() (or use safetensors) instead"
+                ) from None
             raise ValueError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state_dict"):
@@ -52,10 +54,14 @@ def load_checkpoint(path: "str | Path", factory: Callable[[], "object"], strict:
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{path}: weights do not fit the factory's model ({str(err).splitlines()[-1].strip()})") from None
+        raise ValueError(
+            f"{path}: weights do not fit the factory's model ({str(err).splitlines()[-1].strip()})"
+        ) from None
     if strict and (missing or unexpected):
-        raise ValueError(f"{path}: weights do not fit the factory's model (missing {list(missing)[:5]}, "
-                         f"unexpected {list(unexpected)[:5]})")
+        raise ValueError(
+            f"{path}: weights do not fit the factory's model (missing {list(missing)[:5]}, "
+            f"unexpected {list(unexpected)[:5]})"
+        )
     return model.eval()
 
 

@@ -38,7 +38,9 @@ def count_macs(model, example_input) -> Tuple[int, int]:
 
     aten = torch.ops.aten
     # CPU's fused attention kernel has no formula of its own; it computes what the others do.
-    counter = FlopCounterMode(display=False, custom_mapping={aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops})
+    counter = FlopCounterMode(
+        display=False, custom_mapping={aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+    )
     recurrent = [m for m in model.modules() if type(m) in (torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN)]
     extra = {"macs": 0, "seen_flops": 0}
     starts = {}

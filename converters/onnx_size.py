@@ -33,14 +33,19 @@ def size_breakdown(model: bytes) -> Dict[str, int]:
     for node in graph.node:
         if node.op_type in QDQ_OPS:
             for position, name in enumerate(node.input):
-                role.setdefault(name, ("quantized", "scales", "zero_points")[position] if node.op_type ==
-                                "DequantizeLinear" or position else None)
+                role.setdefault(
+                    name,
+                    ("quantized", "scales", "zero_points")[position]
+                    if node.op_type == "DequantizeLinear" or position
+                    else None,
+                )
     sizes: Dict[str, int] = collections.Counter()
     for tensor in graph.initializer:
         kind = role.get(tensor.name)
         dtype = numpy_helper.to_array(tensor).dtype.name
         key = {"quantized": f"quantized_{dtype}", "scales": "scales", "zero_points": "zero_points"}.get(
-            kind, f"float_{dtype}")
+            kind, f"float_{dtype}"
+        )
         sizes[key] += _field_bytes(tensor)
     sizes["nodes"] = sum(_field_bytes(n) for n in graph.node)
     sizes["value_info"] = sum(_field_bytes(v) for v in graph.value_info)
@@ -67,8 +72,13 @@ def compact_qdq(model: bytes) -> bytes:
     constants = {t.name: t for t in graph.initializer}
     value = lambda name: numpy_helper.to_array(constants[name])  # noqa: E731
     for node in graph.node:
-        if (node.op_type == "DequantizeLinear" and len(node.input) == 3 and node.input[0] in constants
-                and node.input[2] in constants and not value(node.input[2]).any()):
+        if (
+            node.op_type == "DequantizeLinear"
+            and len(node.input) == 3
+            and node.input[0] in constants
+            and node.input[2] in constants
+            and not value(node.input[2]).any()
+        ):
             del node.input[2]
     nodes = _derived_bias_scales(graph, constants, value, helper) + list(graph.node)
     del graph.node[:]
@@ -79,8 +89,9 @@ def compact_qdq(model: bytes) -> bytes:
     del graph.initializer[:]
     graph.initializer.extend(kept)
     del graph.value_info[:]
-    if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node
-               for a in n.attribute):  # subgraphs may name outer tensors: leave names alone then
+    if not any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute
+    ):  # subgraphs may name outer tensors: leave names alone then
         _shorten_names(graph)
     domains = {n.domain for n in graph.node} | {""}
     opsets = [o for o in proto.opset_import if o.domain in domains or o.domain == "ai.onnx"]

@@ -63,19 +63,41 @@ def _record(steps: list, step: dict) -> None:
     LOG.info("convert: %s%s", step.get("step", "?"), f" ({facts})" if facts else "")
 
 
-def convert(model, example_input, feature_config: Optional[features.FeatureConfig], tokens: Sequence[str], *,
-            calib: Optional[AudioSet] = None, eval: Optional[Sequence[Tuple[Any, str]]] = None,
-            prune: Optional[float] = None, importance: str = "magnitude", quantize: Optional[str] = "int8",
-            formats: Sequence[str] = ("onnx",), target: Optional[str] = None, out: "str | Path" = "bundle",
-            sample_rate: int = 16000, blank_id: int = 0, name: str = "model", keep_fp32: bool = True,
-            max_calibration: int = 64, tflite_chunk_frames: int = 64, tflite_context_frames: int = 16,
-            tflite_window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS, finetune_epochs: int = 0, max_accuracy_drop: Optional[float] = None,
-            input_spec: Optional[InputSpec] = None, subsampling_factor: Optional[int] = None,
-            output_is_log_probs: bool = True, ignored_layers: Sequence[Any] = (),
-            layer_ratios: Optional[Dict[str, float]] = None, strict: bool = False,
-            finetune_data: Optional[Iterable[Any]] = None, finetune_options: Optional[Dict[str, Any]] = None,
-            decoder: Optional[Dict[str, Any]] = None,
-            lm: "str | Path | None" = None) -> ConversionReport:
+def convert(
+    model,
+    example_input,
+    feature_config: Optional[features.FeatureConfig],
+    tokens: Sequence[str],
+    *,
+    calib: Optional[AudioSet] = None,
+    eval: Optional[Sequence[Tuple[Any, str]]] = None,
+    prune: Optional[float] = None,
+    importance: str = "magnitude",
+    quantize: Optional[str] = "int8",
+    formats: Sequence[str] = ("onnx",),
+    target: Optional[str] = None,
+    out: "str | Path" = "bundle",
+    sample_rate: int = 16000,
+    blank_id: int = 0,
+    name: str = "model",
+    keep_fp32: bool = True,
+    max_calibration: int = 64,
+    tflite_chunk_frames: int = 64,
+    tflite_context_frames: int = 16,
+    tflite_window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS,
+    finetune_epochs: int = 0,
+    max_accuracy_drop: Optional[float] = None,
+    input_spec: Optional[InputSpec] = None,
+    subsampling_factor: Optional[int] = None,
+    output_is_log_probs: bool = True,
+    ignored_layers: Sequence[Any] = (),
+    layer_ratios: Optional[Dict[str, float]] = None,
+    strict: bool = False,
+    finetune_data: Optional[Iterable[Any]] = None,
+    finetune_options: Optional[Dict[str, Any]] = None,
+    decoder: Optional[Dict[str, Any]] = None,
+    lm: "str | Path | None" = None,
+) -> ConversionReport:
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
@@ -162,8 +184,14 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     checked = None
     if not waveform:  # waveform models' exports have their own checks (convert_wav2vec2)
-        checked = preflight(model, example_input, formats, tflite_int8=quantize == "int8", subsampling=subsampling,
-                            sequence_output=not classifier)
+        checked = preflight(
+            model,
+            example_input,
+            formats,
+            tflite_int8=quantize == "int8",
+            subsampling=subsampling,
+            sequence_output=not classifier,
+        )
     front_end = _front_end(feature_config, spec, sample_rate)
 
     def run_torch(torch_model):  # the runtime's windows where the model has a longest input
@@ -176,30 +204,41 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         tuning = _finetune_set(finetune_data, calibration, evaluation, front_end, sample_rate)
     decoder_defaults, lm_file = _decoder_defaults(decoder, lm)
     macs, params = count_macs(model, example_input)
-    _record(steps, {"step": "source", "macs": macs, "params": params,
-                  **({"preflight": checked.to_dict()} if checked else {}),
-                  **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
+    _record(
+        steps,
+        {
+            "step": "source",
+            "macs": macs,
+            "params": params,
+            **({"preflight": checked.to_dict()} if checked else {}),
+            **_accuracy(run_torch(model), evaluation, tokens, blank_id),
+        },
+    )
 
     if prune:
         teacher = model
         named = dict(model.named_modules())
         unknown = [m for m in ignored_layers if isinstance(m, str) and m not in named]
         if unknown:
-            raise ValueError(f"ignored_layers names no module {unknown[0]!r}; names are those of model.named_modules(), "
-                             f"e.g. {[n for n in named if n][:4]}")
+            raise ValueError(
+                f"ignored_layers names no module {unknown[0]!r}; names are those of model.named_modules(), "
+                f"e.g. {[n for n in named if n][:4]}"
+            )
         ignored = [named[m] if isinstance(m, str) else m for m in ignored_layers]
         taylor_batches = None
         if importance == "taylor":
             taylor_batches = [torch.from_numpy(np.asarray(f, dtype=np.float32))[None] for f in calibration[:8]]
             if not taylor_batches:
                 raise ValueError("importance='taylor' needs calib= audio (its gradients come from the calibration set)")
-        model, prune_report = _prune_to_target(model, example_input, prune, importance, taylor_batches, ignored,
-                                               layer_ratios)
+        model, prune_report = _prune_to_target(
+            model, example_input, prune, importance, taylor_batches, ignored, layer_ratios
+        )
         step = {"step": "prune", **prune_report.to_dict(), **_accuracy(run_torch(model), evaluation, tokens, blank_id)}
         if prune_report.mac_reduction < prune - 0.05:
             why = "; ".join(prune_report.notes) or "no further channel could be removed"
-            message = (f"pruning removed {prune_report.mac_reduction:.1%} of the MACs, short of the {prune:.0%} asked: "
-                       f"{why}")
+            message = (
+                f"pruning removed {prune_report.mac_reduction:.1%} of the MACs, short of the {prune:.0%} asked: {why}"
+            )
             if strict:
                 raise RuntimeError(message + " (strict=True)")
             warnings.warn(message, stacklevel=2)
@@ -212,44 +251,91 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
             data = [f for f, _ in tuning]
             labels = None
             if all(text is not None for _, text in tuning):
-                labels = [token_ids[text] if classifier else [token_ids[c] for c in text if c in token_ids]
-                          for _, text in tuning]
-            tuned = finetune(model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id,
-                             **(finetune_options or {}))
-            _record(steps, {"step": "finetune", **dataclasses.asdict(tuned),
-                          **_accuracy(run_torch(model), evaluation, tokens, blank_id)})
+                labels = [
+                    token_ids[text] if classifier else [token_ids[c] for c in text if c in token_ids]
+                    for _, text in tuning
+                ]
+            tuned = finetune(
+                model, teacher, data, labels, epochs=finetune_epochs, blank_id=blank_id, **(finetune_options or {})
+            )
+            _record(
+                steps,
+                {
+                    "step": "finetune",
+                    **dataclasses.asdict(tuned),
+                    **_accuracy(run_torch(model), evaluation, tokens, blank_id),
+                },
+            )
 
     if checked and checked.pad_frames:  # the runtime's frame arithmetic: T frames give ceil(T / subsampling)
         model = pad_frames(model, checked.pad_frames)
-    plan = None if classifier or waveform else recurrent.stream_plan(model, example_input, subsampling,
-                                                                     tflite_chunk_frames)[0]
+    plan = (
+        None
+        if classifier or waveform
+        else recurrent.stream_plan(model, example_input, subsampling, tflite_chunk_frames)[0]
+    )
     if plan is not None:  # unidirectional recurrent layers: exported with their state, streamed carrying it
         spec = plan.input_spec(spec)
-        fp32 = recurrent.export_stateful_onnx(model, example_input, plan, spec,
-                                              output_name="log_probs" if output_is_log_probs else "logits")
+        fp32 = recurrent.export_stateful_onnx(
+            model, example_input, plan, spec, output_name="log_probs" if output_is_log_probs else "logits"
+        )
     else:
-        fp32 = export_onnx(model, example_input, input_name=spec.name,
-                           output_name="log_probs" if output_is_log_probs else "logits")
+        fp32 = export_onnx(
+            model, example_input, input_name=spec.name, output_name="log_probs" if output_is_log_probs else "logits"
+        )
+
     def runner(onnx_model: bytes):
         return within_max_frames(onnx_runner(onnx_model, input_spec=spec), spec, subsampling)
 
     probe = calibration[:8] or [f for f, _ in evaluation[:8]] or [example_input[0].numpy()]
     export_check = verify(run_torch(model), runner(fp32), probe, blank_id)
-    _record(steps, {"step": "export_onnx", "bytes": len(fp32), "vs_torch": export_check.to_dict(),
-                  **_accuracy(runner(fp32), evaluation, tokens, blank_id)})
+    _record(
+        steps,
+        {
+            "step": "export_onnx",
+            "bytes": len(fp32),
+            "vs_torch": export_check.to_dict(),
+            **_accuracy(runner(fp32), evaluation, tokens, blank_id),
+        },
+    )
 
     final = fp32
     if quantize:
-        final = quantize_onnx(fp32, calibration, scheme=quantize, input_spec=spec,
-                              symmetric_activations=bool(profile and "TensorrtExecutionProvider" in profile.onnx_providers))
+        final = quantize_onnx(
+            fp32,
+            calibration,
+            scheme=quantize,
+            input_spec=spec,
+            symmetric_activations=bool(profile and "TensorrtExecutionProvider" in profile.onnx_providers),
+        )
         kept_float: List[str] = []
         if max_accuracy_drop is not None:
-            final, kept_float = _within_budget(fp32, final, quantize, calibration, probe, evaluation, tokens, blank_id,
-                                               max_accuracy_drop, spec, subsampling)
+            final, kept_float = _within_budget(
+                fp32,
+                final,
+                quantize,
+                calibration,
+                probe,
+                evaluation,
+                tokens,
+                blank_id,
+                max_accuracy_drop,
+                spec,
+                subsampling,
+            )
         check = verify(runner(fp32), runner(final), probe + [f for f, _ in evaluation], blank_id)
-        _record(steps, {"step": "quantize", "scheme": quantize, "bytes": len(final), "kept_float": kept_float,
-                      "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
-                      **_accuracy(runner(final), evaluation, tokens, blank_id)})
+        _record(
+            steps,
+            {
+                "step": "quantize",
+                "scheme": quantize,
+                "bytes": len(final),
+                "kept_float": kept_float,
+                "size_ratio": round(len(fp32) / len(final), 3),
+                "vs_fp32": check.to_dict(),
+                **_accuracy(runner(final), evaluation, tokens, blank_id),
+            },
+        )
 
     files = {"model.onnx": final} if "onnx" in formats else {}
     shipped = dict(lm_file)  # files every bundle carries besides its models
@@ -258,19 +344,37 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
 
     def write() -> None:
         """The bundle as far as it got: rewritten after each format, so a later failure keeps it."""
-        provenance = {"converter_version": __version__,
-                      "source_sha256": hashlib.sha256(fp32).hexdigest(), "steps": [s["step"] for s in steps]}
-        manifest = Manifest(kind="classifier" if classifier else "ctc", sample_rate=sample_rate, features=feature_config,
-                            tokens=tuple(tokens), models={fmt: f"model.{fmt}" for fmt in ("onnx", "tflite")
-                                                          if f"model.{fmt}" in files},
-                            blank_id=blank_id, subsampling_factor=subsampling, input=spec, format_inputs=format_inputs,
-                            output_is_log_probs=output_is_log_probs, quantization={"scheme": quantize or "float"},
-                            target=target, name=name, provenance=provenance, decoder=decoder_defaults,
-                            verification=json.loads(json.dumps({"steps": steps}, default=float)))
+        provenance = {
+            "converter_version": __version__,
+            "source_sha256": hashlib.sha256(fp32).hexdigest(),
+            "steps": [s["step"] for s in steps],
+        }
+        manifest = Manifest(
+            kind="classifier" if classifier else "ctc",
+            sample_rate=sample_rate,
+            features=feature_config,
+            tokens=tuple(tokens),
+            models={fmt: f"model.{fmt}" for fmt in ("onnx", "tflite") if f"model.{fmt}" in files},
+            blank_id=blank_id,
+            subsampling_factor=subsampling,
+            input=spec,
+            format_inputs=format_inputs,
+            output_is_log_probs=output_is_log_probs,
+            quantization={"scheme": quantize or "float"},
+            target=target,
+            name=name,
+            provenance=provenance,
+            decoder=decoder_defaults,
+            verification=json.loads(json.dumps({"steps": steps}, default=float)),
+        )
         if fp32_dir is not None:
-            write_bundle(fp32_dir, dataclasses.replace(manifest, quantization={"scheme": "float"},
-                                                       models={"onnx": "model.onnx"}, format_inputs={}),
-                         {"model.onnx": fp32, **shipped})
+            write_bundle(
+                fp32_dir,
+                dataclasses.replace(
+                    manifest, quantization={"scheme": "float"}, models={"onnx": "model.onnx"}, format_inputs={}
+                ),
+                {"model.onnx": fp32, **shipped},
+            )
         write_bundle(out, manifest, {**files, **shipped})
         write_report(steps, out / REPORT_FOLDER, title=f"Conversion report: {name}")
 
@@ -280,31 +384,47 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
         tflite_scheme = "int8" if quantize == "int8" else None
         try:
             if waveform:
-                tflite, tflite_spec = export_tflite_waveform(model, spec, sample_rate=sample_rate,
-                                                             samples_per_frame=subsampling,
-                                                             window_seconds=tflite_window_seconds,
-                                                             quantize=tflite_scheme, calibration=calibration)
+                tflite, tflite_spec = export_tflite_waveform(
+                    model,
+                    spec,
+                    sample_rate=sample_rate,
+                    samples_per_frame=subsampling,
+                    window_seconds=tflite_window_seconds,
+                    quantize=tflite_scheme,
+                    calibration=calibration,
+                )
                 layout = {"windows_s": [round(s, 3) for s in tflite_window_seconds]}
             else:
                 chunk, context = (spec.clip_frames, 0) if classifier else (tflite_chunk_frames, tflite_context_frames)
                 from edge_speech.converters.export import FULL_ATTENTION_CONTEXT_FRAMES, receptive_field_frames
+
                 full_context = not classifier and receptive_field_frames(model, example_input.shape[2]) is None
                 # Full attention: windows as wide as a command fills, and int8 weights with float
                 # activations (static int8 activations flip its tokens; see export.export_tflite).
                 if full_context:
                     context = max(context, FULL_ATTENTION_CONTEXT_FRAMES - FULL_ATTENTION_CONTEXT_FRAMES % subsampling)
                 if plan is not None:
-                    tflite, tflite_spec = recurrent.export_stateful_tflite(model, example_input.shape[2], plan, spec,
-                                                                           quantize=tflite_scheme,
-                                                                           calibration=calibration)
+                    tflite, tflite_spec = recurrent.export_stateful_tflite(
+                        model, example_input.shape[2], plan, spec, quantize=tflite_scheme, calibration=calibration
+                    )
                 else:  # GRUs lowered to matmuls and gates for int8 (recurrent.export_tflite_lowered)
                     tflite, tflite_spec = recurrent.export_tflite_lowered(
-                        model, example_input.shape[2], quantize=tflite_scheme, calibration=calibration,
-                        chunk_frames=chunk, left_context_frames=context, right_context_frames=context,
-                        export=export_tflite, **({"int8_activations": False} if full_context else {}))
-                layout = {"chunk_frames": tflite_spec.chunk_frames, "context_frames": tflite_spec.left_context_frames,
-                          **({"receptive_field": "unbounded"} if full_context else {}),
-                          **({"int8": "weights only"} if full_context and tflite_scheme else {})}
+                        model,
+                        example_input.shape[2],
+                        quantize=tflite_scheme,
+                        calibration=calibration,
+                        chunk_frames=chunk,
+                        left_context_frames=context,
+                        right_context_frames=context,
+                        export=export_tflite,
+                        **({"int8_activations": False} if full_context else {}),
+                    )
+                layout = {
+                    "chunk_frames": tflite_spec.chunk_frames,
+                    "context_frames": tflite_spec.left_context_frames,
+                    **({"receptive_field": "unbounded"} if full_context else {}),
+                    **({"int8": "weights only"} if full_context and tflite_scheme else {}),
+                }
                 tflite_spec = dataclasses.replace(tflite_spec, stream_context_frames=spec.stream_context_frames)
                 if classifier:  # one fixed window: the clip
                     tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
@@ -319,9 +439,17 @@ def convert(model, example_input, feature_config: Optional[features.FeatureConfi
                 raise RuntimeError(message + f" (strict=True; the ONNX bundle is kept in {out})") from err
             warnings.warn(message + f"; the ONNX bundle in {out} is complete", stacklevel=2)
         else:
-            _record(steps, {"step": "export_tflite", "scheme": tflite_scheme or "float", "bytes": len(tflite),
-                          **layout, "vs_torch": check.to_dict(),
-                          **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id)})
+            _record(
+                steps,
+                {
+                    "step": "export_tflite",
+                    "scheme": tflite_scheme or "float",
+                    "bytes": len(tflite),
+                    **layout,
+                    "vs_torch": check.to_dict(),
+                    **_accuracy(tflite_runner(tflite, tflite_spec, subsampling), evaluation, tokens, blank_id),
+                },
+            )
             files["model.tflite"] = tflite
             format_inputs["tflite"] = tflite_spec
             write()
@@ -332,13 +460,26 @@ def _prune_to_target(model, example_input, target: float, importance: str, calib
     """``prune_model`` down to ``target`` of the MACs; with ``layer_ratios`` (fixed per layer), by
     bisecting the ratio of every other layer."""
     if not layer_ratios:
-        return prune_model(model, example_input, target_macs_ratio=target, importance=importance,
-                           calibration=calibration, ignored_layers=ignored)
+        return prune_model(
+            model,
+            example_input,
+            target_macs_ratio=target,
+            importance=importance,
+            calibration=calibration,
+            ignored_layers=ignored,
+        )
     lo, hi, best = 0.0, 0.94, None
     for _ in range(8):
         ratio = (lo + hi) / 2
-        pruned, report = prune_model(model, example_input, ratio=ratio, layer_ratios=layer_ratios, importance=importance,
-                                     calibration=calibration, ignored_layers=ignored)
+        pruned, report = prune_model(
+            model,
+            example_input,
+            ratio=ratio,
+            layer_ratios=layer_ratios,
+            importance=importance,
+            calibration=calibration,
+            ignored_layers=ignored,
+        )
         if best is None or abs(report.mac_reduction - target) < abs(best[1].mac_reduction - target):
             best = (pruned, report)
         if abs(report.mac_reduction - target) <= 0.01:
@@ -347,11 +488,23 @@ def _prune_to_target(model, example_input, target: float, importance: str, calib
     return best
 
 
-def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureConfig, tokens: Sequence[str], *,
-                 input_spec: InputSpec = _FEATURES_INPUT, subsampling_factor: int = 1, calib: Optional[AudioSet] = None,
-                 eval: Optional[Sequence[Tuple[Any, str]]] = None, quantize: Optional[str] = "int8",
-                 out: "str | Path" = "bundle", sample_rate: int = 16000, blank_id: int = 0, name: str = "model",
-                 output_is_log_probs: bool = True, max_calibration: int = 64) -> ConversionReport:
+def convert_onnx(
+    model: "str | Path | bytes",
+    feature_config: features.FeatureConfig,
+    tokens: Sequence[str],
+    *,
+    input_spec: InputSpec = _FEATURES_INPUT,
+    subsampling_factor: int = 1,
+    calib: Optional[AudioSet] = None,
+    eval: Optional[Sequence[Tuple[Any, str]]] = None,
+    quantize: Optional[str] = "int8",
+    out: "str | Path" = "bundle",
+    sample_rate: int = 16000,
+    blank_id: int = 0,
+    name: str = "model",
+    output_is_log_probs: bool = True,
+    max_calibration: int = 64,
+) -> ConversionReport:
     """An existing ONNX CTC model (e.g. exported by NeMo or ESPnet) to a verified bundle:
     quantize, embed the manifest, verify. ``input_spec`` says how it takes features (name,
     layout, frame-count input); ``feature_config`` must be what it was trained with."""
@@ -372,23 +525,54 @@ def convert_onnx(model: "str | Path | bytes", feature_config: features.FeatureCo
         final = quantize_onnx(fp32, calibration, scheme=quantize, input_spec=input_spec)
         candidate = onnx_runner(final, input_spec=input_spec)
         check = verify(reference, candidate, probe + [f for f, _ in evaluation], blank_id)
-        _record(steps, {"step": "quantize", "scheme": quantize, "bytes": len(final),
-                      "size_ratio": round(len(fp32) / len(final), 3), "vs_fp32": check.to_dict(),
-                      **_accuracy(candidate, evaluation, tokens, blank_id)})
-    manifest = Manifest(kind="ctc", sample_rate=sample_rate, features=feature_config, tokens=tuple(tokens),
-                        models={"onnx": "model.onnx"}, blank_id=blank_id, subsampling_factor=subsampling_factor,
-                        input=input_spec, output_is_log_probs=output_is_log_probs,
-                        quantization={"scheme": quantize or "float"}, name=name,
-                        provenance={"converter_version": __version__, "source_sha256": hashlib.sha256(fp32).hexdigest(),
-                                    "steps": [s["step"] for s in steps]},
-                        verification=json.loads(json.dumps({"steps": steps}, default=float)))
+        _record(
+            steps,
+            {
+                "step": "quantize",
+                "scheme": quantize,
+                "bytes": len(final),
+                "size_ratio": round(len(fp32) / len(final), 3),
+                "vs_fp32": check.to_dict(),
+                **_accuracy(candidate, evaluation, tokens, blank_id),
+            },
+        )
+    manifest = Manifest(
+        kind="ctc",
+        sample_rate=sample_rate,
+        features=feature_config,
+        tokens=tuple(tokens),
+        models={"onnx": "model.onnx"},
+        blank_id=blank_id,
+        subsampling_factor=subsampling_factor,
+        input=input_spec,
+        output_is_log_probs=output_is_log_probs,
+        quantization={"scheme": quantize or "float"},
+        name=name,
+        provenance={
+            "converter_version": __version__,
+            "source_sha256": hashlib.sha256(fp32).hexdigest(),
+            "steps": [s["step"] for s in steps],
+        },
+        verification=json.loads(json.dumps({"steps": steps}, default=float)),
+    )
     write_bundle(out, manifest, {"model.onnx": final})
     write_report(steps, Path(out) / REPORT_FOLDER, title=f"Conversion report: {name}")
     return ConversionReport(str(Path(out)), None, tuple(steps))
 
 
-def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, probe, evaluation, tokens, blank_id,
-                   budget: float, spec: InputSpec, subsampling: int) -> Tuple[bytes, List[str]]:
+def _within_budget(
+    fp32: bytes,
+    quantized: bytes,
+    scheme: str,
+    calibration,
+    probe,
+    evaluation,
+    tokens,
+    blank_id,
+    budget: float,
+    spec: InputSpec,
+    subsampling: int,
+) -> Tuple[bytes, List[str]]:
     """Moves the most quantization-sensitive layers back to float, one at a time, until the
     accuracy drop is within ``budget`` (CER points, or greedy-token disagreement points)."""
     from edge_speech.converters.quantization import sensitivity
@@ -398,8 +582,9 @@ def _within_budget(fp32: bytes, quantized: bytes, scheme: str, calibration, prob
 
     def drop(model: bytes) -> float:
         if evaluation:
-            return (_error_points(_accuracy(run_onnx(model), evaluation, tokens, blank_id))
-                    - _error_points(_accuracy(run_onnx(fp32), evaluation, tokens, blank_id)))
+            return _error_points(_accuracy(run_onnx(model), evaluation, tokens, blank_id)) - _error_points(
+                _accuracy(run_onnx(fp32), evaluation, tokens, blank_id)
+            )
         check = verify(run_onnx(fp32), run_onnx(model), probe, blank_id)
         agreement = check.frame_agreement if spec.clip_frames else check.greedy_token_agreement
         return 100 * (1 - agreement)
@@ -420,8 +605,9 @@ def _finetune_set(finetune_data, calibration, evaluation, front_end, rate: int) 
     audio; never an utterance of the evaluation set."""
     if finetune_data is None:
         if not calibration:
-            raise ValueError("finetune_epochs needs finetune_data= (or calib=) audio; the eval= audio is never "
-                             "trained on")
+            raise ValueError(
+                "finetune_epochs needs finetune_data= (or calib=) audio; the eval= audio is never trained on"
+            )
         return [(f, None) for f in calibration]
     items = list(finetune_data) if not isinstance(finetune_data, (str, Path)) else [finetune_data]
     if len(items) == 1 and isinstance(items[0], (str, Path)) and Path(items[0]).is_dir():
@@ -437,8 +623,10 @@ def _finetune_set(finetune_data, calibration, evaluation, front_end, rate: int) 
     shared = [(i, evaluated[_fingerprint(f)]) for i, (f, _) in enumerate(tuning) if _fingerprint(f) in evaluated]
     if shared:
         i, j = shared[0]
-        raise ValueError(f"finetune_data item {i} is eval item {j} ({len(shared)} shared utterance(s)): fine-tuning on "
-                         "the evaluation audio would inflate the accuracy the report shows; keep the sets apart")
+        raise ValueError(
+            f"finetune_data item {i} is eval item {j} ({len(shared)} shared utterance(s)): fine-tuning on "
+            "the evaluation audio would inflate the accuracy the report shows; keep the sets apart"
+        )
     return tuning
 
 

@@ -32,16 +32,21 @@ MAPPING_LENGTHS = (33, 50, 64, 97, 128, 131)
 class PreflightReport:
     frames: Tuple[Tuple[int, int], ...]  # (input frames, output frames) as measured
     subsampling: int
-    pad_frames: int                      # trailing zero frames the exported model adds
+    pad_frames: int  # trailing zero frames the exported model adds
     seconds: float
 
     def to_dict(self) -> dict:
-        return {"frame_mapping": {str(t): n for t, n in self.frames}, "subsampling": self.subsampling,
-                "pad_frames": self.pad_frames, "seconds": round(self.seconds, 2)}
+        return {
+            "frame_mapping": {str(t): n for t, n in self.frames},
+            "subsampling": self.subsampling,
+            "pad_frames": self.pad_frames,
+            "seconds": round(self.seconds, 2),
+        }
 
 
-def preflight(model, example_input, formats: Sequence[str], tflite_int8: bool, subsampling: int,
-              sequence_output: bool = True) -> PreflightReport:
+def preflight(
+    model, example_input, formats: Sequence[str], tflite_int8: bool, subsampling: int, sequence_output: bool = True
+) -> PreflightReport:
     """Runs the checks above on ``model`` (features [1, frames, dim] in); raises ``ValueError``
     naming the layer or the mapping and what to do. ``sequence_output=False`` (classifiers)
     skips the frame mapping."""
@@ -57,25 +62,32 @@ def preflight(model, example_input, formats: Sequence[str], tflite_int8: bool, s
         pad = _pad_for_ceil(model, example_input, frames, subsampling)
         if pad is None:
             mapping = ", ".join(f"{t} -> {n}" for t, n in frames)
-            message = (f"the model's output frames are not a fixed function ceil(T / {subsampling}) of its input "
-                       f"frames T, nor made so by trailing padding (measured {mapping})")
+            message = (
+                f"the model's output frames are not a fixed function ceil(T / {subsampling}) of its input "
+                f"frames T, nor made so by trailing padding (measured {mapping})"
+            )
             if "tflite" in formats:
-                raise ValueError(message + "; the runtime's fixed TFLite windows need it. Use formats=('onnx',), "
-                                 "or pad the front end's convolutions so that T frames give ceil(T / subsampling)")
+                raise ValueError(
+                    message + "; the runtime's fixed TFLite windows need it. Use formats=('onnx',), "
+                    "or pad the front end's convolutions so that T frames give ceil(T / subsampling)"
+                )
     return PreflightReport(tuple(frames), subsampling, pad or 0, time.perf_counter() - start)
 
 
 def _check_tflite_int8_layers(model) -> None:
     from edge_speech.converters.recurrent import lowerable
 
-    refused = [(name, type(m).__name__, why) for name, m in model.named_modules()
-               for why in [lowerable(m)] if why is not None]
+    refused = [
+        (name, type(m).__name__, why) for name, m in model.named_modules() for why in [lowerable(m)] if why is not None
+    ]
     if refused:
         name, kind, why = refused[0]
-        raise ValueError(f"{name!r} (nn.{kind}, {why}): int8 TFLite cannot hold it (litert-torch 0.10's int8 quantizer "
-                         "has no working rule for fused recurrent ops, and the export's lowering to matmuls does not "
-                         "cover it). Alternatives: formats=('onnx',), whose int8 model stores the recurrent weights "
-                         "as int8; or quantize=None for a float TFLite model")
+        raise ValueError(
+            f"{name!r} (nn.{kind}, {why}): int8 TFLite cannot hold it (litert-torch 0.10's int8 quantizer "
+            "has no working rule for fused recurrent ops, and the export's lowering to matmuls does not "
+            "cover it). Alternatives: formats=('onnx',), whose int8 model stores the recurrent weights "
+            "as int8; or quantize=None for a float TFLite model"
+        )
 
 
 def _measure_frames(model, example_input) -> list:

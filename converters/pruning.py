@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
-from edge_speech.converters._deps import import_torch, import_torch_pruning
 from edge_speech.converters import recurrent
+from edge_speech.converters._deps import import_torch, import_torch_pruning
 from edge_speech.converters.macs import count_macs
 
 
@@ -39,9 +40,19 @@ class PruneReport:
         return {**dataclasses.asdict(self), "mac_reduction": round(self.mac_reduction, 4)}
 
 
-def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ratio: Optional[float] = None,
-          importance: str = "magnitude", calibration: Optional[Iterable] = None, round_to: Optional[int] = None,
-          ignored_layers: Sequence = (), max_steps: int = 64, layer_ratios: Optional[Mapping[str, float]] = None):
+def prune(
+    model,
+    example_input,
+    ratio: Optional[float] = None,
+    *,
+    target_macs_ratio: Optional[float] = None,
+    importance: str = "magnitude",
+    calibration: Optional[Iterable] = None,
+    round_to: Optional[int] = None,
+    ignored_layers: Sequence = (),
+    max_steps: int = 64,
+    layer_ratios: Optional[Mapping[str, float]] = None,
+):
     """Returns ``(pruned_copy, PruneReport)``.
 
     ``ratio``: fraction of channels removed from every prunable layer group; ``layer_ratios``
@@ -53,7 +64,7 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     keeps channel counts multiples of this (SIMD-friendly widths).
     """
     torch = import_torch()
-    tp = import_torch_pruning()
+    import_torch_pruning()  # fails early, naming what to install
     if (ratio is None) == (target_macs_ratio is None):
         raise ValueError("prune needs exactly one of ratio= or target_macs_ratio=")
     goal = ratio if ratio is not None else target_macs_ratio
@@ -64,14 +75,18 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
     if importance == "taylor" and calibration is None:
         raise ValueError("Taylor importance needs calibration= feature batches (tensors [batch, frames, dim])")
     if layer_ratios and ratio is None:
-        raise ValueError("layer_ratios= refines ratio= (the ratio of every other layer); a MAC target chooses "
-                         "per-layer ratios itself")
+        raise ValueError(
+            "layer_ratios= refines ratio= (the ratio of every other layer); a MAC target chooses "
+            "per-layer ratios itself"
+        )
     pruned = copy.deepcopy(model).eval()
     modules = dict(pruned.named_modules())
     unknown = [n for n in (layer_ratios or {}) if n not in modules]
     if unknown:
-        raise ValueError(f"layer_ratios names no module {unknown[0]!r}; names are those of model.named_modules(), "
-                         f"e.g. {[n for n in modules if n][:4]}")
+        raise ValueError(
+            f"layer_ratios names no module {unknown[0]!r}; names are those of model.named_modules(), "
+            f"e.g. {[n for n in modules if n][:4]}"
+        )
     bad = {n: r for n, r in (layer_ratios or {}).items() if not 0.0 <= r < 0.95}
     if bad:
         raise ValueError(f"layer_ratios must be in [0, 0.95), got {bad}")
@@ -89,9 +104,11 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
             notes.append(f"{name}: {module.num_heads} heads kept, head dims pruned evenly")
     fused = fused_qkv_attention(pruned, example_input)
     for attention in fused:
-        notes.append(f"{attention.qkv}/{attention.out}: fused q/k/v attention, {attention.heads} heads kept, head dims "
-                     "pruned evenly with the residual width (our rule: torch-pruning cannot map the (3, heads, "
-                     "head_dim) reshape)")
+        notes.append(
+            f"{attention.qkv}/{attention.out}: fused q/k/v attention, {attention.heads} heads kept, head dims "
+            "pruned evenly with the residual width (our rule: torch-pruning cannot map the (3, heads, "
+            "head_dim) reshape)"
+        )
     multiple = math.lcm(*num_heads.values(), *(a.heads for a in fused)) if num_heads or fused else 1
     if multiple > 1:
         round_to = math.lcm(round_to or 1, multiple)
@@ -102,8 +119,11 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         for attention in whole_heads:
             for projection in (attention.q_proj, attention.k_proj, attention.v_proj):
                 num_heads[projection] = attention.num_heads
-        head_options = {"prune_num_heads": True, "prune_head_dims": False,
-                        "head_pruning_ratio": ratio if ratio is not None else 0.9}
+        head_options = {
+            "prune_num_heads": True,
+            "prune_head_dims": False,
+            "head_pruning_ratio": ratio if ratio is not None else 0.9,
+        }
         notes.append(f"{len(whole_heads)} attention modules: whole heads pruned (head_dim kept)")
     skip = {m for a in whole_heads for m in (a.q_proj, a.k_proj, a.v_proj, a.out_proj)}
     # The fused projections' output channels are the rule's (sync_fused_attention), never torch-pruning's.
@@ -120,20 +140,41 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         # near zero while the residual and attention widths stay whole; and its global head schedule
         # fails on steps that remove no head (its threshold is left unset).
         target = macs_before * (1.0 - target_macs_ratio)
-        pruned, steps = _bisect_uniform_ratio(pruned, example_input, target, imp, ignored, round_to, importance,
-                                              calibration, max_steps, fused)
-        notes.append(f"MAC target reached by a uniform ratio over {steps} trials ("
-                     + ("heads" if whole_heads else "attention, feed-forward and residual widths") + " alike)")
+        pruned, steps = _bisect_uniform_ratio(
+            pruned, example_input, target, imp, ignored, round_to, importance, calibration, max_steps, fused
+        )
+        notes.append(
+            f"MAC target reached by a uniform ratio over {steps} trials ("
+            + ("heads" if whole_heads else "attention, feed-forward and residual widths")
+            + " alike)"
+        )
     elif target_macs_ratio is None:
-        pruner = _meta_pruner(pruned, example_input, importance=imp, pruning_ratio=ratio,
-                                      pruning_ratio_dict=ratio_dict or None, ignored_layers=ignored, round_to=round_to,
-                                      num_heads=num_heads, **head_options)
+        pruner = _meta_pruner(
+            pruned,
+            example_input,
+            importance=imp,
+            pruning_ratio=ratio,
+            pruning_ratio_dict=ratio_dict or None,
+            ignored_layers=ignored,
+            round_to=round_to,
+            num_heads=num_heads,
+            **head_options,
+        )
         _step(pruner, pruned, importance, calibration, torch, whole_heads, fused)
     else:
         target = macs_before * (1.0 - target_macs_ratio)
-        pruner = _meta_pruner(pruned, example_input, importance=imp, pruning_ratio=0.9,
-                                      global_pruning=True, iterative_steps=max_steps, ignored_layers=ignored,
-                                      round_to=round_to, num_heads=num_heads, **head_options)
+        pruner = _meta_pruner(
+            pruned,
+            example_input,
+            importance=imp,
+            pruning_ratio=0.9,
+            global_pruning=True,
+            iterative_steps=max_steps,
+            ignored_layers=ignored,
+            round_to=round_to,
+            num_heads=num_heads,
+            **head_options,
+        )
         for _ in range(max_steps):
             _step(pruner, pruned, importance, calibration, torch, whole_heads, fused)
             if count_macs(pruned, example_input)[0] <= target:
@@ -144,15 +185,24 @@ def prune(model, example_input, ratio: Optional[float] = None, *, target_macs_ra
         try:
             after = pruned(example_input)
         except Exception as err:  # a layer torch-pruning rewired inconsistently
-            raise RuntimeError(f"the pruned model no longer runs ({err}); pass the offending layer in "
-                               "ignored_layers=") from None
+            raise RuntimeError(
+                f"the pruned model no longer runs ({err}); pass the offending layer in ignored_layers="
+            ) from None
     if after.shape[-1] != output.shape[-1]:
         raise RuntimeError("pruning changed the output width; pass the output layer in ignored_layers=")
     macs_after, params_after = count_macs(pruned, example_input)
-    report = PruneReport(macs_before, macs_after, params_before, params_after, importance,
-                         (f"ratio={ratio}" + (f", layer_ratios={dict(layer_ratios)}" if layer_ratios else ""))
-                         if ratio is not None else f"target_macs_ratio={target_macs_ratio}",
-                         tuple(name_of.get(m, type(m).__name__) for m in ignored[:reported]), tuple(notes))
+    report = PruneReport(
+        macs_before,
+        macs_after,
+        params_before,
+        params_after,
+        importance,
+        (f"ratio={ratio}" + (f", layer_ratios={dict(layer_ratios)}" if layer_ratios else ""))
+        if ratio is not None
+        else f"target_macs_ratio={target_macs_ratio}",
+        tuple(name_of.get(m, type(m).__name__) for m in ignored[:reported]),
+        tuple(notes),
+    )
     return pruned, report
 
 
@@ -170,16 +220,28 @@ def _meta_pruner(model, example_input, *, ignored_layers, num_heads=None, prunin
             # attention group at a downstream layer (the feed-forward's first Linear), whose own group
             # then takes the same scope and replaces it: the residual width behind
             # nn.MultiheadAttention would never be pruned. A ratio of its own gives it its own scope.
-            ratios.update({m: options["pruning_ratio"] for m in model.modules()
-                           if isinstance(m, torch.nn.MultiheadAttention) and m not in ratios and m not in ignored})
+            ratios.update(
+                {
+                    m: options["pruning_ratio"]
+                    for m in model.modules()
+                    if isinstance(m, torch.nn.MultiheadAttention) and m not in ratios and m not in ignored
+                }
+            )
         ratios = ratios or None
         # Fresh dicts: torch-pruning updates its mutable defaults in place.
         groups = {leaf: 2 for leaf, layer in leaves.items() if layer.bidirectional}
-        pruner = tp.pruner.MetaPruner(model, example_input, ignored_layers=ignored, pruning_ratio_dict=ratios,
-                                      num_heads=dict(num_heads or {}), out_channel_groups=groups, in_channel_groups={},
-                                      customized_pruners=recurrent.pruners(),
-                                      root_module_types=[torch.nn.modules.conv._ConvNd, torch.nn.Linear,
-                                                         recurrent.leaf_type()], **options)
+        pruner = tp.pruner.MetaPruner(
+            model,
+            example_input,
+            ignored_layers=ignored,
+            pruning_ratio_dict=ratios,
+            num_heads=dict(num_heads or {}),
+            out_channel_groups=groups,
+            in_channel_groups={},
+            customized_pruners=recurrent.pruners(),
+            root_module_types=[torch.nn.modules.conv._ConvNd, torch.nn.Linear, recurrent.leaf_type()],
+            **options,
+        )
     _map_flattened_channels(pruner.DG)
     return pruner
 
@@ -188,8 +250,9 @@ def _dependency_graph(model, example_input):
     """A dependency graph with the same rules as :func:`_meta_pruner`; {layer: graph node key}."""
     tp = import_torch_pruning()
     with recurrent.opaque_recurrent_layers(model) as leaves:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
-                                                      customized_pruners=recurrent.pruners())
+        graph = tp.DependencyGraph().build_dependency(
+            model, example_inputs=example_input, customized_pruners=recurrent.pruners()
+        )
     _map_flattened_channels(graph)
     return graph, {layer: leaf for leaf, layer in leaves.items()}
 
@@ -209,10 +272,14 @@ def _map_flattened_channels(graph) -> None:
         sizes = tuple(getattr(node.grad_fn, "_saved_self_sym_sizes", ()) or ())
         if len(sizes) != 4:
             continue
-        channels_in = next((c for n in node.inputs
-                            if (c := shape_infer.infer_out_channels_recursively(graph, n, [0])) is not None), None)
-        channels_out = next((c for n in node.outputs
-                             if (c := shape_infer.infer_in_channels_recursively(graph, n, [0])) is not None), None)
+        channels_in = next(
+            (c for n in node.inputs if (c := shape_infer.infer_out_channels_recursively(graph, n, [0])) is not None),
+            None,
+        )
+        channels_out = next(
+            (c for n in node.outputs if (c := shape_infer.infer_in_channels_recursively(graph, n, [0])) is not None),
+            None,
+        )
         if not channels_in or not channels_out or channels_out <= channels_in or channels_out % channels_in:
             continue
         stride = channels_out // channels_in
@@ -243,16 +310,16 @@ def _step(pruner, model, importance: str, calibration, torch, whole_heads=(), fu
     sync_fused_attention(model, fused)
 
 
-def _bisect_uniform_ratio(model, example_input, target_macs: float, imp, ignored, round_to, importance, calibration,
-                          max_trials: int, fused=()):
+def _bisect_uniform_ratio(
+    model, example_input, target_macs: float, imp, ignored, round_to, importance, calibration, max_trials: int, fused=()
+):
     """The copy of ``model`` pruned by the uniform ratio (channels, head dims or whole heads) whose
     MACs come closest to ``target_macs`` from a bisection over the ratio; (pruned copy, trials)."""
-    tp = import_torch_pruning()
     torch = import_torch()
     names = {m: n for n, m in model.named_modules()}
     ignored_names = [names[m] for m in ignored]
     lo, hi, best, trials = 0.0, 0.95, None, 0
-    for trials in range(1, min(max_trials, 12) + 1):
+    for trials in range(1, min(max_trials, 12) + 1):  # noqa: B007  (the count is returned)
         ratio = (lo + hi) / 2
         trial = copy.deepcopy(model)
         modules = dict(trial.named_modules())
@@ -260,9 +327,16 @@ def _bisect_uniform_ratio(model, example_input, target_macs: float, imp, ignored
         num_heads = {p: a.num_heads for a in heads for p in (a.q_proj, a.k_proj, a.v_proj)}
         num_heads.update({m: m.num_heads for m in trial.modules() if isinstance(m, torch.nn.MultiheadAttention)})
         options = {"prune_num_heads": True, "prune_head_dims": False, "head_pruning_ratio": ratio} if heads else {}
-        pruner = _meta_pruner(trial, example_input, importance=imp, pruning_ratio=ratio,
-                              ignored_layers=[modules[n] for n in ignored_names], round_to=round_to,
-                              num_heads=num_heads, **options)
+        pruner = _meta_pruner(
+            trial,
+            example_input,
+            importance=imp,
+            pruning_ratio=ratio,
+            ignored_layers=[modules[n] for n in ignored_names],
+            round_to=round_to,
+            num_heads=num_heads,
+            **options,
+        )
         _step(pruner, trial, importance, calibration, torch, heads, fused)
         macs = count_macs(trial, example_input)[0]
         if best is None or abs(macs - target_macs) < abs(best[1] - target_macs):
@@ -280,8 +354,11 @@ def _whole_head_attention(model) -> list:
     found = []
     for module in model.modules():
         parts = [getattr(module, n, None) for n in ("q_proj", "k_proj", "v_proj", "out_proj")]
-        if all(isinstance(p, torch.nn.Linear) for p in parts) and isinstance(getattr(module, "head_dim", None), int) \
-                and isinstance(getattr(module, "num_heads", None), int):
+        if (
+            all(isinstance(p, torch.nn.Linear) for p in parts)
+            and isinstance(getattr(module, "head_dim", None), int)
+            and isinstance(getattr(module, "num_heads", None), int)
+        ):
             found.append(module)
     return found
 
@@ -300,9 +377,15 @@ def _unsafe_layers(model, example_input, ignored, multiple: int, skip=frozenset(
     with torch.no_grad():
         reference = model(example_input)
     unsafe = [(m, "its output feeds a GLU, whose halves must stay paired") for m in _glu_feeders(model, example_input)]
-    unsafe += [(m, "its weight is parametrized (weight norm), which torch-pruning cannot rewrite; this keeps the "
-                   "model width it feeds (the residual stream) whole")
-               for m in model.modules() if parametrize.is_parametrized(m) and m not in ignored]
+    unsafe += [
+        (
+            m,
+            "its weight is parametrized (weight norm), which torch-pruning cannot rewrite; this keeps the "
+            "model width it feeds (the residual stream) whole",
+        )
+        for m in model.modules()
+        if parametrize.is_parametrized(m) and m not in ignored
+    ]
     names = {m: n for n, m in model.named_modules()}
     graph, leaf_of = _dependency_graph(model, example_input)
     for module in list(model.modules()):
@@ -362,8 +445,11 @@ def _glu_feeders(model, example_input) -> list:
         # one, and the GLU's input would then be blamed on an unrelated layer.
         outputs[id(output)] = (module, output)
 
-    hooks = [m.register_forward_hook(remember)
-             for m in model.modules() if isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear))]
+    hooks = [
+        m.register_forward_hook(remember)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear))
+    ]
     try:
         with torch.no_grad(), RecordGlu():
             model(example_input)
@@ -377,9 +463,12 @@ def _output_layers(model, output) -> list:
     """The last Linear/Conv whose width equals the output width: pruning it would change the vocab."""
     torch = import_torch()
     width = output.shape[-1]
-    candidates = [m for m in model.modules()
-                  if (isinstance(m, torch.nn.Linear) and m.out_features == width)
-                  or (isinstance(m, torch.nn.modules.conv._ConvNd) and m.out_channels == width)]
+    candidates = [
+        m
+        for m in model.modules()
+        if (isinstance(m, torch.nn.Linear) and m.out_features == width)
+        or (isinstance(m, torch.nn.modules.conv._ConvNd) and m.out_channels == width)
+    ]
     return candidates[-1:] if candidates else []
 
 
@@ -389,8 +478,6 @@ def _same_module(copy_root, original_root, module):
     if module not in names:
         raise ValueError("ignored_layers must be modules of the model being pruned")
     return dict(copy_root.named_modules())[names[module]]
-
-
 
 
 @dataclasses.dataclass
@@ -403,12 +490,12 @@ class FusedAttention:
     alike, so that the inner width keeps its share of the residual width feeding ``qkv`` (a
     forward() that takes the head size from its input's width, ``d // heads``, needs exactly that)."""
 
-    qkv: str            # module names in the model
+    qkv: str  # module names in the model
     out: str
     heads: int
     layout: str
-    residual: int       # qkv.in_features before pruning
-    inner: int          # heads * head_dim before pruning
+    residual: int  # qkv.in_features before pruning
+    inner: int  # heads * head_dim before pruning
 
     def modules(self, model):
         modules = dict(model.named_modules())
@@ -463,8 +550,9 @@ def fused_qkv_attention(model, example_input) -> list:
             found[tag[0]] = (module, tag[2])
 
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    hooks = [m.register_forward_hook(remember) for m in linears] + \
-            [m.register_forward_pre_hook(consumer) for m in linears]
+    hooks = [m.register_forward_hook(remember) for m in linears] + [
+        m.register_forward_pre_hook(consumer) for m in linears
+    ]
     try:
         with torch.no_grad(), Trace():
             model(example_input)
@@ -492,6 +580,15 @@ def _qkv_layout(before: tuple, after: tuple, width: int):
     return None
 
 
+def _qkv_rows(layout: str, inner: int, head_dim: int, part: int, head: int, dims):
+    """Rows of a fused q/k/v weight holding ``dims`` of ``head``'s q (part 0), k (1) or v (2)."""
+    torch = import_torch()
+    dims = torch.as_tensor(dims, dtype=torch.long)
+    if layout == "3hd":
+        return part * inner + head * head_dim + dims
+    return head * 3 * head_dim + part * head_dim + dims
+
+
 def sync_fused_attention(model, attentions) -> None:
     """Prunes each attention's head dimensions so that its inner width keeps its original share
     of the (already pruned) residual width feeding ``qkv``: per head, the weakest dimensions go,
@@ -505,21 +602,15 @@ def sync_fused_attention(model, attentions) -> None:
         if wanted == inner:
             continue
         head_dim, new_dim = inner // heads, wanted // heads
-
-        def rows(part: int, head: int, dims):
-            dims = torch.as_tensor(dims, dtype=torch.long)
-            if attention.layout == "3hd":
-                return part * inner + head * head_dim + dims
-            return head * 3 * head_dim + part * head_dim + dims
-
+        rows = functools.partial(_qkv_rows, attention.layout, inner, head_dim)
         weight = qkv.weight.detach()
         full = torch.cat([weight, qkv.bias.detach()[:, None]], 1) if qkv.bias is not None else weight
         all_dims = torch.arange(head_dim)
         keep_rows, keep_cols = [[], [], []], []
         for head in range(heads):
-            norm = lambda part: full[rows(part, head, all_dims)].norm(dim=1)
-            qk = norm(0) * norm(1)
-            v = norm(2) * out.weight.detach()[:, head * head_dim + all_dims].norm(dim=0)
+            q_norm, k_norm, v_norm = (full[rows(part, head, all_dims)].norm(dim=1) for part in range(3))
+            qk = q_norm * k_norm
+            v = v_norm * out.weight.detach()[:, head * head_dim + all_dims].norm(dim=0)
             qk_keep = qk.argsort(descending=True)[:new_dim].sort().values
             v_keep = v.argsort(descending=True)[:new_dim].sort().values
             keep_rows[0].append(rows(0, head, qk_keep))

@@ -24,10 +24,18 @@ SCHEMES = ("int8", "int16x8", "dynamic")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
-def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = None, scheme: str = "int8",
-             input_name: str = "features", method: str = "minmax", per_channel: bool = True,
-             symmetric_activations: bool = False, keep_float: Sequence[str] = (), input_spec=None,
-             reduce_range: bool = True) -> bytes:
+def quantize(
+    onnx_model: bytes,
+    calibration: Optional[Iterable[np.ndarray]] = None,
+    scheme: str = "int8",
+    input_name: str = "features",
+    method: str = "minmax",
+    per_channel: bool = True,
+    symmetric_activations: bool = False,
+    keep_float: Sequence[str] = (),
+    input_spec=None,
+    reduce_range: bool = True,
+) -> bytes:
     """The quantized model as bytes (stored compactly: :func:`onnx_size.compact_qdq`).
 
     ``calibration``: feature arrays [frames, dim], or sample arrays for waveform models (static schemes; a few dozen utterances are
@@ -62,13 +70,21 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         prepared = Path(tmp, "named.onnx")
         keep_float = list(keep_float) + [n for n in index_nodes if n not in keep_float]
         if scheme == "dynamic":
-            q.quantize_dynamic(str(prepared), str(dst), weight_type=q.QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
-                               nodes_to_exclude=list(keep_float))
+            q.quantize_dynamic(
+                str(prepared),
+                str(dst),
+                weight_type=q.QuantType.QInt8,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                nodes_to_exclude=list(keep_float),
+            )
             return compact_qdq(dst.read_bytes())
         batches = [np.asarray(x, dtype=np.float32) for x in (calibration or [])]
         if not batches:
-            raise ValueError(f"{scheme} static quantization needs calibration data: pass feature arrays of "
-                             "representative audio (calib=a folder of WAVs in convert())")
+            raise ValueError(
+                f"{scheme} static quantization needs calibration data: pass feature arrays of "
+                "representative audio (calib=a folder of WAVs in convert())"
+            )
         spec = input_spec or _default_spec(input_name)
         rank, what = (1, "samples [samples]") if spec.kind == "waveform" else (2, "features [frames, dim]")
         for i, x in enumerate(batches):
@@ -77,15 +93,22 @@ def quantize(onnx_model: bytes, calibration: Optional[Iterable[np.ndarray]] = No
         if method != "minmax":
             batches = _equal_lengths(batches)
         activation = q.QuantType.QInt16 if scheme == "int16x8" else q.QuantType.QInt8
-        extra = {"ActivationSymmetric": symmetric_activations or scheme == "int16x8",
-                 "WeightSymmetric": True}
+        extra = {"ActivationSymmetric": symmetric_activations or scheme == "int16x8", "WeightSymmetric": True}
         if method == "percentile":
             extra["CalibPercentile"] = 99.99
-        options = dict(quant_format=q.QuantFormat.QDQ, activation_type=activation, weight_type=q.QuantType.QInt8,
-                       per_channel=per_channel, extra_options=extra, reduce_range=reduce_range,
-                       calibrate_method={"minmax": q.CalibrationMethod.MinMax,
-                                         "percentile": q.CalibrationMethod.Percentile,
-                                         "entropy": q.CalibrationMethod.Entropy}[method])
+        options = dict(
+            quant_format=q.QuantFormat.QDQ,
+            activation_type=activation,
+            weight_type=q.QuantType.QInt8,
+            per_channel=per_channel,
+            extra_options=extra,
+            reduce_range=reduce_range,
+            calibrate_method={
+                "minmax": q.CalibrationMethod.MinMax,
+                "percentile": q.CalibrationMethod.Percentile,
+                "entropy": q.CalibrationMethod.Entropy,
+            }[method],
+        )
         if products:
             # Attention (activation-by-activation products): only layers with stored weights are
             # quantized; the scores, context products and residual adds stay float (same size).
@@ -214,14 +237,29 @@ def quantize_recurrent_weights(onnx_model: bytes, keep_float: Sequence[str] = ()
             quantized = np.clip(np.round(rows / scale[:, None]), -127, 127).astype(np.int8)
             graph.initializer.remove(constants[name])
             stem = f"{name}_int8"
-            graph.initializer.extend([numpy_helper.from_array(quantized, stem),
-                                      numpy_helper.from_array(scale.astype(np.float32), stem + "_scale"),
-                                      numpy_helper.from_array(np.array(weight.shape, dtype=np.int64), stem + "_shape")])
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(quantized, stem),
+                    numpy_helper.from_array(scale.astype(np.float32), stem + "_scale"),
+                    numpy_helper.from_array(np.array(weight.shape, dtype=np.int64), stem + "_shape"),
+                ]
+            )
             # Per-axis DequantizeLinear takes one axis: the rows of the flattened weight, then its shape back.
-            added.append((node, [helper.make_node("DequantizeLinear", [stem, stem + "_scale"], [stem + "_rows"], axis=0,
-                                                  name=stem + "_dequantize"),
-                                 helper.make_node("Reshape", [stem + "_rows", stem + "_shape"], [name],
-                                                  name=stem + "_reshape")]))
+            added.append(
+                (
+                    node,
+                    [
+                        helper.make_node(
+                            "DequantizeLinear",
+                            [stem, stem + "_scale"],
+                            [stem + "_rows"],
+                            axis=0,
+                            name=stem + "_dequantize",
+                        ),
+                        helper.make_node("Reshape", [stem + "_rows", stem + "_shape"], [name], name=stem + "_reshape"),
+                    ],
+                )
+            )
     for node, new_nodes in added:  # before their consumer, keeping the graph topologically sorted
         index = list(graph.node).index(node)
         for offset, new in enumerate(new_nodes):
@@ -250,7 +288,7 @@ def _equal_lengths(batches: Sequence[np.ndarray]) -> list:
     histogram calibrators (percentile, entropy) stack every batch's tensors, so utterances of
     different lengths failed with "inhomogeneous shape"."""
     length = min(len(x) for x in batches)
-    return [x[start:start + length] for x in batches for start in range(0, len(x) - length + 1, length)]
+    return [x[start : start + length] for x in batches for start in range(0, len(x) - length + 1, length)]
 
 
 class _Reader:
@@ -266,8 +304,14 @@ class _Reader:
         pass
 
 
-def sensitivity(onnx_model: bytes, calibration: Sequence[np.ndarray], probe: Sequence[np.ndarray],
-                scheme: str = "int8", input_name: str = "features", input_spec=None) -> list:
+def sensitivity(
+    onnx_model: bytes,
+    calibration: Sequence[np.ndarray],
+    probe: Sequence[np.ndarray],
+    scheme: str = "int8",
+    input_name: str = "features",
+    input_spec=None,
+) -> list:
     """Per-layer quantization error: for every weight-bearing node, the output SNR (dB) against
     float when only that node is quantized; lowest SNR (most sensitive) first."""
     import onnx
@@ -279,7 +323,8 @@ def sensitivity(onnx_model: bytes, calibration: Sequence[np.ndarray], probe: Seq
     scores = []
     for name in nodes:
         others = [n for n in nodes if n != name]
-        single = quantize(onnx_model, calibration, scheme=scheme, input_name=input_name, keep_float=others,
-                          input_spec=input_spec)
+        single = quantize(
+            onnx_model, calibration, scheme=scheme, input_name=input_name, keep_float=others, input_spec=input_spec
+        )
         scores.append((name, verify(reference, onnx_runner(single, input_name, input_spec=input_spec), probe).snr_db))
     return sorted(scores, key=lambda item: item[1])

@@ -71,14 +71,17 @@ def _slice_units(layer, keeps: List[List[List[int]]]) -> None:
     new_hidden = len(keeps[0][0])
     for index in range(layer.num_layers):
         if index > 0:  # its input is the previous layer's directions side by side
-            columns = torch.cat([torch.as_tensor(keeps[index - 1][d], dtype=torch.long) + d * hidden
-                                 for d in range(_directions(layer))])
+            columns = torch.cat(
+                [torch.as_tensor(keeps[index - 1][d], dtype=torch.long) + d * hidden for d in range(_directions(layer))]
+            )
         for direction in range(_directions(layer)):
             sfx = _suffix(index, direction)
             keep = torch.as_tensor(keeps[index][direction], dtype=torch.long)
             rows = _gate_rows(keep, hidden, gates)
-            for name, axis_rows, axis_cols in (("weight_ih", rows, columns if index > 0 else None),
-                                              ("weight_hh", rows, keep)):
+            for name, axis_rows, axis_cols in (
+                ("weight_ih", rows, columns if index > 0 else None),
+                ("weight_hh", rows, keep),
+            ):
                 weight = getattr(layer, name + sfx).data[axis_rows]
                 if axis_cols is not None:
                     weight = weight[:, axis_cols]
@@ -101,16 +104,24 @@ def pruners() -> Dict[type, object]:
                 raise ValueError("LSTMs with proj_size are not pruned")
             hidden, directions = layer.hidden_size, _directions(layer)
             chosen = sorted({int(i) for i in idxs})
-            per_direction = [[i - d * hidden for i in chosen if d * hidden <= i < (d + 1) * hidden]
-                             for d in range(directions)]
+            per_direction = [
+                [i - d * hidden for i in chosen if d * hidden <= i < (d + 1) * hidden] for d in range(directions)
+            ]
             if directions == 2 and sorted(per_direction[0]) != sorted(per_direction[1]):
-                raise ValueError(f"a bidirectional {type(layer).__name__} loses the same units in both directions; "
-                                 f"got {per_direction}")
+                raise ValueError(
+                    f"a bidirectional {type(layer).__name__} loses the same units in both directions; "
+                    f"got {per_direction}"
+                )
             removed = len(per_direction[0])
             keep_count = hidden - removed
             last = [sorted(set(range(hidden)) - set(per_direction[d])) for d in range(directions)]
-            inner = [[sorted(unit_strength(layer, i, d).argsort(descending=True)[:keep_count].tolist())
-                      for d in range(directions)] for i in range(layer.num_layers - 1)]
+            inner = [
+                [
+                    sorted(unit_strength(layer, i, d).argsort(descending=True)[:keep_count].tolist())
+                    for d in range(directions)
+                ]
+                for i in range(layer.num_layers - 1)
+            ]
             _slice_units(layer, inner + [last])
             return leaf
 
@@ -209,13 +220,16 @@ def importance(kind: str):
                 layer = dep.layer.layer
                 if getattr(dep.handler, "__name__", "") == "prune_out_channels":
                     last = layer.num_layers - 1
-                    local = torch.cat([unit_strength(layer, last, d, use_grad=use_grad)
-                                       for d in range(_directions(layer))])
+                    local = torch.cat(
+                        [unit_strength(layer, last, d, use_grad=use_grad) for d in range(_directions(layer))]
+                    )
                 else:
                     local = torch.zeros(layer.input_size)
                     for d in range(_directions(layer)):
                         weight = getattr(layer, "weight_ih" + _suffix(0, d))
-                        values = weight.detach() * weight.grad if use_grad and weight.grad is not None else weight.detach()
+                        values = (
+                            weight.detach() * weight.grad if use_grad and weight.grad is not None else weight.detach()
+                        )
                         local += values.abs().pow(2).sum(0)
                 extra.append(local[list(idxs)])
                 extra_idxs.append(group[i].root_idxs)
@@ -235,6 +249,7 @@ def importance(kind: str):
 
 
 # -- Export-time lowering: recurrent layers as explicit matmuls and gates -------------------------
+
 
 def explicit_recurrent_type():
     """A module computing exactly what an ``nn.GRU``/``nn.LSTM``/``nn.RNN`` (tanh) computes, from
@@ -271,13 +286,13 @@ def explicit_recurrent_type():
             gh = hh(h)
             if self.kind == "GRU":
                 r = torch.sigmoid(gx[:, :H] + gh[:, :H])
-                z = torch.sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
-                n = torch.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+                z = torch.sigmoid(gx[:, H : 2 * H] + gh[:, H : 2 * H])
+                n = torch.tanh(gx[:, 2 * H :] + r * gh[:, 2 * H :])
                 return (1 - z) * n + z * h, c
             if self.kind == "LSTM":
                 g = gx + gh
-                i, f = torch.sigmoid(g[:, :H]), torch.sigmoid(g[:, H:2 * H])
-                cell, o = torch.tanh(g[:, 2 * H:3 * H]), torch.sigmoid(g[:, 3 * H:])
+                i, f = torch.sigmoid(g[:, :H]), torch.sigmoid(g[:, H : 2 * H])
+                cell, o = torch.tanh(g[:, 2 * H : 3 * H]), torch.sigmoid(g[:, 3 * H :])
                 c = f * c + i * cell
                 return o * torch.tanh(c), c
             return torch.tanh(gx + gh), c
@@ -373,13 +388,23 @@ class StreamPlan:
 
     def input_spec(self, spec):
         """``spec`` with this plan's chunking and state (see :class:`edge_speech.bundle.InputSpec`)."""
-        return dataclasses.replace(spec, chunk_frames=self.chunk_frames, left_context_frames=self.left_frames,
-                                   right_context_frames=self.right_frames, state=self.state_tensors(),
-                                   chunk_range_name=CHUNK_RANGE_NAME, stream_context_frames=None)
+        return dataclasses.replace(
+            spec,
+            chunk_frames=self.chunk_frames,
+            left_context_frames=self.left_frames,
+            right_context_frames=self.right_frames,
+            state=self.state_tensors(),
+            chunk_range_name=CHUNK_RANGE_NAME,
+            stream_context_frames=None,
+        )
 
     def to_dict(self) -> dict:
-        return {"recurrent_layers": list(self.layers), "left_context_frames": self.left_frames,
-                "right_context_frames": self.right_frames, "chunk_frames": self.chunk_frames}
+        return {
+            "recurrent_layers": list(self.layers),
+            "left_context_frames": self.left_frames,
+            "right_context_frames": self.right_frames,
+            "chunk_frames": self.chunk_frames,
+        }
 
 
 def stream_plan(model, example_input, subsampling: int, chunk_frames: int = 64):
@@ -424,13 +449,14 @@ def stream_plan(model, example_input, subsampling: int, chunk_frames: int = 64):
             order = list(dict.fromkeys(calls))
             if len(calls) != len(layers) or len(order) != len(layers):
                 return None, "each recurrent layer must run exactly once per forward"
-            first = order[0]
             first_inputs.clear()
             model(base)
             reference = first_inputs[0]
             if reference.shape[1] != -(-frames // subsampling):
-                return None, (f"the first recurrent layer sees {reference.shape[1]} frames for {frames} input frames, "
-                              f"not ceil(T / {subsampling})")
+                return None, (
+                    f"the first recurrent layer sees {reference.shape[1]} frames for {frames} input frames, "
+                    f"not ceil(T / {subsampling})"
+                )
             left = right = 0
             for i in range(frames // 2, frames // 2 + subsampling):
                 first_inputs.clear()
@@ -448,8 +474,10 @@ def stream_plan(model, example_input, subsampling: int, chunk_frames: int = 64):
         for handle in handles:
             handle.remove()
     if max(left, right) > MAX_FRONT_CONTEXT:
-        return None, (f"the layers before the first recurrent one see {max(left, right)} input frames away "
-                      f"(more than {MAX_FRONT_CONTEXT})")
+        return None, (
+            f"the layers before the first recurrent one see {max(left, right)} input frames away "
+            f"(more than {MAX_FRONT_CONTEXT})"
+        )
     names = {id(m): name for name, m in layers}
     shapes = []
     for m in order:
@@ -459,21 +487,30 @@ def stream_plan(model, example_input, subsampling: int, chunk_frames: int = 64):
     left = -(-left // subsampling) * subsampling
     right = max(0, right - subsampling + 1)
     right += -(left + chunk + right) % subsampling  # whole output frames per window
-    plan = StreamPlan(layers=tuple(names[id(m)] for m in order), kinds=tuple(type(m).__name__ for m in order),
-                      state_shapes=tuple(shapes), left_frames=left, right_frames=right, chunk_frames=chunk,
-                      subsampling=subsampling)
+    plan = StreamPlan(
+        layers=tuple(names[id(m)] for m in order),
+        kinds=tuple(type(m).__name__ for m in order),
+        state_shapes=tuple(shapes),
+        left_frames=left,
+        right_frames=right,
+        chunk_frames=chunk,
+        subsampling=subsampling,
+    )
     # The measured check: a chunked run carrying the state equals the whole utterance.
     from edge_speech.backends import run_stateful
 
     x = torch.randn(1, 2 * chunk + chunk // 2 + 3, dim, generator=generator)
     with torch.no_grad():
         whole = model(x)[0].numpy()
-    stepped = run_stateful(TorchStateful(stateful_module(model, plan)), x[0].numpy(), plan.input_spec(_spec()),
-                           subsampling)
+    stepped = run_stateful(
+        TorchStateful(stateful_module(model, plan)), x[0].numpy(), plan.input_spec(_spec()), subsampling
+    )
     error = float(np.abs(stepped - whole).max()) if stepped.shape == whole.shape else float("inf")
     if error > 1e-4 * (1 + float(np.abs(whole).max())):
-        return None, (f"a chunked run carrying the recurrent state differs from the whole-utterance run by {error:.3g} "
-                      "(a layer after the recurrent ones looks across frames)")
+        return None, (
+            f"a chunked run carrying the recurrent state differs from the whole-utterance run by {error:.3g} "
+            "(a layer after the recurrent ones looks across frames)"
+        )
     return plan, None
 
 
@@ -541,7 +578,7 @@ def stateful_module(model, plan: StreamPlan, fixed_frames: Optional[int] = None,
         def forward(self, features, chunk_range, *states):
             position = 0
             for carry, shapes in zip(self.carries, plan.state_shapes):
-                carry.inputs = states[position:position + len(shapes)]
+                carry.inputs = states[position : position + len(shapes)]
                 carry.chunk_range = chunk_range
                 position += len(shapes)
             out = self.model(features)
@@ -569,7 +606,7 @@ class TorchStateful:
             x = torch.nn.functional.pad(x, (0, 0, 0, self.fixed_window - x.shape[1]))
         with torch.no_grad():
             out, *after = self.module(x, torch.tensor([first, end]), *state)
-        return out[0, :end - first].numpy(), after
+        return out[0, : end - first].numpy(), after
 
 
 def _zero_state(plan: StreamPlan):
@@ -577,8 +614,9 @@ def _zero_state(plan: StreamPlan):
     return [torch.zeros(shape) for shapes in plan.state_shapes for shape in shapes]
 
 
-def export_stateful_onnx(model, example_input, plan: StreamPlan, spec, output_name: str = "log_probs",
-                         opset: int = 17) -> bytes:
+def export_stateful_onnx(
+    model, example_input, plan: StreamPlan, spec, output_name: str = "log_probs", opset: int = 17
+) -> bytes:
     """ONNX of :func:`stateful_module` with a dynamic time axis: inputs ``spec.name`` [1,
     frames, dim], ``chunk_range`` int64 [2] and the state tensors (``plan.state_tensors()``),
     outputs ``output_name`` and the states after the chunk. Fed zeros and the range [0, a large
@@ -599,11 +637,17 @@ def export_stateful_onnx(model, example_input, plan: StreamPlan, spec, output_na
     chunk_range = torch.tensor([0, int(example_input.shape[1])])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's notes on recurrent layers with state
-        torch.onnx.export(module, (example_input, chunk_range, *_zero_state(plan)), buffer,
-                          input_names=[spec.name, CHUNK_RANGE_NAME, *(t.input for t in tensors)],
-                          output_names=[output_name, *(t.output for t in tensors)],
-                          dynamic_axes={spec.name: {1: "frames"}, output_name: {1: "out_frames"}},
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (example_input, chunk_range, *_zero_state(plan)),
+            buffer,
+            input_names=[spec.name, CHUNK_RANGE_NAME, *(t.input for t in tensors)],
+            output_names=[output_name, *(t.output for t in tensors)],
+            dynamic_axes={spec.name: {1: "frames"}, output_name: {1: "out_frames"}},
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     data = buffer.getvalue()
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -627,7 +671,7 @@ def export_stateful_onnx(model, example_input, plan: StreamPlan, spec, output_na
             def run_chunk(window, first, end, state):
                 feeds = {spec.name: window[None].astype(np.float32), CHUNK_RANGE_NAME: np.array([first, end]), **state}
                 out, *after = session.run([output_name, *(t.output for t in tensors)], feeds)
-                return out[0, :end - first], dict(zip((t.input for t in tensors), after))
+                return out[0, : end - first], dict(zip((t.input for t in tensors), after))
 
         stepped = run_stateful(_Session, x[0].numpy(), spec, plan.subsampling)
         scale = 1.0 + float(np.abs(expected).max())
@@ -648,7 +692,9 @@ def short_tensor_names(model: bytes) -> bytes:
     schema, flatbuffers = _tflite_schema()
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     for graph in tree.subgraphs or []:
-        keep = set(graph.inputs if graph.inputs is not None else []) | set(graph.outputs if graph.outputs is not None else [])
+        keep = set(graph.inputs if graph.inputs is not None else []) | set(
+            graph.outputs if graph.outputs is not None else []
+        )
         for index, tensor in enumerate(graph.tensors or []):
             if index not in keep:
                 tensor.name = f"t{index}".encode()
@@ -667,15 +713,23 @@ def int8_weights_tflite(model: bytes) -> bytes:
     try:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError:
-        raise ImportError("int8 TFLite of recurrent models needs ai-edge-quantizer: pip install "
-                          "'edge-speech[converter]'") from None
+        raise ImportError(
+            "int8 TFLite of recurrent models needs ai-edge-quantizer: pip install 'edge-speech[converter]'"
+        ) from None
     engine = quantizer.Quantizer(model)
     engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     return bytes(engine.quantize().quantized_model)
 
 
-def export_tflite_lowered(model, feature_dim: int, *, quantize: Optional[str] = None,
-                          calibration: Sequence[np.ndarray] = (), export=None, **chunking):
+def export_tflite_lowered(
+    model,
+    feature_dim: int,
+    *,
+    quantize: Optional[str] = None,
+    calibration: Sequence[np.ndarray] = (),
+    export=None,
+    **chunking,
+):
     """:func:`~edge_speech.converters.export.export_tflite` for models with GRUs or RNNs: the
     recurrent layers lowered to matmuls and gates (:func:`lower_recurrent`; litert-torch 0.10's
     int8 quantizer crashes on the fused GRU), exported in float, then int8 weights
@@ -695,8 +749,15 @@ def export_tflite_lowered(model, feature_dim: int, *, quantize: Optional[str] = 
     return (int8_weights_tflite(data) if quantize == "int8" else data), spec
 
 
-def export_stateful_tflite(model, feature_dim: int, plan: StreamPlan, spec, quantize: Optional[str] = None,
-                           calibration: Sequence[np.ndarray] = (), output_name: str = "log_probs"):
+def export_stateful_tflite(
+    model,
+    feature_dim: int,
+    plan: StreamPlan,
+    spec,
+    quantize: Optional[str] = None,
+    calibration: Sequence[np.ndarray] = (),
+    output_name: str = "log_probs",
+):
     """A fixed-shape TFLite model of :func:`stateful_module` (recurrent layers lowered to
     explicit matmuls and gates, unrolled over the chunk's output frames) over windows of left +
     chunk + right frames, with one signature whose inputs and outputs carry the manifest's
@@ -727,9 +788,11 @@ def export_stateful_tflite(model, feature_dim: int, plan: StreamPlan, spec, quan
             out, *after = self.inner(*(inputs[n] for n in names))
             return {output_name: out, **{t.output: v for t, v in zip(tensors, after)}}
 
-    example = {spec.name: torch.zeros(1, window, feature_dim),
-               CHUNK_RANGE_NAME: torch.tensor([0, plan.chunk_frames // plan.subsampling], dtype=torch.int32),
-               **{t.input: torch.zeros(t.shape) for t in tensors}}
+    example = {
+        spec.name: torch.zeros(1, window, feature_dim),
+        CHUNK_RANGE_NAME: torch.tensor([0, plan.chunk_frames // plan.subsampling], dtype=torch.int32),
+        **{t.input: torch.zeros(t.shape) for t in tensors},
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         edge = litert_torch.signature("stream", Named().eval(), sample_kwargs=example).convert()

@@ -12,30 +12,48 @@ from typing import List, Mapping, Optional, Sequence
 
 REPORT_FOLDER = "report"
 # (key in a step summary, axis label, file name)
-STEP_PLOTS = (("bytes", "model size (MB)", "size.png"), ("latency_ms", "latency (ms, host, 1 thread)", "latency.png"),
-              ("cer", "CER (%)", "accuracy.png"))
+STEP_PLOTS = (
+    ("bytes", "model size (MB)", "size.png"),
+    ("latency_ms", "latency (ms, host, 1 thread)", "latency.png"),
+    ("cer", "CER (%)", "accuracy.png"),
+)
 
 
 def step_summary(step: Mapping) -> dict:
     """The comparable numbers of one pipeline step: bytes, latency_ms, cer, macs, params (those
     the step recorded). Latency is the step's verification run of its own model."""
     check = step.get("vs_fp32") or step.get("vs_torch") or {}
-    summary = {"step": step["step"], "bytes": step.get("bytes"),
-               "latency_ms": check.get("candidate_latency_ms"), "cer": step.get("cer"),
-               "macs": step.get("macs_after", step.get("macs")), "params": step.get("params_after", step.get("params"))}
+    summary = {
+        "step": step["step"],
+        "bytes": step.get("bytes"),
+        "latency_ms": check.get("candidate_latency_ms"),
+        "cer": step.get("cer"),
+        "macs": step.get("macs_after", step.get("macs")),
+        "params": step.get("params_after", step.get("params")),
+    }
     return {k: v for k, v in summary.items() if v is not None}
 
 
-def write_report(steps: Sequence[Mapping], folder: "str | Path", sweep: Optional[Sequence[Mapping]] = None,
-                 title: str = "Conversion report") -> Path:
+def write_report(
+    steps: Sequence[Mapping],
+    folder: "str | Path",
+    sweep: Optional[Sequence[Mapping]] = None,
+    title: str = "Conversion report",
+) -> Path:
     """Writes report.json, report.md and the plots into ``folder``; returns report.md's path.
     ``sweep``: pruning-sweep points ``{"macs": ..., "cer": ...}`` for the accuracy-vs-MACs plot."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps({"steps": list(steps), "sweep": list(sweep or [])}, indent=2,
-                                                   default=float) + "\n")
+    (folder / "report.json").write_text(
+        json.dumps({"steps": list(steps), "sweep": list(sweep or [])}, indent=2, default=float) + "\n"
+    )
     rows = [step_summary(s) for s in steps]
-    lines = [f"# {title}", "", "| step | params | MACs | bytes | latency ms | CER % |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| step | params | MACs | bytes | latency ms | CER % |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         cells = [f"{r[k]:,}" if k in r else "" for k in ("params", "macs", "bytes")]
         cells.append(f"{r['latency_ms']:.2f}" if "latency_ms" in r else "")

@@ -16,18 +16,20 @@ Runner = Callable[[np.ndarray], np.ndarray]  # features [frames, dim] -> outputs
 
 @dataclasses.dataclass(frozen=True)
 class VerifyReport:
-    cosine: float                 # mean over utterances of the cosine of flattened outputs
-    snr_db: float                 # 10 log10(|ref|^2 / |ref - test|^2), over all outputs
-    frame_agreement: float        # share of frames (classifiers: inputs) with the same argmax
+    cosine: float  # mean over utterances of the cosine of flattened outputs
+    snr_db: float  # 10 log10(|ref|^2 / |ref - test|^2), over all outputs
+    frame_agreement: float  # share of frames (classifiers: inputs) with the same argmax
     greedy_token_agreement: float  # 1 - token edit distance / reference length, greedy decoding
-    reference_latency_ms: float   # mean per utterance
+    reference_latency_ms: float  # mean per utterance
     candidate_latency_ms: float
     utterances: int
 
     def to_dict(self) -> dict:
         # NaN (no token agreement for classifiers) is not JSON; None is.
-        return {k: (None if v != v else round(v, 5)) if isinstance(v, float) else v
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (None if v != v else round(v, 5)) if isinstance(v, float) else v
+            for k, v in dataclasses.asdict(self).items()
+        }
 
 
 def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], blank_id: int = 0) -> VerifyReport:
@@ -60,10 +62,14 @@ def verify(reference: Runner, candidate: Runner, inputs: Sequence[np.ndarray], b
             frames += 1
     n = len(inputs)
     return VerifyReport(
-        cosine=float(np.mean(cosines)), snr_db=float(10 * np.log10(signal / max(noise, 1e-30))),
+        cosine=float(np.mean(cosines)),
+        snr_db=float(10 * np.log10(signal / max(noise, 1e-30))),
         frame_agreement=agree / frames if frames else float("nan"),
         greedy_token_agreement=float(np.mean(token_scores)) if token_scores else float("nan"),
-        reference_latency_ms=1e3 * times["ref"] / n, candidate_latency_ms=1e3 * times["cand"] / n, utterances=n)
+        reference_latency_ms=1e3 * times["ref"] / n,
+        candidate_latency_ms=1e3 * times["cand"] / n,
+        utterances=n,
+    )
 
 
 # edge_speech.text's greedy collapse under this module's older name (edit_distance is re-exported as imported)

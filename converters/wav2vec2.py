@@ -45,7 +45,7 @@ CTC_CLASSES = tuple(ctc for _, ctc in FAMILIES.values())
 # Audio models people try that take something else, and what to do instead.
 _NOT_HERE = {
     "wav2vec2-bert": "Wav2Vec2BertForCTC takes log-mel features, not the waveform: export it to ONNX and use "
-                     "converters.convert_onnx with a matching feature config",
+    "converters.convert_onnx with a matching feature config",
     "whisper": "Whisper is an encoder-decoder; converters.whisper_encoder converts its encoder with a CTC head",
 }
 
@@ -76,22 +76,29 @@ def load_hf_ctc(directory: "str | Path") -> Wav2Vec2Source:
     try:
         import transformers
     except ImportError:
-        raise ImportError("Hugging Face CTC conversion needs transformers: pip install 'edge-speech[converter]'") from None
+        raise ImportError(
+            "Hugging Face CTC conversion needs transformers: pip install 'edge-speech[converter]'"
+        ) from None
     root = Path(directory)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a directory (expected a Hugging Face save_pretrained folder of one of "
-                                f"{', '.join(CTC_CLASSES)})")
+        raise FileNotFoundError(
+            f"{root}: not a directory (expected a Hugging Face save_pretrained folder of one of "
+            f"{', '.join(CTC_CLASSES)})"
+        )
     config_data = _read_json(root, "config.json", required=True)
     model_type = config_data.get("model_type")
     if model_type not in FAMILIES:
-        why = _NOT_HERE.get(model_type, f"supported model_types: {', '.join(repr(t) for t in FAMILIES)} "
-                                        f"({', '.join(CTC_CLASSES)})")
+        why = _NOT_HERE.get(
+            model_type, f"supported model_types: {', '.join(repr(t) for t in FAMILIES)} ({', '.join(CTC_CLASSES)})"
+        )
         raise ValueError(f"{root}/config.json: model_type {model_type!r} is not a supported CTC encoder; {why}")
     config_name, class_name = FAMILIES[model_type]
     other = [a for a in config_data.get("architectures") or [] if a != class_name]
     if other and class_name not in (config_data.get("architectures") or []):
-        raise ValueError(f"{root}/config.json: the weights are a {other[0]}, not a {class_name} (a CTC head over "
-                         "the vocabulary is needed; fine-tune one with CTC first)")
+        raise ValueError(
+            f"{root}/config.json: the weights are a {other[0]}, not a {class_name} (a CTC head over "
+            "the vocabulary is needed; fine-tune one with CTC first)"
+        )
     config = getattr(transformers, config_name).from_dict(config_data)
     weights = next((root / name for name in WEIGHT_FILES if (root / name).is_file()), None)
     if weights is None:
@@ -108,15 +115,23 @@ def load_hf_ctc(directory: "str | Path") -> Wav2Vec2Source:
     # rotary inv_freq is a function of the config.
     missing = [k for k in missing if not k.endswith(("masked_spec_embed", "embed_positions.inv_freq"))]
     if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not fit config.json (missing {missing[:5]}, unexpected {list(unexpected)[:5]})")
+        raise ValueError(
+            f"{weights}: weights do not fit config.json (missing {missing[:5]}, unexpected {list(unexpected)[:5]})"
+        )
     tokens, blank_id = _tokens(root, config)
     preprocessor = _read_json(root, "preprocessor_config.json", required=False)
     rate = int(preprocessor.get("sampling_rate", 16000))
     model = ctc_logits_module()(dynamic_positions(model.eval())).eval()
-    return Wav2Vec2Source(model=model, tokens=tokens, blank_id=blank_id,
-                          normalize=bool(preprocessor.get("do_normalize", True)), sample_rate=rate,
-                          samples_per_frame=math.prod(config.conv_stride), directory=str(root),
-                          architecture=class_name)
+    return Wav2Vec2Source(
+        model=model,
+        tokens=tokens,
+        blank_id=blank_id,
+        normalize=bool(preprocessor.get("do_normalize", True)),
+        sample_rate=rate,
+        samples_per_frame=math.prod(config.conv_stride),
+        directory=str(root),
+        architecture=class_name,
+    )
 
 
 load_wav2vec2 = load_hf_ctc
@@ -245,19 +260,25 @@ def window_module():
             super().__init__()
             hf = getattr(logits_module, "hf", None)
             if hf is None or type(hf).__name__ not in CTC_CLASSES:
-                raise ValueError(f"fixed-window TFLite export takes a Wav2Vec2ForCTC model or another of its family "
-                                 f"({', '.join(CTC_CLASSES[1:])}) from load_wav2vec2; export other waveform models "
-                                 "to ONNX")
+                raise ValueError(
+                    f"fixed-window TFLite export takes a Wav2Vec2ForCTC model or another of its family "
+                    f"({', '.join(CTC_CLASSES[1:])}) from load_wav2vec2; export other waveform models "
+                    "to ONNX"
+                )
             config = hf.config
-            if getattr(config, "add_adapter", False) or any(getattr(layer, "adapter_layer", None) is not None
-                                                             for layer in hf.base_model.encoder.layers):
-                raise ValueError(f"fixed-window TFLite export does not support {type(hf).__name__} adapters "
-                                 "(config.add_adapter, adapter_attn_dim); export this model to ONNX")
+            if getattr(config, "add_adapter", False) or any(
+                getattr(layer, "adapter_layer", None) is not None for layer in hf.base_model.encoder.layers
+            ):
+                raise ValueError(
+                    f"fixed-window TFLite export does not support {type(hf).__name__} adapters "
+                    "(config.add_adapter, adapter_attn_dim); export this model to ONNX"
+                )
             self.hf = hf
             self.family = type(hf).__name__
             self.stable_layer_norm = bool(getattr(config, "do_stable_layer_norm", False))
-            self.position_kind = getattr(config, "position_embeddings_type", None) if self.family == \
-                "Wav2Vec2ConformerForCTC" else None
+            self.position_kind = (
+                getattr(config, "position_embeddings_type", None) if self.family == "Wav2Vec2ConformerForCTC" else None
+            )
 
         def forward(self, waveform, length):
             base = self.hf.base_model
@@ -295,8 +316,11 @@ def window_module():
             hidden = hidden + _positional_convolution(encoder.pos_conv_embed, hidden, mask)
             if not self.stable_layer_norm:
                 hidden = encoder.layer_norm(hidden)
-            bias = _wavlm_bias(encoder.layers[0].attention, hidden.shape[1], runtime_one) \
-                if self.family == "WavLMForCTC" else None
+            bias = (
+                _wavlm_bias(encoder.layers[0].attention, hidden.shape[1], runtime_one)
+                if self.family == "WavLMForCTC"
+                else None
+            )
             for layer in encoder.layers:
                 if self.stable_layer_norm:
                     hidden = hidden + _masked_attention(layer.attention, layer.layer_norm(hidden), key_mask, bias)
@@ -377,7 +401,7 @@ def _toeplitz(values, frames: int):
     ``values`` start one element earlier each (Transformer-XL's shift)."""
     width = 2 * frames - 1
     flat = values.repeat(1, frames)  # [heads, frames * width]
-    rows = flat[:, frames - 1:frames - 1 + frames * (width - 1)].reshape(-1, frames, width - 1)
+    rows = flat[:, frames - 1 : frames - 1 + frames * (width - 1)].reshape(-1, frames, width - 1)
     return rows[:, :, :frames]
 
 
@@ -417,7 +441,9 @@ def _conformer_layer(layer, hidden, positions, kind, frame_mask, key_mask):
     """transformers' Wav2Vec2ConformerEncoderLayer (eval), with padded frames zeroed before the
     depthwise convolution and excluded from attention."""
     hidden = hidden + 0.5 * layer.ffn1(layer.ffn1_layer_norm(hidden))
-    hidden = hidden + _conformer_attention(layer.self_attn, layer.self_attn_layer_norm(hidden), positions, kind, key_mask)
+    hidden = hidden + _conformer_attention(
+        layer.self_attn, layer.self_attn_layer_norm(hidden), positions, kind, key_mask
+    )
     conv = layer.conv_module
     c = conv.glu(conv.pointwise_conv1(conv.layer_norm(hidden).transpose(1, 2)))
     c = conv.depthwise_conv(c * frame_mask.transpose(1, 2))
@@ -437,8 +463,11 @@ def _conformer_attention(attention, x, positions, kind, key_mask):
     def split(projection, source):
         return projection(source).reshape(batch, frames, heads, head_dim).transpose(1, 2)
 
-    query, key, value = split(attention.linear_q, query_key), split(attention.linear_k, query_key), \
-        split(attention.linear_v, x)
+    query, key, value = (
+        split(attention.linear_q, query_key),
+        split(attention.linear_k, query_key),
+        split(attention.linear_v, x),
+    )
     bias = None
     if kind == "relative":  # Transformer-XL's matrices b + d, shifted to relative indexing
         projected = attention.linear_pos(positions).reshape(1, 2 * frames - 1, heads, head_dim).permute(0, 2, 3, 1)
@@ -456,8 +485,10 @@ def _conformer_attention(attention, x, positions, kind, key_mask):
 def _tokens(root: Path, config) -> Tuple[Tuple[str, ...], int]:
     vocab = _read_json(root, "vocab.json", required=True)
     if vocab and all(isinstance(v, dict) for v in vocab.values()):
-        raise ValueError(f"{root}/vocab.json holds per-language vocabularies ({', '.join(list(vocab)[:4])}); "
-                         "save the processor with one target language")
+        raise ValueError(
+            f"{root}/vocab.json holds per-language vocabularies ({', '.join(list(vocab)[:4])}); "
+            "save the processor with one target language"
+        )
     vocab = {**vocab, **_read_json(root, "added_tokens.json", required=False)}
     if not all(isinstance(i, int) for i in vocab.values()):
         raise ValueError(f"{root}/vocab.json must map tokens to integer ids")
@@ -469,8 +500,10 @@ def _tokens(root: Path, config) -> Tuple[Tuple[str, ...], int]:
     if sorted(by_id) != list(range(len(by_id))):
         raise ValueError(f"{root}/vocab.json: ids must be 0..{len(by_id) - 1} without gaps")
     if len(by_id) != config.vocab_size:
-        raise ValueError(f"{root}: the tokenizer has {len(by_id)} tokens but the model outputs "
-                         f"{config.vocab_size} classes (config.json vocab_size)")
+        raise ValueError(
+            f"{root}: the tokenizer has {len(by_id)} tokens but the model outputs "
+            f"{config.vocab_size} classes (config.json vocab_size)"
+        )
     tokenizer = _read_json(root, "tokenizer_config.json", required=False)
     delimiter = tokenizer.get("word_delimiter_token", "|")
     pad = tokenizer.get("pad_token", "<pad>")
@@ -488,9 +521,9 @@ def _current_weight_names(state: Dict[str, Any]) -> Dict[str, Any]:
     renamed = {}
     for key, value in state.items():
         if key.endswith("pos_conv_embed.conv.weight_g"):
-            key = key[:-len("weight_g")] + "parametrizations.weight.original0"
+            key = key[: -len("weight_g")] + "parametrizations.weight.original0"
         elif key.endswith("pos_conv_embed.conv.weight_v"):
-            key = key[:-len("weight_v")] + "parametrizations.weight.original1"
+            key = key[: -len("weight_v")] + "parametrizations.weight.original1"
         renamed[key] = value
     return renamed
 
@@ -499,8 +532,10 @@ def _read_json(root: Path, name: str, required: bool) -> dict:
     path = root / name
     if not path.is_file():
         if required:
-            raise FileNotFoundError(f"{root}: missing {name} (a Hugging Face CTC directory needs config.json, "
-                                    "model.safetensors or pytorch_model.bin, and the processor's vocab.json)")
+            raise FileNotFoundError(
+                f"{root}: missing {name} (a Hugging Face CTC directory needs config.json, "
+                "model.safetensors or pytorch_model.bin, and the processor's vocab.json)"
+            )
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -511,8 +546,9 @@ def _read_json(root: Path, name: str, required: bool) -> dict:
     return data
 
 
-def convert_hf_ctc(directory: "str | Path", *, out: "str | Path" = "bundle", example_seconds: float = 1.0,
-                   **options: Any):
+def convert_hf_ctc(
+    directory: "str | Path", *, out: "str | Path" = "bundle", example_seconds: float = 1.0, **options: Any
+):
     """A local CTC encoder directory (``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC``,
     ``Data2VecAudioForCTC``, ``Wav2Vec2ConformerForCTC``) to a verified waveform bundle:
     :func:`convert` with the directory's tokens, blank, normalisation and frame rate.
@@ -528,12 +564,24 @@ def convert_hf_ctc(directory: "str | Path", *, out: "str | Path" = "bundle", exa
         if key in options:
             raise TypeError(f"convert_wav2vec2 takes {key} from the model directory, not as an argument")
     # Pruning counts MACs on this example; speech-level noise exercises every layer.
-    example = 0.1 * torch.randn(1, int(example_seconds * source.sample_rate), generator=torch.Generator().manual_seed(0))
+    example = 0.1 * torch.randn(
+        1, int(example_seconds * source.sample_rate), generator=torch.Generator().manual_seed(0)
+    )
     spec = InputSpec(name="waveform", kind="waveform", normalize=source.normalize)
     options.setdefault("name", Path(directory).name)
-    return convert(source.model, example, None, source.tokens, out=out, blank_id=source.blank_id,
-                   sample_rate=source.sample_rate, input_spec=spec, subsampling_factor=source.samples_per_frame,
-                   output_is_log_probs=False, **options)
+    return convert(
+        source.model,
+        example,
+        None,
+        source.tokens,
+        out=out,
+        blank_id=source.blank_id,
+        sample_rate=source.sample_rate,
+        input_spec=spec,
+        subsampling_factor=source.samples_per_frame,
+        output_is_log_probs=False,
+        **options,
+    )
 
 
 convert_wav2vec2 = convert_hf_ctc

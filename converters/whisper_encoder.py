@@ -187,7 +187,7 @@ def read_ctranslate2_variables(path: "str | Path", prefix: str = "encoder/") -> 
             offset, dims, dtype, num_bytes = located[target]
             f.seek(offset)
             tensor = torch.frombuffer(bytearray(take(num_bytes)), dtype=getattr(torch, dtype)).reshape(dims)
-            out[var_name[len(prefix):]] = tensor.float() if tensor.is_floating_point() else tensor
+            out[var_name[len(prefix) :]] = tensor.float() if tensor.is_floating_point() else tensor
     return out, header
 
 
@@ -210,10 +210,13 @@ def load_ctranslate2_encoder(directory: "str | Path") -> WhisperEncoder:
         raise ValueError(f"{model_file}: not a Whisper encoder layout ({error})") from None
     encoder = WhisperEncoder(n_mels=n_mels, dim=dim, heads=heads, layers=layers, hidden=hidden)
     state = {
-        "conv1.weight": conv1, "conv1.bias": variables["conv1/bias"],
-        "conv2.weight": variables["conv2/weight"], "conv2.bias": variables["conv2/bias"],
+        "conv1.weight": conv1,
+        "conv1.bias": variables["conv1/bias"],
+        "conv2.weight": variables["conv2/weight"],
+        "conv2.bias": variables["conv2/bias"],
         "positions": variables["position_encodings/encodings"],
-        "layer_norm.weight": variables["layer_norm/gamma"], "layer_norm.bias": variables["layer_norm/beta"],
+        "layer_norm.weight": variables["layer_norm/gamma"],
+        "layer_norm.bias": variables["layer_norm/beta"],
     }
     for i in range(layers):
         src, dst = f"layer_{i}/", f"layers.{i}."
@@ -223,21 +226,25 @@ def load_ctranslate2_encoder(directory: "str | Path") -> WhisperEncoder:
         q_b, k_b, v_b = qkv_bias.split(dim)
         if k_b.abs().max() > 0:
             raise ValueError(f"{model_file}: layer {i} has a key bias, which Whisper does not")
-        state.update({
-            dst + "attention.layer_norm.weight": variables[src + "self_attention/layer_norm/gamma"],
-            dst + "attention.layer_norm.bias": variables[src + "self_attention/layer_norm/beta"],
-            dst + "attention.query.weight": q_w, dst + "attention.query.bias": q_b,
-            dst + "attention.key.weight": k_w,
-            dst + "attention.value.weight": v_w, dst + "attention.value.bias": v_b,
-            dst + "attention.out.weight": variables[src + "self_attention/linear_1/weight"],
-            dst + "attention.out.bias": variables[src + "self_attention/linear_1/bias"],
-            dst + "feed_forward.layer_norm.weight": variables[src + "ffn/layer_norm/gamma"],
-            dst + "feed_forward.layer_norm.bias": variables[src + "ffn/layer_norm/beta"],
-            dst + "feed_forward.up.weight": variables[src + "ffn/linear_0/weight"],
-            dst + "feed_forward.up.bias": variables[src + "ffn/linear_0/bias"],
-            dst + "feed_forward.down.weight": variables[src + "ffn/linear_1/weight"],
-            dst + "feed_forward.down.bias": variables[src + "ffn/linear_1/bias"],
-        })
+        state.update(
+            {
+                dst + "attention.layer_norm.weight": variables[src + "self_attention/layer_norm/gamma"],
+                dst + "attention.layer_norm.bias": variables[src + "self_attention/layer_norm/beta"],
+                dst + "attention.query.weight": q_w,
+                dst + "attention.query.bias": q_b,
+                dst + "attention.key.weight": k_w,
+                dst + "attention.value.weight": v_w,
+                dst + "attention.value.bias": v_b,
+                dst + "attention.out.weight": variables[src + "self_attention/linear_1/weight"],
+                dst + "attention.out.bias": variables[src + "self_attention/linear_1/bias"],
+                dst + "feed_forward.layer_norm.weight": variables[src + "ffn/layer_norm/gamma"],
+                dst + "feed_forward.layer_norm.bias": variables[src + "ffn/layer_norm/beta"],
+                dst + "feed_forward.up.weight": variables[src + "ffn/linear_0/weight"],
+                dst + "feed_forward.up.bias": variables[src + "ffn/linear_0/bias"],
+                dst + "feed_forward.down.weight": variables[src + "ffn/linear_1/weight"],
+                dst + "feed_forward.down.bias": variables[src + "ffn/linear_1/bias"],
+            }
+        )
     encoder.load_state_dict(state, strict=True)
     return encoder.eval()
 

@@ -51,8 +51,7 @@ class NativeField:
             return f"{'>' if self.min_exclusive else '>='} {self.min:g}"
         if low and not high:
             return f"{'<' if self.max_exclusive else '<='} {self.max:g}"
-        return (f"in {'(' if self.min_exclusive else '['}{self.min:g}, {self.max:g}"
-                f"{')' if self.max_exclusive else ']'}")
+        return f"in {'(' if self.min_exclusive else '['}{self.min:g}, {self.max:g}{')' if self.max_exclusive else ']'}"
 
     def check(self, value: Any) -> None:
         """Raises TypeError for a value of the wrong kind, ValueError for one out of range."""

@@ -7,8 +7,16 @@ dependencies have their own :mod:`edge_speech.converters._deps`.)
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailable", "MissingDependency", "import_litert", "import_litert_schema", "import_onnxruntime",
-           "import_pyaudio", "import_soundfile", "import_soxr"]
+__all__ = [
+    "BackendUnavailable",
+    "MissingDependency",
+    "import_litert",
+    "import_litert_schema",
+    "import_onnxruntime",
+    "import_pyaudio",
+    "import_soundfile",
+    "import_soxr",
+]
 
 
 class MissingDependency(ImportError):
@@ -23,7 +31,9 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise BackendUnavailable("the ONNX Runtime backend needs onnxruntime: pip install 'edge-speech[onnx]'") from None
+        raise BackendUnavailable(
+            "the ONNX Runtime backend needs onnxruntime: pip install 'edge-speech[onnx]'"
+        ) from None
     return onnxruntime
 
 
@@ -32,16 +42,19 @@ def import_litert():
     tensorflow.lite."""
     try:
         from ai_edge_litert.interpreter import Interpreter
+
         return Interpreter
     except ImportError:
         pass
     try:
         from tflite_runtime.interpreter import Interpreter
+
         return Interpreter
     except ImportError:
         pass
     try:
         import tensorflow as tf
+
         return tf.lite.Interpreter
     except ImportError:
         raise BackendUnavailable("the LiteRT backend needs ai-edge-litert: pip install 'edge-speech[tflite]'") from None
@@ -53,7 +66,9 @@ def import_litert_schema():
         import flatbuffers
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        raise BackendUnavailable("TFLite model metadata needs ai-edge-litert: pip install 'edge-speech[tflite]'") from None
+        raise BackendUnavailable(
+            "TFLite model metadata needs ai-edge-litert: pip install 'edge-speech[tflite]'"
+        ) from None
     return schema, flatbuffers
 
 
@@ -69,7 +84,9 @@ def import_soundfile():
     try:
         import soundfile
     except ImportError:
-        raise MissingDependency("reading audio other than WAV needs soundfile: pip install 'edge-speech[audio]'") from None
+        raise MissingDependency(
+            "reading audio other than WAV needs soundfile: pip install 'edge-speech[audio]'"
+        ) from None
     return soundfile
 
 
@@ -77,6 +94,7 @@ def import_pyaudio():
     try:
         import pyaudio
     except ImportError:
-        raise MissingDependency("microphone input needs pyaudio: apt-get install portaudio19-dev && "
-                                "pip install 'edge-speech[mic]'") from None
+        raise MissingDependency(
+            "microphone input needs pyaudio: apt-get install portaudio19-dev && pip install 'edge-speech[mic]'"
+        ) from None
     return pyaudio

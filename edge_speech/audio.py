@@ -33,8 +33,8 @@ def read_wav(path: "str | Path") -> Tuple[np.ndarray, int]:
     fmt = None
     pos = 12
     while pos + 8 <= len(data):
-        chunk_id, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        body = data[pos + 8:pos + 8 + size]
+        chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        body = data[pos + 8 : pos + 8 + size]
         if chunk_id == b"fmt ":
             if len(body) < 16:
                 raise ValueError(f"{path}: truncated fmt chunk")
@@ -97,7 +97,9 @@ def pcm_to_float(raw: bytes, width: int, channels: int) -> np.ndarray:
 RAW_FORMATS = {"s16le": "<i2", "s32le": "<i4", "f32le": "<f4", "f64le": "<f8", "u8": "u1"}
 
 
-def read_raw(path: "str | Path", sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> Tuple[np.ndarray, int]:
+def read_raw(
+    path: "str | Path", sample_rate: int, sample_format: str = "s16le", channels: int = 1
+) -> Tuple[np.ndarray, int]:
     """Headerless PCM: ``sample_format`` one of :data:`RAW_FORMATS`, interleaved channels."""
     if sample_format not in RAW_FORMATS:
         raise ValueError(f"raw sample format must be one of {sorted(RAW_FORMATS)}, got {sample_format!r}")
@@ -108,7 +110,9 @@ def read_raw(path: "str | Path", sample_rate: int, sample_format: str = "s16le",
     data = _read_file(Path(path))
     frame = dtype.itemsize * channels
     if len(data) % frame:
-        raise ValueError(f"{path}: {len(data)} bytes is not a whole number of {channels}-channel {sample_format} frames")
+        raise ValueError(
+            f"{path}: {len(data)} bytes is not a whole number of {channels}-channel {sample_format} frames"
+        )
     x = np.frombuffer(data, dtype=dtype)
     if dtype.kind == "f":
         x = x.astype(np.float32)
@@ -200,8 +204,10 @@ def _frames_by_channels(samples: np.ndarray, what: str) -> np.ndarray:
         return samples
     if frames <= MAX_CHANNELS:
         return samples.T  # [channels, frames], as soundfile's always_2d=False transposed or torchaudio give
-    raise ValueError(f"{what}: a 2-D array must be [frames, channels] or [channels, frames] with at most "
-                     f"{MAX_CHANNELS} channels, got shape {samples.shape}")
+    raise ValueError(
+        f"{what}: a 2-D array must be [frames, channels] or [channels, frames] with at most "
+        f"{MAX_CHANNELS} channels, got shape {samples.shape}"
+    )
 
 
 def check_sample_rate(rate: int, what: str) -> None:
@@ -222,10 +228,21 @@ def _check_regular_file(path: Path) -> int:
     """The file's size; devices, FIFOs and sockets are refused (reading them may never end)."""
     mode = path.stat().st_mode
     if not stat.S_ISREG(mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "a directory" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-        raise ValueError(f"{path}: {kind}, not a regular audio file (audio is read from whole files; "
-                         "save the stream to a file first)")
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a directory"
+            if stat.S_ISDIR(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a file"
+        )
+        raise ValueError(
+            f"{path}: {kind}, not a regular audio file (audio is read from whole files; "
+            "save the stream to a file first)"
+        )
     return path.stat().st_size
 
 

@@ -19,8 +19,19 @@ from edge_speech._deps import BackendUnavailable, import_litert, import_onnxrunt
 from edge_speech.bundle import Bundle
 from edge_speech.manifest import BundleError, InputSpec
 
-__all__ = ["Backend", "BackendUnavailable", "LiteRTBackend", "OnnxBackend", "create_backend", "create_backend_for_target",
-           "import_litert", "import_onnxruntime", "model_feeds", "run_stateful", "stateful_chunk"]
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "LiteRTBackend",
+    "OnnxBackend",
+    "create_backend",
+    "create_backend_for_target",
+    "import_litert",
+    "import_onnxruntime",
+    "model_feeds",
+    "run_stateful",
+    "stateful_chunk",
+]
 
 
 class Backend(Protocol):
@@ -45,9 +56,16 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: Optional[int], subsampling: int = 1,
-                 threads: Optional[int] = None, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 source: str = "model"):
+    def __init__(
+        self,
+        model: bytes,
+        input_spec: InputSpec,
+        feature_dim: Optional[int],
+        subsampling: int = 1,
+        threads: Optional[int] = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        source: str = "model",
+    ):
         ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
@@ -64,11 +82,15 @@ class OnnxBackend:
             self.session = ort.InferenceSession(model, sess_options=options, providers=wanted)
         except Exception as err:  # onnxruntime's own exception types
             if wanted == ["CPUExecutionProvider"]:
-                raise BundleError(f"{source}: ONNX Runtime cannot load the model ({str(err).splitlines()[0]})") from None
+                raise BundleError(
+                    f"{source}: ONNX Runtime cannot load the model ({str(err).splitlines()[0]})"
+                ) from None
             self.fallback = f"{', '.join(wanted[:-1])} failed to start: {str(err).splitlines()[0]}"
             self.session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
         if self.fallback:
-            warnings.warn(f"edge_speech: ONNX Runtime falls back to CPU ({self.fallback})", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"edge_speech: ONNX Runtime falls back to CPU ({self.fallback})", RuntimeWarning, stacklevel=3
+            )
         self.providers = tuple(self.session.get_providers())
         self.input_spec = input_spec
         self.subsampling = subsampling
@@ -78,22 +100,37 @@ class OnnxBackend:
         extra = {n for n in (input_spec.length_name, input_spec.mask_name, input_spec.chunk_range_name) if n}
         extra |= {s.input for s in input_spec.state}
         outputs = {o.name for o in self.session.get_outputs()}
-        missing = [s.input for s in input_spec.state if s.input not in inputs] + \
-                  [s.output for s in input_spec.state if s.output not in outputs]
+        missing = [s.input for s in input_spec.state if s.input not in inputs] + [
+            s.output for s in input_spec.state if s.output not in outputs
+        ]
         if missing:
-            raise BundleError(f"{source}: the model has no state tensor(s) {missing} the manifest's input.state names "
-                              f"(inputs {sorted(inputs)}, outputs {sorted(outputs)})")
-        for what, extra_name in (("length", input_spec.length_name), ("attention-mask", input_spec.mask_name),
-                                 ("chunk-range", input_spec.chunk_range_name)):
+            raise BundleError(
+                f"{source}: the model has no state tensor(s) {missing} the manifest's input.state names "
+                f"(inputs {sorted(inputs)}, outputs {sorted(outputs)})"
+            )
+        for what, extra_name in (
+            ("length", input_spec.length_name),
+            ("attention-mask", input_spec.mask_name),
+            ("chunk-range", input_spec.chunk_range_name),
+        ):
             if extra_name and extra_name not in inputs:
                 raise BundleError(f"{source}: the model has no {what} input {extra_name!r} (it has {sorted(inputs)})")
         if set(inputs) - extra - {input_spec.name}:
-            raise BundleError(f"{source}: the model has inputs {sorted(set(inputs) - extra - {input_spec.name})} the "
-                              "manifest does not describe; a frame-count input is named by input.length_name, an "
-                              "attention mask by input.mask_name, recurrent state by input.state")
-        self.extra_dtypes = {n: np.int32 if inputs[n].type == "tensor(int32)" else
-                             np.float32 if inputs[n].type == "tensor(float)" else
-                             np.bool_ if inputs[n].type == "tensor(bool)" else np.int64 for n in extra}
+            raise BundleError(
+                f"{source}: the model has inputs {sorted(set(inputs) - extra - {input_spec.name})} the "
+                "manifest does not describe; a frame-count input is named by input.length_name, an "
+                "attention mask by input.mask_name, recurrent state by input.state"
+            )
+        self.extra_dtypes = {
+            n: np.int32
+            if inputs[n].type == "tensor(int32)"
+            else np.float32
+            if inputs[n].type == "tensor(float)"
+            else np.bool_
+            if inputs[n].type == "tensor(bool)"
+            else np.int64
+            for n in extra
+        }
         node = inputs[input_spec.name]
         self.input_dtype = np.int8 if node.type == "tensor(int8)" else np.float32
         if self.input_dtype != np.float32:
@@ -101,17 +138,23 @@ class OnnxBackend:
         self.output_name = self.session.get_outputs()[0].name
         if input_spec.kind == "waveform":
             if len(node.shape) != 2:
-                raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape}; a waveform "
-                                  "model takes [batch, samples]")
+                raise BundleError(
+                    f"{source}: model input {input_spec.name!r} has shape {node.shape}; a waveform "
+                    "model takes [batch, samples]"
+                )
             return
         if len(node.shape) != 3:
-            raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape}; "
-                              "expected 3 dimensions [batch, frames, dim] or [batch, dim, frames]")
+            raise BundleError(
+                f"{source}: model input {input_spec.name!r} has shape {node.shape}; "
+                "expected 3 dimensions [batch, frames, dim] or [batch, dim, frames]"
+            )
         dim_axis, time_axis = (2, 1) if input_spec.layout == "time_major" else (1, 2)
         model_dim = node.shape[dim_axis]
         if isinstance(model_dim, int) and model_dim != feature_dim:
-            raise BundleError(f"{source}: model input {input_spec.name!r} has shape {node.shape} ({input_spec.layout}), "
-                              f"so it takes {model_dim} features per frame; the manifest's feature config gives {feature_dim}")
+            raise BundleError(
+                f"{source}: model input {input_spec.name!r} has shape {node.shape} ({input_spec.layout}), "
+                f"so it takes {model_dim} features per frame; the manifest's feature config gives {feature_dim}"
+            )
         fixed = node.shape[time_axis]
         if isinstance(fixed, int):
             _check_fixed_frames(fixed, input_spec, source)
@@ -138,7 +181,7 @@ class OnnxBackend:
         names = [self.output_name] + [s.output for s in spec.state]
         out, *after = self.session.run(names, feeds)
         out = _unbatched(np.asarray(out, dtype=np.float32), spec, "model")
-        return out[:end - first], {s.input: np.asarray(v, dtype=np.float32) for s, v in zip(spec.state, after)}
+        return out[: end - first], {s.input: np.asarray(v, dtype=np.float32) for s, v in zip(spec.state, after)}
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
         feeds = model_feeds(self.input_spec, window, self.extra_dtypes)
@@ -154,8 +197,15 @@ class LiteRTBackend:
 
     name = "tflite"
 
-    def __init__(self, model: bytes, input_spec: InputSpec, feature_dim: Optional[int], subsampling: int = 1,
-                 threads: Optional[int] = None, source: str = "model"):
+    def __init__(
+        self,
+        model: bytes,
+        input_spec: InputSpec,
+        feature_dim: Optional[int],
+        subsampling: int = 1,
+        threads: Optional[int] = None,
+        source: str = "model",
+    ):
         Interpreter = import_litert()
         try:
             self.interpreter = Interpreter(model_content=model, num_threads=threads or None)
@@ -182,15 +232,21 @@ class LiteRTBackend:
                 raise BundleError(f"{source}: TFLite input has shape {shape}; a waveform model takes [1, samples]")
             self.fixed_frames = shape[1] if shape[1] > 0 else None
             if self.fixed_frames is not None:
-                raise BundleError(f"{source}: the TFLite waveform model has a fixed {self.fixed_frames} samples; "
-                                  "waveform models must keep a dynamic sample axis (whole utterances)")
+                raise BundleError(
+                    f"{source}: the TFLite waveform model has a fixed {self.fixed_frames} samples; "
+                    "waveform models must keep a dynamic sample axis (whole utterances)"
+                )
             return
         if len(shape) != 3:
-            raise BundleError(f"{source}: TFLite input has shape {shape}; expected [1, frames, dim] or [1, dim, frames]")
+            raise BundleError(
+                f"{source}: TFLite input has shape {shape}; expected [1, frames, dim] or [1, dim, frames]"
+            )
         dim_axis, time_axis = (2, 1) if input_spec.layout == "time_major" else (1, 2)
         if shape[dim_axis] != feature_dim:
-            raise BundleError(f"{source}: the TFLite model takes {shape[dim_axis]} features per frame; the manifest's "
-                              f"feature config gives {feature_dim}")
+            raise BundleError(
+                f"{source}: the TFLite model takes {shape[dim_axis]} features per frame; the manifest's "
+                f"feature config gives {feature_dim}"
+            )
         self.fixed_frames = shape[time_axis] if shape[time_axis] > 0 else None
         if self.fixed_frames is not None:
             _check_fixed_frames(self.fixed_frames, input_spec, source)
@@ -212,19 +268,23 @@ class LiteRTBackend:
         wanted = {spec.name, _chunk_range_name(spec), *(s.input for s in spec.state)}
         found = [n for n, io in signatures.items() if set(io["inputs"]) == wanted]
         if len(found) != 1:
-            raise BundleError(f"{source}: the stateful TFLite model needs one signature with inputs {sorted(wanted)}; it "
-                              f"has {signatures}")
+            raise BundleError(
+                f"{source}: the stateful TFLite model needs one signature with inputs {sorted(wanted)}; it "
+                f"has {signatures}"
+            )
         self.runner = self.interpreter.get_signature_runner(found[0])
         self.details = {**self.runner.get_input_details(), **self.runner.get_output_details()}
         missing = [s.output for s in spec.state if s.output not in self.details]
         if missing:
             raise BundleError(f"{source}: the stateful TFLite model has no state output(s) {missing}")
-        self.logits_name = next((n for n in signatures[found[0]]["outputs"] if n not in {s.output for s in spec.state}),
-                                None)
+        self.logits_name = next(
+            (n for n in signatures[found[0]]["outputs"] if n not in {s.output for s in spec.state}), None
+        )
         shape = list(self.details[spec.name]["shape"])
         if len(shape) != 3 or shape[2] != feature_dim:
-            raise BundleError(f"{source}: the stateful TFLite model takes features {shape}; expected [1, frames, "
-                              f"{feature_dim}]")
+            raise BundleError(
+                f"{source}: the stateful TFLite model takes features {shape}; expected [1, frames, {feature_dim}]"
+            )
         self.fixed_window = self.fixed_frames = shape[1]
         _check_fixed_frames(self.fixed_window, spec, source)
 
@@ -237,16 +297,18 @@ class LiteRTBackend:
         if self.fixed_window is None:
             raise RuntimeError("run_chunk runs a stateful model; this one is stateless")
         padded = np.zeros((self.fixed_window, window.shape[1]), dtype=np.float32)
-        padded[:len(window)] = window
+        padded[: len(window)] = window
         range_name = _chunk_range_name(spec)
-        feeds = {spec.name: _quantize(padded[None], self.details[spec.name]),
-                 range_name: np.array([first, end], dtype=self.details[range_name]["dtype"])}
+        feeds = {
+            spec.name: _quantize(padded[None], self.details[spec.name]),
+            range_name: np.array([first, end], dtype=self.details[range_name]["dtype"]),
+        }
         for s in spec.state:
             feeds[s.input] = _quantize(state[s.input], self.details[s.input])
         outputs = self.runner(**feeds)
         out = _unbatched(_dequantize(outputs[self.logits_name], self.details[self.logits_name]), spec, "TFLite")
         after = {s.input: _dequantize(outputs[s.output], self.details[s.output]).reshape(s.shape) for s in spec.state}
-        return out[:end - first], after
+        return out[: end - first], after
 
     def _window_runner(self, window: int):
         """The signature runner of one window, made on first use: each allocates its own
@@ -256,23 +318,29 @@ class LiteRTBackend:
             details = {**runner.get_input_details(), **runner.get_output_details()}
             shape = list(details[self.input_spec.name]["shape"])
             if shape != [1, window]:
-                raise BundleError(f"TFLite signature {self.windows[window]} takes input shape {shape}, not [1, {window}]")
+                raise BundleError(
+                    f"TFLite signature {self.windows[window]} takes input shape {shape}, not [1, {window}]"
+                )
             self.runners[window] = runner, details
         return self.runners[window]
 
     def _run_padded(self, samples: np.ndarray, window: int) -> np.ndarray:
         runner, details = self._window_runner(window)
         padded = np.zeros((1, window), dtype=np.float32)
-        padded[0, :len(samples)] = samples
+        padded[0, : len(samples)] = samples
         length_name = self.input_spec.length_name
         if length_name is None:  # _waveform_windows refuses window signatures without one
             raise BundleError("a TFLite waveform model with fixed windows needs input.length_name")
-        outputs = runner(**{self.input_spec.name: _quantize(padded, details[self.input_spec.name]),
-                            length_name: np.array([len(samples)], dtype=np.int32)})
+        outputs = runner(
+            **{
+                self.input_spec.name: _quantize(padded, details[self.input_spec.name]),
+                length_name: np.array([len(samples)], dtype=np.int32),
+            }
+        )
         frames = next(v for v in outputs.values() if v.ndim == 1)
         logits_name, logits = next((k, v) for k, v in outputs.items() if v.ndim == 3)
         out = _dequantize(logits, details[logits_name])[0]
-        return out[:int(frames[0])]
+        return out[: int(frames[0])]
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
         x = model_feeds(self.input_spec, window)[self.input_spec.name]
@@ -292,14 +360,18 @@ def _check_fixed_frames(fixed: int, spec: InputSpec, source: str) -> None:
     clip, or a chunk with its contexts."""
     if spec.clip_frames is not None:
         if fixed != spec.clip_frames:
-            raise BundleError(f"{source}: the model takes a fixed {fixed} frames, but the manifest's clip is "
-                              f"{spec.clip_frames} frames (input.clip_frames)")
+            raise BundleError(
+                f"{source}: the model takes a fixed {fixed} frames, but the manifest's clip is "
+                f"{spec.clip_frames} frames (input.clip_frames)"
+            )
         return
     window = spec.chunk_frames and spec.left_context_frames + spec.chunk_frames + spec.right_context_frames
     if window != fixed:
-        raise BundleError(f"{source}: the model input has a fixed {fixed} frames, but the manifest's chunking gives "
-                          f"windows of {window}; fixed-shape models need input.chunk_frames and contexts that add up "
-                          "to the model's frame count")
+        raise BundleError(
+            f"{source}: the model input has a fixed {fixed} frames, but the manifest's chunking gives "
+            f"windows of {window}; fixed-shape models need input.chunk_frames and contexts that add up "
+            "to the model's frame count"
+        )
 
 
 def _chunk_range_name(spec: InputSpec) -> str:
@@ -335,23 +407,31 @@ def _waveform_windows(interpreter, spec: InputSpec, source: str) -> dict:
     if not signatures:
         return {}
     if spec.kind != "waveform" or not spec.length_name:
-        raise BundleError(f"{source}: the TFLite model runs fixed waveform windows ({', '.join(signatures)}); its "
-                          "manifest input must be kind 'waveform' with a length_name")
+        raise BundleError(
+            f"{source}: the TFLite model runs fixed waveform windows ({', '.join(signatures)}); its "
+            "manifest input must be kind 'waveform' with a length_name"
+        )
     windows = {}
     for name, io in signatures.items():
-        samples = name[len(WINDOW_SIGNATURE):]
+        samples = name[len(WINDOW_SIGNATURE) :]
         if not samples.isdigit() or int(samples) < 1:
             raise BundleError(f"{source}: TFLite signature {name!r} does not name its window in samples")
         if set(io["inputs"]) != {spec.name, spec.length_name} or len(io["outputs"]) != 2:
-            raise BundleError(f"{source}: TFLite signature {name} has inputs {sorted(io['inputs'])} and "
-                              f"{len(io['outputs'])} outputs; expected inputs {spec.name!r} and {spec.length_name!r}, "
-                              "and the logits and frame count as outputs")
+            raise BundleError(
+                f"{source}: TFLite signature {name} has inputs {sorted(io['inputs'])} and "
+                f"{len(io['outputs'])} outputs; expected inputs {spec.name!r} and {spec.length_name!r}, "
+                "and the logits and frame count as outputs"
+            )
         windows[int(samples)] = name
     return windows
 
 
-def run_in_windows(run_padded: Callable[[np.ndarray, int], np.ndarray], samples: np.ndarray, windows: Sequence[int],
-                   samples_per_frame: int) -> np.ndarray:
+def run_in_windows(
+    run_padded: Callable[[np.ndarray, int], np.ndarray],
+    samples: np.ndarray,
+    windows: Sequence[int],
+    samples_per_frame: int,
+) -> np.ndarray:
     """Runs ``samples`` in the smallest of ``windows`` (sorted sample counts) that holds them,
     which equals a whole-utterance run. Longer audio is cut into windows of the largest size
     that overlap by a quarter; each output frame comes from the window in which it lies
@@ -368,7 +448,7 @@ def run_in_windows(run_padded: Callable[[np.ndarray, int], np.ndarray], samples:
     starts = list(range(0, last, step)) + [last]
     pieces: list[tuple[np.ndarray, int]] = []
     for k, start in enumerate(starts):
-        out = run_padded(samples[start:start + window], window)
+        out = run_padded(samples[start : start + window], window)
         first_frame = start // samples_per_frame
         # Hand over to the next window halfway through the overlap.
         begin = 0 if k == 0 else (pieces[-1][1] - first_frame)
@@ -418,8 +498,9 @@ def model_feeds(spec: InputSpec, x: np.ndarray, extra_dtypes: Optional[dict] = N
     return feeds
 
 
-def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray, spec: InputSpec,
-                  subsampling: int) -> np.ndarray:
+def run_in_chunks(
+    run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray, spec: InputSpec, subsampling: int
+) -> np.ndarray:
     """Runs a whole utterance, or, for fixed-shape models, windows of left + chunk + right
     frames, keeping from each the outputs its context makes exact. The first window starts at
     the utterance start and the last ends at its end, so the model's own edge padding applies
@@ -432,8 +513,10 @@ def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.n
     left, right = spec.left_context_frames, spec.right_context_frames
     window = left + spec.chunk_frames + right
     if window % subsampling or left % subsampling:
-        raise BundleError(f"chunking ({left}+{spec.chunk_frames}+{right}) must be in multiples of the model's "
-                          f"subsampling ({subsampling})")
+        raise BundleError(
+            f"chunking ({left}+{spec.chunk_frames}+{right}) must be in multiples of the model's "
+            f"subsampling ({subsampling})"
+        )
     frames = len(features)
     wanted = -(-frames // subsampling)
     padded_frames = max(wanted * subsampling, window)
@@ -446,17 +529,20 @@ def run_in_chunks(run_window: Callable[[np.ndarray], np.ndarray], features: np.n
     while done < padded_frames:
         start = min(max(0, done - left), last_start)
         keep_until = padded_frames if start == last_start else start + window - right
-        out = run_window(padded[start:start + window])
+        out = run_window(padded[start : start + window])
         if len(out) * subsampling != window:
-            raise BundleError(f"the model gave {len(out)} output frames for a {window}-frame window; with "
-                              f"subsampling {subsampling} it must give {window // subsampling}")
-        pieces.append(out[(done - start) // subsampling:(keep_until - start) // subsampling])
+            raise BundleError(
+                f"the model gave {len(out)} output frames for a {window}-frame window; with "
+                f"subsampling {subsampling} it must give {window // subsampling}"
+            )
+        pieces.append(out[(done - start) // subsampling : (keep_until - start) // subsampling])
         done = keep_until
     return np.concatenate(pieces)[:wanted]
 
 
-def stateful_chunk(done: int, total: int, final: bool, spec: InputSpec, subsampling: int,
-                   fixed_window: Optional[int] = None) -> Optional[Tuple[int, int, int, int]]:
+def stateful_chunk(
+    done: int, total: int, final: bool, spec: InputSpec, subsampling: int, fixed_window: Optional[int] = None
+) -> Optional[Tuple[int, int, int, int]]:
     """The window of a stateful model's chunk that starts at input frame ``done``: (start,
     stop) in input frames (``stop`` may pass ``total`` for a fixed window, zero-padded) and
     the chunk's output frames (first, end) within it; None while the frames it needs have not
@@ -494,14 +580,15 @@ def run_stateful(backend, features: np.ndarray, spec: InputSpec, subsampling: in
         if cut is None:
             break
         start, stop, first, end = cut
-        out, state = backend.run_chunk(features[start:min(stop, total)], first, end, state)
+        out, state = backend.run_chunk(features[start : min(stop, total)], first, end, state)
         pieces.append(out)
         done += chunk
-    return np.concatenate(pieces)[:-(-total // subsampling)]
+    return np.concatenate(pieces)[: -(-total // subsampling)]
 
 
-def _run_in_overlapping_windows(run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray,
-                                spec: InputSpec, subsampling: int) -> np.ndarray:
+def _run_in_overlapping_windows(
+    run_window: Callable[[np.ndarray], np.ndarray], features: np.ndarray, spec: InputSpec, subsampling: int
+) -> np.ndarray:
     """A dynamic model with a longest input (``spec.max_frames``) over a longer utterance:
     windows of at most max_frames overlapping by a context each side (the stream context, at
     most a quarter window), keeping each window's middle, as streaming does."""
@@ -519,13 +606,18 @@ def _run_in_overlapping_windows(run_window: Callable[[np.ndarray], np.ndarray], 
         stop = min(frames, start + limit)
         keep_until = frames if stop == frames else min(stop - context, done + chunk)
         out = run_window(features[start:stop])
-        pieces.append(out[(done - start) // subsampling:-(-(keep_until - start) // subsampling)])
+        pieces.append(out[(done - start) // subsampling : -(-(keep_until - start) // subsampling)])
         done = keep_until
     return np.concatenate(pieces)[:wanted]
 
 
-def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int] = None,
-                   providers: Optional[Sequence[str]] = None, preferred: str = "onnx") -> Backend:
+def create_backend(
+    bundle: Bundle,
+    backend: str = "auto",
+    threads: Optional[int] = None,
+    providers: Optional[Sequence[str]] = None,
+    preferred: str = "onnx",
+) -> Backend:
     """The backend for a bundle: ``"onnx"``, ``"tflite"``, or ``"auto"``: ``preferred`` (a
     target profile's choice) when the bundle has that model and its runtime is installed, else
     the other one."""
@@ -538,21 +630,35 @@ def create_backend(bundle: Bundle, backend: str = "auto", threads: Optional[int]
         raise BundleError(f"{bundle.source}: the bundle has no {backend} model (it has {sorted(bundle.model_bytes)})")
     threads = threads if threads is not None else _default_threads()
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
-        raise ValueError(f"threads must be an int in 1..{MAX_THREADS}, got {threads!r} "
-                         f"(this machine has {_default_threads()} cores)")  # 100000 once hung in ORT's pool
+        raise ValueError(
+            f"threads must be an int in 1..{MAX_THREADS}, got {threads!r} (this machine has {_default_threads()} cores)"
+        )  # 100000 once hung in ORT's pool
     if backend == "tflite":
-        return LiteRTBackend(bundle.model_bytes["tflite"], manifest.input_for("tflite"), manifest.input_dim,
-                             subsampling=manifest.subsampling_factor, threads=threads, source=bundle.source)
+        return LiteRTBackend(
+            bundle.model_bytes["tflite"],
+            manifest.input_for("tflite"),
+            manifest.input_dim,
+            subsampling=manifest.subsampling_factor,
+            threads=threads,
+            source=bundle.source,
+        )
     if not providers:  # CPU; XNNPACK first when this onnxruntime build has it (most PyPI builds do not)
         has_xnnpack = "XnnpackExecutionProvider" in import_onnxruntime().get_available_providers()
         providers = ("XnnpackExecutionProvider",) * has_xnnpack + ("CPUExecutionProvider",)
-    return OnnxBackend(bundle.model_bytes["onnx"], manifest.input_for("onnx"), manifest.input_dim,
-                       subsampling=manifest.subsampling_factor, threads=threads, providers=providers,
-                       source=bundle.source)
+    return OnnxBackend(
+        bundle.model_bytes["onnx"],
+        manifest.input_for("onnx"),
+        manifest.input_dim,
+        subsampling=manifest.subsampling_factor,
+        threads=threads,
+        providers=providers,
+        source=bundle.source,
+    )
 
 
-def create_backend_for_target(bundle: Bundle, target: Optional[str] = None, backend: str = "auto",
-                              threads: Optional[int] = None) -> Backend:
+def create_backend_for_target(
+    bundle: Bundle, target: Optional[str] = None, backend: str = "auto", threads: Optional[int] = None
+) -> Backend:
     """:func:`create_backend` with a device profile's (``edge-speech targets``) preferred
     backend, execution providers and thread count; ``threads`` overrides the profile's."""
     providers, preferred = None, "onnx"
@@ -577,8 +683,10 @@ def _pick_backend(bundle: Bundle, preferred: str) -> str:
             continue
     if not available:
         raise BundleError(f"{bundle.source}: the bundle has no model")
-    raise BackendUnavailable(f"no runtime for this bundle's models ({', '.join(available)}): "
-                             "pip install 'edge-speech[onnx]' or 'edge-speech[tflite]'")
+    raise BackendUnavailable(
+        f"no runtime for this bundle's models ({', '.join(available)}): "
+        "pip install 'edge-speech[onnx]' or 'edge-speech[tflite]'"
+    )
 
 
 MAX_THREADS = 256

@@ -45,8 +45,18 @@ from edge_speech.manifest import (  # noqa: F401
 )
 
 # write_bundle and pack_bundle stay importable from here (module __getattr__) but live in the converter.
-__all__ = ["Bundle", "BundleError", "InputSpec", "Manifest", "METADATA_KEY", "SCHEMA_VERSION", "StateTensor",
-           "check_member_name", "read_onnx_metadata", "read_tflite_metadata"]
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "InputSpec",
+    "Manifest",
+    "METADATA_KEY",
+    "SCHEMA_VERSION",
+    "StateTensor",
+    "check_member_name",
+    "read_onnx_metadata",
+    "read_tflite_metadata",
+]
 
 _MAX_MEMBER_BYTES = 1 << 31
 # Writing is the converter's; these names load it on first use, so importing the runtime never does.
@@ -95,19 +105,28 @@ class Bundle:
         read = read_onnx_metadata if fmt == "onnx" else read_tflite_metadata
         text = read(data, str(path)).get(METADATA_KEY)
         if text is None:
-            raise BundleError(f"{path}: the model has no '{METADATA_KEY}' metadata; it was not exported by "
-                              "edge_speech's converter (load its bundle directory instead)")
+            raise BundleError(
+                f"{path}: the model has no '{METADATA_KEY}' metadata; it was not exported by "
+                "edge_speech's converter (load its bundle directory instead)"
+            )
         manifest = Manifest.from_dict(_parse_json(text, f"{path} metadata"), f"{path} metadata")
         # a lone model file carries no LM file: keep the other decoder defaults
         decoder = {k: v for k, v in manifest.decoder.items() if k not in ("lm", "lexicon")}
-        manifest = dataclasses.replace(manifest, models={fmt: path.name}, files={},
-                                       input=manifest.input_for(fmt), format_inputs={}, decoder=decoder)
+        manifest = dataclasses.replace(
+            manifest,
+            models={fmt: path.name},
+            files={},
+            input=manifest.input_for(fmt),
+            format_inputs={},
+            decoder=decoder,
+        )
         return cls(manifest=manifest, source=str(path), model_bytes={fmt: data})
 
     @classmethod
     def _from_files(cls, source: str, reader: "_Reader") -> "Bundle":
-        manifest = Manifest.from_dict(_parse_json(reader.read(MANIFEST_NAME, source), f"{source}/{MANIFEST_NAME}"),
-                                      f"{source}/{MANIFEST_NAME}")
+        manifest = Manifest.from_dict(
+            _parse_json(reader.read(MANIFEST_NAME, source), f"{source}/{MANIFEST_NAME}"), f"{source}/{MANIFEST_NAME}"
+        )
         lm_name = manifest.decoder.get("lm")
         for name in set(manifest.models.values()) - set(manifest.files):
             raise BundleError(f"{source}: model file {name!r} has no checksum in the manifest's files")
@@ -117,12 +136,16 @@ class Bundle:
         for name, entry in manifest.files.items():
             data = reader.read(name, source)
             if "size" in entry and len(data) != entry["size"]:
-                raise BundleError(f"{source}/{name}: size {len(data)} bytes, manifest says {entry['size']} "
-                                  "(truncated or replaced file)")
+                raise BundleError(
+                    f"{source}/{name}: size {len(data)} bytes, manifest says {entry['size']} "
+                    "(truncated or replaced file)"
+                )
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry.get("sha256"):
-                raise BundleError(f"{source}/{name}: sha256 mismatch (file corrupted or modified): "
-                                  f"{digest[:12]}… != manifest {str(entry.get('sha256'))[:12]}…")
+                raise BundleError(
+                    f"{source}/{name}: sha256 mismatch (file corrupted or modified): "
+                    f"{digest[:12]}… != manifest {str(entry.get('sha256'))[:12]}…"
+                )
             contents[name] = data
         lm_text = None
         if lm_name is not None:
@@ -132,8 +155,12 @@ class Bundle:
                     lm_text = gzip.decompress(lm_text)
                 except (OSError, EOFError) as err:
                     raise BundleError(f"{source}/{lm_name}: not a valid gzip file: {err}") from None
-        return cls(manifest=manifest, source=source,
-                   model_bytes={fmt: contents[name] for fmt, name in manifest.models.items()}, lm_text=lm_text)
+        return cls(
+            manifest=manifest,
+            source=source,
+            model_bytes={fmt: contents[name] for fmt, name in manifest.models.items()},
+            lm_text=lm_text,
+        )
 
 
 def read_onnx_metadata(model: bytes, source: str) -> Dict[str, str]:
@@ -163,7 +190,7 @@ def read_tflite_metadata(model: bytes, source: str) -> Dict[str, str]:
             entry = root.Metadata(i)
             buffer = root.Buffers(entry.Buffer())
             if buffer.Offset() > 1:  # stored after the flatbuffer (models over 2 GB)
-                data = model[buffer.Offset():buffer.Offset() + buffer.Size()]
+                data = model[buffer.Offset() : buffer.Offset() + buffer.Size()]
             else:
                 data = buffer.DataAsNumpy()
                 if isinstance(data, int):  # 0 means an empty buffer
@@ -206,8 +233,10 @@ class _DirectoryReader(_Reader):
             raise BundleError(f"{source}: missing file {name!r}")
         root = self.root.resolve()
         if root not in path.resolve().parents:  # a symlink (file or folder) pointing out of the bundle
-            raise BundleError(f"{source}: {name!r} resolves to {path.resolve()}, outside the bundle; "
-                              "bundle files must be inside its folder")
+            raise BundleError(
+                f"{source}: {name!r} resolves to {path.resolve()}, outside the bundle; "
+                "bundle files must be inside its folder"
+            )
         return path.read_bytes()
 
 

@@ -28,12 +28,15 @@ __all__ = ["Classification", "KeywordClassifier", "clip_features", "clip_samples
 @dataclasses.dataclass(frozen=True)
 class Classification:
     label: str
-    confidence: float            # the label's probability
+    confidence: float  # the label's probability
     scores: Mapping[str, float]  # every label's probability (softmax of the model's output)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "confidence": round(self.confidence, 4),
-                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+        return {
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+        }
 
 
 def clip_samples(clip_frames: int, config: features.FeatureConfig, sample_rate: int) -> int:
@@ -52,12 +55,12 @@ def fit_clip(samples: np.ndarray, length: int, hop: int) -> np.ndarray:
     if len(samples) <= length:
         out = np.zeros(length, dtype=np.float32)
         start = (length - len(samples)) // 2
-        out[start:start + len(samples)] = samples
+        out[start : start + len(samples)] = samples
         return out
     energy = np.concatenate([[0.0], np.cumsum(samples.astype(np.float64) ** 2)])
     starts = np.unique(np.append(np.arange(0, len(samples) - length + 1, max(1, hop)), len(samples) - length))
     best = int(starts[np.argmax(energy[starts + length] - energy[starts])])
-    return samples[best:best + length].copy()
+    return samples[best : best + length].copy()
 
 
 class KeywordClassifier:
@@ -65,8 +68,10 @@ class KeywordClassifier:
 
     def __init__(self, bundle: Bundle, backend: Backend):
         if bundle.manifest.kind != "classifier":
-            raise BundleError(f"{bundle.source}: a KeywordClassifier needs a classifier bundle, this one is "
-                              f"{bundle.manifest.kind!r} (use Recognizer)")
+            raise BundleError(
+                f"{bundle.source}: a KeywordClassifier needs a classifier bundle, this one is "
+                f"{bundle.manifest.kind!r} (use Recognizer)"
+            )
         self.bundle, self.backend = bundle, backend
         self.manifest: Manifest = bundle.manifest
         self.labels = self.manifest.tokens
@@ -77,8 +82,13 @@ class KeywordClassifier:
         self.clip_frames: int = clip_frames
 
     @classmethod
-    def from_bundle(cls, path: "str | Path | Bundle", target: Optional[str] = None, backend: str = "auto",
-                    threads: Optional[int] = None) -> "KeywordClassifier":
+    def from_bundle(
+        cls,
+        path: "str | Path | Bundle",
+        target: Optional[str] = None,
+        backend: str = "auto",
+        threads: Optional[int] = None,
+    ) -> "KeywordClassifier":
         """Loads and verifies a classifier bundle and starts its backend (``target``: a device
         profile, as for :meth:`edge_speech.Recognizer.from_bundle`)."""
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
@@ -88,8 +98,11 @@ class KeywordClassifier:
         """The most likely label of a file path or a ``(samples, sample_rate)`` pair."""
         probabilities = self.probabilities(audio.load_audio(source, self.manifest.sample_rate))
         best = int(np.argmax(probabilities))
-        return Classification(self.labels[best], float(probabilities[best]),
-                              {label: float(p) for label, p in zip(self.labels, probabilities)})
+        return Classification(
+            self.labels[best],
+            float(probabilities[best]),
+            {label: float(p) for label, p in zip(self.labels, probabilities)},
+        )
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Label probabilities [labels] for mono float32 samples at the bundle's rate."""
@@ -104,7 +117,9 @@ class KeywordClassifier:
         return clip_features(samples, self.feature_config, self.manifest.sample_rate, self.clip_frames)
 
 
-def clip_features(samples: np.ndarray, config: features.FeatureConfig, sample_rate: int, clip_frames: int) -> np.ndarray:
+def clip_features(
+    samples: np.ndarray, config: features.FeatureConfig, sample_rate: int, clip_frames: int
+) -> np.ndarray:
     """Features [clip_frames, dim] of ``samples`` fitted to the clip (:func:`fit_clip`)."""
     clip = fit_clip(samples, clip_samples(clip_frames, config, sample_rate), config.frame_shift(sample_rate))
     return features.compute(clip, sample_rate, config)[:clip_frames]

@@ -84,9 +84,13 @@ def _features(args: argparse.Namespace) -> int:
 def _model_argument(parser: argparse.ArgumentParser) -> None:
     from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS
 
-    parser.add_argument("--model", choices=sorted(EMBEDDED_MODELS), default=DEFAULT_MODEL,
-                        help="embedded model when no --bundle is given: en-small (small, fast, always-on commands) "
-                             "or en-base (Whisper base encoder, much better on real voices, heavier)")
+    parser.add_argument(
+        "--model",
+        choices=sorted(EMBEDDED_MODELS),
+        default=DEFAULT_MODEL,
+        help="embedded model when no --bundle is given: en-small (small, fast, always-on commands) "
+        "or en-base (Whisper base encoder, much better on real voices, heavier)",
+    )
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -120,15 +124,20 @@ def _grammar_argument(args: argparse.Namespace):
 
         loader = getattr(grammars, "load_sentences", None)
         if loader is None:
-            raise ValueError("--sentences needs Home Assistant sentence support (edge_speech.grammars.load_sentences), "
-                             "which this edge_speech does not have")
+            raise ValueError(
+                "--sentences needs Home Assistant sentence support (edge_speech.grammars.load_sentences), "
+                "which this edge_speech does not have"
+            )
         return loader(args.sentences)
     return args.grammar or None
 
 
 def _sentences_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sentences", metavar="DIR",
-                        help="Home Assistant sentence templates (a folder of YAML files, or one file) as the grammar")
+    parser.add_argument(
+        "--sentences",
+        metavar="DIR",
+        help="Home Assistant sentence templates (a folder of YAML files, or one file) as the grammar",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -138,21 +147,39 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from edge_speech.serving.wyoming_server import serve
     except ImportError as err:
-        raise ImportError(f"serve --wyoming needs the wyoming package ({err}): "
-                          "pip install 'edge-speech[serve]'") from None
+        raise ImportError(
+            f"serve --wyoming needs the wyoming package ({err}): pip install 'edge-speech[serve]'"
+        ) from None
     logger = logging.getLogger("edge_speech")
     logger.setLevel(getattr(logging, args.log_level.upper()))
     for handler in logger.handlers:  # a long-running service: stamp each line
         if getattr(handler, "_edge_speech_cli", False):
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    limits = ServeLimits(max_audio_s=args.max_audio_seconds, idle_timeout_s=args.idle_timeout,
-                    max_connections=args.max_connections, max_sessions=args.max_sessions, queue=args.queue)
+    limits = ServeLimits(
+        max_audio_s=args.max_audio_seconds,
+        idle_timeout_s=args.idle_timeout,
+        max_connections=args.max_connections,
+        max_sessions=args.max_sessions,
+        queue=args.queue,
+    )
     config = ServeConfig(
-        models=tuple((args.bundle or []) + (args.model or [])) or (DEFAULT_MODEL,), language=args.language,
-        grammar=args.grammar, sentences=args.sentences, grammar_threshold=args.grammar_threshold, wake=args.wake,
-        wake_threshold=args.wake_threshold, hotwords=args.hotwords, vad=args.vad, streaming=not args.no_streaming,
-        workers=args.workers, backend=args.backend, target=args.target, threads=args.threads,
-        reload_interval_s=args.reload_interval, limits=limits)
+        models=tuple((args.bundle or []) + (args.model or [])) or (DEFAULT_MODEL,),
+        language=args.language,
+        grammar=args.grammar,
+        sentences=args.sentences,
+        grammar_threshold=args.grammar_threshold,
+        wake=args.wake,
+        wake_threshold=args.wake_threshold,
+        hotwords=args.hotwords,
+        vad=args.vad,
+        streaming=not args.no_streaming,
+        workers=args.workers,
+        backend=args.backend,
+        target=args.target,
+        threads=args.threads,
+        reload_interval_s=args.reload_interval,
+        limits=limits,
+    )
     try:
         serve(config, args.wyoming, zeroconf=args.zeroconf)
     except KeyboardInterrupt:
@@ -225,16 +252,20 @@ def _bench(args: argparse.Namespace) -> int:
     latencies = []
     for start in range(0, len(samples), chunk):
         t0 = time.perf_counter()
-        stream.accept_waveform(samples[start:start + chunk], rate)
+        stream.accept_waveform(samples[start : start + chunk], rate)
         latencies.append(time.perf_counter() - t0)
     stream.finish()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {
-        "bundle": args.bundle, "backend": rec.backend.name, "providers": list(rec.backend.providers),
-        "audio_s": args.seconds, "rtf": round(elapsed / args.seconds, 5),
+        "bundle": args.bundle,
+        "backend": rec.backend.name,
+        "providers": list(rec.backend.providers),
+        "audio_s": args.seconds,
+        "rtf": round(elapsed / args.seconds, 5),
         "share": {k: round(v / sum(result.timings.values()), 3) for k, v in result.timings.items()},
         "stream_chunk_ms_p50": round(1e3 * float(np.median(latencies)), 2),
-        "stream_chunk_ms_max": round(1e3 * max(latencies), 2), "peak_rss_mb": round(peak_mb, 1),
+        "stream_chunk_ms_max": round(1e3 * max(latencies), 2),
+        "peak_rss_mb": round(peak_mb, 1),
     }
     print(json.dumps(report) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in report.items()))
     return 0
@@ -250,12 +281,21 @@ def _convert(args: argparse.Namespace) -> int:
     evaluation = _read_eval(args.eval) if args.eval else None
     if args.model and os.path.isdir(args.model):  # a Hugging Face *ForCTC directory
         if args.factory or args.tokens:
-            raise ValueError(f"{args.model} is a model directory: it brings its own model and tokens "
-                             "(drop --factory/--tokens)")
+            raise ValueError(
+                f"{args.model} is a model directory: it brings its own model and tokens (drop --factory/--tokens)"
+            )
         report = converters.convert_wav2vec2(
-            args.model, calib=args.calib, eval=evaluation, prune=args.prune,
-            quantize=None if args.quantize == "float" else args.quantize, formats=tuple(args.formats.split(",")),
-            target=args.target, out=args.output, name=args.name, max_accuracy_drop=args.max_accuracy_drop)
+            args.model,
+            calib=args.calib,
+            eval=evaluation,
+            prune=args.prune,
+            quantize=None if args.quantize == "float" else args.quantize,
+            formats=tuple(args.formats.split(",")),
+            target=args.target,
+            out=args.output,
+            name=args.name,
+            max_accuracy_drop=args.max_accuracy_drop,
+        )
         print(json.dumps(report.to_dict(), indent=2, default=float))
         return 0
     if not args.factory or not args.tokens:
@@ -269,13 +309,28 @@ def _convert(args: argparse.Namespace) -> int:
         if model(example).dim() == 2:  # a classifier: the example is its clip
             example = torch.zeros(1, config.num_frames(int(args.clip_seconds * 16000), 16000), config.dim)
     report = converters.convert(
-        model, example, config, tokens, calib=args.calib, eval=evaluation,
-        prune=args.prune, quantize=None if args.quantize == "float" else args.quantize,
-        formats=tuple(args.formats.split(",")), target=args.target, out=args.output, name=args.name,
-        finetune_epochs=args.finetune_epochs, max_accuracy_drop=args.max_accuracy_drop,
-        finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None, importance=args.importance,
-        ignored_layers=args.ignore_layer or (), layer_ratios=_layer_ratios(args.layer_ratio), strict=args.strict,
-        lm=args.lm, decoder=_decoder_defaults(args.decoder))
+        model,
+        example,
+        config,
+        tokens,
+        calib=args.calib,
+        eval=evaluation,
+        prune=args.prune,
+        quantize=None if args.quantize == "float" else args.quantize,
+        formats=tuple(args.formats.split(",")),
+        target=args.target,
+        out=args.output,
+        name=args.name,
+        finetune_epochs=args.finetune_epochs,
+        max_accuracy_drop=args.max_accuracy_drop,
+        finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None,
+        importance=args.importance,
+        ignored_layers=args.ignore_layer or (),
+        layer_ratios=_layer_ratios(args.layer_ratio),
+        strict=args.strict,
+        lm=args.lm,
+        decoder=_decoder_defaults(args.decoder),
+    )
     print(json.dumps(report.to_dict(), indent=2, default=float))
     return 0
 
@@ -345,8 +400,9 @@ def _read_eval(path: str) -> list:
                 except (json.JSONDecodeError, AttributeError):
                     raise ValueError(f"{path}:{number}: not a JSON object") from None
                 if not isinstance(audio_path, str) or not isinstance(text, str):
-                    raise ValueError(f"{path}:{number}: needs string fields \"audio\" (or \"audio_filepath\") and "
-                                     "\"text\" (or \"label\")")
+                    raise ValueError(
+                        f'{path}:{number}: needs string fields "audio" (or "audio_filepath") and "text" (or "label")'
+                    )
             elif "\t" in line:
                 audio_path, text = line.rstrip("\n").split("\t", 1)
             else:
@@ -371,8 +427,15 @@ def _listen(args: argparse.Namespace) -> int:
         if vad_options and args.vad != "silero":
             raise ValueError("--silero-model needs --vad silero")
         grammar = _grammar_argument(args)
-        for event in listen.listen(rec, source, grammar=grammar, grammar_threshold=args.grammar_threshold,
-                                   wake=args.wake, vad=args.vad, vad_options=vad_options):
+        for event in listen.listen(
+            rec,
+            source,
+            grammar=grammar,
+            grammar_threshold=args.grammar_threshold,
+            wake=args.wake,
+            vad=args.vad,
+            vad_options=vad_options,
+        ):
             if args.json:
                 print(event.to_json(), flush=True)
             elif event.type != "partial":
@@ -402,8 +465,10 @@ def _targets(args: argparse.Namespace) -> int:
         return 0
     width = max(len(n) for n in profiles)
     for name, target in profiles.items():
-        print(f"{name:<{width}}  {target.backend:<6} threads={target.threads or 'all'}  "
-              f"quant={target.quantization:<5} {target.description}")
+        print(
+            f"{name:<{width}}  {target.backend:<6} threads={target.threads or 'all'}  "
+            f"quant={target.quantization:<5} {target.description}"
+        )
     return 0
 
 
@@ -418,12 +483,20 @@ def _info(args: argparse.Namespace) -> int:
         "kind": m.kind,
         "schema_version": m.schema_version,
         "sample_rate": m.sample_rate,
-        "features": (f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift" if m.features
-                     else "none: waveform input" + (", normalised per utterance" if m.input.normalize else "")),
+        "features": (
+            f"{m.features.kind} dim {m.features.dim}, {m.features.frame_shift_ms:g} ms shift"
+            if m.features
+            else "none: waveform input" + (", normalised per utterance" if m.input.normalize else "")
+        ),
         "tokens": len(m.tokens),
         "frame_shift_s": round(m.frame_shift_s, 4),
-        "input": f"{m.input.layout}" + (f", chunks of {m.input.chunk_frames} (+{m.input.left_context_frames}/"
-                                        f"{m.input.right_context_frames} context)" if m.input.chunk_frames else ", dynamic"),
+        "input": f"{m.input.layout}"
+        + (
+            f", chunks of {m.input.chunk_frames} (+{m.input.left_context_frames}/"
+            f"{m.input.right_context_frames} context)"
+            if m.input.chunk_frames
+            else ", dynamic"
+        ),
         "quantization": m.quantization.get("scheme", "float"),
         "target": m.target,
         "models": {fmt: f"{name} ({len(bundle.model_bytes[fmt]) / 1e6:.2f} MB)" for fmt, name in m.models.items()},
@@ -451,9 +524,11 @@ def _verification_table(steps) -> list:
         if not check:
             return ""
         tokens = check.get("greedy_token_agreement")
-        parts = [f"cos {check['cosine']:.4f}" if check.get("cosine") is not None else "",
-                 f"SNR {check['snr_db']:.1f} dB" if check.get("snr_db") is not None else "",
-                 f"tokens {tokens:.1%}" if isinstance(tokens, (int, float)) and tokens == tokens else ""]
+        parts = [
+            f"cos {check['cosine']:.4f}" if check.get("cosine") is not None else "",
+            f"SNR {check['snr_db']:.1f} dB" if check.get("snr_db") is not None else "",
+            f"tokens {tokens:.1%}" if isinstance(tokens, (int, float)) and tokens == tokens else "",
+        ]
         return ", ".join(p for p in parts if p)
 
     def size(step):
@@ -476,8 +551,16 @@ def _verification_table(steps) -> list:
         return text if len(text) <= 160 else text[:157] + "..."
 
     header = ("step", "size", "vs reference", "eval", "notes")
-    rows = [(str(s.get("step", "?")) + (f" ({s['scheme']})" if s.get("scheme") else ""), size(s), agreement(s),
-             quality(s), notes(s)) for s in steps]
+    rows = [
+        (
+            str(s.get("step", "?")) + (f" ({s['scheme']})" if s.get("scheme") else ""),
+            size(s),
+            agreement(s),
+            quality(s),
+            notes(s),
+        )
+        for s in steps
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
@@ -520,8 +603,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.set_defaults(run=_features)
     p = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     p.add_argument("files", nargs="+")
-    p.add_argument("--bundle", help="bundle directory, .zip or .onnx model with an embedded manifest "
-                                    "(default: an embedded English model, see --model)")
+    p.add_argument(
+        "--bundle",
+        help="bundle directory, .zip or .onnx model with an embedded manifest "
+        "(default: an embedded English model, see --model)",
+    )
     _model_argument(p)
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
@@ -533,8 +619,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--lm-weight", type=float, help="LM weight (default: the bundle's, else 0.5)")
     p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost'")
     p.add_argument("--grammar", help="command grammar: YAML intents (.yaml) or JSGF (.gram/.jsgf)")
-    p.add_argument("--grammar-threshold", type=float,
-                   help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
+    p.add_argument(
+        "--grammar-threshold",
+        type=float,
+        help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)",
+    )
     _sentences_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.set_defaults(run=_transcribe)
@@ -554,34 +643,67 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_bench)
-    p = sub.add_parser("convert", help="prune, quantize, export and verify a PyTorch CTC model or keyword classifier into a bundle")
-    p.add_argument("model", nargs="?", help="checkpoint (state dict or safetensors; omit to use the factory's weights), "
-                   "or a local Hugging Face Wav2Vec2/HuBERT/WavLM/Data2VecAudio/Wav2Vec2Conformer ForCTC directory "
-                   "(config, weights, vocab.json)")
+    p = sub.add_parser(
+        "convert", help="prune, quantize, export and verify a PyTorch CTC model or keyword classifier into a bundle"
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="checkpoint (state dict or safetensors; omit to use the factory's weights), "
+        "or a local Hugging Face Wav2Vec2/HuBERT/WavLM/Data2VecAudio/Wav2Vec2Conformer ForCTC directory "
+        "(config, weights, vocab.json)",
+    )
     p.add_argument("--factory", help="module:function returning the nn.Module (features [B,T,D] -> log-probs)")
     p.add_argument("--tokens", help="one token per line (blank first); sherpa-style 'token id' lines work")
     p.add_argument("--features", default="kaldi-fbank", choices=sorted(features.PRESETS))
     p.add_argument("--calib", help="folder of calibration WAVs (required for int8)")
-    p.add_argument("--eval", help="TSV of 'wav path<TAB>transcript' lines, or a .jsonl manifest ({\"audio\": ..., "
-                   "\"text\" or \"label\": ...}), for CER or accuracy before and after each step")
-    p.add_argument("--clip-seconds", type=float, default=1.0,
-                   help="keyword classifiers (models with one output per label): the clip length they were trained on")
+    p.add_argument(
+        "--eval",
+        help="TSV of 'wav path<TAB>transcript' lines, or a .jsonl manifest ({\"audio\": ..., "
+        '"text" or "label": ...}), for CER or accuracy before and after each step',
+    )
+    p.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=1.0,
+        help="keyword classifiers (models with one output per label): the clip length they were trained on",
+    )
     p.add_argument("--prune", type=float, help="fraction of MACs to remove")
-    p.add_argument("--ignore-layer", action="append", metavar="NAME",
-                   help="module name (as model.named_modules() gives it) never pruned; repeatable")
-    p.add_argument("--layer-ratio", action="append", metavar="NAME=RATIO",
-                   help="fixed channel ratio for one module, e.g. blocks.0.pointwise=0.1; repeatable")
-    p.add_argument("--strict", action="store_true",
-                   help="a pruning shortfall or a failed format is an error, not a warning")
+    p.add_argument(
+        "--ignore-layer",
+        action="append",
+        metavar="NAME",
+        help="module name (as model.named_modules() gives it) never pruned; repeatable",
+    )
+    p.add_argument(
+        "--layer-ratio",
+        action="append",
+        metavar="NAME=RATIO",
+        help="fixed channel ratio for one module, e.g. blocks.0.pointwise=0.1; repeatable",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="a pruning shortfall or a failed format is an error, not a warning"
+    )
     p.add_argument("--finetune-epochs", type=int, default=0)
-    p.add_argument("--finetune-data", help="audio to fine-tune on after pruning, as --eval (TSV or JSONL; "
-                   "never the --eval audio); default: distil on the --calib audio")
-    p.add_argument("--importance", default="magnitude", choices=["magnitude", "taylor"],
-                   help="channel importance for pruning (taylor: gradients on the --calib audio)")
+    p.add_argument(
+        "--finetune-data",
+        help="audio to fine-tune on after pruning, as --eval (TSV or JSONL; "
+        "never the --eval audio); default: distil on the --calib audio",
+    )
+    p.add_argument(
+        "--importance",
+        default="magnitude",
+        choices=["magnitude", "taylor"],
+        help="channel importance for pruning (taylor: gradients on the --calib audio)",
+    )
     p.add_argument("--lm", help="ARPA word LM (.arpa or .arpa.gz) shipped in the bundle as its default search")
-    p.add_argument("--decoder", action="append", metavar="KEY=VALUE",
-                   help="a decoder default for the manifest: beam, lm_weight, word_bonus, lexicon, "
-                        "grammar_threshold, grammar_token_bonus (repeatable)")
+    p.add_argument(
+        "--decoder",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a decoder default for the manifest: beam, lm_weight, word_bonus, lexicon, "
+        "grammar_threshold, grammar_token_bonus (repeatable)",
+    )
     p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "float", "target"])
     p.add_argument("--max-accuracy-drop", type=float, help="CER points the quantization may cost")
     p.add_argument("--formats", default="onnx", help="comma-separated: onnx,tflite")
@@ -593,53 +715,88 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--bundle")
     _model_argument(p)
     p.add_argument("--grammar", help="command grammar: YAML intents or JSGF")
-    p.add_argument("--grammar-threshold", type=float,
-                   help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
+    p.add_argument(
+        "--grammar-threshold",
+        type=float,
+        help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)",
+    )
     _sentences_argument(p)
     p.add_argument("--wake", help="wake phrase, e.g. 'hey computer'")
     p.add_argument("--device", help="capture device index or name substring (see 'edge-speech devices')")
     p.add_argument("--wav", help="replay a WAV file instead of a microphone")
     p.add_argument("--realtime", action="store_true", help="replay the WAV at real-time pace")
-    p.add_argument("--vad", default="energy", choices=VAD_KINDS,
-                   help="voice activity detector gating the model: native energy VAD or Silero VAD (ONNX)")
+    p.add_argument(
+        "--vad",
+        default="energy",
+        choices=VAD_KINDS,
+        help="voice activity detector gating the model: native energy VAD or Silero VAD (ONNX)",
+    )
     p.add_argument("--silero-model", help="path of silero_vad.onnx (default: the one in the silero-vad package)")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(run=_listen)
     p = sub.add_parser("serve", help="serve recognition to Home Assistant and other processes (Wyoming protocol)")
-    p.add_argument("--wyoming", required=True, metavar="URI",
-                   help="where to listen: tcp://HOST:PORT (Home Assistant's default port is 10300) or unix://PATH")
-    p.add_argument("--bundle", action="append", help="bundle to serve (watched and hot-reloaded); repeatable, "
-                                                     "the first one is the default model")
+    p.add_argument(
+        "--wyoming",
+        required=True,
+        metavar="URI",
+        help="where to listen: tcp://HOST:PORT (Home Assistant's default port is 10300) or unix://PATH",
+    )
+    p.add_argument(
+        "--bundle",
+        action="append",
+        help="bundle to serve (watched and hot-reloaded); repeatable, the first one is the default model",
+    )
     from edge_speech.recognizer import EMBEDDED_MODELS
 
-    p.add_argument("--model", action="append", choices=sorted(EMBEDDED_MODELS),
-                   help="embedded model to serve; repeatable (default: en-small when no --bundle is given)")
+    p.add_argument(
+        "--model",
+        action="append",
+        choices=sorted(EMBEDDED_MODELS),
+        help="embedded model to serve; repeatable (default: en-small when no --bundle is given)",
+    )
     p.add_argument("--language", default="en", help="language of the served models (default: en)")
-    p.add_argument("--grammar", help="command grammar (YAML intents or JSGF): transcripts carry intents, other "
-                                     "speech gives an empty transcript, and 'recognize' matches text against it")
+    p.add_argument(
+        "--grammar",
+        help="command grammar (YAML intents or JSGF): transcripts carry intents, other "
+        "speech gives an empty transcript, and 'recognize' matches text against it",
+    )
     _sentences_argument(p)
-    p.add_argument("--grammar-threshold", type=float,
-                   help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)")
+    p.add_argument(
+        "--grammar-threshold",
+        type=float,
+        help="confidence below which a command is rejected (default: the bundle's calibrated one, else 0.5)",
+    )
     p.add_argument("--wake", help="wake phrase served to 'detect' requests, e.g. 'hey computer'")
     p.add_argument("--wake-threshold", type=float, help="confidence a wake phrase needs (default: as for commands)")
     p.add_argument("--hotwords", help="file with one phrase per line, optionally 'phrase:boost' (open vocabulary only)")
     p.add_argument("--vad", default="energy", choices=VAD_KINDS, help="VAD for voice-started/voice-stopped and wake")
     p.add_argument("--no-streaming", action="store_true", help="no transcript-start/-chunk/-stop partials")
     p.add_argument("--workers", type=int, help="recognition worker threads (default: one per core)")
-    p.add_argument("--queue", type=int, help="jobs that may wait for a worker before requests are refused as busy "
-                                             "(default: 8 per worker)")
+    p.add_argument(
+        "--queue",
+        type=int,
+        help="jobs that may wait for a worker before requests are refused as busy (default: 8 per worker)",
+    )
     p.add_argument("--max-sessions", type=int, help="audio streams open at once (default: 8 per worker)")
     p.add_argument("--max-audio-seconds", type=float, default=30.0, help="longest audio of one request")
     p.add_argument("--max-connections", type=int, default=2048)
     p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before a silent connection is closed")
-    p.add_argument("--reload-interval", type=float, default=2.0,
-                   help="seconds between checks of the served bundles for a new version (0: no hot reload)")
-    p.add_argument("--zeroconf", metavar="NAME", help="announce the service for Home Assistant's discovery "
-                                                      "(needs the zeroconf package; tcp:// only)")
+    p.add_argument(
+        "--reload-interval",
+        type=float,
+        default=2.0,
+        help="seconds between checks of the served bundles for a new version (0: no hot reload)",
+    )
+    p.add_argument(
+        "--zeroconf",
+        metavar="NAME",
+        help="announce the service for Home Assistant's discovery (needs the zeroconf package; tcp:// only)",
+    )
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
-    p.add_argument("--threads", type=int, default=1,
-                   help="model threads per job (default 1: the workers run in parallel)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="model threads per job (default 1: the workers run in parallel)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=_serve)
     p = sub.add_parser("devices", help="list audio capture devices")

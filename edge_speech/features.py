@@ -149,8 +149,7 @@ class FeatureConfig:
         """A named preset: one of :data:`PRESETS` or :data:`OFFLINE_PRESETS`."""
         settings = PRESETS.get(name, OFFLINE_PRESETS.get(name))
         if settings is None:
-            raise ValueError(f"unknown feature preset {name!r}; choose one of "
-                             f"{sorted([*PRESETS, *OFFLINE_PRESETS])}")
+            raise ValueError(f"unknown feature preset {name!r}; choose one of {sorted([*PRESETS, *OFFLINE_PRESETS])}")
         return cls(**settings)
 
     def replace(self, **changes: Any) -> "FeatureConfig":
@@ -215,8 +214,11 @@ class FeatureConfig:
 
     # -- internals ------------------------------------------------------------------------
     def _native(self, sample_rate: float) -> dict:
-        d = {name: _native_value(field.type, getattr(self, name))
-             for name, field in _FIELDS.items() if name != "sample_rate_hz"}
+        d = {
+            name: _native_value(field.type, getattr(self, name))
+            for name, field in _FIELDS.items()
+            if name != "sample_rate_hz"
+        }
         d["sample_rate_hz"] = _check_sample_rate(sample_rate)
         if self.cmvn == "global":
             d["cmvn_mean"] = np.asarray(self.cmvn_mean, dtype=np.float32)
@@ -228,17 +230,23 @@ class FeatureConfig:
         for name, field in _FIELDS.items():
             if name != "sample_rate_hz":
                 field.check(getattr(self, name))
-        _require(self.fft_size == 0 or (self.fft_size >= 4 and self.fft_size & (self.fft_size - 1) == 0),
-                 f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}"
-                 " (for an FFT of exactly the frame length: fft_size=0, round_to_power_of_two=False)")
+        _require(
+            self.fft_size == 0 or (self.fft_size >= 4 and self.fft_size & (self.fft_size - 1) == 0),
+            f"fft_size must be 0 (automatic) or a power of two >= 4, got {self.fft_size}"
+            " (for an FFT of exactly the frame length: fft_size=0, round_to_power_of_two=False)",
+        )
         _require(self.input_scale != 0, "input_scale must be non-zero")
         if self.kind == "mfcc":
-            _require(1 <= self.num_ceps <= self.num_mel_bins,
-                     f"num_ceps must be in 1..num_mel_bins ({self.num_mel_bins}), got {self.num_ceps}")
+            _require(
+                1 <= self.num_ceps <= self.num_mel_bins,
+                f"num_ceps must be in 1..num_mel_bins ({self.num_mel_bins}), got {self.num_ceps}",
+            )
         _require(self.output_scale != 0, "output_scale must be non-zero")
-        _require(self.output_clamp != "utterance" or self.cmvn == "none",
-                 "output_clamp='utterance' comes after every frame is computed, so it cannot be combined "
-                 "with CMVN; use output_clamp='fixed'")
+        _require(
+            self.output_clamp != "utterance" or self.cmvn == "none",
+            "output_clamp='utterance' comes after every frame is computed, so it cannot be combined "
+            "with CMVN; use output_clamp='fixed'",
+        )
         if self.cmvn == "global":
             mean = self.cmvn_mean
             if mean is None:
@@ -246,11 +254,15 @@ class FeatureConfig:
             _require(len(mean) == self.dim, f"cmvn_mean has {len(mean)} values; the features have {self.dim}")
             _require(all(math.isfinite(v) for v in mean), "cmvn_mean must be finite")
             if self.cmvn_std is not None:
-                _require(len(self.cmvn_std) == self.dim,
-                         f"cmvn_std has {len(self.cmvn_std)} values; the features have {self.dim}")
-                _require(all(math.isfinite(v) and v >= MIN_CMVN_STD for v in self.cmvn_std),
-                         f"cmvn_std values must be finite and >= {MIN_CMVN_STD:g} (dividing by a near-zero std "
-                         "makes features overflow to Inf)")
+                _require(
+                    len(self.cmvn_std) == self.dim,
+                    f"cmvn_std has {len(self.cmvn_std)} values; the features have {self.dim}",
+                )
+                _require(
+                    all(math.isfinite(v) and v >= MIN_CMVN_STD for v in self.cmvn_std),
+                    f"cmvn_std values must be finite and >= {MIN_CMVN_STD:g} (dividing by a near-zero std "
+                    "makes features overflow to Inf)",
+                )
 
 
 PRESETS: Mapping[str, Mapping[str, Any]] = {
@@ -261,16 +273,42 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     # np.log(librosa.feature.melspectrogram(center=True, pad_mode="reflect", window="hann",
     #        n_fft=fft_size, win_length, hop_length, n_mels=80) + 1e-6)
     "librosa-mel": dict(
-        kind="fbank", padding="reflect", window="hann", periodic_window=True, remove_dc_offset=False,
-        preemphasis=0.0, num_mel_bins=80, low_freq_hz=0.0, high_freq_hz=0.0, mel_scale="slaney",
-        mel_triangles="hz", mel_norm="slaney", log_floor_mode="add", log_floor=1e-6, use_energy=False,
+        kind="fbank",
+        padding="reflect",
+        window="hann",
+        periodic_window=True,
+        remove_dc_offset=False,
+        preemphasis=0.0,
+        num_mel_bins=80,
+        low_freq_hz=0.0,
+        high_freq_hz=0.0,
+        mel_scale="slaney",
+        mel_triangles="hz",
+        mel_norm="slaney",
+        log_floor_mode="add",
+        log_floor=1e-6,
+        use_energy=False,
     ),
     # librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=13) over a 40-bin mel.
     "librosa-mfcc": dict(
-        kind="mfcc", padding="reflect", window="hann", periodic_window=True, remove_dc_offset=False,
-        preemphasis=0.0, num_mel_bins=40, low_freq_hz=0.0, high_freq_hz=0.0, mel_scale="slaney",
-        mel_triangles="hz", mel_norm="slaney", log_scale="db", log_floor_mode="max", log_floor=1e-10,
-        num_ceps=13, cepstral_lifter=0.0, use_energy=False,
+        kind="mfcc",
+        padding="reflect",
+        window="hann",
+        periodic_window=True,
+        remove_dc_offset=False,
+        preemphasis=0.0,
+        num_mel_bins=40,
+        low_freq_hz=0.0,
+        high_freq_hz=0.0,
+        mel_scale="slaney",
+        mel_triangles="hz",
+        mel_norm="slaney",
+        log_scale="db",
+        log_floor_mode="max",
+        log_floor=1e-10,
+        num_ceps=13,
+        cepstral_lifter=0.0,
+        use_energy=False,
     ),
 }
 
@@ -281,12 +319,31 @@ OFFLINE_PRESETS: Mapping[str, Mapping[str, Any]] = {
     # openai-whisper log_mel_spectrogram / transformers WhisperFeatureExtractor, at 16 kHz (see
     # the module docstring); output_clamp="fixed" with output_clamp_floor makes it stream.
     "whisper": dict(
-        kind="fbank", frame_length_ms=25.0, frame_shift_ms=10.0, fft_size=0, round_to_power_of_two=False,
-        padding="reflect", drop_last_frame=True, window="hann", periodic_window=True, remove_dc_offset=False,
-        preemphasis=0.0, num_mel_bins=80, low_freq_hz=0.0, high_freq_hz=8000.0, mel_scale="slaney",
-        mel_triangles="hz", mel_norm="slaney", log_scale="log10", log_floor_mode="max", log_floor=1e-10,
-        use_energy=False, output_scale=0.25, output_offset=1.0,  # (log10 + 4) / 4
-        output_clamp="utterance", output_clamp_range=2.0,  # Whisper's 8 log10 units, after the / 4
+        kind="fbank",
+        frame_length_ms=25.0,
+        frame_shift_ms=10.0,
+        fft_size=0,
+        round_to_power_of_two=False,
+        padding="reflect",
+        drop_last_frame=True,
+        window="hann",
+        periodic_window=True,
+        remove_dc_offset=False,
+        preemphasis=0.0,
+        num_mel_bins=80,
+        low_freq_hz=0.0,
+        high_freq_hz=8000.0,
+        mel_scale="slaney",
+        mel_triangles="hz",
+        mel_norm="slaney",
+        log_scale="log10",
+        log_floor_mode="max",
+        log_floor=1e-10,
+        use_energy=False,
+        output_scale=0.25,
+        output_offset=1.0,  # (log10 + 4) / 4
+        output_clamp="utterance",
+        output_clamp_range=2.0,  # Whisper's 8 log10 units, after the / 4
         # for output_clamp="fixed": the utterance floor of typical speech (max about 1.3 -> -0.7); on
         # the asterisk prompts it gave the same CER as the utterance clamp (benchmarks/RESULTS.md)
         output_clamp_floor=-0.7,
@@ -336,9 +393,11 @@ class FeatureStream:
     def __init__(self, config: Optional[FeatureConfig] = None, sample_rate: float = 16000):
         self.config = _check_config_type(config)
         if self.config.output_clamp == "utterance":
-            raise ValueError("output_clamp='utterance' floors at the utterance's maximum, which a stream cannot "
-                             "know before the end; use compute(), or a causal floor: "
-                             "config.replace(output_clamp='fixed', output_clamp_floor=...)")
+            raise ValueError(
+                "output_clamp='utterance' floors at the utterance's maximum, which a stream cannot "
+                "know before the end; use compute(), or a causal floor: "
+                "config.replace(output_clamp='fixed', output_clamp_floor=...)"
+            )
         self.sample_rate = _check_sample_rate(sample_rate)
         self._frontend = _native.FrontEnd(self.config._native(self.sample_rate))
         self._pending: list = []
@@ -419,7 +478,9 @@ def load_cmvn_stats(path: "str | Path") -> Tuple[np.ndarray, np.ndarray]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: CMVN stats must be JSON or Kaldi text format (binary stats are not supported)") from None
+        raise ValueError(
+            f"{path}: CMVN stats must be JSON or Kaldi text format (binary stats are not supported)"
+        ) from None
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
@@ -427,7 +488,7 @@ def load_cmvn_stats(path: "str | Path") -> Tuple[np.ndarray, np.ndarray]:
             mean = np.asarray(data["mean"], dtype=np.float64)
             std = np.asarray(data.get("std", np.ones_like(mean)), dtype=np.float64)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: malformed CMVN JSON ({err}); expected {{\"mean\": [...], \"std\": [...]}}") from None
+            raise ValueError(f'{path}: malformed CMVN JSON ({err}); expected {{"mean": [...], "std": [...]}}') from None
     else:
         mean, std = _parse_kaldi_cmvn(stripped, path)
     if mean.ndim != 1 or mean.shape != std.shape or not len(mean):
@@ -451,7 +512,7 @@ def _parse_kaldi_cmvn(text: str, path: Path) -> Tuple[np.ndarray, np.ndarray]:
     if not count > 0:
         raise ValueError(f"{path}: Kaldi CMVN stats have a frame count of {count}")
     mean = sums[:-1] / count
-    std = np.sqrt(np.maximum(squares[:-1] / count - mean**2, MIN_CMVN_STD ** 2))  # a constant dimension
+    std = np.sqrt(np.maximum(squares[:-1] / count - mean**2, MIN_CMVN_STD**2))  # a constant dimension
     return mean, std
 
 
@@ -501,8 +562,10 @@ def _as_samples(samples: Any) -> np.ndarray:
     if array.dtype not in _SAMPLE_DTYPES:
         if array.size == 0 and array.dtype.kind in "fiu":
             return np.zeros(0, dtype=np.float32)
-        raise TypeError(f"samples must be float32, float64 or int16, got {array.dtype}"
-                        " (convert, e.g. x.astype(np.float32) / 32768 for int32 PCM)")
+        raise TypeError(
+            f"samples must be float32, float64 or int16, got {array.dtype}"
+            " (convert, e.g. x.astype(np.float32) / 32768 for int32 PCM)"
+        )
     if array.ndim != 1:
         raise ValueError(f"samples must be a 1-D mono signal, got shape {array.shape}; mix channels down first")
     if not array.dtype.isnative:

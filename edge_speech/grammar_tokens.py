@@ -44,8 +44,8 @@ class TokenGraph:
 
 @dataclasses.dataclass(frozen=True)
 class _SpellingTables:
-    pieces: Dict[str, int]      # text -> token continuing a word (every token for characters)
-    starts: Dict[str, int]      # text -> token beginning a word (SentencePiece); "" a lone marker
+    pieces: Dict[str, int]  # text -> token continuing a word (every token for characters)
+    starts: Dict[str, int]  # text -> token beginning a word (SentencePiece); "" a lone marker
     separators: Tuple[int, ...]
 
 
@@ -133,5 +133,6 @@ def compile_tokens(grammar, vocab: TokenVocabulary, token_bonus: float = 0.0) ->
     for state in range(grammar.num_states):
         for tok in tables.separators:
             rows.append((state, state, tok, 0.0, -1))
-    return TokenGraph(np.array(rows, dtype=ARC_DTYPE), num_states, np.array(grammar.finals, dtype=np.int32),
-                      tuple(labels))
+    return TokenGraph(
+        np.array(rows, dtype=ARC_DTYPE), num_states, np.array(grammar.finals, dtype=np.int32), tuple(labels)
+    )

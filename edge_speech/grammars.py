@@ -50,12 +50,13 @@ class WordArc:
     src: int
     dst: int
     word: str
-    weight: float        # natural log, <= 0
+    weight: float  # natural log, <= 0
     intent: str
     slot: Optional[str]
 
 
 # -- expressions -----------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class _Word:
@@ -101,11 +102,14 @@ class _Rep:
 class _Tokens:
     """Splits grammar text into tokens with line/column positions."""
 
-    _PATTERN = re.compile(r"""
+    _PATTERN = re.compile(
+        r"""
         (?P<space>\s+) | (?P<comment>//[^\n]*|/\*.*?\*/) | (?P<weight>/\s*[0-9.eE+-]+\s*/) |
         (?P<ref><[^<>\s]+>) | (?P<slot>\{[^{}]*\}) | (?P<quoted>"[^"\n]*") |
         (?P<punct>[()\[\]|*+;=]) | (?P<word>[^\s()\[\]|*+;=<>{}"/]+)
-    """, re.X | re.S)
+    """,
+        re.X | re.S,
+    )
 
     def __init__(self, text: str, line0: int = 1, col0: int = 1, what: str = "grammar"):
         self.items: List[Tuple[str, str, int, int]] = []
@@ -237,6 +241,7 @@ def _parse_sequence(toks: _Tokens, slots: bool, stop: Sequence[str]):
 
 # -- automaton -------------------------------------------------------------------------------------
 
+
 class _Builder:
     def __init__(self, rules: Mapping[str, object], slot_values: Mapping[str, list], what: str):
         self.rules, self.slot_values, self.what = rules, slot_values, what
@@ -298,8 +303,10 @@ class _Builder:
             if e.name not in self.rules:
                 raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown rule <{e.name}>")
             if e.name in self.stack:
-                raise ValueError(f"{self.what}: line {e.line}, column {e.col}: rule <{e.name}> refers to itself "
-                                 "(recursive rules are not supported; use * or +)")
+                raise ValueError(
+                    f"{self.what}: line {e.line}, column {e.col}: rule <{e.name}> refers to itself "
+                    "(recursive rules are not supported; use * or +)"
+                )
             self.stack.append(e.name)
             end = self.build(self.rules[e.name], s, intent, slot)
             self.stack.pop()
@@ -360,8 +367,11 @@ class _Builder:
         keep = sorted((fwd & bwd) | {0})
         self.kept_states = keep  # new state i was state keep[i] (for callers that annotate states)
         index = {s: i for i, s in enumerate(keep)}
-        arcs = [dataclasses.replace(a, src=index[a.src], dst=index[a.dst]) for a in arcs
-                if a.src in index and a.dst in index and a.src in fwd and a.dst in bwd]
+        arcs = [
+            dataclasses.replace(a, src=index[a.src], dst=index[a.dst])
+            for a in arcs
+            if a.src in index and a.dst in index and a.src in fwd and a.dst in bwd
+        ]
         finals_out = sorted(index[s] for s in new_finals if s in index and s in fwd)
         if not finals_out:
             raise ValueError(f"{self.what}: the grammar accepts no sentence")
@@ -382,6 +392,7 @@ class Grammar:
         if not isinstance(text, str):
             raise TypeError("JSGF grammar must be text")
         from edge_speech import ha_sentences
+
         if ha_sentences.looks_like_sentences(text):  # Home Assistant sentences: their <rules> and '=' look like JSGF
             return ha_sentences.from_text(text)
         toks = _Tokens(text, what="JSGF")
@@ -427,8 +438,11 @@ class Grammar:
         return builder.finish(finals)
 
     @classmethod
-    def from_intents(cls, intents: Mapping[str, Sequence[str]], slots: Optional[Mapping[str, Sequence[str]]] = None,
-                     ) -> "Grammar":
+    def from_intents(
+        cls,
+        intents: Mapping[str, Sequence[str]],
+        slots: Optional[Mapping[str, Sequence[str]]] = None,
+    ) -> "Grammar":
         """Compiles intent templates: ``{"LightOn": ["turn on the {room} light"]}`` with slot values."""
         slot_values: Dict[str, list] = {}
         for name, values in (slots or {}).items():
@@ -445,7 +459,7 @@ class Grammar:
             if isinstance(templates, str) or not templates:
                 raise ValueError(f"intent {intent!r} needs a list of templates")
             for t in templates:
-                line, col, text = (t if isinstance(t, tuple) else (None, 1, t))
+                line, col, text = t if isinstance(t, tuple) else (None, 1, t)
                 what = f"intent {intent!r}" if line is None else "intents"
                 toks = _Tokens(text, line0=line or 1, col0=col, what=what)
                 expr = _parse_alternatives(toks, slots=True, stop=())
@@ -461,6 +475,7 @@ class Grammar:
         """Compiles the YAML intent format (see the module docstring), or the text of a Home
         Assistant sentence file (recognised by its ``language:`` or ``data:``/``sentences:`` keys)."""
         from edge_speech import ha_sentences
+
         if ha_sentences.looks_like_sentences(text):
             return ha_sentences.from_text(text)
         intents, slots = _parse_intent_yaml(text)
@@ -470,6 +485,7 @@ class Grammar:
         """This grammar spelled with a CTC vocabulary's tokens, for the grammar decoder (see
         :func:`edge_speech.grammar_tokens.compile_tokens`)."""
         from edge_speech.grammar_tokens import compile_tokens
+
         return compile_tokens(self, vocab, token_bonus)
 
     def interpret(self, path: Sequence[Tuple[str, str, Optional[str]]]) -> Optional[Tuple[str, Dict[str, object]]]:
@@ -548,6 +564,7 @@ def load_sentences(path, wildcards: str = "error", lists: Optional[Mapping[str, 
     custom sentences (needs hassil: ``pip install edge-speech[serve]``); ``lists`` fills lists such
     as ``{name}`` / ``{area}`` that Home Assistant takes from its entities. See ``edge_speech.ha_sentences``."""
     from edge_speech import ha_sentences
+
     return ha_sentences.load_sentences(path, wildcards=wildcards, lists=lists)
 
 
@@ -563,8 +580,9 @@ _TEXT_TAGS = frozenset(_YAML_TAG + kind for kind in ("str", "int", "float", "boo
 
 
 def _compose_intent_yaml(text: str):
-    return yaml_reading.compose(text, "intents", MAX_INTENT_YAML_CHARS, MAX_INTENT_YAML_NODES,
-                                hint="a few levels are all an intent file needs")
+    return yaml_reading.compose(
+        text, "intents", MAX_INTENT_YAML_CHARS, MAX_INTENT_YAML_NODES, hint="a few levels are all an intent file needs"
+    )
 
 
 def _at(node) -> str:
@@ -576,9 +594,10 @@ def _kind(node) -> str:
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    kind = node.tag[len(_YAML_TAG):] if node.tag.startswith(_YAML_TAG) else node.tag
+    kind = node.tag[len(_YAML_TAG) :] if node.tag.startswith(_YAML_TAG) else node.tag
     return {"str": "text", "int": "a number", "float": "a number", "bool": "true/false", "null": "nothing"}.get(
-        kind, f"a {kind}")
+        kind, f"a {kind}"
+    )
 
 
 def _is_null(node) -> bool:
@@ -612,7 +631,7 @@ def _mapping(node, what: str) -> List[Tuple[str, object, object]]:
 def _template_position(node, lines: Sequence[str]) -> Tuple[int, int]:
     """Line and column where a template's text begins (inside quotes, below a block indicator)."""
     line, col = node.start_mark.line + 1, node.start_mark.column + 1
-    if node.style in ("\"", "'"):
+    if node.style in ('"', "'"):
         return line, col + 1
     if node.style in ("|", ">"):
         for number in range(line, len(lines)):  # the first non-blank line below the indicator
@@ -644,8 +663,9 @@ def _parse_intent_yaml(text: str) -> Tuple[Dict[str, list], Dict[str, list]]:
         if _is_null(value):
             raise ValueError(f"intents: intent {name!r} has no templates")
         if isinstance(value, yaml.ScalarNode):
-            raise ValueError(f"intents: {_at(value)}: list the templates of {name!r} below it, one "
-                             "'- template' per line")
+            raise ValueError(
+                f"intents: {_at(value)}: list the templates of {name!r} below it, one '- template' per line"
+            )
         if not isinstance(value, yaml.SequenceNode):
             raise ValueError(f"intents: {_at(value)}: the templates of {name!r} must be a list, found {_kind(value)}")
         templates = []

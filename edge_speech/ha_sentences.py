@@ -61,25 +61,37 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from edge_speech import yaml_reading
 from edge_speech.grammars import Grammar, WordArc, _Builder
 
-__all__ = ["SentencesGrammar", "load_sentences", "from_text", "from_dict", "looks_like_sentences",
-           "MAX_DEPTH", "MAX_PIECE_STATES", "MAX_WORD_PATHS", "MAX_RANGE_VALUES", "MAX_PERMUTATION_ITEMS",
-           "MAX_VALUE_WORDS"]
+__all__ = [
+    "SentencesGrammar",
+    "load_sentences",
+    "from_text",
+    "from_dict",
+    "looks_like_sentences",
+    "MAX_DEPTH",
+    "MAX_PIECE_STATES",
+    "MAX_WORD_PATHS",
+    "MAX_RANGE_VALUES",
+    "MAX_PERMUTATION_ITEMS",
+    "MAX_VALUE_WORDS",
+]
 
 # -- limits (untrusted input) ------------------------------------------------------------------
-MAX_DEPTH = 64                 # nesting of groups, list values and rule references
-MAX_PIECE_STATES = 1_000_000   # states of the intermediate piece network
-MAX_WORD_PATHS = 100_000       # spellings of one word position (glued alternatives multiply)
-MAX_RANGE_VALUES = 10_000      # numbers in one range list
-MAX_PERMUTATION_ITEMS = 8      # (a; b; ...) compiles to 2^n subsets
-MAX_VALUE_WORDS = 64           # words in one list value
-MAX_SENTENCE_FILE_CHARS = 16 << 20    # one YAML file (Home Assistant's largest English file is ~100 kB)
-MAX_SENTENCE_FILE_NODES = 2_000_000   # its nodes with every alias counted again (billion laughs)
+MAX_DEPTH = 64  # nesting of groups, list values and rule references
+MAX_PIECE_STATES = 1_000_000  # states of the intermediate piece network
+MAX_WORD_PATHS = 100_000  # spellings of one word position (glued alternatives multiply)
+MAX_RANGE_VALUES = 10_000  # numbers in one range list
+MAX_PERMUTATION_ITEMS = 8  # (a; b; ...) compiles to 2^n subsets
+MAX_VALUE_WORDS = 64  # words in one list value
+MAX_SENTENCE_FILE_CHARS = 16 << 20  # one YAML file (Home Assistant's largest English file is ~100 kB)
+MAX_SENTENCE_FILE_NODES = 2_000_000  # its nodes with every alias counted again (billion laughs)
 
 # A slot as the compiler tracks it: (slot name, key of the list that fills it).
 _SlotKey = Tuple[str, str]
 
-_INSTALL = "Home Assistant sentence files need the hassil package: pip install edge-speech[serve] (or pip install hassil)"
-_PUNCTUATION = ".。,，?¿？؟!¡！;；:：’…\"“”«»"
+_INSTALL = (
+    "Home Assistant sentence files need the hassil package: pip install edge-speech[serve] (or pip install hassil)"
+)
+_PUNCTUATION = '.。,，?¿？؟!¡！;；:：’…"“”«»'
 
 
 def _hassil():
@@ -95,6 +107,7 @@ def _hassil():
 
 
 # -- the grammar ----------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class SentencesGrammar(Grammar):
@@ -142,8 +155,11 @@ class SentencesGrammar(Grammar):
         words = _normalize(text).split()
         return self._walk(words, None) if words else None
 
-    def _walk(self, words: Sequence[str], labels: Optional[Sequence[Tuple[str, Optional[str]]]],
-              ) -> Optional[Tuple[str, Dict[str, Any]]]:
+    def _walk(
+        self,
+        words: Sequence[str],
+        labels: Optional[Sequence[Tuple[str, Optional[str]]]],
+    ) -> Optional[Tuple[str, Dict[str, Any]]]:
         """Follows the words through the automaton (all paths at once, the lowest states first);
         ``labels``: each word's (intent, slot) the path must carry, None for any."""
         t = self._tables()
@@ -193,18 +209,25 @@ class SentencesGrammar(Grammar):
 
 # -- loading -----------------------------------------------------------------------------------
 
+
 def looks_like_sentences(text: str) -> bool:
     """True for text in Home Assistant's sentence format (a top-level ``language:``, or intents
     with ``data:`` / ``sentences:`` blocks) rather than edge_speech's intent YAML."""
     if not isinstance(text, str):
         return False
-    return bool(re.search(r"^language\s*:", text, re.M) or
-                (re.search(r"^intents\s*:", text, re.M) and re.search(r"^\s+data\s*:", text, re.M)
-                 and re.search(r"^\s+(-\s+)?sentences\s*:", text, re.M)))
+    return bool(
+        re.search(r"^language\s*:", text, re.M)
+        or (
+            re.search(r"^intents\s*:", text, re.M)
+            and re.search(r"^\s+data\s*:", text, re.M)
+            and re.search(r"^\s+(-\s+)?sentences\s*:", text, re.M)
+        )
+    )
 
 
-def load_sentences(path: "str | Path", wildcards: str = "error",
-                   lists: Optional[Mapping[str, Any]] = None) -> SentencesGrammar:
+def load_sentences(
+    path: "str | Path", wildcards: str = "error", lists: Optional[Mapping[str, Any]] = None
+) -> SentencesGrammar:
     """A sentence file, or a directory whose ``*.yaml`` / ``*.yml`` files (sorted by name) are
     merged the way Home Assistant merges custom sentences (mappings merged, lists extended).
 
@@ -229,8 +252,9 @@ def load_sentences(path: "str | Path", wildcards: str = "error",
     return from_dict(merged, what=what, wildcards=wildcards, lists=lists)
 
 
-def from_text(text: str, what: str = "sentences", wildcards: str = "error",
-              lists: Optional[Mapping[str, Any]] = None) -> SentencesGrammar:
+def from_text(
+    text: str, what: str = "sentences", wildcards: str = "error", lists: Optional[Mapping[str, Any]] = None
+) -> SentencesGrammar:
     """Compiles the text of one sentence file."""
     return from_dict(_load_yaml(text, what), what=what, wildcards=wildcards, lists=lists)
 
@@ -268,8 +292,11 @@ def _check_layout(data: Mapping[str, Any], what: str) -> None:
         if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
             raise ValueError(f"{what}: intent {name!r} needs 'data:', a list of blocks with 'sentences:'")
         for k, block in enumerate(body["data"]):
-            if not isinstance(block, Mapping) or not isinstance(block.get("sentences"), list) \
-                    or not all(isinstance(s, str) for s in block["sentences"]):
+            if (
+                not isinstance(block, Mapping)
+                or not isinstance(block.get("sentences"), list)
+                or not all(isinstance(s, str) for s in block["sentences"])
+            ):
                 raise ValueError(f"{what}: intent {name!r}, data block {k}: 'sentences' must be a list of strings")
             for key in ("slots", "lists", "expansion_rules"):
                 if key in block and not isinstance(block[key], Mapping):
@@ -299,8 +326,12 @@ def _check_lists(lists: Mapping[str, Any], what: str) -> None:
                 raise ValueError(f"{what}: list {{{name}}}: 'range' needs 'from' and 'to'")
 
 
-def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str = "error",
-              lists: Optional[Mapping[str, Any]] = None) -> SentencesGrammar:
+def from_dict(
+    data: Mapping[str, Any],
+    what: str = "sentences",
+    wildcards: str = "error",
+    lists: Optional[Mapping[str, Any]] = None,
+) -> SentencesGrammar:
     """Compiles a parsed sentence file (``{"language": ..., "intents": ..., "lists": ...}``);
     ``lists`` and ``wildcards`` as in :func:`load_sentences`. The mapping is not modified."""
     if wildcards not in ("error", "skip"):
@@ -327,8 +358,9 @@ def from_dict(data: Mapping[str, Any], what: str = "sentences", wildcards: str =
             for block in intent.data:
                 block.sentences  # noqa: B018 -- parse every template now, to report errors here
     except RecursionError:
-        raise ValueError(f"{what}: a template is nested too deeply for hassil's parser "
-                         f"(this compiler takes {MAX_DEPTH} levels)") from None
+        raise ValueError(
+            f"{what}: a template is nested too deeply for hassil's parser (this compiler takes {MAX_DEPTH} levels)"
+        ) from None
     except (ValueError, KeyError, TypeError, AssertionError, hassil.parse_expression.ParseError) as err:
         raise ValueError(f"{what}: {type(err).__name__}: {err}") from None
     return _Compiler(intents, what, wildcards).compile()
@@ -361,7 +393,7 @@ class _Net:
     def __init__(self, what: str):
         self.what = what
         self.n = 1
-        self.out: Dict[int, list] = {}         # state -> [(dst, kind, text, slot, block)]
+        self.out: Dict[int, list] = {}  # state -> [(dst, kind, text, slot, block)]
 
     def new(self) -> int:
         self.n += 1
@@ -398,10 +430,10 @@ class _Compiler:
         self.blocks: List[Tuple[str, Dict[str, Any]]] = []
         self.values: Dict[_SlotKey, Dict[str, list]] = {}  # slot -> spoken text -> [out]
         self._registered: Set[_SlotKey] = set()
-        self._list_keys: Dict[int, str] = {}            # id(list) -> a name unique in this set
-        self._slot_keys: Dict[str, set] = {}            # slot -> keys of the lists that fill it
+        self._list_keys: Dict[int, str] = {}  # id(list) -> a name unique in this set
+        self._slot_keys: Dict[str, set] = {}  # slot -> keys of the lists that fill it
         self._numbers: Dict[Tuple, List[Tuple[str, Any]]] = {}
-        self._tail: Dict[int, Tuple[int, str]] = {}     # block tail state -> (block, intent)
+        self._tail: Dict[int, Tuple[int, str]] = {}  # block tail state -> (block, intent)
 
     # expressions -> pieces
     def build(self, e, s: int, ctx, depth: int) -> int:
@@ -423,8 +455,10 @@ class _Compiler:
         if isinstance(e, ex.Permutation):
             items = e.items
             if len(items) > MAX_PERMUTATION_ITEMS:
-                raise ValueError(f"{ctx['where']}: a permutation (a; b; ...) of {len(items)} items; "
-                                 f"at most {MAX_PERMUTATION_ITEMS} are supported")
+                raise ValueError(
+                    f"{ctx['where']}: a permutation (a; b; ...) of {len(items)} items; "
+                    f"at most {MAX_PERMUTATION_ITEMS} are supported"
+                )
             full = (1 << len(items)) - 1
             at = {0: s}
             for mask in range(full + 1):  # subsets in increasing order: every item once, any order
@@ -455,8 +489,10 @@ class _Compiler:
         if rule is None:
             raise ValueError(f"{ctx['where']}: unknown expansion rule <{name}>")
         if name in ctx["stack"]:
-            raise ValueError(f"{ctx['where']}: expansion rule <{name}> refers to itself "
-                             f"({' -> '.join('<' + r + '>' for r in ctx['stack'] + [name])})")
+            raise ValueError(
+                f"{ctx['where']}: expansion rule <{name}> refers to itself "
+                f"({' -> '.join('<' + r + '>' for r in ctx['stack'] + [name])})"
+            )
         return rule, dict(ctx, stack=ctx["stack"] + [name])
 
     def slot_list(self, ref, ctx):
@@ -474,12 +510,17 @@ class _Compiler:
             key = self._list_keys.get(id(lst))  # lists live as long as the parsed set
             if key is None:
                 taken = set(self._list_keys.values())
-                key = name if name not in taken else next(f"{name}#{k}" for k in range(2, 10**6)
-                                                          if f"{name}#{k}" not in taken)
+                key = (
+                    name
+                    if name not in taken
+                    else next(f"{name}#{k}" for k in range(2, 10**6) if f"{name}#{k}" not in taken)
+                )
                 self._list_keys[id(lst)] = key
         if isinstance(lst, intents_mod.WildcardSlotList):
-            raise _Wildcard(f"{ctx['where']}: list {{{name}}} is a wildcard (free text), which a speech "
-                            "grammar cannot recognise; give it values or a range, or drop the template")
+            raise _Wildcard(
+                f"{ctx['where']}: list {{{name}}} is a wildcard (free text), which a speech "
+                "grammar cannot recognise; give it values or a range, or drop the template"
+            )
         if isinstance(lst, intents_mod.RangeSlotList):
             values = [(None, words, number) for words, number in self.numbers(lst, name, ctx)]
         elif isinstance(lst, intents_mod.TextSlotList):
@@ -517,8 +558,9 @@ class _Compiler:
                 continue
             spoken = " ".join(_normalize(words if expr is None else expr.text).split())
             if spoken.count(" ") >= MAX_VALUE_WORDS:
-                raise ValueError(f"{ctx['where']}: a value of list {{{ref.list_name}}} has more than "
-                                 f"{MAX_VALUE_WORDS} words")
+                raise ValueError(
+                    f"{ctx['where']}: a value of list {{{ref.list_name}}} has more than {MAX_VALUE_WORDS} words"
+                )
             if spoken:
                 plain.append(spoken)
                 if register and out is not None:
@@ -603,21 +645,27 @@ class _Compiler:
         key = (lst.start, lst.stop, lst.step, lst.fraction_type, lst.multiplier, lst.words_language)
         if key in self._numbers:
             return self._numbers[key]
-        count = len(range(lst.start, lst.stop + 1, lst.step)) * (1 + len(
-            self.h.intents.RangeFractionType.get_fractions(lst.fraction_type)))
+        count = len(range(lst.start, lst.stop + 1, lst.step)) * (
+            1 + len(self.h.intents.RangeFractionType.get_fractions(lst.fraction_type))
+        )
         if count > MAX_RANGE_VALUES:
-            raise ValueError(f"{ctx['where']}: range list {{{name}}} has {count} numbers; at most "
-                             f"{MAX_RANGE_VALUES} can be spoken in a grammar")
+            raise ValueError(
+                f"{ctx['where']}: range list {{{name}}} has {count} numbers; at most "
+                f"{MAX_RANGE_VALUES} can be spoken in a grammar"
+            )
         if not lst.words:
-            raise ValueError(f"{ctx['where']}: range list {{{name}}} has words: false; "
-                             "a speech grammar needs number words")
+            raise ValueError(
+                f"{ctx['where']}: range list {{{name}}} has words: false; a speech grammar needs number words"
+            )
         language = lst.words_language or self.language
         from hassil.numbers import get_rbnf_engine
+
         try:
             engine = get_rbnf_engine(language)
         except ValueError:
-            raise ValueError(f"{ctx['where']}: no number words for language {language!r} "
-                             f"(range list {{{name}}})") from None
+            raise ValueError(
+                f"{ctx['where']}: no number words for language {language!r} (range list {{{name}}})"
+            ) from None
         out = []
         for number in lst.get_numbers():
             value = number * lst.multiplier if lst.multiplier is not None else number
@@ -653,8 +701,14 @@ class _Compiler:
                 used = False
                 for sentence in block.sentences:
                     where = f"{self.what}: intent {intent_name!r}, template {sentence.text!r}"
-                    ctx: Dict[str, Any] = {"where": where, "slot": None, "block": block_id, "lists": lists,
-                                           "rules": rules, "stack": []}
+                    ctx: Dict[str, Any] = {
+                        "where": where,
+                        "slot": None,
+                        "block": block_id,
+                        "lists": lists,
+                        "rules": rules,
+                        "stack": [],
+                    }
                     start = net.new()
                     try:
                         end = self.build(sentence.expression, start, ctx, 0)
@@ -718,8 +772,10 @@ class _Compiler:
                 u, text, slot, block, tail = stack.pop()
                 paths += 1
                 if paths > MAX_WORD_PATHS:
-                    raise ValueError(f"{self.what}: more than {MAX_WORD_PATHS} spellings of one word position "
-                                     "(glued alternatives such as (a|b)(c|d)... multiply)")
+                    raise ValueError(
+                        f"{self.what}: more than {MAX_WORD_PATHS} spellings of one word position "
+                        "(glued alternatives such as (a|b)(c|d)... multiply)"
+                    )
                 if u in self._tail:
                     tail = self._tail[u][1]
                 if u in final_set:
@@ -731,8 +787,15 @@ class _Compiler:
                             seen.add(dst)
                             boundaries.append(dst)
                     elif kind == "piece":
-                        stack.append((dst, text + piece, slot if slot is not None else pslot,
-                                      block if block is not None else pblock, tail))
+                        stack.append(
+                            (
+                                dst,
+                                text + piece,
+                                slot if slot is not None else pslot,
+                                block if block is not None else pblock,
+                                tail,
+                            )
+                        )
                     else:
                         stack.append((dst, text, slot, block, tail))
         if not builder.arcs:
@@ -752,12 +815,21 @@ class _Compiler:
         final_block = {new: block_of[old] for new, old in enumerate(builder.kept_states) if old in block_of}
         num_states, arcs, finals_out, final_block = _merge_equivalent(grammar, final_block)
         if num_states > 200_000:
-            raise ValueError(f"{self.what}: the sentences compile to {num_states} states, "
-                             "more than the 200000 a grammar may have")
+            raise ValueError(
+                f"{self.what}: the sentences compile to {num_states} states, more than the 200000 a grammar may have"
+            )
         values = {label(slot): table for slot, table in self.values.items()}
         names = {label(slot): slot[0] for slot in self.values}
-        table = json.dumps({"blocks": self.blocks, "final_block": {str(k): v for k, v in final_block.items()},
-                            "values": values, "names": names}, sort_keys=True, default=_json_value)
+        table = json.dumps(
+            {
+                "blocks": self.blocks,
+                "final_block": {str(k): v for k, v in final_block.items()},
+                "values": values,
+                "names": names,
+            },
+            sort_keys=True,
+            default=_json_value,
+        )
         return SentencesGrammar(num_states, arcs, finals_out, language=self.language, table=table)
 
 
@@ -794,8 +866,11 @@ def _merge_equivalent(grammar: Grammar, final_block: Dict[int, int]):
         queued[s] = False
         if find(s) != s:
             continue
-        key = (s in finals, final_block.get(s),
-               frozenset((a.word, a.intent, a.slot, a.weight, find(a.dst)) for a in out[s]))
+        key = (
+            s in finals,
+            final_block.get(s),
+            frozenset((a.word, a.intent, a.slot, a.weight, find(a.dst)) for a in out[s]),
+        )
         other = table.get(key)
         if other is None or find(other) == s:
             table[key] = s
@@ -809,8 +884,10 @@ def _merge_equivalent(grammar: Grammar, final_block: Dict[int, int]):
     index = {r: i for i, r in enumerate(roots)}  # state 0 is the smallest root: it stays 0
     cls = [index[find(s)] for s in range(n)]
     merged = {(cls[a.src], cls[a.dst], a.word, a.intent, a.slot): a.weight for a in grammar.arcs}
-    arcs = tuple(WordArc(src, dst, word, weight, intent, slot)
-                 for (src, dst, word, intent, slot), weight in sorted(merged.items(), key=lambda kv: kv[0][:3]))
+    arcs = tuple(
+        WordArc(src, dst, word, weight, intent, slot)
+        for (src, dst, word, intent, slot), weight in sorted(merged.items(), key=lambda kv: kv[0][:3])
+    )
     blocks = {cls[s]: b for s, b in final_block.items()}
     return len(roots), arcs, tuple(sorted({cls[s] for s in finals})), blocks
 

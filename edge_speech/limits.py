@@ -29,12 +29,12 @@ class ResourceLimitError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    max_audio_seconds: float = 3 * 3600.0       # one in-memory input (longer audio: stream it)
-    max_audio_file_bytes: int = 4 << 30         # a WAV/raw file read whole
-    min_sample_rate: int = 1000                 # Hz; below, resampling to 16 kHz multiplies the data
-    max_sample_rate: int = 768_000              # Hz; the fastest audio interfaces
-    max_lm_bytes: int = 1 << 30                 # an ARPA LM's text, after gzip decompression
-    max_bundle_bytes: int = 2 << 30             # all of a zipped bundle's members, uncompressed
+    max_audio_seconds: float = 3 * 3600.0  # one in-memory input (longer audio: stream it)
+    max_audio_file_bytes: int = 4 << 30  # a WAV/raw file read whole
+    min_sample_rate: int = 1000  # Hz; below, resampling to 16 kHz multiplies the data
+    max_sample_rate: int = 768_000  # Hz; the fastest audio interfaces
+    max_lm_bytes: int = 1 << 30  # an ARPA LM's text, after gzip decompression
+    max_bundle_bytes: int = 2 << 30  # all of a zipped bundle's members, uncompressed
 
 
 _lock = threading.Lock()
@@ -69,8 +69,10 @@ def override(**changes) -> Iterator[Limits]:
 def exceeded(what: str, value, limit: str) -> ResourceLimitError:
     """The error for ``what`` (its size ``value``) over the limit named ``limit``."""
     allowed = getattr(current(), limit)
-    return ResourceLimitError(f"{what}: {value} is over the limit {limit}={allowed} "
-                              f"(raise it with edge_speech.limits.override({limit}=...) if this input is trusted)")
+    return ResourceLimitError(
+        f"{what}: {value} is over the limit {limit}={allowed} "
+        f"(raise it with edge_speech.limits.override({limit}=...) if this input is trusted)"
+    )
 
 
 def _replace(limits: Limits, changes: dict) -> Limits:

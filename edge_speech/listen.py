@@ -29,8 +29,16 @@ from edge_speech._deps import import_pyaudio
 from edge_speech.recognizer import Recognizer, Transcript
 from edge_speech.vad import create_vad
 
-__all__ = ["ArraySource", "DeviceLost", "EndpointConfig", "Event", "MicrophoneSource", "WavSource", "list_devices",
-           "listen"]
+__all__ = [
+    "ArraySource",
+    "DeviceLost",
+    "EndpointConfig",
+    "Event",
+    "MicrophoneSource",
+    "WavSource",
+    "list_devices",
+    "listen",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +54,17 @@ class Event:
     confidence: Optional[float] = None
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, "text": self.text, "intent": self.intent,
-                           "slots": dict(self.slots) if self.slots else None,
-                           "confidence": None if self.confidence is None else round(self.confidence, 4),
-                           "start": round(self.start, 3), "end": round(self.end, 3)})
+        return json.dumps(
+            {
+                "type": self.type,
+                "text": self.text,
+                "intent": self.intent,
+                "slots": dict(self.slots) if self.slots else None,
+                "confidence": None if self.confidence is None else round(self.confidence, 4),
+                "start": round(self.start, 3),
+                "end": round(self.end, 3),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +111,7 @@ class WavSource:
                 delay = start + i / self.sample_rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            yield self.samples[i:i + self.chunk]
+            yield self.samples[i : i + self.chunk]
 
 
 def _pyaudio():
@@ -107,10 +122,17 @@ def list_devices() -> List[dict]:
     """Capture devices: index, name, channels, default sample rate."""
     pa = _pyaudio().PyAudio()
     try:
-        return [{"index": i, "name": info["name"], "channels": int(info["maxInputChannels"]),
-                 "default_rate": int(info["defaultSampleRate"])}
-                for i in range(pa.get_device_count()) for info in [pa.get_device_info_by_index(i)]
-                if info["maxInputChannels"] > 0]
+        return [
+            {
+                "index": i,
+                "name": info["name"],
+                "channels": int(info["maxInputChannels"]),
+                "default_rate": int(info["defaultSampleRate"]),
+            }
+            for i in range(pa.get_device_count())
+            for info in [pa.get_device_info_by_index(i)]
+            if info["maxInputChannels"] > 0
+        ]
     finally:
         pa.terminate()
 
@@ -128,12 +150,20 @@ class MicrophoneSource:
     mid-stream (the stream stops, PortAudio reports an error, or no audio arrives for
     ``stall_timeout_s``) raises :class:`DeviceLost` naming it, instead of waiting forever."""
 
-    def __init__(self, device: "int | str | None" = None, sample_rate: Optional[int] = None, chunk_ms: float = 20.0,
-                 max_queued_chunks: int = 100, stall_timeout_s: float = 5.0):
-        if sample_rate is not None and (isinstance(sample_rate, bool) or not isinstance(sample_rate, int)
-                                        or sample_rate <= 0):
-            raise ValueError(f"sample_rate must be a positive int (Hz), or None for the device's own; "
-                             f"got {sample_rate!r}")
+    def __init__(
+        self,
+        device: "int | str | None" = None,
+        sample_rate: Optional[int] = None,
+        chunk_ms: float = 20.0,
+        max_queued_chunks: int = 100,
+        stall_timeout_s: float = 5.0,
+    ):
+        if sample_rate is not None and (
+            isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0
+        ):
+            raise ValueError(
+                f"sample_rate must be a positive int (Hz), or None for the device's own; got {sample_rate!r}"
+            )
         if not stall_timeout_s > 0:
             raise ValueError(f"stall_timeout_s must be a positive number of seconds, got {stall_timeout_s!r}")
         pyaudio = _pyaudio()
@@ -150,7 +180,9 @@ class MicrophoneSource:
             names = ", ".join(f"{d['index']}: {d['name']}" for d in devices)
             raise ValueError(f"capture device {device!r} not found; available: {names}")
         self._pa = pyaudio.PyAudio()
-        info = self._pa.get_device_info_by_index(chosen["index"]) if chosen else self._pa.get_default_input_device_info()
+        info = (
+            self._pa.get_device_info_by_index(chosen["index"]) if chosen else self._pa.get_default_input_device_info()
+        )
         self.sample_rate = int(sample_rate or info["defaultSampleRate"])
         self.name = info["name"]
         self.overflows = 0
@@ -161,9 +193,15 @@ class MicrophoneSource:
         self._samples_delivered = 0
         frames = max(1, int(self.sample_rate * chunk_ms / 1000))
         try:
-            self._stream = self._pa.open(format=pyaudio.paInt16, channels=1, rate=self.sample_rate, input=True,
-                                         input_device_index=int(info["index"]), frames_per_buffer=frames,
-                                         stream_callback=self._callback)
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=1,
+                rate=self.sample_rate,
+                input=True,
+                input_device_index=int(info["index"]),
+                frames_per_buffer=frames,
+                stream_callback=self._callback,
+            )
         except (OSError, ValueError) as err:
             self._pa.terminate()
             self._closed = True
@@ -207,9 +245,11 @@ class MicrophoneSource:
                 if problem is None and waited >= self.stall_timeout_s:
                     problem = f"no audio for {waited:.1f} s"
                 if problem is not None:
-                    raise DeviceLost(f"capture device {self.name!r} stopped delivering audio after "
-                                     f"{self._samples_delivered / self.sample_rate:.2f} s ({problem}); "
-                                     "was it unplugged?") from None
+                    raise DeviceLost(
+                        f"capture device {self.name!r} stopped delivering audio after "
+                        f"{self._samples_delivered / self.sample_rate:.2f} s ({problem}); "
+                        "was it unplugged?"
+                    ) from None
                 continue
             if chunk is None:
                 return
@@ -233,10 +273,19 @@ class MicrophoneSource:
             self._put(None)
 
 
-def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_threshold: Optional[float] = None,
-           wake: Optional[str] = None, wake_threshold: Optional[float] = None, wake_window_s: float = 5.0,
-           endpoint: EndpointConfig = EndpointConfig(), vad: str = "energy",
-           vad_options: Optional[dict] = None) -> Iterator[Event]:
+def listen(
+    recognizer: Recognizer,
+    source: Any,
+    *,
+    grammar: Any = None,
+    grammar_threshold: Optional[float] = None,
+    wake: Optional[str] = None,
+    wake_threshold: Optional[float] = None,
+    wake_window_s: float = 5.0,
+    endpoint: EndpointConfig = EndpointConfig(),
+    vad: str = "energy",
+    vad_options: Optional[dict] = None,
+) -> Iterator[Event]:
     """Events from a live source: ``partial`` while speaking, ``final`` per utterance, and with a
     grammar ``intent`` (or a final with ``intent`` None when the speech was not a command).
 
@@ -268,7 +317,8 @@ def listen(recognizer: Recognizer, source: Any, *, grammar: Any = None, grammar_
                 for_wake = wake_grammar is not None and t >= awake_until
                 stream = recognizer.create_stream(
                     grammar=(wake_grammar if for_wake else grammar),
-                    grammar_threshold=(wake_threshold if for_wake else grammar_threshold))
+                    grammar_threshold=(wake_threshold if for_wake else grammar_threshold),
+                )
                 buffered = np.concatenate(pre_roll)
                 start_s = t_end - len(buffered) / rate
                 stream.accept_waveform(buffered, rate)
@@ -306,7 +356,7 @@ def _pieces(source: Any, rate: int, piece_s: float = 0.02) -> Iterator[np.ndarra
             continue
         chunk = audio.load_audio((chunk, rate), rate, what="audio chunk")
         for i in range(0, len(chunk), step):
-            yield chunk[i:i + step]
+            yield chunk[i : i + step]
 
 
 def _final_events(stream, for_wake: bool, start: float, end: float) -> Iterator[Event]:

@@ -20,8 +20,20 @@ from typing import Any, Mapping, Optional, Tuple
 
 from edge_speech.features import FeatureConfig
 
-__all__ = ["BundleError", "DECODER_KEYS", "INPUT_KINDS", "InputSpec", "MANIFEST_NAME", "METADATA_KEY", "MODEL_FORMATS",
-           "MODEL_KINDS", "Manifest", "SCHEMA_VERSION", "StateTensor", "check_decoder_defaults"]
+__all__ = [
+    "BundleError",
+    "DECODER_KEYS",
+    "INPUT_KINDS",
+    "InputSpec",
+    "MANIFEST_NAME",
+    "METADATA_KEY",
+    "MODEL_FORMATS",
+    "MODEL_KINDS",
+    "Manifest",
+    "SCHEMA_VERSION",
+    "StateTensor",
+    "check_decoder_defaults",
+]
 
 
 # 2 added waveform input, 3 recurrent state carried across chunks (input.state); a manifest is
@@ -33,10 +45,28 @@ MODEL_KINDS = ("ctc", "classifier")
 MODEL_FORMATS = {".onnx": "onnx", ".tflite": "tflite"}
 INPUT_KINDS = ("features", "waveform")
 # Manifest keys whose value must be a JSON object.
-OBJECT_KEYS = ("models", "input", "format_inputs", "output", "quantization", "files", "provenance", "verification",
-               "decoder", "features")
-DECODER_KEYS = ("lm", "lm_weight", "word_bonus", "beam", "lexicon", "grammar_threshold", "grammar_token_bonus",
-                "grammar_min_evidence")
+OBJECT_KEYS = (
+    "models",
+    "input",
+    "format_inputs",
+    "output",
+    "quantization",
+    "files",
+    "provenance",
+    "verification",
+    "decoder",
+    "features",
+)
+DECODER_KEYS = (
+    "lm",
+    "lm_weight",
+    "word_bonus",
+    "beam",
+    "lexicon",
+    "grammar_threshold",
+    "grammar_token_bonus",
+    "grammar_min_evidence",
+)
 
 
 def _spec_dict(spec: "InputSpec") -> dict:
@@ -164,12 +194,16 @@ class InputSpec:
         if self.stream_context_frames is not None and self.stream_context_frames < 0:
             raise BundleError("input stream_context_frames must be >= 0")
         if self.max_frames is not None and (self.max_frames < 4 or self.chunk_frames is not None):
-            raise BundleError(f"input max_frames ({self.max_frames}) must be >= 4, for dynamic-shape models "
-                              "(without chunk_frames)")
-        if self.clip_frames is not None and (self.clip_frames < 1 or self.chunk_frames is not None
-                                             or self.kind != "features"):
-            raise BundleError(f"input clip_frames ({self.clip_frames}) must be >= 1, for feature input, without "
-                              "chunk_frames (a classifier takes one clip)")
+            raise BundleError(
+                f"input max_frames ({self.max_frames}) must be >= 4, for dynamic-shape models (without chunk_frames)"
+            )
+        if self.clip_frames is not None and (
+            self.clip_frames < 1 or self.chunk_frames is not None or self.kind != "features"
+        ):
+            raise BundleError(
+                f"input clip_frames ({self.clip_frames}) must be >= 1, for feature input, without "
+                "chunk_frames (a classifier takes one clip)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +240,9 @@ class Manifest:
             version = 3 if stateful else 2 if self.waveform_input else 1
             object.__setattr__(self, "schema_version", version)
         if stateful and version < 3:
-            raise BundleError(f"recurrent state (input.state) needs schema_version 3, the manifest says "
-                              f"{self.schema_version}")
+            raise BundleError(
+                f"recurrent state (input.state) needs schema_version 3, the manifest says {self.schema_version}"
+            )
         if self.kind not in MODEL_KINDS:
             raise BundleError(f"manifest kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
@@ -227,9 +262,11 @@ class Manifest:
             if not spec.state or spec.chunk_frames is None:  # InputSpec gives every stateful input chunk_frames
                 continue
             if spec.chunk_frames % self.subsampling_factor or spec.left_context_frames % self.subsampling_factor:
-                raise BundleError(f"a stateful input's chunk_frames ({spec.chunk_frames}) and left_context_frames "
-                                  f"({spec.left_context_frames}) must be multiples of the subsampling factor "
-                                  f"({self.subsampling_factor})")
+                raise BundleError(
+                    f"a stateful input's chunk_frames ({spec.chunk_frames}) and left_context_frames "
+                    f"({spec.left_context_frames}) must be multiples of the subsampling factor "
+                    f"({self.subsampling_factor})"
+                )
         unknown = set(self.models) - set(MODEL_FORMATS.values())
         if unknown or not self.models:
             raise BundleError(f"manifest models must map 'onnx' and/or 'tflite' to file names, got {dict(self.models)}")
@@ -238,7 +275,9 @@ class Manifest:
             raise BundleError(f"manifest mixes input kinds {sorted(kinds)} across formats")
         if self.waveform_input:
             if self.features is not None:
-                raise BundleError("manifest has waveform input and a feature config; a waveform model takes no features")
+                raise BundleError(
+                    "manifest has waveform input and a feature config; a waveform model takes no features"
+                )
             if version < 2:
                 raise BundleError(f"waveform input needs schema_version 2, the manifest says {self.schema_version}")
         elif self.features is None:
@@ -306,8 +345,10 @@ class Manifest:
         if not isinstance(version, int):
             raise BundleError(f"{source}: missing or non-integer schema_version")
         if version > SCHEMA_VERSION:
-            raise BundleError(f"{source}: schema_version {version} is newer than this edge_speech supports "
-                              f"({SCHEMA_VERSION}); upgrade edge-speech")
+            raise BundleError(
+                f"{source}: schema_version {version} is newer than this edge_speech supports "
+                f"({SCHEMA_VERSION}); upgrade edge-speech"
+            )
         if version < 1:
             raise BundleError(f"{source}: invalid schema_version {version}")
         for key in ("kind", "sample_rate", "tokens", "models"):
@@ -334,14 +375,24 @@ class Manifest:
             raise BundleError(f"{source}: invalid input section: {err}") from None
         try:
             return cls(
-                kind=data["kind"], sample_rate=data["sample_rate"], features=features, tokens=tuple(tokens),
-                models=dict(data["models"]), blank_id=data.get("blank_id", 0),
-                subsampling_factor=data.get("subsampling_factor", 1), input=input_spec, format_inputs=format_inputs,
+                kind=data["kind"],
+                sample_rate=data["sample_rate"],
+                features=features,
+                tokens=tuple(tokens),
+                models=dict(data["models"]),
+                blank_id=data.get("blank_id", 0),
+                subsampling_factor=data.get("subsampling_factor", 1),
+                input=input_spec,
+                format_inputs=format_inputs,
                 output_is_log_probs=bool(data.get("output", {}).get("is_log_probs", True)),
-                quantization=dict(data.get("quantization", {"scheme": "float"})), target=data.get("target"),
-                name=str(data.get("name", "model")), files=dict(data.get("files", {})),
-                provenance=dict(data.get("provenance", {})), verification=dict(data.get("verification", {})),
-                decoder=dict(data.get("decoder", {})), schema_version=version,
+                quantization=dict(data.get("quantization", {"scheme": "float"})),
+                target=data.get("target"),
+                name=str(data.get("name", "model")),
+                files=dict(data.get("files", {})),
+                provenance=dict(data.get("provenance", {})),
+                verification=dict(data.get("verification", {})),
+                decoder=dict(data.get("decoder", {})),
+                schema_version=version,
             )
         except BundleError as err:
             raise BundleError(f"{source}: {err}") from None

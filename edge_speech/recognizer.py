@@ -78,8 +78,15 @@ class Transcript:
     def to_dict(self) -> dict:
         return {
             "text": self.text,
-            "words": [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-                       "confidence": round(w.confidence, 4)} for w in self.words],
+            "words": [
+                {
+                    "text": w.text,
+                    "start": round(w.start, 3),
+                    "end": round(w.end, 3),
+                    "confidence": round(w.confidence, 4),
+                }
+                for w in self.words
+            ],
             "intent": self.intent,
             "slots": dict(self.slots) if self.slots else None,
             "confidence": self.confidence,
@@ -108,8 +115,14 @@ class Recognizer:
         self._per_thread = threading.local()  # a feature extractor per thread, kept between calls
 
     @classmethod
-    def from_bundle(cls, path: "str | Path | Bundle", target: Optional[str] = None, backend: str = "auto",
-                    threads: Optional[int] = None, beam: Optional[int] = None) -> "Recognizer":
+    def from_bundle(
+        cls,
+        path: "str | Path | Bundle",
+        target: Optional[str] = None,
+        backend: str = "auto",
+        threads: Optional[int] = None,
+        beam: Optional[int] = None,
+    ) -> "Recognizer":
         """Loads and verifies a bundle (directory, zip or lone model) and starts its backend.
 
         ``target`` names a device profile (``edge-speech targets``) whose thread count and
@@ -117,8 +130,13 @@ class Recognizer:
         started = time.perf_counter()
         bundle = path if isinstance(path, Bundle) else Bundle.load(path)
         recognizer = cls(bundle, create_backend_for_target(bundle, target, backend, threads), beam=beam)
-        LOG.info("loaded %s (%s on %s) in %.0f ms", bundle.source, bundle.manifest.name, recognizer.backend.name,
-                 1e3 * (time.perf_counter() - started))
+        LOG.info(
+            "loaded %s (%s on %s) in %.0f ms",
+            bundle.source,
+            bundle.manifest.name,
+            recognizer.backend.name,
+            1e3 * (time.perf_counter() - started),
+        )
         return recognizer
 
     @classmethod
@@ -130,18 +148,31 @@ class Recognizer:
         23.5 MB instead of 2.7 MB and about 9x the CPU time). Options are those of :meth:`from_bundle`."""
         name = DEFAULT_MODEL if model is None else model
         if name not in EMBEDDED_MODELS:
-            raise ValueError(f"unknown embedded model {name!r}; choose one of {sorted(EMBEDDED_MODELS)}, "
-                             "or pass a bundle with --bundle / Recognizer.from_bundle()")
+            raise ValueError(
+                f"unknown embedded model {name!r}; choose one of {sorted(EMBEDDED_MODELS)}, "
+                "or pass a bundle with --bundle / Recognizer.from_bundle()"
+            )
         path = EMBEDDED_MODELS[name]
         if not (path / "manifest.json").is_file():
-            raise BundleError(f"this edge_speech build has no embedded {name} model ({path}); "
-                              "pass a bundle with --bundle / Recognizer.from_bundle()")
+            raise BundleError(
+                f"this edge_speech build has no embedded {name} model ({path}); "
+                "pass a bundle with --bundle / Recognizer.from_bundle()"
+            )
         return cls.from_bundle(path, **options)
 
     # -- offline --------------------------------------------------------------------------
-    def transcribe(self, source: audio.AudioInput, *, beam: Optional[int] = None, lm: LMArg = None,
-                   lm_weight: Optional[float] = None, word_bonus: Optional[float] = None, hotwords: HotwordsArg = None,
-                   grammar: Any = None, grammar_threshold: Optional[float] = None) -> Transcript:
+    def transcribe(
+        self,
+        source: audio.AudioInput,
+        *,
+        beam: Optional[int] = None,
+        lm: LMArg = None,
+        lm_weight: Optional[float] = None,
+        word_bonus: Optional[float] = None,
+        hotwords: HotwordsArg = None,
+        grammar: Any = None,
+        grammar_threshold: Optional[float] = None,
+    ) -> Transcript:
         """Transcribes a file path or a ``(samples, sample_rate)`` pair.
 
         ``beam`` (1 = greedy), ``lm`` (an ARPA file, shallow fusion with ``lm_weight`` and
@@ -166,8 +197,13 @@ class Recognizer:
         timings = {"features": t1 - t0, "model": t2 - t1, "decoding": t3 - t2}
         return self._transcript(result, duration, timings)
 
-    def transcribe_many(self, sources: Iterable[audio.AudioInput], workers: Optional[int] = None,
-                        progress: Optional[Any] = None, **options: Any) -> List[Union[Transcript, Exception]]:
+    def transcribe_many(
+        self,
+        sources: Iterable[audio.AudioInput],
+        workers: Optional[int] = None,
+        progress: Optional[Any] = None,
+        **options: Any,
+    ) -> List[Union[Transcript, Exception]]:
         """Transcribes many inputs on a thread pool; a failed input gives its exception in place
         of a transcript (the others still run). ``progress(done, total)`` is called after each."""
         sources = list(sources)
@@ -197,16 +233,27 @@ class Recognizer:
             return np.zeros((0, len(self.manifest.tokens)), dtype=np.float32)
         out = self.backend.run(feats)
         if out.ndim != 2 or out.shape[1] != len(self.manifest.tokens):
-            raise BundleError(f"{self.bundle.source}: the model outputs {out.shape[-1]} classes per frame but the "
-                              f"manifest has {len(self.manifest.tokens)} tokens")
+            raise BundleError(
+                f"{self.bundle.source}: the model outputs {out.shape[-1]} classes per frame but the "
+                f"manifest has {len(self.manifest.tokens)} tokens"
+            )
         return out if self.manifest.output_is_log_probs else _log_softmax(out)
 
     # -- streaming ------------------------------------------------------------------------
-    def create_stream(self, *, beam: Optional[int] = None, lm: LMArg = None, lm_weight: Optional[float] = None,
-                      word_bonus: Optional[float] = None, hotwords: HotwordsArg = None, grammar: Any = None,
-                      grammar_threshold: Optional[float] = None, chunk_frames: int = 32,
-                      left_context_frames: Optional[int] = None,
-                      right_context_frames: Optional[int] = None) -> "RecognizerStream":
+    def create_stream(
+        self,
+        *,
+        beam: Optional[int] = None,
+        lm: LMArg = None,
+        lm_weight: Optional[float] = None,
+        word_bonus: Optional[float] = None,
+        hotwords: HotwordsArg = None,
+        grammar: Any = None,
+        grammar_threshold: Optional[float] = None,
+        chunk_frames: int = 32,
+        left_context_frames: Optional[int] = None,
+        right_context_frames: Optional[int] = None,
+    ) -> "RecognizerStream":
         """A stream fed with audio chunks; partial results at any time. Dynamic-shape models run
         on windows of ``left + chunk + right`` feature frames; the contexts default to the
         manifest's ``input.stream_context_frames`` (the model's receptive field), else 16 and 8.
@@ -218,8 +265,10 @@ class Recognizer:
         if self.manifest.waveform_input:
             # Chunked windows would change what a full-attention encoder sees, and the
             # per-utterance normalisation needs the whole utterance: no streaming equal to offline.
-            raise NotImplementedError(f"{self.bundle.source}: streaming is not supported for waveform-input bundles "
-                                      "(e.g. wav2vec2); transcribe whole utterances with transcribe()")
+            raise NotImplementedError(
+                f"{self.bundle.source}: streaming is not supported for waveform-input bundles "
+                "(e.g. wav2vec2); transcribe whole utterances with transcribe()"
+            )
         decoder = self._decoder_for(beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold)
         spec = self.manifest.input_for(self.backend.name)
         sub = self.manifest.subsampling_factor
@@ -230,10 +279,19 @@ class Recognizer:
             right_context_frames = needed if needed is not None else 8
         if spec.chunk_frames is not None:
             chunk_frames, left_context_frames, right_context_frames = (
-                spec.chunk_frames, spec.left_context_frames, spec.right_context_frames)
-        return RecognizerStream(self, decoder, chunk_frames, left_context_frames, right_context_frames,
-                                fixed_shape=spec.chunk_frames is not None and not spec.state,
-                                stateful=bool(spec.state))
+                spec.chunk_frames,
+                spec.left_context_frames,
+                spec.right_context_frames,
+            )
+        return RecognizerStream(
+            self,
+            decoder,
+            chunk_frames,
+            left_context_frames,
+            right_context_frames,
+            fixed_shape=spec.chunk_frames is not None and not spec.state,
+            stateful=bool(spec.state),
+        )
 
     # -- internals ------------------------------------------------------------------------
     def _front_end(self, samples: np.ndarray) -> np.ndarray:
@@ -247,20 +305,35 @@ class Recognizer:
     def _extractor(self) -> features.FeatureExtractor:
         extractor = getattr(self._per_thread, "extractor", None)
         if extractor is None:
-            extractor = self._per_thread.extractor = features.FeatureExtractor(self.manifest.features,
-                                                                                self.manifest.sample_rate)
+            extractor = self._per_thread.extractor = features.FeatureExtractor(
+                self.manifest.features, self.manifest.sample_rate
+            )
         return extractor
 
-    def _decoder_for(self, beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold) -> decoding.CTCDecoder:
-        if beam is None and lm is None and hotwords is None and grammar is None and lm_weight is None and word_bonus is None:
+    def _decoder_for(
+        self, beam, lm, hotwords, lm_weight, word_bonus, grammar, grammar_threshold
+    ) -> decoding.CTCDecoder:
+        if (
+            beam is None
+            and lm is None
+            and hotwords is None
+            and grammar is None
+            and lm_weight is None
+            and word_bonus is None
+        ):
             return self._decoder
         if grammar is not None:
             if grammar_threshold is None:
                 grammar_threshold = self.manifest.decoder.get("grammar_threshold", 0.5)
-            return _grammar_decoder(self.manifest.tokens, self.manifest.blank_id, self.manifest.frame_shift_s,
-                                    _grammar_key(grammar), grammar_threshold,
-                                    self.manifest.decoder.get("grammar_token_bonus", 0.0),
-                                    self.manifest.decoder.get("grammar_min_evidence", decoding.GRAMMAR_MIN_EVIDENCE))
+            return _grammar_decoder(
+                self.manifest.tokens,
+                self.manifest.blank_id,
+                self.manifest.frame_shift_s,
+                _grammar_key(grammar),
+                grammar_threshold,
+                self.manifest.decoder.get("grammar_token_bonus", 0.0),
+                self.manifest.decoder.get("grammar_min_evidence", decoding.GRAMMAR_MIN_EVIDENCE),
+            )
         return self._make_decoder(beam or self.beam, lm, hotwords, lm_weight, word_bonus)
 
     def _make_decoder(self, beam, lm, hotwords, lm_weight, word_bonus) -> decoding.CTCDecoder:
@@ -278,24 +351,47 @@ class Recognizer:
         if isinstance(hotwords, (str, Path)):
             hotwords = read_hotwords(hotwords)
         return decoding.CTCDecoder(
-            list(self.manifest.tokens), blank_id=self.manifest.blank_id, beam_width=beam, lm=lm,
+            list(self.manifest.tokens),
+            blank_id=self.manifest.blank_id,
+            beam_width=beam,
+            lm=lm,
             lm_weight=defaults.get("lm_weight", _BEAM_DEFAULTS.lm_weight) if lm_weight is None else lm_weight,
             word_bonus=defaults.get("word_bonus", _BEAM_DEFAULTS.word_bonus) if word_bonus is None else word_bonus,
-            lexicon=lexicon, hotwords=hotwords or None, frame_shift_s=self.manifest.frame_shift_s)
+            lexicon=lexicon,
+            hotwords=hotwords or None,
+            frame_shift_s=self.manifest.frame_shift_s,
+        )
 
     def _transcript(self, result: decoding.Result, duration: float, timings: Mapping[str, float]) -> Transcript:
         tokens = tuple(self.manifest.tokens[i] for i in result.tokens)
-        return Transcript(text=result.text, words=result.words, tokens=tokens, score=result.score,
-                          duration_s=duration, rtf=sum(timings.values()) / duration if duration else 0.0,
-                          timings=dict(timings), intent=result.intent, slots=result.slots,
-                          confidence=result.confidence, nbest=result.nbest)
+        return Transcript(
+            text=result.text,
+            words=result.words,
+            tokens=tokens,
+            score=result.score,
+            duration_s=duration,
+            rtf=sum(timings.values()) / duration if duration else 0.0,
+            timings=dict(timings),
+            intent=result.intent,
+            slots=result.slots,
+            confidence=result.confidence,
+            nbest=result.nbest,
+        )
 
 
 class RecognizerStream:
     """Streaming recognition; create it with :meth:`Recognizer.create_stream`. Not thread-safe."""
 
-    def __init__(self, recognizer: Recognizer, decoder: decoding.CTCDecoder, chunk: int, left: int, right: int,
-                 fixed_shape: bool = False, stateful: bool = False):
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        decoder: decoding.CTCDecoder,
+        chunk: int,
+        left: int,
+        right: int,
+        fixed_shape: bool = False,
+        stateful: bool = False,
+    ):
         sub = recognizer.manifest.subsampling_factor
         if chunk % sub or left % sub:
             raise ValueError(f"chunk and left context must be multiples of the model's subsampling ({sub})")
@@ -352,8 +448,8 @@ class RecognizerStream:
         if not self._finished and total > self._next_frame:
             start = max(self._pending_start, self._next_frame - self._left)
             start += (self._next_frame - start) % self._sub  # keep output frames on the same grid
-            out = self.recognizer.log_probs_from_features(self._pending[start - self._pending_start:])
-            last = self._collapse(out[(self._next_frame - start) // self._sub:], last, ids)
+            out = self.recognizer.log_probs_from_features(self._pending[start - self._pending_start :])
+            last = self._collapse(out[(self._next_frame - start) // self._sub :], last, ids)
         return self.recognizer.vocabulary.text(ids)
 
     def _collapse(self, log_probs: np.ndarray, last: int, ids: list) -> int:
@@ -377,7 +473,9 @@ class RecognizerStream:
         self._input_rate = int(sample_rate)
         if self._input_rate != self._rate:
             if self._resampler is None:
-                self._resampler = import_soxr().ResampleStream(self._input_rate, self._rate, 1, dtype="float32", quality="HQ")
+                self._resampler = import_soxr().ResampleStream(
+                    self._input_rate, self._rate, 1, dtype="float32", quality="HQ"
+                )
             x = self._resampler.resample_chunk(x)
         self._samples += len(x)
         self._features.accept(x)
@@ -406,7 +504,7 @@ class RecognizerStream:
         if cut is None:
             return None
         start, stop, first, end = cut
-        window = self._pending[start - self._pending_start:min(stop, total) - self._pending_start]
+        window = self._pending[start - self._pending_start : min(stop, total) - self._pending_start]
         out, state = backend.run_chunk(window, first, end, state)
         return (out if self.recognizer.manifest.output_is_log_probs else _log_softmax(out)), state
 
@@ -425,7 +523,7 @@ class RecognizerStream:
                 self._greedy_last = self._collapse(out, self._greedy_last, self._greedy_ids)
                 self._next_frame += self._chunk
                 keep_from = max(0, self._next_frame - self._history)
-                self._pending = self._pending[keep_from - self._pending_start:]
+                self._pending = self._pending[keep_from - self._pending_start :]
                 self._pending_start = keep_from
         while True:
             end = self._next_frame + self._chunk
@@ -438,22 +536,25 @@ class RecognizerStream:
             if final and self._fixed_window and end >= total:
                 padded_total = -(-total // self._sub) * self._sub
                 start = max(0, min(start, padded_total - self._fixed_window))
-            window = self._pending[start - self._pending_start:stop - self._pending_start]
+            window = self._pending[start - self._pending_start : stop - self._pending_start]
             out = self.recognizer.log_probs_from_features(window)
             first = (self._next_frame - start) // self._sub
             count = -(-(min(end, total) - self._next_frame) // self._sub)
-            self._decoder.accept(out[first:first + count])
-            self._greedy_last = self._collapse(out[first:first + count], self._greedy_last, self._greedy_ids)
+            self._decoder.accept(out[first : first + count])
+            self._greedy_last = self._collapse(out[first : first + count], self._greedy_last, self._greedy_ids)
             self._next_frame = end
             keep_from = max(0, self._next_frame - self._history)
-            self._pending = self._pending[keep_from - self._pending_start:]
+            self._pending = self._pending[keep_from - self._pending_start :]
             self._pending_start = keep_from
 
 
 def _grammar_key(grammar: Any) -> Any:
     """Something hashable standing for the grammar: its file's text, its text, or the object."""
-    if isinstance(grammar, Path) or (isinstance(grammar, str) and "\n" not in grammar
-                                     and grammar.rsplit(".", 1)[-1].lower() in ("yaml", "yml", "gram", "jsgf")):
+    if isinstance(grammar, Path) or (
+        isinstance(grammar, str)
+        and "\n" not in grammar
+        and grammar.rsplit(".", 1)[-1].lower() in ("yaml", "yml", "gram", "jsgf")
+    ):
         path = Path(grammar)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such grammar file")
@@ -461,21 +562,40 @@ def _grammar_key(grammar: Any) -> Any:
         if path.suffix.lower() in (".gram", ".jsgf") and not text.lstrip().startswith("#JSGF"):
             text = "#JSGF V1.0;\n" + text
         return text
-    if isinstance(grammar, str) and "\n" not in grammar and ":" not in grammar and "=" not in grammar \
-            and Path(grammar).suffix:  # a one-line string naming a file: never grammar text
+    if (
+        isinstance(grammar, str)
+        and "\n" not in grammar
+        and ":" not in grammar
+        and "=" not in grammar
+        and Path(grammar).suffix
+    ):  # a one-line string naming a file: never grammar text
         kind = "no such file" if not Path(grammar).exists() else "not a grammar file"
-        raise ValueError(f"grammar {grammar!r}: {kind}; a grammar is a .yaml/.yml intent file, a .gram/.jsgf "
-                         "file, a Home Assistant sentences file, or the text of one")
+        raise ValueError(
+            f"grammar {grammar!r}: {kind}; a grammar is a .yaml/.yml intent file, a .gram/.jsgf "
+            "file, a Home Assistant sentences file, or the text of one"
+        )
     return grammar
 
 
 @functools.lru_cache(maxsize=8)
-def _grammar_decoder(tokens: Tuple[str, ...], blank_id: int, frame_shift_s: float, grammar: Any,
-                     threshold: float, token_bonus: float, min_evidence: float) -> decoding.CTCDecoder:
-    return decoding.CTCDecoder(list(tokens), blank_id=blank_id, grammar=grammar, grammar_threshold=threshold,
-                               grammar_token_bonus=token_bonus, grammar_min_evidence=min_evidence,
-                               frame_shift_s=frame_shift_s)
-
+def _grammar_decoder(
+    tokens: Tuple[str, ...],
+    blank_id: int,
+    frame_shift_s: float,
+    grammar: Any,
+    threshold: float,
+    token_bonus: float,
+    min_evidence: float,
+) -> decoding.CTCDecoder:
+    return decoding.CTCDecoder(
+        list(tokens),
+        blank_id=blank_id,
+        grammar=grammar,
+        grammar_threshold=threshold,
+        grammar_token_bonus=token_bonus,
+        grammar_min_evidence=min_evidence,
+        frame_shift_s=frame_shift_s,
+    )
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -23,12 +23,12 @@ class Target:
     description: str
     arch: str
     cpu: str
-    cores: int                          # 0: use what the machine has
+    cores: int  # 0: use what the machine has
     cpu_features: Tuple[str, ...]
     ram_mb: int
     backend: str
     onnx_providers: Tuple[str, ...]
-    threads: int                        # 0: one per available core
+    threads: int  # 0: one per available core
     quantization: str
     toolchain: str
     c_flags: str
@@ -39,11 +39,19 @@ class Target:
     def from_toml(cls, data: dict, source: str) -> "Target":
         try:
             return cls(
-                name=data["name"], description=data["description"], arch=data["arch"], cpu=data["cpu"],
-                cores=int(data["cores"]), cpu_features=tuple(data["cpu_features"]), ram_mb=int(data["ram_mb"]),
-                backend=data["runtime"]["backend"], onnx_providers=tuple(data["runtime"]["onnx_providers"]),
-                threads=int(data["runtime"]["threads"]), quantization=data["converter"]["quantization"],
-                toolchain=data["native"]["toolchain"], c_flags=data["native"]["c_flags"],
+                name=data["name"],
+                description=data["description"],
+                arch=data["arch"],
+                cpu=data["cpu"],
+                cores=int(data["cores"]),
+                cpu_features=tuple(data["cpu_features"]),
+                ram_mb=int(data["ram_mb"]),
+                backend=data["runtime"]["backend"],
+                onnx_providers=tuple(data["runtime"]["onnx_providers"]),
+                threads=int(data["runtime"]["threads"]),
+                quantization=data["converter"]["quantization"],
+                toolchain=data["native"]["toolchain"],
+                c_flags=data["native"]["c_flags"],
                 device_tree_models=tuple(data["detect"]["device_tree_model"]),
                 cpu_parts=tuple(data["detect"]["cpu_parts"]),
             )
@@ -76,8 +84,9 @@ def get_target(name: str) -> Target:
     return targets[name]
 
 
-def detect_target(cpuinfo: Optional[str] = None, device_tree_model: Optional[str] = None,
-                  machine: Optional[str] = None) -> Tuple[str, str]:
+def detect_target(
+    cpuinfo: Optional[str] = None, device_tree_model: Optional[str] = None, machine: Optional[str] = None
+) -> Tuple[str, str]:
     """(target name, reason) for this machine, from the device-tree model, then the CPU part
     numbers in /proc/cpuinfo, then the architecture."""
     if cpuinfo is None:
@@ -90,8 +99,11 @@ def detect_target(cpuinfo: Optional[str] = None, device_tree_model: Optional[str
         for model in target.device_tree_models:
             if model and model in device_tree_model:
                 return target.name, f"device-tree model {device_tree_model!r}"
-    parts = {line.split(":", 1)[1].strip().lower() for line in cpuinfo.splitlines()
-             if line.lower().startswith("cpu part") and ":" in line}
+    parts = {
+        line.split(":", 1)[1].strip().lower()
+        for line in cpuinfo.splitlines()
+        if line.lower().startswith("cpu part") and ":" in line
+    }
     for target in targets.values():
         matched = parts & {p.lower() for p in target.cpu_parts}
         if matched:

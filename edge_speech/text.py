@@ -68,5 +68,10 @@ def error_rates(pairs: Iterable[Tuple[str, str]], normalize: bool = True) -> dic
         word_errors += edit_distance(reference.split(), hypothesis.split())
         word_total += len(reference.split())
         utterances += 1
-    return {"cer": char_errors / max(1, char_total), "wer": word_errors / max(1, word_total),
-            "utterances": utterances, "chars": char_total, "words": word_total}
+    return {
+        "cer": char_errors / max(1, char_total),
+        "wer": word_errors / max(1, word_total),
+        "utterances": utterances,
+        "chars": char_total,
+        "words": word_total,
+    }

@@ -86,8 +86,9 @@ class EnergyVadConfig:
             raise TypeError(f"energy VAD options must be a mapping, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise TypeError(f"unknown energy VAD option(s) {sorted(unknown)}; "
-                            f"known: {[f.name for f in dataclasses.fields(cls)]}")
+            raise TypeError(
+                f"unknown energy VAD option(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(cls)]}"
+            )
         return cls(**dict(data))
 
     def create(self, sample_rate: float) -> Any:
@@ -106,8 +107,10 @@ def find_silero_model() -> Path:
         if path.is_file():
             return path
     where = f" (the installed package at {locations[0]} has no data/{SILERO_MODEL_FILE})" if locations else ""
-    raise FileNotFoundError(f"Silero VAD needs the model file {SILERO_MODEL_FILE} from the silero-vad package"
-                            f"{where}: {SILERO_INSTALL_HINT}; or pass its path as model_path")
+    raise FileNotFoundError(
+        f"Silero VAD needs the model file {SILERO_MODEL_FILE} from the silero-vad package"
+        f"{where}: {SILERO_INSTALL_HINT}; or pass its path as model_path"
+    )
 
 
 class SileroVad:
@@ -119,8 +122,14 @@ class SileroVad:
     resampled to 16 kHz (soxr, statefully), so decisions cover 32 ms whatever the input rate.
     """
 
-    def __init__(self, sample_rate_hz: float = 16000, model_path: "str | Path | None" = None, threshold: float = 0.5,
-                 release_threshold: Optional[float] = None, threads: int = 1):
+    def __init__(
+        self,
+        sample_rate_hz: float = 16000,
+        model_path: "str | Path | None" = None,
+        threshold: float = 0.5,
+        release_threshold: Optional[float] = None,
+        threads: int = 1,
+    ):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
         release = threshold - 0.15 if release_threshold is None else release_threshold
@@ -141,8 +150,9 @@ class SileroVad:
             raise ValueError(f"{path} is not a loadable ONNX model: {err}") from None
         names = {i.name for i in self._session.get_inputs()}
         if names != {"input", "state", "sr"}:
-            raise ValueError(f"{path} does not look like Silero VAD: inputs {sorted(names)}, "
-                             "expected input, state and sr")
+            raise ValueError(
+                f"{path} does not look like Silero VAD: inputs {sorted(names)}, expected input, state and sr"
+            )
         self.sample_rate = rate
         self.model_rate = rate if rate in SILERO_WINDOW else 16000
         self.window = SILERO_WINDOW[self.model_rate]
@@ -169,8 +179,9 @@ class SileroVad:
         x = x.astype(np.float32, copy=False)
         if self.model_rate != self.sample_rate:
             if self._resampler is None:
-                self._resampler = import_soxr().ResampleStream(self.sample_rate, self.model_rate, 1, dtype="float32",
-                                                               quality="HQ")
+                self._resampler = import_soxr().ResampleStream(
+                    self.sample_rate, self.model_rate, 1, dtype="float32", quality="HQ"
+                )
             x = self._resampler.resample_chunk(x)
         buffer = np.concatenate([self._buffer, x])
         count = (len(buffer) - self.context_size) // self.window
@@ -178,10 +189,10 @@ class SileroVad:
         rate = np.array(self.model_rate, dtype=np.int64)
         for i in range(count):
             start = i * self.window
-            feed = buffer[start:start + self.context_size + self.window][np.newaxis]
+            feed = buffer[start : start + self.context_size + self.window][np.newaxis]
             out, self._state = self._session.run(None, {"input": feed, "state": self._state, "sr": rate})
             probabilities[i] = out[0, 0]
-        self._buffer = buffer[count * self.window:]
+        self._buffer = buffer[count * self.window :]
         self.frames_done += count
         return probabilities
 

@@ -27,7 +27,9 @@ def compose(text: str, what: str, max_chars: int, max_nodes: int, hint: str = ""
     try:
         root = yaml.compose(text, Loader=LOADER)
     except RecursionError:
-        raise ValueError(f"{what}: lists and mappings nested too deep to read" + (f" ({hint})" if hint else "")) from None
+        raise ValueError(
+            f"{what}: lists and mappings nested too deep to read" + (f" ({hint})" if hint else "")
+        ) from None
     except yaml.YAMLError as err:
         raise error(err, text, what) from None
     walked, stack = 0, [root] if root is not None else []
@@ -35,7 +37,9 @@ def compose(text: str, what: str, max_chars: int, max_nodes: int, hint: str = ""
         node = stack.pop()
         walked += 1
         if walked > max_nodes:
-            raise ValueError(f"{what}: the document expands to more than {max_nodes} nodes (aliases repeating aliases?)")
+            raise ValueError(
+                f"{what}: the document expands to more than {max_nodes} nodes (aliases repeating aliases?)"
+            )
         if isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
@@ -69,11 +73,13 @@ def error(err: "yaml.YAMLError", text: str, what: str) -> ValueError:
     if context == "while scanning a quoted scalar" and context_mark is not None:
         quote = context_mark.column
         start = _enclosing_flow_start(source(context_mark.line), quote)
-        return ValueError(f"{what}: line {context_mark.line + 1}, column {start + 1}: unterminated quote "
-                          f"(the quote at column {quote + 1} is never closed)")
+        return ValueError(
+            f"{what}: line {context_mark.line + 1}, column {start + 1}: unterminated quote "
+            f"(the quote at column {quote + 1} is never closed)"
+        )
     if "maximum nesting depth" in problem:
         return ValueError(f"{what}: {where}lists and mappings nested too deep ({problem})")
-    if mark is not None and "cannot start any token" in problem and source(mark.line)[mark.column:][:1] == "\t":
+    if mark is not None and "cannot start any token" in problem and source(mark.line)[mark.column :][:1] == "\t":
         return ValueError(f"{what}: {where}tabs are not allowed for indentation")
     return ValueError(f"{what}: {where}{problem}" + (f" ({context})" if context else ""))
 

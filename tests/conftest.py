@@ -58,8 +58,9 @@ def speech_wav(speech_dir):
             raw = speech_dir / f"raw_{out.name}"
             subprocess.run([_require_tool("espeak-ng"), "-v", voice, "-w", str(raw), text], check=True)
             # -R: sox dithers with a fresh random seed otherwise, so the audio would differ per run
-            subprocess.run([_require_tool("sox"), "-R", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(out)],
-                           check=True)
+            subprocess.run(
+                [_require_tool("sox"), "-R", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(out)], check=True
+            )
         return out
 
     return make
@@ -112,10 +113,22 @@ def tiny_whisper(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     config = transformers.WhisperConfig(
-        vocab_size=100, num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=4,
-        decoder_layers=1, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=1500, max_target_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1)
+        vocab_size=100,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=1500,
+        max_target_positions=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
     model = transformers.WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():  # random biases everywhere (a zero bias would hide a swapped tensor)
         for name, p in model.named_parameters():
@@ -130,13 +143,14 @@ def tiny_whisper(tmp_path_factory):
 
 def run_cli(*args):
     """``edge-speech ARGS`` in a fresh interpreter, run from the temporary directory."""
-    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir())
+    return subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
 
 
 def composed(speech, gaps=(1.0, 1.5, 1.0)):
     """silence, speech, silence, speech, silence (quiet noise, not digital zeros)."""
-    words = speech(16000)[:16000 * 2]
+    words = speech(16000)[: 16000 * 2]
 
     def quiet(seconds):
         rng = np.random.default_rng(int(seconds * 10))
@@ -179,7 +193,8 @@ def file_microphone(tmp_path, monkeypatch):
         raw = tmp_path / "capture.raw"
         (np.clip(samples, -1, 1) * 32767).astype("<i2").tofile(raw)
         conf = tmp_path / "asound.conf"
-        conf.write_text(textwrap.dedent(f"""\
+        conf.write_text(
+            textwrap.dedent(f"""\
             <{ALSA_BASE}>
             pcm.filemic {{
                 type file
@@ -189,7 +204,8 @@ def file_microphone(tmp_path, monkeypatch):
                 format "raw"
                 hint.description "edge_speech test capture"
             }}
-            """))
+            """)
+        )
         monkeypatch.setenv("ALSA_CONFIG_PATH", str(conf))
         return "filemic"
 

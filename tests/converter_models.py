@@ -85,12 +85,19 @@ class DSCNN(nn.Module):
 
     def __init__(self, classes: int = 12, channels: int = 64, blocks: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, channels, (10, 4), stride=(2, 2), padding=(5, 1)),
-                                  nn.BatchNorm2d(channels), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, channels, (10, 4), stride=(2, 2), padding=(5, 1)), nn.BatchNorm2d(channels), nn.ReLU()
+        )
         layers = []
         for _ in range(blocks):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.BatchNorm2d(channels), nn.ReLU(),
-                       nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(),
+                nn.Conv2d(channels, channels, 1),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(),
+            ]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, classes)
 
@@ -113,21 +120,26 @@ def seeded(model_class, seed: int = 0, **kwargs):
 
 # The architectures users bring (issue 15's matrix), tiny: a few thousand to ~100k parameters.
 
+
 class DeepSpeech2(nn.Module):
     """deepspeech.pytorch's shape: conv2d over [freq, time] (x2 in time), the channels and
     frequencies flattened together, then a multi-layer bidirectional LSTM and a linear head."""
 
     def __init__(self, dim: int = 80, channels: int = 8, hidden: int = 32, layers: int = 2, vocab: int = 29):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, channels, (11, 5), stride=(2, 2), padding=(5, 2)),
-                                  nn.BatchNorm2d(channels), nn.Hardtanh(0, 20),
-                                  nn.Conv2d(channels, channels, (11, 5), stride=(2, 1), padding=(5, 2)),
-                                  nn.BatchNorm2d(channels), nn.Hardtanh(0, 20))
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, (11, 5), stride=(2, 2), padding=(5, 2)),
+            nn.BatchNorm2d(channels),
+            nn.Hardtanh(0, 20),
+            nn.Conv2d(channels, channels, (11, 5), stride=(2, 1), padding=(5, 2)),
+            nn.BatchNorm2d(channels),
+            nn.Hardtanh(0, 20),
+        )
         self.rnn = nn.LSTM(channels * ((dim + 3) // 4), hidden, num_layers=layers, bidirectional=True, batch_first=True)
         self.head = nn.Linear(2 * hidden, vocab)
 
     def forward(self, features):
-        x = self.conv(features.transpose(1, 2)[:, None])      # [B, C, F/4, T/2]
+        x = self.conv(features.transpose(1, 2)[:, None])  # [B, C, F/4, T/2]
         batch, channels, freq, frames = x.shape
         x = x.view(batch, channels * freq, frames).transpose(1, 2)
         x, _ = self.rnn(x)
@@ -210,8 +222,9 @@ class CRNNKeywordSpotter(nn.Module):
 
     def __init__(self, dim: int = 40, classes: int = 12, channels: int = 16, hidden: int = 32):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, channels, (5, 5), stride=(1, 2), padding=2), nn.BatchNorm2d(channels),
-                                  nn.ReLU())
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, (5, 5), stride=(1, 2), padding=2), nn.BatchNorm2d(channels), nn.ReLU()
+        )
         self.rnn = nn.GRU(channels * ((dim + 1) // 2), hidden, batch_first=True)
         self.head = nn.Linear(hidden, classes)
 
@@ -228,8 +241,12 @@ def confident(model, example, spread: float = 6.0):
     formats would measure noise rather than the conversion."""
     with torch.no_grad():
         width = model(example).shape[-1]
-        head = [m for m in model.modules() if (isinstance(m, nn.Linear) and m.out_features == width)
-                or (isinstance(m, nn.Conv1d) and m.out_channels == width)][-1]
+        head = [
+            m
+            for m in model.modules()
+            if (isinstance(m, nn.Linear) and m.out_features == width)
+            or (isinstance(m, nn.Conv1d) and m.out_channels == width)
+        ][-1]
         out = model(example)
         centred = out - out.mean(-1, keepdim=True)
         scale = spread / float(centred.std(-1).mean())

@@ -95,20 +95,20 @@ class ArpaReference:
             if line == "\\end\\":
                 break
             if line.startswith("\\") and line.endswith("-grams:"):
-                section = int(line[1:line.index("-")])
+                section = int(line[1 : line.index("-")])
                 self.order = max(self.order, section)
                 continue
             if section == "data" or section is None:
                 continue
             parts = line.split()
-            words = tuple(parts[1:1 + section])
+            words = tuple(parts[1 : 1 + section])
             self.prob[words] = float(parts[0])
             if len(parts) == section + 2:
                 self.backoff[words] = float(parts[-1])
         self.vocab = {w[0] for w in self.prob if len(w) == 1}
 
     def score_word(self, history: Sequence[str], word: str) -> float:
-        history = list(history)[-(self.order - 1):] if self.order > 1 else []
+        history = list(history)[-(self.order - 1) :] if self.order > 1 else []
         for start in range(len(history) + 1):
             h = tuple(history[start:])
             if h + (word,) in self.prob:

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: the C unit tests (native, under AddressSanitizer + UBSan, and
-# cross-compiled for aarch64 and armv7 under qemu), then the Python tests.
+# The whole test suite: lint and type checks, the C unit tests (native, under AddressSanitizer +
+# UBSan, and cross-compiled for aarch64 and armv7 under qemu), then the Python tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash recipes/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"  # cmake and ninja from the test extra
+
+echo "== Lint, format and types"
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
+.venv/bin/mypy
 
 native_tests() {  # name, extra cmake arguments...
   local name=$1

@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-
 import tiny_models
 from conftest import noise
 from tiny_bundles import FEATURES, make_bundle
+
 from edge_speech import backends, features
 from edge_speech.bundle import Bundle, BundleError, InputSpec, pack_bundle
 
@@ -85,17 +85,20 @@ def test_truncated_and_missing_files_are_named(tmp_path):
         Bundle.load(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(schema_version=4), "schema_version 4 is newer"),
-    (lambda d: d.pop("tokens"), "missing required key 'tokens'"),
-    (lambda d: d.update(kind="seq2seq"), "kind must be one of"),
-    (lambda d: d.update(blank_id=99), "blank_id 99"),
-    (lambda d: d["features"].update(num_mel_bins=500), "does not work at 16000 Hz"),
-    (lambda d: d["features"].update(nonsense=1), "unknown feature config key"),
-    (lambda d: d.update(models={"onnx": "other.onnx"}), "'other.onnx' has no checksum"),
-    (lambda d: d["files"].update({"../escape.onnx": {"sha256": "0" * 64, "size": 1}}), "unsafe file name"),
-    (lambda d: d.update(input={"layout": "diagonal"}), "input layout"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(schema_version=4), "schema_version 4 is newer"),
+        (lambda d: d.pop("tokens"), "missing required key 'tokens'"),
+        (lambda d: d.update(kind="seq2seq"), "kind must be one of"),
+        (lambda d: d.update(blank_id=99), "blank_id 99"),
+        (lambda d: d["features"].update(num_mel_bins=500), "does not work at 16000 Hz"),
+        (lambda d: d["features"].update(nonsense=1), "unknown feature config key"),
+        (lambda d: d.update(models={"onnx": "other.onnx"}), "'other.onnx' has no checksum"),
+        (lambda d: d["files"].update({"../escape.onnx": {"sha256": "0" * 64, "size": 1}}), "unsafe file name"),
+        (lambda d: d.update(input={"layout": "diagonal"}), "input layout"),
+    ],
+)
 def test_bad_manifests_say_what_is_wrong(tmp_path, edit, message):
     directory = make_bundle(tmp_path / "b")
     edit_manifest(directory, edit)
@@ -143,8 +146,9 @@ def test_channel_major_models_get_transposed_input(tmp_path):
     model = tiny_models.build(FEATURES.dim, layout="channel_major")
     bundle = Bundle.load(make_bundle(tmp_path / "b", model, input=InputSpec(layout="channel_major")))
     feats = features.compute(noise(16000, seconds=0.5), 16000, FEATURES)
-    np.testing.assert_allclose(backends.create_backend(bundle).run(feats), tiny_models.reference(feats),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        backends.create_backend(bundle).run(feats), tiny_models.reference(feats), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_fixed_shape_model_in_chunks_equals_whole_utterance(tmp_path):
@@ -161,8 +165,9 @@ def test_models_with_a_length_input_get_the_frame_count(tmp_path):
     model = tiny_models.build(FEATURES.dim, length_input=True)
     bundle = Bundle.load(make_bundle(tmp_path / "b", model, input=InputSpec(length_name="length")))
     feats = features.compute(noise(16000, seconds=0.5), 16000, FEATURES)
-    np.testing.assert_allclose(backends.create_backend(bundle).run(feats), tiny_models.reference(feats),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        backends.create_backend(bundle).run(feats), tiny_models.reference(feats), rtol=1e-4, atol=1e-4
+    )
     undescribed = Bundle.load(make_bundle(tmp_path / "c", model))
     with pytest.raises(BundleError, match=r"inputs \['length'\] the manifest does not describe"):
         backends.create_backend(undescribed)

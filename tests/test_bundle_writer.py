@@ -74,12 +74,13 @@ def test_embed_tflite_metadata_keeps_buffers_stored_after_the_flatbuffer():
     outside = [(b, a) for b, a in zip(before, after) if b.offset > 1]
     assert outside and all(a.offset > 1 and a.offset % ALIGNMENT == b.offset % ALIGNMENT for b, a in outside)
     for b, a in outside:
-        assert embedded[a.offset:a.offset + a.size] == offset_model[b.offset:b.offset + b.size]
+        assert embedded[a.offset : a.offset + a.size] == offset_model[b.offset : b.offset + b.size]
 
 
 def test_embed_tflite_metadata_twice_replaces_the_entry():
-    once = bundle_writer.embed_tflite_metadata(with_buffers_after_flatbuffer(DEFAULT_TFLITE.read_bytes()),
-                                               {METADATA_KEY: "first"})
+    once = bundle_writer.embed_tflite_metadata(
+        with_buffers_after_flatbuffer(DEFAULT_TFLITE.read_bytes()), {METADATA_KEY: "first"}
+    )
     twice = bundle_writer.embed_tflite_metadata(once, {METADATA_KEY: "second"})
     assert read_tflite_metadata(twice, "twice")[METADATA_KEY] == "second"
     np.testing.assert_array_equal(run_model(twice), run_model(DEFAULT_TFLITE.read_bytes()))
@@ -94,7 +95,9 @@ def test_writer_names_stay_importable_from_edge_speech_bundle():
 
 
 def test_runtime_import_does_not_load_the_converter():
-    code = ("import sys, edge_speech.bundle, edge_speech.recognizer, edge_speech.backends, edge_speech.vad; "
-            "print(sorted(m for m in sys.modules if m.startswith('edge_speech.converters') or m == 'torch'))")
+    code = (
+        "import sys, edge_speech.bundle, edge_speech.recognizer, edge_speech.backends, edge_speech.vad; "
+        "print(sorted(m for m in sys.modules if m.startswith('edge_speech.converters') or m == 'torch'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"

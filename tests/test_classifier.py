@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from converter_models import DSCNN, seeded
+
 from edge_speech import KeywordClassifier, Recognizer, converters, features
 from edge_speech.bundle import Bundle, BundleError, InputSpec, Manifest
 from edge_speech.classifier import clip_features, clip_samples, fit_clip
@@ -32,8 +33,8 @@ def test_short_audio_is_centred_in_silence_and_long_audio_gives_its_loudest_clip
     x[613:700] = 1.0  # the "keyword"
     clip = fit_clip(x, 200, 10)
     assert len(clip) == 200 and clip.sum() >= 87  # all of the loud part
-    energies = [float((x[s:s + 200] ** 2).sum()) for s in range(0, 801, 10)]
-    assert float((clip ** 2).sum()) == pytest.approx(max(energies))
+    energies = [float((x[s : s + 200] ** 2).sum()) for s in range(0, 801, 10)]
+    assert float((clip**2).sum()) == pytest.approx(max(energies))
     np.testing.assert_array_equal(fit_clip(x[:200], 200, 10), x[:200])
 
 
@@ -45,20 +46,32 @@ def test_clip_samples_is_the_shortest_signal_with_that_many_frames(preset, frame
     assert config.num_frames(n, 16000) == frames and config.num_frames(n - 1, 16000) < frames
     rng = np.random.default_rng(frames)
     assert clip_features(rng.standard_normal(3 * n).astype(np.float32) * 0.1, config, 16000, frames).shape == (
-        frames, config.dim)
+        frames,
+        config.dim,
+    )
 
 
 @pytest.fixture(scope="module")
 def kws_bundles(tmp_path_factory, speech):
     samples = speech(16000)
-    clips = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 4000)]
+    clips = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 4000)]
     rng = np.random.default_rng(0)
     evaluation = [((clip, 16000), LABELS[int(rng.integers(len(LABELS)))]) for clip in clips]
     out = tmp_path_factory.mktemp("kws") / "kws"
     frames = FBANK.num_frames(16000, 16000)
-    report = converters.convert(seeded(DSCNN, classes=len(LABELS)), torch.randn(1, frames, FBANK.dim), FBANK, LABELS,
-                                calib=clips, eval=evaluation, prune=0.5, quantize="int8",
-                                formats=("onnx", "tflite"), out=out, name="ds-cnn")
+    report = converters.convert(
+        seeded(DSCNN, classes=len(LABELS)),
+        torch.randn(1, frames, FBANK.dim),
+        FBANK,
+        LABELS,
+        calib=clips,
+        eval=evaluation,
+        prune=0.5,
+        quantize="int8",
+        formats=("onnx", "tflite"),
+        out=out,
+        name="ds-cnn",
+    )
     return report, out, clips, frames
 
 
@@ -117,14 +130,27 @@ def test_classifier_and_ctc_bundles_are_not_mixed_up(kws_bundles, tmp_path):
     with pytest.raises(BundleError, match="needs input.clip_frames"):
         Manifest(kind="classifier", sample_rate=16000, features=FBANK, tokens=tuple(LABELS), models={"onnx": "m.onnx"})
     with pytest.raises(BundleError, match="clip_frames is for classifiers"):
-        Manifest(kind="ctc", sample_rate=16000, features=FBANK, tokens=("<b>", "a"), models={"onnx": "m.onnx"},
-                 input=InputSpec(clip_frames=98))
+        Manifest(
+            kind="ctc",
+            sample_rate=16000,
+            features=FBANK,
+            tokens=("<b>", "a"),
+            models={"onnx": "m.onnx"},
+            input=InputSpec(clip_frames=98),
+        )
     with pytest.raises(BundleError, match="without chunk_frames"):
         InputSpec(clip_frames=98, chunk_frames=64)
     assert manifest.to_dict()["input"]["clip_frames"] == frames
     with pytest.raises(ValueError, match=r"labels \['maybe'\] are not among"):
-        converters.convert(seeded(DSCNN, classes=len(LABELS)), torch.randn(1, frames, FBANK.dim), FBANK, LABELS,
-                           eval=[((clips[0], 16000), "maybe")], quantize=None, out=tmp_path / "x")
+        converters.convert(
+            seeded(DSCNN, classes=len(LABELS)),
+            torch.randn(1, frames, FBANK.dim),
+            FBANK,
+            LABELS,
+            eval=[((clips[0], 16000), "maybe")],
+            quantize=None,
+            out=tmp_path / "x",
+        )
 
 
 def test_cli_classify_prints_labels_and_names_bad_files(kws_bundles, tmp_path):
@@ -137,8 +163,22 @@ def test_cli_classify_prints_labels_and_names_bad_files(kws_bundles, tmp_path):
     _, out, clips, _ = kws_bundles
     wav = write_pcm16_wav(tmp_path / "clip.wav", clips[0], 16000)
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
-    run = subprocess.run([sys.executable, "-m", "edge_speech.cli", "classify", str(wav), str(tmp_path / "bad.wav"),
-                          "--bundle", str(out), "--json"], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "classify",
+            str(wav),
+            str(tmp_path / "bad.wav"),
+            "--bundle",
+            str(out),
+            "--json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1 and "bad.wav" in run.stderr
     line = json.loads(run.stdout.splitlines()[0])
     expected = KeywordClassifier.from_bundle(out).classify(wav)
@@ -155,27 +195,48 @@ def test_cli_converts_a_classifier_with_a_jsonl_manifest(tmp_path, speech):
     from conftest import write_pcm16_wav
 
     (tmp_path / "kws.py").write_text(
-        "from converter_models import DSCNN, seeded\n"
-        "def make():\n    return seeded(DSCNN, classes=%d)\n" % len(LABELS))
+        "from converter_models import DSCNN, seeded\ndef make():\n    return seeded(DSCNN, classes=%d)\n" % len(LABELS)
+    )
     (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
     samples = speech(16000)
     (tmp_path / "audio").mkdir()
-    for i, label in enumerate(["yes", "no", "stop"]):
-        write_pcm16_wav(tmp_path / "audio" / f"{i}.wav", samples[8000 * i:8000 * i + 12000], 16000)
-    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"audio": f"audio/{i}.wav", "label": label}) + "\n"
-                                                 for i, label in enumerate(["yes", "no", "stop"])))
-    command = [sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "kws:make", "--tokens", "labels.txt",
-               "--calib", "audio", "--eval", "eval.jsonl", "--formats", "onnx,tflite", "-o", "out"]
+    for i in range(3):
+        write_pcm16_wav(tmp_path / "audio" / f"{i}.wav", samples[8000 * i : 8000 * i + 12000], 16000)
+    (tmp_path / "eval.jsonl").write_text(
+        "".join(
+            json.dumps({"audio": f"audio/{i}.wav", "label": label}) + "\n"
+            for i, label in enumerate(["yes", "no", "stop"])
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "edge_speech.cli",
+        "convert",
+        "--factory",
+        "kws:make",
+        "--tokens",
+        "labels.txt",
+        "--calib",
+        "audio",
+        "--eval",
+        "eval.jsonl",
+        "--formats",
+        "onnx,tflite",
+        "-o",
+        "out",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # converter_models
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert all("accuracy" in step for step in report["steps"])
     manifest = Bundle.load(tmp_path / "out").manifest
     assert manifest.kind == "classifier" and manifest.input.clip_frames == FBANK.num_frames(16000, 16000)
     (tmp_path / "bad.jsonl").write_text('{"audio": "audio/0.wav"}\n')
-    bad = subprocess.run(command[:-4] + ["--eval", "bad.jsonl", "-o", "x"], cwd=tmp_path, capture_output=True, text=True,
-                         env=env)
+    bad = subprocess.run(
+        command[:-4] + ["--eval", "bad.jsonl", "-o", "x"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     assert bad.returncode == 2 and "bad.jsonl:1" in bad.stderr and '"label"' in bad.stderr
 
 
@@ -186,7 +247,7 @@ def test_a_pruned_classifier_fine_tunes_on_labels(speech):
 
     samples = speech(16000)
     frames = FBANK.num_frames(16000, 16000)
-    clips = [clip_features(samples[i:i + 16000], FBANK, 16000, frames) for i in range(0, len(samples) - 8000, 2000)]
+    clips = [clip_features(samples[i : i + 16000], FBANK, 16000, frames) for i in range(0, len(samples) - 8000, 2000)]
     teacher = seeded(DSCNN, classes=len(LABELS))
     student, _ = converters.prune(teacher, torch.from_numpy(clips[0])[None], target_macs_ratio=0.5)
     batch = torch.from_numpy(np.stack(clips))
@@ -197,8 +258,18 @@ def test_a_pruned_classifier_fine_tunes_on_labels(speech):
             return float(np.mean([p == t for p, t in zip(student(batch).argmax(-1).tolist(), labels)]))
 
     before = accuracy()
-    report = finetune(student, teacher, clips, labels, epochs=12, batch_size=4, lr=3e-3, kd_weight=0.0,
-                      spec_augment=False, progress=False)
+    report = finetune(
+        student,
+        teacher,
+        clips,
+        labels,
+        epochs=12,
+        batch_size=4,
+        lr=3e-3,
+        kd_weight=0.0,
+        spec_augment=False,
+        progress=False,
+    )
     # Measured: cross-entropy 2.53 -> 1.40, accuracy 0.0 -> 0.44 (chance 1/3; raw fbank into a random
     # DS-CNN learns slowly in 84 steps). A classifier branch that ignored the labels would not move.
     assert report.steps == 12 * -(-len(clips) // 4) and report.last_loss < 0.7 * report.first_loss

@@ -21,8 +21,17 @@ def write_wav(path, payload: bytes, *, tag=1, channels=1, rate=16000, bits=16):
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-@pytest.mark.parametrize("encoding, bits", [("signed-integer", 8), ("signed-integer", 16), ("signed-integer", 24),
-                                            ("signed-integer", 32), ("floating-point", 32), ("floating-point", 64)])
+@pytest.mark.parametrize(
+    "encoding, bits",
+    [
+        ("signed-integer", 8),
+        ("signed-integer", 16),
+        ("signed-integer", 24),
+        ("signed-integer", 32),
+        ("floating-point", 32),
+        ("floating-point", 64),
+    ],
+)
 def test_read_wav_decodes_every_sox_encoding_like_sox(tmp_path, speech_wav, encoding, bits):
     src = speech_wav(16000)
     out = tmp_path / f"x_{bits}.wav"
@@ -44,12 +53,15 @@ def test_read_wav_mixes_stereo_down(tmp_path):
     np.testing.assert_allclose(samples, 2000 / 32768, rtol=1e-6)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b"not audio at all"), "not a RIFF/WAVE"),
-    (lambda p: p.write_bytes(b""), "not a RIFF/WAVE"),
-    (lambda p: write_wav(p, b"\x00\x01" * 10, tag=2), "unsupported WAV encoding"),
-    (lambda p: write_wav(p, struct.pack("<ff", 0.1, float("nan")), tag=3, bits=32), "NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"not audio at all"), "not a RIFF/WAVE"),
+        (lambda p: p.write_bytes(b""), "not a RIFF/WAVE"),
+        (lambda p: write_wav(p, b"\x00\x01" * 10, tag=2), "unsupported WAV encoding"),
+        (lambda p: write_wav(p, struct.pack("<ff", 0.1, float("nan")), tag=3, bits=32), "NaN or Inf"),
+    ],
+)
 def test_bad_wav_files_name_the_problem(tmp_path, make, message):
     path = tmp_path / "bad.wav"
     make(path)
@@ -70,8 +82,9 @@ def test_truncated_wav_is_reported(tmp_path, speech_wav):
 
 def run_cli(*args):
     # Outside the checkout, so the installed package (with its extension) is the one imported.
-    return subprocess.run([sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir())
+    return subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", *args], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
 
 
 def test_cli_features_summarises_a_wav(speech_wav):
@@ -106,7 +119,11 @@ def test_convert_factory_loads_from_a_module_a_script_beside_the_user_or_a_file(
     assert cli._load_factory("sub/elsewhere.py:build")() == "made elsewhere"
     assert cli._load_factory("json:dumps") is __import__("json").dumps
     assert sys.path == path_before  # found without touching the import path
-    for spec, message in (("nomodule", "module:function"), ("missing_module:make", "no missing_module.py"),
-                          ("beside_me:absent", "no function 'absent'"), ("nofile.py:make", "is not a file")):
+    for spec, message in (
+        ("nomodule", "module:function"),
+        ("missing_module:make", "no missing_module.py"),
+        ("beside_me:absent", "no function 'absent'"),
+        ("nofile.py:make", "is not a file"),
+    ):
         with pytest.raises(ValueError, match=message):
             cli._load_factory(spec)

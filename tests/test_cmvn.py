@@ -7,15 +7,15 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import noise
+
 from edge_speech import features
 
 
 def sliding_reference(raw: np.ndarray, window: int, normalize_variance: bool) -> np.ndarray:
     out = np.empty_like(raw, dtype=np.float64)
     for t in range(len(raw)):
-        block = raw[max(0, t - window + 1):t + 1].astype(np.float64)
+        block = raw[max(0, t - window + 1) : t + 1].astype(np.float64)
         centred = raw[t] - block.mean(axis=0)
         if normalize_variance:
             std = block.std(axis=0)
@@ -29,8 +29,11 @@ def test_sliding_cmvn_matches_direct_window_statistics(window, normalize_varianc
     samples = speech(16000)
     base = features.FeatureConfig.preset("kaldi-mfcc")
     raw = features.compute(samples, 16000, base)
-    ours = features.compute(samples, 16000, base.replace(cmvn="sliding", cmvn_window_frames=window,
-                                                         cmvn_normalize_variance=normalize_variance))
+    ours = features.compute(
+        samples,
+        16000,
+        base.replace(cmvn="sliding", cmvn_window_frames=window, cmvn_normalize_variance=normalize_variance),
+    )
     ref = sliding_reference(raw, window, normalize_variance)
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
 
@@ -56,23 +59,32 @@ def test_cmvn_stats_files_json_and_kaldi_text(tmp_path):
     np.testing.assert_allclose(loaded[0], mean)
     np.testing.assert_allclose(loaded[1], std)
     sums, squares = feats.sum(axis=0), (feats**2).sum(axis=0)
-    kaldi = "utt1  [\n  " + " ".join(map(repr, sums.tolist())) + f" {len(feats)}\n  " + " ".join(map(repr, squares.tolist())) + " 0 ]\n"
+    kaldi = (
+        "utt1  [\n  "
+        + " ".join(map(repr, sums.tolist()))
+        + f" {len(feats)}\n  "
+        + " ".join(map(repr, squares.tolist()))
+        + " 0 ]\n"
+    )
     (tmp_path / "cmvn.ark").write_text(kaldi)
     k_mean, k_std = features.load_cmvn_stats(tmp_path / "cmvn.ark")
     np.testing.assert_allclose(k_mean, mean)
     np.testing.assert_allclose(k_std, std)
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"mean": [1, 2], "std": [1]}', "equal-length"),
-    ('{"mean": [1, 2], "std": [1, 0]}', "std >= 1e-06"),
-    ('{"mean": [1, 2], "std": [1, 1e-30]}', "std >= 1e-06"),  # passed "> 0" and gave Inf features
-    ('{"means": [1]}', "malformed CMVN JSON"),
-    ('{"mean": [1, 2', "malformed CMVN JSON"),
-    ("[ 1 2 3 \n 4 5 ]", "malformed Kaldi CMVN"),
-    ("[ 1 2 0 \n 4 5 0 ]", "frame count"),
-    ("garbage", "malformed Kaldi CMVN"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"mean": [1, 2], "std": [1]}', "equal-length"),
+        ('{"mean": [1, 2], "std": [1, 0]}', "std >= 1e-06"),
+        ('{"mean": [1, 2], "std": [1, 1e-30]}', "std >= 1e-06"),  # passed "> 0" and gave Inf features
+        ('{"means": [1]}', "malformed CMVN JSON"),
+        ('{"mean": [1, 2', "malformed CMVN JSON"),
+        ("[ 1 2 3 \n 4 5 ]", "malformed Kaldi CMVN"),
+        ("[ 1 2 0 \n 4 5 0 ]", "frame count"),
+        ("garbage", "malformed Kaldi CMVN"),
+    ],
+)
 def test_malformed_stats_files_name_the_problem(tmp_path, content, message):
     path = tmp_path / "bad"
     path.write_text(content)
@@ -92,4 +104,9 @@ def test_wrong_sized_global_stats_are_rejected():
         features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn([0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="cmvn_std values must be finite and >= 1e-06"):
         features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn(np.zeros(13), np.zeros(13))
-    assert features.compute(noise(16000), 16000, features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn(np.zeros(13))).shape[1] == 13
+    assert (
+        features.compute(
+            noise(16000), 16000, features.FeatureConfig.preset("kaldi-mfcc").with_global_cmvn(np.zeros(13))
+        ).shape[1]
+        == 13
+    )

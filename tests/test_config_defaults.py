@@ -13,7 +13,7 @@ from edge_speech import Recognizer, _native, decoding, features, vad
 from edge_speech._config_tables import native_fields
 
 SCHEMA = json.loads((Path(features.__file__).parent / "schema" / "manifest.schema.json").read_text())
-INT_LIMITS = (-2**31, 2**31 - 1)  # a C int's own limits: no bound of the field's
+INT_LIMITS = (-(2**31), 2**31 - 1)  # a C int's own limits: no bound of the field's
 CONFIGS = ("frontend", "vad", "beam")
 
 
@@ -26,6 +26,7 @@ def rows(config):
 
 
 # -- defaults ---------------------------------------------------------------------------------
+
 
 def test_every_front_end_field_has_one_default_in_c_python_and_the_schema():
     c_fields = native_fields("frontend")
@@ -92,6 +93,7 @@ def test_a_recognizer_uses_the_bundle_beam_or_else_the_beam_config_default(tmp_p
 
 # -- enums ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("field", [f for f in rows("frontend") if f.type == "enum"], ids=lambda f: f.name)
 def test_front_end_choices_are_the_c_enum_names(field):
     schema = SCHEMA["properties"]["features"]["properties"][field.name]
@@ -145,10 +147,14 @@ def outside(field):
 
 def inside(field):
     """The finite bounds the range includes."""
-    return [int(b) if field.type in ("int", "u64") else b
-            for b, exclusive in ((field.min, field.min_exclusive), (field.max, field.max_exclusive))
-            if not exclusive and not math.isinf(b) and not (field.type == "int" and b in INT_LIMITS)
-            and not (field.type == "u64" and b > 2**63)]
+    return [
+        int(b) if field.type in ("int", "u64") else b
+        for b, exclusive in ((field.min, field.min_exclusive), (field.max, field.max_exclusive))
+        if not exclusive
+        and not math.isinf(b)
+        and not (field.type == "int" and b in INT_LIMITS)
+        and not (field.type == "u64" and b > 2**63)
+    ]
 
 
 NUMERIC = [f for f in rows("frontend") if f.type in ("int", "float", "u64") and f.name != "sample_rate_hz"]

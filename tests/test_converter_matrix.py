@@ -23,6 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from converter_models import MATRIX, confident, seeded
+
 from edge_speech import KeywordClassifier, Recognizer, converters, features
 from edge_speech.bundle import Bundle
 from edge_speech.classifier import clip_features
@@ -50,8 +51,13 @@ def build(name: str, speech: np.ndarray):
     frames = 98 if classifier else 101
     example = torch.randn(1, frames, dim, generator=torch.Generator().manual_seed(1))
     feats = torch.from_numpy(features.compute(speech, 16000, cfg))[None]
-    return confident(model, feats[:, :frames] if classifier else feats), example, cfg, \
-        LABELS if classifier else TOKENS, classifier
+    return (
+        confident(model, feats[:, :frames] if classifier else feats),
+        example,
+        cfg,
+        LABELS if classifier else TOKENS,
+        classifier,
+    )
 
 
 def convert_one(name: str, out: Path, calib, evaluation):
@@ -67,8 +73,19 @@ def convert_one(name: str, out: Path, calib, evaluation):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # shortfalls and TFLite failures are in the report, checked below
-                report = converters.convert(model, example, cfg, labels, calib=calib, eval=evaluation, prune=0.5,
-                                            quantize="int8", formats=formats, target="rpi4", out=out)
+                report = converters.convert(
+                    model,
+                    example,
+                    cfg,
+                    labels,
+                    calib=calib,
+                    eval=evaluation,
+                    prune=0.5,
+                    quantize="int8",
+                    formats=formats,
+                    target="rpi4",
+                    out=out,
+                )
             break
         except ValueError as err:  # refused up front: what the formats cannot hold; the rest goes on without
             if "int8 TFLite cannot hold" not in str(err):
@@ -84,15 +101,21 @@ def matrix(tmp_path_factory, speech_wav):
 
     evaluation, _ = audio.read_wav(speech_wav(16000, EVAL_TEXT))
     calibration, _ = audio.read_wav(speech_wav(16000, CALIB_TEXT))
-    calib = [calibration[i:i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
+    calib = [calibration[i : i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
     done = {}
 
     def get(name: str):
         if name not in done:
             out = tmp_path_factory.mktemp(name) / "bundle"
             report, seconds, model, example, refusal = convert_one(name, out, calib, [(evaluation, EVAL_TEXT)])
-            done[name] = {"report": report, "seconds": seconds, "original": model, "example": example,
-                          "speech": evaluation, "refusal": refusal}
+            done[name] = {
+                "report": report,
+                "seconds": seconds,
+                "original": model,
+                "example": example,
+                "speech": evaluation,
+                "refusal": refusal,
+            }
         return done[name]
 
     return get
@@ -130,7 +153,7 @@ def _reference_and_runtime(converted, backend: str, fp32: bool):
             return model(torch.from_numpy(feats)[None])[0].numpy()
 
     if loader is KeywordClassifier:
-        clips = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 4000)]
+        clips = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 4000)]
         reference = np.stack([torch_run(clip_features(c, cfg, 16000, runtime.clip_frames)) for c in clips])
         return reference, np.stack([runtime.logits(c) for c in clips])
     return torch_run(features.compute(samples, 16000, cfg)), runtime.log_probs(samples)
@@ -161,14 +184,20 @@ GRU_MODELS = ("GRUStack", "CRNNKeywordSpotter")
 # (export.receptive_field_frames) and int8 weights with float activations.
 INT8_GAPS = {
     ("ConformerCTC", "onnx"): "int8 ONNX agrees 89.8% (97 of 108 tokens): a low-margin pruned random model; "
-                              "per-tensor weights give 95.4%",
+    "per-tensor weights give 95.4%",
 }
 
 
 def _int8(name: str, backend: str):
     gap = INT8_GAPS.get((name, backend))
-    return pytest.param(name, backend, False, 0.90, id=f"{name}-{backend}-int8",
-                        marks=[pytest.mark.xfail(reason=gap, strict=True)] if gap else [])
+    return pytest.param(
+        name,
+        backend,
+        False,
+        0.90,
+        id=f"{name}-{backend}-int8",
+        marks=[pytest.mark.xfail(reason=gap, strict=True)] if gap else [],
+    )
 
 
 AGREEMENT = [

@@ -4,15 +4,13 @@ its report; ignored_layers= and layer_ratios= reach the pruner; the CLI reads to
 
 from __future__ import annotations
 
-import json
-import warnings
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from converter_models import DSConvCTC, GRUStack, seeded
+
 from edge_speech import Recognizer, converters, features
 from edge_speech.bundle import Bundle
 
@@ -31,17 +29,35 @@ def test_a_pruning_shortfall_warns_and_strict_makes_it_an_error(tmp_path):
     model = seeded(GRUStack)
     example = torch.randn(1, 80, 80)
     with pytest.warns(UserWarning, match=r"pruning removed 0\.0% of the MACs, short of the 50% asked"):
-        report = converters.convert(model, example, FBANK, TOKENS, prune=0.5, quantize=None, out=tmp_path / "b",
-                                    ignored_layers=["rnn", model.subsample])
+        report = converters.convert(
+            model,
+            example,
+            FBANK,
+            TOKENS,
+            prune=0.5,
+            quantize=None,
+            out=tmp_path / "b",
+            ignored_layers=["rnn", model.subsample],
+        )
     step = report.step("prune")
     assert step["mac_reduction"] == 0.0 and "short of the 50% asked" in step["warnings"][0]
     assert {"rnn", "subsample"} <= set(step["ignored_layers"])
     with pytest.raises(RuntimeError, match="strict=True"):
-        converters.convert(model, example, FBANK, TOKENS, prune=0.5, quantize=None, out=tmp_path / "c",
-                           ignored_layers=["rnn", "subsample"], strict=True)
+        converters.convert(
+            model,
+            example,
+            FBANK,
+            TOKENS,
+            prune=0.5,
+            quantize=None,
+            out=tmp_path / "c",
+            ignored_layers=["rnn", "subsample"],
+            strict=True,
+        )
     with pytest.raises(ValueError, match="ignored_layers names no module 'nope'"):
-        converters.convert(model, example, FBANK, TOKENS, prune=0.5, quantize=None, out=tmp_path / "d",
-                           ignored_layers=["nope"])
+        converters.convert(
+            model, example, FBANK, TOKENS, prune=0.5, quantize=None, out=tmp_path / "d", ignored_layers=["nope"]
+        )
 
 
 def test_layer_ratios_pass_through_convert_and_the_target_still_holds(tmp_path):
@@ -50,8 +66,9 @@ def test_layer_ratios_pass_through_convert_and_the_target_still_holds(tmp_path):
 
     model = seeded(GRUStack)
     example = torch.randn(1, 80, 80)
-    report = converters.convert(model, example, FBANK, TOKENS, prune=0.5, quantize=None, out=tmp_path / "b",
-                                layer_ratios={"subsample": 0.1})
+    report = converters.convert(
+        model, example, FBANK, TOKENS, prune=0.5, quantize=None, out=tmp_path / "b", layer_ratios={"subsample": 0.1}
+    )
     step = report.step("prune")
     assert "layer_ratios={'subsample': 0.1}" in step["requested"]
     assert abs(step["mac_reduction"] - 0.5) <= 0.05
@@ -72,8 +89,15 @@ def test_a_failed_tflite_export_keeps_the_onnx_bundle_and_reports_the_full_error
     monkeypatch.setattr(pipeline, "export_tflite", broken_tflite)
     model = seeded(DSConvCTC)  # (a GRU would be refused before: see the preflight)
     with pytest.warns(UserWarning, match="TFLite export failed"):
-        report = converters.convert(model, torch.randn(1, 80, 80), FBANK, TOKENS, calib=_calibration(),
-                                    formats=("onnx", "tflite"), out=tmp_path / "b")
+        report = converters.convert(
+            model,
+            torch.randn(1, 80, 80),
+            FBANK,
+            TOKENS,
+            calib=_calibration(),
+            formats=("onnx", "tflite"),
+            out=tmp_path / "b",
+        )
     failed = report.step("export_tflite")
     assert "the cause is on this line" in failed["error"]  # the whole text, not its first line
     bundle = Bundle.load(tmp_path / "b")
@@ -83,8 +107,16 @@ def test_a_failed_tflite_export_keeps_the_onnx_bundle_and_reports_the_full_error
     samples = _calibration()[0]
     assert Recognizer.from_bundle(tmp_path / "b").transcribe((samples, 16000)) is not None
     with pytest.raises(RuntimeError, match="(?s)strict=True; the ONNX bundle is kept.*"):
-        converters.convert(model, torch.randn(1, 80, 80), FBANK, TOKENS, calib=_calibration(),
-                           formats=("onnx", "tflite"), out=tmp_path / "c", strict=True)
+        converters.convert(
+            model,
+            torch.randn(1, 80, 80),
+            FBANK,
+            TOKENS,
+            calib=_calibration(),
+            formats=("onnx", "tflite"),
+            out=tmp_path / "c",
+            strict=True,
+        )
     assert Bundle.load(tmp_path / "c").manifest.models == {"onnx": "model.onnx"}
 
 
@@ -103,14 +135,16 @@ def test_cli_reads_the_space_token_and_info_prints_the_verification_table(tmp_pa
         _read_tokens(str(tmp_path / "gap.txt"))
 
     model = seeded(GRUStack)
-    report = converters.convert(model, torch.randn(1, 80, 80), FBANK, TOKENS, calib=_calibration(), prune=0.3,
-                                out=tmp_path / "b")
-    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "info", str(tmp_path / "b")],
-                            capture_output=True, text=True)
+    report = converters.convert(
+        model, torch.randn(1, 80, 80), FBANK, TOKENS, calib=_calibration(), prune=0.3, out=tmp_path / "b"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", "info", str(tmp_path / "b")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["step", "size", "vs"])
-    rows = {line.split()[0]: line for line in lines[header + 2:header + 2 + len(report.steps)]}
+    rows = {line.split()[0]: line for line in lines[header + 2 : header + 2 + len(report.steps)]}
     assert list(rows) == [s["step"] for s in report.steps]
     quantize = report.step("quantize")
     assert f"{quantize['bytes'] / 1e6:.2f} MB, {quantize['size_ratio']:.2f}x smaller" in rows["quantize"]
@@ -119,6 +153,7 @@ def test_cli_reads_the_space_token_and_info_prints_the_verification_table(tmp_pa
 
 def test_transformer_encoder_exports_with_a_dynamic_time_axis():
     from converter_models import TransformerCTC
+
     from edge_speech.converters.verification import onnx_runner, torch_runner
 
     model = seeded(TransformerCTC)
@@ -160,8 +195,16 @@ class UnpaddedSubsampling(torch.nn.Module):
 def test_the_preflight_measures_a_frame_mapping_and_pads_it_to_what_the_runtime_cuts(tmp_path):
     torch.manual_seed(0)
     model = UnpaddedSubsampling().eval()
-    report = converters.convert(model, torch.randn(1, 101, 80), FBANK, TOKENS, calib=_calibration(), quantize=None,
-                                formats=("onnx", "tflite"), out=tmp_path / "b")
+    report = converters.convert(
+        model,
+        torch.randn(1, 101, 80),
+        FBANK,
+        TOKENS,
+        calib=_calibration(),
+        quantize=None,
+        formats=("onnx", "tflite"),
+        out=tmp_path / "b",
+    )
     checked = report.step("source")["preflight"]
     assert checked["frame_mapping"]["33"] == 7 and checked["frame_mapping"]["131"] == 32  # (T - 3) // 4
     assert checked["subsampling"] == 4 and checked["pad_frames"] == 6
@@ -173,8 +216,8 @@ def test_the_preflight_measures_a_frame_mapping_and_pads_it_to_what_the_runtime_
     tflite_out = Recognizer.from_bundle(tmp_path / "b", backend="tflite").log_probs(samples)
     assert len(onnx_out) == len(tflite_out) == -(-len(feats) // 4)
     # The frames the model had are unchanged; the added ones see the trailing zeros.
-    np.testing.assert_allclose(onnx_out[:len(original)], original, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(tflite_out[:len(original)], original, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(onnx_out[: len(original)], original, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tflite_out[: len(original)], original, rtol=1e-3, atol=1e-3)
 
 
 class FixedFrames(torch.nn.Module):
@@ -193,7 +236,15 @@ def test_a_frame_mapping_no_padding_fixes_is_refused_for_tflite_in_seconds(tmp_p
 
     start = time.perf_counter()
     with pytest.raises(ValueError, match=r"not a fixed function ceil\(T / 8\).*33 -> 12.*formats=\('onnx',\)"):
-        converters.convert(FixedFrames().eval(), torch.randn(1, 96, 80), FBANK, TOKENS, calib=_calibration(),
-                           prune=0.5, formats=("onnx", "tflite"), out=tmp_path / "b")
+        converters.convert(
+            FixedFrames().eval(),
+            torch.randn(1, 96, 80),
+            FBANK,
+            TOKENS,
+            calib=_calibration(),
+            prune=0.5,
+            formats=("onnx", "tflite"),
+            out=tmp_path / "b",
+        )
     assert time.perf_counter() - start < 10
     assert not (tmp_path / "b").exists()  # nothing was pruned, quantized or written

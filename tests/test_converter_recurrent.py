@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from converter_models import CRNNKeywordSpotter, DeepSpeech2, GRUStack, QuartzNet, seeded
+
 from edge_speech import converters
 from edge_speech.converters.verification import onnx_runner, torch_runner
 
@@ -45,15 +46,24 @@ LAYERS = {
     "conv2d depthwise": (nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.randn(1, 8, T, 12), 8 * 9 * T * 12),
     "linear": (nn.Linear(16, 24), torch.randn(1, T, 16), T * 16 * 24),
     "lstm": (nn.LSTM(16, 8, batch_first=True), torch.randn(1, T, 16), lstm_macs(16, 8, 1, 1, T)),
-    "lstm 2-layer bidirectional": (nn.LSTM(16, 8, num_layers=2, bidirectional=True, batch_first=True),
-                                   torch.randn(1, T, 16), lstm_macs(16, 8, 2, 2, T)),
+    "lstm 2-layer bidirectional": (
+        nn.LSTM(16, 8, num_layers=2, bidirectional=True, batch_first=True),
+        torch.randn(1, T, 16),
+        lstm_macs(16, 8, 2, 2, T),
+    ),
     "gru 2-layer": (nn.GRU(16, 8, num_layers=2, batch_first=True), torch.randn(1, T, 16), lstm_macs(16, 8, 2, 1, T, 3)),
-    "gru bidirectional time-major": (nn.GRU(16, 8, bidirectional=True), torch.randn(T, 1, 16),
-                                     lstm_macs(16, 8, 1, 2, T, 3)),
+    "gru bidirectional time-major": (
+        nn.GRU(16, 8, bidirectional=True),
+        torch.randn(T, 1, 16),
+        lstm_macs(16, 8, 1, 2, T, 3),
+    ),
     # q, k, v and output projections, then scores (T x T x d) and the weighted sum (T x T x d).
     "multihead attention": (Attention(16, 4), torch.randn(1, T, 16), 4 * T * 16 * 16 + 2 * T * T * 16),
-    "transformer encoder layer": (nn.TransformerEncoderLayer(16, 4, 32, batch_first=True).eval(), torch.randn(1, T, 16),
-                                  4 * T * 16 * 16 + 2 * T * T * 16 + 2 * T * 16 * 32),
+    "transformer encoder layer": (
+        nn.TransformerEncoderLayer(16, 4, 32, batch_first=True).eval(),
+        torch.randn(1, T, 16),
+        4 * T * 16 * 16 + 2 * T * T * 16 + 2 * T * 16 * 32,
+    ),
 }
 
 
@@ -82,7 +92,8 @@ def _kill_units(layer, dead, head=None):
                 if index + 1 < layer.num_layers:
                     for d in range(directions):
                         getattr(layer, f"weight_ih_l{index + 1}" + ("_reverse" if d else ""))[
-                            :, [d * hidden + u for u in dead]] = 0
+                            :, [d * hidden + u for u in dead]
+                        ] = 0
         if head is not None:
             head.weight[:, [d * hidden + u for d in range(directions) for u in dead]] = 0
 
@@ -97,8 +108,14 @@ class RecurrentOnly(nn.Module):
         return self.head(self.rnn(x)[0])
 
 
-@pytest.mark.parametrize("rnn", [nn.LSTM(12, 16, num_layers=2, bidirectional=True, batch_first=True),
-                                 nn.GRU(12, 16, num_layers=3, batch_first=True)], ids=["bilstm", "gru"])
+@pytest.mark.parametrize(
+    "rnn",
+    [
+        nn.LSTM(12, 16, num_layers=2, bidirectional=True, batch_first=True),
+        nn.GRU(12, 16, num_layers=3, batch_first=True),
+    ],
+    ids=["bilstm", "gru"],
+)
 def test_pruning_a_recurrent_stack_removes_its_weakest_units_exactly(rnn):
     """The independent reference: units whose weights are all zero contribute nothing, so the
     pruned model must compute exactly what the unpruned one does, with 4 units fewer."""
@@ -146,7 +163,7 @@ def speech_features(speech):
 
     samples = speech(16000)
     config = features.FeatureConfig.preset("kaldi-fbank")
-    return [features.compute(samples[i:i + 24000], 16000, config) for i in range(0, len(samples) - 8000, 12000)]
+    return [features.compute(samples[i : i + 24000], 16000, config) for i in range(0, len(samples) - 8000, 12000)]
 
 
 @pytest.mark.parametrize("model_class", [DeepSpeech2, GRUStack])
@@ -172,7 +189,7 @@ def test_int8_onnx_stores_recurrent_weights_in_int8_per_row(model_class, speech_
         # Independent reference: torch's own weight, rows within half a step of the int8 value.
         # (ONNX orders LSTM gates i,o,f,c and GRU z,r,h; compare the set of rows, order-free.)
         reference = getattr(layer, prefix).detach().numpy()
-        restored = (stored.astype(np.float32) * scale[:, None])[:reference.shape[0]]
+        restored = (stored.astype(np.float32) * scale[:, None])[: reference.shape[0]]
         assert np.abs(np.sort(restored, axis=0) - np.sort(reference, axis=0)).max() <= scale.max() / 2 + 1e-6
     from edge_speech.converters.quantization import quantize_recurrent_weights
 

@@ -14,8 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import noise
-from converter_models import ConformerCTC, DSCNN, DSConvCTC, seeded
+from converter_models import DSCNN, ConformerCTC, DSConvCTC, seeded
+
 from edge_speech import Recognizer, converters, features
 from edge_speech.bundle import Bundle
 from edge_speech.converters.verification import onnx_runner, torch_runner
@@ -29,7 +29,7 @@ TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
 @pytest.fixture(scope="module")
 def speech_features(speech):
     samples = speech(16000)
-    return [features.compute(samples[i:i + 24000], 16000, FBANK) for i in range(0, len(samples) - 8000, 12000)]
+    return [features.compute(samples[i : i + 24000], 16000, FBANK) for i in range(0, len(samples) - 8000, 12000)]
 
 
 # The Conformer's attention widths are pruned by head dims (converters.pruning); its GLU-fed
@@ -48,8 +48,9 @@ def test_pruning_hits_the_mac_target_and_the_model_still_runs_and_exports(model_
     with torch.no_grad():
         assert pruned(example).shape == model(example).shape
     onnx_bytes = converters.export_onnx(pruned, example)
-    np.testing.assert_allclose(onnx_runner(onnx_bytes)(example[0].numpy()), torch_runner(pruned)(example[0].numpy()),
-                               rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        onnx_runner(onnx_bytes)(example[0].numpy()), torch_runner(pruned)(example[0].numpy()), rtol=1e-3, atol=1e-4
+    )
 
 
 def test_ratio_pruning_and_taylor_importance():
@@ -57,11 +58,15 @@ def test_ratio_pruning_and_taylor_importance():
     example = torch.randn(1, 100, 80)
     pruned, report = converters.prune(model, example, ratio=0.25, round_to=8)
     assert 0.2 < report.mac_reduction < 0.6
-    assert all(m.out_channels % 8 == 0 for m in pruned.modules() if isinstance(m, torch.nn.Conv1d)
-               and m.out_channels != len(TOKENS))
+    assert all(
+        m.out_channels % 8 == 0
+        for m in pruned.modules()
+        if isinstance(m, torch.nn.Conv1d) and m.out_channels != len(TOKENS)
+    )
     calibration = [torch.randn(2, 100, 80) for _ in range(2)]
-    pruned, report = converters.prune(model, example, target_macs_ratio=0.3, importance="taylor",
-                                      calibration=calibration)
+    pruned, report = converters.prune(
+        model, example, target_macs_ratio=0.3, importance="taylor", calibration=calibration
+    )
     assert abs(report.mac_reduction - 0.3) <= 0.05
     with pytest.raises(ValueError, match="Taylor importance needs calibration"):
         converters.prune(model, example, ratio=0.3, importance="taylor")
@@ -90,10 +95,15 @@ def test_per_layer_ratios_override_the_global_ratio():
         return {n: mod.out_features for n, mod in m.named_modules() if n.endswith((".ff1.1", ".ff2.1"))}
 
     assert set(hidden_widths(model).values()) == {128}
-    pruned, report = converters.prune(model, example, ratio=0.5, layer_ratios={"blocks.0.ff1.1": 0.0,
-                                                                               "blocks.1.ff2.1": 0.25})
-    assert hidden_widths(pruned) == {"blocks.0.ff1.1": 128, "blocks.0.ff2.1": 64, "blocks.1.ff1.1": 64,
-                                     "blocks.1.ff2.1": 96}
+    pruned, report = converters.prune(
+        model, example, ratio=0.5, layer_ratios={"blocks.0.ff1.1": 0.0, "blocks.1.ff2.1": 0.25}
+    )
+    assert hidden_widths(pruned) == {
+        "blocks.0.ff1.1": 128,
+        "blocks.0.ff2.1": 64,
+        "blocks.1.ff1.1": 64,
+        "blocks.1.ff2.1": 96,
+    }
     assert "layer_ratios" in report.requested
     with pytest.raises(ValueError, match="names no module 'blocks.9'"):
         converters.prune(model, example, ratio=0.5, layer_ratios={"blocks.9": 0.1})
@@ -136,10 +146,19 @@ def test_static_quantization_without_calibration_is_refused():
 def test_convert_pipeline_writes_bundles_the_runtime_loads(tmp_path, speech):
     model = seeded(DSConvCTC, vocab=len(TOKENS))
     samples = speech(16000)
-    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
-    report = converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, calib=calib,
-                                eval=[((samples, 16000), "turn on the kitchen light")], prune=0.3,
-                                quantize="int8", out=tmp_path / "bundle", name="tiny-ds")
+    calib = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    report = converters.convert(
+        model,
+        torch.randn(1, 100, 80),
+        FBANK,
+        TOKENS,
+        calib=calib,
+        eval=[((samples, 16000), "turn on the kitchen light")],
+        prune=0.3,
+        quantize="int8",
+        out=tmp_path / "bundle",
+        name="tiny-ds",
+    )
     steps = [s["step"] for s in report.steps]
     assert steps == ["source", "prune", "export_onnx", "quantize"]
     assert abs(report.step("prune")["mac_reduction"] - 0.3) <= 0.05
@@ -168,9 +187,11 @@ def assert_valid_png(path):
     assert width >= 200 and height >= 150 and len(data) > 3000, (path, width, height, len(data))
 
 
-STEPS = [{"step": "source", "macs": 2_000_000, "params": 9000, "cer": 0.20},
-         {"step": "prune", "macs_after": 1_000_000, "params_after": 5000, "cer": 0.30},
-         {"step": "quantize", "bytes": 6000, "vs_fp32": {"candidate_latency_ms": 1.5}, "cer": 0.31}]
+STEPS = [
+    {"step": "source", "macs": 2_000_000, "params": 9000, "cer": 0.20},
+    {"step": "prune", "macs_after": 1_000_000, "params_after": 5000, "cer": 0.30},
+    {"step": "quantize", "bytes": 6000, "vs_fp32": {"candidate_latency_ms": 1.5}, "cer": 0.31},
+]
 
 
 def test_report_plots_a_pruning_sweep_and_says_why_when_matplotlib_is_missing(tmp_path, monkeypatch):
@@ -191,8 +212,7 @@ def test_float_tflite_in_chunks_equals_the_whole_utterance_torch_model(speech_fe
     from edge_speech.backends import LiteRTBackend
 
     model = seeded(DSConvCTC)  # receptive field 63 input frames: 32 frames of context cover it
-    tflite, spec = converters.export_tflite(model, 80, chunk_frames=64, left_context_frames=32,
-                                            right_context_frames=32)
+    tflite, spec = converters.export_tflite(model, 80, chunk_frames=64, left_context_frames=32, right_context_frames=32)
     backend = LiteRTBackend(tflite, spec, 80, subsampling=2, threads=1)
     for feats in speech_features[:3]:
         np.testing.assert_allclose(backend.run(feats), torch_runner(model)(feats), rtol=1e-3, atol=2e-4)
@@ -203,14 +223,26 @@ def test_int8_tflite_and_onnx_in_one_bundle_run_on_both_backends(tmp_path, speec
     # The Conformer's attention sees only its window in TFLite chunks: measured cosine 0.9998 to torch.
     model = seeded(model_class, vocab=len(TOKENS))
     samples = speech(16000)
-    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
-    report = converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, calib=calib, quantize="int8",
-                                formats=("onnx", "tflite"), tflite_context_frames=32, out=tmp_path / "b")
+    calib = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    report = converters.convert(
+        model,
+        torch.randn(1, 100, 80),
+        FBANK,
+        TOKENS,
+        calib=calib,
+        quantize="int8",
+        formats=("onnx", "tflite"),
+        tflite_context_frames=32,
+        out=tmp_path / "b",
+    )
     tfl = report.step("export_tflite")
     assert tfl["scheme"] == "int8" and tfl["vs_torch"]["cosine"] >= 0.98, tfl
     bundle = Bundle.load(tmp_path / "b")
     assert set(bundle.model_bytes) == {"onnx", "tflite"}
-    assert bundle.manifest.input_for("tflite").chunk_frames == 64 and bundle.manifest.input_for("onnx").chunk_frames is None
+    assert (
+        bundle.manifest.input_for("tflite").chunk_frames == 64
+        and bundle.manifest.input_for("onnx").chunk_frames is None
+    )
     on_onnx = Recognizer.from_bundle(tmp_path / "b", backend="onnx")
     on_tflite = Recognizer.from_bundle(tmp_path / "b", backend="tflite")
     assert on_tflite.backend.name == "tflite"
@@ -224,7 +256,7 @@ def test_int8_tflite_and_onnx_in_one_bundle_run_on_both_backends(tmp_path, speec
     np.testing.assert_array_equal(Recognizer.from_bundle(lone).log_probs(samples), lp_tflite)
     stream = on_tflite.create_stream()
     for start in range(0, len(samples), 4000):
-        stream.accept_waveform(samples[start:start + 4000], 16000)
+        stream.accept_waveform(samples[start : start + 4000], 16000)
     final = stream.finish().text
     # The conv model's receptive field fits the context, so streaming equals offline; the Conformer's
     # attention windows sit elsewhere in a stream than offline (whose last window ends at the end).
@@ -251,7 +283,7 @@ def test_finetuning_never_trains_on_the_evaluation_audio(tmp_path, speech, monke
 
     model = seeded(DSConvCTC, vocab=len(TOKENS))
     samples = speech(16000)
-    clips = [samples[i:i + 8000] for i in range(0, len(samples) - 8000, 4000)]
+    clips = [samples[i : i + 8000] for i in range(0, len(samples) - 8000, 4000)]
     assert len(clips) >= 7
     calib, tune, held_out = clips[:3], clips[3:6], clips[6]
     seen = []
@@ -275,19 +307,32 @@ def test_finetuning_never_trains_on_the_evaluation_audio(tmp_path, speech, monke
     assert fingerprints(data) == model_inputs(calib) and labels is None  # distillation on calib only
 
     pairs = [(c, "hello world") for c in tune]
-    converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "b", finetune_data=pairs,
-                       **common)
+    converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "b", finetune_data=pairs, **common)
     data, labels = seen.pop()
     assert fingerprints(data) == model_inputs(tune)
     hello = [TOKENS.index(c) for c in "hello world"]
     assert labels == [hello] * len(tune)
 
     with pytest.raises(ValueError, match="finetune_data item 1 is eval item 0"):
-        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "c",
-                           finetune_data=[tune[0], held_out], **common)
+        converters.convert(
+            model,
+            torch.randn(1, 100, 80),
+            FBANK,
+            TOKENS,
+            out=tmp_path / "c",
+            finetune_data=[tune[0], held_out],
+            **common,
+        )
     with pytest.raises(ValueError, match="mixes"):
-        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, out=tmp_path / "d",
-                           finetune_data=[tune[0], (tune[1], "hi")], **common)
+        converters.convert(
+            model,
+            torch.randn(1, 100, 80),
+            FBANK,
+            TOKENS,
+            out=tmp_path / "d",
+            finetune_data=[tune[0], (tune[1], "hi")],
+            **common,
+        )
     assert not seen and not (tmp_path / "c").exists()
 
 
@@ -296,26 +341,45 @@ def test_convert_ships_decoder_defaults_and_a_word_lm(tmp_path, speech):
     samples = speech(16000)
     lm = Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default" / "lm.arpa.gz"
     decoder = {"beam": 12, "lm_weight": 0.4, "word_bonus": 1.5, "grammar_threshold": 0.3}
-    converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, calib=[samples[:16000]], quantize="int8",
-                       out=tmp_path / "bundle", decoder=decoder, lm=lm)
+    converters.convert(
+        model,
+        torch.randn(1, 100, 80),
+        FBANK,
+        TOKENS,
+        calib=[samples[:16000]],
+        quantize="int8",
+        out=tmp_path / "bundle",
+        decoder=decoder,
+        lm=lm,
+    )
     for name in ("bundle", "bundle-fp32"):
         bundle = Bundle.load(tmp_path / name)
         assert dict(bundle.manifest.decoder) == {**decoder, "lm": "lm.arpa.gz"}
         assert (tmp_path / name / "lm.arpa.gz").read_bytes() == lm.read_bytes()
     rec = Recognizer.from_bundle(tmp_path / "bundle")
-    assert rec.transcribe((samples, 16000)).text == rec.transcribe((samples, 16000), lm=lm, lm_weight=0.4,
-                                                                   word_bonus=1.5, beam=12).text
+    assert (
+        rec.transcribe((samples, 16000)).text
+        == rec.transcribe((samples, 16000), lm=lm, lm_weight=0.4, word_bonus=1.5, beam=12).text
+    )
 
     broken = tmp_path / "broken.arpa"
     broken.write_text("not an arpa file\n")
     with pytest.raises(ValueError, match="ARPA|arpa|data"):
         converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "x", lm=broken)
     with pytest.raises(ValueError, match="beam"):
-        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "y",
-                           decoder={"beam": 0})
+        converters.convert(
+            model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "y", decoder={"beam": 0}
+        )
     with pytest.raises(ValueError, match="no lm= file"):
-        converters.convert(model, torch.randn(1, 100, 80), FBANK, TOKENS, quantize=None, out=tmp_path / "z",
-                           decoder={"lm": "words.arpa"})
+        converters.convert(
+            model,
+            torch.randn(1, 100, 80),
+            FBANK,
+            TOKENS,
+            quantize=None,
+            out=tmp_path / "z",
+            decoder={"lm": "words.arpa"},
+        )
     assert not any((tmp_path / n).exists() for n in "xyz")
 
 
@@ -355,8 +419,16 @@ def test_finetune_after_pruning_recovers_agreement_and_resumes(tmp_path, speech_
     example = torch.from_numpy(speech_features[0])[None]
     student, _ = converters.prune(teacher, example, target_macs_ratio=0.5)
     before = converters.verify(torch_runner(teacher), torch_runner(student), speech_features)
-    report = converters.finetune(student, teacher, speech_features, epochs=3, batch_size=2, lr=3e-3,
-                                 spec_augment=False, checkpoint=tmp_path / "ft.pt")
+    report = converters.finetune(
+        student,
+        teacher,
+        speech_features,
+        epochs=3,
+        batch_size=2,
+        lr=3e-3,
+        spec_augment=False,
+        checkpoint=tmp_path / "ft.pt",
+    )
     after = converters.verify(torch_runner(teacher), torch_runner(student), speech_features)
     assert report.last_loss < report.first_loss
     assert after.frame_agreement > before.frame_agreement + 0.2
@@ -370,8 +442,15 @@ def test_sensitivity_ranks_layers_and_budget_keeps_the_worst_in_float(tmp_path, 
     fp32 = converters.export_onnx(model, torch.from_numpy(speech_features[0])[None])
     ranking = converters.sensitivity(fp32, speech_features[:3], speech_features[:2])
     assert len(ranking) >= 5 and ranking[0][1] <= ranking[-1][1]
-    report = converters.convert(model, torch.from_numpy(speech_features[0])[None], FBANK, TOKENS,
-                                calib=[], quantize=None, out=tmp_path / "float")
+    report = converters.convert(
+        model,
+        torch.from_numpy(speech_features[0])[None],
+        FBANK,
+        TOKENS,
+        calib=[],
+        quantize=None,
+        out=tmp_path / "float",
+    )
     assert report.step("export_onnx")["bytes"] > 0
 
 
@@ -379,8 +458,8 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
     import subprocess
 
     (tmp_path / "mymodels.py").write_text(
-        "from converter_models import DSConvCTC, seeded\n"
-        "def make():\n    return seeded(DSConvCTC, vocab=29)\n")
+        "from converter_models import DSConvCTC, seeded\ndef make():\n    return seeded(DSConvCTC, vocab=29)\n"
+    )
     (tmp_path / "tokens.txt").write_text("\n".join(TOKENS) + "\n")
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -389,24 +468,87 @@ def test_cli_convert_writes_a_bundle(tmp_path, speech_wav):
     (tmp_path / "tune.tsv").write_text(f"{speech_wav(16000, 'open the door')}\topen the door\n")
     lm = Path(__file__).resolve().parents[1] / "edge_speech" / "models" / "default" / "lm.arpa.gz"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # mymodels.py imports converter_models
-    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
-                             "--tokens", "tokens.txt", "--calib", "calib", "--prune", "0.3", "-o", "out",
-                             "--finetune-epochs", "1", "--finetune-data", "tune.tsv", "--lm", str(lm),
-                             "--decoder", "beam=12", "--decoder", "lm_weight=0.3", "--decoder", "lexicon=true"],
-                            cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "convert",
+            "--factory",
+            "mymodels:make",
+            "--tokens",
+            "tokens.txt",
+            "--calib",
+            "calib",
+            "--prune",
+            "0.3",
+            "-o",
+            "out",
+            "--finetune-epochs",
+            "1",
+            "--finetune-data",
+            "tune.tsv",
+            "--lm",
+            str(lm),
+            "--decoder",
+            "beam=12",
+            "--decoder",
+            "lm_weight=0.3",
+            "--decoder",
+            "lexicon=true",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert [s["step"] for s in report["steps"]] == ["source", "prune", "finetune", "export_onnx", "quantize"]
     manifest = Bundle.load(tmp_path / "out").manifest
     assert manifest.quantization["scheme"] == "int8"
     assert dict(manifest.decoder) == {"beam": 12, "lm_weight": 0.3, "lexicon": True, "lm": "lm.arpa.gz"}
-    bad_decoder = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "mymodels:make",
-                                  "--tokens", "tokens.txt", "-o", "y", "--quantize", "float", "--decoder", "beam"],
-                                 cwd=tmp_path, capture_output=True, text=True, env=env)
+    bad_decoder = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "convert",
+            "--factory",
+            "mymodels:make",
+            "--tokens",
+            "tokens.txt",
+            "-o",
+            "y",
+            "--quantize",
+            "float",
+            "--decoder",
+            "beam",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad_decoder.returncode == 2 and "KEY=VALUE" in bad_decoder.stderr
-    bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", "--factory", "nomodule",
-                          "--tokens", "tokens.txt", "-o", "x"], cwd=tmp_path, capture_output=True, text=True,
-                         env=env)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "convert",
+            "--factory",
+            "nomodule",
+            "--tokens",
+            "tokens.txt",
+            "-o",
+            "x",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode == 2 and "module:function" in bad.stderr
 
 
@@ -424,14 +566,28 @@ def test_existing_nemo_style_onnx_is_quantized_verified_and_bundled(tmp_path, sp
 
     model = NemoStyle().eval()
     path = tmp_path / "nemo.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 80, 100), torch.tensor([100])), str(path), dynamo=False, opset_version=17,
-                      input_names=["audio_signal", "length"], output_names=["logprobs"],
-                      dynamic_axes={"audio_signal": {2: "T"}, "logprobs": {1: "T2"}})
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 80, 100), torch.tensor([100])),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["audio_signal", "length"],
+        output_names=["logprobs"],
+        dynamic_axes={"audio_signal": {2: "T"}, "logprobs": {1: "T2"}},
+    )
     samples = speech(16000)
     spec = InputSpec(name="audio_signal", layout="channel_major", length_name="length")
-    report = converters.convert_onnx(path, FBANK, TOKENS, input_spec=spec, subsampling_factor=2,
-                                     calib=[samples[:16000], samples[16000:32000]],
-                                     eval=[((samples, 16000), "turn on the kitchen light")], out=tmp_path / "b")
+    report = converters.convert_onnx(
+        path,
+        FBANK,
+        TOKENS,
+        input_spec=spec,
+        subsampling_factor=2,
+        calib=[samples[:16000], samples[16000:32000]],
+        eval=[((samples, 16000), "turn on the kitchen light")],
+        out=tmp_path / "b",
+    )
     assert report.step("quantize")["vs_fp32"]["cosine"] >= 0.98
     rec = Recognizer.from_bundle(tmp_path / "b")
     assert rec.manifest.input.length_name == "length"
@@ -458,9 +614,16 @@ def test_compacted_int8_model_computes_exactly_what_onnxruntime_quantized(tmp_pa
         def get_next(self):
             return next(self.items, None)
 
-    q.quantize_static(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), Reader(), quant_format=q.QuantFormat.QDQ,
-                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, per_channel=True,
-                      extra_options={"WeightSymmetric": True})
+    q.quantize_static(
+        str(tmp_path / "fp32.onnx"),
+        str(tmp_path / "int8.onnx"),
+        Reader(),
+        quant_format=q.QuantFormat.QDQ,
+        activation_type=q.QuantType.QInt8,
+        weight_type=q.QuantType.QInt8,
+        per_channel=True,
+        extra_options={"WeightSymmetric": True},
+    )
     plain = (tmp_path / "int8.onnx").read_bytes()
     compact = compact_qdq(plain)
     for feats in speech_features:
@@ -470,7 +633,9 @@ def test_compacted_int8_model_computes_exactly_what_onnxruntime_quantized(tmp_pa
     assert after["zero_points"] < before["zero_points"] / 10 and after["scales"] < 0.6 * before["scales"]
     assert after["quantized_int8"] >= 0.99 * before["quantized_int8"]  # the weights stay; only names got shorter
     graph = onnx.load_from_string(compact).graph
-    assert sum(n.op_type == "Mul" for n in graph.node) > sum(n.op_type == "Mul" for n in onnx.load_from_string(plain).graph.node)
+    assert sum(n.op_type == "Mul" for n in graph.node) > sum(
+        n.op_type == "Mul" for n in onnx.load_from_string(plain).graph.node
+    )
     fp32 = (tmp_path / "fp32.onnx").read_bytes()
     assert len(fp32) / len(compact) >= 3.7 > len(fp32) / len(plain)
 

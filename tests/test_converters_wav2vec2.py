@@ -26,10 +26,20 @@ VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i,
 
 def _config() -> Wav2Vec2Config:
     # Real wav2vec2 strides (320 samples per frame), tiny widths.
-    return Wav2Vec2Config(vocab_size=len(VOCAB), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=256, conv_dim=(32, 32, 32, 32), conv_kernel=(10, 8, 4, 4),
-                          conv_stride=(5, 4, 4, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                          feat_extract_norm="group", pad_token_id=0)
+    return Wav2Vec2Config(
+        vocab_size=len(VOCAB),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        conv_dim=(32, 32, 32, 32),
+        conv_kernel=(10, 8, 4, 4),
+        conv_stride=(5, 4, 4, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        feat_extract_norm="group",
+        pad_token_id=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,9 @@ def w2v_dir(tmp_path_factory):
     model = Wav2Vec2ForCTC(_config()).eval()
     model.save_pretrained(root)
     (root / "vocab.json").write_text(json.dumps(VOCAB))
-    (root / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True, "sampling_rate": 16000,
-                                                                "feature_size": 1, "padding_value": 0.0}))
+    (root / "preprocessor_config.json").write_text(
+        json.dumps({"do_normalize": True, "sampling_rate": 16000, "feature_size": 1, "padding_value": 0.0})
+    )
     return root
 
 
@@ -91,7 +102,7 @@ def test_fp32_bundle_in_the_runtime_matches_transformers_logits(w2v_dir, tmp_pat
 
 def test_int8_bundle_loads_and_agrees_with_float(w2v_dir, tmp_path, speech):
     samples = speech(16000)
-    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    calib = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 8000)]
 
     def cosine_vs_float(scheme: str) -> float:
         converters.convert_wav2vec2(w2v_dir, calib=calib, quantize=scheme, out=tmp_path / scheme)
@@ -159,14 +170,20 @@ def test_the_fixed_window_forward_equals_an_unpadded_run(norm, stable):
             reference = model(x)[0]
             logits, frames = window(padded, torch.tensor([samples], dtype=torch.int32))
         assert int(frames) == reference.shape[0]
-        assert float((logits[0, :int(frames)] - reference).abs().max()) < 1e-5, samples
+        assert float((logits[0, : int(frames)] - reference).abs().max()) < 1e-5, samples
 
 
 def test_tflite_bundle_runs_windows_that_equal_transformers(w2v_dir, tmp_path, speech):
     samples = speech(16000)
-    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
-    report = converters.convert_wav2vec2(w2v_dir, quantize=None, formats=("onnx", "tflite"), calib=calib,
-                                         tflite_window_seconds=(0.5, 1.0), out=tmp_path / "b")
+    calib = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    report = converters.convert_wav2vec2(
+        w2v_dir,
+        quantize=None,
+        formats=("onnx", "tflite"),
+        calib=calib,
+        tflite_window_seconds=(0.5, 1.0),
+        out=tmp_path / "b",
+    )
     step = report.step("export_tflite")
     assert step["windows_s"] == [0.5, 1.0] and step["vs_torch"]["cosine"] > 0.9999
     manifest = Bundle.load(tmp_path / "b").manifest
@@ -184,15 +201,22 @@ def test_tflite_bundle_runs_windows_that_equal_transformers(w2v_dir, tmp_path, s
     ours = rec.backend.run(rec._front_end(samples))
     assert ours.shape == reference.shape and _cosine(ours, reference) > 0.95
     lone = Bundle.from_model_file(tmp_path / "b" / "model.tflite")  # the manifest travels inside the file
-    np.testing.assert_array_equal(Recognizer.from_bundle(lone).log_probs(samples[:12345]),
-                                  rec.log_probs(samples[:12345]))
+    np.testing.assert_array_equal(
+        Recognizer.from_bundle(lone).log_probs(samples[:12345]), rec.log_probs(samples[:12345])
+    )
 
 
 def test_int8_tflite_bundle_agrees_with_float(w2v_dir, tmp_path, speech):
     samples = speech(16000)
-    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
-    converters.convert_wav2vec2(w2v_dir, quantize="int8", formats=("onnx", "tflite"), calib=calib,
-                                tflite_window_seconds=(1.0,), out=tmp_path / "q")
+    calib = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    converters.convert_wav2vec2(
+        w2v_dir,
+        quantize="int8",
+        formats=("onnx", "tflite"),
+        calib=calib,
+        tflite_window_seconds=(1.0,),
+        out=tmp_path / "q",
+    )
     float_rec = Recognizer.from_bundle(tmp_path / "q-fp32")
     quant_rec = Recognizer.from_bundle(tmp_path / "q", backend="tflite")
     piece = samples[:14000]
@@ -217,8 +241,9 @@ def test_fixed_window_export_refuses_models_it_cannot_mask():
     from edge_speech.converters.wav2vec2 import ctc_logits_module
 
     with pytest.raises(ValueError, match="adapters"):
-        converters.export.export_tflite_waveform(ctc_logits_module()(Wav2Vec2ForCTC(config).eval()),
-                                                 InputSpec(name="waveform", kind="waveform"))
+        converters.export.export_tflite_waveform(
+            ctc_logits_module()(Wav2Vec2ForCTC(config).eval()), InputSpec(name="waveform", kind="waveform")
+        )
 
 
 def test_long_audio_windows_stitch_exactly_for_a_local_model():
@@ -228,7 +253,7 @@ def test_long_audio_windows_stitch_exactly_for_a_local_model():
 
     def local_model(samples: np.ndarray) -> np.ndarray:  # frame f: samples [320 f, 320 f + 400)
         frames = (len(samples) - 400) // 320 + 1
-        return np.stack([samples[320 * f:320 * f + 400].sum(keepdims=True) for f in range(frames)])
+        return np.stack([samples[320 * f : 320 * f + 400].sum(keepdims=True) for f in range(frames)])
 
     calls = []
 
@@ -257,7 +282,7 @@ def test_pruned_wav2vec2_fine_tunes_towards_the_unpruned_model(w2v_dir, speech, 
     example = 0.1 * torch.randn(1, 16000, generator=torch.Generator().manual_seed(1))
     pruned, _ = converters.prune(source.model, example, target_macs_ratio=0.3)
     normalised = (samples - samples.mean()) / samples.std()
-    train = [normalised[i:i + 8000 + 37 * i // 4000] for i in range(0, len(normalised) - 16000, 4000)]
+    train = [normalised[i : i + 8000 + 37 * i // 4000] for i in range(0, len(normalised) - 16000, 4000)]
     held_out = torch.from_numpy(normalised[-16000:])[None]
 
     def kl_to_teacher() -> float:
@@ -266,8 +291,9 @@ def test_pruned_wav2vec2_fine_tunes_towards_the_unpruned_model(w2v_dir, speech, 
         return float(torch.nn.functional.kl_div(student, teacher, log_target=True, reduction="batchmean"))
 
     before = kl_to_teacher()
-    report = finetune(pruned, source.model, train, epochs=3, batch_size=4, lr=3e-3,
-                      checkpoint=tmp_path / "ft.pt", progress=False)
+    report = finetune(
+        pruned, source.model, train, epochs=3, batch_size=4, lr=3e-3, checkpoint=tmp_path / "ft.pt", progress=False
+    )
     assert report.steps == 3 * -(-len(train) // 4) and (tmp_path / "ft.pt").is_file()
     # Measured 0.450 -> 0.337 (KL summed over frames) (random-weight teacher, 3 short epochs).
     assert kl_to_teacher() < 0.85 * before, (before, kl_to_teacher())
@@ -306,10 +332,40 @@ def test_cli_convert_takes_a_wav2vec2_directory(w2v_dir, tmp_path):
     import sys
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", str(w2v_dir), "--quantize", "float",
-                             "-o", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "convert",
+            str(w2v_dir),
+            "--quantize",
+            "float",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert Bundle.load(tmp_path / "out").manifest.input.kind == "waveform"
-    bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "convert", str(w2v_dir), "--tokens", "t.txt",
-                          "-o", str(tmp_path / "x")], cwd=tmp_path, capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "convert",
+            str(w2v_dir),
+            "--tokens",
+            "t.txt",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode == 2 and "brings its own model and tokens" in bad.stderr

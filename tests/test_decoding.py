@@ -7,12 +7,14 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from decoding_reference import all_label_scores, ctc_log_prob, greedy_reference, log_softmax
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_speech import decoding
 
 CHARS = ["_", "a", "b", " "]  # blank, two letters, a word separator
+
 
 # the exhaustive search needs a beam that holds every prefix: (V-1)^0 + ... + (V-1)^T
 def _full_beam(T: int, V: int) -> int:
@@ -21,8 +23,9 @@ def _full_beam(T: int, V: int) -> int:
 
 def _exact_decoder(V: int, T: int) -> decoding.CTCDecoder:
     tokens = ["_"] + [chr(ord("a") + i) for i in range(V - 1)]
-    return decoding.CTCDecoder(tokens, blank_id=0, beam_width=max(2, _full_beam(T, V)), token_min_prob=0.0,
-                               blank_skip_prob=None, nbest=10)
+    return decoding.CTCDecoder(
+        tokens, blank_id=0, beam_width=max(2, _full_beam(T, V)), token_min_prob=0.0, blank_skip_prob=None, nbest=10
+    )
 
 
 def _random_log_probs(rng: np.random.Generator, T: int, V: int, sharpness: float = 2.0) -> np.ndarray:
@@ -47,7 +50,7 @@ def _check_exact(log_probs: np.ndarray) -> None:
     scores = [h.score for h in result.nbest]
     assert scores == sorted(scores, reverse=True)
     assert len({h.tokens for h in result.nbest}) == len(result.nbest) == min(10, len(exact))
-    assert [h.score for h in result.nbest] == pytest.approx([v for _, v in ranked[:len(result.nbest)]], abs=1e-4)
+    assert [h.score for h in result.nbest] == pytest.approx([v for _, v in ranked[: len(result.nbest)]], abs=1e-4)
 
 
 def test_forward_reference_sums_to_one_over_all_sequences():
@@ -75,8 +78,7 @@ def test_wide_beam_finds_the_exact_most_probable_sequence(seed):
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(T=st.integers(1, 6), V=st.integers(2, 4), seed=st.integers(0, 2**32 - 1),
-       sharpness=st.floats(0.1, 6.0))
+@given(T=st.integers(1, 6), V=st.integers(2, 4), seed=st.integers(0, 2**32 - 1), sharpness=st.floats(0.1, 6.0))
 def test_property_beam_is_exact_on_tiny_problems(T, V, seed, sharpness):
     _check_exact(_random_log_probs(np.random.default_rng(seed), T, V, sharpness))
 
@@ -132,12 +134,15 @@ def test_beam_on_a_clear_utterance_matches_greedy():
     assert dec.decode(lp).tokens == dec.decode_greedy(lp).tokens
 
 
-@pytest.mark.parametrize("options", [
-    dict(beam_width=4),
-    dict(beam_width=16, top_k=2),
-    dict(beam_width=8, token_min_prob=0.05, blank_skip_prob=0.9),
-    dict(beam_width=1),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(beam_width=4),
+        dict(beam_width=16, top_k=2),
+        dict(beam_width=8, token_min_prob=0.05, blank_skip_prob=0.9),
+        dict(beam_width=1),
+    ],
+)
 def test_streaming_equals_one_shot(options):
     rng = np.random.default_rng(11)
     tokens = ["_", "a", "b", "c", " "]
@@ -147,7 +152,7 @@ def test_streaming_equals_one_shot(options):
     for chunk in (1, 2, 17, 509):
         stream = dec.create_stream()
         for start in range(0, len(lp), chunk):
-            stream.accept(lp[start:start + chunk])
+            stream.accept(lp[start : start + chunk])
             assert stream.partial.text is not None
         stream.accept(lp[:0])
         assert stream.finish() == whole
@@ -165,7 +170,7 @@ def test_partial_results_grow_with_the_input():
     stream = decoding.CTCDecoder(tokens, beam_width=4).create_stream()
     seen = []
     for t in range(len(path)):
-        stream.accept(lp[t:t + 1])
+        stream.accept(lp[t : t + 1])
         seen.append(stream.partial.text)
     assert seen[-1] == "ab ab"
     assert seen[0] == "a"
@@ -258,8 +263,9 @@ def _completed_words(prefix, separator):
     return words, current > 0
 
 
-def _reference_prefix_beam(lp, blank, beam, top_k=0, token_min_prob=0.0, blank_skip_prob=None, word_bonus=0.0,
-                           separator=4):
+def _reference_prefix_beam(
+    lp, blank, beam, top_k=0, token_min_prob=0.0, blank_skip_prob=None, word_bonus=0.0, separator=4
+):
     """Textbook CTC prefix beam search (dicts, no shortcuts), with the same pruning rules and a
     bonus per word (counted when the word ends; the last one at the end)."""
     lp = lp.astype(np.float64)
@@ -268,8 +274,10 @@ def _reference_prefix_beam(lp, blank, beam, top_k=0, token_min_prob=0.0, blank_s
     thr = np.log(token_min_prob) if token_min_prob > 0 else -np.inf
     for row in lp:
         if blank_skip_prob is not None and row[blank] > np.log(np.float32(blank_skip_prob)):
-            hyps = {p: (np.logaddexp(pb, pnb) + row[blank], pnb + row[p[-1]] if p else -np.inf)
-                    for p, (pb, pnb) in hyps.items()}
+            hyps = {
+                p: (np.logaddexp(pb, pnb) + row[blank], pnb + row[p[-1]] if p else -np.inf)
+                for p, (pb, pnb) in hyps.items()
+            }
             continue
         tokens = [v for v in range(len(row)) if v != blank and row[v] >= thr and row[v] > -np.inf]
         if top_k and len(tokens) > top_k:
@@ -290,22 +298,26 @@ def _reference_prefix_beam(lp, blank, beam, top_k=0, token_min_prob=0.0, blank_s
 
 
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("options", [
-    dict(beam_width=3),
-    dict(beam_width=5, top_k=2),
-    dict(beam_width=4, token_min_prob=0.05),
-    dict(beam_width=6, blank_skip_prob=0.6),
-    dict(beam_width=4, top_k=3, word_bonus=1.5),
-    dict(beam_width=4, word_bonus=-1.0),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(beam_width=3),
+        dict(beam_width=5, top_k=2),
+        dict(beam_width=4, token_min_prob=0.05),
+        dict(beam_width=6, blank_skip_prob=0.6),
+        dict(beam_width=4, top_k=3, word_bonus=1.5),
+        dict(beam_width=4, word_bonus=-1.0),
+    ],
+)
 def test_pruned_search_equals_a_textbook_prefix_beam_search(seed, options):
     # the decoder's shortcuts (cut floors, skipped hypotheses, lazy nodes) must not change the result
     rng = np.random.default_rng(seed)
     V, T = 5, 40
     lp = _random_log_probs(rng, T, V, 2.5)
     full = dict(token_min_prob=0.0, blank_skip_prob=None, top_k=0, word_bonus=0.0) | options
-    ref = _reference_prefix_beam(lp, 0, full["beam_width"], full["top_k"], full["token_min_prob"],
-                                 full["blank_skip_prob"], full["word_bonus"])
+    ref = _reference_prefix_beam(
+        lp, 0, full["beam_width"], full["top_k"], full["token_min_prob"], full["blank_skip_prob"], full["word_bonus"]
+    )
     res = decoding.CTCDecoder(["_", "a", "b", "c", " "], nbest=full["beam_width"], **full).decode(lp)
     assert [h.tokens for h in res.nbest] == [p for p, _ in ref]
     assert [h.score for h in res.nbest] == pytest.approx([s for _, s in ref], abs=1e-3)

@@ -4,14 +4,47 @@ in the C tests under AddressSanitizer."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
-
 from decoding_texts import INTENTS, JSGF, TRIGRAM
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_speech import decoding
 from edge_speech.decoding import Grammar
 
-PIECES = ["\\data\\", "\\end\\", "\\2-grams:", "ngram 2=", "-inf", "nan", "|", "(", ")", "[", "]", "<", ">", "{",
-          "}", "*", "+", ";", "=", "/2/", "public", "\n", "  ", "- ", ":", '"', "'", "#", "\t", "\x00", "é", "▁"]
+PIECES = [
+    "\\data\\",
+    "\\end\\",
+    "\\2-grams:",
+    "ngram 2=",
+    "-inf",
+    "nan",
+    "|",
+    "(",
+    ")",
+    "[",
+    "]",
+    "<",
+    ">",
+    "{",
+    "}",
+    "*",
+    "+",
+    ";",
+    "=",
+    "/2/",
+    "public",
+    "\n",
+    "  ",
+    "- ",
+    ":",
+    '"',
+    "'",
+    "#",
+    "\t",
+    "\x00",
+    "é",
+    "▁",
+]
 
 
 def _mutate(text: str, data) -> str:
@@ -21,11 +54,11 @@ def _mutate(text: str, data) -> str:
         if op == 0:
             text = text[:pos] + data.draw(st.sampled_from(PIECES)) + text[pos:]
         elif op == 1:
-            text = text[:pos] + text[pos + data.draw(st.integers(1, 8)):]
+            text = text[:pos] + text[pos + data.draw(st.integers(1, 8)) :]
         elif op == 2:
             text = text[:pos]
         else:
-            text = text[:pos] + chr(data.draw(st.integers(0, 0x24F))) + text[pos + 1:]
+            text = text[:pos] + chr(data.draw(st.integers(0, 0x24F))) + text[pos + 1 :]
     return text
 
 

@@ -10,9 +10,9 @@ import re
 
 import numpy as np
 import pytest
-
 from decoding_reference import log_softmax
 from decoding_texts import INTENTS, JSGF
+
 from edge_speech import decoding
 from edge_speech.decoding import Grammar
 
@@ -24,15 +24,21 @@ def _sentences(grammar, max_words=12):
 def test_intent_yaml_accepts_exactly_its_sentences():
     rooms, minutes = ["kitchen", "bedroom", "garage"], ["two", "five", "ten"]
     expected = {("LightOn", f"turn on the {r} light") for r in rooms}
-    expected |= {("LightOn", f"{p}switch {v} the {r} light") for p in ("", "please ") for v in ("on", "up") for r in rooms}
+    expected |= {
+        ("LightOn", f"{p}switch {v} the {r} light") for p in ("", "please ") for v in ("on", "up") for r in rooms
+    }
     expected |= {("Timer", f"set a timer for {m} minutes") for m in minutes}
     assert _sentences(Grammar.from_yaml(INTENTS)) == expected
 
 
 def test_jsgf_nested_rules_and_optional_words():
     expected = {("command", "stop")}
-    expected |= {("command", f"{a} {t}{o} light") for a in ("turn on", "switch off") for t in ("", "the ")
-                 for o in ("kitchen", "bedroom")}
+    expected |= {
+        ("command", f"{a} {t}{o} light")
+        for a in ("turn on", "switch off")
+        for t in ("", "the ")
+        for o in ("kitchen", "bedroom")
+    }
     assert _sentences(Grammar.from_jsgf(JSGF)) == expected
 
 
@@ -48,7 +54,9 @@ def test_jsgf_repetition_and_several_public_rules():
     expected |= {("call", "call now")} | {("call", f"call {s} now") for s in digits(1)}
     assert got == expected
     g = Grammar.from_jsgf("public <x> = (a | b)* c;")
-    assert {s for _, s in g.sentences(3)} == {"c"} | {f"{x} c" for x in "ab"} | {f"{x} {y} c" for x in "ab" for y in "ab"}
+    assert {s for _, s in g.sentences(3)} == {"c"} | {f"{x} c" for x in "ab"} | {
+        f"{x} {y} c" for x in "ab" for y in "ab"
+    }
 
 
 def test_slot_values_with_several_words_and_block_lists():
@@ -64,33 +72,39 @@ slots:
     assert _sentences(g) == {("Go", "go to the living room"), ("Go", "go to the hall")}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("public <a> = b", "JSGF: line 1, column 15: expected ';'"),
-    ("public <a> = (b | c;", "line 1, column 20: expected ')'"),
-    ("public <a> = b;\npublic <a> = c;", "line 2, column 8: rule <a> is defined twice"),
-    ("public <a> = <b>;", "line 1, column 14: unknown rule <b>"),
-    ("public <a> = x <a>;", "line 1, column 16: rule <a> refers to itself"),
-    ("<a> = b;", "no public rule"),
-    ("public <a> = ;", "line 1, column 14: empty expansion"),
-    ("public <a> = b;\n  import <x.y>;", "line 2, column 3: import is not supported"),
-    ("public <a> = /2/ b | c;", "line 1, column 22: give weights to all"),
-    ("public <a> = b };", "line 1, column 16: unexpected character '}'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("public <a> = b", "JSGF: line 1, column 15: expected ';'"),
+        ("public <a> = (b | c;", "line 1, column 20: expected ')'"),
+        ("public <a> = b;\npublic <a> = c;", "line 2, column 8: rule <a> is defined twice"),
+        ("public <a> = <b>;", "line 1, column 14: unknown rule <b>"),
+        ("public <a> = x <a>;", "line 1, column 16: rule <a> refers to itself"),
+        ("<a> = b;", "no public rule"),
+        ("public <a> = ;", "line 1, column 14: empty expansion"),
+        ("public <a> = b;\n  import <x.y>;", "line 2, column 3: import is not supported"),
+        ("public <a> = /2/ b | c;", "line 1, column 22: give weights to all"),
+        ("public <a> = b };", "line 1, column 16: unexpected character '}'"),
+    ],
+)
 def test_malformed_jsgf_names_line_and_column(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Grammar.from_jsgf(text)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("intents:\n  A:\n    - turn (on | off\n", "line 3, column 21: expected ')'"),
-    ("intents:\n  A:\n    - set {nope}\n", "line 3, column 11: unknown slot {nope}"),
-    ("intents:\n  A: hello\n", "line 2, column 6: list the templates"),
-    ("intent:\n  A:\n    - x\n", "line 1, column 1: expected 'intents:' or 'slots:'"),
-    ("intents:\n  A:\n    - x\nslots:\n  s: [a, \"b]\n", "line 5, column 6: unterminated quote"),
-    ("intents:\n  A:\n", "intent 'A' has no templates"),
-    ("slots:\n  s: [a]\n", "no 'intents:' section"),
-    ("intents:\n  A:\n    - x\n  A:\n    - y\n", "line 4, column 3: 'A' is defined twice"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("intents:\n  A:\n    - turn (on | off\n", "line 3, column 21: expected ')'"),
+        ("intents:\n  A:\n    - set {nope}\n", "line 3, column 11: unknown slot {nope}"),
+        ("intents:\n  A: hello\n", "line 2, column 6: list the templates"),
+        ("intent:\n  A:\n    - x\n", "line 1, column 1: expected 'intents:' or 'slots:'"),
+        ('intents:\n  A:\n    - x\nslots:\n  s: [a, "b]\n', "line 5, column 6: unterminated quote"),
+        ("intents:\n  A:\n", "intent 'A' has no templates"),
+        ("slots:\n  s: [a]\n", "no 'intents:' section"),
+        ("intents:\n  A:\n    - x\n  A:\n    - y\n", "line 4, column 3: 'A' is defined twice"),
+    ],
+)
 def test_malformed_intent_yaml_names_line_and_column(text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Grammar.from_yaml(text)
@@ -141,8 +155,9 @@ def test_a_token_bonus_ranks_by_score_plus_bonus_per_spelled_token_and_reports_t
     bonus = 1.5
     res = decoding.CTCDecoder(TOKENS, grammar=g, grammar_threshold=0.0, grammar_token_bonus=bonus).decode(lp)
     pattern = r" *(a|a *b *a|b) *"
-    best, text = _best_in_language(lp.astype(np.float64), pattern,
-                                   weights=lambda m: bonus * len(m.group(1).replace(" ", "")))
+    best, text = _best_in_language(
+        lp.astype(np.float64), pattern, weights=lambda m: bonus * len(m.group(1).replace(" ", ""))
+    )
     assert res.text.replace(" ", "") == text.replace(" ", "")
     assert res.score == pytest.approx(best - bonus * len(text.replace(" ", "")), abs=1e-4)
     plain = decoding.CTCDecoder(TOKENS, grammar=g, grammar_threshold=0.0).decode(lp)
@@ -157,8 +172,9 @@ def test_jsgf_weights_enter_the_score():
     lp = log_softmax(rng.normal(size=(5, 4))).astype(np.float32)
     g = Grammar.from_jsgf("public <x> = /3/ a | /1/ b;")
     res = decoding.CTCDecoder(TOKENS, grammar=g, grammar_threshold=0.0).decode(lp)
-    best, text = _best_in_language(lp.astype(np.float64), r" *(a|b) *",
-                                   weights=lambda m: np.log(0.75) if m.group(1) == "a" else np.log(0.25))
+    best, text = _best_in_language(
+        lp.astype(np.float64), r" *(a|b) *", weights=lambda m: np.log(0.75) if m.group(1) == "a" else np.log(0.25)
+    )
     assert res.score == pytest.approx(best, abs=1e-4)
     assert res.text == text.strip()
 
@@ -168,11 +184,25 @@ def test_jsgf_weights_enter_the_score():
 CHARS = ["<blk>", "|"] + list("abcdefghijklmnopqrstuvwxyz'")
 
 OUT_OF_GRAMMAR = [
-    "turn off the kitchen light", "switch off the garage light", "turn on the hallway light",
-    "set an alarm for ten minutes", "set a timer for twenty minutes", "what is the weather today",
-    "play some music", "open the garage door", "call mom", "turn on the radio", "please stop",
-    "how long is the timer", "switch on the kitchen fan", "dim the bedroom light", "cancel the timer",
-    "good morning", "turn the kitchen light on", "set a reminder for five minutes", "lights off",
+    "turn off the kitchen light",
+    "switch off the garage light",
+    "turn on the hallway light",
+    "set an alarm for ten minutes",
+    "set a timer for twenty minutes",
+    "what is the weather today",
+    "play some music",
+    "open the garage door",
+    "call mom",
+    "turn on the radio",
+    "please stop",
+    "how long is the timer",
+    "switch on the kitchen fan",
+    "dim the bedroom light",
+    "cancel the timer",
+    "good morning",
+    "turn the kitchen light on",
+    "set a reminder for five minutes",
+    "lights off",
     "the kitchen light is broken",
 ]
 
@@ -215,8 +245,10 @@ def test_rejection_rates_at_the_default_threshold(record_property):
     false_accept_rate = false_accepts / (3 * len(OUT_OF_GRAMMAR))
     record_property("accept_rate", accept_rate)
     record_property("false_accept_rate", false_accept_rate)
-    print(f"\nin-grammar accept rate {accept_rate:.3f} (exact text {correct / (3 * len(inside)):.3f}), "
-          f"out-of-grammar false-accept rate {false_accept_rate:.3f} at threshold {dec.grammar_threshold}")
+    print(
+        f"\nin-grammar accept rate {accept_rate:.3f} (exact text {correct / (3 * len(inside)):.3f}), "
+        f"out-of-grammar false-accept rate {false_accept_rate:.3f} at threshold {dec.grammar_threshold}"
+    )
     assert accept_rate >= 0.95
     assert correct == accepted
     assert false_accept_rate <= 0.10
@@ -233,8 +265,8 @@ def test_grammar_results_carry_intent_slots_and_times_and_stream_identically():
     assert res.words[0].start == pytest.approx(res.words[0].start_frame * 0.04)
     stream = dec.create_stream()
     for start in range(0, len(lp), 7):
-        stream.accept(lp[start:start + 7])
-        stream.partial
+        stream.accept(lp[start : start + 7])
+        assert type(stream.partial) is type(res)  # a partial result is available mid-stream
     assert stream.finish() == res
     # below the threshold: no intent, but the best in-grammar guess stays inspectable
     rejected = dec.decode(_synthesize("what is the weather today", np.random.default_rng(2)))

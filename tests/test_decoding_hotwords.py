@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from decoding_reference import all_label_scores, log_softmax
+
 from edge_speech import decoding
 
 TOKENS = ["_", "a", "b", " "]
@@ -26,8 +26,14 @@ def test_final_credit_is_the_boost_of_completed_phrases_only(seed, phrase, boost
     lp = log_softmax(rng.normal(size=(T, 4)) * 1.5).astype(np.float32)
     vocab = decoding.Vocabulary(tuple(TOKENS))
     exact = {seq: ac + boost * _completed(vocab.text(seq), phrase) for seq, ac in all_label_scores(lp, 0).items()}
-    dec = decoding.CTCDecoder(TOKENS, beam_width=sum(3 ** n for n in range(T + 1)), hotwords={phrase: boost},
-                              token_min_prob=0.0, blank_skip_prob=None, nbest=20)
+    dec = decoding.CTCDecoder(
+        TOKENS,
+        beam_width=sum(3**n for n in range(T + 1)),
+        hotwords={phrase: boost},
+        token_min_prob=0.0,
+        blank_skip_prob=None,
+        nbest=20,
+    )
     res = dec.decode(lp)
     best = max(exact.values())
     assert res.score == pytest.approx(best, abs=1e-4)
@@ -70,7 +76,7 @@ def test_hotwords_with_sentencepiece_tokens_and_streaming():
     assert [w.text for w in res.words] == ["the", "cap"]
     stream = dec.create_stream()
     for t in range(len(lp)):
-        stream.accept(lp[t:t + 1])
+        stream.accept(lp[t : t + 1])
     assert stream.finish() == res
 
 

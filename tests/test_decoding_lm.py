@@ -7,9 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
-
 from decoding_reference import LN10, ArpaReference, all_label_scores, log_softmax
 from decoding_texts import TRIGRAM
+
 from edge_speech import decoding
 
 
@@ -39,8 +39,17 @@ def test_trigram_scores_match_the_reference_on_every_order():
     lm = decoding.ArpaLM(TRIGRAM)
     ref = ArpaReference(TRIGRAM)
     assert lm.order == 3 and lm.counts == (7, 6, 3)
-    sentences = [[], ["a"], ["a", "b"], ["a", "b", "a"], ["ab", "a", "b"], ["b", "b", "b"], ["zzz", "a"],
-                 ["a", "zzz", "b", "a"], ["ba", "ab", "a", "b", "a", "</s>"]]
+    sentences = [
+        [],
+        ["a"],
+        ["a", "b"],
+        ["a", "b", "a"],
+        ["ab", "a", "b"],
+        ["b", "b", "b"],
+        ["zzz", "a"],
+        ["a", "zzz", "b", "a"],
+        ["ba", "ab", "a", "b", "a", "</s>"],
+    ]
     for words in sentences:
         for bos, eos in itertools.product([True, False], repeat=2):
             assert lm.score(words, bos, eos) == pytest.approx(ref.score(words, bos, eos), abs=1e-6), (words, bos, eos)
@@ -77,10 +86,11 @@ def test_from_file_and_crlf(tmp_path):
 
 def test_from_file_reads_gzipped_arpa_and_names_a_corrupt_one(tmp_path):
     import gzip
+
     path = tmp_path / "lm.arpa.gz"
     path.write_bytes(gzip.compress(TRIGRAM.encode()))
     assert decoding.ArpaLM.from_file(path).score(["a", "b"]) == pytest.approx(ArpaReference(TRIGRAM).score(["a", "b"]))
-    path.write_bytes(gzip.compress(TRIGRAM.encode())[:-12])     # truncated download
+    path.write_bytes(gzip.compress(TRIGRAM.encode())[:-12])  # truncated download
     with pytest.raises(ValueError, match="lm.arpa.gz: not a valid gzip file"):
         decoding.ArpaLM.from_file(path)
 
@@ -158,9 +168,17 @@ def test_fusion_with_a_full_beam_finds_the_exact_best_fused_score(seed, alpha, b
         lm_ln = LN10 * sum(ref.score(words))
         unknown = sum(w not in ref.vocab for w in words)
         exact[seq] = (acoustic + alpha * lm_ln + beta * len(words) + oov * unknown, acoustic, lm_ln)
-    dec = decoding.CTCDecoder(tokens, beam_width=sum(3 ** n for n in range(T + 1)), lm=decoding.ArpaLM(FUSION_LM),
-                              lm_weight=alpha, word_bonus=beta, oov_penalty=oov, token_min_prob=0.0,
-                              blank_skip_prob=None, nbest=6)
+    dec = decoding.CTCDecoder(
+        tokens,
+        beam_width=sum(3**n for n in range(T + 1)),
+        lm=decoding.ArpaLM(FUSION_LM),
+        lm_weight=alpha,
+        word_bonus=beta,
+        oov_penalty=oov,
+        token_min_prob=0.0,
+        blank_skip_prob=None,
+        nbest=6,
+    )
     res = dec.decode(lp)
     ranked = sorted(exact.values(), key=lambda v: -v[0])
     assert res.score == pytest.approx(ranked[0][0], abs=1e-3)
@@ -175,8 +193,14 @@ def test_fusion_with_a_full_beam_finds_the_exact_best_fused_score(seed, alpha, b
 def test_lm_steers_an_ambiguous_utterance_and_streams_identically():
     # acoustically "b a" and "ab a" are close; the LM prefers "ab a"
     tokens = ["_", "a", "b", " "]
-    frames = [[0.1, 0.7, 0.1, 0.1], [0.3, 0.05, 0.05, 0.6], [0.1, 0.1, 0.7, 0.1], [0.3, 0.05, 0.05, 0.6],
-              [0.1, 0.8, 0.05, 0.05], [0.9, 0.04, 0.03, 0.03]]
+    frames = [
+        [0.1, 0.7, 0.1, 0.1],
+        [0.3, 0.05, 0.05, 0.6],
+        [0.1, 0.1, 0.7, 0.1],
+        [0.3, 0.05, 0.05, 0.6],
+        [0.1, 0.8, 0.05, 0.05],
+        [0.9, 0.04, 0.03, 0.03],
+    ]
     lp = np.log(np.array(frames, dtype=np.float32))
     plain = decoding.CTCDecoder(tokens, beam_width=8).decode(lp)
     lm = decoding.ArpaLM(FUSION_LM)
@@ -186,7 +210,7 @@ def test_lm_steers_an_ambiguous_utterance_and_streams_identically():
     assert fused.text == "ab a"
     stream = dec.create_stream()
     for t in range(len(lp)):
-        stream.accept(lp[t:t + 1])
+        stream.accept(lp[t : t + 1])
     assert stream.finish() == fused
 
 
@@ -215,9 +239,17 @@ def test_lexicon_with_a_full_beam_finds_the_exact_best(seed, oov_penalty):
         unknown = sum(w not in known for w in words)
         if oov_penalty < 0 or not unknown:
             exact[seq] = acoustic + 0.7 * LN10 * sum(ref.score(words)) + oov_penalty * unknown
-    dec = decoding.CTCDecoder(tokens, beam_width=sum(3 ** n for n in range(T + 1)), lm=decoding.ArpaLM(FUSION_LM),
-                              lm_weight=0.7, lexicon=sorted(known), oov_penalty=oov_penalty, token_min_prob=0.0,
-                              blank_skip_prob=None, nbest=50)
+    dec = decoding.CTCDecoder(
+        tokens,
+        beam_width=sum(3**n for n in range(T + 1)),
+        lm=decoding.ArpaLM(FUSION_LM),
+        lm_weight=0.7,
+        lexicon=sorted(known),
+        oov_penalty=oov_penalty,
+        token_min_prob=0.0,
+        blank_skip_prob=None,
+        nbest=50,
+    )
     res = dec.decode(lp)
     assert res.score == pytest.approx(max(exact.values()), abs=1e-3)
     for hyp in res.nbest:
@@ -280,8 +312,17 @@ def test_pruned_fusion_equals_a_textbook_beam_search_with_the_reference_lm(seed,
                 nxt[q] = (b, np.logaddexp(n, (pb if p and c == p[-1] else total) + row[c]))
         hyps = dict(sorted(nxt.items(), key=lambda kv: -(np.logaddexp(*kv[1]) + ext(kv[0])))[:beam])
     expected = sorted(((p, float(np.logaddexp(*s)) + final(p)) for p, s in hyps.items()), key=lambda x: -x[1])
-    dec = decoding.CTCDecoder(tokens, beam_width=beam, top_k=top_k, lm=decoding.ArpaLM(FUSION_LM), lm_weight=alpha,
-                              word_bonus=beta, token_min_prob=0.0, blank_skip_prob=None, nbest=beam)
+    dec = decoding.CTCDecoder(
+        tokens,
+        beam_width=beam,
+        top_k=top_k,
+        lm=decoding.ArpaLM(FUSION_LM),
+        lm_weight=alpha,
+        word_bonus=beta,
+        token_min_prob=0.0,
+        blank_skip_prob=None,
+        nbest=beam,
+    )
     res = dec.decode(lp.astype(np.float32))
     assert [h.tokens for h in res.nbest] == [p for p, _ in expected]
     assert [h.score for h in res.nbest] == pytest.approx([s for _, s in expected], abs=2e-3)

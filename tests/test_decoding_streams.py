@@ -33,7 +33,7 @@ def test_each_search_has_its_stream_and_the_shared_life_cycle(name):
     assert type(stream) is stream_class and isinstance(stream, DecoderStream)
     lp = _log_probs(1)
     for start in range(0, len(lp), 17):
-        stream.accept(lp[start:start + 17])
+        stream.accept(lp[start : start + 17])
     assert stream.frames_done == len(lp) and not stream.finished
     result = stream.finish()
     assert stream.finished and stream.partial == result and stream.finish() == result
@@ -77,4 +77,6 @@ def test_vocabulary_says_what_each_token_is():
     assert [vocab.starts_word(i) for i in range(4)] == [False, True, False, True]
     assert vocab.spelling_mask.tolist() == [False, True, True, False] and not vocab.spelling_mask.flags.writeable
     assert vocab.group_words([(1, 0, 0.0), (2, 1, 0.0), (1, 3, 0.0)]) == [
-        ("there", [(1, 0, 0.0), (2, 1, 0.0)]), ("the", [(1, 3, 0.0)])]
+        ("there", [(1, 0, 0.0), (2, 1, 0.0)]),
+        ("the", [(1, 3, 0.0)]),
+    ]

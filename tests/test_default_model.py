@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import BURST_CHUNKS, FirstSeconds, run_cli, write_pcm16_wav
+
 from edge_speech import Recognizer, audio, listen
 from edge_speech.backends import BackendUnavailable
 from edge_speech.converters.verification import error_rate, verify
@@ -53,14 +53,19 @@ def test_the_default_bundle_loads_on_both_backends(default, default_tflite):
 def agreement_utterances(speech_wav):
     """The shipped examples and three synthesized sentences, 16 kHz samples."""
     paths = sorted(EXAMPLES.glob("*.wav")) + [
-        speech_wav(16000, text, voice) for text, voice in (
-            ("Turn off the lights in the bedroom.", "en-us"), ("What is the weather like tomorrow?", "en-gb"),
-            ("Call mom at seven thirty in the evening, then play some music.", "en-us+f2"))]
+        speech_wav(16000, text, voice)
+        for text, voice in (
+            ("Turn off the lights in the bedroom.", "en-us"),
+            ("What is the weather like tomorrow?", "en-gb"),
+            ("Call mom at seven thirty in the evening, then play some music.", "en-us+f2"),
+        )
+    ]
     return [audio.load_audio(path, 16000) for path in paths]
 
 
-def test_tflite_log_probs_agree_with_onnx_on_examples_and_synthesized_speech(default, default_tflite,
-                                                                             agreement_utterances):
+def test_tflite_log_probs_agree_with_onnx_on_examples_and_synthesized_speech(
+    default, default_tflite, agreement_utterances
+):
     # Measured on these 5 (shipped r14 model): 95.6% vs the ONNX int8 path, 97.5% vs the fp32 ONNX
     # bundle (manifest, 100+ held-out voices: 95.8% and 97.1% vs torch fp32). The two int8 models are
     # quantized independently (ONNX Runtime QDQ, PT2E/LiteRT), so each differs from fp32 on a few
@@ -71,17 +76,26 @@ def test_tflite_log_probs_agree_with_onnx_on_examples_and_synthesized_speech(def
     assert error_rate(["set a timer for ten minutes"], [timer.text]) <= 0.35, timer.text
 
 
-@pytest.mark.skipif(not FP32_BUNDLE.is_dir(), reason="recipes/default_model/bundle_fp32 is the recipe's fp32 export "
-                    "of the trained checkpoint (python -m recipes.default_model.export); git does not track it")
+@pytest.mark.skipif(
+    not FP32_BUNDLE.is_dir(),
+    reason="recipes/default_model/bundle_fp32 is the recipe's fp32 export "
+    "of the trained checkpoint (python -m recipes.default_model.export); git does not track it",
+)
 def test_tflite_log_probs_agree_with_the_recipes_fp32_export(default_tflite, agreement_utterances):
-    fp32 = verify(Recognizer.from_bundle(FP32_BUNDLE, threads=1).log_probs, default_tflite.log_probs,
-                  agreement_utterances)
+    fp32 = verify(
+        Recognizer.from_bundle(FP32_BUNDLE, threads=1).log_probs, default_tflite.log_probs, agreement_utterances
+    )
     assert fp32.greedy_token_agreement >= 0.95 and fp32.cosine >= 0.99, fp32
 
 
 def test_the_tflite_backend_without_ai_edge_litert_names_the_extra_to_install(monkeypatch):
-    for module in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter",
-                   "tensorflow"):
+    for module in (
+        "ai_edge_litert",
+        "ai_edge_litert.interpreter",
+        "tflite_runtime",
+        "tflite_runtime.interpreter",
+        "tensorflow",
+    ):
         monkeypatch.setitem(sys.modules, module, None)  # None makes the import raise ImportError
     with pytest.raises(BackendUnavailable, match=r"pip install 'edge-speech\[tflite\]'"):
         Recognizer.default(backend="tflite")
@@ -115,8 +129,9 @@ def test_live_commands_through_portaudio(file_microphone, default):
     device = file_microphone(session)
     mic = listen.MicrophoneSource(device, sample_rate=16000, max_queued_chunks=BURST_CHUNKS)
     try:
-        events = list(listen.listen(default, FirstSeconds(mic, len(session) / rate),
-                                    grammar=EXAMPLES / "commands.yaml"))
+        events = list(
+            listen.listen(default, FirstSeconds(mic, len(session) / rate), grammar=EXAMPLES / "commands.yaml")
+        )
     finally:
         mic.close()
     intents = [(e.intent, e.slots) for e in events if e.type == "intent"]
@@ -129,7 +144,7 @@ def test_streaming_uses_the_manifest_context_and_equals_offline(default):
         samples, rate = audio.read_wav(EXAMPLES / name)
         stream = default.create_stream()
         for start in range(0, len(samples), 1600):
-            stream.accept_waveform(samples[start:start + 1600], rate)
+            stream.accept_waveform(samples[start : start + 1600], rate)
         assert stream.finish().text == default.transcribe((samples, rate)).text
 
 
@@ -139,14 +154,29 @@ def test_silero_and_energy_vad_find_the_same_commands(default, tmp_path):
     quiet = (0.0005 * np.random.default_rng(0).standard_normal(rate)).astype(np.float32)
     session = np.concatenate([quiet, timer, quiet, light, quiet, timer, quiet])
     expected = [("Timer", {"minutes": "ten"}), ("LightOn", {"room": "kitchen"}), ("Timer", {"minutes": "ten"})]
-    chunks = [session[i:i + 320] for i in range(0, len(session), 320)]
+    chunks = [session[i : i + 320] for i in range(0, len(session), 320)]
     for vad in ("energy", "silero"):
-        events = listen.listen(default, listen.ArraySource(chunks, rate), grammar=EXAMPLES / "commands.yaml",
-                               grammar_threshold=0.0, vad=vad)
+        events = listen.listen(
+            default,
+            listen.ArraySource(chunks, rate),
+            grammar=EXAMPLES / "commands.yaml",
+            grammar_threshold=0.0,
+            vad=vad,
+        )
         assert [(e.intent, e.slots) for e in events if e.type == "intent"] == expected, vad
     path = write_pcm16_wav(tmp_path / "session.wav", session, rate)
-    result = run_cli("listen", "--wav", str(path), "--vad", "silero", "--grammar", str(EXAMPLES / "commands.yaml"),
-                     "--grammar-threshold", "0", "--json")
+    result = run_cli(
+        "listen",
+        "--wav",
+        str(path),
+        "--vad",
+        "silero",
+        "--grammar",
+        str(EXAMPLES / "commands.yaml"),
+        "--grammar-threshold",
+        "0",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     intents = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["intent"], e["slots"]) for e in intents if e["type"] == "intent"] == expected

@@ -16,7 +16,7 @@ def _state(seed: int, channels: int = 32):
     model = ctc_model.ConvCTC(channels=channels, blocks=2, kernel=5)
     model.train()
     with torch.no_grad():
-        model(torch.randn(2, 80, ctc_model.FEATURE_DIM))   # moves BatchNorm statistics and step counters
+        model(torch.randn(2, 80, ctc_model.FEATURE_DIM))  # moves BatchNorm statistics and step counters
     return model.state_dict()
 
 
@@ -31,7 +31,7 @@ def test_average_is_the_elementwise_mean_and_keeps_integer_counters():
         else:
             assert torch.equal(tensor, a[name])
     model = ctc_model.ConvCTC(channels=32, blocks=2, kernel=5)
-    model.load_state_dict(mean)   # loads into the same architecture
+    model.load_state_dict(mean)  # loads into the same architecture
 
 
 def test_average_of_one_checkpoint_is_itself():

@@ -82,15 +82,17 @@ def test_growing_can_only_grow():
 
 def test_one_cycle_schedule_covers_every_epochs_own_batch_count():
     import numpy as np
+
     from recipes.default_model import train
+
     lengths = list(np.random.default_rng(6).integers(100, 1500, 3000))
     counts = [len(train.batches(lengths, 6000, 0, epoch)) for epoch in range(4)]
-    assert max(counts[1:]) > counts[0]   # a later epoch has more batches than the first: the bug's condition
+    assert max(counts[1:]) > counts[0]  # a later epoch has more batches than the first: the bug's condition
     params = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     scheduler = train.one_cycle(optimizer, 1e-3, counts)
     lrs = []
-    for _ in range(sum(counts)):          # the old epochs x counts[0] total raised on a longer epoch
+    for _ in range(sum(counts)):  # the old epochs x counts[0] total raised on a longer epoch
         optimizer.step()
         scheduler.step()
         lrs.append(scheduler.get_last_lr()[0])

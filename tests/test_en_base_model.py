@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from edge_speech import Recognizer, audio
 from edge_speech.converters.verification import error_rate
 from edge_speech.recognizer import EMBEDDED_MODELS
@@ -41,7 +41,7 @@ def test_en_base_is_a_verified_quantized_bundle_in_the_package(base):
     m = base.manifest
     assert m.name == "en-base" and m.sample_rate == 16000 and m.subsampling_factor == 2
     assert m.features.output_clamp == "fixed"  # streams as it runs offline
-    assert m.input.max_frames == 1000           # 10-s windows (the 30-s position table is the hard limit)
+    assert m.input.max_frames == 1000  # 10-s windows (the 30-s position table is the hard limit)
     steps = {s["step"]: s for s in m.verification["steps"]}
     assert steps["export_onnx"]["vs_torch"]["cosine"] >= 0.999
     assert steps["quantize"]["vs_fp32"]["cosine"] >= 0.99 and steps["quantize"]["size_ratio"] >= 3.4
@@ -54,8 +54,10 @@ def test_transcribes_held_out_synthetic_voices(base, speech_wav):
     for text, voice in SENTENCES:
         refs.append(" ".join(text.lower().replace(".", "").split()))
         hyps.append(base.transcribe(speech_wav(16000, text, voice)).text)
-    for name, ref in (("set_a_timer_for_ten_minutes.wav", "set a timer for ten minutes"),
-                      ("turn_on_the_kitchen_light.wav", "turn on the kitchen light")):
+    for name, ref in (
+        ("set_a_timer_for_ten_minutes.wav", "set a timer for ten minutes"),
+        ("turn_on_the_kitchen_light.wav", "turn on the kitchen light"),
+    ):
         refs.append(ref)
         hyps.append(base.transcribe(EXAMPLES / name).text)
     assert error_rate(refs, hyps, "char") <= 0.12, list(zip(refs, hyps))
@@ -81,7 +83,9 @@ def test_commands_through_a_grammar_and_rejection(base, speech):
     assert (timer.intent, timer.slots) == ("Timer", {"minutes": "ten"}) and timer.confidence >= 0.5
     light = base.transcribe(EXAMPLES / "turn_on_the_kitchen_light.wav", grammar=grammar)
     assert (light.intent, light.slots) == ("LightOn", {"room": "kitchen"})
-    outside = base.transcribe((speech(16000), 16000), grammar='intents:\n  Weather:\n    - "what is the weather today"\n')
+    outside = base.transcribe(
+        (speech(16000), 16000), grammar='intents:\n  Weather:\n    - "what is the weather today"\n'
+    )
     assert outside.intent is None and outside.text == ""
 
 
@@ -90,7 +94,7 @@ def test_streaming_gives_the_offline_text(base):
         samples, rate = audio.read_wav(EXAMPLES / name)
         stream = base.create_stream()
         for start in range(0, len(samples), 1600):
-            stream.accept_waveform(samples[start:start + 1600], rate)
+            stream.accept_waveform(samples[start : start + 1600], rate)
         assert stream.finish().text == base.transcribe((samples, rate)).text
 
 
@@ -121,10 +125,26 @@ def test_real_speech_beats_en_small_and_pocketsphinx_on_the_asterisk_prompts(tmp
     rates = {}
     for name in ("en-base", "en-small"):
         out = tmp_path / f"{name}.json"
-        done = subprocess.run([sys.executable, "-m", "recipes.default_model.evaluate", "--bundle",
-                               str(EMBEDDED_MODELS[name]), "--sets", "asterisk", "--beam", "32", "--json", str(out)],
-                              capture_output=True, text=True, timeout=1200, cwd=ROOT,
-                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "recipes.default_model.evaluate",
+                "--bundle",
+                str(EMBEDDED_MODELS[name]),
+                "--sets",
+                "asterisk",
+                "--beam",
+                "32",
+                "--json",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            cwd=ROOT,
+            env=dict(os.environ, OMP_NUM_THREADS="1"),
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         rates[name] = json.loads(out.read_text())["asterisk"]
     assert rates["en-base"]["utterances"] >= 400

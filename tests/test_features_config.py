@@ -3,12 +3,13 @@ an error naming the problem."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
-
 from conftest import noise
+
 from edge_speech import features
 
 
@@ -30,7 +31,7 @@ def test_replace_validates_and_keeps_the_original():
         base.replace(num_mels=80)
     with pytest.raises(ValueError, match="num_ceps"):
         base.replace(num_mel_bins=10)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         base.num_ceps = 3  # frozen
 
 
@@ -54,33 +55,39 @@ def test_from_dict_rejects_unknown_keys_and_non_mappings():
         features.FeatureConfig.from_dict(["kind"])
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"kind": "plp"}, "kind must be one of"),
-    ({"window": "kaiser"}, "window must be one of"),
-    ({"frame_length_ms": 0.0}, "frame_length_ms"),
-    ({"frame_shift_ms": -1.0}, "frame_shift_ms"),
-    ({"fft_size": 400}, "power of two"),
-    ({"num_mel_bins": 0}, "num_mel_bins"),
-    ({"preemphasis": 1.5}, "preemphasis"),
-    ({"log_floor": 0.0}, "log_floor"),
-    ({"dither": float("nan")}, "dither must be finite"),
-    ({"use_energy": 1}, "use_energy must be a bool"),
-    ({"num_mel_bins": 40.0}, "num_mel_bins must be an int"),
-    ({"cmvn": "global"}, "cmvn_mean"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"kind": "plp"}, "kind must be one of"),
+        ({"window": "kaiser"}, "window must be one of"),
+        ({"frame_length_ms": 0.0}, "frame_length_ms"),
+        ({"frame_shift_ms": -1.0}, "frame_shift_ms"),
+        ({"fft_size": 400}, "power of two"),
+        ({"num_mel_bins": 0}, "num_mel_bins"),
+        ({"preemphasis": 1.5}, "preemphasis"),
+        ({"log_floor": 0.0}, "log_floor"),
+        ({"dither": float("nan")}, "dither must be finite"),
+        ({"use_energy": 1}, "use_energy must be a bool"),
+        ({"num_mel_bins": 40.0}, "num_mel_bins must be an int"),
+        ({"cmvn": "global"}, "cmvn_mean"),
+    ],
+)
 def test_invalid_configs_name_the_problem(changes, message):
     with pytest.raises((ValueError, TypeError), match=message):
         features.FeatureConfig.preset("kaldi-fbank").replace(**changes)
 
 
-@pytest.mark.parametrize("changes, rate, message", [
-    ({"num_mel_bins": 300}, 16000, "exceeds the 257 FFT bins"),
-    ({"high_freq_hz": 9000.0}, 16000, "above the Nyquist"),
-    ({"low_freq_hz": 5000.0, "high_freq_hz": 4000.0}, 16000, "band is empty"),
-    ({"num_mel_bins": 200}, 16000, "covers no FFT bin"),
-    ({"fft_size": 256}, 16000, "shorter than the 400-sample frame"),
-    ({"frame_length_ms": 0.1}, 8000, "need at least 2"),
-])
+@pytest.mark.parametrize(
+    "changes, rate, message",
+    [
+        ({"num_mel_bins": 300}, 16000, "exceeds the 257 FFT bins"),
+        ({"high_freq_hz": 9000.0}, 16000, "above the Nyquist"),
+        ({"low_freq_hz": 5000.0, "high_freq_hz": 4000.0}, 16000, "band is empty"),
+        ({"num_mel_bins": 200}, 16000, "covers no FFT bin"),
+        ({"fft_size": 256}, 16000, "shorter than the 400-sample frame"),
+        ({"frame_length_ms": 0.1}, 8000, "need at least 2"),
+    ],
+)
 def test_configs_that_cannot_work_at_a_rate_name_the_problem(changes, rate, message):
     config = features.FeatureConfig.preset("kaldi-fbank").replace(**changes)
     with pytest.raises(ValueError, match=message):
@@ -118,8 +125,15 @@ def test_non_finite_samples_raise_value_error(bad, dtype):
     assert stream.frames_done == 1 + (1000 - 400) // 160
 
 
-@pytest.mark.parametrize("samples", [np.zeros(100, dtype=np.int32), np.zeros(100, dtype=np.complex64),
-                                     np.array(["a", "b"]), np.zeros(100, dtype=np.uint8)])
+@pytest.mark.parametrize(
+    "samples",
+    [
+        np.zeros(100, dtype=np.int32),
+        np.zeros(100, dtype=np.complex64),
+        np.array(["a", "b"]),
+        np.zeros(100, dtype=np.uint8),
+    ],
+)
 def test_unsupported_dtypes_raise_type_error(samples):
     with pytest.raises(TypeError, match="float32, float64 or int16"):
         features.compute(samples, 16000)

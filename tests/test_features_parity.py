@@ -7,8 +7,8 @@ import kaldi_native_fbank as knf
 import librosa
 import numpy as np
 import pytest
-
 from conftest import noise, relative_error
+
 from edge_speech import features
 
 RATES = [8000, 16000, 44100]
@@ -38,8 +38,19 @@ def librosa_mel_power(samples: np.ndarray, rate: int, config: features.FeatureCo
     win, hop = config.frame_length(rate), config.frame_shift(rate)
     n_fft = 1 << (win - 1).bit_length()
     return librosa.feature.melspectrogram(
-        y=samples, sr=rate, n_fft=n_fft, hop_length=hop, win_length=win, window="hann", center=True,
-        pad_mode="reflect", power=2.0, n_mels=config.num_mel_bins, fmin=0.0, fmax=rate / 2, htk=False,
+        y=samples,
+        sr=rate,
+        n_fft=n_fft,
+        hop_length=hop,
+        win_length=win,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=config.num_mel_bins,
+        fmin=0.0,
+        fmax=rate / 2,
+        htk=False,
         norm="slaney",
     )
 
@@ -76,14 +87,25 @@ def test_preset_matches_reference_library(preset, rate, signal, speech):
 def test_kaldi_fbank_with_energy_and_other_bin_counts(num_mel_bins, speech):
     config = features.FeatureConfig.preset("kaldi-fbank").replace(num_mel_bins=num_mel_bins, use_energy=True)
     samples = speech(16000)
-    assert relative_error(features.compute(samples, 16000, config), kaldi_reference(samples, 16000, config)) <= TOLERANCE
+    assert (
+        relative_error(features.compute(samples, 16000, config), kaldi_reference(samples, 16000, config)) <= TOLERANCE
+    )
 
 
 def test_librosa_constant_padding_matches_librosa_default_pad_mode(speech):
     samples = speech(16000)
     config = features.FeatureConfig.preset("librosa-mel").replace(padding="constant")
-    mel = librosa.feature.melspectrogram(y=samples, sr=16000, n_fft=512, hop_length=160, win_length=400,
-                                         center=True, pad_mode="constant", n_mels=80, norm="slaney")
+    mel = librosa.feature.melspectrogram(
+        y=samples,
+        sr=16000,
+        n_fft=512,
+        hop_length=160,
+        win_length=400,
+        center=True,
+        pad_mode="constant",
+        n_mels=80,
+        norm="slaney",
+    )
     assert relative_error(features.compute(samples, 16000, config), np.log(mel + 1e-6).T) <= TOLERANCE
 
 

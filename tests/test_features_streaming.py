@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import noise
+
 from edge_speech import features
 
 CHUNKS = [1, 17, 160, 509, None]  # None: the whole signal in one accept
@@ -16,7 +16,7 @@ def stream_in_chunks(config, rate, samples, chunk):
     out = []
     step = len(samples) if chunk is None else chunk
     for start in range(0, len(samples), step):
-        stream.accept(samples[start:start + step])
+        stream.accept(samples[start : start + step])
         out.append(stream.read())
     stream.finish()
     out.append(stream.read())
@@ -28,17 +28,20 @@ def stream_in_chunks(config, rate, samples, chunk):
 def test_streaming_equals_one_shot(preset, chunk, speech):
     samples = speech(16000)[:24000]
     config = features.FeatureConfig.preset(preset)
-    np.testing.assert_array_equal(stream_in_chunks(config, 16000, samples, chunk),
-                                  features.compute(samples, 16000, config))
+    np.testing.assert_array_equal(
+        stream_in_chunks(config, 16000, samples, chunk), features.compute(samples, 16000, config)
+    )
 
 
 @pytest.mark.parametrize("chunk", [1, 17, 509])
 def test_streaming_equals_one_shot_with_dither_and_sliding_cmvn(chunk):
     samples = noise(16000, seconds=2.0)
     config = features.FeatureConfig.preset("kaldi-fbank").replace(
-        dither=0.01, dither_seed=1234, cmvn="sliding", cmvn_window_frames=50, cmvn_normalize_variance=True)
-    np.testing.assert_array_equal(stream_in_chunks(config, 16000, samples, chunk),
-                                  features.compute(samples, 16000, config))
+        dither=0.01, dither_seed=1234, cmvn="sliding", cmvn_window_frames=50, cmvn_normalize_variance=True
+    )
+    np.testing.assert_array_equal(
+        stream_in_chunks(config, 16000, samples, chunk), features.compute(samples, 16000, config)
+    )
 
 
 def test_dither_is_seeded_and_deterministic():
@@ -68,8 +71,9 @@ def test_stream_reports_progress_and_refuses_input_after_finish():
     stream.reset()
     stream.accept(samples)
     stream.finish()
-    np.testing.assert_array_equal(stream.read(),
-                                  features.compute(samples, 16000, features.FeatureConfig.preset("librosa-mel")))
+    np.testing.assert_array_equal(
+        stream.read(), features.compute(samples, 16000, features.FeatureConfig.preset("librosa-mel"))
+    )
 
 
 @pytest.mark.parametrize("preset", ["kaldi-fbank", "librosa-mel"])
@@ -89,8 +93,17 @@ def test_short_signal_reflect_padding_matches_numpy_reflect():
 
     samples = noise(16000, seconds=0.01)[:150]
     config = features.FeatureConfig.preset("librosa-mel")
-    mel = librosa.feature.melspectrogram(y=samples, sr=16000, n_fft=512, hop_length=160, win_length=400,
-                                         center=True, pad_mode="reflect", n_mels=80, norm="slaney")
+    mel = librosa.feature.melspectrogram(
+        y=samples,
+        sr=16000,
+        n_fft=512,
+        hop_length=160,
+        win_length=400,
+        center=True,
+        pad_mode="reflect",
+        n_mels=80,
+        norm="slaney",
+    )
     ours = features.compute(samples, 16000, config)
     ref = np.log(mel + 1e-6).T
     assert ours.shape == ref.shape

@@ -11,8 +11,8 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-
 from conftest import noise
+
 from edge_speech import _native, features
 from edge_speech.bundle import Manifest
 
@@ -110,7 +110,7 @@ def stream_in_chunks(config, samples, sizes):
     stream = features.FeatureStream(config, RATE)
     out, start = [], 0
     for size in sizes:
-        stream.accept(samples[start:start + size])
+        stream.accept(samples[start : start + size])
         out.append(stream.read())
         start += size
     assert start >= len(samples)
@@ -153,7 +153,7 @@ def test_streaming_never_emits_the_dropped_frame():
     samples = noise(RATE, seconds=0.2, seed=2)[:3000]
     emitted = 0
     for n in range(0, 3000, 7):
-        stream.accept(samples[n:n + 7])
+        stream.accept(samples[n : n + 7])
         emitted += len(stream.read())
         assert emitted <= min(n + 7, 3000) // 160
     stream.finish()
@@ -177,8 +177,9 @@ def test_utterance_clamp_with_cmvn_is_refused():
     WHISPER.replace(output_clamp="fixed", cmvn="sliding")  # causal: allowed
 
 
-@pytest.mark.parametrize("rate, message", [(8000, "Nyquist"), (44100, "prime factor above 7"),
-                                           (22050, "prime factor above 7")])
+@pytest.mark.parametrize(
+    "rate, message", [(8000, "Nyquist"), (44100, "prime factor above 7"), (22050, "prime factor above 7")]
+)
 def test_rates_whisper_cannot_use_are_refused(rate, message):
     with pytest.raises(ValueError, match=message):
         WHISPER.check(rate)
@@ -189,15 +190,24 @@ def test_rates_whisper_cannot_use_are_refused(rate, message):
 def test_explicit_fft_sizes_must_still_be_powers_of_two():
     with pytest.raises(ValueError, match="round_to_power_of_two=False"):
         WHISPER.replace(fft_size=400)
-    assert features.FeatureConfig.preset("kaldi-fbank").replace(round_to_power_of_two=False).num_frames(16000, RATE) == 98
+    assert (
+        features.FeatureConfig.preset("kaldi-fbank").replace(round_to_power_of_two=False).num_frames(16000, RATE) == 98
+    )
 
 
 def test_preset_round_trips_and_validates_in_a_manifest():
     for config in (WHISPER, FIXED):
         again = features.FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict())))
         assert again == config
-    data = {"schema_version": 1, "kind": "ctc", "sample_rate": RATE, "tokens": ["<blk>", "a"], "blank_id": 0,
-            "models": {"onnx": "model.onnx"}, "features": FIXED.to_dict()}
+    data = {
+        "schema_version": 1,
+        "kind": "ctc",
+        "sample_rate": RATE,
+        "tokens": ["<blk>", "a"],
+        "blank_id": 0,
+        "models": {"onnx": "model.onnx"},
+        "features": FIXED.to_dict(),
+    }
     jsonschema.validate(data, json.loads(SCHEMA.read_text()))
     assert Manifest.from_dict(data).features == FIXED
     assert "whisper" in features.OFFLINE_PRESETS and "whisper" not in features.PRESETS

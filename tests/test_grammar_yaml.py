@@ -80,10 +80,14 @@ def _billion_laughs(levels: int = 9) -> str:
     return "\n".join(lines + ["intents:", "  A:", f"    - say {{l{levels}}}", ""])
 
 
-@pytest.mark.parametrize("text", [
-    _billion_laughs(),
-    "intents:\n  A: &a [x, *a]\n",  # an alias inside its own anchor: endless
-], ids=["billion-laughs", "self-alias"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        _billion_laughs(),
+        "intents:\n  A: &a [x, *a]\n",  # an alias inside its own anchor: endless
+    ],
+    ids=["billion-laughs", "self-alias"],
+)
 def test_alias_expansion_is_bounded(loader, text):
     start = time.perf_counter()
     with pytest.raises(ValueError, match=f"expands to more than {grammars.MAX_INTENT_YAML_NODES} nodes"):
@@ -91,31 +95,41 @@ def test_alias_expansion_is_bounded(loader, text):
     assert time.perf_counter() - start < 10
 
 
-@pytest.mark.parametrize("text", [
-    "intents:\n  A: " + "[" * 1000 + "]" * 1000 + "\n",
-    "intents:\n" + "".join("  " * (depth + 1) + f"k{depth}:\n" for depth in range(1000)) + "  " * 1001 + "x\n",
-    "intents:\n  A:\n" + "".join("  " * (depth + 2) + "-\n" for depth in range(1000)) + "  " * 1002 + "x\n",
-], ids=["flow", "block-mappings", "block-lists"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "intents:\n  A: " + "[" * 1000 + "]" * 1000 + "\n",
+        "intents:\n" + "".join("  " * (depth + 1) + f"k{depth}:\n" for depth in range(1000)) + "  " * 1001 + "x\n",
+        "intents:\n  A:\n" + "".join("  " * (depth + 2) + "-\n" for depth in range(1000)) + "  " * 1002 + "x\n",
+    ],
+    ids=["flow", "block-mappings", "block-lists"],
+)
 def test_nesting_1000_deep_is_a_value_error_naming_the_depth(loader, text):
     with pytest.raises(ValueError, match="nested too deep"):
         Grammar.from_yaml(text)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("intents: [a, b]\n", "line 1, column 10: 'intents' must be a mapping of names, found a list"),
-    ("intents: 5\n", "line 1, column 10: 'intents' must be a mapping of names, found a number"),
-    ("- intents\n", "line 1, column 1: expected 'intents:' or 'slots:' at the top, found a list"),
-    ("intents:\n  A: {x: y}\n", "line 2, column 6: the templates of 'A' must be a list, found a mapping"),
-    ("intents:\n  A:\n    - [a, b]\n", "line 3, column 7: a template of 'A' must be text, found a list"),
-    ("intents:\n  A: [x]\nslots:\n  room: kitchen\n", "line 4, column 9: slot 'room' must list its values, found text"),
-    ("intents:\n  A: [x]\nslots: [a]\n", "line 3, column 8: 'slots' must be a mapping of names, found a list"),
-    ("intents:\n  A: [x]\nslots:\n  s: [a]\n  s: [b]\n", "line 5, column 3: 's' is defined twice"),
-    ("intents:\n  ~: [x]\n", "line 2, column 3: a name must be text, found nothing"),
-    ("intents:\n\tA: [x]\n", "line 2, column 1: tabs are not allowed for indentation"),
-    ("intents:\n  A: [x\n", "intents: line 3, column 1:"),
-    ("intents:\n  A: [x]\n---\nslots: {}\n", "intents: line 3, column 1: but found another document"),
-    ("intents:\n  A: [x, *nope]\n", "line 2, column 10: found undefined alias"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("intents: [a, b]\n", "line 1, column 10: 'intents' must be a mapping of names, found a list"),
+        ("intents: 5\n", "line 1, column 10: 'intents' must be a mapping of names, found a number"),
+        ("- intents\n", "line 1, column 1: expected 'intents:' or 'slots:' at the top, found a list"),
+        ("intents:\n  A: {x: y}\n", "line 2, column 6: the templates of 'A' must be a list, found a mapping"),
+        ("intents:\n  A:\n    - [a, b]\n", "line 3, column 7: a template of 'A' must be text, found a list"),
+        (
+            "intents:\n  A: [x]\nslots:\n  room: kitchen\n",
+            "line 4, column 9: slot 'room' must list its values, found text",
+        ),
+        ("intents:\n  A: [x]\nslots: [a]\n", "line 3, column 8: 'slots' must be a mapping of names, found a list"),
+        ("intents:\n  A: [x]\nslots:\n  s: [a]\n  s: [b]\n", "line 5, column 3: 's' is defined twice"),
+        ("intents:\n  ~: [x]\n", "line 2, column 3: a name must be text, found nothing"),
+        ("intents:\n\tA: [x]\n", "line 2, column 1: tabs are not allowed for indentation"),
+        ("intents:\n  A: [x\n", "intents: line 3, column 1:"),
+        ("intents:\n  A: [x]\n---\nslots: {}\n", "intents: line 3, column 1: but found another document"),
+        ("intents:\n  A: [x, *nope]\n", "line 2, column 10: found undefined alias"),
+    ],
+)
 def test_wrong_shapes_name_the_key_line_and_column(loader, text, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         Grammar.from_yaml(text)
@@ -123,8 +137,10 @@ def test_wrong_shapes_name_the_key_line_and_column(loader, text, message):
 
 def test_python_tags_are_refused_and_never_run(loader, tmp_path):
     marker = tmp_path / "ran"
-    for text in (f"intents:\n  A:\n    - !!python/object/apply:os.system [\"touch {marker}\"]\n",
-                 "intents:\n  A:\n    - !!python/name:os.system x\n"):
+    for text in (
+        f'intents:\n  A:\n    - !!python/object/apply:os.system ["touch {marker}"]\n',
+        "intents:\n  A:\n    - !!python/name:os.system x\n",
+    ):
         with pytest.raises(ValueError, match="a template of 'A'"):
             Grammar.from_yaml(text)
     assert not marker.exists()

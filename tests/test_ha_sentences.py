@@ -13,15 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import hassil
 import numpy as np
 import pytest
-
-import hassil
+from decoding_reference import log_softmax
 from hassil import expression as hx
 from hassil.intents import Intents, RangeSlotList, TextSlotList
 from hassil.numbers import get_rbnf_engine
 
-from decoding_reference import log_softmax
 from edge_speech import decoding, ha_sentences
 from edge_speech.grammars import Grammar, load_sentences
 
@@ -55,6 +54,7 @@ def _peaky(text, frames_per_char=2):
 
 
 # -- a random sampler over hassil's expression tree -------------------------------------------
+
 
 class _Sampler:
     def __init__(self, intents, rng):
@@ -109,6 +109,7 @@ def _hassil_result(text, intents):
 
 # -- loading and slot values ------------------------------------------------------------------
 
+
 def test_a_directory_merges_like_home_assistant_and_slots_come_out_as_out_values_and_numbers():
     g = load_sentences(DATA)
     assert isinstance(g, Grammar)
@@ -120,15 +121,25 @@ def test_a_directory_merges_like_home_assistant_and_slots_come_out_as_out_values
     # ranges are numbers (times their multiplier); block-local lists and rules; inline ranges
     assert g.match("set a timer for twenty five minutes") == ("HassStartTimer", {"minutes": 25})
     assert g.match("set the volume of the television to fifty five percent") == (
-        "HassMediaVolume", {"player": "media_player.tv", "volume_level": 0.55})
+        "HassMediaVolume",
+        {"player": "media_player.tv", "volume_level": 0.55},
+    )
     assert g.match("move the blinds to seventy five") == ("HassSetPosition", {"cover": "cover.blinds", "position": 75})
     # permutation (dim; the {area} <lights>), skip words before and after
     assert g.match("please the kitchen lights dim to thirty please") == (
-        "HassLightSet", {"area": "kitchen", "brightness": 30})
+        "HassLightSet",
+        {"area": "kitchen", "brightness": 30},
+    )
     assert g.match("dim the kitchen light to thirty percent")[0] == "HassLightSet"
     # outside the templates
-    for text in ("turn on the attic light", "move the blinds to seventy", "set a timer for forty minutes",
-                 "kitchen light dim to thirty", "turn on the", ""):
+    for text in (
+        "turn on the attic light",
+        "move the blinds to seventy",
+        "set a timer for forty minutes",
+        "kitchen light dim to thirty",
+        "turn on the",
+        "",
+    ):
         assert g.match(text) is None, text
     # requires_context needs a live home: ignored, the sentence is recognised whatever the context
     assert g.match("turn off the kitchen lights") == ("HassTurnOff", {"area": "kitchen", "domain": "light"})
@@ -155,10 +166,12 @@ def test_the_decoder_gives_intent_out_values_and_numbers_and_the_yaml_loader_rec
     g_plain = Grammar.from_yaml(plain)
     assert type(g_plain) is Grammar and g_plain.interpret([("LightOn", "turn", None)]) is None
     assert decoding.CTCDecoder(CHARS, grammar=plain).decode(_peaky("turn on the kitchen light")).slots == {
-        "room": "kitchen"}
+        "room": "kitchen"
+    }
 
 
 # -- agreement with hassil's matcher ----------------------------------------------------------
+
 
 def test_hassil_recognize_agrees_with_our_matching_and_decoding_on_sampled_sentences(record_property):
     intents = _hassil_intents()
@@ -181,36 +194,59 @@ def test_hassil_recognize_agrees_with_our_matching_and_decoding_on_sampled_sente
     record_property("sentences", len(sentences))
     record_property("agree_text", agree_text)
     record_property("agree_decoder", agree_decoder)
-    print(f"\nhassil agreement on {len(sentences)} sampled sentences: text matching {agree_text}, "
-          f"decoder {agree_decoder}")
+    print(
+        f"\nhassil agreement on {len(sentences)} sampled sentences: text matching {agree_text}, decoder {agree_decoder}"
+    )
     assert not disagreements, disagreements[:5]
     # and sentences hassil refuses are refused here too (no context needed for them)
-    for text in ("turn on the attic light", "set a timer for forty minutes", "open the garage door to five percent",
-                 "turn the tv sideways by two", "move the blinds to seventy"):
+    for text in (
+        "turn on the attic light",
+        "set a timer for forty minutes",
+        "open the garage door to five percent",
+        "turn the tv sideways by two",
+        "move the blinds to seventy",
+    ):
         assert _hassil_result(text, intents) is None and g.match(text) is None, text
 
 
 # -- size: billions of sentences, a small automaton ---------------------------------------------
 
-_WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
-          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu red green blue amber").split()
+_WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+    "quebec romeo sierra tango uniform victor whiskey xray yankee zulu red green blue amber"
+).split()
 
 
 def _big_set():
     return {
         "language": "en",
-        "lists": {"device": {"values": [f"{a} {b}" for a in _WORDS[:10] for b in _WORDS[10:20]]},
-                  "area": {"values": [{"in": f"{w} room", "out": w} for w in _WORDS]},
-                  "level": {"range": {"from": 0, "to": 100}},
-                  "color": {"values": _WORDS[20:]}},
-        "expansion_rules": {"polite": "[please | could you | would you [kindly]]", "the": "[the | a | my]",
-                            "where": "[in <the> {area} | at <the> {area}]"},
-        "intents": {f"Intent{i}": {"data": [{"sentences": [
-            "<polite> (set | turn | switch | put) <the> {device} <where> (to | at) {level} [percent] "
-            "[now | right now | immediately]",
-            "<polite> (make | paint) <the> {device} {color} <where> [(today; now)]",
-            f"(<the> {{device}}; <where>; {{color}}) command {_WORDS[i]}",
-        ], "slots": {"n": i}}]} for i in range(6)},
+        "lists": {
+            "device": {"values": [f"{a} {b}" for a in _WORDS[:10] for b in _WORDS[10:20]]},
+            "area": {"values": [{"in": f"{w} room", "out": w} for w in _WORDS]},
+            "level": {"range": {"from": 0, "to": 100}},
+            "color": {"values": _WORDS[20:]},
+        },
+        "expansion_rules": {
+            "polite": "[please | could you | would you [kindly]]",
+            "the": "[the | a | my]",
+            "where": "[in <the> {area} | at <the> {area}]",
+        },
+        "intents": {
+            f"Intent{i}": {
+                "data": [
+                    {
+                        "sentences": [
+                            "<polite> (set | turn | switch | put) <the> {device} <where> (to | at) {level} [percent] "
+                            "[now | right now | immediately]",
+                            "<polite> (make | paint) <the> {device} {color} <where> [(today; now)]",
+                            f"(<the> {{device}}; <where>; {{color}}) command {_WORDS[i]}",
+                        ],
+                        "slots": {"n": i},
+                    }
+                ]
+            }
+            for i in range(6)
+        },
     }
 
 
@@ -235,9 +271,13 @@ def _count(e, intents, lists, rules):
 def test_a_set_of_more_than_a_billion_sentences_compiles_in_bounded_time_and_size(record_property):
     data = _big_set()
     intents = Intents.from_dict(data)
-    total = sum(_count(s.expression, intents, intents.slot_lists, intents.expansion_rules)
-                for intent in intents.intents.values() for block in intent.data for s in block.sentences)
-    assert total > 10 ** 9
+    total = sum(
+        _count(s.expression, intents, intents.slot_lists, intents.expansion_rules)
+        for intent in intents.intents.values()
+        for block in intent.data
+        for s in block.sentences
+    )
+    assert total > 10**9
     start = time.perf_counter()
     g = ha_sentences.from_dict(data, what="big")
     seconds = time.perf_counter() - start
@@ -249,13 +289,18 @@ def test_a_set_of_more_than_a_billion_sentences_compiles_in_bounded_time_and_siz
     assert g.num_states < 2_000 and len(g.arcs) < 20_000
     assert seconds < 30
     assert g.match("please set my alpha lima in the romeo room to fifty five percent right now") == (
-        "Intent0", {"device": "alpha lima", "area": "romeo", "level": 55, "n": 0})
+        "Intent0",
+        {"device": "alpha lima", "area": "romeo", "level": 55, "n": 0},
+    )
     assert g.match("the sierra room in green the charlie tango command delta") is None
     assert g.match("in the sierra room green the charlie tango command delta") == (
-        "Intent3", {"area": "sierra", "color": "green", "device": "charlie tango", "n": 3})
+        "Intent3",
+        {"area": "sierra", "color": "green", "device": "charlie tango", "n": 3},
+    )
 
 
 # -- what cannot be compiled is refused by name ----------------------------------------------------
+
 
 def _one(template, **extra):
     return {"language": "en", "intents": {"X": {"data": [{"sentences": [template]}]}}, **extra}
@@ -292,8 +337,9 @@ def test_lists_home_assistant_fills_from_its_entities_can_be_given():
     data = _one("(turn | switch) on [the] {name} [in [the] {area}]", lists={"area": {"values": ["attic"]}})
     with pytest.raises(ValueError, match=r"unknown list \{name\}"):
         ha_sentences.from_dict(data)
-    g = ha_sentences.from_dict(data, lists={"name": ["desk lamp", {"in": "(tv | telly)", "out": "media_player.tv"}],
-                                            "area": ["office"]})
+    g = ha_sentences.from_dict(
+        data, lists={"name": ["desk lamp", {"in": "(tv | telly)", "out": "media_player.tv"}], "area": ["office"]}
+    )
     assert g.match("switch on the telly in the office") == ("X", {"name": "media_player.tv", "area": "office"})
     assert g.match("turn on desk lamp") == ("X", {"name": "desk lamp"})
     assert g.match("turn on the tv in the attic") is None  # the given list replaces the file's
@@ -304,11 +350,25 @@ def test_lists_home_assistant_fills_from_its_entities_can_be_given():
 
 def test_two_lists_filling_one_slot_keep_their_own_values():
     # Home Assistant's own volume_step_up / volume_step_down: the same words, opposite numbers
-    data = {"language": "en",
-            "intents": {"Volume": {"data": [{"sentences": ["turn it up by {volume_step_up:volume_step}",
-                                                           "turn it down by {volume_step_down:volume_step}"]}]}},
-            "lists": {"volume_step_up": {"range": {"from": 0, "to": 100}},
-                      "volume_step_down": {"range": {"from": 0, "to": 100, "multiplier": -1}}}}
+    data = {
+        "language": "en",
+        "intents": {
+            "Volume": {
+                "data": [
+                    {
+                        "sentences": [
+                            "turn it up by {volume_step_up:volume_step}",
+                            "turn it down by {volume_step_down:volume_step}",
+                        ]
+                    }
+                ]
+            }
+        },
+        "lists": {
+            "volume_step_up": {"range": {"from": 0, "to": 100}},
+            "volume_step_down": {"range": {"from": 0, "to": 100, "multiplier": -1}},
+        },
+    }
     g = ha_sentences.from_dict(data)
     intents = Intents.from_dict(data)
     for text, expected in (("turn it up by eleven", 11), ("turn it down by eleven", -11)):
@@ -355,6 +415,7 @@ def test_hassil_is_optional_with_a_clear_message(monkeypatch):
 
 # -- synthesized speech: the same commands as the equivalent intent YAML ------------------------
 
+
 def _equivalent_yaml():
     def numbers(values):
         return "[" + ", ".join(f'"{w}"' for n in values for w in _number_words(n)) + "]"
@@ -395,10 +456,12 @@ slots:
 """
 
 
-_OUT = {"area": {"living room": "living_room", "bed room": "bedroom", "sleeping room": "bedroom"},
-        "fan": {"ceiling fan": "fan.ceiling"},
-        "player": {"tv": "media_player.tv", "television": "media_player.tv", "kitchen speaker": "media_player.kitchen"},
-        "cover": {"garage door": "cover.garage", "blinds": "cover.blinds"}}
+_OUT = {
+    "area": {"living room": "living_room", "bed room": "bedroom", "sleeping room": "bedroom"},
+    "fan": {"ceiling fan": "fan.ceiling"},
+    "player": {"tv": "media_player.tv", "television": "media_player.tv", "kitchen speaker": "media_player.kitchen"},
+    "cover": {"garage door": "cover.garage", "blinds": "cover.blinds"},
+}
 _RANGES = {"brightness": 1, "minutes": 1, "volume_level": 0.01, "volume_step": 1, "position": 1}
 
 
@@ -415,13 +478,21 @@ def _as_home_assistant(slots):
     return out
 
 
-SPOKEN = ["turn on the living room lights", "switch on the kitchen light", "set a timer for five minutes",
-          "set the volume of the television to fifty percent", "open the garage door to thirty percent",
-          "turn on the ceiling fan", "dim the bed room lights to twenty percent", "move the blinds to seventy five"]
+SPOKEN = [
+    "turn on the living room lights",
+    "switch on the kitchen light",
+    "set a timer for five minutes",
+    "set the volume of the television to fifty percent",
+    "open the garage door to thirty percent",
+    "turn on the ceiling fan",
+    "dim the bed room lights to twenty percent",
+    "move the blinds to seventy five",
+]
 
 
-def test_sentence_files_give_the_same_intents_and_slots_as_the_equivalent_yaml_on_speech(speech_wav, tmp_path,
-                                                                                          record_property):
+def test_sentence_files_give_the_same_intents_and_slots_as_the_equivalent_yaml_on_speech(
+    speech_wav, tmp_path, record_property
+):
     from edge_speech import audio
     from edge_speech.recognizer import Recognizer
 
@@ -455,9 +526,21 @@ def test_the_cli_grammar_option_takes_a_sentence_file(speech_wav):
     import tempfile
 
     wav = speech_wav(16000, "set the living room lights to seventy percent")
-    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "transcribe", "--grammar",
-                             str(DATA / "lights.yaml"), "--json", str(wav)], capture_output=True, text=True,
-                            cwd=tempfile.gettempdir())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "transcribe",
+            "--grammar",
+            str(DATA / "lights.yaml"),
+            "--json",
+            str(wav),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert (out["intent"], out["slots"]) == ("HassLightSet", {"area": "living_room", "brightness": 70})

@@ -32,9 +32,18 @@ VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i,
 # Real strides (320 samples per frame), tiny widths. conv_bias as in the large checkpoints
 # (wav2vec2-large-lv60, hubert-large, wavlm-large): without it a random feature encoder maps
 # digital silence to an all-but-constant vector whose per-frame LayerNorm then amplifies rounding.
-COMMON = dict(vocab_size=len(VOCAB), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-              intermediate_size=256, conv_dim=(32, 32, 32, 32), conv_kernel=(10, 8, 4, 4), conv_stride=(5, 4, 4, 4),
-              conv_bias=True, pad_token_id=0)
+COMMON = dict(
+    vocab_size=len(VOCAB),
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=256,
+    conv_dim=(32, 32, 32, 32),
+    conv_kernel=(10, 8, 4, 4),
+    conv_stride=(5, 4, 4, 4),
+    conv_bias=True,
+    pad_token_id=0,
+)
 POSITIONAL_CONV = dict(num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
 
 
@@ -44,8 +53,9 @@ def _config(family: str, **changes):
     elif family == "wavlm":  # few buckets so that a 1-4 s input reaches the logarithmic ones
         config = transformers.WavLMConfig(**COMMON, **POSITIONAL_CONV, num_buckets=32, max_bucket_distance=64)
     elif family == "data2vec-audio":
-        config = transformers.Data2VecAudioConfig(**COMMON, num_conv_pos_embeddings=2, conv_pos_kernel_size=5,
-                                                  num_conv_pos_embedding_groups=4)
+        config = transformers.Data2VecAudioConfig(
+            **COMMON, num_conv_pos_embeddings=2, conv_pos_kernel_size=5, num_conv_pos_embedding_groups=4
+        )
     elif family == "wav2vec2-conformer":
         config = transformers.Wav2Vec2ConformerConfig(**COMMON, **POSITIONAL_CONV, conv_depthwise_kernel_size=7)
     else:
@@ -55,9 +65,12 @@ def _config(family: str, **changes):
     return config
 
 
-CTC_CLASS = {"hubert": transformers.HubertForCTC, "wavlm": transformers.WavLMForCTC,
-             "data2vec-audio": transformers.Data2VecAudioForCTC,
-             "wav2vec2-conformer": transformers.Wav2Vec2ConformerForCTC}
+CTC_CLASS = {
+    "hubert": transformers.HubertForCTC,
+    "wavlm": transformers.WavLMForCTC,
+    "data2vec-audio": transformers.Data2VecAudioForCTC,
+    "wav2vec2-conformer": transformers.Wav2Vec2ConformerForCTC,
+}
 FAMILIES = tuple(CTC_CLASS)
 
 
@@ -82,8 +95,8 @@ def _unit_head(model, samples: np.ndarray, units: int = 5, spread: float = 6.0):
     classes = np.concatenate([[0], rng.choice(np.arange(5, len(VOCAB)), units - 1, replace=False)])
     # argmax_k -|f - c_k|^2 = argmax_k 2 c_k . f - |c_k|^2: a linear head
     weight = np.zeros((len(VOCAB), features.shape[1]))
-    bias = np.full(len(VOCAB), -((centres ** 2).sum(1)).max() - 50.0)
-    weight[classes], bias[classes] = 2 * centres, -(centres ** 2).sum(1)
+    bias = np.full(len(VOCAB), -((centres**2).sum(1)).max() - 50.0)
+    weight[classes], bias[classes] = 2 * centres, -(centres**2).sum(1)
     scale = spread / float((features @ weight.T + bias).std(1).mean())
     with torch.no_grad():
         model.lm_head.weight.copy_(torch.from_numpy(weight * scale))
@@ -94,8 +107,9 @@ def _unit_head(model, samples: np.ndarray, units: int = 5, spread: float = 6.0):
 def _save(model, root):
     model.save_pretrained(root)
     (root / "vocab.json").write_text(json.dumps(VOCAB))
-    (root / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True, "sampling_rate": 16000,
-                                                                "feature_size": 1, "padding_value": 0.0}))
+    (root / "preprocessor_config.json").write_text(
+        json.dumps({"do_normalize": True, "sampling_rate": 16000, "feature_size": 1, "padding_value": 0.0})
+    )
     return root
 
 
@@ -131,10 +145,16 @@ def _agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_family_converts_to_onnx_and_tflite_in_float_and_int8(family, family_dir, tmp_path, speech):
     samples = speech(16000)
-    calib = [samples[i:i + 16000] for i in range(0, len(samples) - 16000, 8000)]
+    calib = [samples[i : i + 16000] for i in range(0, len(samples) - 16000, 8000)]
     out = tmp_path / "bundle"
-    report = converters.convert_wav2vec2(family_dir(family), calib=calib, quantize="int8", formats=("onnx", "tflite"),
-                                         tflite_window_seconds=(4.0,), out=out)
+    report = converters.convert_wav2vec2(
+        family_dir(family),
+        calib=calib,
+        quantize="int8",
+        formats=("onnx", "tflite"),
+        tflite_window_seconds=(4.0,),
+        out=out,
+    )
     assert report.step("export_onnx")["vs_torch"]["cosine"] > 0.9999
 
     # float ONNX: transformers' logits
@@ -155,8 +175,10 @@ def test_each_family_converts_to_onnx_and_tflite_in_float_and_int8(family, famil
     # int8 TFLite (one 4 s window holds the utterance): loads, and agrees with float
     tflite_rec = Recognizer.from_bundle(out, backend="tflite")
     tflite_agreement = _agreement(float_log_probs, tflite_rec.log_probs(samples))
-    print(f"{family}: int8 ONNX {ratio:.2f}x smaller, greedy agreement int8 ONNX {int8_agreement:.3f}, "
-          f"int8 TFLite {tflite_agreement:.3f}")
+    print(
+        f"{family}: int8 ONNX {ratio:.2f}x smaller, greedy agreement int8 ONNX {int8_agreement:.3f}, "
+        f"int8 TFLite {tflite_agreement:.3f}"
+    )
     assert ratio >= 3.5
     onnx_floor, tflite_floor = INT8_AGREEMENT_FLOORS[family]
     assert int8_agreement >= onnx_floor
@@ -172,19 +194,26 @@ def test_each_family_converts_to_onnx_and_tflite_in_float_and_int8(family, famil
 # then scales up, rounding included (in development a HuBERT of this configuration agreed on 97%
 # of the speech frames and on none of the silent ones). A trained model gives blank there by a
 # wide margin; a random one's head can only be built from its own features. Size ratios measured: 3.84, 3.95, 3.87, 3.80 (fp32 ONNX / int8 ONNX).
-INT8_AGREEMENT_FLOORS = {"hubert": (0.85, 0.8), "wavlm": (0.83, 0.92), "data2vec-audio": (0.83, 0.86),
-                         "wav2vec2-conformer": (0.76, 0.76)}
+INT8_AGREEMENT_FLOORS = {
+    "hubert": (0.85, 0.8),
+    "wavlm": (0.83, 0.92),
+    "data2vec-audio": (0.83, 0.86),
+    "wav2vec2-conformer": (0.76, 0.76),
+}
 
 
-@pytest.mark.parametrize("family,changes", [
-    ("hubert", {}),
-    ("hubert", {"do_stable_layer_norm": True, "feat_extract_norm": "layer", "conv_pos_batch_norm": True}),
-    ("wavlm", {}),
-    ("wavlm", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
-    ("data2vec-audio", {}),
-    ("wav2vec2-conformer", {}),
-    ("wav2vec2-conformer", {"position_embeddings_type": "rotary"}),
-])
+@pytest.mark.parametrize(
+    "family,changes",
+    [
+        ("hubert", {}),
+        ("hubert", {"do_stable_layer_norm": True, "feat_extract_norm": "layer", "conv_pos_batch_norm": True}),
+        ("wavlm", {}),
+        ("wavlm", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
+        ("data2vec-audio", {}),
+        ("wav2vec2-conformer", {}),
+        ("wav2vec2-conformer", {"position_embeddings_type": "rotary"}),
+    ],
+)
 def test_the_fixed_window_forward_equals_an_unpadded_run(family, changes):
     """What the TFLite model computes: padding to a window changes nothing in the valid frames
     (masked group norm, zeros before every convolution over time, no attention to padded keys,
@@ -207,7 +236,7 @@ def test_the_fixed_window_forward_equals_an_unpadded_run(family, changes):
             reference = model(x)[0]
             logits, frames = window(padded, torch.tensor([samples], dtype=torch.int32))
         assert int(frames) == reference.shape[0]
-        assert float((logits[0, :int(frames)] - reference).abs().max()) < 1e-5, samples
+        assert float((logits[0, : int(frames)] - reference).abs().max()) < 1e-5, samples
 
 
 def test_conformer_positions_equal_transformers_and_follow_the_length():
@@ -237,8 +266,9 @@ def test_wavlm_distance_buckets_equal_transformers():
     from edge_speech.converters.wav2vec2 import _wavlm_bucket
 
     for buckets, distance in ((320, 800), (32, 64)):
-        attention = transformers.models.wavlm.modeling_wavlm.WavLMAttention(64, 4, num_buckets=buckets,
-                                                                           max_distance=distance)
+        attention = transformers.models.wavlm.modeling_wavlm.WavLMAttention(
+            64, 4, num_buckets=buckets, max_distance=distance
+        )
         distances = torch.arange(-3000, 3001)
         expected = attention._relative_positions_bucket(distances).tolist()
         assert [_wavlm_bucket(int(d), buckets, distance) for d in distances] == expected

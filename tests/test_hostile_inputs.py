@@ -19,8 +19,17 @@ from edge_speech.limits import ResourceLimitError
 def wav_bytes(rate: int, samples: np.ndarray, channels: int = 1) -> bytes:
     data = np.asarray(samples, dtype="<i2").tobytes()
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
-    return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
-            + b"data" + struct.pack("<I", len(data)) + data)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 def test_a_wav_declaring_1_hz_is_refused_before_resampling(tmp_path):
@@ -31,11 +40,11 @@ def test_a_wav_declaring_1_hz_is_refused_before_resampling(tmp_path):
         audio.load_audio(path, 16000)
 
 
-@pytest.mark.parametrize("rate", [2 ** 31 - 1, 2 ** 50])
+@pytest.mark.parametrize("rate", [2**31 - 1, 2**50])
 def test_absurd_sample_rates_are_refused_not_hung(tmp_path, rate):
     with pytest.raises(ResourceLimitError, match="max_sample_rate"):
         audio.load_audio((np.zeros(100, np.float32), rate), 16000)
-    if rate < 2 ** 32:
+    if rate < 2**32:
         path = tmp_path / "fast.wav"
         path.write_bytes(wav_bytes(rate, np.zeros(100)))
         with pytest.raises(ResourceLimitError, match="max_sample_rate"):
@@ -107,8 +116,9 @@ def test_channels_first_arrays_are_read_as_channels():
     left, right = np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)
     frames_first = np.stack([left, right], axis=1).astype(np.float32)
     channels_first = np.ascontiguousarray(frames_first.T)
-    np.testing.assert_array_equal(audio.load_audio((channels_first, 16000), 16000),
-                                  audio.load_audio((frames_first, 16000), 16000))
+    np.testing.assert_array_equal(
+        audio.load_audio((channels_first, 16000), 16000), audio.load_audio((frames_first, 16000), 16000)
+    )
     with pytest.raises(ValueError, match="at most 32 channels, got shape \\(100, 200\\)"):
         audio.load_audio((np.zeros((100, 200), np.float32), 16000), 16000)
 
@@ -131,7 +141,9 @@ def test_lm_gzip_bombs_and_lying_headers_are_refused_before_allocating(tmp_path)
     assert bomb.stat().st_size < 200_000
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with limits.override(max_lm_bytes=8 << 20):
-        with pytest.raises(ResourceLimitError, match="decompressed size: over 8388608 bytes is over the limit max_lm_bytes"):
+        with pytest.raises(
+            ResourceLimitError, match="decompressed size: over 8388608 bytes is over the limit max_lm_bytes"
+        ):
             ArpaLM.from_file(bomb)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 40 << 10  # KiB: no 64 MB inflate
     liar = tmp_path / "liar.arpa"
@@ -179,26 +191,31 @@ def test_zip_bundles_are_bounded_and_corrupt_members_named(tmp_path):
         zf.writestr("model.onnx", b"\0" * (64 << 20))
     assert bomb.stat().st_size < 1 << 20
     with limits.override(max_bundle_bytes=32 << 20):
-        with pytest.raises(ResourceLimitError, match="uncompressed size of the members: 67108866 bytes is over the "
-                                                     "limit max_bundle_bytes"):
+        with pytest.raises(
+            ResourceLimitError,
+            match="uncompressed size of the members: 67108866 bytes is over the limit max_bundle_bytes",
+        ):
             Bundle.load(bomb)
     corrupt = tmp_path / "corrupt.zip"
     with zipfile.ZipFile(corrupt, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("manifest.json", "{" + '"x": 1,' * 2000 + '"y": 2}')
     data = bytearray(corrupt.read_bytes())
     start = data.index(b"manifest.json") + len("manifest.json") + 2  # inside the deflated stream
-    data[start:start + 8] = b"\xff" * 8
+    data[start : start + 8] = b"\xff" * 8
     corrupt.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="corrupt zip member 'manifest.json'"):
         Bundle.load(corrupt)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("output", None, "'output' must be a JSON object, got null"),
-    ("input", "features", "'input' must be a JSON object, got \"features\""),
-    ("decoder", "x", "'decoder' must be a JSON object"),
-    ("models", None, "'models' must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("output", None, "'output' must be a JSON object, got null"),
+        ("input", "features", "'input' must be a JSON object, got \"features\""),
+        ("decoder", "x", "'decoder' must be a JSON object"),
+        ("models", None, "'models' must be a JSON object"),
+    ],
+)
 def test_manifest_values_of_the_wrong_json_type_are_named(tmp_path, key, value, message):
     """`"output": null` once raised AttributeError, a string for an object a TypeError."""
     import json

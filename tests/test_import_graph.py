@@ -35,8 +35,9 @@ def module_files() -> Dict[str, Path]:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def eager_imports(body: List[ast.stmt]) -> Iterator[ast.stmt]:
@@ -69,7 +70,7 @@ def imported_names(module: str, is_package: bool, node: ast.stmt) -> Iterator[st
     base = node.module or ""
     if node.level:
         package = module.split(".") if is_package else module.split(".")[:-1]
-        package = package[:len(package) - (node.level - 1)]
+        package = package[: len(package) - (node.level - 1)]
         base = ".".join(package + ([base] if base else []))
     for alias in node.names:
         yield f"{base}.{alias.name}" if alias.name != "*" else base
@@ -89,8 +90,9 @@ def import_graph() -> tuple:
                 if name in EXTENSIONS:
                     continue
                 parts = name.split(".")
-                target = next((".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in files),
-                              None)
+                target = next(
+                    (".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in files), None
+                )
                 if target is not None:
                     if target != module:
                         graph[module].add(target)
@@ -150,8 +152,14 @@ def is_runtime(module: str) -> bool:
 
 def test_graph_sees_every_module_and_known_edges():
     graph, external = import_graph()
-    assert {"edge_speech", "edge_speech.bundle", "edge_speech.manifest", "edge_speech._deps", CONVERTER,
-            "edge_speech.converters.bundle_writer"} <= set(graph)
+    assert {
+        "edge_speech",
+        "edge_speech.bundle",
+        "edge_speech.manifest",
+        "edge_speech._deps",
+        CONVERTER,
+        "edge_speech.converters.bundle_writer",
+    } <= set(graph)
     assert "edge_speech.manifest" in graph["edge_speech.bundle"]
     assert "edge_speech.bundle" in graph["edge_speech.converters.bundle_writer"]
     assert "numpy" in external["edge_speech.backends"]

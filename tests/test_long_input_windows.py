@@ -15,11 +15,13 @@ from edge_speech.bundle import BundleError, InputSpec
 def local_model(reach: int, subsampling: int, longest: int):
     """Each output frame: the mean of input frames within ``reach`` of its position (zero padded
     at the edges of what it is given); refuses inputs longer than ``longest``, as Whisper would."""
+
     def run(x: np.ndarray) -> np.ndarray:
         assert len(x) <= longest, f"window of {len(x)} frames exceeds the model's {longest}"
         padded = np.pad(x, ((reach, reach), (0, 0)))
-        smoothed = np.stack([padded[i:i + 2 * reach + 1].mean(0) for i in range(len(x))])
+        smoothed = np.stack([padded[i : i + 2 * reach + 1].mean(0) for i in range(len(x))])
         return smoothed[::subsampling]
+
     return run
 
 
@@ -31,7 +33,7 @@ def test_windows_equal_a_whole_run_away_from_the_edges(frames, subsampling):
     reach = 12
     spec = InputSpec(max_frames=300, stream_context_frames=32)
     got = run_in_chunks(local_model(reach, subsampling, 300), x, spec, subsampling)
-    whole = local_model(reach, subsampling, 10 ** 9)(x)
+    whole = local_model(reach, subsampling, 10**9)(x)
     assert got.shape == whole.shape == (-(-frames // subsampling), 3)
     np.testing.assert_allclose(got, whole, atol=1e-6)
 
@@ -63,9 +65,17 @@ def test_convert_verifies_a_model_with_a_longest_input_on_longer_audio(speech_wa
 
     path = speech_wav(16000, "Turn on the kitchen light and set a timer for ten minutes please.")
     assert len(audio.read_wav(path)[0]) // 160 > 300
-    report = converters.convert(PositionTable(), torch.zeros(1, 120, 80), features.FeatureConfig.preset("kaldi-fbank"),
-                                ["<blk>", " ", "a", "b", "c"], calib=[path], eval=[(path, "abc")], quantize=None,
-                                out=tmp_path / "bundle", input_spec=InputSpec(max_frames=200, stream_context_frames=20))
+    report = converters.convert(
+        PositionTable(),
+        torch.zeros(1, 120, 80),
+        features.FeatureConfig.preset("kaldi-fbank"),
+        ["<blk>", " ", "a", "b", "c"],
+        calib=[path],
+        eval=[(path, "abc")],
+        quantize=None,
+        out=tmp_path / "bundle",
+        input_spec=InputSpec(max_frames=200, stream_context_frames=20),
+    )
     steps = {s["step"]: s for s in report.steps}
     assert steps["export_onnx"]["vs_torch"]["cosine"] >= 0.9999
     assert steps["source"]["cer"] == steps["export_onnx"]["cer"]

@@ -12,18 +12,28 @@ TOKENS = ("<blk>", " ", "a", "b")
 
 
 def waveform_manifest(**decoder) -> Manifest:
-    return Manifest(kind="ctc", sample_rate=16000, features=None, tokens=TOKENS, models={"onnx": "model.onnx"},
-                    subsampling_factor=320, input=InputSpec(name="input_values", kind="waveform", normalize=True),
-                    decoder=decoder)
+    return Manifest(
+        kind="ctc",
+        sample_rate=16000,
+        features=None,
+        tokens=TOKENS,
+        models={"onnx": "model.onnx"},
+        subsampling_factor=320,
+        input=InputSpec(name="input_values", kind="waveform", normalize=True),
+        decoder=decoder,
+    )
 
 
-@pytest.mark.parametrize("decoder, message", [
-    ({"beam": 0}, "decoder beam must be an int in 1..65536"),
-    ({"lm_weight": float("nan")}, "decoder lm_weight must be a finite number"),
-    ({"grammar_threshold": 2}, r"decoder grammar_threshold must be a number in \[0, 1\]"),
-    ({"lexicon": True}, "decoder lexicon needs an lm"),
-    ({"beem": 4}, r"decoder has unknown key\(s\) \['beem'\]"),
-])
+@pytest.mark.parametrize(
+    "decoder, message",
+    [
+        ({"beam": 0}, "decoder beam must be an int in 1..65536"),
+        ({"lm_weight": float("nan")}, "decoder lm_weight must be a finite number"),
+        ({"grammar_threshold": 2}, r"decoder grammar_threshold must be a number in \[0, 1\]"),
+        ({"lexicon": True}, "decoder lexicon needs an lm"),
+        ({"beem": 4}, r"decoder has unknown key\(s\) \['beem'\]"),
+    ],
+)
 def test_waveform_manifest_with_a_bad_decoder_default_is_refused(decoder, message):
     with pytest.raises(BundleError, match=message):
         waveform_manifest(**decoder)
@@ -42,5 +52,7 @@ def test_waveform_bundle_with_a_bad_decoder_default_fails_to_load_naming_it(tmp_
     data["files"] = {"model.onnx": {"sha256": "0" * 64, "size": 1}}
     (tmp_path / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
     (tmp_path / "model.onnx").write_bytes(b"x")
-    with pytest.raises(BundleError, match=r"manifest\.json: manifest decoder beam must be an int in 1\.\.65536, got -3"):
+    with pytest.raises(
+        BundleError, match=r"manifest\.json: manifest decoder beam must be an int in 1\.\.65536, got -3"
+    ):
         Bundle.load(tmp_path)

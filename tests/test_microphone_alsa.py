@@ -11,10 +11,10 @@ import tempfile
 
 import numpy as np
 import pytest
-
 from conftest import BURST_CHUNKS, FirstSeconds, composed
 
 pytestmark = pytest.mark.alsa
+
 
 def test_portaudio_capture_delivers_the_recording(file_microphone, speech):
     from edge_speech import listen
@@ -57,8 +57,15 @@ def test_missing_device_and_unsupported_rate_are_named(file_microphone, speech):
     with pytest.raises(ValueError, match="capture device 'no-such-mic' not found; available: .*filemic"):
         listen.MicrophoneSource("no-such-mic")
     for rate in (1, 7_000_000):  # PortAudio refuses these
-        with pytest.raises(ValueError, match=f"cannot open capture device 'filemic' at {rate} Hz: .*Invalid sample rate"):
+        with pytest.raises(
+            ValueError, match=f"cannot open capture device 'filemic' at {rate} Hz: .*Invalid sample rate"
+        ):
             listen.MicrophoneSource("filemic", sample_rate=rate)
-    result = subprocess.run([sys.executable, "-m", "edge_speech.cli", "devices"], capture_output=True, text=True,
-                            cwd=tempfile.gettempdir(), env=os.environ)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", "devices"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        env=os.environ,
+    )
     assert result.returncode == 0 and "filemic" in result.stdout

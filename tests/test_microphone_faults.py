@@ -61,8 +61,12 @@ class FakeStream:
         self.closed = True
 
 
-def fake_pyaudio(devices=({"name": "USB Mic", "maxInputChannels": 1, "defaultSampleRate": 48000.0},),
-                 rates=(16000, 48000), chunks=25, failure=None):
+def fake_pyaudio(
+    devices=({"name": "USB Mic", "maxInputChannels": 1, "defaultSampleRate": 48000.0},),
+    rates=(16000, 48000),
+    chunks=25,
+    failure=None,
+):
     """A pyaudio module with the given input devices; returns (module, record of what happened)."""
     record = {"streams": [], "created": 0, "terminated": 0}
     infos = [dict(d, index=i) for i, d in enumerate(devices)]
@@ -103,14 +107,22 @@ def install(monkeypatch, **kwargs):
     return record
 
 
-@pytest.mark.parametrize("failure, why", [("host-error", r"PortAudio: \[Errno -9999\] Unanticipated host error"),
-                                          ("stopped", "the stream stopped"), ("stalled", "no audio for")])
+@pytest.mark.parametrize(
+    "failure, why",
+    [
+        ("host-error", r"PortAudio: \[Errno -9999\] Unanticipated host error"),
+        ("stopped", "the stream stopped"),
+        ("stalled", "no audio for"),
+    ],
+)
 def test_a_device_that_goes_away_mid_stream_raises_naming_it(monkeypatch, failure, why):
     record = install(monkeypatch, failure=failure, chunks=25)
     mic = listen.MicrophoneSource("usb", sample_rate=RATE, stall_timeout_s=0.4, max_queued_chunks=1000)
     got, started = [], time.monotonic()
-    with pytest.raises(listen.DeviceLost, match=f"capture device 'USB Mic' stopped delivering audio after "
-                                                f"0.50 s \\({why}.*was it unplugged"):
+    with pytest.raises(
+        listen.DeviceLost,
+        match=f"capture device 'USB Mic' stopped delivering audio after 0.50 s \\({why}.*was it unplugged",
+    ):
         for chunk in mic:
             got.append(chunk)
     assert time.monotonic() - started < 3.0  # no hang

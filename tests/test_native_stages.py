@@ -36,7 +36,8 @@ def test_windows_match_scipy(name, code, periodic):
 @pytest.mark.parametrize("htk", [False, True])
 def test_hz_triangle_filterbank_matches_librosa(rate, n_fft, n_mels, htk):
     config = features.FeatureConfig.preset("librosa-mel").replace(
-        num_mel_bins=n_mels, mel_scale="htk" if htk else "slaney", low_freq_hz=0.0)
+        num_mel_bins=n_mels, mel_scale="htk" if htk else "slaney", low_freq_hz=0.0
+    )
     ours = np.frombuffer(_native.mel_weights(config._native(rate), n_fft), dtype=np.float32).reshape(n_mels, -1)
     ref = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=rate / 2, htk=htk, norm="slaney")
     # librosa's HTK scale is 2595 log10(1 + f/700); ours is Kaldi's 1127 ln(1 + f/700): 4e-6 apart.

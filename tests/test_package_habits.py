@@ -28,8 +28,12 @@ def test_cli_verbosity_sets_the_package_logger(capsys):
     logger = logging.getLogger("edge_speech")
     saved = logger.level, list(logger.handlers), logger.propagate
     try:
-        for flags, level in (([], logging.WARNING), (["-v"], logging.INFO), (["-vv"], logging.DEBUG),
-                             (["-q"], logging.ERROR)):
+        for flags, level in (
+            ([], logging.WARNING),
+            (["-v"], logging.INFO),
+            (["-vv"], logging.DEBUG),
+            (["-q"], logging.ERROR),
+        ):
             assert cli.main([*flags, "targets"]) == 0
             assert logger.level == level
         capsys.readouterr()

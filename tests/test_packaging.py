@@ -24,7 +24,11 @@ def test_base_requirements_are_light():
     requirements = metadata.requires("edge-speech") or []
     base = [r for r in requirements if "extra ==" not in r]
     assert sorted(r.split(">")[0].split("=")[0].split(";")[0].strip() for r in base) == [
-        "numpy", "onnxruntime", "soxr", "tomli"]
+        "numpy",
+        "onnxruntime",
+        "soxr",
+        "tomli",
+    ]
     assert not any(r.startswith(("torch", "onnx>", "onnx=", "transformers")) for r in base)
     converter = [r for r in requirements if 'extra == "converter"' in r]
     assert any(r.startswith("torch") for r in converter)

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from converter_models import ConformerCTC, TransformerCTC, seeded
+
 from edge_speech import converters
 from edge_speech.converters.pruning import fused_qkv_attention, sync_fused_attention
 from edge_speech.converters.verification import onnx_runner, torch_runner
@@ -50,7 +51,9 @@ def test_fused_attention_is_found_with_its_output_projection_heads_and_layout():
     model = seeded(ConformerCTC)
     found = fused_qkv_attention(model, torch.randn(1, 60, 80))
     assert [(a.qkv, a.out, a.heads, a.layout) for a in found] == [
-        ("blocks.0.qkv", "blocks.0.attn_out", 4, "3hd"), ("blocks.1.qkv", "blocks.1.attn_out", 4, "3hd")]
+        ("blocks.0.qkv", "blocks.0.attn_out", 4, "3hd"),
+        ("blocks.1.qkv", "blocks.1.attn_out", 4, "3hd"),
+    ]
     found = fused_qkv_attention(seeded(FusedAttentionModel, layout="h3d"), torch.randn(1, 9, 20))
     assert [(a.qkv, a.out, a.heads, a.layout) for a in found] == [("qkv", "proj", 4, "h3d")]
     assert fused_qkv_attention(seeded(TransformerCTC), torch.randn(1, 60, 80)) == []  # nn.MultiheadAttention
@@ -60,7 +63,7 @@ def test_fused_attention_is_found_with_its_output_projection_heads_and_layout():
 def test_removing_head_dims_equals_zeroing_them_in_q_k_v_and_the_output_projection(layout):
     model = seeded(FusedAttentionModel, layout=layout)
     x = torch.randn(2, 11, 20)
-    attention, = fused_qkv_attention(model, x)
+    (attention,) = fused_qkv_attention(model, x)
     pruned = copy.deepcopy(model)
     # As if the residual width had been halved: the rule halves the inner width, 8 -> 4 per head.
     sync_fused_attention(pruned, [dataclasses.replace(attention, residual=2 * attention.residual)])
@@ -79,10 +82,16 @@ def test_removing_head_dims_equals_zeroing_them_in_q_k_v_and_the_output_projecti
                 zeroed.proj.weight[:, j] = 0
         torch.testing.assert_close(pruned(x), zeroed(x), rtol=1e-5, atol=1e-5)
     # Every head keeps 4 dims, and q and k keep the same ones (their dot product).
-    q, k = pruned.qkv.weight.reshape(3, 4, 4, 32)[:2] if layout == "3hd" else \
-        pruned.qkv.weight.reshape(4, 3, 4, 32).transpose(0, 1)[:2]
-    original = model.qkv.weight.reshape(3, 4, 8, 32) if layout == "3hd" else \
-        model.qkv.weight.reshape(4, 3, 8, 32).transpose(0, 1)
+    q, k = (
+        pruned.qkv.weight.reshape(3, 4, 4, 32)[:2]
+        if layout == "3hd"
+        else pruned.qkv.weight.reshape(4, 3, 4, 32).transpose(0, 1)[:2]
+    )
+    original = (
+        model.qkv.weight.reshape(3, 4, 8, 32)
+        if layout == "3hd"
+        else model.qkv.weight.reshape(4, 3, 8, 32).transpose(0, 1)
+    )
     for head in range(4):
         dims = [next(j for j in range(8) if torch.equal(original[0, head, j], row)) for row in q[head]]
         assert [next(j for j in range(8) if torch.equal(original[1, head, j], row)) for row in k[head]] == dims
@@ -100,12 +109,16 @@ def _widths(model) -> dict:
     return widths
 
 
-@pytest.mark.parametrize("model_class, kwargs, residual, attention, feed_forward", [
-    (ConformerCTC, {"d": 128}, "subsample", "blocks.0.attn_out", "blocks.0.ff1.1"),
-    (TransformerCTC, {"d": 192}, "subsample", "encoder.layers.0.self_attn", "encoder.layers.0.linear1"),
-])
-def test_attention_models_reach_half_the_macs_with_a_balanced_cut(model_class, kwargs, residual, attention,
-                                                                  feed_forward):
+@pytest.mark.parametrize(
+    "model_class, kwargs, residual, attention, feed_forward",
+    [
+        (ConformerCTC, {"d": 128}, "subsample", "blocks.0.attn_out", "blocks.0.ff1.1"),
+        (TransformerCTC, {"d": 192}, "subsample", "encoder.layers.0.self_attn", "encoder.layers.0.linear1"),
+    ],
+)
+def test_attention_models_reach_half_the_macs_with_a_balanced_cut(
+    model_class, kwargs, residual, attention, feed_forward
+):
     model = seeded(model_class, **kwargs)
     example = torch.randn(1, 101, 80)
     pruned, report = converters.prune(model, example, target_macs_ratio=0.5)
@@ -118,8 +131,15 @@ def test_attention_models_reach_half_the_macs_with_a_balanced_cut(model_class, k
         assert qkv.out_features == 3 * out.in_features == 3 * qkv.in_features  # forward() takes d // heads
         assert out.in_features % 4 == 0
     else:
-        assert all(m.embed_dim % m.num_heads == 0 and m.num_heads == 4
-                   for m in pruned.modules() if isinstance(m, nn.MultiheadAttention))
+        assert all(
+            m.embed_dim % m.num_heads == 0 and m.num_heads == 4
+            for m in pruned.modules()
+            if isinstance(m, nn.MultiheadAttention)
+        )
     x = torch.randn(1, 77, 80)
-    np.testing.assert_allclose(onnx_runner(converters.export_onnx(pruned, example))(x[0].numpy()),
-                               torch_runner(pruned)(x[0].numpy()), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        onnx_runner(converters.export_onnx(pruned, example))(x[0].numpy()),
+        torch_runner(pruned)(x[0].numpy()),
+        rtol=1e-3,
+        atol=1e-4,
+    )

@@ -23,7 +23,7 @@ def encode_language_block(lines):
     block = bytearray(starts[-1])
     struct.pack_into(">H", block, 2, starts[1] - 4)
     for i, line in enumerate(lines[1:], 1):
-        block[starts[i]:starts[i] + len(line)] = line
+        block[starts[i] : starts[i] + len(line)] = line
         struct.pack_into(">H", block, starts[i] - 2, starts[i + 1] - starts[i])
     return bytes(block)
 
@@ -41,13 +41,12 @@ def encode_text_groups(groups_by_language):
     return data
 
 
-ENGLISH = [[b"", b"THAT'S THE SECOND BIGGEST DOOR", b"NO, 28 DAYS", b"A TOUPE\x90!"],
-           [b"", b"HEY IGOR"]]
+ENGLISH = [[b"", b"THAT'S THE SECOND BIGGEST DOOR", b"NO, 28 DAYS", b"A TOUPE\x90!"], [b"", b"HEY IGOR"]]
 SPANISH = [[b"", b"ES LA SEGUNDA PUERTA", b"NO", b"UN PELUQUIN"], [b"", b"OYE IGOR"]]
 
 
 def test_text_groups_are_read_from_a_synthetic_file():
-    prefix = b"DRASCULA" + bytes(range(40))        # other tables before the texts
+    prefix = b"DRASCULA" + bytes(range(40))  # other tables before the texts
     data = prefix + encode_text_groups([[ENGLISH[g], SPANISH[g]] for g in range(2)])
     groups = real_speech.read_text_groups(data, anchor=b"THAT'S THE SECOND BIGGEST")
     assert groups == [["", "THAT'S THE SECOND BIGGEST DOOR", "NO, 28 DAYS", "A TOUPEE!"], ["", "HEY IGOR"]]

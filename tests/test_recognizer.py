@@ -10,15 +10,16 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tiny_models
 from conftest import noise, run_cli
+from tiny_bundles import FEATURES, INTENTS, make_bundle
+
 from edge_speech import Recognizer, audio, decoding, features
 from edge_speech.bundle import Bundle, BundleError, write_bundle
-from tiny_bundles import FEATURES, INTENTS, make_bundle
 
 
 def greedy_reference(log_probs: np.ndarray) -> str:
@@ -66,7 +67,7 @@ def test_streaming_equals_offline(recognizer, speech, chunk_samples):
     stream = recognizer.create_stream()
     partials = []
     for start in range(0, len(samples), chunk_samples):
-        stream.accept_waveform(samples[start:start + chunk_samples], 16000)
+        stream.accept_waveform(samples[start : start + chunk_samples], 16000)
         partials.append(stream.partial.text)
     final = stream.finish()
     assert final.text == offline.text
@@ -79,7 +80,7 @@ def test_streaming_at_another_rate_resamples_statefully(recognizer, speech):
     offline = recognizer.transcribe((samples, 22050), beam=1)
     stream = recognizer.create_stream(beam=1)
     for start in range(0, len(samples), 999):
-        stream.accept_waveform(samples[start:start + 999], 22050)
+        stream.accept_waveform(samples[start : start + 999], 22050)
     final = stream.finish()
     assert abs(final.duration_s - offline.duration_s) < 0.005
     with pytest.raises(ValueError, match="finished"):
@@ -99,10 +100,13 @@ def test_transcribe_many_reports_failures_in_place(recognizer, speech_wav, tmp_p
     assert not isinstance(results[3], Exception)
 
 
-@pytest.mark.parametrize("source, error, message", [
-    ((np.zeros(0, dtype=np.float32), 16000), ValueError, "no samples"),
-    ((np.array([0.0, np.inf] * 800, dtype=np.float32), 16000), ValueError, "NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "source, error, message",
+    [
+        ((np.zeros(0, dtype=np.float32), 16000), ValueError, "no samples"),
+        ((np.array([0.0, np.inf] * 800, dtype=np.float32), 16000), ValueError, "NaN or Inf"),
+    ],
+)
 def test_bad_audio_is_refused_clearly(recognizer, source, error, message):
     with pytest.raises(error, match=message):
         recognizer.transcribe(source)
@@ -142,8 +146,9 @@ def test_cli_info_and_bench(bundle_dir):
 def test_grammar_transcripts_equal_the_constrained_decoder_on_reference_log_probs(recognizer, speech, tmp_path):
     samples = speech(16000)
     ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
-    expected = decoding.CTCDecoder(tiny_models.TOKENS, grammar=INTENTS, grammar_threshold=0.0,
-                                   frame_shift_s=0.02).decode(ref)
+    expected = decoding.CTCDecoder(
+        tiny_models.TOKENS, grammar=INTENTS, grammar_threshold=0.0, frame_shift_s=0.02
+    ).decode(ref)
     (tmp_path / "cmds.yaml").write_text(INTENTS)
     for grammar in (INTENTS, str(tmp_path / "cmds.yaml"), tmp_path / "cmds.yaml"):
         result = recognizer.transcribe((samples, 16000), grammar=grammar, grammar_threshold=0.0)
@@ -154,28 +159,41 @@ def test_grammar_transcripts_equal_the_constrained_decoder_on_reference_log_prob
     with pytest.raises(FileNotFoundError, match="no such grammar file"):
         recognizer.transcribe((samples, 16000), grammar=str(tmp_path / "missing.yaml"))
     with pytest.raises(ValueError, match="line"):
-        recognizer.transcribe((samples, 16000), grammar="intents:\n  X:\n    - \"unclosed\n")
+        recognizer.transcribe((samples, 16000), grammar='intents:\n  X:\n    - "unclosed\n')
 
 
 def test_cli_transcribe_with_a_grammar(bundle_dir, speech_wav, tmp_path):
     (tmp_path / "cmds.yaml").write_text(INTENTS)
-    result = run_cli("transcribe", "--bundle", str(bundle_dir), "--grammar", str(tmp_path / "cmds.yaml"),
-                     "--grammar-threshold", "0", "--json", str(speech_wav(16000)))
+    result = run_cli(
+        "transcribe",
+        "--bundle",
+        str(bundle_dir),
+        "--grammar",
+        str(tmp_path / "cmds.yaml"),
+        "--grammar-threshold",
+        "0",
+        "--json",
+        str(speech_wav(16000)),
+    )
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stdout)
     assert line["intent"] in ("Take", "Eat") and line["confidence"] is not None
 
 
 def test_cli_progress_bar_only_on_a_terminal(bundle_dir, speech_wav):
-    import pty
     import os as _os
+    import pty
 
     files = [str(speech_wav(16000))] * 3
     piped = run_cli("transcribe", "--bundle", str(bundle_dir), *files)
     assert "[" not in piped.stderr  # no bar when stderr is not a terminal
     leader, follower = pty.openpty()
-    proc = subprocess.run([sys.executable, "-m", "edge_speech.cli", "transcribe", "--bundle", str(bundle_dir), *files],
-                          stdout=subprocess.PIPE, stderr=follower, cwd=tempfile.gettempdir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", "transcribe", "--bundle", str(bundle_dir), *files],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        cwd=tempfile.gettempdir(),
+    )
     _os.close(follower)
     shown = _os.read(leader, 4096).decode()
     _os.close(leader)
@@ -206,8 +224,11 @@ ngram 2=2
 def bundle_with_decoder(directory, decoder: dict, files: dict = None) -> "Path":
     """The tiny bundle with these decoder defaults (and extra files, e.g. its LM)."""
     base = Bundle.load(make_bundle(directory.parent / (directory.name + "-base")))
-    return write_bundle(directory, dataclasses.replace(base.manifest, files={}, decoder=decoder),
-                        {"model.onnx": base.model_bytes["onnx"], **(files or {})})
+    return write_bundle(
+        directory,
+        dataclasses.replace(base.manifest, files={}, decoder=decoder),
+        {"model.onnx": base.model_bytes["onnx"], **(files or {})},
+    )
 
 
 def lm_bundle(directory, lexicon: bool, compress: bool = True) -> "Path":
@@ -231,8 +252,16 @@ def test_a_bundled_lm_is_the_default_search_and_equals_the_decoder_given_that_lm
     rec = Recognizer.from_bundle(lm_bundle(tmp_path / "lm", lexicon), threads=1)
     ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
     lm = decoding.ArpaLM(TINY_ARPA)
-    expected = decoding.CTCDecoder(tiny_models.TOKENS, blank_id=0, beam_width=12, lm=lm, lm_weight=0.8,
-                                   word_bonus=1.0, lexicon=True if lexicon else None, frame_shift_s=0.02).decode(ref)
+    expected = decoding.CTCDecoder(
+        tiny_models.TOKENS,
+        blank_id=0,
+        beam_width=12,
+        lm=lm,
+        lm_weight=0.8,
+        word_bonus=1.0,
+        lexicon=True if lexicon else None,
+        frame_shift_s=0.02,
+    ).decode(ref)
     result = rec.transcribe((samples, 16000))
     assert rec.beam == 12
     assert result.text == expected.text and result.score == pytest.approx(expected.score, abs=1e-2)
@@ -262,15 +291,18 @@ def test_bundled_lm_errors_name_the_file(tmp_path):
         Bundle.load(gz)
 
 
-@pytest.mark.parametrize("decoder, message", [
-    ({"lm": "missing.arpa"}, "'missing.arpa' has no checksum"),
-    ({"beam": 0}, "decoder beam"),
-    ({"lm_weight": "high"}, "decoder lm_weight"),
-    ({"temperature": 1.0}, "unknown key"),
-    ({"lexicon": True, "lm": None}, "lexicon needs an lm"),
-    ({"grammar_threshold": 1.5}, "grammar_threshold must be a number in"),
-    ({"grammar_min_evidence": -0.1}, "grammar_min_evidence must be a number in"),
-])
+@pytest.mark.parametrize(
+    "decoder, message",
+    [
+        ({"lm": "missing.arpa"}, "'missing.arpa' has no checksum"),
+        ({"beam": 0}, "decoder beam"),
+        ({"lm_weight": "high"}, "decoder lm_weight"),
+        ({"temperature": 1.0}, "unknown key"),
+        ({"lexicon": True, "lm": None}, "lexicon needs an lm"),
+        ({"grammar_threshold": 1.5}, "grammar_threshold must be a number in"),
+        ({"grammar_min_evidence": -0.1}, "grammar_min_evidence must be a number in"),
+    ],
+)
 def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
     directory = make_bundle(tmp_path / "b")
     manifest = json.loads((directory / "manifest.json").read_text())
@@ -282,15 +314,22 @@ def test_bad_decoder_sections_say_what_is_wrong(tmp_path, decoder, message):
 
 def test_the_bundles_calibrated_grammar_settings_are_the_default(tmp_path, speech):
     samples = speech(16000)
-    directory = bundle_with_decoder(tmp_path / "loose", {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7,
-                                                          "grammar_min_evidence": 0.3})
+    directory = bundle_with_decoder(
+        tmp_path / "loose", {"grammar_threshold": 0.0, "grammar_token_bonus": 0.7, "grammar_min_evidence": 0.3}
+    )
     rec = Recognizer.from_bundle(directory, threads=1)
     accepted = rec.transcribe((samples, 16000), grammar=INTENTS)
     assert accepted.intent in ("Take", "Eat")  # a threshold of 0 rejects nothing
     assert accepted.text == rec.transcribe((samples, 16000), grammar=INTENTS, grammar_threshold=0.0).text
     ref = tiny_models.reference(features.compute(samples, 16000, FEATURES)).astype(np.float32)
-    expected = decoding.CTCDecoder(tiny_models.TOKENS, grammar=INTENTS, grammar_threshold=0.0,
-                                   grammar_token_bonus=0.7, grammar_min_evidence=0.3, frame_shift_s=0.02).decode(ref)
+    expected = decoding.CTCDecoder(
+        tiny_models.TOKENS,
+        grammar=INTENTS,
+        grammar_threshold=0.0,
+        grammar_token_bonus=0.7,
+        grammar_min_evidence=0.3,
+        frame_shift_s=0.02,
+    ).decode(ref)
     assert rec._decoder_for(None, None, None, None, None, INTENTS, None).grammar_min_evidence == 0.3
     assert (accepted.text, accepted.score) == (expected.text, pytest.approx(expected.score, abs=1e-2))
     # an explicit threshold still wins over the bundle's

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from converter_models import CRNNKeywordSpotter, DeepSpeech2, GRUStack, confident, seeded
+
 from edge_speech import Recognizer, audio, converters, features
 from edge_speech.backends import run_stateful, stateful_chunk
 from edge_speech.bundle import Bundle, BundleError, InputSpec, Manifest, StateTensor
@@ -73,9 +74,14 @@ def test_the_stream_plan_measures_context_and_keeps_bidirectional_or_cross_frame
     assert plan is None and "differs from the whole-utterance run" in why
 
 
-@pytest.mark.parametrize("layer", [nn.GRU(12, 16, num_layers=2, batch_first=True),
-                                   nn.LSTM(12, 16, num_layers=2, bidirectional=True),
-                                   nn.RNN(12, 16, batch_first=True, bidirectional=True)])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.GRU(12, 16, num_layers=2, batch_first=True),
+        nn.LSTM(12, 16, num_layers=2, bidirectional=True),
+        nn.RNN(12, 16, batch_first=True, bidirectional=True),
+    ],
+)
 def test_lowered_recurrent_layers_equal_torchs_own(layer):
     torch.manual_seed(0)
     lowered = recurrent.explicit_recurrent_type()(layer.eval())
@@ -84,16 +90,30 @@ def test_lowered_recurrent_layers_equal_torchs_own(layer):
         expected, expected_state = layer(x)
         got, got_state = lowered(x)
     assert torch.allclose(got, expected, atol=1e-5)
-    for a, b in zip(got_state if isinstance(got_state, tuple) else (got_state,),
-                    expected_state if isinstance(expected_state, tuple) else (expected_state,)):
+    for a, b in zip(
+        got_state if isinstance(got_state, tuple) else (got_state,),
+        expected_state if isinstance(expected_state, tuple) else (expected_state,),
+    ):
         assert torch.allclose(a, b, atol=1e-5)
 
 
 def stateful_manifest(**changes) -> Manifest:
-    spec = InputSpec(chunk_frames=32, left_context_frames=2, right_context_frames=2, chunk_range_name="chunk_range",
-                     state=(StateTensor("state_in_0_h", "state_out_0_h", (2, 1, 48)),))
-    fields = dict(kind="ctc", sample_rate=16000, features=features.FeatureConfig.preset("kaldi-fbank"),
-                  tokens=tuple(TOKENS), models={"onnx": "model.onnx"}, subsampling_factor=2, input=spec)
+    spec = InputSpec(
+        chunk_frames=32,
+        left_context_frames=2,
+        right_context_frames=2,
+        chunk_range_name="chunk_range",
+        state=(StateTensor("state_in_0_h", "state_out_0_h", (2, 1, 48)),),
+    )
+    fields = dict(
+        kind="ctc",
+        sample_rate=16000,
+        features=features.FeatureConfig.preset("kaldi-fbank"),
+        tokens=tuple(TOKENS),
+        models={"onnx": "model.onnx"},
+        subsampling_factor=2,
+        input=spec,
+    )
     fields.update(changes)
     return Manifest(**fields)
 
@@ -113,13 +133,16 @@ def test_a_stateful_manifest_round_trips_validates_against_the_schema_and_needs_
         Manifest.from_dict(data)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda i: i.pop("chunk_range_name"), "needs chunk_range_name and chunk_frames"),
-    (lambda i: i["state"][0].update(shape=[2, 0, 48]), "shape must be a list of positive ints"),
-    (lambda i: i["state"][0].pop("output"), "objects with input, output and shape"),
-    (lambda i: i["state"][0].update(input="features"), "must be distinct"),
-    (lambda i: i.update(left_context_frames=3), "multiples of the subsampling factor"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda i: i.pop("chunk_range_name"), "needs chunk_range_name and chunk_frames"),
+        (lambda i: i["state"][0].update(shape=[2, 0, 48]), "shape must be a list of positive ints"),
+        (lambda i: i["state"][0].pop("output"), "objects with input, output and shape"),
+        (lambda i: i["state"][0].update(input="features"), "must be distinct"),
+        (lambda i: i.update(left_context_frames=3), "multiples of the subsampling factor"),
+    ],
+)
 def test_bad_state_sections_say_what_is_wrong(edit, message):
     data = json.loads(stateful_manifest().to_json())
     edit(data["input"])
@@ -131,7 +154,7 @@ def test_bad_state_sections_say_what_is_wrong(edit, message):
 def speech_pair(speech_wav):
     evaluation, _ = audio.read_wav(speech_wav(16000))
     calibration, _ = audio.read_wav(speech_wav(16000, CALIB_TEXT))
-    return evaluation, [calibration[i:i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
+    return evaluation, [calibration[i : i + 16000] for i in range(0, len(calibration) - 8000, 16000)]
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +169,25 @@ def converted(tmp_path_factory, speech_pair):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = converters.convert(model, torch.randn(1, 101, 80), cfg, TOKENS, calib=calib, quantize="int8",
-                                    formats=("onnx", "tflite"), out=out, tflite_chunk_frames=32)
-    return {"report": report, "model": model, "speech": evaluation, "cfg": cfg, "feats": feats,
-            "seconds": time.perf_counter() - start}
+        report = converters.convert(
+            model,
+            torch.randn(1, 101, 80),
+            cfg,
+            TOKENS,
+            calib=calib,
+            quantize="int8",
+            formats=("onnx", "tflite"),
+            out=out,
+            tflite_chunk_frames=32,
+        )
+    return {
+        "report": report,
+        "model": model,
+        "speech": evaluation,
+        "cfg": cfg,
+        "feats": feats,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def torch_log_probs(converted) -> np.ndarray:
@@ -176,11 +214,13 @@ def test_a_unidirectional_gru_bundle_streams_with_its_state_and_equals_offline_o
     feats = features.compute(samples, 16000, rec.manifest.features)
     stepped = run_stateful(rec.backend, feats, spec, manifest.subsampling_factor)
     assert stepped.shape == offline.shape
-    assert np.abs(stepped - offline).max() <= (1e-4 if fp32 or backend == "tflite" else 0.05) * (1 + np.abs(offline).max())
+    assert np.abs(stepped - offline).max() <= (1e-4 if fp32 or backend == "tflite" else 0.05) * (
+        1 + np.abs(offline).max()
+    )
     for size in (160, 509, 1777, len(samples)):  # odd chunk sizes: the same tokens as offline
         stream = rec.create_stream(beam=1)
         for i in range(0, len(samples), size):
-            stream.accept_waveform(samples[i:i + size], 16000)
+            stream.accept_waveform(samples[i : i + size], 16000)
         early = stream.provisional()  # the waiting frames run now from the carried state, not committed
         final = stream.finish()
         assert final.tokens == offline_tokens
@@ -190,9 +230,9 @@ def test_a_unidirectional_gru_bundle_streams_with_its_state_and_equals_offline_o
     pieces, done = [], 0
     while done < len(feats):
         start, stop, first, end = stateful_chunk(done, len(feats), True, spec, 2, rec.backend.fixed_window)
-        pieces.append(rec.backend.run_chunk(feats[start:min(stop, len(feats))], first, end, zero)[0])
+        pieces.append(rec.backend.run_chunk(feats[start : min(stop, len(feats))], first, end, zero)[0])
         done += spec.chunk_frames
-    assert np.abs(np.concatenate(pieces)[:len(offline)] - offline).max() > 0.1
+    assert np.abs(np.concatenate(pieces)[: len(offline)] - offline).max() > 0.1
 
 
 @pytest.mark.parametrize("backend, fp32", BUNDLES, ids=["onnx-fp32", "onnx-int8", "tflite-int8"])
@@ -249,14 +289,16 @@ def test_a_classifier_gru_reaches_int8_tflite_through_the_lowering(speech_pair):
     cfg = features.FeatureConfig.preset("kaldi-fbank").replace(num_mel_bins=40)
     feats = features.compute(evaluation, 16000, cfg)
     model = confident(seeded(CRNNKeywordSpotter, channels=8, hidden=32), torch.from_numpy(feats[:48])[None])
-    float_model, spec = recurrent.export_tflite_lowered(model, 40, chunk_frames=48, left_context_frames=0,
-                                                        right_context_frames=0)
-    int8, _ = recurrent.export_tflite_lowered(model, 40, quantize="int8", chunk_frames=48, left_context_frames=0,
-                                              right_context_frames=0)
+    float_model, spec = recurrent.export_tflite_lowered(
+        model, 40, chunk_frames=48, left_context_frames=0, right_context_frames=0
+    )
+    int8, _ = recurrent.export_tflite_lowered(
+        model, 40, quantize="int8", chunk_frames=48, left_context_frames=0, right_context_frames=0
+    )
     assert len(int8) < len(float_model)
     from edge_speech.backends import import_litert
 
-    clips = [feats[i:i + 48] for i in range(0, len(feats) - 48, 12)]
+    clips = [feats[i : i + 48] for i in range(0, len(feats) - 48, 12)]
     interpreter = import_litert()(model_content=int8)
     interpreter.allocate_tensors()
     hits = 0

@@ -21,11 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from edge_speech import Recognizer, audio
-from edge_speech.bundle import pack_bundle
-from edge_speech.serving.engine import ServeConfig, ServeLimits, SpeechService
-from edge_speech.serving.wyoming_server import WyomingServer
 from tiny_bundles import make_bundle
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -36,12 +31,18 @@ from wyoming.info import Describe, Info
 from wyoming.intent import Intent, NotRecognized, Recognize
 from wyoming.wake import Detect, Detection, NotDetected
 
+from edge_speech import Recognizer, audio
+from edge_speech.bundle import pack_bundle
+from edge_speech.serving.engine import ServeConfig, ServeLimits, SpeechService
+from edge_speech.serving.wyoming_server import WyomingServer
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "recipes" / "default_model" / "examples"
 COMMANDS = EXAMPLES / "commands.yaml"
 TIMEOUT = 30.0
 
 
 # -- harness -------------------------------------------------------------------------------------
+
 
 class ServerThread:
     """A WyomingServer on its own event loop in a background thread (in-process)."""
@@ -100,8 +101,8 @@ def open_server(sock_dir):
 
 def client_for(uri: str):
     if uri.startswith("unix://"):
-        return AsyncUnixClient(uri[len("unix://"):], connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
-    host, port = uri[len("tcp://"):].rsplit(":", 1)
+        return AsyncUnixClient(uri[len("unix://") :], connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
+    host, port = uri[len("tcp://") :].rsplit(":", 1)
     return AsyncTcpClient(host, int(port), connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
 
 
@@ -117,13 +118,16 @@ def speech_bytes(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-async def audio_events(client, data: bytes, rate: int, width: int = 2, channels: int = 1, chunk_s: float = 0.1,
-                       pace_s: float = 0.0):
+async def audio_events(
+    client, data: bytes, rate: int, width: int = 2, channels: int = 1, chunk_s: float = 0.1, pace_s: float = 0.0
+):
     frame = width * channels
     step = max(frame, int(rate * chunk_s) * frame)
     await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
     for i in range(0, len(data), step):
-        await client.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=data[i:i + step]).event())
+        await client.write_event(
+            AudioChunk(rate=rate, width=width, channels=channels, audio=data[i : i + step]).event()
+        )
         if pace_s:
             await asyncio.sleep(pace_s)
     await client.write_event(AudioStop().event())
@@ -153,6 +157,7 @@ def run(coro):
 
 
 # -- transcription -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
 def test_transcripts_equal_recognizer_transcribe_at_any_rate_mono_and_stereo(open_server, reference, speech_wav, rate):
@@ -185,7 +190,7 @@ def test_partials_stream_while_the_audio_is_still_arriving(open_server, speech_w
             await client.write_event(Transcribe().event())
             await client.write_event(AudioStart(rate=rate, width=2, channels=1).event())
             for i in range(0, len(data), step):
-                await client.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=data[i:i + step]).event())
+                await client.write_event(AudioChunk(rate=rate, width=2, channels=1, audio=data[i : i + step]).event())
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.2)
             arrived = len(reading_events)
@@ -205,11 +210,21 @@ def test_partials_stream_while_the_audio_is_still_arriving(open_server, speech_w
 
 def test_transcript_streaming_can_be_declined_and_hotwords_are_accepted(open_server, speech_wav, reference):
     data, rate = pcm16(speech_wav(16000))
-    events = run(transcribe(open_server.uri, data, rate, context={"transcript_streaming": False},
-                            transcript_names=["Kitchen"], transcript_terms=["timer", "five minutes", 3, ""]))
+    events = run(
+        transcribe(
+            open_server.uri,
+            data,
+            rate,
+            context={"transcript_streaming": False},
+            transcript_names=["Kitchen"],
+            transcript_terms=["timer", "five minutes", 3, ""],
+        )
+    )
     assert [e.type for e in events if e.type.startswith("transcript")] == ["transcript"]
-    assert Transcript.from_event(events[-1]).text == reference.transcribe(
-        speech_wav(16000), hotwords={"kitchen": 3.0, "timer": 2.0, "five minutes": 2.0}).text
+    assert (
+        Transcript.from_event(events[-1]).text
+        == reference.transcribe(speech_wav(16000), hotwords={"kitchen": 3.0, "timer": 2.0, "five minutes": 2.0}).text
+    )
 
 
 def test_unknown_model_and_language_are_refused_with_an_error(open_server, speech_wav):
@@ -223,16 +238,20 @@ def test_unknown_model_and_language_are_refused_with_an_error(open_server, speec
             await audio_events(client, data, rate)
             return [e for e in await read_until(client, ("transcript",)) if e.type in ("error", "transcript")]
 
-    for request, code in (({"name": "no-such-model"}, "unknown-model"),
-                          ({"language": "de-DE"}, "unsupported-language")):
+    for request, code in (
+        ({"name": "no-such-model"}, "unknown-model"),
+        ({"language": "de-DE"}, "unsupported-language"),
+    ):
         error, transcript = run(refused_then_served(**request))
         assert Error.from_event(error).code == code
         assert Transcript.from_event(transcript).text  # the same connection serves the next request
 
 
 def test_grammar_intents_travel_in_the_context_and_other_speech_is_rejected(command_server, reference, speech_wav):
-    for name, intent, slots in [("turn_on_the_kitchen_light.wav", "LightOn", {"room": "kitchen"}),
-                                ("set_a_timer_for_ten_minutes.wav", "Timer", {"minutes": "ten"})]:
+    for name, intent, slots in [
+        ("turn_on_the_kitchen_light.wav", "LightOn", {"room": "kitchen"}),
+        ("set_a_timer_for_ten_minutes.wav", "Timer", {"minutes": "ten"}),
+    ]:
         expected = reference.transcribe(EXAMPLES / name, grammar=COMMANDS)
         assert (expected.intent, dict(expected.slots)) == (intent, slots)
         data, rate = pcm16(EXAMPLES / name)
@@ -279,8 +298,10 @@ def test_home_assistant_sentences_give_out_values_in_transcripts_and_recognize(s
                 await client.write_event(Recognize(text=text).event())
                 return (await read_until(client, ("intent", "not-recognized", "error")))[-1]
 
-        for text, slots in (("Please switch on the sleeping room lights.", {"area": "bedroom", "domain": "light"}),
-                            ("set the kitchen light to fifty percent", {"area": "kitchen", "brightness": 50})):
+        for text, slots in (
+            ("Please switch on the sleeping room lights.", {"area": "bedroom", "domain": "light"}),
+            ("set the kitchen light to fifty percent", {"area": "kitchen", "brightness": 50}),
+        ):
             intent = Intent.from_event(run(ask(text)))
             assert (intent.name, {e.name: e.value for e in intent.entities}) == service.grammar.match(text)
             assert {e.name: e.value for e in intent.entities} == slots  # out values and numbers, as HA expects
@@ -326,6 +347,7 @@ def test_describe_lists_the_asr_wake_and_intent_programs(command_server, open_se
 
 # -- bad clients and a full pool -----------------------------------------------------------------
 
+
 def parse_events(received: bytes) -> list:
     """The complete events in raw bytes (header line, data block, payload), as dicts."""
     events, pos = [], 0
@@ -337,7 +359,7 @@ def parse_events(received: bytes) -> list:
             break
         data = dict(head.get("data") or {})
         if size:
-            data.update(json.loads(received[end + 1:end + 1 + size]))
+            data.update(json.loads(received[end + 1 : end + 1 + size]))
         pos = end + 1 + size + (head.get("payload_length") or 0)
         events.append({"type": head["type"], "data": data})
     return events
@@ -372,7 +394,7 @@ def header(event: Event, **extra) -> bytes:
 
 
 def test_bad_clients_get_errors_and_the_server_keeps_serving(open_server, speech_wav, reference):
-    path = open_server.uri[len("unix://"):]
+    path = open_server.uri[len("unix://") :]
     start = AudioStart(rate=16000, width=2, channels=1).event()
     chunk_header = AudioChunk(rate=16000, width=2, channels=1, audio=b"").event()
     cases = [  # (payload, error code, whether the server hangs up: only when the byte stream is unusable)
@@ -431,8 +453,10 @@ def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, refe
         deadline = time.monotonic() + 10
         while service.pool.load and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert Transcript.from_event(run(transcribe(server.uri, data, rate))[-1]).text == \
-            reference.transcribe(speech_wav(16000)).text
+        assert (
+            Transcript.from_event(run(transcribe(server.uri, data, rate))[-1]).text
+            == reference.transcribe(speech_wav(16000)).text
+        )
 
         async def three_streams():  # max_sessions=2: the third open stream is refused
             clients = [client_for(server.uri) for _ in range(3)]
@@ -453,7 +477,7 @@ def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, refe
                 await client.write_event(Transcribe().event())
                 await audio_events(client, data + data, rate)
                 await client.write_event(Transcribe().event())
-                await audio_events(client, data[:2 * rate], rate)  # 1 s
+                await audio_events(client, data[: 2 * rate], rate)  # 1 s
                 return [e for e in await read_until(client, ("transcript",)) if e.type in ("error", "transcript")]
 
         error, transcript = run(too_long_then_short())
@@ -463,6 +487,7 @@ def test_a_full_pool_answers_busy_instead_of_queueing(sock_dir, speech_wav, refe
 
 
 # -- hot reload ----------------------------------------------------------------------------------
+
 
 def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones(sock_dir, tmp_path, speech, caplog):
     served = tmp_path / "served.zip"
@@ -533,6 +558,7 @@ def test_hot_reload_swaps_good_bundles_for_new_sessions_and_refuses_corrupt_ones
 
 # -- the command line over TCP -------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -542,9 +568,26 @@ def free_port() -> int:
 def test_cli_serves_over_tcp_without_importing_torch(speech_wav, reference):
     port = free_port()
     uri = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "edge_speech.cli", "serve", "--wyoming", uri,
-                             "--workers", "1", "--log-level", "warning"], cwd=tempfile.gettempdir(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "edge_speech.cli",
+            "serve",
+            "--wyoming",
+            uri,
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        cwd=tempfile.gettempdir(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(300):
             try:
@@ -561,8 +604,13 @@ def test_cli_serves_over_tcp_without_importing_torch(speech_wav, reference):
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=TIMEOUT)
-    bad = subprocess.run([sys.executable, "-m", "edge_speech.cli", "serve", "--wyoming", "stdio://"],
-                         capture_output=True, text=True, cwd=tempfile.gettempdir(), timeout=TIMEOUT)
+    bad = subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", "serve", "--wyoming", "stdio://"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        timeout=TIMEOUT,
+    )
     assert bad.returncode == 2 and "tcp://HOST:PORT or unix://PATH" in bad.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")]
     assert "wyoming" in imported and "edge_speech.serving.engine" in imported
@@ -599,9 +647,26 @@ def test_zeroconf_announces_the_service_as_home_assistant_discovers_it():
     import zeroconf  # optional for serving (--zeroconf), required by the tests (the test extra installs it)
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edge_speech.cli", "serve", "--wyoming", f"tcp://127.0.0.1:{port}",
-                             "--zeroconf", f"edge-speech-test-{port}", "--workers", "1", "--log-level", "warning"],
-                            cwd=tempfile.gettempdir(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_speech.cli",
+            "serve",
+            "--wyoming",
+            f"tcp://127.0.0.1:{port}",
+            "--zeroconf",
+            f"edge-speech-test-{port}",
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        cwd=tempfile.gettempdir(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(300):
             try:
@@ -612,8 +677,9 @@ def test_zeroconf_announces_the_service_as_home_assistant_discovers_it():
                 time.sleep(0.1)
         browser = zeroconf.Zeroconf()
         try:
-            info = browser.get_service_info("_wyoming._tcp.local.", f"edge-speech-test-{port}._wyoming._tcp.local.",
-                                            timeout=5000)
+            info = browser.get_service_info(
+                "_wyoming._tcp.local.", f"edge-speech-test-{port}._wyoming._tcp.local.", timeout=5000
+            )
         finally:
             browser.close()
         assert info is not None and info.port == port

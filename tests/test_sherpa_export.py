@@ -27,6 +27,7 @@ def default_model(speech):
     speech, each token wins on some frames (a random head mostly says blank) and its logits spread
     as a trained model's do: long greedy texts that a few Hz of front-end difference changes."""
     from converter_models import confident, seeded
+
     from recipes.default_model import ctc_model
 
     model = seeded(ctc_model.ConvCTC, channels=384, blocks=15, kernel=9)
@@ -44,8 +45,9 @@ def sherpa_recognizer(folder: Path, feature_kwargs: dict):
     import sherpa_onnx
 
     # from_zipformer_ctc builds its config with sherpa-onnx's default front end; rebuild it with ours.
-    shortcut = sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(str(folder / "model.onnx"), str(folder / "tokens.txt"),
-                                                                num_threads=1)
+    shortcut = sherpa_onnx.OfflineRecognizer.from_zipformer_ctc(
+        str(folder / "model.onnx"), str(folder / "tokens.txt"), num_threads=1
+    )
     config = shortcut.config
     config.feat_config = sherpa_onnx.FeatureExtractorConfig(**feature_kwargs)
     shortcut.recognizer = type(shortcut.recognizer)(config)
@@ -59,14 +61,22 @@ def test_sherpa_onnx_gives_the_same_greedy_text_as_our_runtime(tmp_path, default
     assert feature_kwargs["high_freq"] == 0.0 and feature_kwargs["snip_edges"] is True
     lines = (tmp_path / "sherpa" / "tokens.txt").read_text(encoding="utf-8").splitlines()
     assert lines[:3] == ["<blk> 0", "▁ 1", "a 2"] and len(lines) == len(tokens)
-    manifest = Manifest(kind="ctc", sample_rate=16000, features=FBANK, tokens=tuple(tokens), models={"onnx": "model.onnx"},
-                        blank_id=0, subsampling_factor=4, input=InputSpec(name="features"))
+    manifest = Manifest(
+        kind="ctc",
+        sample_rate=16000,
+        features=FBANK,
+        tokens=tuple(tokens),
+        models={"onnx": "model.onnx"},
+        blank_id=0,
+        subsampling_factor=4,
+        input=InputSpec(name="features"),
+    )
     write_bundle(tmp_path / "ours", manifest, {"model.onnx": converters.export_onnx(model, example)})
     ours = Recognizer.from_bundle(tmp_path / "ours", threads=1)
     sherpa = sherpa_recognizer(tmp_path / "sherpa", feature_kwargs)
     clips = [audio.load_audio(path, 16000) for path in sorted((RECIPE / "examples").glob("*.wav"))]
     samples = speech(16000)
-    clips += [samples[i:i + 40000] for i in range(0, len(samples) - 16000, 40000)]
+    clips += [samples[i : i + 40000] for i in range(0, len(samples) - 16000, 40000)]
     agreeing = 0
     for clip in clips:
         stream = sherpa.create_stream()
@@ -81,7 +91,8 @@ def test_sherpa_onnx_gives_the_same_greedy_text_as_our_runtime(tmp_path, default
 def test_sherpa_export_refuses_features_sherpa_onnx_cannot_compute(tmp_path, default_model):
     model, tokens = default_model
     with pytest.raises(ValueError, match="cannot reproduce these feature settings: .*window='hann'"):
-        converters.export_sherpa_onnx(model, torch.zeros(1, 100, 80), tokens, tmp_path,
-                                      features.FeatureConfig.preset("librosa-mel"))
+        converters.export_sherpa_onnx(
+            model, torch.zeros(1, 100, 80), tokens, tmp_path, features.FeatureConfig.preset("librosa-mel")
+        )
     with pytest.raises(ValueError, match="dither=0.1"):
         converters.export_sherpa_onnx(model, torch.zeros(1, 100, 80), tokens, tmp_path, FBANK.replace(dither=0.1))

@@ -27,8 +27,9 @@ def test_masks_at_most_the_requested_bands_and_spans_within_their_widths():
     widths, starts, ends = set(), set(), set()
     for seed in range(300):
         x = features(seed)
-        y = spec_augment(x, np.random.default_rng(seed), freq_masks=2, freq_width=7, time_masks=3, time_width=15,
-                         fill=FILL)
+        y = spec_augment(
+            x, np.random.default_rng(seed), freq_masks=2, freq_width=7, time_masks=3, time_width=15, fill=FILL
+        )
         assert y.shape == x.shape and y.dtype == x.dtype
         masked = y == FILL
         columns = masked.all(axis=0)
@@ -37,21 +38,28 @@ def test_masks_at_most_the_requested_bands_and_spans_within_their_widths():
         assert np.array_equal(masked, columns[None, :] | rows[:, None])
         np.testing.assert_array_equal(y[~masked], x[~masked])
         bands, spans = runs(columns), runs(rows)
-        assert len(bands) <= 2 and all(w <= 7 * 2 for _, w in bands)   # two bands may touch
+        assert len(bands) <= 2 and all(w <= 7 * 2 for _, w in bands)  # two bands may touch
         assert len(spans) <= 3 and all(w <= 15 * 3 for _, w in spans)
         for start, width in bands:
             widths.add(width)
             starts.add(start)
             ends.add(start + width)
     assert set(range(1, 8)) <= widths
-    assert 0 in starts and DIM in ends          # bands reach both edges, the last bin included
+    assert 0 in starts and DIM in ends  # bands reach both edges, the last bin included
 
 
 def test_a_single_band_and_span_have_the_requested_width_range():
     seen_band, seen_span = set(), set()
     for seed in range(200):
-        y = spec_augment(features(seed), np.random.default_rng(seed), freq_masks=1, freq_width=5, time_masks=1,
-                         time_width=9, fill=FILL)
+        y = spec_augment(
+            features(seed),
+            np.random.default_rng(seed),
+            freq_masks=1,
+            freq_width=5,
+            time_masks=1,
+            time_width=9,
+            fill=FILL,
+        )
         masked = y == FILL
         columns = masked.all(axis=0)
         band = runs(columns)
@@ -97,6 +105,7 @@ def test_the_recipe_uses_the_converter_implementation():
 
     x = features(2)
     y = augment.spec_augment(x, np.random.default_rng(5))
-    expected = spec_augment(x, np.random.default_rng(5), freq_masks=2, freq_width=12, time_masks=4,
-                            time_width=16, fill=None)
+    expected = spec_augment(
+        x, np.random.default_rng(5), freq_masks=2, freq_width=12, time_masks=4, time_width=16, fill=None
+    )
     np.testing.assert_array_equal(y, expected)

@@ -25,26 +25,39 @@ def test_every_documented_target_loads():
         targets.get_target("pi9")
 
 
-@pytest.mark.parametrize("model, cpuinfo, machine, expected", [
-    ("Raspberry Pi 4 Model B Rev 1.4\x00", "", "aarch64", "rpi4"),
-    ("Raspberry Pi 5 Model B Rev 1.0", "", "aarch64", "rpi5"),
-    ("", "processor\t: 0\nCPU part\t: 0xd03\n", "aarch64", "rpi3"),
-    ("NVIDIA Jetson Orin Nano Developer Kit", "", "aarch64", "jetson-orin"),
-    ("NVIDIA Jetson Nano Developer Kit", "CPU part\t: 0xd07", "aarch64", "jetson-nano"),
-    ("", "model name : Intel(R) Xeon", "x86_64", "x86_64"),
-    ("Some Other Board", "CPU part : 0xfff", "aarch64", "generic-aarch64"),
-])
+@pytest.mark.parametrize(
+    "model, cpuinfo, machine, expected",
+    [
+        ("Raspberry Pi 4 Model B Rev 1.4\x00", "", "aarch64", "rpi4"),
+        ("Raspberry Pi 5 Model B Rev 1.0", "", "aarch64", "rpi5"),
+        ("", "processor\t: 0\nCPU part\t: 0xd03\n", "aarch64", "rpi3"),
+        ("NVIDIA Jetson Orin Nano Developer Kit", "", "aarch64", "jetson-orin"),
+        ("NVIDIA Jetson Nano Developer Kit", "CPU part\t: 0xd07", "aarch64", "jetson-nano"),
+        ("", "model name : Intel(R) Xeon", "x86_64", "x86_64"),
+        ("Some Other Board", "CPU part : 0xfff", "aarch64", "generic-aarch64"),
+    ],
+)
 def test_detection_from_device_tree_cpuinfo_and_arch(model, cpuinfo, machine, expected):
     name, reason = targets.detect_target(cpuinfo=cpuinfo, device_tree_model=model, machine=machine)
     assert name == expected and reason
 
 
 def test_cli_lists_targets_and_detects_this_machine():
-    listing = subprocess.run([sys.executable, "-m", "edge_speech.cli", "targets"], capture_output=True, text=True,
-                             cwd=tempfile.gettempdir(), check=True).stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", "targets"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        check=True,
+    ).stdout
     assert all(name in listing for name in EXPECTED)
-    detected = subprocess.run([sys.executable, "-m", "edge_speech.cli", "targets", "--detect"], capture_output=True,
-                              text=True, cwd=tempfile.gettempdir(), check=True).stdout
+    detected = subprocess.run(
+        [sys.executable, "-m", "edge_speech.cli", "targets", "--detect"],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        check=True,
+    ).stdout
     assert detected.split()[0] in EXPECTED
 
 
@@ -68,13 +81,16 @@ def test_load_audio_accepts_int16_and_stereo_arrays():
     np.testing.assert_array_equal(audio.load_audio((stereo, 16000), 16000), np.zeros(10))
 
 
-@pytest.mark.parametrize("source, error, message", [
-    ((np.zeros(0, dtype=np.float32), 16000), ValueError, "no samples"),
-    ((np.array([0.1, np.nan], dtype=np.float32), 16000), ValueError, "NaN or Inf"),
-    ((np.zeros(10, dtype=np.float32), 0), ValueError, "sample rate"),
-    ((np.zeros(10, dtype=np.int32), 16000), TypeError, "float or int16"),
-    (42, TypeError, "file path or a"),
-])
+@pytest.mark.parametrize(
+    "source, error, message",
+    [
+        ((np.zeros(0, dtype=np.float32), 16000), ValueError, "no samples"),
+        ((np.array([0.1, np.nan], dtype=np.float32), 16000), ValueError, "NaN or Inf"),
+        ((np.zeros(10, dtype=np.float32), 0), ValueError, "sample rate"),
+        ((np.zeros(10, dtype=np.int32), 16000), TypeError, "float or int16"),
+        (42, TypeError, "file path or a"),
+    ],
+)
 def test_load_audio_rejects_bad_input(source, error, message):
     with pytest.raises(error, match=message):
         audio.load_audio(source, 16000)

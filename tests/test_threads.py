@@ -7,9 +7,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
-
 from conftest import noise
+
 from edge_speech import _native, features
 
 
@@ -30,7 +29,7 @@ def test_parallel_streams_equal_serial():
     def run(x):
         stream = features.FeatureStream(config, 16000)
         for start in range(0, len(x), 333):
-            stream.accept(x[start:start + 333])
+            stream.accept(x[start : start + 333])
         stream.finish()
         return stream.read()
 

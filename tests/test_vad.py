@@ -11,8 +11,8 @@ import tempfile
 import numpy as np
 import pytest
 import soxr
-
 from conftest import run_cli, write_pcm16_wav
+
 from edge_speech import audio, vad
 
 WINDOW, CONTEXT = {16000: 512, 8000: 256}, {16000: 64, 8000: 32}
@@ -28,10 +28,12 @@ def reference_probabilities(samples: np.ndarray, rate: int) -> np.ndarray:
     context = np.zeros(CONTEXT[rate], dtype=np.float32)
     out = []
     for start in range(0, len(samples) - WINDOW[rate] + 1, WINDOW[rate]):
-        window = samples[start:start + WINDOW[rate]]
-        prob, state = session.run(None, {"input": np.concatenate([context, window])[None], "state": state,
-                                         "sr": np.array(rate, dtype=np.int64)})
-        context = window[-CONTEXT[rate]:]
+        window = samples[start : start + WINDOW[rate]]
+        prob, state = session.run(
+            None,
+            {"input": np.concatenate([context, window])[None], "state": state, "sr": np.array(rate, dtype=np.int64)},
+        )
+        context = window[-CONTEXT[rate] :]
         out.append(float(prob[0, 0]))
     return np.array(out)
 
@@ -55,7 +57,7 @@ def test_streaming_decisions_equal_a_plain_onnxruntime_loop(speech, rate, chunk)
     expected = reference_probabilities(samples, rate)
     detector = vad.SileroVad(sample_rate_hz=rate)
     step = chunk or len(samples)
-    pieces = [samples[i:i + step] for i in range(0, len(samples), step)]
+    pieces = [samples[i : i + step] for i in range(0, len(samples), step)]
     decisions = b"".join(detector.accept(p) for p in pieces)
     detector.reset()
     probabilities = np.concatenate([detector.accept_probabilities(p) for p in pieces])
@@ -69,10 +71,10 @@ def test_other_rates_are_resampled_to_16k(speech):
     at_48k = soxr.resample(samples, 16000, 48000, quality="HQ").astype(np.float32)
     expected = reference_probabilities(soxr.resample(at_48k, 48000, 16000, quality="HQ").astype(np.float32), 16000)
     detector = vad.SileroVad(sample_rate_hz=48000)
-    got = np.concatenate([detector.accept_probabilities(at_48k[i:i + 960]) for i in range(0, len(at_48k), 960)])
+    got = np.concatenate([detector.accept_probabilities(at_48k[i : i + 960]) for i in range(0, len(at_48k), 960)])
     assert detector.frame_seconds == 0.032
     assert len(expected) - 2 <= len(got) <= len(expected)  # the streaming resampler holds back its delay
-    np.testing.assert_allclose(got, expected[:len(got)], atol=1e-5)
+    np.testing.assert_allclose(got, expected[: len(got)], atol=1e-5)
 
 
 def test_speech_is_speech_and_silence_or_noise_is_not(speech_wav):
@@ -81,15 +83,15 @@ def test_speech_is_speech_and_silence_or_noise_is_not(speech_wav):
     for voice in ("en-us", "en-gb-x-rp+f3"):  # a voice and a held-out one for the default model
         raw = audio.read_wav(speech_wav(rate, voice=voice))[0]
         loud = np.flatnonzero(np.abs(raw) > 0.02)
-        talk[voice] = raw[loud[0]:loud[-1]]  # the spoken part, without espeak's own lead-in and tail
+        talk[voice] = raw[loud[0] : loud[-1]]  # the spoken part, without espeak's own lead-in and tail
     for voice, words in talk.items():
         detector = vad.SileroVad()
         lead, tail = quiet(1.0, rate, seed=1), quiet(1.5, rate, seed=2)
         decisions = np.frombuffer(detector.accept(np.concatenate([lead, words, tail])), dtype=np.uint8)
         per_s = 1 / detector.frame_seconds
-        before = decisions[:int(1.0 * per_s) - 1]
-        during = decisions[int(1.0 * per_s) + 1:int((1.0 + len(words) / rate) * per_s) - 1]
-        after = decisions[int((1.0 + len(words) / rate) * per_s) + 10:]  # 10 windows for the release
+        before = decisions[: int(1.0 * per_s) - 1]
+        during = decisions[int(1.0 * per_s) + 1 : int((1.0 + len(words) / rate) * per_s) - 1]
+        after = decisions[int((1.0 + len(words) / rate) * per_s) + 10 :]  # 10 windows for the release
         assert before.sum() == 0 and after.sum() == 0, voice
         assert during.mean() >= 0.8, (voice, during.mean())
     for level in (0.0, 0.0005, 0.01, 0.05):  # digital silence, room noise, steady hiss
@@ -98,11 +100,13 @@ def test_speech_is_speech_and_silence_or_noise_is_not(speech_wav):
 
 
 def test_the_runtime_never_imports_torch_or_the_silero_package():
-    code = ("import sys, numpy as np\n"
-            "from edge_speech import vad\n"
-            "v = vad.SileroVad()\n"
-            "v.accept(np.zeros(16000, dtype=np.float32))\n"
-            "print([m for m in ('torch', 'silero_vad') if m in sys.modules])\n")
+    code = (
+        "import sys, numpy as np\n"
+        "from edge_speech import vad\n"
+        "v = vad.SileroVad()\n"
+        "v.accept(np.zeros(16000, dtype=np.float32))\n"
+        "print([m for m in ('torch', 'silero_vad') if m in sys.modules])\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -114,8 +118,9 @@ def test_a_missing_model_says_what_to_install(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="pip install --no-deps silero-vad"):
         vad.SileroVad(model_path=tmp_path / "nowhere.onnx")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "silero_vad" else real_find_spec(name, *a)
+    )
     with pytest.raises(FileNotFoundError, match="silero_vad.onnx from the silero-vad package: pip install"):
         vad.SileroVad()
 

@@ -22,7 +22,8 @@ import pytest
 from edge_speech import Recognizer, _native, decoding, vad
 
 _spec = importlib.util.spec_from_file_location(
-    "bench_vad_session", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_vad_session.py")
+    "bench_vad_session", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_vad_session.py"
+)
 session_lib = importlib.util.module_from_spec(_spec)
 sys.modules["bench_vad_session"] = session_lib  # its dataclasses look their module up
 _spec.loader.exec_module(session_lib)
@@ -37,8 +38,9 @@ def default_recognizer():
 
 
 def decisions(detector, samples, chunk=320):
-    return np.frombuffer(b"".join(detector.accept(samples[i:i + chunk]) for i in range(0, len(samples), chunk)),
-                         dtype=np.uint8)
+    return np.frombuffer(
+        b"".join(detector.accept(samples[i : i + chunk]) for i in range(0, len(samples), chunk)), dtype=np.uint8
+    )
 
 
 def test_a_microphone_session_gives_its_commands_without_merges_or_false_accepts(default_recognizer, tmp_path):
@@ -63,8 +65,10 @@ def test_digital_silence_does_not_teach_the_floor():
     rng = np.random.default_rng(0)
     parts = []
     for _ in range(10):
-        parts += [np.zeros(int(rng.uniform(0.1, 0.8) * RATE), np.float32),
-                  session_lib.pink(int(rng.uniform(0.3, 1.5) * RATE), rng) * session_lib.db(-54)]
+        parts += [
+            np.zeros(int(rng.uniform(0.1, 0.8) * RATE), np.float32),
+            session_lib.pink(int(rng.uniform(0.3, 1.5) * RATE), rng) * session_lib.db(-54),
+        ]
     samples = np.round(np.concatenate(parts) * 32767).astype(np.float32) / 32768
     detector = vad.create_vad("energy", RATE)
     assert math.isnan(detector.noise_floor_db)
@@ -78,12 +82,16 @@ def test_digital_silence_does_not_teach_the_floor():
 def test_the_floor_follows_a_step_within_its_window(step_db):
     rng = np.random.default_rng(1)
     before, after = -62 if step_db > 0 else -44, (-62 if step_db > 0 else -44) + step_db
-    samples = np.concatenate([session_lib.pink(3 * RATE, rng) * session_lib.db(before),
-                              session_lib.pink(6 * RATE, rng) * session_lib.db(after)])
+    samples = np.concatenate(
+        [
+            session_lib.pink(3 * RATE, rng) * session_lib.db(before),
+            session_lib.pink(6 * RATE, rng) * session_lib.db(after),
+        ]
+    )
     detector = vad.create_vad("energy", RATE)
     d = decisions(detector, samples)
     window_frames = 150 + 4 + 25 + 1  # floor window, averaging, hangover
-    assert d[:300].sum() == 0 and d[300 + window_frames:].sum() == 0
+    assert d[:300].sum() == 0 and d[300 + window_frames :].sum() == 0
     assert abs(detector.noise_floor_db - after) < 6
 
 
@@ -95,12 +103,17 @@ def test_energy_vad_options_and_streaming():
     with pytest.raises(ValueError, match="highpass_hz"):
         _native.EnergyVad(highpass_hz=5000)
     rng = np.random.default_rng(2)
-    samples = np.concatenate([session_lib.pink(RATE, rng) * session_lib.db(-60), np.zeros(RATE // 2, np.float32),
-                              session_lib.music(2.0, rng) * session_lib.db(-30)]).astype(np.float32)
+    samples = np.concatenate(
+        [
+            session_lib.pink(RATE, rng) * session_lib.db(-60),
+            np.zeros(RATE // 2, np.float32),
+            session_lib.music(2.0, rng) * session_lib.db(-30),
+        ]
+    ).astype(np.float32)
     whole = _native.EnergyVad(floor_window_ms=800, smooth_ms=30, highpass_hz=100).accept(samples)
     for chunk in (1, 17, 509):
         detector = _native.EnergyVad(floor_window_ms=800, smooth_ms=30, highpass_hz=100)
-        assert b"".join(detector.accept(samples[i:i + chunk]) for i in range(0, len(samples), chunk)) == whole
+        assert b"".join(detector.accept(samples[i : i + chunk]) for i in range(0, len(samples), chunk)) == whole
     assert 0 < sum(whole) < len(whole)
 
 
@@ -117,8 +130,11 @@ def test_noise_and_music_are_not_commands(default_recognizer):
     for seed in range(12):
         rng = np.random.default_rng(seed)
         level = rng.uniform(-45, -10)
-        for kind, x in (("pink", session_lib.pink(RATE, rng)), ("white", rng.standard_normal(RATE).astype(np.float32)),
-                        ("music", session_lib.music(rng.uniform(1, 4), rng))):
+        for kind, x in (
+            ("pink", session_lib.pink(RATE, rng)),
+            ("white", rng.standard_normal(RATE).astype(np.float32)),
+            ("music", session_lib.music(rng.uniform(1, 4), rng)),
+        ):
             res = rec.transcribe((x * session_lib.db(level), RATE), grammar=session_lib.GRAMMAR)
             if res.intent is not None:
                 accepted.append((kind, seed, res.text, res.confidence))
@@ -129,8 +145,8 @@ def test_spoken_commands_keep_their_evidence(default_recognizer, tmp_path):
     chosen = session_lib.session_commands(6, seed=3)
     clips = session_lib.synthesize([c[0] for c in chosen], tmp_path)
     rng = np.random.default_rng(3)
-    for clip, (_, (text, intent, slots)) in zip(clips, chosen):
-        speech = clip / np.sqrt(np.mean(clip ** 2)) * session_lib.db(-24)
+    for clip, (_, (text, intent, _slots)) in zip(clips, chosen):
+        speech = clip / np.sqrt(np.mean(clip**2)) * session_lib.db(-24)
         noisy = speech + session_lib.pink(len(clip), rng) * session_lib.db(-34)  # 10 dB SNR
         res = default_recognizer.transcribe((noisy.astype(np.float32), RATE), grammar=session_lib.GRAMMAR)
         assert (res.intent, res.text) == (intent, text)
@@ -164,7 +180,7 @@ def test_the_evidence_gate_on_synthetic_posteriors():
     # the stream gives the same result as one-shot decoding
     stream = dec.create_stream()
     for i in range(0, len(lp), 5):
-        stream.accept(lp[i:i + 5])
+        stream.accept(lp[i : i + 5])
     assert stream.finish() == res
     for bad in (-0.1, 1.5, float("nan"), True):
         with pytest.raises(ValueError, match="grammar_min_evidence"):

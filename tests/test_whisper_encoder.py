@@ -11,8 +11,11 @@ torch = pytest.importorskip("torch")
 ctranslate2 = pytest.importorskip("ctranslate2")
 transformers = pytest.importorskip("transformers")
 
-from edge_speech.converters.whisper_encoder import (encoder_output_frames, load_ctranslate2_encoder,  # noqa: E402
-                                                    read_ctranslate2_variables)
+from edge_speech.converters.whisper_encoder import (
+    encoder_output_frames,
+    load_ctranslate2_encoder,  # noqa: E402
+    read_ctranslate2_variables,
+)
 
 pytestmark = pytest.mark.torch
 
@@ -27,8 +30,9 @@ def test_loaded_encoder_equals_ctranslate2_and_transformers(tiny_whisper, frames
     assert got.shape == (1, encoder_output_frames(frames), 64)
 
     whisper = ctranslate2.models.Whisper(str(ct2_dir), device="cpu", compute_type="float32")
-    expected = np.asarray(whisper.encode(ctranslate2.StorageView.from_array(
-        np.ascontiguousarray(features.transpose(0, 2, 1)))))
+    expected = np.asarray(
+        whisper.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features.transpose(0, 2, 1))))
+    )
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() <= 1e-4 * scale
 

@@ -28,8 +28,14 @@ TEXTS = ["turn on the light", "what time is it", "play some music", "set a timer
 def run(script: str, *args) -> str:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     module = "recipes.whisper_model." + Path(script).stem
-    done = subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=RECIPE.parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=RECIPE.parent.parent,
+    )
     assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 
@@ -42,12 +48,25 @@ def test_recipe_chain_caches_trains_and_builds_a_working_bundle(tiny_whisper, sp
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     cache = tmp_path / "cache"
-    run("cache_encoder.py", "--whisper", whisper, "--manifest", manifest, "--out", cache, "--frozen-layers", 1,
-        "--threads", 1)
+    run(
+        "cache_encoder.py",
+        "--whisper",
+        whisper,
+        "--manifest",
+        manifest,
+        "--out",
+        cache,
+        "--frozen-layers",
+        1,
+        "--threads",
+        1,
+    )
     index = [json.loads(line) for line in (cache / "index.jsonl").read_text().splitlines()]
     assert [r["text"] for r in index] == TEXTS
-    frames = [len(features.compute(audio.read_wav(r["path"])[0], 16000, features.FeatureConfig.preset("whisper")))
-              for r in rows]
+    frames = [
+        len(features.compute(audio.read_wav(r["path"])[0], 16000, features.FeatureConfig.preset("whisper")))
+        for r in rows
+    ]
     assert [r["frames"] for r in index] == [(n - 1) // 2 + 1 for n in frames]
     assert (cache / "states.f16").stat().st_size == sum(r["frames"] for r in index) * 64 * 2
     # resumable: a second run adds nothing
@@ -55,14 +74,50 @@ def test_recipe_chain_caches_trains_and_builds_a_working_bundle(tiny_whisper, sp
     assert len((cache / "index.jsonl").read_text().splitlines()) == len(TEXTS)
 
     runs = tmp_path / "run"
-    run("train_head.py", "--whisper", whisper, "--train", cache, "--dev", cache, "--out", runs, "--epochs", 2,
-        "--frozen-layers", 1, "--head-hidden", 32, "--threads", 1, "--max-frames", 400)
+    run(
+        "train_head.py",
+        "--whisper",
+        whisper,
+        "--train",
+        cache,
+        "--dev",
+        cache,
+        "--out",
+        runs,
+        "--epochs",
+        2,
+        "--frozen-layers",
+        1,
+        "--head-hidden",
+        32,
+        "--threads",
+        1,
+        "--max-frames",
+        400,
+    )
     log = (runs / "log.txt").read_text()
     assert "epoch 1 done" in log and (runs / "best.pt").exists()
 
     bundle = tmp_path / "bundle"
-    run("build_bundle.py", "--whisper", whisper, "--checkpoint", runs / "best.pt", "--calib", manifest,
-        "--eval", manifest, "--out", bundle, "--calibration", 4, "--eval-count", 4, "--quantize", "dynamic")
+    run(
+        "build_bundle.py",
+        "--whisper",
+        whisper,
+        "--checkpoint",
+        runs / "best.pt",
+        "--calib",
+        manifest,
+        "--eval",
+        manifest,
+        "--out",
+        bundle,
+        "--calibration",
+        4,
+        "--eval-count",
+        4,
+        "--quantize",
+        "dynamic",
+    )
     recognizer = Recognizer.from_bundle(bundle, threads=1)
     m = recognizer.manifest
     assert m.features.output_clamp == "fixed" and m.input.max_frames == 1000 and m.subsampling_factor == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import tiny_models
+
 from edge_speech import features
 from edge_speech.bundle import Manifest, write_bundle
 
@@ -27,8 +28,17 @@ slots:
 
 def make_bundle(directory: Path, model: Optional[bytes] = None, embed: bool = True, **changes) -> Path:
     """A bundle of the tiny model (or ``model``) in ``directory``; ``changes`` replace manifest fields."""
-    manifest = Manifest(kind="ctc", sample_rate=16000, features=FEATURES, tokens=tuple(tiny_models.TOKENS),
-                        models={"onnx": "model.onnx"}, blank_id=0, subsampling_factor=2, name="tiny")
+    manifest = Manifest(
+        kind="ctc",
+        sample_rate=16000,
+        features=FEATURES,
+        tokens=tuple(tiny_models.TOKENS),
+        models={"onnx": "model.onnx"},
+        blank_id=0,
+        subsampling_factor=2,
+        name="tiny",
+    )
     manifest = dataclasses.replace(manifest, **changes)
-    return write_bundle(directory, manifest, {"model.onnx": model or tiny_models.build(FEATURES.dim)},
-                        embed_in_onnx=embed)
+    return write_bundle(
+        directory, manifest, {"model.onnx": model or tiny_models.build(FEATURES.dim)}, embed_in_onnx=embed
+    )

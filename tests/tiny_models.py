@@ -23,8 +23,16 @@ def weights(dim: int, hidden: int, vocab: int, seed: int = 0):
     }
 
 
-def build(dim: int, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0, frames: Optional[int] = None,
-          layout: str = "time_major", log_softmax: bool = True, length_input: bool = False) -> bytes:
+def build(
+    dim: int,
+    vocab: int = len(TOKENS),
+    hidden: int = 16,
+    seed: int = 0,
+    frames: Optional[int] = None,
+    layout: str = "time_major",
+    log_softmax: bool = True,
+    length_input: bool = False,
+) -> bytes:
     """Serialized ONNX model: input 'features' [1, T, dim] (or [1, dim, T]), output [1, ceil(T/2), vocab]."""
     w = weights(dim, hidden, vocab, seed)
     time = frames if frames is not None else "T"
@@ -47,7 +55,9 @@ def build(dim: int, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0, f
     if length_input:  # as NeMo exports have; the frame count is not needed by this model
         inputs.append(helper.make_tensor_value_info("length", TensorProto.INT64, [1]))
     graph = helper.make_graph(
-        nodes, "tiny_ctc", inputs,
+        nodes,
+        "tiny_ctc",
+        inputs,
         [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [1, None, vocab])],
         initializer=[numpy_helper.from_array(v, k) for k, v in w.items()],
     )
@@ -57,14 +67,19 @@ def build(dim: int, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0, f
     return model.SerializeToString()
 
 
-def reference(features: np.ndarray, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0,
-              log_softmax: bool = True) -> np.ndarray:
+def reference(
+    features: np.ndarray, vocab: int = len(TOKENS), hidden: int = 16, seed: int = 0, log_softmax: bool = True
+) -> np.ndarray:
     """The same model in float64 numpy: [T, dim] -> [ceil(T/2), vocab]."""
     w = weights(features.shape[1], hidden, vocab, seed)
     x = np.pad(features.astype(np.float64), ((1, 1), (0, 0)))
     out_frames = (len(features) - 1) // 2 + 1
-    h = np.stack([np.einsum("hdk,kd->h", w["conv_w"], x[2 * t:2 * t + 3]) for t in range(out_frames)]) + w["conv_b"]
+    h = np.stack([np.einsum("hdk,kd->h", w["conv_w"], x[2 * t : 2 * t + 3]) for t in range(out_frames)]) + w["conv_b"]
     logits = np.maximum(h, 0) @ w["proj_w"] + w["proj_b"]
     if not log_softmax:
         return logits
-    return logits - np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) - logits.max(axis=1, keepdims=True)
+    return (
+        logits
+        - np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True))
+        - logits.max(axis=1, keepdims=True)
+    )

@@ -34,14 +34,26 @@ class BeamStream(StreamBase):
     """Prefix beam search, chunk by chunk. ``hotwords`` and ``lexicon`` are native tables (see
     :func:`edge_speech.decoding.hotwords.hotword_table`)."""
 
-    def __init__(self, vocab: Vocabulary, config: BeamConfig, lm: Optional[ArpaLM] = None,
-                 hotwords: Any = None, lexicon: Any = None):
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        config: BeamConfig,
+        lm: Optional[ArpaLM] = None,
+        hotwords: Any = None,
+        lexicon: Any = None,
+    ):
         super().__init__(len(vocab))
         self._vocab = vocab
         self._config = config
-        self._beam = _native.CTCBeam(list(vocab.tokens), vocab.blank_id, vocab.native_kind,
-                                     native_beam_options(config), None if lm is None else lm.native_model,
-                                     hotwords, lexicon)
+        self._beam = _native.CTCBeam(
+            list(vocab.tokens),
+            vocab.blank_id,
+            vocab.native_kind,
+            native_beam_options(config),
+            None if lm is None else lm.native_model,
+            hotwords,
+            lexicon,
+        )
 
     def _restart(self) -> None:
         self._beam.reset()

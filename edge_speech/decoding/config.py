@@ -50,13 +50,16 @@ class BeamConfig:
                 raise TypeError(f"{name} must be an int, got {value!r}")
         _require(self.nbest >= 1, f"nbest must be >= 1, got {self.nbest}")
         for name in ("token_min_prob", "lm_weight", "word_bonus", "oov_penalty", "frame_shift_s") + (
-                ("blank_skip_prob",) if self.blank_skip_prob is not None else ()):
+            ("blank_skip_prob",) if self.blank_skip_prob is not None else ()
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         _require(0 <= self.token_min_prob < 1, f"token_min_prob must be in [0, 1), got {self.token_min_prob}")
         if self.blank_skip_prob is not None:
-            _require(0 < self.blank_skip_prob <= 1, f"blank_skip_prob must be in (0, 1] or None, got {self.blank_skip_prob}")
+            _require(
+                0 < self.blank_skip_prob <= 1, f"blank_skip_prob must be in (0, 1] or None, got {self.blank_skip_prob}"
+            )
         _require(self.frame_shift_s > 0, f"frame_shift_s must be > 0, got {self.frame_shift_s}")
         for name in _SHARED:
             _FIELDS[name].check(getattr(self, name))

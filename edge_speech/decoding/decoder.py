@@ -45,13 +45,26 @@ class CTCDecoder:
     ``grammar_threshold=0`` nothing is rejected (the confidence is still scaled).
     """
 
-    def __init__(self, tokens: Union[Sequence[str], Vocabulary], blank_id: int = 0, beam_width: Optional[int] = None,
-                 *, lm: Optional[ArpaLM] = None, lm_weight: Optional[float] = None,
-                 word_bonus: Optional[float] = None, hotwords: Any = None, hotword_boost: float = 2.0,
-                 lexicon: Any = None,
-                 grammar: Any = None, grammar_threshold: float = 0.5, grammar_token_bonus: float = 0.0,
-                 grammar_min_evidence: float = GRAMMAR_MIN_EVIDENCE, kind: str = "auto",
-                 config: Optional[BeamConfig] = None, **options: Any):
+    def __init__(
+        self,
+        tokens: Union[Sequence[str], Vocabulary],
+        blank_id: int = 0,
+        beam_width: Optional[int] = None,
+        *,
+        lm: Optional[ArpaLM] = None,
+        lm_weight: Optional[float] = None,
+        word_bonus: Optional[float] = None,
+        hotwords: Any = None,
+        hotword_boost: float = 2.0,
+        lexicon: Any = None,
+        grammar: Any = None,
+        grammar_threshold: float = 0.5,
+        grammar_token_bonus: float = 0.0,
+        grammar_min_evidence: float = GRAMMAR_MIN_EVIDENCE,
+        kind: str = "auto",
+        config: Optional[BeamConfig] = None,
+        **options: Any,
+    ):
         self.vocab = tokens if isinstance(tokens, Vocabulary) else Vocabulary(tuple(tokens), blank_id, kind)
         if config is not None and not isinstance(config, BeamConfig):
             raise TypeError(f"config must be a BeamConfig, got {type(config).__name__}")
@@ -73,8 +86,14 @@ class CTCDecoder:
             grammar = _as_grammar(grammar)
             if lm is not None or self._hotwords is not None or self._lexicon is not None:
                 raise ValueError("a grammar already constrains the words; it cannot be combined with lm or hotwords")
-            search = GrammarSearch.create(grammar, self.vocab, grammar_threshold, grammar_token_bonus,
-                                          grammar_min_evidence, self.config.frame_shift_s)
+            search = GrammarSearch.create(
+                grammar,
+                self.vocab,
+                grammar_threshold,
+                grammar_token_bonus,
+                grammar_min_evidence,
+                self.config.frame_shift_s,
+            )
             self.grammar = grammar
             self.grammar_threshold = search.threshold
             self.grammar_token_bonus = search.token_bonus

@@ -24,8 +24,14 @@ __all__ = ["GRAMMAR_MIN_EVIDENCE", "GrammarSearch", "GrammarStream"]
 GRAMMAR_MIN_EVIDENCE = 0.55
 
 # one step of the best in-grammar alignment as the native grammar decoder writes it
-_STEP_DTYPE = np.dtype({"names": ["arc", "token", "label", "frame"], "formats": ["<i4", "<i4", "<i4", "<i8"],
-                        "offsets": [0, 4, 8, 16], "itemsize": 24})
+_STEP_DTYPE = np.dtype(
+    {
+        "names": ["arc", "token", "label", "frame"],
+        "formats": ["<i4", "<i4", "<i4", "<i8"],
+        "offsets": [0, 4, 8, 16],
+        "itemsize": 24,
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +48,20 @@ class GrammarSearch:
     frame_shift_s: float
 
     @classmethod
-    def create(cls, grammar: Grammar, vocab: Vocabulary, threshold: float, token_bonus: float,
-               min_evidence: float, frame_shift_s: float) -> "GrammarSearch":
+    def create(
+        cls,
+        grammar: Grammar,
+        vocab: Vocabulary,
+        threshold: float,
+        token_bonus: float,
+        min_evidence: float,
+        frame_shift_s: float,
+    ) -> "GrammarSearch":
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
             raise ValueError(f"grammar_threshold must be in [0, 1], got {threshold!r}")
-        if isinstance(token_bonus, bool) or not isinstance(token_bonus, numbers.Real) or \
-                not math.isfinite(token_bonus):
+        if isinstance(token_bonus, bool) or not isinstance(token_bonus, numbers.Real) or not math.isfinite(token_bonus):
             raise ValueError(f"grammar_token_bonus must be a finite number, got {token_bonus!r}")
-        if isinstance(min_evidence, bool) or not isinstance(min_evidence, numbers.Real) or \
-                not 0 <= min_evidence <= 1:
+        if isinstance(min_evidence, bool) or not isinstance(min_evidence, numbers.Real) or not 0 <= min_evidence <= 1:
             raise ValueError(f"grammar_min_evidence must be in [0, 1], got {min_evidence!r}")
         graph = grammar.compile_tokens(vocab, float(token_bonus))
         return cls(grammar, vocab, graph, float(threshold), float(token_bonus), float(min_evidence), frame_shift_s)
@@ -64,8 +75,9 @@ class GrammarStream(StreamBase):
         super().__init__(len(search.vocab))
         self._search = search
         graph, vocab = search.graph, search.vocab
-        self._viterbi = _native.GrammarDecoder(graph.arcs.tobytes(), graph.num_states, 0, graph.finals.tobytes(),
-                                               len(vocab), vocab.blank_id)
+        self._viterbi = _native.GrammarDecoder(
+            graph.arcs.tobytes(), graph.num_states, 0, graph.finals.tobytes(), len(vocab), vocab.blank_id
+        )
         self._restart()
 
     def _restart(self) -> None:
@@ -124,8 +136,15 @@ class GrammarStream(StreamBase):
                 intent, slots = interpreted
         hyp = Hypothesis(text, tokens, float(score), float(score), 0.0)
         return Result(
-            text=text if accepted else "", tokens=tokens if accepted else (),
+            text=text if accepted else "",
+            tokens=tokens if accepted else (),
             token_frames=tuple(int(f) for f in steps["frame"]) if accepted else (),
-            score=float(score), acoustic_score=float(score), lm_score=0.0,
-            words=tuple(words) if accepted else (), nbest=(hyp,) if found else (),
-            intent=intent if accepted else None, slots=dict(slots) if accepted else None, confidence=confidence)
+            score=float(score),
+            acoustic_score=float(score),
+            lm_score=0.0,
+            words=tuple(words) if accepted else (),
+            nbest=(hyp,) if found else (),
+            intent=intent if accepted else None,
+            slots=dict(slots) if accepted else None,
+            confidence=confidence,
+        )

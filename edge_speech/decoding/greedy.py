@@ -30,8 +30,8 @@ class GreedyStream(StreamBase):
 
     def _decode(self, log_probs: np.ndarray) -> None:
         data, self._previous, self._path_log_prob = _native.ctc_greedy(
-            log_probs, log_probs.shape[1], self._vocab.blank_id, self._previous, self.frames_done,
-            self._path_log_prob)
+            log_probs, log_probs.shape[1], self._vocab.blank_id, self._previous, self.frames_done, self._path_log_prob
+        )
         if len(data):
             self._chunks.append(np.frombuffer(data, dtype=TOKEN_DTYPE))
 

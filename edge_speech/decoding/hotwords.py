@@ -40,8 +40,11 @@ def hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:
         return None
     if isinstance(hotwords, str):
         raise TypeError("hotwords must be a dict {phrase: boost}, or a list of phrases or (phrase, boost) pairs")
-    items = list(hotwords.items()) if isinstance(hotwords, Mapping) else [
-        (h, default_boost) if isinstance(h, str) else tuple(h) for h in hotwords]
+    items = (
+        list(hotwords.items())
+        if isinstance(hotwords, Mapping)
+        else [(h, default_boost) if isinstance(h, str) else tuple(h) for h in hotwords]
+    )
     phrases, boosts = [], []
     for item in items:
         if len(item) != 2 or not isinstance(item[0], str):
@@ -49,10 +52,15 @@ def hotword_table(hotwords: Any, default_boost: float) -> Optional[Any]:
         phrase, boost = item
         if not phrase.split():
             raise ValueError("a hotword phrase is empty")
-        if (isinstance(boost, bool) or not isinstance(boost, numbers.Real)
-                or not (math.isfinite(boost) and 0 < float(boost) <= MAX_HOTWORD_BOOST)):
-            raise ValueError(f"hotword {phrase!r} has boost {boost!r}; boosts must be in (0, {MAX_HOTWORD_BOOST:g}] "
-                             "(log-probability added per token; past that, scores lose all precision)")
+        if (
+            isinstance(boost, bool)
+            or not isinstance(boost, numbers.Real)
+            or not (math.isfinite(boost) and 0 < float(boost) <= MAX_HOTWORD_BOOST)
+        ):
+            raise ValueError(
+                f"hotword {phrase!r} has boost {boost!r}; boosts must be in (0, {MAX_HOTWORD_BOOST:g}] "
+                "(log-probability added per token; past that, scores lose all precision)"
+            )
         phrases.append(" ".join(phrase.split()))
         boosts.append(float(boost))
     if not phrases:

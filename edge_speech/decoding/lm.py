@@ -20,8 +20,10 @@ class ArpaLM:
         if isinstance(text, str):
             text = text.encode("utf-8")
         if not isinstance(text, (bytes, bytearray, memoryview)):
-            raise TypeError(f"ArpaLM takes ARPA text (str or bytes), got {type(text).__name__}; "
-                            "use ArpaLM.from_file(path) for a file")
+            raise TypeError(
+                f"ArpaLM takes ARPA text (str or bytes), got {type(text).__name__}; "
+                "use ArpaLM.from_file(path) for a file"
+            )
         self._lm = _native.ArpaLM(bytes(text))
 
     @classmethod

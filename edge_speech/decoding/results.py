@@ -96,10 +96,17 @@ def ranked_result(paths: Sequence[TokenPath], vocab: Vocabulary, frame_shift_s: 
     for text, members in grouped:
         first, last = members[0][1], members[-1][1]
         confidence = math.exp(sum(m[2] for m in members) / len(members))
-        words.append(Word(text, first * frame_shift_s, (last + 1) * frame_shift_s, min(1.0, confidence),
-                          first, last + 1))
+        words.append(
+            Word(text, first * frame_shift_s, (last + 1) * frame_shift_s, min(1.0, confidence), first, last + 1)
+        )
     best = paths[0]
     return Result(
-        text=nbest[0].text, tokens=nbest[0].tokens, token_frames=tuple(best.tokens["frame"].tolist()),
-        score=float(best.score), acoustic_score=float(best.acoustic_score), lm_score=float(best.lm_score),
-        words=tuple(words), nbest=tuple(nbest))
+        text=nbest[0].text,
+        tokens=nbest[0].tokens,
+        token_frames=tuple(best.tokens["frame"].tolist()),
+        score=float(best.score),
+        acoustic_score=float(best.acoustic_score),
+        lm_score=float(best.lm_score),
+        words=tuple(words),
+        nbest=tuple(nbest),
+    )

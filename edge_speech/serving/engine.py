@@ -33,8 +33,18 @@ from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, R
 from edge_speech.vad import KINDS as VAD_KINDS
 from edge_speech.vad import create_vad
 
-__all__ = ["AsrSession", "ServeConfig", "ServeError", "ServeLimits", "ServedModel", "SpeechService", "VoiceActivity",
-           "WakeSession", "WorkerPool", "pcm_to_float"]
+__all__ = [
+    "AsrSession",
+    "ServeConfig",
+    "ServeError",
+    "ServeLimits",
+    "ServedModel",
+    "SpeechService",
+    "VoiceActivity",
+    "WakeSession",
+    "WorkerPool",
+    "pcm_to_float",
+]
 
 LOG = logging.getLogger("edge_speech.serve")
 _WORD = re.compile(r"[^\w']+")  # splits a client's biasing terms into words
@@ -60,16 +70,16 @@ class ServeLimits:
     default to 8 per worker each (a job waits at most about 8 jobs' time: ~0.3 s with en-small
     commands); beyond them a request is answered ``server-busy``."""
 
-    max_audio_s: float = 30.0            # audio of one transcription request
-    max_chunk_bytes: int = 1 << 20       # payload of one audio chunk
-    max_rate: int = 96_000               # Hz: with max_audio_s, bounds a request's buffer (11.5 MB float32)
-    max_header_bytes: int = 64 * 1024    # an event's JSON header line, and its separate data block
+    max_audio_s: float = 30.0  # audio of one transcription request
+    max_chunk_bytes: int = 1 << 20  # payload of one audio chunk
+    max_rate: int = 96_000  # Hz: with max_audio_s, bounds a request's buffer (11.5 MB float32)
+    max_header_bytes: int = 64 * 1024  # an event's JSON header line, and its separate data block
     max_channels: int = 8
-    idle_timeout_s: float = 300.0        # a connection that sends nothing for this long is closed
+    idle_timeout_s: float = 300.0  # a connection that sends nothing for this long is closed
     max_connections: int = 2048
     max_sessions: Optional[int] = None
     queue: Optional[int] = None
-    max_wake_backlog_s: float = 5.0      # audio a wake session may have waiting before it is refused
+    max_wake_backlog_s: float = 5.0  # audio a wake session may have waiting before it is refused
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -89,22 +99,22 @@ class ServeConfig:
 
     models: Tuple[str, ...] = (DEFAULT_MODEL,)
     language: str = "en"
-    grammar: Optional[str] = None            # YAML intents or JSGF file
-    sentences: Optional[str] = None          # Home Assistant sentence templates (a folder or file)
+    grammar: Optional[str] = None  # YAML intents or JSGF file
+    sentences: Optional[str] = None  # Home Assistant sentence templates (a folder or file)
     grammar_threshold: Optional[float] = None
-    wake: Optional[str] = None               # wake phrase, e.g. "hey computer"
+    wake: Optional[str] = None  # wake phrase, e.g. "hey computer"
     wake_threshold: Optional[float] = None
-    hotwords: Optional[str] = None           # file: one phrase per line, optionally 'phrase:boost'
-    names_boost: float = 3.0                 # boost of a client's transcript_names
-    terms_boost: float = 2.0                 # boost of a client's transcript_terms
+    hotwords: Optional[str] = None  # file: one phrase per line, optionally 'phrase:boost'
+    names_boost: float = 3.0  # boost of a client's transcript_names
+    terms_boost: float = 2.0  # boost of a client's transcript_terms
     vad: str = "energy"
-    trailing_silence_s: float = 0.6          # silence after speech that makes voice-stopped
-    streaming: bool = True                   # transcript-start/-chunk/-stop partials
-    partial_interval_s: float = 0.3          # audio time between partials
-    workers: Optional[int] = None            # None: one per core
+    trailing_silence_s: float = 0.6  # silence after speech that makes voice-stopped
+    streaming: bool = True  # transcript-start/-chunk/-stop partials
+    partial_interval_s: float = 0.3  # audio time between partials
+    workers: Optional[int] = None  # None: one per core
     backend: str = "auto"
     target: Optional[str] = None
-    threads: int = 1                         # model threads per job; the pool gives the parallelism
+    threads: int = 1  # model threads per job; the pool gives the parallelism
     reload_interval_s: float = 2.0
     limits: ServeLimits = ServeLimits()
 
@@ -125,6 +135,7 @@ class ServeConfig:
 
 
 # -- worker pool -------------------------------------------------------------------------------
+
 
 class WorkerPool:
     """A thread pool of ``workers`` with at most ``queue`` jobs waiting: :meth:`try_submit`
@@ -168,12 +179,18 @@ class WorkerPool:
 
 # -- models and hot reload ---------------------------------------------------------------------
 
+
 def _signature(path: Path) -> Optional[tuple]:
     """What changes when a bundle is rewritten: names, sizes and mtimes of its files."""
     try:
         if path.is_dir():
-            return tuple(sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                                for p in path.rglob("*") if p.is_file()))
+            return tuple(
+                sorted(
+                    (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                    for p in path.rglob("*")
+                    if p.is_file()
+                )
+            )
         st = path.stat()
         return (st.st_size, st.st_mtime_ns, st.st_ino)
     except OSError:
@@ -197,8 +214,8 @@ class ServedModel:
             self.recognizer = _load_verified(self.path, self._options)
         self.signature = _signature(self.path) if self.path else None
         self.generation = 0
-        self._seen: Optional[tuple] = None      # a new signature, waiting one poll for writes to settle
-        self._refused: Optional[tuple] = None   # the last signature that failed to load
+        self._seen: Optional[tuple] = None  # a new signature, waiting one poll for writes to settle
+        self._refused: Optional[tuple] = None  # the last signature that failed to load
 
     @property
     def bundle_name(self) -> str:
@@ -225,8 +242,12 @@ class ServedModel:
             return {**record, "ok": False, "error": f"{type(err).__name__}: {err}"}
         self.recognizer, self.signature, self._refused = recognizer, sig, None
         self.generation += 1
-        LOG.info("hot reload: %s now serves bundle %r (generation %d) for new sessions", self.name,
-                 recognizer.manifest.name, self.generation)
+        LOG.info(
+            "hot reload: %s now serves bundle %r (generation %d) for new sessions",
+            self.name,
+            recognizer.manifest.name,
+            self.generation,
+        )
         return {**record, "ok": True, "bundle": recognizer.manifest.name, "generation": self.generation}
 
 
@@ -241,6 +262,7 @@ def _load_verified(path: Path, options: Mapping[str, Any]) -> Recognizer:
 
 
 # -- audio -------------------------------------------------------------------------------------
+
 
 def check_format(rate: Any, width: Any, channels: Any, limits: ServeLimits) -> Tuple[int, int, int]:
     """Validated (rate, width, channels) of an audio event, or ServeError("bad-format")."""
@@ -263,8 +285,9 @@ def pcm_to_float(payload: bytes, width: int, channels: int) -> np.ndarray:
     scaling, so a WAV streamed here gives the samples ``Recognizer.transcribe`` reads from the file."""
     frame = width * channels
     if len(payload) % frame:
-        raise ServeError("bad-format", f"{len(payload)} bytes is not a whole number of {channels}-channel "
-                                       f"{8 * width}-bit frames")
+        raise ServeError(
+            "bad-format", f"{len(payload)} bytes is not a whole number of {channels}-channel {8 * width}-bit frames"
+        )
     return audio.pcm_to_float(payload, width, channels)
 
 
@@ -299,13 +322,23 @@ class VoiceActivity:
 
 # -- sessions ----------------------------------------------------------------------------------
 
+
 class AsrSession:
     """One transcription request: audio in any PCM format, a pinned recognizer, streamed
     partials. Methods without ``_job`` run on the protocol's thread; ``*_job`` run in the pool
     (one at a time per session: the handler waits for one before starting the next)."""
 
-    def __init__(self, service: "SpeechService", model: ServedModel, rate: int, width: int, channels: int,
-                 language: str, hotwords: Optional[Dict[str, float]], streaming: bool):
+    def __init__(
+        self,
+        service: "SpeechService",
+        model: ServedModel,
+        rate: int,
+        width: int,
+        channels: int,
+        language: str,
+        hotwords: Optional[Dict[str, float]],
+        streaming: bool,
+    ):
         self.service, self.model_name = service, model.name
         self.recognizer = model.recognizer  # pinned: a hot reload affects new sessions only
         self.rate, self.width, self.channels = rate, width, channels
@@ -325,14 +358,18 @@ class AsrSession:
     def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
         """Adds one chunk; returns VAD moments. Raises ServeError on a format change or too much audio."""
         if (rate, width, channels) != (self.rate, self.width, self.channels):
-            raise ServeError("bad-format", f"audio format changed mid-stream from {self.rate} Hz/{self.width} "
-                                           f"bytes/{self.channels} ch to {rate} Hz/{width} bytes/{channels} ch")
+            raise ServeError(
+                "bad-format",
+                f"audio format changed mid-stream from {self.rate} Hz/{self.width} "
+                f"bytes/{self.channels} ch to {rate} Hz/{width} bytes/{channels} ch",
+            )
         x = pcm_to_float(payload, width, channels)
         if not len(x):
             return []
         if self.samples + len(x) > self.max_samples:
-            raise ServeError("too-large", f"more than {self.service.config.limits.max_audio_s:g} s of audio in one "
-                                          "request")
+            raise ServeError(
+                "too-large", f"more than {self.service.config.limits.max_audio_s:g} s of audio in one request"
+            )
         self.samples += len(x)
         self._chunks.append(x)
         if self.streaming:
@@ -370,9 +407,9 @@ class AsrSession:
                 break
             agreed.append(a)
         self._previous_words = words
-        if agreed[:len(self.sent_words)] != self.sent_words or len(agreed) <= len(self.sent_words):
+        if agreed[: len(self.sent_words)] != self.sent_words or len(agreed) <= len(self.sent_words):
             return None
-        new = agreed[len(self.sent_words):]
+        new = agreed[len(self.sent_words) :]
         piece = (" " if self.sent_words else "") + " ".join(new)
         self.sent_words = agreed
         return piece
@@ -380,9 +417,9 @@ class AsrSession:
     def final_delta(self, text: str) -> Optional[str]:
         """The rest of the final text after the streamed words (None when they disagree)."""
         words = text.split()
-        if words[:len(self.sent_words)] != self.sent_words or len(words) == len(self.sent_words):
+        if words[: len(self.sent_words)] != self.sent_words or len(words) == len(self.sent_words):
             return None
-        new = words[len(self.sent_words):]
+        new = words[len(self.sent_words) :]
         self.sent_words = words
         return (" " if len(words) > len(new) else "") + " ".join(new)
 
@@ -425,8 +462,15 @@ class WakeSession:
     """Wake phrase detection over pushed audio: :func:`listen.listen` with the wake phrase, in a
     thread of its own (it blocks waiting for audio, so it does not hold a pool worker)."""
 
-    def __init__(self, service: "SpeechService", model: ServedModel, rate: int, width: int, channels: int,
-                 on_detection: Callable[[listen.Event], object]):
+    def __init__(
+        self,
+        service: "SpeechService",
+        model: ServedModel,
+        rate: int,
+        width: int,
+        channels: int,
+        on_detection: Callable[[listen.Event], object],
+    ):
         config = service.config
         self.rate, self.width, self.channels = rate, width, channels
         self.recognizer = model.recognizer
@@ -436,8 +480,12 @@ class WakeSession:
         backlog = max(4, int(config.limits.max_wake_backlog_s / 0.02))
         self._items: "queue.Queue[Optional[np.ndarray]]" = queue.Queue(maxsize=backlog)
         self._on_detection = on_detection
-        self._thread = threading.Thread(target=self._run, name="edge-speech-wake", daemon=True,
-                                        args=(config.wake, config.wake_threshold, config.vad))
+        self._thread = threading.Thread(
+            target=self._run,
+            name="edge-speech-wake",
+            daemon=True,
+            args=(config.wake, config.wake_threshold, config.vad),
+        )
         self._thread.start()
 
     def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
@@ -456,8 +504,14 @@ class WakeSession:
 
     def _run(self, phrase: str, threshold: Optional[float], vad: str) -> None:
         try:
-            for event in listen.listen(self.recognizer, _QueueSource(self._items, self.rate), wake=phrase,
-                                       wake_threshold=threshold, wake_window_s=1e-3, vad=vad):
+            for event in listen.listen(
+                self.recognizer,
+                _QueueSource(self._items, self.rate),
+                wake=phrase,
+                wake_threshold=threshold,
+                wake_window_s=1e-3,
+                vad=vad,
+            ):
                 if event.type == "wake":
                     self.detections += 1
                     self._on_detection(event)
@@ -485,6 +539,7 @@ class WakeSession:
 
 # -- grammar and text --------------------------------------------------------------------------
 
+
 def load_grammar(path: "str | Path") -> Grammar:
     """A YAML intent file or a JSGF grammar, compiled."""
     path = Path(path)
@@ -500,12 +555,14 @@ def load_sentence_templates(path: "str | Path") -> Grammar:
 
     loader = getattr(grammars, "load_sentences", None)
     if loader is None:
-        raise ValueError("this edge_speech has no Home Assistant sentence support yet "
-                         "(edge_speech.grammars.load_sentences)")
+        raise ValueError(
+            "this edge_speech has no Home Assistant sentence support yet (edge_speech.grammars.load_sentences)"
+        )
     return loader(path)
 
 
 # -- the service -------------------------------------------------------------------------------
+
 
 class SpeechService:
     """The models, grammar, wake phrase, worker pool and hot reload behind a server."""
@@ -558,8 +615,10 @@ class SpeechService:
         if not language:
             return self.config.language
         if language.lower().replace("_", "-").split("-")[0] != self.config.language.split("-")[0].lower():
-            raise ServeError("unsupported-language", f"language {language!r} is not served; this server "
-                                                     f"recognises {self.config.language!r}")
+            raise ServeError(
+                "unsupported-language",
+                f"language {language!r} is not served; this server recognises {self.config.language!r}",
+            )
         return language
 
     def request_hotwords(self, names: Optional[Sequence[Any]], terms: Optional[Sequence[Any]]) -> Dict[str, float]:
@@ -578,8 +637,9 @@ class SpeechService:
     def open_session(self) -> None:
         with self._lock:
             if self._sessions >= self.max_sessions:
-                raise ServeError("server-busy", f"the server is at its limit of {self.max_sessions} audio streams; "
-                                                "try again shortly")
+                raise ServeError(
+                    "server-busy", f"the server is at its limit of {self.max_sessions} audio streams; try again shortly"
+                )
             self._sessions += 1
 
     def close_session(self) -> None:
@@ -590,12 +650,14 @@ class SpeechService:
     def sessions(self) -> int:
         return self._sessions
 
-    def transcribe(self, recognizer: Recognizer, samples: np.ndarray, rate: int,
-                   hotwords: Optional[Dict[str, float]] = None) -> Transcript:
+    def transcribe(
+        self, recognizer: Recognizer, samples: np.ndarray, rate: int, hotwords: Optional[Dict[str, float]] = None
+    ) -> Transcript:
         """``Recognizer.transcribe`` with the server's grammar, else the hotwords (a worker's job)."""
         if self.grammar is not None:
-            return recognizer.transcribe((samples, rate), grammar=self.grammar,
-                                         grammar_threshold=self.config.grammar_threshold)
+            return recognizer.transcribe(
+                (samples, rate), grammar=self.grammar, grammar_threshold=self.config.grammar_threshold
+            )
         if hotwords:
             try:
                 return recognizer.transcribe((samples, rate), hotwords=hotwords)
@@ -606,8 +668,9 @@ class SpeechService:
     def recognize_text(self, text: str) -> Optional[Tuple[str, Dict[str, Any]]]:
         """(intent, slots) of typed text in the loaded grammar, None when outside it."""
         if self._match is None:
-            raise ServeError("no-grammar", "intent recognition needs a grammar: start the server with --grammar "
-                                           "or --sentences")
+            raise ServeError(
+                "no-grammar", "intent recognition needs a grammar: start the server with --grammar or --sentences"
+            )
         return self._match(text)
 
     # -- hot reload -----------------------------------------------------------------------

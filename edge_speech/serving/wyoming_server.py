@@ -60,27 +60,73 @@ PROGRAM = "edge-speech"
 def build_info(service: SpeechService) -> Info:
     config = service.config
     languages = [config.language]
-    models = [AsrModel(name=m.name, attribution=ATTRIBUTION, installed=True, version=__version__,
-                       description=f"{m.bundle_name} ({'embedded' if m.path is None else m.path})",
-                       languages=languages)
-              for m in service.models.values()]
-    info = Info(asr=[AsrProgram(name=PROGRAM, attribution=ATTRIBUTION, installed=True, version=__version__,
-                                description="edge_speech offline CTC recognition"
-                                            + (" constrained by a command grammar" if service.grammar else ""),
-                                models=models, supports_transcript_streaming=config.streaming)])
+    models = [
+        AsrModel(
+            name=m.name,
+            attribution=ATTRIBUTION,
+            installed=True,
+            version=__version__,
+            description=f"{m.bundle_name} ({'embedded' if m.path is None else m.path})",
+            languages=languages,
+        )
+        for m in service.models.values()
+    ]
+    info = Info(
+        asr=[
+            AsrProgram(
+                name=PROGRAM,
+                attribution=ATTRIBUTION,
+                installed=True,
+                version=__version__,
+                description="edge_speech offline CTC recognition"
+                + (" constrained by a command grammar" if service.grammar else ""),
+                models=models,
+                supports_transcript_streaming=config.streaming,
+            )
+        ]
+    )
     if config.wake:
         phrase = " ".join(config.wake.split())
-        info.wake.append(WakeProgram(
-            name=PROGRAM, attribution=ATTRIBUTION, installed=True, version=__version__,
-            description="wake phrase recognised by the ASR model through a one-phrase grammar",
-            models=[WakeModel(name=phrase, attribution=ATTRIBUTION, installed=True, version=__version__,
-                              description=f"wake phrase {phrase!r}", languages=languages, phrase=phrase)]))
+        info.wake.append(
+            WakeProgram(
+                name=PROGRAM,
+                attribution=ATTRIBUTION,
+                installed=True,
+                version=__version__,
+                description="wake phrase recognised by the ASR model through a one-phrase grammar",
+                models=[
+                    WakeModel(
+                        name=phrase,
+                        attribution=ATTRIBUTION,
+                        installed=True,
+                        version=__version__,
+                        description=f"wake phrase {phrase!r}",
+                        languages=languages,
+                        phrase=phrase,
+                    )
+                ],
+            )
+        )
     if service.grammar is not None:
-        info.intent.append(IntentProgram(
-            name=PROGRAM, attribution=ATTRIBUTION, installed=True, version=__version__,
-            description="intents of the loaded command grammar",
-            models=[IntentModel(name=str(service.grammar_source), attribution=ATTRIBUTION, installed=True,
-                                version=__version__, description="command grammar", languages=languages)]))
+        info.intent.append(
+            IntentProgram(
+                name=PROGRAM,
+                attribution=ATTRIBUTION,
+                installed=True,
+                version=__version__,
+                description="intents of the loaded command grammar",
+                models=[
+                    IntentModel(
+                        name=str(service.grammar_source),
+                        attribution=ATTRIBUTION,
+                        installed=True,
+                        version=__version__,
+                        description="command grammar",
+                        languages=languages,
+                    )
+                ],
+            )
+        )
     return info
 
 
@@ -118,8 +164,9 @@ class _GuardedReader:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise _ProtocolViolation("bad-event", f"bad length {n!r}")
         if n > self._max_payload:
-            raise _ProtocolViolation("too-large", f"an event's data or payload of {n} bytes is over the limit of "
-                                                  f"{self._max_payload}")
+            raise _ProtocolViolation(
+                "too-large", f"an event's data or payload of {n} bytes is over the limit of {self._max_payload}"
+            )
         try:
             return await self._reader.readexactly(n)
         except asyncio.IncompleteReadError:
@@ -134,8 +181,8 @@ class WyomingHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self.server, self.service = server, server.service
         self.limits = self.service.config.limits
-        self._request: Optional[Event] = None        # transcribe or detect, waiting for audio
-        self._session: Any = None                     # AsrSession or WakeSession
+        self._request: Optional[Event] = None  # transcribe or detect, waiting for audio
+        self._session: Any = None  # AsrSession or WakeSession
         self._session_open = False
         self._partial: Optional[asyncio.Future] = None
         self._streaming_started = False
@@ -149,14 +196,17 @@ class WyomingHandler(AsyncEventHandler):
         guarded = _GuardedReader(self.reader, self.limits.max_header_bytes, self.limits.max_chunk_bytes)
         try:
             if not self.server.admit(self):
-                await self._error("server-busy", f"the server is at its limit of {self.limits.max_connections} "
-                                                 "connections")
+                await self._error(
+                    "server-busy", f"the server is at its limit of {self.limits.max_connections} connections"
+                )
                 return
             while not self._closed:
                 try:
                     # wyoming annotates a StreamReader but only calls readline/readexactly, which the guard wraps
-                    event = await asyncio.wait_for(async_read_event(guarded),  # type: ignore[arg-type]
-                                                   self.limits.idle_timeout_s)
+                    event = await asyncio.wait_for(
+                        async_read_event(guarded),  # type: ignore[arg-type]
+                        self.limits.idle_timeout_s,
+                    )
                 except asyncio.TimeoutError:
                     await self._error("idle", f"no event for {self.limits.idle_timeout_s:g} s; closing")
                     return
@@ -181,8 +231,9 @@ class WyomingHandler(AsyncEventHandler):
                     keep = await self._error(err.code, err.text)
                 except (KeyError, TypeError, ValueError) as err:
                     self._refuse_stream(event)
-                    keep = await self._error("bad-event", f"malformed {event.type!r} event: {type(err).__name__}: "
-                                                          f"{err}")
+                    keep = await self._error(
+                        "bad-event", f"malformed {event.type!r} event: {type(err).__name__}: {err}"
+                    )
                 except (ConnectionError, BrokenPipeError):
                     raise
                 except Exception as err:  # a server fault: reported, logged, and this connection closed
@@ -266,8 +317,11 @@ class WyomingHandler(AsyncEventHandler):
                 await self.write_event(NotRecognized(text=recognize.text).event())
             else:
                 intent, slots = match
-                await self.write_event(Intent(name=intent, entities=[Entity(name=k, value=v) for k, v in slots.items()],
-                                              text=recognize.text).event())
+                await self.write_event(
+                    Intent(
+                        name=intent, entities=[Entity(name=k, value=v) for k, v in slots.items()], text=recognize.text
+                    ).event()
+                )
         else:
             LOG.debug("ignoring a %r event", event.type)  # the protocol's rule for unknown events
         return True
@@ -279,17 +333,30 @@ class WyomingHandler(AsyncEventHandler):
         try:
             if request is not None and Detect.is_type(request.type):
                 loop = asyncio.get_running_loop()
-                self._session = WakeSession(self.service, self.service.model(None), rate, width, channels,
-                                            lambda e: loop.call_soon_threadsafe(self._detected, e))
+                self._session = WakeSession(
+                    self.service,
+                    self.service.model(None),
+                    rate,
+                    width,
+                    channels,
+                    lambda e: loop.call_soon_threadsafe(self._detected, e),
+                )
                 return
             transcribe = Transcribe.from_event(request) if request is not None else Transcribe()
             context = transcribe.context if isinstance(transcribe.context, dict) else {}
             streaming = self.service.config.streaming and context.get("transcript_streaming", True) is not False
             self._session = AsrSession(
-                self.service, self.service.model(transcribe.name), rate, width, channels,
+                self.service,
+                self.service.model(transcribe.name),
+                rate,
+                width,
+                channels,
                 self.service.check_language(transcribe.language),
-                self.service.request_hotwords(getattr(transcribe, "transcript_names", None),
-                                             getattr(transcribe, "transcript_terms", None)), streaming)
+                self.service.request_hotwords(
+                    getattr(transcribe, "transcript_names", None), getattr(transcribe, "transcript_terms", None)
+                ),
+                streaming,
+            )
             self._streaming_started = False
         except BaseException:
             self._end_session(abandon=True)
@@ -311,8 +378,11 @@ class WyomingHandler(AsyncEventHandler):
         if wake is None:  # wake sessions open only when a wake phrase is configured
             raise RuntimeError("a wake detection arrived with no wake phrase configured")
         phrase = " ".join(wake.split())
-        detection = Detection(name=phrase, timestamp=int(1000 * event.end),
-                              context={"confidence": None if event.confidence is None else round(event.confidence, 4)})
+        detection = Detection(
+            name=phrase,
+            timestamp=int(1000 * event.end),
+            context={"confidence": None if event.confidence is None else round(event.confidence, 4)},
+        )
         self._spawn_write([detection.event()])
 
     async def _write_quietly(self, event: Event) -> None:
@@ -384,9 +454,12 @@ class WyomingHandler(AsyncEventHandler):
         await self._flush_writes()
         future = self.service.pool.try_submit(session.final_job)
         if future is None:
-            raise ServeError("server-busy", f"all {self.service.pool.workers} workers are busy and "
-                                            f"{self.service.pool.capacity - self.service.pool.workers} jobs are "
-                                            "waiting; try again shortly")
+            raise ServeError(
+                "server-busy",
+                f"all {self.service.pool.workers} workers are busy and "
+                f"{self.service.pool.capacity - self.service.pool.workers} jobs are "
+                "waiting; try again shortly",
+            )
         try:
             result = await asyncio.wrap_future(future)
         except ValueError as err:
@@ -442,9 +515,13 @@ class WyomingServer:
 
     async def run(self) -> None:
         """Serves until cancelled or SIGTERM."""
-        LOG.info("serving Wyoming at %s: models %s%s%s", self.uri, ", ".join(self.service.models),
-                 f", grammar {self.service.grammar_source}" if self.service.grammar is not None else "",
-                 f", wake phrase {self.service.config.wake!r}" if self.service.config.wake else "")
+        LOG.info(
+            "serving Wyoming at %s: models %s%s%s",
+            self.uri,
+            ", ".join(self.service.models),
+            f", grammar {self.service.grammar_source}" if self.service.grammar is not None else "",
+            f", wake phrase {self.service.config.wake!r}" if self.service.config.wake else "",
+        )
         await self._server.run(self._handler)
 
     async def stop(self) -> None:
@@ -483,8 +560,9 @@ def serve(config: ServeConfig, uri: str, zeroconf: Optional[str] = None) -> None
                 raise ValueError("--zeroconf needs a tcp:// server URI")
             if parsed.port is None:
                 raise ValueError("--zeroconf needs the server URI's port (tcp://host:port)")
-            await register_zeroconf(zeroconf, parsed.port, parsed.hostname if parsed.hostname not in
-                                    ("0.0.0.0", "", None) else None)
+            await register_zeroconf(
+                zeroconf, parsed.port, parsed.hostname if parsed.hostname not in ("0.0.0.0", "", None) else None
+            )
         try:
             await server.run()
         finally:

@@ -31,8 +31,14 @@ def average_state_dicts(states: List[Dict[str, torch.Tensor]]) -> Dict[str, torc
     for k, state in enumerate(states[1:], 1):
         if list(state) != keys or any(state[name].shape != states[0][name].shape for name in keys):
             raise ValueError(f"checkpoint {k} has other parameters or shapes than checkpoint 0")
-    return {name: (torch.stack([s[name] for s in states]).mean(0) if states[0][name].is_floating_point()
-                   else states[0][name].clone()) for name in keys}
+    return {
+        name: (
+            torch.stack([s[name] for s in states]).mean(0)
+            if states[0][name].is_floating_point()
+            else states[0][name].clone()
+        )
+        for name in keys
+    }
 
 
 def main(argv=None) -> int:
@@ -57,9 +63,16 @@ def main(argv=None) -> int:
     print(f"average of {len(loaded)}: held-out greedy CER {100 * metrics['cer']:.2f}%, WER {100 * metrics['wer']:.2f}%")
     pairs = list(zip([r["text"] for r in test_rows], metrics["hypotheses"]))
     print_by_voice(rates_by_voice(pairs, [r["voice"] for r in test_rows]))
-    torch.save({"model": model.state_dict(), "config": model.config, "epoch": None,
-                "metrics": {k: metrics[k] for k in ("cer", "wer")}, "averaged": [str(c) for c in args.checkpoints]},
-               args.out)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "config": model.config,
+            "epoch": None,
+            "metrics": {k: metrics[k] for k in ("cer", "wer")},
+            "averaged": [str(c) for c in args.checkpoints],
+        },
+        args.out,
+    )
     return 0
 
 

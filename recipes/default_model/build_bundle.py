@@ -46,16 +46,25 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--calibration", type=int, default=48)
     parser.add_argument("--eval-count", type=int, default=100)
-    parser.add_argument("--stream-context-frames", type=int,
-                        help="input frames each side that streaming and TFLite windows need (default: half the "
-                             "model's receptive field rounded up to the subsampling; 328 for the shipped model)")
-    parser.add_argument("--tflite-chunk-frames", type=int, default=256,
-                        help="input frames each TFLite window contributes (256: see the recipe README)")
+    parser.add_argument(
+        "--stream-context-frames",
+        type=int,
+        help="input frames each side that streaming and TFLite windows need (default: half the "
+        "model's receptive field rounded up to the subsampling; 328 for the shipped model)",
+    )
+    parser.add_argument(
+        "--tflite-chunk-frames",
+        type=int,
+        default=256,
+        help="input frames each TFLite window contributes (256: see the recipe README)",
+    )
     parser.add_argument("--lm", type=Path, help="ARPA LM (.arpa or .arpa.gz) shipped as the default search")
     parser.add_argument("--lm-weight", type=float, default=0.4)
     parser.add_argument("--word-bonus", type=float, default=2.0)
     parser.add_argument("--beam", type=int, default=32)
-    parser.add_argument("--no-lexicon", action="store_true", help="let the LM search spell words outside its vocabulary")
+    parser.add_argument(
+        "--no-lexicon", action="store_true", help="let the LM search spell words outside its vocabulary"
+    )
     parser.add_argument("--grammar-token-bonus", type=float, default=3.0)
     parser.add_argument("--grammar-threshold", type=float, default=0.2)
     parser.add_argument("--name", default="edge-speech-en-default-int8")
@@ -67,13 +76,18 @@ def main(argv=None) -> int:
     needed = -(-(model.receptive_field_frames() // 2) // ctc_model.SUBSAMPLING) * ctc_model.SUBSAMPLING
     context = needed if args.stream_context_frames is None else args.stream_context_frames
     if context < needed:
-        raise SystemExit(f"--stream-context-frames {context} is below the model's receptive field half-width "
-                         f"({needed} frames): chunked and streamed output would differ from offline")
+        raise SystemExit(
+            f"--stream-context-frames {context} is below the model's receptive field half-width "
+            f"({needed} frames): chunked and streamed output would differ from offline"
+        )
     train, test = rows(args.calib), rows(args.eval)
     calib = [r["path"] for r in train[:: max(1, len(train) // args.calibration)][: args.calibration]]
     evaluation = [(r["path"], r["text"]) for r in test[:: max(1, len(test) // args.eval_count)][: args.eval_count]]
-    decoder = {"grammar_token_bonus": args.grammar_token_bonus, "grammar_threshold": args.grammar_threshold,
-               "beam": args.beam}
+    decoder = {
+        "grammar_token_bonus": args.grammar_token_bonus,
+        "grammar_threshold": args.grammar_threshold,
+        "beam": args.beam,
+    }
     if args.lm:
         decoder |= {"lm_weight": args.lm_weight, "word_bonus": args.word_bonus, "lexicon": not args.no_lexicon}
     lm_copy = None
@@ -85,12 +99,25 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)
     report = converters.convert(
-        ctc_model.ZeroPaddedWindows(model), torch.zeros(1, 400, 80), features.FeatureConfig.preset("kaldi-fbank"),
-        ctc_model.TOKENS, calib=calib, eval=evaluation, quantize="int8", formats=("onnx", "tflite"), out=out,
-        name=args.name, blank_id=ctc_model.BLANK_ID, keep_fp32=False,
+        ctc_model.ZeroPaddedWindows(model),
+        torch.zeros(1, 400, 80),
+        features.FeatureConfig.preset("kaldi-fbank"),
+        ctc_model.TOKENS,
+        calib=calib,
+        eval=evaluation,
+        quantize="int8",
+        formats=("onnx", "tflite"),
+        out=out,
+        name=args.name,
+        blank_id=ctc_model.BLANK_ID,
+        keep_fp32=False,
         input_spec=InputSpec(name="features", stream_context_frames=context),
-        tflite_chunk_frames=args.tflite_chunk_frames, tflite_context_frames=context, decoder=decoder, lm=lm_copy,
-        strict=True)
+        tflite_chunk_frames=args.tflite_chunk_frames,
+        tflite_context_frames=context,
+        decoder=decoder,
+        lm=lm_copy,
+        strict=True,
+    )
     if lm_copy is not None:
         shutil.rmtree(lm_copy.parent)
     print(json.dumps(report.to_dict(), indent=2, default=float))
@@ -101,8 +128,10 @@ def main(argv=None) -> int:
                 refs = [text for _, text in evaluation]
                 for beam, options in (("greedy", {"beam": 1, "lm": False}), ("default", {})):
                     hyps = [rec.transcribe(path, **options).text for path, _ in evaluation]
-                    print(f"{backend:6s} {name:6s} {beam:7s} CER {error_rate(refs, hyps, 'char'):.4f} "
-                          f"WER {error_rate(refs, hyps, 'word'):.4f}")
+                    print(
+                        f"{backend:6s} {name:6s} {beam:7s} CER {error_rate(refs, hyps, 'char'):.4f} "
+                        f"WER {error_rate(refs, hyps, 'word'):.4f}"
+                    )
     return 0
 
 

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 from pathlib import Path
+
 from recipes import DATA
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -34,9 +35,13 @@ def sentences(data: Path) -> list:
 def english_words(top_n: int) -> dict:
     """{word: frequency} for wordfreq's top words that our tokens can spell."""
     import wordfreq
+
     allowed = set("abcdefghijklmnopqrstuvwxyz'")
-    return {w: wordfreq.word_frequency(w, "en") for w in wordfreq.top_n_list("en", top_n)
-            if set(w) <= allowed and any(c in "aeiouy" for c in w)}
+    return {
+        w: wordfreq.word_frequency(w, "en")
+        for w in wordfreq.top_n_list("en", top_n)
+        if set(w) <= allowed and any(c in "aeiouy" for c in w)
+    }
 
 
 class KneserNey:
@@ -48,7 +53,7 @@ class KneserNey:
         for words in corpus:
             padded = [BOS] * (order - 1) + words + [EOS]
             for i in range(order - 1, len(padded)):
-                top[tuple(padded[i - order + 1:i + 1])] += 1
+                top[tuple(padded[i - order + 1 : i + 1])] += 1
         # counts[n]: raw counts for the top order; below it, continuation counts (how many distinct
         # words precede the n-gram), except for n-grams that start at <s>: nothing precedes those,
         # so they keep their raw counts
@@ -146,8 +151,11 @@ def main(argv=None) -> int:
     prior = english_words(args.top_words) if args.top_words else {}
     lm = KneserNey(corpus, args.order, args.discount, prior, args.wordlist_weight if prior else 0.0)
     sizes = lm.write_arpa(args.out, args.min_count)
-    print(f"{len(corpus)} sentences -> {args.out}: " + ", ".join(f"{n}-grams {c}" for n, c in sizes.items())
-          + f", {args.out.stat().st_size / 1e6:.2f} MB")
+    print(
+        f"{len(corpus)} sentences -> {args.out}: "
+        + ", ".join(f"{n}-grams {c}" for n, c in sizes.items())
+        + f", {args.out.stat().st_size / 1e6:.2f} MB"
+    )
     return 0
 
 

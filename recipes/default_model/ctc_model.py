@@ -42,8 +42,11 @@ class Block(nn.Module):
         pad = dilation * (kernel - 1) // 2
         self.net = nn.Sequential(
             nn.Conv1d(channels, channels, kernel, padding=pad, dilation=dilation, groups=channels, bias=False),
-            nn.BatchNorm1d(channels), nn.SiLU(),
-            nn.Conv1d(channels, channels, 1, bias=False), nn.BatchNorm1d(channels), nn.SiLU(),
+            nn.BatchNorm1d(channels),
+            nn.SiLU(),
+            nn.Conv1d(channels, channels, 1, bias=False),
+            nn.BatchNorm1d(channels),
+            nn.SiLU(),
             nn.Dropout(dropout),
         )
 
@@ -52,21 +55,40 @@ class Block(nn.Module):
 
 
 class ConvCTC(nn.Module):
-    def __init__(self, channels: int = 256, blocks: int = 12, kernel: int = 9,
-                 dilations: Sequence[int] = (1, 1, 2), dropout: float = 0.1, vocab: int = len(TOKENS),
-                 dim: int = FEATURE_DIM):
+    def __init__(
+        self,
+        channels: int = 256,
+        blocks: int = 12,
+        kernel: int = 9,
+        dilations: Sequence[int] = (1, 1, 2),
+        dropout: float = 0.1,
+        vocab: int = len(TOKENS),
+        dim: int = FEATURE_DIM,
+    ):
         super().__init__()
-        self.config = dict(channels=channels, blocks=blocks, kernel=kernel, dilations=list(dilations),
-                           dropout=dropout, vocab=vocab, dim=dim)
+        self.config = dict(
+            channels=channels,
+            blocks=blocks,
+            kernel=kernel,
+            dilations=list(dilations),
+            dropout=dropout,
+            vocab=vocab,
+            dim=dim,
+        )
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("inv_std", torch.ones(dim))
         self.subsample = nn.Sequential(
-            nn.Conv1d(dim, channels, 5, stride=2, padding=2, bias=False), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(dim, channels, 5, stride=2, padding=2, bias=False),
+            nn.BatchNorm1d(channels),
+            nn.ReLU(),
             nn.Conv1d(channels, channels, 5, stride=2, padding=2, groups=channels, bias=False),
-            nn.Conv1d(channels, channels, 1, bias=False), nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, 1, bias=False),
+            nn.BatchNorm1d(channels),
+            nn.ReLU(),
         )
-        self.blocks = nn.Sequential(*[Block(channels, kernel, dilations[i % len(dilations)], dropout)
-                                      for i in range(blocks)])
+        self.blocks = nn.Sequential(
+            *[Block(channels, kernel, dilations[i % len(dilations)], dropout) for i in range(blocks)]
+        )
         self.head = nn.Conv1d(channels, vocab, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -77,7 +99,7 @@ class ConvCTC(nn.Module):
 
     def receptive_field_frames(self) -> int:
         c = self.config
-        field = 1 + 4 + 2 * 4        # the two stride-2 k5 convolutions, in input frames
+        field = 1 + 4 + 2 * 4  # the two stride-2 k5 convolutions, in input frames
         for i in range(c["blocks"]):
             field += 4 * (c["kernel"] - 1) * c["dilations"][i % len(c["dilations"])]
         return field
@@ -137,7 +159,7 @@ def grown(model: ConvCTC, channels: int, blocks: int, seed: int = 0) -> ConvCTC:
         if isinstance(layer, nn.Conv1d):
             out_n, in_n = src.weight.shape[:2]
             if layer.groups == 1 and layer.in_channels > src.in_channels:
-                layer.weight[:out_n, in_n:] = 0          # old outputs ignore the new channels
+                layer.weight[:out_n, in_n:] = 0  # old outputs ignore the new channels
             layer.weight[:out_n, :in_n] = src.weight
             if src.bias is not None:
                 layer.bias[:out_n] = src.bias
@@ -146,6 +168,6 @@ def grown(model: ConvCTC, channels: int, blocks: int, seed: int = 0) -> ConvCTC:
             for attr in ("weight", "bias", "running_mean", "running_var"):
                 getattr(layer, attr)[:n] = getattr(src, attr)
             layer.num_batches_tracked.copy_(src.num_batches_tracked)
-    for block in big.blocks[old["blocks"]:]:
-        block.net[4].weight.zero_()                     # the block's residual branch starts at zero
+    for block in big.blocks[old["blocks"] :]:
+        block.net[4].weight.zero_()  # the block's residual branch starts at zero
     return big

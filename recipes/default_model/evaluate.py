@@ -27,9 +27,9 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from recipes import DATA
 from edge_speech.text import edit_distance, error_rates  # noqa: F401  (the recipes' CER/WER)
 from edge_speech.text import normalize_transcript as normalize
+from recipes import DATA
 
 ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -43,6 +43,7 @@ def _digits_to_words(text: str) -> str:
         if len(number) > 6:
             return " ".join(number_words(int(d)) for d in number)
         return " " + number_words(int(number)) + " "
+
     return re.sub(r"\d+", spoken, text)
 
 
@@ -86,17 +87,20 @@ def rates_by_voice(pairs: Sequence[Tuple[str, str]], voices: Sequence[str]) -> d
 
 def print_by_voice(by_voice: dict) -> None:
     for voice, rates in by_voice.items():
-        print(f"    {voice:40s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  "
-              f"({rates['utterances']})", flush=True)
+        print(
+            f"    {voice:40s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  ({rates['utterances']})",
+            flush=True,
+        )
 
 
 def run_set(recognizer, items, snr_db=None, beam=1, seed=0):
     """Transcribes every item; with ``snr_db`` adds coloured noise (seeded per utterance)."""
-    from recipes.default_model.augment import add_at_snr, coloured_noise
     from edge_speech import audio
+    from recipes.default_model.augment import add_at_snr, coloured_noise
+
     pairs, audio_s, start = [], 0.0, time.perf_counter()
     for k, (path, ref) in enumerate(items):
-        samples, rate = audio.read_wav(path)      # float32 mono
+        samples, rate = audio.read_wav(path)  # float32 mono
         if snr_db is not None:
             rng = np.random.default_rng(seed + k)
             samples = add_at_snr(samples, coloured_noise(rng, len(samples)), snr_db).astype(np.float32)
@@ -108,9 +112,11 @@ def run_set(recognizer, items, snr_db=None, beam=1, seed=0):
     return rates, pairs
 
 
-def evaluate(bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads: int = 1,
-             show: int = 0, backend: str = "auto") -> dict:
+def evaluate(
+    bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads: int = 1, show: int = 0, backend: str = "auto"
+) -> dict:
     from edge_speech import Recognizer
+
     recognizer = Recognizer.from_bundle(bundle, threads=threads, backend=backend)
     results = {}
     for name in sets:
@@ -123,8 +129,11 @@ def evaluate(bundle: str, data: str, sets: Sequence[str], beam: int = 1, threads
         else:
             raise ValueError(f"unknown set {name!r}")
         results[name] = rates
-        print(f"{name:10s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  "
-              f"({rates['utterances']} utterances, {rates['audio_s']:.0f} s audio, RTF {rates['rtf']:.4f})", flush=True)
+        print(
+            f"{name:10s} CER {100 * rates['cer']:6.2f}%  WER {100 * rates['wer']:6.2f}%  "
+            f"({rates['utterances']} utterances, {rates['audio_s']:.0f} s audio, RTF {rates['rtf']:.4f})",
+            flush=True,
+        )
         if name != "asterisk":
             rates["by_voice"] = rates_by_voice(pairs, [r["voice"] for r in synthetic_rows(data)])
             print_by_voice(rates["by_voice"])

@@ -47,17 +47,27 @@ def main() -> None:
     calibration = [train.fbank(a) for a in train.load_split(args.data, "train", 32)[1]]
     long_audio = np.concatenate(test)[:6000]  # 60 s
     test_s = sum(len(f) for f in test) / 100
-    print(f"| chunk frames | window | RTF, {len(test)} held-out utterances ({test_s / len(test):.1f} s mean) "
-          "| RTF, 60 s audio |\n|---|---|---|---|")
+    print(
+        f"| chunk frames | window | RTF, {len(test)} held-out utterances ({test_s / len(test):.1f} s mean) "
+        "| RTF, 60 s audio |\n|---|---|---|---|"
+    )
     for chunk in map(int, args.chunks.split(",")):
-        tflite, spec = converters.export_tflite(model, ctc_model.FEATURE_DIM, chunk_frames=chunk,
-                                                left_context_frames=args.context_frames,
-                                                right_context_frames=args.context_frames, quantize="int8",
-                                                calibration=calibration)
+        tflite, spec = converters.export_tflite(
+            model,
+            ctc_model.FEATURE_DIM,
+            chunk_frames=chunk,
+            left_context_frames=args.context_frames,
+            right_context_frames=args.context_frames,
+            quantize="int8",
+            calibration=calibration,
+        )
         run = tflite_runner(tflite, spec, ctc_model.SUBSAMPLING, threads=1)
         run(test[0])
-        print(f"| {chunk} | {2 * args.context_frames + chunk} | {cpu_seconds(run, test) / test_s:.4f} "
-              f"| {cpu_seconds(run, [long_audio]) / 60:.4f} |", flush=True)
+        print(
+            f"| {chunk} | {2 * args.context_frames + chunk} | {cpu_seconds(run, test) / test_s:.4f} "
+            f"| {cpu_seconds(run, [long_audio]) / 60:.4f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from recipes import DATA
 from edge_speech import features as es_features
 from edge_speech.text import greedy_ids
+from recipes import DATA
 from recipes.default_model import augment, ctc_model
 from recipes.default_model.evaluate import error_rates
 
@@ -46,8 +46,9 @@ def read_wav_int16(path: str) -> np.ndarray:
 
 
 def fbank(samples: np.ndarray) -> np.ndarray:
-    return es_features.compute(samples.astype(np.float32) / 32768 if samples.dtype == np.int16 else samples,
-                               RATE, FEATURES)
+    return es_features.compute(
+        samples.astype(np.float32) / 32768 if samples.dtype == np.int16 else samples, RATE, FEATURES
+    )
 
 
 class Utterances(Dataset):
@@ -99,8 +100,9 @@ def one_cycle(optimizer, max_lr: float, batch_counts, done_steps: int = 0):
     """One-cycle LR over every batch of every epoch. The jittered bucketing gives each epoch its own
     batch count, so the total is their sum (epochs x the first epoch's count fell a step short of a
     later, longer epoch and crashed the last step of a run)."""
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=sum(batch_counts),
-                                               pct_start=0.15, last_epoch=done_steps - 1)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=sum(batch_counts), pct_start=0.15, last_epoch=done_steps - 1
+    )
 
 
 def pad_features(arrays, pad: np.ndarray):
@@ -135,7 +137,7 @@ def evaluate(model, test_feats, test_texts, pad, batch: int = 32) -> dict:
     order = np.argsort([len(f) for f in test_feats])
     by_index = {}
     for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+        idx = order[s : s + batch]
         feats, lengths = pad_features([test_feats[i] for i in idx], pad)
         lp = model(feats)
         for i, text in zip(idx, greedy_texts(lp, ctc_model.output_frames(lengths))):
@@ -168,18 +170,34 @@ def main(argv=None) -> int:
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--augment-p", type=float, default=0.8, help="fraction of training utterances augmented")
-    p.add_argument("--speed-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
-                   help="speed-perturb half of the augmented utterances by a factor drawn from this range "
-                        "(e.g. 0.9 1.2; 1 1 = off)")
-    p.add_argument("--warp-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
-                   help="vocal tract length perturbation of half the augmented utterances' fbank frames by a "
-                        "factor from this range (e.g. 0.9 1.2; >1 moves formants up); default off")
+    p.add_argument(
+        "--speed-range",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("LOW", "HIGH"),
+        help="speed-perturb half of the augmented utterances by a factor drawn from this range "
+        "(e.g. 0.9 1.2; 1 1 = off)",
+    )
+    p.add_argument(
+        "--warp-range",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("LOW", "HIGH"),
+        help="vocal tract length perturbation of half the augmented utterances' fbank frames by a "
+        "factor from this range (e.g. 0.9 1.2; >1 moves formants up); default off",
+    )
     p.add_argument("--channels", type=int, default=256)
     p.add_argument("--blocks", type=int, default=12)
     p.add_argument("--kernel", type=int, default=9)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; on a shared 2-core machine 1 was 5x faster than 2 (OpenMP spin waits)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; on a shared 2-core machine 1 was 5x faster than 2 (OpenMP spin waits)",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=0, help="use only the first N training utterances (smoke tests)")
     p.add_argument("--save-minutes", type=float, default=10.0)
@@ -187,10 +205,17 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--init", type=Path, help="start from this checkpoint's weights and config (e.g. checkpoint/model.pt) "
-                   "with a fresh optimizer and schedule")
-    p.add_argument("--grow", metavar="CHANNELSxBLOCKS",
-                   help="with --init: widen/deepen the initial model (same function at step 0), e.g. 320x14")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="start from this checkpoint's weights and config (e.g. checkpoint/model.pt) "
+        "with a fresh optimizer and schedule",
+    )
+    p.add_argument(
+        "--grow",
+        metavar="CHANNELSxBLOCKS",
+        help="with --init: widen/deepen the initial model (same function at step 0), e.g. 320x14",
+    )
     args = p.parse_args(argv)
     if args.grow and not args.init:
         p.error("--grow needs --init")
@@ -210,9 +235,11 @@ def main(argv=None) -> int:
     test_rows, test_audio = load_split(args.data, "test")
     frames = [FEATURES.num_frames(len(a), RATE) for a in audio]
     keep = [i for i, (n, r) in enumerate(zip(frames, rows)) if feasible(n, ctc_model.encode(r["text"]))]
-    say(f"train: {len(rows)} utterances ({sum(len(a) for a in audio) / RATE / 3600:.2f} h), "
+    say(
+        f"train: {len(rows)} utterances ({sum(len(a) for a in audio) / RATE / 3600:.2f} h), "
         f"{len(rows) - len(keep)} dropped as too fast for 40 ms CTC; test: {len(test_rows)}; "
-        f"loaded in {time.time() - t0:.0f} s")
+        f"loaded in {time.time() - t0:.0f} s"
+    )
     rows, audio, frames = [rows[i] for i in keep], [audio[i] for i in keep], [frames[i] for i in keep]
     test_feats = [fbank(a) for a in test_audio]
     test_texts = [r["text"] for r in test_rows]
@@ -230,12 +257,16 @@ def main(argv=None) -> int:
     else:
         model = ctc_model.ConvCTC(channels=args.channels, blocks=args.blocks, kernel=args.kernel, dropout=args.dropout)
         stats_rng = np.random.default_rng(args.seed)
-        sample = np.concatenate([fbank(audio[i]) for i in stats_rng.choice(len(audio), min(500, len(audio)), replace=False)])
+        sample = np.concatenate(
+            [fbank(audio[i]) for i in stats_rng.choice(len(audio), min(500, len(audio)), replace=False)]
+        )
         model.mean.copy_(torch.from_numpy(sample.mean(0)))
         model.inv_std.copy_(torch.from_numpy(1.0 / (sample.std(0) + 1e-3)))
     pad = model.mean.numpy().astype(np.float32)
-    say(f"model: {ctc_model.parameter_count(model):,} parameters, receptive field "
-        f"{model.receptive_field_frames()} frames, config {model.config}")
+    say(
+        f"model: {ctc_model.parameter_count(model):,} parameters, receptive field "
+        f"{model.receptive_field_frames()} frames, config {model.config}"
+    )
 
     dataset = Utterances(rows, audio, args.augment_p, args.seed, tuple(args.speed_range), tuple(args.warp_range))
     batch_counts = [len(batches(frames, args.max_frames, args.seed, epoch)) for epoch in range(args.epochs)]
@@ -255,9 +286,17 @@ def main(argv=None) -> int:
         say(f"resumed at epoch {start_epoch} batch {start_batch}, best CER {best}")
 
     def save(epoch, batch):
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch, "batch": batch, "step": step, "best": best,
-                 "config": model.config, "args": vars(args) | {"data": str(args.data), "out": str(args.out)}}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "batch": batch,
+            "step": step,
+            "best": best,
+            "config": model.config,
+            "args": vars(args) | {"data": str(args.data), "out": str(args.out)},
+        }
         torch.save(state, args.out / "last.pt.tmp")
         os.replace(args.out / "last.pt.tmp", args.out / "last.pt")
 
@@ -265,10 +304,15 @@ def main(argv=None) -> int:
     last_save = time.time()
     for epoch in range(start_epoch, args.epochs):
         dataset.epoch = epoch
-        plan = batches(frames, args.max_frames, args.seed, epoch)[start_batch if epoch == start_epoch else 0:]
+        plan = batches(frames, args.max_frames, args.seed, epoch)[start_batch if epoch == start_epoch else 0 :]
         first = start_batch if epoch == start_epoch else 0
-        loader = DataLoader(dataset, batch_sampler=plan, num_workers=args.workers, prefetch_factor=4 if args.workers else None,
-                            collate_fn=lambda items: collate(items, pad))
+        loader = DataLoader(
+            dataset,
+            batch_sampler=plan,
+            num_workers=args.workers,
+            prefetch_factor=4 if args.workers else None,
+            collate_fn=lambda items: collate(items, pad),
+        )
         epoch_start, seen_s, losses = time.time(), 0.0, []
         for b, (feats, lengths, labels, label_lengths) in enumerate(loader, first):
             log_probs = model(feats)
@@ -283,9 +327,11 @@ def main(argv=None) -> int:
             seen_s += float(lengths.sum()) / 100
             if step % args.log_every == 0:
                 elapsed = time.time() - epoch_start
-                say(f"epoch {epoch} batch {b + 1}/{batch_counts[epoch]} loss {np.mean(losses[-args.log_every:]):.3f} "
+                say(
+                    f"epoch {epoch} batch {b + 1}/{batch_counts[epoch]} loss {np.mean(losses[-args.log_every :]):.3f} "
                     f"grad {float(grad):.2f} lr {scheduler.get_last_lr()[0]:.2e} "
-                    f"{seen_s / elapsed:.0f}x real time, {elapsed / 60:.1f} min")
+                    f"{seen_s / elapsed:.0f}x real time, {elapsed / 60:.1f} min"
+                )
             if time.time() - last_save > args.save_minutes * 60:
                 save(epoch, b + 1)
                 last_save = time.time()
@@ -297,18 +343,32 @@ def main(argv=None) -> int:
         improved = best is None or metrics["cer"] < best
         if improved:
             best = metrics["cer"]
-            torch.save({"model": model.state_dict(), "config": model.config, "epoch": epoch,
-                        "metrics": {k: metrics[k] for k in ("cer", "wer")}}, args.out / "best.pt")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "config": model.config,
+                    "epoch": epoch,
+                    "metrics": {k: metrics[k] for k in ("cer", "wer")},
+                },
+                args.out / "best.pt",
+            )
         save(epoch + 1, 0)
         last_save = time.time()
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
-                  "test_cer": metrics["cer"], "test_wer": metrics["wer"],
-                  "epoch_minutes": (time.time() - epoch_start) / 60, "best": improved}
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "test_cer": metrics["cer"],
+            "test_wer": metrics["wer"],
+            "epoch_minutes": (time.time() - epoch_start) / 60,
+            "best": improved,
+        }
         with open(args.out / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        say(f"epoch {epoch} done: loss {record['train_loss']:.3f}, held-out CER {100 * metrics['cer']:.2f}% "
+        say(
+            f"epoch {epoch} done: loss {record['train_loss']:.3f}, held-out CER {100 * metrics['cer']:.2f}% "
             f"WER {100 * metrics['wer']:.2f}%{' (best)' if improved else ''}, {record['epoch_minutes']:.1f} min; "
-            f"e.g. {metrics['examples'][0]}")
+            f"e.g. {metrics['examples'][0]}"
+        )
     say(f"done; best held-out CER {100 * best:.2f}%, total {(time.time() - t0) / 60:.1f} min")
     return 0
 

