@@ -265,6 +265,21 @@ class FeatureConfig:
                 )
 
 
+# librosa's framing and mel filters: centred reflect-padded frames, periodic Hann, no DC removal
+# or pre-emphasis, Slaney mel scale with area-normalised triangles in Hz, 0 Hz to Nyquist.
+_LIBROSA_ANALYSIS: Mapping[str, Any] = dict(
+    padding="reflect",
+    window="hann",
+    periodic_window=True,
+    remove_dc_offset=False,
+    preemphasis=0.0,
+    low_freq_hz=0.0,
+    high_freq_hz=0.0,
+    mel_scale="slaney",
+    mel_triangles="hz",
+    mel_norm="slaney",
+)
+
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     # kaldi-native-fbank / Kaldi compute-fbank-feats with dither 0.
     "kaldi-fbank": dict(kind="fbank", num_mel_bins=80, use_energy=False),
@@ -274,17 +289,8 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     #        n_fft=fft_size, win_length, hop_length, n_mels=80) + 1e-6)
     "librosa-mel": dict(
         kind="fbank",
-        padding="reflect",
-        window="hann",
-        periodic_window=True,
-        remove_dc_offset=False,
-        preemphasis=0.0,
+        **_LIBROSA_ANALYSIS,
         num_mel_bins=80,
-        low_freq_hz=0.0,
-        high_freq_hz=0.0,
-        mel_scale="slaney",
-        mel_triangles="hz",
-        mel_norm="slaney",
         log_floor_mode="add",
         log_floor=1e-6,
         use_energy=False,
@@ -292,17 +298,8 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     # librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=13) over a 40-bin mel.
     "librosa-mfcc": dict(
         kind="mfcc",
-        padding="reflect",
-        window="hann",
-        periodic_window=True,
-        remove_dc_offset=False,
-        preemphasis=0.0,
+        **_LIBROSA_ANALYSIS,
         num_mel_bins=40,
-        low_freq_hz=0.0,
-        high_freq_hz=0.0,
-        mel_scale="slaney",
-        mel_triangles="hz",
-        mel_norm="slaney",
         log_scale="db",
         log_floor_mode="max",
         log_floor=1e-10,
