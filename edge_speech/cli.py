@@ -153,7 +153,7 @@ def _serve(args: argparse.Namespace) -> int:
     logger = logging.getLogger("edge_speech")
     logger.setLevel(getattr(logging, args.log_level.upper()))
     for handler in logger.handlers:  # a long-running service: stamp each line
-        if getattr(handler, "_edge_speech_cli", False):
+        if isinstance(handler, _CurrentStderrHandler):
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     limits = ServeLimits(
         max_audio_s=args.max_audio_seconds,
@@ -278,24 +278,23 @@ def _convert(args: argparse.Namespace) -> int:
         raise ValueError(str(err)) from None
     import torch
 
-    evaluation = _read_eval(args.eval) if args.eval else None
+    shared = dict(  # what both conversion paths take from the command line
+        calib=args.calib,
+        eval=_read_eval(args.eval) if args.eval else None,
+        prune=args.prune,
+        quantize=None if args.quantize == "float" else args.quantize,
+        formats=tuple(args.formats.split(",")),
+        target=args.target,
+        out=args.output,
+        name=args.name,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
     if args.model and os.path.isdir(args.model):  # a Hugging Face *ForCTC directory
         if args.factory or args.tokens:
             raise ValueError(
                 f"{args.model} is a model directory: it brings its own model and tokens (drop --factory/--tokens)"
             )
-        report = converters.convert_wav2vec2(
-            args.model,
-            calib=args.calib,
-            eval=evaluation,
-            prune=args.prune,
-            quantize=None if args.quantize == "float" else args.quantize,
-            formats=tuple(args.formats.split(",")),
-            target=args.target,
-            out=args.output,
-            name=args.name,
-            max_accuracy_drop=args.max_accuracy_drop,
-        )
+        report = converters.convert_wav2vec2(args.model, **shared)
         print(json.dumps(report.to_dict(), indent=2, default=float))
         return 0
     if not args.factory or not args.tokens:
@@ -313,16 +312,8 @@ def _convert(args: argparse.Namespace) -> int:
         example,
         config,
         tokens,
-        calib=args.calib,
-        eval=evaluation,
-        prune=args.prune,
-        quantize=None if args.quantize == "float" else args.quantize,
-        formats=tuple(args.formats.split(",")),
-        target=args.target,
-        out=args.output,
-        name=args.name,
+        **shared,
         finetune_epochs=args.finetune_epochs,
-        max_accuracy_drop=args.max_accuracy_drop,
         finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None,
         importance=args.importance,
         ignored_layers=args.ignore_layer or (),
@@ -575,15 +566,28 @@ def _sparkline(values: np.ndarray, width: int) -> str:
     return "".join(bars[int(round(v * (len(bars) - 1)))] for v in scaled)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives. main() may run many times in one
+    process (tests, embedding applications); a stream captured once could by then be closed, or
+    its file descriptor reused by a socket."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _configure_logging(verbose: int, quiet: int) -> None:
     """The package logger's level and a stderr handler: warnings by default, -v info, -vv debug, -q errors."""
     level = max(logging.DEBUG, min(logging.ERROR, logging.WARNING - 10 * verbose + 10 * quiet))
     logger = logging.getLogger("edge_speech")
     logger.setLevel(level)
-    if not any(getattr(h, "_edge_speech_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _CurrentStderrHandler) for h in logger.handlers):  # one, however often main() runs
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("edge-speech: %(levelname)s: %(message)s"))
-        handler._edge_speech_cli = True  # type: ignore[attr-defined]  # one handler however often main() runs
         logger.addHandler(handler)
     logger.propagate = False  # the handler above prints; the root logger would print it again
 

@@ -1,7 +1,9 @@
 """Package habits: one version source, the package logger, the licence and type information."""
 
 import logging
+import os
 import re
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -40,10 +42,16 @@ def test_cli_verbosity_sets_the_package_logger(capsys):
         cli.main(["-v", "targets"])
         logging.getLogger("edge_speech.backends").info("a message from inside the library")
         assert "edge-speech: INFO: a message from inside the library" in capsys.readouterr().err
+        with open(os.devnull, "w") as elsewhere:  # the handler follows sys.stderr as it changes
+            sys.stderr, saved_stderr = elsewhere, sys.stderr
+            logging.getLogger("edge_speech.backends").info("to devnull")
+            sys.stderr = saved_stderr
+        logging.getLogger("edge_speech.backends").info("back again")
+        assert capsys.readouterr().err == "edge-speech: INFO: back again\n"
         cli.main(["-q", "targets"])
         logging.getLogger("edge_speech.backends").warning("hidden by -q")
         assert "hidden by -q" not in capsys.readouterr().err
-        assert sum(getattr(h, "_edge_speech_cli", False) for h in logger.handlers) == 1
+        assert sum(isinstance(h, cli._CurrentStderrHandler) for h in logger.handlers) == 1
     finally:
         logger.setLevel(saved[0])
         logger.handlers[:] = saved[1]

@@ -26,6 +26,7 @@ def test_base_requirements_are_light():
     assert sorted(r.split(">")[0].split("=")[0].split(";")[0].strip() for r in base) == [
         "numpy",
         "onnxruntime",
+        "pyyaml",  # intent grammars and Home Assistant sentence files (safe, bounded loading)
         "soxr",
         "tomli",
     ]

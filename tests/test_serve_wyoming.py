@@ -427,7 +427,10 @@ def test_bad_clients_get_errors_and_the_server_keeps_serving(open_server, speech
         data, rate = pcm16(speech_wav(16000))
         events = await transcribe(open_server.uri, data, rate)
         for c in idle:
-            await c.disconnect()
+            try:
+                await c.disconnect()
+            except OSError:  # the client's own teardown racing the server's hang-up (EINVAL seen under load)
+                pass
         return events
 
     events = run(abusers())
