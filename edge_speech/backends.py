@@ -4,14 +4,21 @@ one small protocol.
 
 Backends are imported lazily; asking for one that is not installed raises
 :class:`BackendUnavailable` naming the pip extra to install.
+
+Thread safety: every backend may be shared by any number of threads, each call independent of
+the others. ONNX Runtime's session runs concurrent calls itself; a LiteRT interpreter serves
+one call at a time, so :class:`LiteRTBackend` lends each call one from a bounded pool.
+A stateful model's recurrent state is passed in and returned by each call, never kept here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
+import threading
 import warnings
-from typing import Callable, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -22,6 +29,7 @@ from edge_speech.manifest import BundleError, InputSpec
 __all__ = [
     "Backend",
     "BackendUnavailable",
+    "InterpreterPool",
     "LiteRTBackend",
     "OnnxBackend",
     "create_backend",
@@ -35,6 +43,9 @@ __all__ = [
 
 
 class Backend(Protocol):
+    """What a recognizer or classifier needs of a model runtime. Implementations are safe to
+    share between threads: they keep no per-call state of their own (see the module notes)."""
+
     name: str
     providers: Sequence[str]
     fixed_window: Optional[int]  # frames of a fixed-shape model's window, None when dynamic
@@ -52,7 +63,10 @@ class Backend(Protocol):
 
 class OnnxBackend:
     """ONNX Runtime with the requested execution providers, falling back to CPU with a warning
-    (and the reason in :attr:`fallback`) when a provider is missing or fails to start."""
+    (and the reason in :attr:`fallback`) when a provider is missing or fails to start.
+
+    Thread safety: one backend may be shared by any number of threads; calls run concurrently
+    in the one session (``InferenceSession.run`` is thread-safe) and each builds its own feeds."""
 
     name = "onnx"
 
@@ -193,7 +207,14 @@ class LiteRTBackend:
     """LiteRT (TFLite) with its default XNNPACK delegate. int8/uint8 inputs and outputs are
     quantized and dequantized with the tensors' own scale and zero point. Waveform models
     exported as fixed windows (signatures ``window_<samples>``) run the smallest window that
-    holds the utterance (:func:`run_in_windows`)."""
+    holds the utterance (:func:`run_in_windows`).
+
+    Thread safety: one backend may be shared by any number of threads. A LiteRT interpreter
+    (with its signature runners and resized inputs) serves one call at a time, so the backend
+    keeps a pool of them (:class:`InterpreterPool`): each call borrows one, and a new one is made
+    only when every interpreter is busy, up to ``max_interpreters`` (default: the cores, at
+    most 4); callers beyond that wait for a free one. Each interpreter holds its own tensor
+    arena and repacked weights, and runs ``threads`` threads of its own."""
 
     name = "tflite"
 
@@ -205,27 +226,38 @@ class LiteRTBackend:
         subsampling: int = 1,
         threads: Optional[int] = None,
         source: str = "model",
+        max_interpreters: Optional[int] = None,
     ):
         Interpreter = import_litert()
+
+        def new_interpreter():
+            interpreter = Interpreter(model_content=model, num_threads=threads or None)
+            interpreter.allocate_tensors()
+            return interpreter
+
         try:
-            self.interpreter = Interpreter(model_content=model, num_threads=threads or None)
-            self.interpreter.allocate_tensors()
+            interpreter = new_interpreter()
         except (ValueError, RuntimeError) as err:
             raise BundleError(f"{source}: LiteRT cannot load the model ({str(err).splitlines()[0]})") from None
         self.providers = ("XNNPACK",)
         self.fallback = None
         self.input_spec, self.subsampling = input_spec, subsampling
-        self.windows = _waveform_windows(self.interpreter, input_spec, source)
-        self.runners: dict = {}
+        self.windows = _waveform_windows(interpreter, input_spec, source)
+        self._stateful_signature: Optional[str] = None
+        self.pool = InterpreterPool(
+            lambda: _Interpreter(new_interpreter()),
+            _default_interpreters() if max_interpreters is None else _check_count("max_interpreters", max_interpreters),
+            first=_Interpreter(interpreter),
+        )
         if self.windows:
             return
         if input_spec.state:
-            self._init_stateful(feature_dim, source)
+            self._init_stateful(interpreter, feature_dim, source)
             return
-        inputs = self.interpreter.get_input_details()
+        inputs = interpreter.get_input_details()
         if len(inputs) != 1:
             raise BundleError(f"{source}: the TFLite model has {len(inputs)} inputs; edge_speech feeds one")
-        self.input, self.output = inputs[0], self.interpreter.get_output_details()[0]
+        self.input, self.output = inputs[0], interpreter.get_output_details()[0]
         shape = list(self.input["shape_signature"])
         if input_spec.kind == "waveform":
             if len(shape) != 2:
@@ -260,11 +292,17 @@ class LiteRTBackend:
 
     fixed_window: Optional[int] = None
 
-    def _init_stateful(self, feature_dim: Optional[int], source: str) -> None:
+    @property
+    def runners(self) -> dict:
+        """{window samples: (signature runner, its tensor details)} made so far by the pool's
+        first interpreter, for inspection; running one bypasses the pool."""
+        return self.pool.first.runners
+
+    def _init_stateful(self, interpreter, feature_dim: Optional[int], source: str) -> None:
         """A stateful TFLite model: one signature whose inputs are the features window, the
         chunk range and the state tensors, by the manifest's names."""
         spec = self.input_spec
-        signatures = self.interpreter.get_signature_list()
+        signatures = interpreter.get_signature_list()
         wanted = {spec.name, _chunk_range_name(spec), *(s.input for s in spec.state)}
         found = [n for n, io in signatures.items() if set(io["inputs"]) == wanted]
         if len(found) != 1:
@@ -272,8 +310,9 @@ class LiteRTBackend:
                 f"{source}: the stateful TFLite model needs one signature with inputs {sorted(wanted)}; it "
                 f"has {signatures}"
             )
-        self.runner = self.interpreter.get_signature_runner(found[0])
-        self.details = {**self.runner.get_input_details(), **self.runner.get_output_details()}
+        self._stateful_signature = found[0]
+        runner = self.pool.first.stateful_runner(found[0])
+        self.details = {**runner.get_input_details(), **runner.get_output_details()}
         missing = [s.output for s in spec.state if s.output not in self.details]
         if missing:
             raise BundleError(f"{source}: the stateful TFLite model has no state output(s) {missing}")
@@ -294,7 +333,7 @@ class LiteRTBackend:
     def run_chunk(self, window: np.ndarray, first: int, end: int, state: dict):
         """As :meth:`OnnxBackend.run_chunk`, on the fixed window (zero-padded to it)."""
         spec = self.input_spec
-        if self.fixed_window is None:
+        if self.fixed_window is None or self._stateful_signature is None:
             raise RuntimeError("run_chunk runs a stateful model; this one is stateless")
         padded = np.zeros((self.fixed_window, window.shape[1]), dtype=np.float32)
         padded[: len(window)] = window
@@ -305,54 +344,123 @@ class LiteRTBackend:
         }
         for s in spec.state:
             feeds[s.input] = _quantize(state[s.input], self.details[s.input])
-        outputs = self.runner(**feeds)
+        with self.pool.borrow() as slot:
+            outputs = slot.stateful_runner(self._stateful_signature)(**feeds)
         out = _unbatched(_dequantize(outputs[self.logits_name], self.details[self.logits_name]), spec, "TFLite")
         after = {s.input: _dequantize(outputs[s.output], self.details[s.output]).reshape(s.shape) for s in spec.state}
         return out[: end - first], after
 
-    def _window_runner(self, window: int):
-        """The signature runner of one window, made on first use: each allocates its own
-        tensors, and a 32 s window's attention needs far more memory than a 1 s one."""
-        if window not in self.runners:
-            runner = self.interpreter.get_signature_runner(self.windows[window])
+    def _window_runner(self, slot: "_Interpreter", window: int):
+        """One interpreter's signature runner of one window, made on first use: each allocates
+        its own tensors, and a 32 s window's attention needs far more memory than a 1 s one."""
+        if window not in slot.runners:
+            runner = slot.interpreter.get_signature_runner(self.windows[window])
             details = {**runner.get_input_details(), **runner.get_output_details()}
             shape = list(details[self.input_spec.name]["shape"])
             if shape != [1, window]:
                 raise BundleError(
                     f"TFLite signature {self.windows[window]} takes input shape {shape}, not [1, {window}]"
                 )
-            self.runners[window] = runner, details
-        return self.runners[window]
+            slot.runners[window] = runner, details
+        return slot.runners[window]
 
     def _run_padded(self, samples: np.ndarray, window: int) -> np.ndarray:
-        runner, details = self._window_runner(window)
         padded = np.zeros((1, window), dtype=np.float32)
         padded[0, : len(samples)] = samples
         length_name = self.input_spec.length_name
         if length_name is None:  # _waveform_windows refuses window signatures without one
             raise BundleError("a TFLite waveform model with fixed windows needs input.length_name")
-        outputs = runner(
-            **{
-                self.input_spec.name: _quantize(padded, details[self.input_spec.name]),
-                length_name: np.array([len(samples)], dtype=np.int32),
-            }
-        )
+        with self.pool.borrow() as slot:
+            runner, details = self._window_runner(slot, window)
+            outputs = runner(
+                **{
+                    self.input_spec.name: _quantize(padded, details[self.input_spec.name]),
+                    length_name: np.array([len(samples)], dtype=np.int32),
+                }
+            )
         frames = next(v for v in outputs.values() if v.ndim == 1)
         logits_name, logits = next((k, v) for k, v in outputs.items() if v.ndim == 3)
         out = _dequantize(logits, details[logits_name])[0]
         return out[: int(frames[0])]
 
     def _run_window(self, window: np.ndarray) -> np.ndarray:
-        x = model_feeds(self.input_spec, window)[self.input_spec.name]
-        if self.fixed_frames is None and tuple(self.input["shape"]) != x.shape:
-            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
-            self.interpreter.allocate_tensors()
-            self.input = self.interpreter.get_input_details()[0]
-            self.output = self.interpreter.get_output_details()[0]
-        self.interpreter.set_tensor(self.input["index"], _quantize(x, self.input))
-        self.interpreter.invoke()
-        out = _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
-        return _unbatched(out, self.input_spec, "TFLite")
+        x = _quantize(model_feeds(self.input_spec, window)[self.input_spec.name], self.input)
+        with self.pool.borrow() as slot:
+            interpreter = slot.interpreter
+            if self.fixed_frames is None and slot.input_shape != x.shape:
+                interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+                interpreter.allocate_tensors()
+                slot.input_shape = x.shape
+            interpreter.set_tensor(self.input["index"], x)
+            interpreter.invoke()
+            y = interpreter.get_tensor(self.output["index"])  # a copy, safe after the interpreter is handed back
+        return _unbatched(_dequantize(y, self.output), self.input_spec, "TFLite")
+
+
+class _Interpreter:
+    """One LiteRT interpreter and what is made from it (signature runners, the input shape it is
+    allocated for); used by one thread at a time, lent by :class:`InterpreterPool`."""
+
+    def __init__(self, interpreter):
+        self.interpreter = interpreter
+        self.runners: dict = {}  # window samples -> (signature runner, tensor details)
+        self.input_shape: Optional[tuple] = None  # a dynamic input's current shape
+        self._stateful: Optional[tuple] = None  # (signature, runner)
+
+    def stateful_runner(self, signature: str):
+        if self._stateful is None or self._stateful[0] != signature:
+            self._stateful = signature, self.interpreter.get_signature_runner(signature)
+        return self._stateful[1]
+
+
+class InterpreterPool:
+    """Objects that serve one caller at a time, made on demand up to ``limit``: :meth:`borrow`
+    hands out an idle one, makes a new one when none is idle and fewer than ``limit`` exist, and
+    otherwise waits for one to come back. The most recently returned is lent first, so a
+    lightly used pool keeps using the same few (warm caches, no new arenas)."""
+
+    def __init__(self, create: Callable[[], "_Interpreter"], limit: int, first: Optional["_Interpreter"] = None):
+        if limit < 1:
+            raise ValueError(f"an interpreter pool needs a limit of at least 1, got {limit}")
+        self._create, self.limit = create, limit
+        self._lock = threading.Condition()
+        self._idle: list = []
+        self._made = 0  # made, or being made
+        self.first = first if first is not None else create()
+        self._release(self.first, made=True)
+
+    @property
+    def size(self) -> int:
+        """Interpreters made so far."""
+        with self._lock:
+            return self._made
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator["_Interpreter"]:
+        with self._lock:
+            while not self._idle and self._made >= self.limit:
+                self._lock.wait()
+            item = self._idle.pop() if self._idle else None
+            if item is None:
+                self._made += 1  # reserved before the (slow) construction, outside the lock
+        if item is None:
+            try:
+                item = self._create()
+            except BaseException:
+                with self._lock:
+                    self._made -= 1
+                    self._lock.notify()
+                raise
+        try:
+            yield item
+        finally:
+            self._release(item)
+
+    def _release(self, item: "_Interpreter", made: bool = False) -> None:
+        with self._lock:
+            self._made += made
+            self._idle.append(item)
+            self._lock.notify()
 
 
 def _check_fixed_frames(fixed: int, spec: InputSpec, source: str) -> None:
@@ -617,10 +725,12 @@ def create_backend(
     threads: Optional[int] = None,
     providers: Optional[Sequence[str]] = None,
     preferred: str = "onnx",
+    max_interpreters: Optional[int] = None,
 ) -> Backend:
     """The backend for a bundle: ``"onnx"``, ``"tflite"``, or ``"auto"``: ``preferred`` (a
     target profile's choice) when the bundle has that model and its runtime is installed, else
-    the other one."""
+    the other one. ``max_interpreters`` bounds the LiteRT backend's pool of interpreters (the
+    threads it runs at once; default: the cores, at most 4); ONNX Runtime needs no pool."""
     manifest = bundle.manifest
     if backend not in ("auto", "onnx", "tflite"):
         raise ValueError(f"backend must be 'auto', 'onnx' or 'tflite', got {backend!r}")
@@ -641,6 +751,7 @@ def create_backend(
             subsampling=manifest.subsampling_factor,
             threads=threads,
             source=bundle.source,
+            max_interpreters=max_interpreters,
         )
     if not providers:  # CPU; XNNPACK first when this onnxruntime build has it (most PyPI builds do not)
         has_xnnpack = "XnnpackExecutionProvider" in import_onnxruntime().get_available_providers()
@@ -657,7 +768,11 @@ def create_backend(
 
 
 def create_backend_for_target(
-    bundle: Bundle, target: Optional[str] = None, backend: str = "auto", threads: Optional[int] = None
+    bundle: Bundle,
+    target: Optional[str] = None,
+    backend: str = "auto",
+    threads: Optional[int] = None,
+    max_interpreters: Optional[int] = None,
 ) -> Backend:
     """:func:`create_backend` with a device profile's (``edge-speech targets``) preferred
     backend, execution providers and thread count; ``threads`` overrides the profile's."""
@@ -669,7 +784,14 @@ def create_backend_for_target(
         providers, preferred = profile.onnx_providers, profile.backend
         if threads is None and profile.threads:
             threads = profile.threads
-    return create_backend(bundle, backend=backend, threads=threads, providers=providers, preferred=preferred)
+    return create_backend(
+        bundle,
+        backend=backend,
+        threads=threads,
+        providers=providers,
+        preferred=preferred,
+        max_interpreters=max_interpreters,
+    )
 
 
 def _pick_backend(bundle: Bundle, preferred: str) -> str:
@@ -690,6 +812,17 @@ def _pick_backend(bundle: Bundle, preferred: str) -> str:
 
 
 MAX_THREADS = 256
+DEFAULT_MAX_INTERPRETERS = 4  # a LiteRT pool's default bound (each interpreter has its own arena)
+
+
+def _default_interpreters() -> int:
+    return min(DEFAULT_MAX_INTERPRETERS, _default_threads())
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"{name} must be an int in 1..{MAX_THREADS}, got {value!r}")
+    return int(value)
 
 
 def _default_threads() -> int:

@@ -107,12 +107,22 @@ def _transcribe(args: argparse.Namespace) -> int:
     for path, result in zip(args.files, results):
         if isinstance(result, Exception):
             failures += 1
-            print(f"edge-speech: {path}: {result}", file=sys.stderr)
+            logging.getLogger("edge_speech").debug("%s failed", path, exc_info=result)
+            print(f"edge-speech: {path}: {_failure(result)}", file=sys.stderr)
         elif args.json:
             print(json.dumps({"file": path, **result.to_dict()}), flush=True)
         else:
             print(f"{path}\t{result.text}", flush=True)
     return 1 if failures else 0
+
+
+def _failure(err: Exception) -> str:
+    """One file's error for stderr: the message of an input error, the kind too for anything
+    else (a backend's RuntimeError, MemoryError), which may say nothing on its own."""
+    message = str(err).strip() or "(no message)"
+    if isinstance(err, (ValueError, TypeError, OSError)):
+        return message
+    return f"{type(err).__name__}: {message}"
 
 
 def _grammar_argument(args: argparse.Namespace):

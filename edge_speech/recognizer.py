@@ -204,23 +204,33 @@ class Recognizer:
         progress: Optional[Any] = None,
         **options: Any,
     ) -> List[Union[Transcript, Exception]]:
-        """Transcribes many inputs on a thread pool; a failed input gives its exception in place
-        of a transcript (the others still run). ``progress(done, total)`` is called after each."""
+        """Transcribes many inputs on a thread pool (``workers``, default up to 4), in order. A
+        failed input gives its exception in place of a transcript, whatever its kind (a bad file,
+        a resource limit, a backend error), and the others still run; only KeyboardInterrupt and
+        SystemExit stop the batch. ``progress(done, total)`` is called after each input, one call
+        at a time. The recognizer and its backend are shared by the workers (they are thread-safe)."""
         sources = list(sources)
-        done = [0]
+        done, lock = [0], threading.Lock()
 
-        def one(source):
+        def one(source) -> Union[Transcript, Exception]:
             try:
                 return self.transcribe(source, **options)
-            except (ValueError, TypeError, OSError) as err:
+            except Exception as err:  # reported in its slot; the batch goes on
                 return err
             finally:
-                done[0] += 1
-                if progress is not None:
-                    progress(done[0], len(sources))
+                with lock:
+                    done[0] += 1
+                    if progress is not None:
+                        progress(done[0], len(sources))
 
         with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-            return list(pool.map(one, sources))
+            futures = [pool.submit(one, source) for source in sources]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:  # Ctrl-C: the inputs not started yet are dropped, not run
+                for future in futures:
+                    future.cancel()
+                raise
 
     def log_probs(self, samples: np.ndarray) -> np.ndarray:
         """Model log-probabilities [frames, vocab] for mono float32 samples at the bundle's rate."""
