@@ -15,7 +15,6 @@ stay importable from here.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import importlib
 import json
@@ -24,6 +23,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Mapping, Optional
 
+from edge_speech import limits
 from edge_speech._deps import BackendUnavailable, import_litert_schema, import_onnxruntime
 
 # The schema's names, re-exported: they lived here before edge_speech.manifest.
@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 _MAX_MEMBER_BYTES = 1 << 31
+# A manifest is a few KB (a large vocabulary: a few MB); past this it is not one.
+_MAX_MANIFEST_BYTES = 16 << 20
 # Writing is the converter's; these names load it on first use, so importing the runtime never does.
 _WRITER_NAMES = ("write_bundle", "pack_bundle", "embed_onnx_metadata", "embed_tflite_metadata")
 
@@ -124,8 +126,12 @@ class Bundle:
 
     @classmethod
     def _from_files(cls, source: str, reader: "_Reader") -> "Bundle":
+        size = reader.size(MANIFEST_NAME, source)
+        if size > _MAX_MANIFEST_BYTES:
+            raise BundleError(f"{source}/{MANIFEST_NAME}: {size} bytes; a manifest is at most {_MAX_MANIFEST_BYTES}")
         manifest = Manifest.from_dict(
-            _parse_json(reader.read(MANIFEST_NAME, source), f"{source}/{MANIFEST_NAME}"), f"{source}/{MANIFEST_NAME}"
+            _parse_json(reader.read(MANIFEST_NAME, source, size), f"{source}/{MANIFEST_NAME}"),
+            f"{source}/{MANIFEST_NAME}",
         )
         lm_name = manifest.decoder.get("lm")
         for name in set(manifest.models.values()) - set(manifest.files):
@@ -134,12 +140,17 @@ class Bundle:
             raise BundleError(f"{source}: the decoder's LM {lm_name!r} has no checksum in the manifest's files")
         contents = {}
         for name, entry in manifest.files.items():
-            data = reader.read(name, source)
-            if "size" in entry and len(data) != entry["size"]:
+            # Sizes are compared before reading, so a file swapped for a huge one is never read whole.
+            size = reader.size(name, source)
+            if "size" in entry and size != entry["size"]:
                 raise BundleError(
-                    f"{source}/{name}: size {len(data)} bytes, manifest says {entry['size']} "
-                    "(truncated or replaced file)"
+                    f"{source}/{name}: size {size} bytes, manifest says {entry['size']} (truncated or replaced file)"
                 )
+            if size > _MAX_MEMBER_BYTES:
+                raise BundleError(
+                    f"{source}/{name}: {size} bytes, more than a bundle file may hold ({_MAX_MEMBER_BYTES})"
+                )
+            data = reader.read(name, source, size)
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry.get("sha256"):
                 raise BundleError(
@@ -151,10 +162,14 @@ class Bundle:
         if lm_name is not None:
             lm_text = contents[lm_name]
             if lm_name.endswith(".gz"):
-                try:
-                    lm_text = gzip.decompress(lm_text)
-                except (OSError, EOFError) as err:
-                    raise BundleError(f"{source}/{lm_name}: not a valid gzip file: {err}") from None
+                if lm_text[:2] != b"\x1f\x8b":
+                    raise BundleError(f"{source}/{lm_name}: not a valid gzip file (no gzip header)")
+                try:  # inflated no further than limits.max_lm_bytes: a 204 KB LM once became 449 MB
+                    lm_text = limits.gunzip(lm_text, f"{source}/{lm_name}", "max_lm_bytes")
+                except limits.ResourceLimitError:
+                    raise
+                except ValueError as err:
+                    raise BundleError(str(err)) from None
         return cls(
             manifest=manifest,
             source=source,
@@ -218,7 +233,12 @@ def check_member_name(name: str, source: str) -> None:
 
 
 class _Reader:
-    def read(self, name: str, source: str) -> bytes:
+    def size(self, name: str, source: str) -> int:
+        """The member's size in bytes, found without reading it."""
+        raise NotImplementedError
+
+    def read(self, name: str, source: str, size: int) -> bytes:
+        """The member's bytes; refused if there are more than ``size`` (it changed meanwhile)."""
         raise NotImplementedError
 
 
@@ -226,10 +246,10 @@ class _DirectoryReader(_Reader):
     def __init__(self, root: Path):
         self.root = root
 
-    def read(self, name: str, source: str) -> bytes:
+    def _path(self, name: str, source: str) -> Path:
         check_member_name(name, source)
         path = self.root / name
-        if not path.is_file():
+        if not path.is_file():  # also refuses devices and FIFOs (/dev/zero would never end)
             raise BundleError(f"{source}: missing file {name!r}")
         root = self.root.resolve()
         if root not in path.resolve().parents:  # a symlink (file or folder) pointing out of the bundle
@@ -237,13 +257,21 @@ class _DirectoryReader(_Reader):
                 f"{source}: {name!r} resolves to {path.resolve()}, outside the bundle; "
                 "bundle files must be inside its folder"
             )
-        return path.read_bytes()
+        return path
+
+    def size(self, name: str, source: str) -> int:
+        return self._path(name, source).stat().st_size
+
+    def read(self, name: str, source: str, size: int) -> bytes:
+        with self._path(name, source).open("rb") as file:
+            data = file.read(size + 1)
+        if len(data) > size:
+            raise BundleError(f"{source}: {name!r} grew while the bundle was read")
+        return data
 
 
 class _ZipReader(_Reader):
     def __init__(self, path: Path):
-        from edge_speech import limits
-
         self.zip = zipfile.ZipFile(path)
         for info in self.zip.infolist():
             check_member_name(info.filename, str(path))
@@ -261,7 +289,15 @@ class _ZipReader(_Reader):
         if MANIFEST_NAME not in names and len(roots) == 1 and f"{next(iter(roots))}/{MANIFEST_NAME}" in names:
             self.prefix = next(iter(roots)) + "/"
 
-    def read(self, name: str, source: str) -> bytes:
+    def size(self, name: str, source: str) -> int:
+        check_member_name(name, source)
+        try:
+            return self.zip.getinfo(self.prefix + name).file_size
+        except KeyError:
+            raise BundleError(f"{source}: missing file {name!r} in the zip") from None
+
+    def read(self, name: str, source: str, size: int) -> bytes:
+        # zipfile stops at the member's declared size (checked against size() and the limits)
         check_member_name(name, source)
         try:
             return self.zip.read(self.prefix + name)

@@ -8,15 +8,28 @@ shipped in the bundle), plus the files' sha256 checksums. The format is describe
 :meth:`Manifest.from_dict`) validates it and raises :class:`BundleError` saying what is wrong;
 reading bundles is :mod:`edge_speech.bundle`, writing them the converter's
 :mod:`edge_speech.converters.bundle_writer`.
+
+Validation, and why it is done twice: :meth:`Manifest.from_dict` validates the JSON against the
+schema with ``jsonschema`` when it is importable, and the error names the JSON path and the
+schema's complaint (``manifest.json: input.stream_context_frames: 1000000000 is greater than the
+maximum of 4096``). ``jsonschema`` is not a base dependency: it needs ``rpds-py``, a Rust
+extension whose wheels stop at manylinux armv7l/aarch64 (none for 32-bit Arm on musl or armv6l),
+and it costs a few hundred milliseconds to import on a small board. So the dataclasses below carry
+their own hand-written checks, which run with or without ``jsonschema``; the bounds on every
+integer that sizes work or memory (frame counts, contexts, state shapes, token counts) are read
+from the schema itself, and ``tests/test_manifest_schema.py`` runs a set of bad manifests through
+both and requires a refusal from each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.resources
 import json
 import math
 import numbers
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from edge_speech.features import FeatureConfig
 
@@ -57,6 +70,16 @@ OBJECT_KEYS = (
     "decoder",
     "features",
 )
+SCHEMA: Mapping[str, Any] = json.loads(
+    importlib.resources.files("edge_speech").joinpath("schema/manifest.schema.json").read_text("utf-8")
+)
+_TOP_FIELDS: Mapping[str, Any] = SCHEMA["properties"]
+_INPUT_FIELDS: Mapping[str, Any] = _TOP_FIELDS["input"]["properties"]
+_STATE_FIELDS: Mapping[str, Any] = _INPUT_FIELDS["state"]["items"]["properties"]
+# A state tensor is allocated and copied every chunk; the schema bounds each dimension, this the whole.
+MAX_STATE_ELEMENTS = 1 << 24
+# jsonschema quotes the offending value; a huge one would flood the message.
+_MAX_COMPLAINT_CHARS = 300
 DECODER_KEYS = (
     "lm",
     "lm_weight",
@@ -100,6 +123,14 @@ class StateTensor:
         shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else None
         if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
             raise BundleError(f"input state {self.input!r}: shape must be a list of positive ints, got {self.shape!r}")
+        _check_length(shape, f"input state {self.input!r}: shape", _STATE_FIELDS["shape"])
+        for i, size in enumerate(shape):
+            _check_integer(size, f"input state {self.input!r}: shape[{i}]", _STATE_FIELDS["shape"]["items"])
+        if math.prod(shape) > MAX_STATE_ELEMENTS:
+            raise BundleError(
+                f"input state {self.input!r}: shape {list(shape)} has {math.prod(shape)} elements, "
+                f"more than the maximum of {MAX_STATE_ELEMENTS}"
+            )
         object.__setattr__(self, "shape", shape)
 
     @classmethod
@@ -113,6 +144,52 @@ class StateTensor:
 
 class BundleError(ValueError):
     """A bundle or model file that cannot be used, with the reason."""
+
+
+def _check_integer(value: Any, where: str, field: Mapping[str, Any]) -> None:
+    """Refuses a non-integer or a value past the schema field's ``maximum``, in jsonschema's words
+    (the dataclasses' own checks give the minimums, with messages older than the schema's)."""
+    if value is None and "null" in field.get("type", ()):
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise BundleError(f"{where}: {value!r} is not of type 'integer'")
+    if "maximum" in field and value > field["maximum"]:
+        raise BundleError(f"{where}: {value!r} is greater than the maximum of {field['maximum']!r}")
+
+
+def _check_length(items: Any, where: str, field: Mapping[str, Any]) -> None:
+    if "maxItems" in field and len(items) > field["maxItems"]:
+        raise BundleError(f"{where}: {len(items)} items, more than the maximum of {field['maxItems']}")
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_validator() -> Optional[Callable[[Any], Any]]:
+    """``iter_errors`` of a jsonschema validator for :data:`SCHEMA`, or None without jsonschema."""
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    validator_class = jsonschema.validators.validator_for(SCHEMA)
+    return validator_class(SCHEMA).iter_errors
+
+
+def schema_complaint(data: Any) -> Optional[str]:
+    """The schema's complaint about manifest JSON ``data``, prefixed with its JSON path
+    (``input.chunk_frames: 0 is less than the minimum of 1``); None when the data is valid or
+    jsonschema is not installed."""
+    iter_errors = _schema_validator()
+    if iter_errors is None:
+        return None
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(iter_errors(data))
+    if error is None:
+        return None
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+    message = error.message
+    if len(message) > _MAX_COMPLAINT_CHARS:
+        message = message[: _MAX_COMPLAINT_CHARS - 1] + "…"
+    return f"{where.lstrip('.')}: {message}" if where else message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,8 +243,12 @@ class InputSpec:
     chunk_range_name: Optional[str] = None
 
     def __post_init__(self) -> None:
+        sizes = ("chunk_frames", "left_context_frames", "right_context_frames", "stream_context_frames")
+        for field in (*sizes, "max_frames", "clip_frames"):
+            _check_integer(getattr(self, field), f"input.{field}", _INPUT_FIELDS[field])
         if not isinstance(self.state, (list, tuple)):
             raise BundleError(f"input state must be a list of state tensors, got {self.state!r}")
+        _check_length(self.state, "input.state", _INPUT_FIELDS["state"])
         object.__setattr__(self, "state", tuple(StateTensor.from_any(s) for s in self.state))
         if self.state:
             if self.chunk_range_name is None or self.chunk_frames is None:
@@ -247,8 +328,12 @@ class Manifest:
             raise BundleError(f"manifest kind must be one of {MODEL_KINDS}, got {self.kind!r}")
         if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
             raise BundleError(f"manifest sample_rate must be a positive int, got {self.sample_rate!r}")
+        _check_integer(self.sample_rate, "sample_rate", _TOP_FIELDS["sample_rate"])
         if not self.tokens:
             raise BundleError("manifest has no tokens")
+        _check_length(self.tokens, "tokens", _TOP_FIELDS["tokens"])
+        for field in ("blank_id", "subsampling_factor"):
+            _check_integer(getattr(self, field), field, _TOP_FIELDS[field])
         clips = [spec.clip_frames for spec in (self.input, *self.format_inputs.values())]
         if self.kind == "classifier" and None in clips:
             raise BundleError("a classifier manifest needs input.clip_frames (the clip length it was trained on)")
@@ -339,6 +424,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "manifest") -> "Manifest":
+        """The manifest of JSON ``data``, validated against the schema (when jsonschema is
+        installed) and by the dataclasses' own checks; ``source`` starts every error message."""
         if not isinstance(data, Mapping):
             raise BundleError(f"{source}: the manifest must be a JSON object")
         version = data.get("schema_version")
@@ -351,6 +438,25 @@ class Manifest:
             )
         if version < 1:
             raise BundleError(f"{source}: invalid schema_version {version}")
+        complaint = schema_complaint(data)
+        try:
+            manifest = cls._from_valid_json(data, source, version)
+        except BundleError as err:
+            if complaint is None or complaint in str(err):
+                raise
+            # The runtime's own reason (often more specific) and the schema's, with the JSON path.
+            raise BundleError(f"{err} (schema: {complaint})") from None
+        except Exception:  # data the schema refused broke a check on the way; the schema's words say why
+            if complaint is None:
+                raise
+            raise BundleError(f"{source}: {complaint}") from None
+        if complaint is not None:
+            raise BundleError(f"{source}: {complaint}")
+        return manifest
+
+    @classmethod
+    def _from_valid_json(cls, data: Mapping[str, Any], source: str, version: int) -> "Manifest":
+        """The hand-written checks of :meth:`from_dict` (the only ones without jsonschema)."""
         for key in ("kind", "sample_rate", "tokens", "models"):
             if key not in data:
                 raise BundleError(f"{source}: missing required key {key!r}")
@@ -371,6 +477,8 @@ class Manifest:
         try:
             input_spec = InputSpec(**data.get("input", {}))
             format_inputs = {fmt: InputSpec(**spec) for fmt, spec in data.get("format_inputs", {}).items()}
+        except BundleError as err:
+            raise BundleError(f"{source}: {err}") from None
         except (TypeError, AttributeError) as err:
             raise BundleError(f"{source}: invalid input section: {err}") from None
         try:
