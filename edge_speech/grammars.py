@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import heapq
 import math
 import re
 from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from edge_speech import yaml_reading
+from edge_speech import limits, yaml_reading
 
 if TYPE_CHECKING:
     from edge_speech.grammar_tokens import TokenGraph
@@ -104,7 +105,7 @@ class _Tokens:
 
     _PATTERN = re.compile(
         r"""
-        (?P<space>\s+) | (?P<comment>//[^\n]*|/\*.*?\*/) | (?P<weight>/\s*[0-9.eE+-]+\s*/) |
+        (?P<space>\s+) | (?P<comment>//[^\n]*|/\*.*?\*/) | (?P<weight>/[^/*\n][^/\n]*/) |
         (?P<ref><[^<>\s]+>) | (?P<slot>\{[^{}]*\}) | (?P<quoted>"[^"\n]*") |
         (?P<punct>[()\[\]|*+;=]) | (?P<word>[^\s()\[\]|*+;=<>{}"/]+)
     """,
@@ -175,9 +176,11 @@ def _parse_alternatives(toks: _Tokens, slots: bool, stop: Sequence[str]):
             try:
                 weight = float(tok[1].strip("/ \t"))
             except ValueError:
-                raise toks.error(tok, f"bad weight {tok[1]!r}") from None
+                raise toks.error(
+                    tok, f"bad weight {tok[1]!r}: a weight is a number between slashes, like /2.5/"
+                ) from None
             if not (math.isfinite(weight) and weight > 0):
-                raise toks.error(tok, f"weights must be > 0, got {tok[1]!r}")
+                raise toks.error(tok, f"weights must be finite numbers > 0, got {tok[1]!r}")
         weights.append(weight)
         items.append(_parse_sequence(toks, slots, stop))
         tok = toks.peek()
@@ -243,6 +246,12 @@ def _parse_sequence(toks: _Tokens, slots: bool, stop: Sequence[str]):
 
 
 class _Builder:
+    """Thompson-style construction with few epsilons, then epsilon removal (the decoder reads
+    epsilon-free arcs). An expression may be built into a given end state, so alternatives and
+    slot values share their end instead of each joining it by an epsilon: removing those epsilons
+    copied every value's arcs onto every value's end, and ten references to a 300-value slot made
+    810 k arcs. Sizes are checked against :mod:`edge_speech.limits` while building."""
+
     def __init__(self, rules: Mapping[str, object], slot_values: Mapping[str, list], what: str):
         self.rules, self.slot_values, self.what = rules, slot_values, what
         self.num_states = 1
@@ -250,55 +259,63 @@ class _Builder:
         self.arcs: List[WordArc] = []
         self.stack: List[str] = []
         self.depth = 0
+        self.max_states = limits.current().max_grammar_states
 
     def new(self) -> int:
         self.num_states += 1
-        if self.num_states > 200_000:
-            raise ValueError(f"{self.what}: the grammar expands to more than 200000 states")
+        if self.num_states > self.max_states:
+            raise limits.exceeded(
+                f"{self.what}: states of the grammar", f"{self.num_states} so far", "max_grammar_states"
+            )
         return self.num_states - 1
 
-    def build(self, e, s: int, intent: str, slot: Optional[str]) -> int:
+    def build(self, e, s: int, intent: str, slot: Optional[str], end: Optional[int] = None) -> int:
+        """Builds ``e`` from state ``s``; returns its end state: ``end`` when given (a state no
+        construct leaves by a back edge), else a new one."""
         self.depth += 1
         try:
             if self.depth > 3 * MAX_NESTING:  # groups inside a chain of rule references
                 chain = f" (rule chain <{self.stack[0]}> ... <{self.stack[-1]}>)" if self.stack else ""
                 raise ValueError(f"{self.what}: rules and groups nested more than {3 * MAX_NESTING} deep{chain}")
-            return self._build(e, s, intent, slot)
+            return self._build(e, s, intent, slot, end)
         finally:
             self.depth -= 1
 
-    def _build(self, e, s: int, intent: str, slot: Optional[str]) -> int:
+    def _build(self, e, s: int, intent: str, slot: Optional[str], end: Optional[int]) -> int:
         if isinstance(e, _Word):
-            d = self.new()
+            d = self.new() if end is None else end
             self.arcs.append(WordArc(s, d, e.text, 0.0, intent, slot))
             return d
         if isinstance(e, _Seq):
-            for item in e.items:
+            for item in e.items[:-1]:
                 s = self.build(item, s, intent, slot)
-            return s
+            return self.build(e.items[-1], s, intent, slot, end)
         if isinstance(e, _Alt):
-            end = self.new()
-            total = sum(e.weights) if e.weights else None
+            # no construct has a back edge into its start or out of its end (loops have their own
+            # states), so the alternatives may all leave s and all reach one end
+            join = self.new() if end is None else end
+            log_weights = _normalised_log_weights(e.weights) if e.weights else None
             for i, item in enumerate(e.items):
-                start = self.new()
-                self.eps.append((s, start, math.log(e.weights[i] / total) if e.weights and total else 0.0))
-                self.eps.append((self.build(item, start, intent, slot), end, 0.0))
-            return end
+                start = s
+                if log_weights is not None:
+                    start = self.new()
+                    self.eps.append((s, start, log_weights[i]))
+                self.build(item, start, intent, slot, join)
+            return join
         if isinstance(e, _Opt):
-            start, end = self.new(), self.new()
-            self.eps.append((s, start, 0.0))
-            self.eps.append((self.build(e.item, start, intent, slot), end, 0.0))
-            self.eps.append((s, end, 0.0))
-            return end
+            join = self.build(e.item, s, intent, slot, end)
+            self.eps.append((s, join, 0.0))
+            return join
         if isinstance(e, _Rep):
-            loop, end = self.new(), self.new()
+            loop = self.new()
+            join = self.new() if end is None else end
             self.eps.append((s, loop, 0.0))
             e_end = self.build(e.item, loop, intent, slot)
             self.eps.append((e_end, loop, 0.0))
-            self.eps.append((e_end, end, 0.0))
+            self.eps.append((e_end, join, 0.0))
             if not e.at_least_one:
-                self.eps.append((s, end, 0.0))
-            return end
+                self.eps.append((s, join, 0.0))
+            return join
         if isinstance(e, _Ref):
             if e.name not in self.rules:
                 raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown rule <{e.name}>")
@@ -308,18 +325,22 @@ class _Builder:
                     "(recursive rules are not supported; use * or +)"
                 )
             self.stack.append(e.name)
-            end = self.build(self.rules[e.name], s, intent, slot)
+            join = self.build(self.rules[e.name], s, intent, slot, end)
             self.stack.pop()
-            return end
+            return join
         if isinstance(e, _Slot):
             if e.name not in self.slot_values:
                 raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown slot {{{e.name}}}")
             values = self.slot_values[e.name]
-            return self.build(_Alt([_Seq([_Word(w) for w in v.split()]) for v in values], None), s, intent, e.name)
+            alt = _Alt([_Seq([_Word(w) for w in v.split()]) for v in values], None)
+            return self.build(alt, s, intent, e.name, end)
         raise TypeError(e)
 
     def finish(self, finals: Sequence[int]) -> "Grammar":
-        # epsilon removal (max-weight closure), then keep what is reachable and co-reachable
+        # epsilon removal: each state takes the word arcs of the states its epsilons reach (by
+        # their best path), then keep what is reachable and co-reachable. A chain of n optional
+        # words needs n^2/2 arcs without epsilons, so the arcs are counted as they are made.
+        max_arcs = limits.current().max_grammar_arcs
         n = self.num_states
         eps_out: List[List[Tuple[int, float]]] = [[] for _ in range(n)]
         for src, dst, w in self.eps:
@@ -328,54 +349,95 @@ class _Builder:
         for arc in self.arcs:
             arcs_out[arc.src].append(arc)
         final_set = set(finals)
-        new_arcs: Dict[Tuple[int, int, str, str, Optional[str]], float] = {}
         new_finals = set()
+        # arcs by source: (dst, word, intent, slot) -> best weight
+        closed: List[Dict[Tuple[int, str, str, Optional[str]], float]] = []
+        total = 0
         for s in range(n):
-            best = {s: 0.0}
-            todo = [s]
-            while todo:
-                u = todo.pop()
-                for v, w in eps_out[u]:
-                    if best[u] + w > best.get(v, -math.inf) + 1e-12:
-                        best[v] = best[u] + w
-                        todo.append(v)
-            for u, w0 in best.items():
+            kept: Dict[Tuple[int, str, str, Optional[str]], float] = {}
+            for u, w0 in _epsilon_closure(s, eps_out):
                 if u in final_set:
                     new_finals.add(s)
                 for arc in arcs_out[u]:
-                    key = (s, arc.dst, arc.word, arc.intent, arc.slot)
-                    new_arcs[key] = max(new_arcs.get(key, -math.inf), w0 + arc.weight)
-        arcs = [WordArc(s, d, word, w, intent, slot) for (s, d, word, intent, slot), w in new_arcs.items()]
+                    key = (arc.dst, arc.word, arc.intent, arc.slot)
+                    previous = kept.get(key)
+                    if previous is None:
+                        total += 1
+                        if total > max_arcs:
+                            raise limits.exceeded(
+                                f"{self.what}: word arcs of the grammar (optional items in a row multiply them)",
+                                f"{total} so far",
+                                "max_grammar_arcs",
+                            )
+                        kept[key] = w0 + arc.weight
+                    elif w0 + arc.weight > previous:
+                        kept[key] = w0 + arc.weight
+            closed.append(kept)
         # trim: reachable from 0 and reaching a final state
         fwd, stack = {0}, [0]
-        out: Dict[int, List[WordArc]] = {}
-        inc: Dict[int, List[WordArc]] = {}
-        for a in arcs:
-            out.setdefault(a.src, []).append(a)
-            inc.setdefault(a.dst, []).append(a)
         while stack:
-            for a in out.get(stack.pop(), []):
-                if a.dst not in fwd:
-                    fwd.add(a.dst)
-                    stack.append(a.dst)
+            for dst, _, _, _ in closed[stack.pop()]:
+                if dst not in fwd:
+                    fwd.add(dst)
+                    stack.append(dst)
+        inc: Dict[int, List[int]] = {}
+        for s in fwd:
+            for dst, _, _, _ in closed[s]:
+                inc.setdefault(dst, []).append(s)
         bwd, stack = set(new_finals), list(new_finals)
         while stack:
-            for a in inc.get(stack.pop(), []):
-                if a.src not in bwd:
-                    bwd.add(a.src)
-                    stack.append(a.src)
+            for src in inc.get(stack.pop(), []):
+                if src not in bwd:
+                    bwd.add(src)
+                    stack.append(src)
         keep = sorted((fwd & bwd) | {0})
         self.kept_states = keep  # new state i was state keep[i] (for callers that annotate states)
         index = {s: i for i, s in enumerate(keep)}
-        arcs = [
-            dataclasses.replace(a, src=index[a.src], dst=index[a.dst])
-            for a in arcs
-            if a.src in index and a.dst in index and a.src in fwd and a.dst in bwd
-        ]
+        arcs: List[WordArc] = []
+        for s in keep:  # in order of the new ids: sorting each state's arcs sorts them all
+            if s in fwd and s in bwd:
+                state_arcs = [
+                    WordArc(index[s], index[dst], word, w, intent, slot)
+                    for (dst, word, intent, slot), w in closed[s].items()
+                    if dst in index and dst in bwd
+                ]
+                arcs.extend(sorted(state_arcs, key=lambda a: (a.dst, a.word)))
+            closed[s] = {}  # what is converted is freed: the dicts outweigh the arcs
         finals_out = sorted(index[s] for s in new_finals if s in index and s in fwd)
         if not finals_out:
             raise ValueError(f"{self.what}: the grammar accepts no sentence")
-        return Grammar(len(keep), tuple(sorted(arcs, key=lambda a: (a.src, a.dst, a.word))), tuple(finals_out))
+        return Grammar(len(keep), tuple(arcs), tuple(finals_out))
+
+
+def _epsilon_closure(s: int, eps_out: Sequence[Sequence[Tuple[int, float]]]) -> List[Tuple[int, float]]:
+    """(state, best log weight) of every state ``s`` reaches by epsilons, ``s`` included; epsilon
+    weights are <= 0, so the best paths come out in order as in Dijkstra's algorithm."""
+    if not eps_out[s]:
+        return [(s, 0.0)]
+    best = {s: 0.0}
+    done: List[Tuple[int, float]] = []
+    heap = [(-0.0, s)]
+    seen = set()
+    while heap:
+        cost, u = heapq.heappop(heap)
+        if u in seen:
+            continue
+        seen.add(u)
+        done.append((u, -cost))
+        for v, w in eps_out[u]:
+            if v not in seen and -cost + w > best.get(v, -math.inf):
+                best[v] = -cost + w
+                heapq.heappush(heap, (cost - w, v))
+    return done
+
+
+def _normalised_log_weights(weights: Sequence[float]) -> List[float]:
+    """log(w / sum(w)) of positive finite weights, in the log domain: a sum of /1e308/ weights
+    overflows and a ratio of tiny ones underflows (which made log() fail)."""
+    logs = [math.log(w) for w in weights]
+    top = max(logs)
+    log_total = top + math.log(sum(math.exp(x - top) for x in logs))
+    return [x - log_total for x in logs]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,7 +58,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from edge_speech import yaml_reading
+from edge_speech import limits, yaml_reading
 from edge_speech.grammars import Grammar, WordArc, _Builder
 
 __all__ = [
@@ -814,10 +814,8 @@ class _Compiler:
         grammar = builder.finish(finals)
         final_block = {new: block_of[old] for new, old in enumerate(builder.kept_states) if old in block_of}
         num_states, arcs, finals_out, final_block = _merge_equivalent(grammar, final_block)
-        if num_states > 200_000:
-            raise ValueError(
-                f"{self.what}: the sentences compile to {num_states} states, more than the 200000 a grammar may have"
-            )
+        if num_states > limits.current().max_grammar_states:
+            raise limits.exceeded(f"{self.what}: states the sentences compile to", num_states, "max_grammar_states")
         values = {label(slot): table for slot, table in self.values.items()}
         names = {label(slot): slot[0] for slot in self.values}
         table = json.dumps(
