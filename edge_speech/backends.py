@@ -401,7 +401,7 @@ class _Interpreter:
     """One LiteRT interpreter and what is made from it (signature runners, the input shape it is
     allocated for); used by one thread at a time, lent by :class:`InterpreterPool`."""
 
-    def __init__(self, interpreter):
+    def __init__(self, interpreter) -> None:
         self.interpreter = interpreter
         self.runners: dict = {}  # window samples -> (signature runner, tensor details)
         self.input_shape: Optional[tuple] = None  # a dynamic input's current shape
@@ -819,7 +819,7 @@ def _default_interpreters() -> int:
     return min(DEFAULT_MAX_INTERPRETERS, _default_threads())
 
 
-def _check_count(name: str, value) -> int:
+def _check_count(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_THREADS:
         raise ValueError(f"{name} must be an int in 1..{MAX_THREADS}, got {value!r}")
     return int(value)
