@@ -132,12 +132,14 @@ def prompt_set(limit: int) -> List[Utterance]:
 
 
 def server_specs(args: argparse.Namespace, work_dir: Path) -> List[ServerSpec]:
-    ours = (sys.executable, "-m", "edge_speech.cli", "serve", "--log-level", "warning", "--wyoming")
+    def ours(*options: str) -> Tuple[str, ...]:
+        return (sys.executable, "-m", "edge_speech.cli", "serve", "--log-level", "warning", *options, "--wyoming")
+
     open_sets = ("commands", "prompts")
     specs = {
-        "en-small": ServerSpec("ours en-small", ours, open_sets),
-        "en-base": ServerSpec("ours en-base", ours + ("--model", "en-base"), open_sets),
-        "grammar": ServerSpec("ours en-small + grammar", ours + ("--grammar", str(COMMANDS_GRAMMAR)), ("commands",)),
+        "en-small": ServerSpec("ours en-small", ours(), open_sets),
+        "en-base": ServerSpec("ours en-base", ours("--model", "en-base"), open_sets),
+        "grammar": ServerSpec("ours en-small + grammar", ours("--grammar", str(COMMANDS_GRAMMAR)), ("commands",)),
         "peer": ServerSpec(
             f"wyoming-faster-whisper {args.peer_model.name} int8",
             (
@@ -373,8 +375,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"# prompts skipped: {ASTERISK_TRANSCRIPTS} not found (apt-get install asterisk-core-sounds-en-wav)")
     work_dir = Path(tempfile.mkdtemp(prefix="es-bw-", dir="/tmp"))  # short: unix socket paths are limited
     specs = server_specs(args, work_dir)
+    rows: List[Row] = []
+    not_started = []
     try:
-        rows = [row for index, spec in enumerate(specs) for row in run_server(spec, sets, args, work_dir, index)]
+        for index, spec in enumerate(specs):
+            served = run_server(spec, sets, args, work_dir, index)
+            rows += served
+            if not served:
+                not_started.append(spec.label)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     peer_label = next((spec.label for spec in specs if spec.is_peer), None)
@@ -391,7 +399,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     print()
     print(table(rows, peer_label))
-    return 0 if all(row.failures == 0 for row in rows) else 1
+    for label in not_started:
+        print(f"\n{label}: did not start (its log is printed on stderr)")
+    return 0 if not not_started and all(row.failures == 0 for row in rows) else 1
 
 
 if __name__ == "__main__":
