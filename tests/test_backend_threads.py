@@ -171,8 +171,10 @@ def test_a_batch_reports_each_failure_in_its_slot_and_finishes(bundle, tflite_re
     for error in (RuntimeError("There is at least 1 reference to internal data"), MemoryError()):
         rec = Recognizer(bundle, _FailingOn(tflite_recognizer.backend, frames, error))
         sources = [TIMER, garbage, odd, tmp_path / "missing.wav", LIGHT]
-        progress = []
-        results = rec.transcribe_many(sources, workers=3, beam=1, progress=lambda d, t: progress.append((d, t)))
+        progress: list = []
+        results = rec.transcribe_many(
+            sources, workers=3, beam=1, progress=lambda d, t, seen=progress: seen.append((d, t))
+        )
         assert results[0].text == tflite_recognizer.transcribe(TIMER, beam=1).text
         assert results[4].text == tflite_recognizer.transcribe(LIGHT, beam=1).text
         assert isinstance(results[1], ValueError) and "RIFF" in str(results[1])
