@@ -81,6 +81,7 @@ BAD_MANIFESTS = {
     "state dimension 0": state_shape([2, 0, 64]),
     "state of 9 dimensions": state_shape([1] * 9),
     "65 state tensors": many_states,
+    "waveform input with features": lambda d: d.update(schema_version=2, format_inputs={}, input={"kind": "waveform"}),
 }
 
 
