@@ -160,6 +160,8 @@ class _Tokens:
 # Deepest nesting of groups ((...), [...]) a grammar may have; rule references and groups together
 # may go three times as deep. Real grammars use a handful; 500 nested groups raised RecursionError.
 MAX_NESTING = 100
+# Optional items in a row from which they are built through hub states (see _Builder._optional_run)
+_OPTIONAL_RUN_FOR_HUBS = 16
 _TYPED_WORD_BREAK = re.compile(r"[^\w']+")  # what separates words in typed text
 
 
@@ -269,54 +271,63 @@ class _Builder:
             )
         return self.num_states - 1
 
-    def build(self, e, s: int, intent: str, slot: Optional[str], end: Optional[int] = None) -> int:
-        """Builds ``e`` from state ``s``; returns its end state: ``end`` when given (a state no
-        construct leaves by a back edge), else a new one."""
+    def build(self, e, s: int, intent: str, slot: Optional[str], ends: Optional[Tuple[int, ...]] = None) -> int:
+        """Builds ``e`` from state ``s`` into ``ends`` when given (states that no construct leaves
+        by a back edge; every path through ``e`` reaches each of them), else into a new state;
+        returns the (first) end."""
         self.depth += 1
         try:
             if self.depth > 3 * MAX_NESTING:  # groups inside a chain of rule references
                 chain = f" (rule chain <{self.stack[0]}> ... <{self.stack[-1]}>)" if self.stack else ""
                 raise ValueError(f"{self.what}: rules and groups nested more than {3 * MAX_NESTING} deep{chain}")
-            return self._build(e, s, intent, slot, end)
+            return self._build(e, s, intent, slot, ends or (self.new(),))
         finally:
             self.depth -= 1
 
-    def _build(self, e, s: int, intent: str, slot: Optional[str], end: Optional[int]) -> int:
+    def _build(self, e, s: int, intent: str, slot: Optional[str], ends: Tuple[int, ...]) -> int:
         if isinstance(e, _Word):
-            d = self.new() if end is None else end
-            self.arcs.append(WordArc(s, d, e.text, 0.0, intent, slot))
-            return d
-        if isinstance(e, _Seq):
-            for item in e.items[:-1]:
-                s = self.build(item, s, intent, slot)
-            return self.build(e.items[-1], s, intent, slot, end)
-        if isinstance(e, _Alt):
+            self.arcs.extend(WordArc(s, d, e.text, 0.0, intent, slot) for d in ends)
+        elif isinstance(e, _Seq):
+            items = e.items
+            i = 0
+            while i < len(items) - 1:
+                run = 0  # optional items in a row from i
+                while i + run < len(items) and isinstance(items[i + run], _Opt):
+                    run += 1
+                if run >= _OPTIONAL_RUN_FOR_HUBS:
+                    last = i + run == len(items)
+                    s = self._optional_run(
+                        [o.item for o in items[i : i + run]], s, intent, slot, ends if last else None
+                    )
+                    i += run
+                    if last:
+                        return ends[0]
+                else:
+                    s = self.build(items[i], s, intent, slot)
+                    i += 1
+            self.build(items[-1], s, intent, slot, ends)
+        elif isinstance(e, _Alt):
             # no construct has a back edge into its start or out of its end (loops have their own
-            # states), so the alternatives may all leave s and all reach one end
-            join = self.new() if end is None else end
+            # states), so the alternatives may all leave s and all reach the same ends
             log_weights = _normalised_log_weights(e.weights) if e.weights else None
             for i, item in enumerate(e.items):
                 start = s
                 if log_weights is not None:
                     start = self.new()
                     self.eps.append((s, start, log_weights[i]))
-                self.build(item, start, intent, slot, join)
-            return join
-        if isinstance(e, _Opt):
-            join = self.build(e.item, s, intent, slot, end)
-            self.eps.append((s, join, 0.0))
-            return join
-        if isinstance(e, _Rep):
+                self.build(item, start, intent, slot, ends)
+        elif isinstance(e, _Opt):
+            self.build(e.item, s, intent, slot, ends)
+            self.eps.extend((s, d, 0.0) for d in ends)
+        elif isinstance(e, _Rep):
             loop = self.new()
-            join = self.new() if end is None else end
             self.eps.append((s, loop, 0.0))
             e_end = self.build(e.item, loop, intent, slot)
             self.eps.append((e_end, loop, 0.0))
-            self.eps.append((e_end, join, 0.0))
+            self.eps.extend((e_end, d, 0.0) for d in ends)
             if not e.at_least_one:
-                self.eps.append((s, join, 0.0))
-            return join
-        if isinstance(e, _Ref):
+                self.eps.extend((s, d, 0.0) for d in ends)
+        elif isinstance(e, _Ref):
             if e.name not in self.rules:
                 raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown rule <{e.name}>")
             if e.name in self.stack:
@@ -325,16 +336,52 @@ class _Builder:
                     "(recursive rules are not supported; use * or +)"
                 )
             self.stack.append(e.name)
-            join = self.build(self.rules[e.name], s, intent, slot, end)
+            self.build(self.rules[e.name], s, intent, slot, ends)
             self.stack.pop()
-            return join
-        if isinstance(e, _Slot):
+        elif isinstance(e, _Slot):
             if e.name not in self.slot_values:
                 raise ValueError(f"{self.what}: line {e.line}, column {e.col}: unknown slot {{{e.name}}}")
             values = self.slot_values[e.name]
             alt = _Alt([_Seq([_Word(w) for w in v.split()]) for v in values], None)
-            return self.build(alt, s, intent, e.name, end)
-        raise TypeError(e)
+            self.build(alt, s, intent, e.name, ends)
+        else:
+            raise TypeError(e)
+        return ends[0]
+
+    def _optional_run(
+        self, items: Sequence[object], s: int, intent: str, slot: Optional[str], ends: Optional[Tuple[int, ...]]
+    ) -> int:
+        """``[x0] [x1] ... [xn-1]`` from ``s``: any subsequence of the items. Chained by epsilons,
+        removing them gives every state the arcs of every later item (n^2/2 arcs for n words).
+        Here positions -1 (``s``), 0..n-1 (the items) and n (the end) are halved recursively; each
+        halving gets a hub state that the left half's items end in and that leads (by epsilons)
+        to the right half's items and the end. Any item reaches any later one through the hub
+        where they were split, and each item meets O(log n) hubs: O(n log n) arcs."""
+        n = len(items)
+        ends = ends or (self.new(),)
+        starts = [self.new() for _ in items]
+        item_ends: List[List[int]] = [[] for _ in items]
+        halves = [(-1, n)]
+        while halves:
+            lo, hi = halves.pop()
+            if lo >= hi:
+                continue
+            mid = (lo + hi + 1) // 2
+            hub = self.new()
+            for p in range(lo, mid):
+                if p < 0:
+                    self.eps.append((s, hub, 0.0))
+                else:
+                    item_ends[p].append(hub)
+            for p in range(mid, hi + 1):
+                if p < n:
+                    self.eps.append((hub, starts[p], 0.0))
+                else:
+                    self.eps.extend((hub, d, 0.0) for d in ends)
+            halves += [(lo, mid - 1), (mid, hi)]
+        for item, start, hubs in zip(items, starts, item_ends):
+            self.build(item, start, intent, slot, tuple(hubs))
+        return ends[0]
 
     def finish(self, finals: Sequence[int]) -> "Grammar":
         # epsilon removal: each state takes the word arcs of the states its epsilons reach (by
@@ -351,10 +398,16 @@ class _Builder:
         final_set = set(finals)
         new_finals = set()
         # arcs by source: (dst, word, intent, slot) -> best weight
-        closed: List[Dict[Tuple[int, str, str, Optional[str]], float]] = []
+        # only states that word arcs reach (from 0) are closed: the others would be trimmed
+        closed: Dict[int, Dict[Tuple[int, str, str, Optional[str]], float]] = {}
         total = 0
-        for s in range(n):
+        stack = [0]
+        while stack:
+            s = stack.pop()
+            if s in closed:
+                continue
             kept: Dict[Tuple[int, str, str, Optional[str]], float] = {}
+            closed[s] = kept
             for u, w0 in _epsilon_closure(s, eps_out):
                 if u in final_set:
                     new_finals.add(s)
@@ -365,21 +418,17 @@ class _Builder:
                         total += 1
                         if total > max_arcs:
                             raise limits.exceeded(
-                                f"{self.what}: word arcs of the grammar (optional items in a row multiply them)",
+                                f"{self.what}: word arcs of the grammar (repeated or optional items in a row multiply them)",
                                 f"{total} so far",
                                 "max_grammar_arcs",
                             )
                         kept[key] = w0 + arc.weight
+                        if arc.dst not in closed:
+                            stack.append(arc.dst)
                     elif w0 + arc.weight > previous:
                         kept[key] = w0 + arc.weight
-            closed.append(kept)
-        # trim: reachable from 0 and reaching a final state
-        fwd, stack = {0}, [0]
-        while stack:
-            for dst, _, _, _ in closed[stack.pop()]:
-                if dst not in fwd:
-                    fwd.add(dst)
-                    stack.append(dst)
+        fwd = set(closed)
+        # trim: keep what reaches a final state
         inc: Dict[int, List[int]] = {}
         for s in fwd:
             for dst, _, _, _ in closed[s]:
