@@ -96,7 +96,10 @@ def _model_argument(parser: argparse.ArgumentParser) -> None:
 def _transcribe(args: argparse.Namespace) -> int:
     from edge_speech.recognizer import Recognizer
 
-    options = dict(target=args.target, backend=args.backend, threads=args.threads, beam=args.beam)
+    threads = args.threads
+    if threads is None and len(args.files) > 1 and args.jobs != 1:
+        threads = 1  # the files run in parallel already; more model threads per job would oversubscribe
+    options = dict(target=args.target, backend=args.backend, threads=threads, beam=args.beam)
     rec = Recognizer.from_bundle(args.bundle, **options) if args.bundle else Recognizer.default(args.model, **options)
     options = {"lm": False if args.no_lm else args.lm, "hotwords": args.hotwords, "lm_weight": args.lm_weight}
     grammar = _grammar_argument(args)
@@ -625,7 +628,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _model_argument(p)
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "tflite"])
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="model threads (default: all cores for one file, 1 per job for several)")
     p.add_argument("--jobs", type=int, help="files transcribed in parallel (default: up to 4)")
     p.add_argument("--beam", type=int, help="beam width; 1 is greedy decoding (default: the bundle's, else 8)")
     p.add_argument("--lm", help="ARPA n-gram language model for shallow fusion (default: the bundle's own, if any)")

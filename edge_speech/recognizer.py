@@ -95,7 +95,11 @@ class Transcript:
 
 
 class Recognizer:
-    """Offline and streaming CTC recognition with one bundle. Build it with :meth:`from_bundle`."""
+    """Offline and streaming CTC recognition with one bundle. Build it with :meth:`from_bundle`.
+
+    One Recognizer may be shared by many threads: ``transcribe`` and ``log_probs`` keep no state
+    between calls, and both backends are safe under contention (LiteRT through a pool of
+    interpreters). Each thread needs its own stream from :meth:`create_stream`."""
 
     def __init__(self, bundle: Bundle, backend: Backend, beam: Optional[int] = None):
         if bundle.manifest.kind != "ctc":
