@@ -16,7 +16,8 @@ Servers: ours with the default model (en-small), with ``--model en-base``, and w
 command grammar (``--grammar recipes/default_model/examples/commands.yaml``; only the command set,
 since other speech is rejected by design); the peer with the CTranslate2 Whisper model in
 ``--peer-model`` (int8 compute, as the peer's default models are, ``--cpu-threads`` one per core,
-its own beam size), skipped with a message when that directory or the package is missing.
+beam 1 as the peer picks on ARM, where Home Assistant voice runs on a Pi; ``--peer-beam-size 0``
+lets it pick), skipped with a message when that directory or the package is missing.
 
 Inputs, each WAV sent at its own rate (both servers convert):
   commands  recipes/default_model/examples/*.wav (reference: the file name), repeated ``--repeat``
@@ -141,7 +142,7 @@ def server_specs(args: argparse.Namespace, work_dir: Path) -> List[ServerSpec]:
         "en-base": ServerSpec("ours en-base", ours("--model", "en-base"), open_sets),
         "grammar": ServerSpec("ours en-small + grammar", ours("--grammar", str(COMMANDS_GRAMMAR)), ("commands",)),
         "peer": ServerSpec(
-            f"wyoming-faster-whisper {args.peer_model.name} int8",
+            f"wyoming-faster-whisper {args.peer_model.name} int8 beam {args.peer_beam_size}",
             (
                 sys.executable,
                 "-m",
@@ -154,6 +155,8 @@ def server_specs(args: argparse.Namespace, work_dir: Path) -> List[ServerSpec]:
                 "int8",
                 "--cpu-threads",
                 str(os.cpu_count() or 1),
+                "--beam-size",
+                str(args.peer_beam_size),
                 "--language",
                 "en",
                 "--local-files-only",
@@ -310,7 +313,7 @@ def ratio(row: Row, peer: Optional[Row], field: str) -> str:
     value, base = getattr(row, field), getattr(peer, field, None)
     if base is None or not np.isfinite(value) or not np.isfinite(base) or base == 0:
         return "–"
-    return f"{value / base:.2f}×"
+    return f"{value / base:.2g}×"
 
 
 def table(rows: Sequence[Row], peer_label: Optional[str]) -> str:
@@ -350,6 +353,12 @@ def commit() -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--peer-model", type=Path, default=DEFAULT_PEER_MODEL, help="CTranslate2 Whisper model dir")
+    p.add_argument(
+        "--peer-beam-size",
+        type=int,
+        default=1,
+        help="the peer's beam (default 1: what it picks on ARM, where HA voice runs on a Pi; 5 on x86)",
+    )
     p.add_argument("--limit", type=int, default=12, help="asterisk prompts to send (0: none)")
     p.add_argument("--repeat", type=int, default=5, help="times the example commands are sent")
     p.add_argument("--concurrency", type=int, default=1, help="clients streaming at once")
