@@ -39,7 +39,7 @@ DEFAULT_BUNDLE = ROOT / "edge_speech" / "models" / "default"
 TOKENS = ["<blk>", " ", *string.ascii_lowercase, "'"]
 JSGF_HEADER = "#JSGF V1.0;\ngrammar g;\n"
 HEAVY_FILES = ("lm_bomb.arpa.gz", "zip_bomb.zip", "zip_liar.zip")
-HEAVY_CASES = ("arpa_gzip_bomb", "zip_bundle_bomb", "zip_bundle_lying_size")
+HEAVY_CASES = ("arpa_gzip_bomb", "arpa_gzip_bomb_capped", "zip_bundle_bomb", "zip_bundle_lying_size")
 
 
 # -- inputs built once by the parent (the large ones) ------------------------------------------
@@ -181,6 +181,17 @@ def arpa_gzip_bomb(workdir: Path) -> Callable[[], object]:
     return lambda: ArpaLM.from_file(workdir / "lm_bomb.arpa.gz")
 
 
+def arpa_gzip_bomb_capped(workdir: Path) -> Callable[[], object]:
+    from edge_speech import limits
+    from edge_speech.decoding import ArpaLM
+
+    def load() -> object:
+        with limits.override(max_lm_bytes=64 << 20):
+            return ArpaLM.from_file(workdir / "lm_bomb.arpa.gz")
+
+    return load
+
+
 def zip_bundle_bomb(workdir: Path) -> Callable[[], object]:
     return _load_bundle(workdir / "zip_bomb.zip")
 
@@ -312,6 +323,7 @@ CASES: Dict[str, Tuple[str, str, Case]] = {
     "json_manifest_nested": ("3", "manifest.json nested 100,000 levels", json_manifest_nested),
     "arpa_lying_header": ("4", "48-byte ARPA claiming 10^8 unigrams", arpa_lying_header),
     "arpa_gzip_bomb": ("4", "204 KB gzip ARPA inflating to 449 MB (default limits)", arpa_gzip_bomb),
+    "arpa_gzip_bomb_capped": ("4", "the same with limits.override(max_lm_bytes=64 MiB)", arpa_gzip_bomb_capped),
     "zip_bundle_bomb": ("4", "12 MB zip bundle declaring 2.5 GiB of members", zip_bundle_bomb),
     "zip_bundle_lying_size": ("4", "3 MB zip bundle: a 700 MB model the manifest calls 1 KB", zip_bundle_lying_size),
     "wav_1_hz": ("4", "4 KB WAV declaring 1 Hz", wav_1_hz),
@@ -338,7 +350,7 @@ CASES: Dict[str, Tuple[str, str, Case]] = {
     ),
     "stream_context_1e9_streamed": (
         "9",
-        "the same in the default bundle, loaded and streamed 30 s",
+        "the same in a copy of the default bundle, through Recognizer.from_bundle and a stream",
         stream_context_1e9_streamed,
     ),
     "yaml_trailing_comma": ("10", "YAML slot list with a trailing comma", yaml_trailing_comma),
