@@ -13,8 +13,9 @@ Validation, and why it is done twice: :meth:`Manifest.from_dict` validates the J
 schema with ``jsonschema`` when it is importable, and the error names the JSON path and the
 schema's complaint (``manifest.json: input.stream_context_frames: 1000000000 is greater than the
 maximum of 4096``). ``jsonschema`` is not a base dependency: it needs ``rpds-py``, a Rust
-extension whose wheels stop at manylinux armv7l/aarch64 (none for 32-bit Arm on musl or armv6l),
-and it costs a few hundred milliseconds to import on a small board. So the dataclasses below carry
+extension with no wheels for armv6l or musl armv7l (manylinux armv7l/aarch64 only), and importing
+it and building the validator takes 0.2-0.3 s on a desktop x86, several times that on a small
+board (it is done once, on the first manifest). So the dataclasses below carry
 their own hand-written checks, which run with or without ``jsonschema``; the bounds on every
 integer that sizes work or memory (frame counts, contexts, state shapes, token counts) are read
 from the schema itself, and ``tests/test_manifest_schema.py`` runs a set of bad manifests through
@@ -71,7 +72,7 @@ OBJECT_KEYS = (
     "features",
 )
 SCHEMA: Mapping[str, Any] = json.loads(
-    importlib.resources.files("edge_speech").joinpath("schema/manifest.schema.json").read_text("utf-8")
+    importlib.resources.files("edge_speech").joinpath("schema").joinpath("manifest.schema.json").read_text("utf-8")
 )
 _TOP_FIELDS: Mapping[str, Any] = SCHEMA["properties"]
 _INPUT_FIELDS: Mapping[str, Any] = _TOP_FIELDS["input"]["properties"]
@@ -243,8 +244,15 @@ class InputSpec:
     chunk_range_name: Optional[str] = None
 
     def __post_init__(self) -> None:
-        sizes = ("chunk_frames", "left_context_frames", "right_context_frames", "stream_context_frames")
-        for field in (*sizes, "max_frames", "clip_frames"):
+        frame_counts = (
+            "chunk_frames",
+            "left_context_frames",
+            "right_context_frames",
+            "stream_context_frames",
+            "max_frames",
+            "clip_frames",
+        )
+        for field in frame_counts:  # each sizes a window, a buffer or the work per chunk
             _check_integer(getattr(self, field), f"input.{field}", _INPUT_FIELDS[field])
         if not isinstance(self.state, (list, tuple)):
             raise BundleError(f"input state must be a list of state tensors, got {self.state!r}")
