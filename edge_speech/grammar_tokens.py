@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
@@ -112,7 +113,9 @@ def compile_tokens(grammar, vocab: TokenVocabulary, token_bonus: float = 0.0) ->
     tables = _spelling_tables(vocab)
     labels: List[Label] = []
     label_ids: Dict[Label, int] = {}
-    rows = []
+    # columns, not a row tuple per token arc: a grammar near max_grammar_arcs has millions
+    srcs, dsts, tokens, labels_of = array("i"), array("i"), array("i"), array("i")
+    weights = array("d")
     num_states = grammar.num_states
     spelled: Dict[str, List[int]] = {}
     for arc in grammar.arcs:
@@ -128,11 +131,20 @@ def compile_tokens(grammar, vocab: TokenVocabulary, token_bonus: float = 0.0) ->
             dst = arc.dst if k == len(ids) - 1 else num_states
             if k < len(ids) - 1:
                 num_states += 1
-            rows.append((src, dst, tok, (arc.weight if k == 0 else 0.0) + token_bonus, label if k == 0 else -1))
+            srcs.append(src)
+            dsts.append(dst)
+            tokens.append(tok)
+            weights.append((arc.weight if k == 0 else 0.0) + token_bonus)
+            labels_of.append(label if k == 0 else -1)
             src = dst
     for state in range(grammar.num_states):
         for tok in tables.separators:
-            rows.append((state, state, tok, 0.0, -1))
-    return TokenGraph(
-        np.array(rows, dtype=ARC_DTYPE), num_states, np.array(grammar.finals, dtype=np.int32), tuple(labels)
-    )
+            srcs.append(state)
+            dsts.append(state)
+            tokens.append(tok)
+            weights.append(0.0)
+            labels_of.append(-1)
+    arcs = np.empty(len(srcs), dtype=ARC_DTYPE)
+    for name, column in (("src", srcs), ("dst", dsts), ("token", tokens), ("weight", weights), ("label", labels_of)):
+        arcs[name] = np.frombuffer(column, dtype=column.typecode) if len(column) else 0
+    return TokenGraph(arcs, num_states, np.array(grammar.finals, dtype=np.int32), tuple(labels))
