@@ -20,7 +20,9 @@ block scalars all work; files are bounded in size, nesting and alias expansion):
       room: [kitchen, bedroom, "living room"]
 
 Templates hold words, ``[optional]``, ``(a | b)`` alternatives and ``{slot}`` references; slot
-values may be several words. Malformed input raises ValueError naming the line and column.
+values may be several words. Malformed input raises ValueError naming the line and column; a
+grammar that compiles to more states or word arcs than :mod:`edge_speech.limits` allows
+(``max_grammar_states``, ``max_grammar_arcs``) raises ``ResourceLimitError``.
 
 Home Assistant sentence files (hassil's format: ``language:``, intents with ``data:`` blocks,
 lists with ``in``/``out`` values and ranges) load with :func:`load_sentences` (a file or a
@@ -252,7 +254,9 @@ class _Builder:
     epsilon-free arcs). An expression may be built into a given end state, so alternatives and
     slot values share their end instead of each joining it by an epsilon: removing those epsilons
     copied every value's arcs onto every value's end, and ten references to a 300-value slot made
-    810 k arcs. Sizes are checked against :mod:`edge_speech.limits` while building."""
+    810 k arcs. Long runs of optional items go through hub states (:meth:`_optional_run`). What
+    can still grow quadratically (runs of repeated items) is counted against
+    :mod:`edge_speech.limits` (``max_grammar_states``, ``max_grammar_arcs``) while it is built."""
 
     def __init__(self, rules: Mapping[str, object], slot_values: Mapping[str, list], what: str):
         self.rules, self.slot_values, self.what = rules, slot_values, what
