@@ -162,7 +162,7 @@ class _Tokens:
 # Deepest nesting of groups ((...), [...]) a grammar may have; rule references and groups together
 # may go three times as deep. Real grammars use a handful; 500 nested groups raised RecursionError.
 MAX_NESTING = 100
-# Optional items in a row from which they are built through hub states (see _Builder._optional_run)
+# Optional items ([x], x*) in a row from which they are built through hub states (see _Builder._optional_run)
 _OPTIONAL_RUN_FOR_HUBS = 16
 _TYPED_WORD_BREAK = re.compile(r"[^\w']+")  # what separates words in typed text
 
@@ -255,7 +255,7 @@ class _Builder:
     slot values share their end instead of each joining it by an epsilon: removing those epsilons
     copied every value's arcs onto every value's end, and ten references to a 300-value slot made
     810 k arcs. Long runs of optional items go through hub states (:meth:`_optional_run`). What
-    can still grow quadratically (runs of repeated items) is counted against
+    can still grow quadratically (runs of items that end optionally, ``[a [b]]``) is counted against
     :mod:`edge_speech.limits` (``max_grammar_states``, ``max_grammar_arcs``) while it is built."""
 
     def __init__(self, rules: Mapping[str, object], slot_values: Mapping[str, list], what: str):
@@ -296,13 +296,11 @@ class _Builder:
             i = 0
             while i < len(items) - 1:
                 run = 0  # optional items in a row from i
-                while i + run < len(items) and isinstance(items[i + run], _Opt):
+                while i + run < len(items) and _is_optional(items[i + run]):
                     run += 1
                 if run >= _OPTIONAL_RUN_FOR_HUBS:
                     last = i + run == len(items)
-                    s = self._optional_run(
-                        [o.item for o in items[i : i + run]], s, intent, slot, ends if last else None
-                    )
+                    s = self._optional_run(items[i : i + run], s, intent, slot, ends if last else None)
                     i += run
                     if last:
                         return ends[0]
@@ -355,8 +353,9 @@ class _Builder:
     def _optional_run(
         self, items: Sequence[object], s: int, intent: str, slot: Optional[str], ends: Optional[Tuple[int, ...]]
     ) -> int:
-        """``[x0] [x1] ... [xn-1]`` from ``s``: any subsequence of the items. Chained by epsilons,
-        removing them gives every state the arcs of every later item (n^2/2 arcs for n words).
+        """``[x0] [x1] ... [xn-1]`` (items ``[x]`` or ``x*``) from ``s``: any subsequence of the
+        items, starred ones repeated. Chained by epsilons, removing them gives every state the
+        arcs of every later item (n^2/2 arcs for n words).
         Here positions -1 (``s``), 0..n-1 (the items) and n (the end) are halved recursively; each
         halving gets a hub state that the left half's items end in and that leads (by epsilons)
         to the right half's items and the end. Any item reaches any later one through the hub
@@ -384,8 +383,19 @@ class _Builder:
                     self.eps.extend((hub, d, 0.0) for d in ends)
             halves += [(lo, mid - 1), (mid, hi)]
         for item, start, hubs in zip(items, starts, item_ends):
-            self.build(item, start, intent, slot, tuple(hubs))
+            if isinstance(item, _Opt):
+                self.build(item.item, start, intent, slot, tuple(hubs))
+            else:  # x* here is x+: the run makes it optional
+                self._one_or_more(item.item, start, intent, slot, tuple(hubs))
         return ends[0]
+
+    def _one_or_more(self, e, s: int, intent: str, slot: Optional[str], ends: Tuple[int, ...]) -> None:
+        """``e+`` whose words land in ``ends`` themselves (an epsilon from a loop's end into hubs
+        would give it every later item's arcs): ``e`` once into ``ends`` and a repeat state, and
+        again from the repeat state into both."""
+        again = self.new()
+        self.build(e, s, intent, slot, ends + (again,))
+        self.build(e, again, intent, slot, ends + (again,))
 
     def finish(self, finals: Sequence[int]) -> "Grammar":
         # epsilon removal: each state takes the word arcs of the states its epsilons reach (by
@@ -460,6 +470,11 @@ class _Builder:
         if not finals_out:
             raise ValueError(f"{self.what}: the grammar accepts no sentence")
         return Grammar(len(keep), tuple(arcs), tuple(finals_out))
+
+
+def _is_optional(e) -> bool:
+    """``[x]`` or ``x*``: an item a run of optional items may skip."""
+    return isinstance(e, _Opt) or (isinstance(e, _Rep) and not e.at_least_one)
 
 
 def _epsilon_closure(s: int, eps_out: Sequence[Sequence[Tuple[int, float]]]) -> List[Tuple[int, float]]:
