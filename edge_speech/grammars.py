@@ -385,8 +385,10 @@ class _Builder:
         for item, start, hubs in zip(items, starts, item_ends):
             if isinstance(item, _Opt):
                 self.build(item.item, start, intent, slot, tuple(hubs))
-            else:  # x* here is x+: the run makes it optional
+            elif isinstance(item, _Rep):  # x* here is x+: the run makes it optional
                 self._one_or_more(item.item, start, intent, slot, tuple(hubs))
+            else:
+                raise TypeError(item)
         return ends[0]
 
     def _one_or_more(self, e, s: int, intent: str, slot: Optional[str], ends: Tuple[int, ...]) -> None:
