@@ -313,7 +313,8 @@ def ratio(row: Row, peer: Optional[Row], field: str) -> str:
     value, base = getattr(row, field), getattr(peer, field, None)
     if base is None or not np.isfinite(value) or not np.isfinite(base) or base == 0:
         return "–"
-    return f"{value / base:.2g}×"
+    share = value / base
+    return f"{share:.3f}×" if 0 < share < 0.1 else f"{share:.2f}×"
 
 
 def table(rows: Sequence[Row], peer_label: Optional[str]) -> str:
