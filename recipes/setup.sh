@@ -12,7 +12,8 @@ with_tests=0
 packages=(python3 python3-venv python3-dev build-essential espeak-ng sox)
 if [ $with_tests = 1 ]; then
   packages+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user
-             portaudio19-dev libasound2-dev asterisk-core-sounds-en asterisk-core-sounds-en-wav)
+             portaudio19-dev libasound2-dev asterisk-core-sounds-en asterisk-core-sounds-en-wav
+             clang libclang-rt-dev)  # libFuzzer (native/fuzz); the runtime package is only recommended
 fi
 
 missing=()

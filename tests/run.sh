@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint and type checks, the C unit tests (native, under AddressSanitizer +
-# UBSan, and cross-compiled for aarch64 and armv7 under qemu), then the Python tests.
+# UBSan, and cross-compiled for aarch64 and armv7 under qemu), a bounded libFuzzer run over the C
+# parsers and decoders, then the Python tests (tests/test_fuzz_parsers.py is the Python fuzz budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash recipes/setup.sh --test
@@ -23,6 +24,11 @@ native_tests host
 native_tests sanitize -DES_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 native_tests aarch64 -DCMAKE_TOOLCHAIN_FILE=targets/toolchains/aarch64-linux-gnu.cmake
 native_tests armv7 -DCMAKE_TOOLCHAIN_FILE=targets/toolchains/armv7-linux-gnueabihf.cmake
+
+echo "== Fuzz: libFuzzer harnesses (native/fuzz), 20 s each, two at a time"
+cmake -S . -B build/fuzz -G Ninja -DES_BUILD_FUZZERS=ON -DCMAKE_C_COMPILER=clang >/dev/null
+cmake --build build/fuzz >/dev/null
+bash native/fuzz/run.sh build/fuzz 20
 
 echo "== Python tests"
 .venv/bin/pytest -p no:cacheprovider tests

@@ -13,6 +13,7 @@
 #define CTX_MAX (ES_LM_MAX_ORDER - 1)
 #define WORD_MAX_BYTES 1024
 #define LN10 2.302585092994046f
+#define ES_BEAM_MAX_WEIGHT 1e3
 
 /* One prefix: a node of the prefix tree. Everything but the acoustic scores is a function of the
  * prefix alone, so it lives here and merged hypotheses agree on it. */
@@ -66,9 +67,11 @@ static const es_config_field beam_fields[] = {
     INTEGER(top_k, 0, 0, INT_MAX),
     NUMBER(token_min_log_prob, -9.210340371976182, -INFINITY, INFINITY, ES_FIELD_MAX_EXCLUSIVE),   /* ln 1e-4 */
     NUMBER(blank_skip_log_prob, -0.0010005003335835344, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE), /* ln 0.999 */
-    NUMBER(lm_weight, 0.5, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
-    NUMBER(word_bonus, 0.0, -INFINITY, INFINITY, ES_FIELD_MIN_EXCLUSIVE | ES_FIELD_MAX_EXCLUSIVE),
-    NUMBER(oov_penalty, 0.0, -INFINITY, 0.0, ES_FIELD_MIN_EXCLUSIVE),
+    /* Bounded so that no sum of scores can overflow to +-inf (and +inf + -inf to NaN): 1e3 per
+     * word is already far beyond any useful weight. */
+    NUMBER(lm_weight, 0.5, -ES_BEAM_MAX_WEIGHT, ES_BEAM_MAX_WEIGHT, 0),
+    NUMBER(word_bonus, 0.0, -ES_BEAM_MAX_WEIGHT, ES_BEAM_MAX_WEIGHT, 0),
+    NUMBER(oov_penalty, 0.0, -ES_BEAM_MAX_WEIGHT, 0.0, 0),
 };
 #undef AT
 #undef NUMBER
@@ -96,10 +99,11 @@ es_status es_ctc_beam_config_check(const es_ctc_beam_config *c, char *why, size_
     snprintf(msg, sizeof msg, "token_min_log_prob must be a number or -inf");
   else if (isnan(c->blank_skip_log_prob) || c->blank_skip_log_prob == -INFINITY)
     snprintf(msg, sizeof msg, "blank_skip_log_prob must be a number or +inf");
-  else if (!isfinite(c->lm_weight) || !isfinite(c->word_bonus))
-    snprintf(msg, sizeof msg, "lm_weight and word_bonus must be finite");
-  else if (!isfinite(c->oov_penalty) || c->oov_penalty > 0.0f)
-    snprintf(msg, sizeof msg, "oov_penalty must be finite and <= 0");
+  else if (!(fabsf(c->lm_weight) <= ES_BEAM_MAX_WEIGHT) || !(fabsf(c->word_bonus) <= ES_BEAM_MAX_WEIGHT))
+    snprintf(msg, sizeof msg, "lm_weight and word_bonus must be in [-%g, %g], got %g, %g", ES_BEAM_MAX_WEIGHT,
+             ES_BEAM_MAX_WEIGHT, c->lm_weight, c->word_bonus);
+  else if (!(c->oov_penalty >= -ES_BEAM_MAX_WEIGHT && c->oov_penalty <= 0.0f))
+    snprintf(msg, sizeof msg, "oov_penalty must be in [-%g, 0], got %g", ES_BEAM_MAX_WEIGHT, c->oov_penalty);
   else
     return ES_OK;
   es_explain(why, why_size, msg);

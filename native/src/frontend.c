@@ -123,7 +123,8 @@ static int resolved_fft_size(const es_frontend_config *c, int frame_length) {
 
 int es_frontend_config_dim(const es_frontend_config *c) {
   if (c->kind == ES_FEATURES_MFCC) return c->num_ceps;
-  return c->mel.num_bins + (c->use_energy ? 1 : 0);
+  /* saturates: an unchecked num_mel_bins may be INT_MAX (the mel check refuses it later) */
+  return c->use_energy && c->mel.num_bins < INT_MAX ? c->mel.num_bins + 1 : c->mel.num_bins;
 }
 
 /* Everything but the mel and CMVN stages, which validate themselves in their init. */

@@ -44,8 +44,9 @@ es_status es_hotwords_init(es_hotwords *hw, const char *const *phrases, const fl
     size_t n = strlen(phrases[i]);
     total += n + 1;
     if (n > longest) longest = n;
-    if (!(boosts[i] > 0.0f) || !isfinite(boosts[i])) {
-      snprintf(msg, sizeof msg, "hotword %d has boost %g; boosts must be finite and > 0", i, (double)boosts[i]);
+    if (!(boosts[i] > 0.0f && boosts[i] <= ES_HOTWORDS_MAX_BOOST)) {
+      snprintf(msg, sizeof msg, "hotword %d has boost %g; boosts must be in (0, %g]", i, (double)boosts[i],
+               (double)ES_HOTWORDS_MAX_BOOST);
       es_explain(why, why_size, msg);
       return ES_ERR_INVALID_CONFIG;
     }

@@ -65,7 +65,7 @@ static int parse_float(const char *s, float *out) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (end == s || *end != '\0' || !isfinite(v) || v > 1e30 || v < -1e30) return 0;
+  if (end == s || *end != '\0' || !(v >= -ES_LM_MAX_ABS_LOG10 && v <= ES_LM_MAX_ABS_LOG10)) return 0;
   *out = (float)v;
   return 1;
 }

@@ -43,9 +43,9 @@ typedef struct es_ctc_beam_config {
   int top_k;                   /* non-blank tokens tried per frame; 0 = all (default 0) */
   float token_min_log_prob;    /* -INFINITY: no threshold (default ln 1e-4) */
   float blank_skip_log_prob;   /* +INFINITY: never skip (default ln 0.999) */
-  float lm_weight;             /* alpha, on the LM's natural-log probability (default 0.5) */
-  float word_bonus;            /* beta, added per word (default 0) */
-  float oov_penalty;           /* <= 0, added per out-of-vocabulary word (default 0): with a lexicon,
+  float lm_weight;             /* alpha, on the LM's natural-log probability, |alpha| <= 1000 (default 0.5) */
+  float word_bonus;            /* beta, added per word, |beta| <= 1000 (default 0) */
+  float oov_penalty;           /* in [-1000, 0], added per out-of-vocabulary word (default 0): with a lexicon,
                                   a word leaving it (0 forbids such words); else, with an LM, a word
                                   missing from its unigrams */
 } es_ctc_beam_config;

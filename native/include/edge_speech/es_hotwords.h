@@ -36,7 +36,8 @@ typedef struct es_hotwords {
 } es_hotwords;
 
 /* phrases: UTF-8, words separated by single spaces (runs of spaces are collapsed, ends trimmed);
- * boosts: natural-log bonus for a complete match, > 0. */
+ * boosts: natural-log bonus for a complete match, in (0, ES_HOTWORDS_MAX_BOOST]. */
+#define ES_HOTWORDS_MAX_BOOST 100.0f /* per phrase: outweighs any acoustic evidence; bounded scores stay finite */
 es_status es_hotwords_init(es_hotwords *hw, const char *const *phrases, const float *boosts, int count, char *why,
                            size_t why_size);
 void es_hotwords_free(es_hotwords *hw);

@@ -24,6 +24,9 @@ extern "C" {
 
 #define ES_LM_MAX_ORDER 6
 #define ES_LM_OOV_LOG10 (-100.0f)
+/* Probabilities and backoffs beyond this magnitude are refused as malformed (ARPA's zero is -99):
+ * bounded values keep every sum of LM scores in a decoder finite. */
+#define ES_LM_MAX_ABS_LOG10 1e4
 
 typedef struct es_lm_order_table {
   size_t count;
