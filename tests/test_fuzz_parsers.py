@@ -50,18 +50,23 @@ U32 = st.one_of(
 U16 = st.one_of(st.sampled_from([0, 1, 2, 3, 4, 8, 16, 24, 32, 64, 0xFFFE, 0xFFFF]), st.integers(0, 2**16 - 1))
 
 
+def usual_or_any(usual: list, anything: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+    """One of the usual values, or now and then any value at all."""
+    return st.integers(0, len(usual)).flatmap(lambda i: st.just(usual[i]) if i < len(usual) else anything)
+
+
 @st.composite
 def wav_files(draw) -> bytes:
     """A RIFF/WAVE file built chunk by chunk, each field valid or a lie, then perhaps damaged."""
-    tag = draw(st.sampled_from([1, 1, 3, 0xFFFE, 2, 0, None])) or draw(U16)
-    channels = draw(st.sampled_from([1, 1, 2, 6, None])) or draw(U16)
-    rate = draw(st.sampled_from([8000, 16000, 16000, 44100, 1000, 999, 768000, 768001, None])) or draw(U32)
-    bits = draw(st.sampled_from([8, 16, 16, 24, 32, 64, None])) or draw(U16)
+    tag = draw(usual_or_any([1, 1, 3, 0xFFFE, 2, 0], U16))
+    channels = draw(usual_or_any([1, 1, 2, 6], U16))
+    rate = draw(usual_or_any([8000, 16000, 16000, 44100, 1000, 999, 768000, 768001], U32))
+    bits = draw(usual_or_any([8, 16, 16, 24, 32, 64], U16))
     block = max(1, channels * ((bits + 7) // 8)) & 0xFFFF
     fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * block) & 0xFFFFFFFF, block, bits)
     if tag == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: the real tag 24 bytes in
         fmt += struct.pack("<HHIH", 22, bits, 0, draw(st.sampled_from([1, 3]) | U16)) + bytes(14)
-    if draw(st.integers(0, 9)) == 0:
+    if draw(st.integers(0, 9)) == 9:  # (hypothesis favours small integers: the rare case is the large one)
         fmt = fmt[: draw(st.integers(0, len(fmt)))]
     data = draw(st.binary(max_size=512))
     chunks = []
@@ -77,7 +82,7 @@ def wav_files(draw) -> bytes:
             ]
         )
     ):
-        size = draw(U32) if draw(st.integers(0, 3)) == 0 else len(body)  # the size field may lie
+        size = draw(U32) if draw(st.integers(0, 3)) == 3 else len(body)  # the size field may lie
         chunks.append(chunk_id + struct.pack("<I", size) + body + (b"\0" if len(body) % 2 else b""))
     payload = b"WAVE" + b"".join(chunks)
     riff_size = len(payload) if draw(st.booleans()) else draw(U32)
@@ -94,7 +99,7 @@ def wav_files(draw) -> bytes:
     return wav
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=600)
 @given(wav=wav_files())
 def test_a_damaged_or_lying_wav_file_reads_or_raises_a_clean_error(tmp_path_factory, wav):
     path = tmp_path_factory.mktemp("wav") / "input.wav"
