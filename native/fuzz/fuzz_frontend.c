@@ -1,7 +1,8 @@
 /* The feature front end with a config decoded from the input (every field of the config table:
  * its default, its bounds, points between, and hostile values), fed fuzzed samples in fuzzed
  * formats, strides and chunks. es_frontend_config_check and es_frontend_init agree; accept writes
- * exactly the frames es_frontend_frames_after promised, or for NaN/Inf consumes nothing.
+ * exactly the frames es_frontend_frames_after promised, or for NaN/Inf consumes nothing; from
+ * samples in the nominal range [-1, 1] and a config without extreme scales, every feature is finite.
  *
  * Configs that are valid but need large tables (frames over MAX_FRAME samples, long CMVN windows)
  * are skipped before init: the front end sizes its buffers from the config by design, and the
@@ -30,8 +31,35 @@ static int too_big_to_run(const es_frontend_config *c) {
   return 0;
 }
 
-/* Accepts `count` samples starting at `first`, in the input's format and stride. */
-static void accept_chunk(es_frontend *fe, const es_samples *all, size_t first, size_t count, int finishing) {
+/* Folds float samples into [-1, 1], the nominal range (int16 samples are in it by construction). */
+static void make_nominal(void *samples, es_sample_format format, size_t count) {
+  if (format == ES_SAMPLE_F32) {
+    float *x = samples;
+    for (size_t i = 0; i < count; i++)
+      if (isfinite(x[i]) && fabsf(x[i]) > 1.0f) x[i] = fmodf(x[i], 1.0f);
+  } else if (format == ES_SAMPLE_F64) {
+    double *x = samples;
+    for (size_t i = 0; i < count; i++)
+      if (isfinite(x[i]) && fabs(x[i]) > 1.0) x[i] = fmod(x[i], 1.0);
+  }
+}
+
+/* Scales and offsets a caller would use: near FLT_MAX, output_scale or input_scale overflow floats
+ * by design, so only moderate configs promise finite features. */
+static int moderate(const es_frontend_config *c) {
+  const float limit = 1e6f;
+  return fabsf(c->input_scale) <= limit && fabsf(c->output_scale) <= limit && fabsf(c->output_offset) <= limit &&
+         fabsf(c->output_clamp_floor) <= limit;
+}
+
+static void require_finite(const float *frames, size_t count) {
+  for (size_t i = 0; i < count; i++) FUZZ_REQUIRE(isfinite(frames[i]));
+}
+
+/* Accepts `count` samples starting at `first`, in the input's format and stride. With nominal
+ * samples (finite, in [-1, 1]) every feature a valid config computes must be finite. */
+static void accept_chunk(es_frontend *fe, const es_samples *all, size_t first, size_t count, int finishing,
+                         int nominal) {
   es_samples chunk = *all;
   const size_t width = all->format == ES_SAMPLE_F64 ? 8 : all->format == ES_SAMPLE_S16 ? 2 : 4;
   const ptrdiff_t step = all->stride * (ptrdiff_t)width;
@@ -52,6 +80,7 @@ static void accept_chunk(es_frontend *fe, const es_samples *all, size_t first, s
   FUZZ_REQUIRE(s == ES_OK || s == ES_ERR_NON_FINITE_INPUT);
   FUZZ_REQUIRE(written == (s == ES_OK ? expected : 0));
   FUZZ_REQUIRE(es_frontend_frames_done(fe) == before + (int64_t)written);
+  if (nominal) require_finite(out, written * (size_t)dim);
   free(out);
   if (!finishing) return;
   const size_t tail = es_frontend_frames_after(fe, 0, 1);
@@ -60,6 +89,7 @@ static void accept_chunk(es_frontend *fe, const es_samples *all, size_t first, s
   s = es_frontend_finish(fe, out, tail, &written);
   FUZZ_REQUIRE(s == ES_OK && written == tail);
   es_frontend_clamp_utterance(fe, out, written);
+  if (nominal) require_finite(out, written * (size_t)dim);
   free(out);
   FUZZ_REQUIRE(es_frontend_accept(fe, &chunk, NULL, 0, &written) == ES_ERR_FINISHED);
 }
@@ -110,6 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   void *samples = malloc(count * width + 1);
   FUZZ_REQUIRE(samples != NULL);
   memcpy(samples, in.data, count * width);
+  const int nominal = (layout & 0x80) && moderate(&config);
+  if (nominal) make_nominal(samples, all.format, count);
   in.data += count * width;
   in.size -= count * width;
   all.data = samples;
@@ -120,17 +152,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     all.data = (const char *)samples + (count - 1) * width;
   }
   size_t done = 0;
-  unsigned chunk_seed = layout >> 4;
+  unsigned chunk_seed = (layout >> 4) & 7;
   while (done < count) {
     const size_t sizes[] = {1, 17, 160, 400, 509, count};
     size_t n = sizes[chunk_seed++ % 6];
     if (n > count - done) n = count - done;
-    accept_chunk(&fe, &all, done, n, 0);
+    accept_chunk(&fe, &all, done, n, 0, nominal);
     done += n;
   }
-  accept_chunk(&fe, &all, done, 0, 1);
+  accept_chunk(&fe, &all, done, 0, 1, nominal);
   es_frontend_reset(&fe);
-  accept_chunk(&fe, &all, 0, count < 600 ? count : 600, layout & 4);
+  accept_chunk(&fe, &all, 0, count < 600 ? count : 600, layout & 4, nominal);
   free(samples);
 done:
   es_frontend_free(&fe);
