@@ -79,7 +79,7 @@ class Bundle:
     manifest: Manifest
     source: str
     model_bytes: Mapping[str, bytes]  # format -> file content
-    lm_text: Optional[bytes] = None
+    lm_text: Optional["bytes | bytearray"] = None
 
     @classmethod
     def load(cls, path: "str | Path") -> "Bundle":
@@ -158,7 +158,7 @@ class Bundle:
                     f"{digest[:12]}… != manifest {str(entry.get('sha256'))[:12]}…"
                 )
             contents[name] = data
-        lm_text = None
+        lm_text: Optional["bytes | bytearray"] = None
         if lm_name is not None:
             lm_text = contents[lm_name]
             if lm_name.endswith(".gz"):

@@ -16,7 +16,7 @@ class ArpaLM:
     Malformed files raise ValueError naming the line. Read-only once built: share one between
     decoders and threads."""
 
-    def __init__(self, text: Union[str, bytes]):
+    def __init__(self, text: Union[str, bytes, bytearray, memoryview]):
         if isinstance(text, str):
             text = text.encode("utf-8")
         if not isinstance(text, (bytes, bytearray, memoryview)):
@@ -24,7 +24,7 @@ class ArpaLM:
                 f"ArpaLM takes ARPA text (str or bytes), got {type(text).__name__}; "
                 "use ArpaLM.from_file(path) for a file"
             )
-        self._lm = _native.ArpaLM(bytes(text))
+        self._lm = _native.ArpaLM(text)  # any bytes-like buffer, read in place (a big LM is not copied)
 
     @classmethod
     def from_file(cls, path: "str | Path") -> "ArpaLM":
