@@ -287,3 +287,24 @@ def test_deeply_nested_grammars_get_a_clear_error_not_a_recursion_error():
             decoding.CTCDecoder(tokens, grammar=text)
     fine = header + "public <c> = " + "[(" * 50 + "on" + ")]" * 50 + " | off;"  # 100 deep is allowed
     assert decoding.CTCDecoder(tokens, grammar=fine).decode(np.log(np.full((20, 29), 1 / 29, np.float32))) is not None
+
+
+def test_a_gzip_trailer_that_lies_about_its_length_costs_nothing(tmp_path):
+    """The trailer's ISIZE is not trusted for allocation: 1 GiB stated, 30 bytes real."""
+    import gzip
+    import subprocess
+    import sys
+
+    real = gzip.compress(b"\\data\\\nngram 1=1\n")
+    path = tmp_path / "liar.arpa.gz"
+    path.write_bytes(real[:-4] + ((1 << 30) - 1).to_bytes(4, "little"))
+    script = (
+        "import resource, sys\nfrom edge_speech import limits\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    limits.gunzip(open(sys.argv[1], 'rb').read(), 'lm', 'max_lm_bytes')\nexcept ValueError:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    grown_kb = int(
+        subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True).stdout
+    )
+    assert grown_kb < 64 * 1024, f"{grown_kb} kB for a 30-byte input"
