@@ -49,7 +49,8 @@ static const es_config_field frontend_fields[] = {
     BOOLEAN("round_to_power_of_two", round_to_power_of_two, 1),
     CHOICE("padding", padding, ES_PADDING_NONE, padding_names),
     BOOLEAN("drop_last_frame", drop_last_frame, 0),
-    NUMBER("input_scale", input_scale, 1.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN), /* and non-zero */
+    /* scales within +-1e6 (Kaldi's int16 range is 32768): near FLT_MAX the features overflow to inf */
+    NUMBER("input_scale", input_scale, 1.0, -1e6, 1e6, 0), /* and non-zero */
     NUMBER("dither", dither, 0.0, 0.0, INFINITY, HIGH_OPEN),
     {"dither_seed", ES_FIELD_U64, AT(dither_seed), 0, 0, 18446744073709551616.0, ES_FIELD_MAX_EXCLUSIVE, NULL},
     BOOLEAN("remove_dc_offset", remove_dc_offset, 1),
@@ -71,8 +72,8 @@ static const es_config_field frontend_fields[] = {
     BOOLEAN("use_energy", use_energy, 0),
     BOOLEAN("raw_energy", raw_energy, 1),
     NUMBER("energy_floor", energy_floor, 0.0, 0.0, INFINITY, HIGH_OPEN),
-    NUMBER("output_scale", output_scale, 1.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN), /* and non-zero */
-    NUMBER("output_offset", output_offset, 0.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN),
+    NUMBER("output_scale", output_scale, 1.0, -1e6, 1e6, 0), /* and non-zero */
+    NUMBER("output_offset", output_offset, 0.0, -1e6, 1e6, 0),
     CHOICE("output_clamp", output_clamp, ES_OUTPUT_CLAMP_NONE, output_clamp_names),
     NUMBER("output_clamp_range", output_clamp_range, 8.0, 0.0, INFINITY, LOW_OPEN | HIGH_OPEN), /* Whisper's, in log10 units */
     NUMBER("output_clamp_floor", output_clamp_floor, 0.0, -INFINITY, INFINITY, LOW_OPEN | HIGH_OPEN),
@@ -161,8 +162,8 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
     snprintf(msg, sizeof msg, "unknown padding mode %d", (int)c->padding);
   } else if ((unsigned)c->window > ES_WINDOW_BLACKMAN) {
     snprintf(msg, sizeof msg, "unknown window type %d", (int)c->window);
-  } else if (!isfinite(c->input_scale) || c->input_scale == 0.0f) {
-    snprintf(msg, sizeof msg, "input_scale must be finite and non-zero, got %g", c->input_scale);
+  } else if (!(fabsf(c->input_scale) <= 1e6f) || c->input_scale == 0.0f) {
+    snprintf(msg, sizeof msg, "input_scale must be non-zero and in [-1e6, 1e6], got %g", c->input_scale);
   } else if (!(c->dither >= 0.0f) || !isfinite(c->dither)) {
     snprintf(msg, sizeof msg, "dither must be finite and >= 0, got %g", c->dither);
   } else if (!(c->preemphasis >= 0.0f && c->preemphasis <= 1.0f)) {
@@ -180,8 +181,8 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
     snprintf(msg, sizeof msg, "cepstral_lifter must be finite and >= 0, got %g", c->cepstral_lifter);
   } else if (!(c->energy_floor >= 0.0f) || !isfinite(c->energy_floor)) {
     snprintf(msg, sizeof msg, "energy_floor must be finite and >= 0, got %g", c->energy_floor);
-  } else if (!isfinite(c->output_scale) || c->output_scale == 0.0f || !isfinite(c->output_offset)) {
-    snprintf(msg, sizeof msg, "output_scale must be finite and non-zero and output_offset finite, got %g, %g",
+  } else if (!(fabsf(c->output_scale) <= 1e6f) || c->output_scale == 0.0f || !(fabsf(c->output_offset) <= 1e6f)) {
+    snprintf(msg, sizeof msg, "output_scale must be non-zero and output_offset any, both in [-1e6, 1e6], got %g, %g",
              c->output_scale, c->output_offset);
   } else if ((unsigned)c->output_clamp > ES_OUTPUT_CLAMP_FIXED) {
     snprintf(msg, sizeof msg, "unknown output clamp mode %d", (int)c->output_clamp);
