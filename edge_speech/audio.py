@@ -3,6 +3,7 @@ soundfile when installed, raw PCM with an explicit format, resampling with soxr.
 
 from __future__ import annotations
 
+import io
 import stat
 import struct
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from edge_speech import limits
 from edge_speech._deps import MissingDependency, import_soundfile, import_soxr
 
-__all__ = ["load_audio", "read_raw", "read_wav", "resample"]
+__all__ = ["decode_audio", "load_audio", "parse_wav", "read_raw", "read_wav", "resample"]
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
@@ -25,11 +26,15 @@ def read_wav(path: "str | Path") -> Tuple[np.ndarray, int]:
     encoding other than PCM (8/16/24/32-bit) or IEEE float (32/64-bit).
     """
     path = Path(path)
-    data = _read_file(path)
+    return parse_wav(_read_file(path), str(path))
+
+
+def parse_wav(data: bytes, what: str = "WAV data") -> Tuple[np.ndarray, int]:
+    """:func:`read_wav` on a WAV file's bytes (an upload, say); ``what`` names it in errors."""
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
-        raise ValueError(f"{path}: not a RIFF/WAVE file")
+        raise ValueError(f"{what}: not a RIFF/WAVE file")
     if data[:4] == b"RIFX":
-        raise ValueError(f"{path}: big-endian RIFX WAV files are not supported")
+        raise ValueError(f"{what}: big-endian RIFX WAV files are not supported")
     fmt = None
     pos = 12
     while pos + 8 <= len(data):
@@ -37,38 +42,62 @@ def read_wav(path: "str | Path") -> Tuple[np.ndarray, int]:
         body = data[pos + 8 : pos + 8 + size]
         if chunk_id == b"fmt ":
             if len(body) < 16:
-                raise ValueError(f"{path}: truncated fmt chunk")
+                raise ValueError(f"{what}: truncated fmt chunk")
             fmt = struct.unpack_from("<HHIIHH", body)
             if fmt[0] == _EXTENSIBLE and len(body) >= 26:
                 fmt = (struct.unpack_from("<H", body, 24)[0],) + fmt[1:]
         elif chunk_id == b"data":
             if fmt is None:
-                raise ValueError(f"{path}: data chunk before fmt chunk")
+                raise ValueError(f"{what}: data chunk before fmt chunk")
             if len(body) < size and size != 0xFFFFFFFF:
                 # A streaming writer may leave the size unset; a short file is still an error.
-                raise ValueError(f"{path}: truncated: data chunk declares {size} bytes, {len(body)} present")
-            return _decode(body, fmt, path)
+                raise ValueError(f"{what}: truncated: data chunk declares {size} bytes, {len(body)} present")
+            return _decode(body, fmt, what)
         pos += 8 + size + (size & 1)
-    raise ValueError(f"{path}: no data chunk" if fmt else f"{path}: no fmt chunk")
+    raise ValueError(f"{what}: no data chunk" if fmt else f"{what}: no fmt chunk")
 
 
-def _decode(body: bytes, fmt: tuple, path: Path) -> Tuple[np.ndarray, int]:
+def decode_audio(data: bytes, what: str = "audio") -> Tuple[np.ndarray, int]:
+    """(float32 mono samples, rate) of an audio file held in memory: WAV here, other containers
+    (FLAC, OGG, ...) through soundfile when it is installed."""
+    limit = limits.current().max_audio_file_bytes
+    if len(data) > limit:
+        raise limits.exceeded(f"{what}: size", f"{len(data)} bytes", "max_audio_file_bytes")
+    if data[:4] in (b"RIFF", b"RIFX"):
+        return parse_wav(data, what)
+    try:
+        soundfile = import_soundfile()
+    except MissingDependency as err:
+        raise ValueError(f"{what}: not a WAV file; {err}") from None
+    try:
+        info = soundfile.info(io.BytesIO(data))
+        check_sample_rate(int(info.samplerate), what)
+        check_duration(info.frames, int(info.samplerate), what)  # before decoding: a header may promise hours
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except limits.ResourceLimitError:
+        raise
+    except Exception as err:  # soundfile raises its own error types for undecodable data
+        raise ValueError(f"{what}: cannot decode audio ({err})") from None
+    return samples.mean(axis=1, dtype=np.float32), int(rate)
+
+
+def _decode(body: bytes, fmt: tuple, what: str) -> Tuple[np.ndarray, int]:
     encoding, channels, rate, _, block_align, bits = fmt
     if channels < 1 or rate < 1 or bits < 1:
-        raise ValueError(f"{path}: invalid fmt chunk (channels={channels}, rate={rate}, bits={bits})")
-    check_sample_rate(rate, str(path))
+        raise ValueError(f"{what}: invalid fmt chunk (channels={channels}, rate={rate}, bits={bits})")
+    check_sample_rate(rate, what)
     width = bits // 8 if bits % 8 == 0 else (bits + 7) // 8
     usable = len(body) - len(body) % (width * channels)
     raw = body[:usable]
-    check_duration(usable // (width * channels), rate, str(path))
+    check_duration(usable // (width * channels), rate, what)
     if encoding == _PCM and width in (1, 2, 3, 4):
         return pcm_to_float(raw, width, channels), int(rate)
     if encoding == _FLOAT and width in (4, 8):
         x = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
         if not np.all(np.isfinite(x)):
-            raise ValueError(f"{path}: float samples contain NaN or Inf")
+            raise ValueError(f"{what}: float samples contain NaN or Inf")
     else:
-        raise ValueError(f"{path}: unsupported WAV encoding (format tag {encoding}, {bits} bits)")
+        raise ValueError(f"{what}: unsupported WAV encoding (format tag {encoding}, {bits} bits)")
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return np.ascontiguousarray(x, dtype=np.float32), int(rate)

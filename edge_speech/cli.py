@@ -156,13 +156,8 @@ def _sentences_argument(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from edge_speech.recognizer import DEFAULT_MODEL
     from edge_speech.serving.engine import ServeConfig, ServeLimits
+    from edge_speech.serving.run import serve
 
-    try:
-        from edge_speech.serving.wyoming_server import serve
-    except ImportError as err:
-        raise ImportError(
-            f"serve --wyoming needs the wyoming package ({err}): pip install 'edge-speech[serve]'"
-        ) from None
     logger = logging.getLogger("edge_speech")
     logger.setLevel(getattr(logging, args.log_level.upper()))
     for handler in logger.handlers:  # a long-running service: stamp each line
@@ -174,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_sessions=args.max_sessions,
         queue=args.queue,
+        max_upload_bytes=int(args.max_upload_mb * 1e6),
     )
     config = ServeConfig(
         models=tuple((args.bundle or []) + (args.model or [])) or (DEFAULT_MODEL,),
@@ -191,10 +187,11 @@ def _serve(args: argparse.Namespace) -> int:
         target=args.target,
         threads=args.threads,
         reload_interval_s=args.reload_interval,
+        ab=args.ab,
         limits=limits,
     )
     try:
-        serve(config, args.wyoming, zeroconf=args.zeroconf)
+        serve(config, wyoming=args.wyoming, http=args.http, zeroconf=args.zeroconf)
     except KeyboardInterrupt:
         pass
     return 0
@@ -751,12 +748,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--silero-model", help="path of silero_vad.onnx (default: the one in the silero-vad package)")
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(run=_listen)
-    p = sub.add_parser("serve", help="serve recognition to Home Assistant and other processes (Wyoming protocol)")
+    p = sub.add_parser(
+        "serve",
+        help="serve recognition to Home Assistant (Wyoming protocol) and other processes (HTTP and WebSocket)",
+    )
     p.add_argument(
         "--wyoming",
-        required=True,
         metavar="URI",
-        help="where to listen: tcp://HOST:PORT (Home Assistant's default port is 10300) or unix://PATH",
+        help="Wyoming server address: tcp://HOST:PORT (Home Assistant's default port is 10300) or unix://PATH",
+    )
+    p.add_argument(
+        "--http",
+        metavar="ADDRESS",
+        help="HTTP/WebSocket API address, HOST:PORT (e.g. 127.0.0.1:8080) or unix://PATH: "
+        "/v1/audio/transcriptions, /v1/stream, /v1/intents, /v1/models, /healthz, /metrics",
+    )
+    p.add_argument(
+        "--ab",
+        metavar="A=W,B=W",
+        help="split new sessions between served models by weight, e.g. en-small=90,./new-bundle=10 "
+        "(names of served models or bundle paths); results carry the model and bundle that made them",
     )
     p.add_argument(
         "--bundle",
@@ -796,6 +807,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     p.add_argument("--max-sessions", type=int, help="audio streams open at once (default: 8 per worker)")
     p.add_argument("--max-audio-seconds", type=float, default=30.0, help="longest audio of one request")
+    p.add_argument("--max-upload-mb", type=float, default=16.0, help="largest HTTP request body, in MB")
     p.add_argument("--max-connections", type=int, default=2048)
     p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before a silent connection is closed")
     p.add_argument(

@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from edge_speech import _native
 
-__all__ = ["DEFAULT_FILE_BOOST", "MAX_HOTWORD_BOOST", "hotword_table", "read_hotwords"]
+__all__ = ["DEFAULT_FILE_BOOST", "MAX_HOTWORD_BOOST", "hotword_table", "parse_hotwords", "read_hotwords"]
 
 # A boost is added to a float32 log-probability score per token: 3e38 was accepted and the beam
 # returned garbage. 100 nats per token already outweighs any acoustic evidence.
@@ -20,8 +20,13 @@ DEFAULT_FILE_BOOST = 2.0  # a phrase in a hotwords file without ":boost"
 def read_hotwords(path: "str | Path") -> Dict[str, float]:
     """A hotwords file: one phrase per line, optionally ``phrase:boost``; ``#`` starts a comment line.
     Phrases keep their case (a model's tokens may be upper case); runs of spaces become one."""
+    return parse_hotwords(Path(path).read_text(encoding="utf-8"), str(path))
+
+
+def parse_hotwords(text: str, what: str = "hotwords") -> Dict[str, float]:
+    """:func:`read_hotwords` on the text of such a file (a request field, say)."""
     table = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -29,7 +34,7 @@ def read_hotwords(path: "str | Path") -> Dict[str, float]:
         try:
             table[" ".join(phrase.split())] = float(boost) if boost else DEFAULT_FILE_BOOST
         except ValueError:
-            raise ValueError(f"{path}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
+            raise ValueError(f"{what}:{number}: bad boost {boost!r} (expected 'phrase:number')") from None
     return table
 
 

@@ -30,11 +30,13 @@ from edge_speech import limits as runtime_limits
 from edge_speech.decoding.hotwords import read_hotwords
 from edge_speech.grammars import Grammar
 from edge_speech.recognizer import DEFAULT_MODEL, EMBEDDED_MODELS, Recognizer, RecognizerStream, Transcript
+from edge_speech.serving.metrics import ServeMetrics
 from edge_speech.vad import KINDS as VAD_KINDS
 from edge_speech.vad import create_vad
 
 __all__ = [
     "AsrSession",
+    "LiveSession",
     "ServeConfig",
     "ServeError",
     "ServeLimits",
@@ -79,7 +81,9 @@ class ServeLimits:
     max_connections: int = 2048
     max_sessions: Optional[int] = None
     queue: Optional[int] = None
-    max_wake_backlog_s: float = 5.0  # audio a wake session may have waiting before it is refused
+    max_wake_backlog_s: float = 5.0  # audio a live (wake or stream) session may have waiting before it is refused
+    max_upload_bytes: int = 16 << 20  # an HTTP request body: a file upload and its form fields
+    max_text_bytes: int = 1 << 20  # a grammar or sentence file sent with a request
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -116,6 +120,7 @@ class ServeConfig:
     target: Optional[str] = None
     threads: int = 1  # model threads per job; the pool gives the parallelism
     reload_interval_s: float = 2.0
+    ab: Optional[Tuple[Tuple[str, float], ...]] = None  # (model name or source, weight): splits new sessions
     limits: ServeLimits = ServeLimits()
 
     def __post_init__(self) -> None:
@@ -132,6 +137,32 @@ class ServeConfig:
             raise ValueError(f"reload_interval_s must be >= 0, got {self.reload_interval_s!r}")
         if self.wake is not None and not self.wake.split():
             raise ValueError("the wake phrase is empty")
+        if self.ab is not None:
+            object.__setattr__(self, "ab", parse_ab(self.ab))
+
+
+def parse_ab(spec: "str | Sequence[Tuple[str, float]]") -> Tuple[Tuple[str, float], ...]:
+    """An A/B split, ``"bundleA=90,bundleB=10"`` or pairs: two or more distinct models (served
+    names, bundle paths or embedded names) with positive weights."""
+    if isinstance(spec, str):
+        pairs: List[Tuple[str, Any]] = []
+        for item in spec.split(","):
+            name, sep, text = item.strip().rpartition("=")
+            if not sep or not name:
+                raise ValueError(f"A/B split {spec!r}: write MODEL=WEIGHT,MODEL=WEIGHT (e.g. en-small=90,new=10)")
+            try:
+                pairs.append((name.strip(), float(text)))
+            except ValueError:
+                raise ValueError(f"A/B split {spec!r}: weight {text!r} of {name!r} is not a number") from None
+    else:
+        pairs = [(str(name), weight) for name, weight in spec]
+    for name, weight in pairs:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < 1e9:
+            raise ValueError(f"A/B weight of {name!r} must be a positive number, got {weight!r}")
+    names = [name for name, _ in pairs]
+    if len(pairs) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"an A/B split needs two or more different models, got {names}")
+    return tuple((name, float(weight)) for name, weight in pairs)
 
 
 # -- worker pool -------------------------------------------------------------------------------
@@ -458,9 +489,115 @@ class _QueueSource:
             yield item
 
 
-class WakeSession:
-    """Wake phrase detection over pushed audio: :func:`listen.listen` with the wake phrase, in a
-    thread of its own (it blocks waiting for audio, so it does not hold a pool worker)."""
+class LiveSession:
+    """:func:`listen.listen` over pushed audio (partials, finals, intents, wake phrases), in a
+    thread of its own: it blocks waiting for audio, so it does not hold a pool worker. The audio
+    is cut into 20-ms pieces before it reaches ``listen``, so the events equal ``listen`` over
+    the same audio read from a WAV (``edge-speech listen --wav``) whatever chunk sizes a client
+    sends. ``on_event`` runs on the session's thread for every event."""
+
+    PIECE_S = 0.02  # listen.WavSource's default chunk
+
+    def __init__(
+        self,
+        service: "SpeechService",
+        model: ServedModel,
+        rate: int,
+        width: int,
+        channels: int,
+        on_event: Callable[[listen.Event], object],
+        *,
+        wake: Optional[str] = None,
+        wake_threshold: Optional[float] = None,
+        grammar: Optional[Grammar] = None,
+        grammar_threshold: Optional[float] = None,
+    ):
+        config = service.config
+        self.rate, self.width, self.channels = rate, width, channels
+        self.model_name = model.name
+        self.recognizer = model.recognizer  # pinned: a hot reload affects new sessions only
+        self.vad = VoiceActivity(config.vad, rate, config.trailing_silence_s)
+        self.samples = 0
+        self.error: Optional[BaseException] = None
+        self._piece = max(1, int(rate * self.PIECE_S))
+        self._carry = np.zeros(0, dtype=np.float32)
+        largest_chunk = -(-config.limits.max_chunk_bytes // (width * channels * self._piece))  # in pieces
+        backlog = max(4, int(config.limits.max_wake_backlog_s / self.PIECE_S), largest_chunk + 1)
+        self._items: "queue.Queue[Optional[np.ndarray]]" = queue.Queue(maxsize=backlog)
+        self._on_event = on_event
+        options = dict(
+            wake=wake,
+            wake_threshold=wake_threshold,
+            grammar=grammar,
+            grammar_threshold=grammar_threshold,
+            vad=config.vad,
+        )
+        if wake:
+            options["wake_window_s"] = 1e-3  # every utterance is checked for the phrase
+        self._thread = threading.Thread(target=self._run, name="edge-speech-live", daemon=True, kwargs=options)
+        self._thread.start()
+
+    def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
+        """Queues one chunk for the session's thread; returns VAD moments. ServeError when the
+        format changes, the session failed, or the thread falls ``max_wake_backlog_s`` behind."""
+        if (rate, width, channels) != (self.rate, self.width, self.channels):
+            raise ServeError("bad-format", "audio format changed mid-stream")
+        x = pcm_to_float(payload, width, channels)
+        if not len(x):
+            return []
+        if self.error is not None:
+            raise ServeError("internal", f"recognition failed: {self.error}")
+        x = np.concatenate((self._carry, x)) if len(self._carry) else x
+        whole = len(x) - len(x) % self._piece
+        pieces, self._carry = x[:whole], x[whole:]
+        try:
+            for k in range(0, whole, self._piece):
+                self._items.put_nowait(pieces[k : k + self._piece])
+        except queue.Full:
+            raise ServeError("server-busy", "recognition is falling behind the audio") from None
+        self.samples += len(x) - len(self._carry)
+        return self.vad.accept(x[:whole]) if whole else []
+
+    def has_room(self, payload_bytes: int) -> bool:
+        """Whether a chunk of ``payload_bytes`` fits the backlog now: a client that sends faster
+        than real time waits for this (back-pressure) instead of being refused."""
+        pieces = (len(self._carry) + payload_bytes // (self.width * self.channels)) // self._piece
+        return self._items.maxsize - self._items.qsize() >= pieces
+
+    def _run(self, **options: Any) -> None:
+        try:
+            for event in listen.listen(self.recognizer, _QueueSource(self._items, self.rate), **options):
+                self._on_event(event)
+        except Exception as err:  # reported to the client by the next add() or finish()
+            self.error = err
+            LOG.exception("live recognition failed")
+            while self._items.get() is not None:  # drain so a pusher never blocks
+                pass
+
+    def finish(self, timeout: float = 30.0) -> None:
+        """Ends the audio and waits for the last utterance's events (blocking)."""
+        if len(self._carry):
+            self._items.put(self._carry)
+            self.samples += len(self._carry)
+            self._carry = self._carry[:0]
+        self._items.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise ServeError("internal", f"recognition did not finish within {timeout:g} s")
+        if self.error is not None:
+            raise ServeError("internal", f"recognition failed: {self.error}")
+
+    def abandon(self) -> None:
+        """The client went away: end the thread without waiting."""
+        try:
+            self._items.put_nowait(None)
+        except queue.Full:
+            threading.Thread(target=self._items.put, args=(None,), daemon=True).start()
+
+
+class WakeSession(LiveSession):
+    """Wake phrase detection over pushed audio: a :class:`LiveSession` with the server's wake
+    phrase; ``on_detection`` gets the wake events."""
 
     def __init__(
         self,
@@ -471,70 +608,22 @@ class WakeSession:
         channels: int,
         on_detection: Callable[[listen.Event], object],
     ):
-        config = service.config
-        self.rate, self.width, self.channels = rate, width, channels
-        self.recognizer = model.recognizer
-        self.vad = VoiceActivity(config.vad, rate, config.trailing_silence_s)
         self.detections = 0
-        self.error: Optional[BaseException] = None
-        backlog = max(4, int(config.limits.max_wake_backlog_s / 0.02))
-        self._items: "queue.Queue[Optional[np.ndarray]]" = queue.Queue(maxsize=backlog)
-        self._on_detection = on_detection
-        self._thread = threading.Thread(
-            target=self._run,
-            name="edge-speech-wake",
-            daemon=True,
-            args=(config.wake, config.wake_threshold, config.vad),
+
+        def detected(event: listen.Event) -> None:
+            if event.type == "wake":
+                self.detections += 1
+                on_detection(event)
+
+        config = service.config
+        super().__init__(
+            service, model, rate, width, channels, detected, wake=config.wake, wake_threshold=config.wake_threshold
         )
-        self._thread.start()
 
-    def add(self, payload: bytes, rate: int, width: int, channels: int) -> List[Tuple[str, int]]:
-        if (rate, width, channels) != (self.rate, self.width, self.channels):
-            raise ServeError("bad-format", "audio format changed mid-stream")
-        x = pcm_to_float(payload, width, channels)
-        if not len(x):
-            return []
-        if self.error is not None:
-            raise ServeError("internal", f"wake detection failed: {self.error}")
-        try:
-            self._items.put_nowait(x)
-        except queue.Full:
-            raise ServeError("server-busy", "wake detection is falling behind the audio") from None
-        return self.vad.accept(x)
-
-    def _run(self, phrase: str, threshold: Optional[float], vad: str) -> None:
-        try:
-            for event in listen.listen(
-                self.recognizer,
-                _QueueSource(self._items, self.rate),
-                wake=phrase,
-                wake_threshold=threshold,
-                wake_window_s=1e-3,
-                vad=vad,
-            ):
-                if event.type == "wake":
-                    self.detections += 1
-                    self._on_detection(event)
-        except Exception as err:  # reported to the client by the next add() or finish()
-            self.error = err
-            LOG.exception("wake detection failed")
-            while self._items.get() is not None:  # drain so a pusher never blocks
-                pass
-
-    def finish(self, timeout: float = 30.0) -> int:
+    def finish(self, timeout: float = 30.0) -> int:  # type: ignore[override]
         """Ends the audio, waits for the last utterance; the number of detections (blocking)."""
-        self._items.put(None)
-        self._thread.join(timeout)
-        if self.error is not None:
-            raise ServeError("internal", f"wake detection failed: {self.error}")
+        super().finish(timeout)
         return self.detections
-
-    def abandon(self) -> None:
-        """The client went away: end the thread without waiting."""
-        try:
-            self._items.put_nowait(None)
-        except queue.Full:
-            threading.Thread(target=self._items.put, args=(None,), daemon=True).start()
 
 
 # -- grammar and text --------------------------------------------------------------------------
@@ -580,6 +669,15 @@ class SpeechService:
                 raise ValueError(f"two models are named {model.name!r}; serve them from paths with different names")
             self.models[model.name] = model
         self.default_model = next(iter(self.models))
+        self._ab: List[List[Any]] = []  # [name, weight, running credit]: smooth weighted round robin
+        for key, weight in config.ab or ():
+            served = next((m for m in self.models.values() if key in (m.name, m.source)), None)
+            if served is None:  # a bundle or embedded model named only in the split
+                served = ServedModel(key, options)
+                if served.name in self.models:
+                    raise ValueError(f"A/B model {key!r} is named {served.name!r} like another served model")
+                self.models[served.name] = served
+            self._ab.append([served.name, weight, 0.0])
         self.grammar: Optional[Grammar] = None
         self.grammar_source: Optional[str] = None
         if config.grammar:
@@ -593,6 +691,11 @@ class SpeechService:
         self.hotwords = read_hotwords(config.hotwords) if config.hotwords else {}
         create_vad(config.vad, 16000)  # a VAD that cannot run (Silero without its model) fails here, not per request
         self.pool = WorkerPool(workers, limits.queue if limits.queue is not None else 8 * workers)
+        self.metrics = ServeMetrics(
+            queue_depth=lambda: max(0, self.pool.load - self.pool.workers),
+            busy_workers=lambda: min(self.pool.load, self.pool.workers),
+            sessions=lambda: self._sessions,
+        )
         self.reloads: "collections.deque[dict]" = collections.deque(maxlen=200)
         self._sessions = 0
         self._lock = threading.Lock()
@@ -604,12 +707,28 @@ class SpeechService:
 
     # -- requests -------------------------------------------------------------------------
     def model(self, name: Optional[str]) -> ServedModel:
-        """The model a request names (None or the program's name: the default)."""
+        """The model a request names; None or the program's name: the default, or with an A/B
+        split the next model of the split (weights kept exactly over every run of sessions)."""
         if name in (None, "", "edge-speech"):
-            return self.models[self.default_model]
+            if not self._ab:
+                return self.models[self.default_model]
+            with self._lock:
+                total = sum(entry[1] for entry in self._ab)
+                for entry in self._ab:
+                    entry[2] += entry[1]
+                chosen = max(self._ab, key=lambda entry: entry[2])
+                chosen[2] -= total
+            return self.models[chosen[0]]
         if name not in self.models:
             raise ServeError("unknown-model", f"no model named {name!r}; this server has {sorted(self.models)}")
         return self.models[name]
+
+    def ab_split(self) -> Optional[Dict[str, float]]:
+        """The A/B split as {model name: share of new sessions}, None without one."""
+        if not self._ab:
+            return None
+        total = sum(entry[1] for entry in self._ab)
+        return {entry[0]: entry[1] / total for entry in self._ab}
 
     def check_language(self, language: Optional[str]) -> str:
         if not language:
@@ -651,13 +770,19 @@ class SpeechService:
         return self._sessions
 
     def transcribe(
-        self, recognizer: Recognizer, samples: np.ndarray, rate: int, hotwords: Optional[Dict[str, float]] = None
+        self,
+        recognizer: Recognizer,
+        samples: np.ndarray,
+        rate: int,
+        hotwords: Optional[Dict[str, float]] = None,
+        grammar: Optional[Grammar] = None,
+        grammar_threshold: Optional[float] = None,
     ) -> Transcript:
-        """``Recognizer.transcribe`` with the server's grammar, else the hotwords (a worker's job)."""
-        if self.grammar is not None:
-            return recognizer.transcribe(
-                (samples, rate), grammar=self.grammar, grammar_threshold=self.config.grammar_threshold
-            )
+        """``Recognizer.transcribe`` with the request's grammar, else the server's, else the
+        hotwords (a worker's job)."""
+        if grammar is not None or self.grammar is not None:
+            threshold = grammar_threshold if grammar_threshold is not None else self.config.grammar_threshold
+            return recognizer.transcribe((samples, rate), grammar=grammar or self.grammar, grammar_threshold=threshold)
         if hotwords:
             try:
                 return recognizer.transcribe((samples, rate), hotwords=hotwords)
@@ -682,6 +807,7 @@ class SpeechService:
             if record is not None:
                 records.append(record)
                 self.reloads.append(record)
+                self.metrics.reload(record)
         return records
 
     def _watch(self) -> None:

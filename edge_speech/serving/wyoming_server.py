@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from functools import partial
 from typing import Any, Optional, Set
 
@@ -48,7 +49,7 @@ from wyoming.vad import VoiceStarted, VoiceStopped
 from wyoming.wake import Detect, Detection, NotDetected
 
 from edge_speech import __version__
-from edge_speech.serving.engine import AsrSession, ServeConfig, ServeError, SpeechService, WakeSession, check_format
+from edge_speech.serving.engine import AsrSession, ServeError, SpeechService, WakeSession, check_format
 
 __all__ = ["WyomingHandler", "WyomingServer", "build_info"]
 
@@ -262,6 +263,7 @@ class WyomingHandler(AsyncEventHandler):
 
     async def _error(self, code: str, text: str) -> bool:
         LOG.info("client error (%s): %s", code, text)
+        self.service.metrics.refusal("wyoming", code)
         try:
             await self.write_event(Error(text=text, code=code).event())
         except (ConnectionError, BrokenPipeError, RuntimeError):
@@ -451,6 +453,7 @@ class WyomingHandler(AsyncEventHandler):
                 await self.write_event(NotDetected().event())
             return
         session.ended = True  # a partial still running is dropped: the final result does not wait for it
+        stopped = time.perf_counter()
         await self._flush_writes()
         future = self.service.pool.try_submit(session.final_job)
         if future is None:
@@ -477,6 +480,14 @@ class WyomingHandler(AsyncEventHandler):
                 await self.write_event(TranscriptChunk(text=piece).event())
             await self.write_event(TranscriptStop().event())
         await self.write_event(Transcript(text=text, language=session.language, context=context).event())
+        self.service.metrics.result(
+            "wyoming",
+            session.model_name,
+            session.recognizer.manifest.name,
+            result,
+            time.perf_counter() - stopped,
+            grammar=self.service.grammar is not None,
+        )
         self._end_session(abandon=False)
 
 
@@ -488,19 +499,17 @@ class WyomingServer:
         self._server = _server_for(uri)
         self._handlers: Set[WyomingHandler] = set()
 
-    @classmethod
-    def from_config(cls, config: ServeConfig, uri: str) -> "WyomingServer":
-        _server_for(uri)  # a bad address fails before the models load
-        return cls(SpeechService(config), uri)
-
     def admit(self, handler: WyomingHandler) -> bool:
         if len(self._handlers) >= self.service.config.limits.max_connections:
             return False
         self._handlers.add(handler)
+        self.service.metrics.connections.labels("wyoming").inc()
         return True
 
     def release(self, handler: WyomingHandler) -> None:
-        self._handlers.discard(handler)
+        if handler in self._handlers:
+            self._handlers.discard(handler)
+            self.service.metrics.connections.labels("wyoming").dec()
 
     @property
     def connections(self) -> int:
@@ -529,6 +538,11 @@ class WyomingServer:
         self.service.close()
 
 
+def check_uri(uri: str) -> None:
+    """A ValueError naming the problem for an address ``AsyncServer`` cannot serve."""
+    _server_for(uri)
+
+
 def _server_for(uri: str) -> AsyncServer:
     if not uri.startswith(("tcp://", "unix://")):
         raise ValueError(f"--wyoming takes tcp://HOST:PORT or unix://PATH, got {uri!r}")
@@ -545,27 +559,3 @@ async def register_zeroconf(name: str, port: int, host: Optional[str] = None) ->
     announcer = HomeAssistantZeroconf(port=port, name=name, host=host)
     await announcer.register_server()
     return announcer
-
-
-def serve(config: ServeConfig, uri: str, zeroconf: Optional[str] = None) -> None:
-    """Runs the server in the foreground (``edge-speech serve``)."""
-    from urllib.parse import urlparse
-
-    server = WyomingServer.from_config(config, uri)
-
-    async def main() -> None:
-        if zeroconf:
-            parsed = urlparse(uri)
-            if parsed.scheme != "tcp":
-                raise ValueError("--zeroconf needs a tcp:// server URI")
-            if parsed.port is None:
-                raise ValueError("--zeroconf needs the server URI's port (tcp://host:port)")
-            await register_zeroconf(
-                zeroconf, parsed.port, parsed.hostname if parsed.hostname not in ("0.0.0.0", "", None) else None
-            )
-        try:
-            await server.run()
-        finally:
-            server.service.close()
-
-    asyncio.run(main())
