@@ -156,6 +156,12 @@ def _failed_row(item: BatchItem, error: str) -> dict:
     return {"file": item.file, **{field: None for field in RESULT_FIELDS}, "error": error}
 
 
+def _is_embedded(name: str) -> bool:
+    from edge_speech.recognizer import EMBEDDED_MODELS
+
+    return name in EMBEDDED_MODELS
+
+
 def load_recognizer(bundle: Optional[str], threads: Optional[int] = None, backend: str = "auto"):
     """The Recognizer a worker keeps: None is the embedded default model, an embedded model's
     name (``en-small``, ``en-base``) that model, anything else a bundle path."""
@@ -284,8 +290,16 @@ def _run(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    bundle = None if bundle is None else os.fspath(bundle)
+    if (
+        bundle is not None
+        and ray_address in (None, "local")
+        and not _is_embedded(bundle)
+        and not os.path.exists(bundle)
+    ):
+        raise ValueError(f"bundle {bundle!r}: no such file or directory, and not an embedded model's name")
     job = _Job(
-        bundle=None if bundle is None else os.fspath(bundle),
+        bundle=bundle,
         threads=threads,
         backend=backend,
         options=options,

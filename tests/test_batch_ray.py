@@ -194,6 +194,11 @@ def test_bad_inputs_are_refused_by_name(local_ray, corpus, tmp_path):
     tsv.write_text("a.wav\tfine\nb.wav only a path\n")
     with pytest.raises(ValueError, match=r"no_tab\.tsv:2: expected 'audio path<TAB>transcript'"):
         list(batch.iter_inputs(tsv))
+    with pytest.raises(ValueError, match="'no/such/bundle': no such file or directory, and not an embedded model"):
+        batch.transcribe_dataset(folder, "no/such/bundle", out=tmp_path / "d.jsonl", workers=1)
+    (tmp_path / "empty_bundle").mkdir()
+    with pytest.raises(RuntimeError, match="a worker could not load the bundle .*empty_bundle"):
+        batch.transcribe_dataset(folder, tmp_path / "empty_bundle", out=tmp_path / "e.jsonl", workers=1)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         batch.transcribe_dataset(folder, out=tmp_path / "c.jsonl", workers=0)
 
