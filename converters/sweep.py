@@ -357,7 +357,7 @@ def sweep(
         calib = list(calib)  # shipped to every trial once
     evaluation = list(eval) if eval is not None else None
     ray = _import_ray()
-    out = Path(out)
+    out = Path(out).absolute()  # the workers write there, whatever their working directory
     (out / "trials").mkdir(parents=True, exist_ok=True)
     started_ray = _connect(ray, ray_address, workers)
     try:
