@@ -13,6 +13,9 @@ ray xN      ``batch.transcribe_dataset(files, workers=N)`` on a local Ray with N
             each loading the model once, batches of ``--batch-size`` files, results written to
             JSONL by the driver. Its wall time counts actor start and model loading; Ray's own
             start (``ray.init``, once per job) is printed apart.
+data xN     (``--ray-data``) the same worker class under Ray Data's ``map_batches`` with an actor
+            pool of N, transcripts collected in the driver (nothing written): the engine
+            edge_speech.batch did not choose, timed from building the dataset to the last row.
 
 Throughput is audio hours per wall-clock hour; ratios are against serial. For Ray, also the
 time until its first batch is written (actors started, models loaded) and the throughput after
@@ -61,6 +64,31 @@ def row(mode: str, workers: int, files: int, audio_s: float, wall_s: float, seri
     }
 
 
+class DataTranscriber:
+    """Ray Data's stateful map: the same worker class as edge_speech.batch, one per actor."""
+
+    def __init__(self, model: str):
+        self.worker = batch.TranscribeWorker(model, 1, "auto", {})
+
+    def __call__(self, rows: dict) -> dict:
+        results = self.worker.transcribe([batch.BatchItem(str(f)) for f in rows["file"]])
+        return {"file": [r["file"] for r in results], "text": [r["text"] for r in results]}
+
+
+def ray_data_transcripts(files: List[str], model: str, workers: int, batch_size: int) -> dict:
+    """The same job on Ray Data (map_batches with an actor pool): transcripts by file."""
+    import ray.data
+
+    dataset = ray.data.from_items([{"file": f} for f in files]).map_batches(
+        DataTranscriber,
+        fn_constructor_args=(model,),
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+    )
+    return {row["file"]: row["text"] for row in dataset.iter_rows()}
+
+
 def table(rows: List[dict]) -> str:
     header = (
         f"{'mode':<10} {'workers':>7} {'files':>6} {'audio h':>8} {'wall s':>8} {'audio-h/wall-h':>15} "
@@ -84,6 +112,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-workers", type=int, default=os.cpu_count() or 1, help="largest Ray worker count")
     parser.add_argument("--json", type=Path, help="also write the numbers and the machine here")
+    parser.add_argument(
+        "--ray-data",
+        action="store_true",
+        help="also run the job on Ray Data (map_batches, actor pool) at the most workers",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     import ray
@@ -138,6 +171,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             steady = (last["audio_hours"] - first["audio_hours"]) / ((last["wall_s"] - first["wall_s"]) / 3600)
             rows[-1]["steady_audio_h_per_wall_h"] = round(steady, 1)
             rows[-1]["first_batch_s"] = round(first["wall_s"], 2)
+        if args.ray_data:
+            workers = args.max_workers
+            ray.init(
+                address="local",
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},  # the workers import this module
+            )
+            try:
+                started = time.perf_counter()
+                texts = ray_data_transcripts(files, args.model, workers, args.batch_size)
+                wall = time.perf_counter() - started
+            finally:
+                ray.shutdown()
+            transcripts[f"ray data x{workers}"] = texts
+            rows.append(row(f"data x{workers}", workers, len(texts), audio_s, wall, serial_wall))
     mismatches = {
         mode: sum(texts.get(f) != transcripts["serial"][f] for f in files)
         for mode, texts in transcripts.items()

@@ -399,7 +399,7 @@ def _drive(ray, job: _Job, listing: Iterator[BatchItem], workers: int, done, sin
             try:
                 rows = ray.get(ready[0])
             except ray.exceptions.RayActorError as err:
-                if err.actor_init_failed:
+                if getattr(err, "actor_init_failed", False):  # its constructor raised: every worker would
                     raise RuntimeError(f"batch: a worker could not load the bundle {job.bundle!r}: {err}") from None
                 if actors[index] is actor:  # the first of its batches to come back: replace it
                     LOG.warning("batch: worker %d died (%s); its batches go to a fresh one", index, type(err).__name__)
