@@ -32,13 +32,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import itertools
 import json
 import logging
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from edge_speech._deps import MissingDependency
 from edge_speech.text import error_rates
@@ -194,10 +195,10 @@ class TranscribeWorker:
 
 
 # -- the output -------------------------------------------------------------------------------
-def _read_done(out: Path) -> Dict[str, dict]:
-    """Rows already in ``out`` by file. A last line cut short (the driver killed mid-write) is
-    cut off the file, so its file runs again."""
-    done: Dict[str, dict] = {}
+def _read_done(out: Path) -> Set[str]:
+    """The files already in ``out``. A last line cut short (the driver killed mid-write) is cut
+    off the file, so its file runs again."""
+    done: Set[str] = set()
     if not out.exists():
         return done
     good_bytes = 0
@@ -210,7 +211,7 @@ def _read_done(out: Path) -> Dict[str, dict]:
                 file = row["file"]
             except (ValueError, KeyError, TypeError):
                 raise ValueError(f'{out}:{number}: not a row of a batch output (a JSON object with "file")') from None
-            done[file] = row
+            done.add(file)
             good_bytes += len(raw)
     if good_bytes != out.stat().st_size:
         LOG.warning("batch: %s ends in a partial line (an interrupted write); it is dropped and its file redone", out)
@@ -219,13 +220,42 @@ def _read_done(out: Path) -> Dict[str, dict]:
     return done
 
 
-def _write_parquet(rows: Iterable[dict], path: "str | os.PathLike") -> None:
+def _read_rows(out: Path) -> Iterator[dict]:
+    with open(out, encoding="utf-8") as lines:
+        for line in lines:
+            yield json.loads(line)
+
+
+def _write_parquet(out: Path, path: "str | os.PathLike", chunk_rows: int = 10_000) -> None:
+    """Every row of the JSONL output as Parquet, streamed in chunks under one fixed schema."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise MissingDependency(f"Parquet output needs pyarrow: {RAY_EXTRA}") from None
-    pq.write_table(pa.Table.from_pylist(list(rows)), os.fspath(path))
+    word = pa.struct(
+        [("text", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("confidence", pa.float64())]
+    )
+    fields = [
+        ("file", pa.string()),
+        ("text", pa.string()),
+        ("words", pa.list_(word)),
+        ("intent", pa.string()),
+        ("slots", pa.map_(pa.string(), pa.string())),
+        ("confidence", pa.float64()),
+        ("rtf", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("error", pa.string()),
+        ("reference", pa.string()),
+    ]
+    schema = pa.schema(fields)
+    rows = _read_rows(out)
+    with pq.ParquetWriter(os.fspath(path), schema) as writer:
+        while True:
+            chunk = list(itertools.islice(rows, chunk_rows))
+            if not chunk:
+                break
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -284,7 +314,7 @@ def _run(
     parquet: "str | os.PathLike | None",
     progress: Optional[Callable[[dict], None]],
     evaluate: bool,
-) -> Tuple[dict, Dict[str, dict]]:
+) -> dict:
     ray = _import_ray()
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -321,8 +351,8 @@ def _run(
             ray.shutdown()
     LOG.info("batch: done: %s", json.dumps(summary))
     if parquet is not None:
-        _write_parquet(done.values(), parquet)
-    return summary, done
+        _write_parquet(out, parquet)
+    return summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -450,10 +480,10 @@ def _log_progress(state: _Progress, workers: int) -> None:
     )
 
 
-def _write(sink, rows: List[dict], done: Dict[str, dict], state: _Progress) -> None:
+def _write(sink, rows: List[dict], done: Set[str], state: _Progress) -> None:
     fresh = [row for row in rows if row["file"] not in done]  # never a file twice, whatever comes back
     for row in fresh:
-        done[row["file"]] = row
+        done.add(row["file"])
         state.files += 1
         state.failed += row["error"] is not None
         state.audio_s += row["duration_s"] or 0.0
@@ -489,10 +519,9 @@ def transcribe_dataset(
     The summary: ``files`` transcribed now, ``failed`` among them, ``skipped`` (already in
     ``out``), ``audio_hours``, ``wall_s``, ``audio_hours_per_wall_hour``, ``workers`` and
     ``worker_deaths``."""
-    summary, _ = _run(
+    return _run(
         inputs, bundle, out, ray_address, workers, batch_size, threads, backend, options, parquet, progress, False
     )
-    return summary
 
 
 def evaluate_dataset(
@@ -516,16 +545,20 @@ def evaluate_dataset(
     ``utterances``, ``chars`` and ``words`` of :func:`edge_speech.text.error_rates` over every
     file of the output (this run's and earlier ones'), and ``unscored``: files that failed or
     whose row has no reference. Failed files are left out of the rates."""
-    summary, rows = _run(
+    summary = _run(
         inputs, bundle, out, ray_address, workers, batch_size, threads, backend, options, parquet, progress, True
     )
-    pairs, unscored = [], 0
-    for row in rows.values():
-        if row.get("error") is not None or row.get("reference") is None or row.get("text") is None:
-            unscored += 1
-            continue
-        pairs.append((row["reference"], row["text"]))
-    return {**summary, **error_rates(pairs, normalize=normalize), "unscored": unscored}
+    unscored = [0]
+
+    def scored_pairs() -> Iterator[Tuple[str, str]]:  # streamed from the output: every run's rows
+        for row in _read_rows(Path(out)):
+            if row.get("error") is not None or row.get("reference") is None or row.get("text") is None:
+                unscored[0] += 1
+                continue
+            yield row["reference"], row["text"]
+
+    rates = error_rates(scored_pairs(), normalize=normalize)
+    return {**summary, **rates, "unscored": unscored[0]}
 
 
 # -- the command line -------------------------------------------------------------------------
