@@ -6,8 +6,8 @@
 
 Inputs are a JSONL manifest (``{"audio": path, "text": ...}``; relative paths from its folder), a
 TSV (``path<TAB>transcript``), a directory (every ``*.wav`` below it), a glob, an audio file, or a
-list of any of these. They are listed lazily: the driver holds a bounded window of work, never
-the whole corpus.
+list of any of these. They are listed lazily: the driver keeps the names of the files done (to
+skip them, and duplicates) and a bounded window of work in flight, never the listing's rows.
 
 Workers are Ray actors, each loading the bundle once and keeping a :class:`Recognizer`. The
 driver alone writes the output, one JSON line per file (the fields of ``edge-speech transcribe
