@@ -27,9 +27,11 @@ would refuse a 17th stream); ``--max-sessions 0`` keeps the server's default.
    (the final's ``end``, which carries the energy VAD's hangover) plus the endpoint silence: the
    server's processing and delivery alone. K *keeps up* when no stream gets an error event,
    every utterance gets its final, and every final latency is at most 1 s.
-3. The server's CPU (utime + stime from /proc/PID/stat, all threads) over each level: CPU-seconds
-   per audio second, cores used (CPU-s / wall-s); "streams per core" is the largest K that kept
-   up divided by the cores it used. Peak RSS is VmHWM after each level (model loading included).
+3. The server's CPU (utime + stime from /proc/PID/stat, all threads) over each HTTP level, and
+   for streams over the window in which all K send (the staggered start and the drain left out):
+   CPU-seconds per audio second, cores used (CPU-s / wall-s); "streams per core" is the largest K
+   that kept up divided by the cores it used. The client's CPU and everyone else's (/proc/stat
+   less server and client) over the same window are printed beside it. Peak RSS is VmHWM after each level (model loading included).
    At the end ``/metrics`` is scraped: ``edge_speech_requests_total`` must equal the answers the
    client got (HTTP 200s; websocket finals) and ``edge_speech_refusals_total`` its refusals; a
    mismatch is reported as an error (exit 1).
@@ -76,6 +78,7 @@ PROMPT_MAX_WORDS = 8
 STREAM_RATE = 16000
 CHUNK_S = 0.020
 GAP_S = 1.0  # silence after each command of a stream
+MIN_STEADY_S = 1.0  # shortest window with every stream on for the CPU measure; else the whole level counts
 KEEP_UP_S = 1.0  # a final later than this after speech end + endpoint silence: not keeping up
 ENDPOINT_S = EndpointConfig().trailing_silence_s
 SPEECH_FLOOR = 0.01  # -40 dBFS: a 20 ms frame above it is speech (for the client's own speech end)
@@ -121,6 +124,8 @@ class HttpRow:
     wer: float
     cpu_per_audio_s: float
     cores_used: float
+    client_cores: float
+    others_cores: float
     peak_rss_mb: float
 
 
@@ -140,6 +145,8 @@ class StreamRow:
     wer: float
     cpu_per_stream_s: float
     cores_used: float
+    client_cores: float
+    others_cores: float
     client_lag_ms: float  # the client's worst lateness sending a chunk (its own load)
     peak_rss_mb: float
 
@@ -199,6 +206,36 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S  # utime, stime (fields 14, 15)
+
+
+def machine_busy_s() -> float:
+    """CPU-seconds every process on the machine has used (from /proc/stat; guest time is in user)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) * CLOCK_TICK_S
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuUse:
+    wall_s: float
+    server_s: float
+    client_s: float  # this process: the load generator
+    others_s: float  # every other process: work that shares the machine
+
+
+class CpuMeter:
+    """CPU used between its creation and :meth:`stop` by the server, the client and everyone else."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._start = self._read()
+
+    def _read(self) -> Tuple[float, float, float, float]:
+        return time.perf_counter(), cpu_seconds(self.pid), time.process_time(), machine_busy_s()
+
+    def stop(self) -> CpuUse:
+        wall, server, client, busy = (b - a for a, b in zip(self._start, self._read()))
+        return CpuUse(wall, server, client, max(0.0, busy - server - client))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -411,7 +448,7 @@ async def run_stream(
 
 
 async def stream_level(url: str, clips: Sequence[Clip], streams: int, seconds: float, pid: int):
-    """K concurrent real-time streams; (results, refusals, server CPU-s, wall-s, client CPU-s)."""
+    """K concurrent real-time streams: their results, the refusals, and the CPU used."""
     cycle_s = np.mean([c.seconds for c in clips]) + GAP_S
     plans = [stream_plan(clips, k, seconds, seed=k) for k in range(streams)]
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
@@ -422,19 +459,30 @@ async def stream_level(url: str, clips: Sequence[Clip], streams: int, seconds: f
                 sockets.append(await session.ws_connect(url + "/v1/stream", params={"rate": str(STREAM_RATE)}))
             except aiohttp.WSServerHandshakeError as err:
                 refusals.append(f"HTTP {err.status} {err.message}")
-        began, cpu_before, client_before = time.perf_counter(), cpu_seconds(pid), time.process_time()
-        start_at = began + 0.2
-        results = await asyncio.gather(
-            *(
-                run_stream(ws, audio, utterances, start_at + k * cycle_s / streams)
-                for k, (ws, (audio, utterances)) in enumerate(zip(sockets, plans))
-            )
+        meter = CpuMeter(pid)
+        if not sockets:
+            return [], refusals, meter.stop()
+        start_at = time.perf_counter() + 0.2
+        starts = [start_at + k * cycle_s / streams for k in range(len(sockets))]
+        # CPU while every stream is sending: the steady state, without the staggered start and the drain
+        all_on, first_off = max(starts), min(t + len(audio) / STREAM_RATE for t, (audio, _) in zip(starts, plans))
+
+        async def steady() -> Optional[CpuUse]:
+            if first_off - all_on < MIN_STEADY_S:
+                return None
+            await asyncio.sleep(all_on - time.perf_counter())
+            window = CpuMeter(pid)
+            await asyncio.sleep(first_off - time.perf_counter())
+            return window.stop()
+
+        steady_use, *results = await asyncio.gather(
+            steady(),
+            *(run_stream(ws, audio, utterances, t) for t, ws, (audio, utterances) in zip(starts, sockets, plans)),
         )
-        wall = time.perf_counter() - began
-        cpu, client_cpu = cpu_seconds(pid) - cpu_before, time.process_time() - client_before
+        use = steady_use or meter.stop()
         for ws in sockets:
             await ws.close()
-    return list(results), refusals, cpu, wall, client_cpu
+    return list(results), refusals, use
 
 
 # -- one server ---------------------------------------------------------------------------------
@@ -494,9 +542,9 @@ def run_server(label: str, command: List[str], url: str, sets: Dict[str, List[Cl
                 for name, clips in sets.items():
                     if not clips:
                         continue
-                    cpu_before = cpu_seconds(process.pid)
+                    meter = CpuMeter(process.pid)
                     latencies, pairs, failures, wall = asyncio.run(http_level(url, clips, clients, args.requests))
-                    cpu = cpu_seconds(process.pid) - cpu_before
+                    use = meter.stop()
                     served.http_ok += len(latencies)
                     served.http_refused += sum(" HTTP " in f for f in failures)
                     for failure in failures[:5]:
@@ -520,8 +568,10 @@ def run_server(label: str, command: List[str], url: str, sets: Dict[str, List[Cl
                             len(latencies) / wall,
                             audio_s / wall,
                             error_rates(pairs)["wer"] if pairs else float("nan"),
-                            cpu / audio_s if audio_s else float("nan"),
-                            cpu / wall,
+                            use.server_s / audio_s if audio_s else float("nan"),
+                            use.server_s / use.wall_s,
+                            use.client_s / use.wall_s,
+                            use.others_s / use.wall_s,
                             peak_rss_mb(process.pid),
                         )
                     )
@@ -558,7 +608,7 @@ def run_server(label: str, command: List[str], url: str, sets: Dict[str, List[Cl
 
 
 def measure_streams(label: str, url: str, clips, streams: int, args, pid: int, served: Served) -> StreamRow:
-    results, refusals, cpu, wall, client_cpu = asyncio.run(stream_level(url, clips, streams, args.stream_seconds, pid))
+    results, refusals, use = asyncio.run(stream_level(url, clips, streams, args.stream_seconds, pid))
     served.ws_refused += len(refusals) + sum(r.error_events for r in results)
     served.ws_finals += sum(r.finals for r in results if r.completed)
     latencies = [x for r in results for x in r.latencies]
@@ -575,14 +625,13 @@ def measure_streams(label: str, url: str, clips, streams: int, args, pid: int, s
         why.append(f"{late} finals over {KEEP_UP_S:g} s")
     for error in errors[:5]:
         print(f"# {label} {streams} streams: {error}", file=sys.stderr)
-    stream_s = sum(r.audio_s for r in results)
+    stream_s = use.wall_s * len(results)  # the CPU window has every stream on
     p50, p99, worst = percentiles(latencies, 50, 99, 100)
     endpoint_p50, endpoint_p99 = percentiles([x for r in results for x in r.after_endpoint], 50, 99)
     pairs = [p for r in results for p in r.pairs]
     if args.show:
         for reference, hypothesis in pairs[:4]:
             print(f"# {label} stream: {reference!r} -> {hypothesis!r}", file=sys.stderr)
-    print(f"# {label} {streams} streams: client used {client_cpu / wall:.2f} cores", file=sys.stderr)
     return StreamRow(
         label,
         streams,
@@ -596,8 +645,10 @@ def measure_streams(label: str, url: str, clips, streams: int, args, pid: int, s
         endpoint_p50,
         endpoint_p99,
         error_rates(pairs)["wer"] if pairs else float("nan"),
-        cpu / stream_s if stream_s else float("nan"),
-        cpu / wall,
+        use.server_s / stream_s if stream_s else float("nan"),
+        use.server_s / use.wall_s,
+        use.client_s / use.wall_s,
+        use.others_s / use.wall_s,
         1000 * max((r.lag_s for r in results), default=0.0),
         peak_rss_mb(pid),
     )
@@ -609,15 +660,16 @@ def measure_streams(label: str, url: str, clips, streams: int, args, pid: int, s
 def http_table(rows: Sequence[HttpRow]) -> str:
     lines = [
         "| server / model | inputs | clients | requests | p50 | p90 | p99 | req/s | audio s / s | WER "
-        "| server CPU-s / audio-s | cores used | peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU-s / audio-s | server cores | client / others' cores | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         failed = f" ({r.failures} failed)" if r.failures else ""
         lines.append(
             f"| {r.server} | {r.inputs} | {r.clients} | {r.requests}{failed} | {r.p50_ms:.0f} ms | {r.p90_ms:.0f} ms "
             f"| {r.p99_ms:.0f} ms | {r.requests_per_s:.1f} | {r.audio_s_per_s:.1f} | {r.wer:.1%} "
-            f"| {r.cpu_per_audio_s:.3f} | {r.cores_used:.2f} | {r.peak_rss_mb:.0f} MB |"
+            f"| {r.cpu_per_audio_s:.3f} | {r.cores_used:.2f} | {r.client_cores:.2f} / {r.others_cores:.2f} "
+            f"| {r.peak_rss_mb:.0f} MB |"
         )
     return "\n".join(lines)
 
@@ -625,14 +677,16 @@ def http_table(rows: Sequence[HttpRow]) -> str:
 def stream_table(rows: Sequence[StreamRow]) -> str:
     lines = [
         "| server / model | streams | keeps up | utterances | final p50 | final p99 | final max "
-        "| after endpoint p50 / p99 | WER | server CPU-s / stream-s | cores used | client lag | peak RSS |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| after endpoint p50 / p99 | WER | server CPU-s / stream-s | server cores | client / others' cores "
+        "| client lag | peak RSS |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         kept = "yes" if r.kept_up else f"no: {r.why_not}"
         lines.append(
             f"| {r.server} | {r.streams} | {kept} | {r.utterances} | {r.p50_ms:.0f} ms | {r.p99_ms:.0f} ms "
-            f"| {r.max_ms:.0f} ms | {r.endpoint_p50_ms:.0f} / {r.endpoint_p99_ms:.0f} ms | {r.wer:.1%} | {r.cpu_per_stream_s:.3f} | {r.cores_used:.2f} "
+            f"| {r.max_ms:.0f} ms | {r.endpoint_p50_ms:.0f} / {r.endpoint_p99_ms:.0f} ms | {r.wer:.1%} "
+            f"| {r.cpu_per_stream_s:.3f} | {r.cores_used:.2f} | {r.client_cores:.2f} / {r.others_cores:.2f} "
             f"| {r.client_lag_ms:.0f} ms | {r.peak_rss_mb:.0f} MB |"
         )
     return "\n".join(lines)
