@@ -528,8 +528,8 @@ def check_decoder_defaults(decoder: Any) -> None:
         raise BundleError(f"manifest decoder lm must be a file name, got {lm!r}")
     for key in ("lm_weight", "word_bonus", "grammar_token_bonus"):
         value = decoder.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise BundleError(f"manifest decoder {key} must be a finite number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not abs(float(value)) <= 1000:
+            raise BundleError(f"manifest decoder {key} must be a number within +-1000, got {value!r}")
     beam = decoder.get("beam", 1)
     if isinstance(beam, bool) or not isinstance(beam, numbers.Integral) or not 1 <= int(beam) <= 1 << 16:
         raise BundleError(f"manifest decoder beam must be an int in 1..65536, got {beam!r}")

@@ -163,8 +163,9 @@ def test_a_token_bonus_ranks_by_score_plus_bonus_per_spelled_token_and_reports_t
     plain = decoding.CTCDecoder(TOKENS, grammar=g, grammar_threshold=0.0).decode(lp)
     if plain.text == res.text:  # same sentence: the same confidence, the bonus left out
         assert res.confidence == pytest.approx(plain.confidence, abs=1e-6)
-    with pytest.raises(ValueError, match="grammar_token_bonus"):
-        decoding.CTCDecoder(TOKENS, grammar=g, grammar_token_bonus=float("nan"))
+    for bad in (float("nan"), 1e7):  # the C search bounds arc weights: sums stay finite
+        with pytest.raises(ValueError, match="grammar_token_bonus"):
+            decoding.CTCDecoder(TOKENS, grammar=g, grammar_token_bonus=bad)
 
 
 def test_jsgf_weights_enter_the_score():
@@ -296,3 +297,54 @@ def test_sentencepiece_grammar():
     lp[np.arange(len(path)), path] = np.log(0.9)
     res = dec.decode(log_softmax(lp).astype(np.float32))
     assert res.text == "turn off the light" and res.intent == "c"
+
+
+def test_the_beam_pruned_search_equals_the_exact_search_on_commands_and_never_beats_it():
+    """The native search keeps only paths within its beam of the best. On real model output (en-small
+    on the example commands) under grammars that hold them it finds exactly what the exhaustive
+    search (an infinite beam) finds: the same steps, score and free score. On speech and noise
+    outside a grammar it may miss the best in-grammar path, so its score is never higher: the
+    confidence of out-of-grammar audio can only fall."""
+    from pathlib import Path
+
+    from edge_speech import Recognizer, _native, audio
+
+    examples = Path(__file__).resolve().parents[1] / "recipes" / "default_model" / "examples"
+    recognizer = Recognizer.default(threads=1)
+    vocab = decoding.Vocabulary(recognizer.manifest.tokens)
+    timer, light = (
+        audio.load_audio(examples / f"{n}.wav", 16000)
+        for n in ("set_a_timer_for_ten_minutes", "turn_on_the_kitchen_light")
+    )
+    noise = 0.05 * np.random.default_rng(0).standard_normal(24000).astype(np.float32)
+    commands = Grammar.from_yaml((examples / "commands.yaml").read_text())
+    digits = Grammar.from_jsgf("public <digits> = (one | two | three | four | five | six | seven)* ;")
+    cases = [  # (grammar, audio, whether the audio is in the grammar)
+        (commands, timer, True),
+        (commands, light, True),
+        (Grammar.from_jsgf(JSGF), light, True),
+        (commands, noise, False),
+        (Grammar.from_jsgf(JSGF), timer, False),
+        (digits, timer, False),
+        (digits, np.concatenate([timer, light]), False),
+    ]
+    for grammar, samples, in_grammar in cases:
+        graph = grammar.compile_tokens(vocab, 3.0)
+        lp = recognizer.log_probs(samples)
+        results = []
+        for extra in ({"beam": float("inf")}, {}):
+            search = _native.GrammarDecoder(
+                graph.arcs.tobytes(), graph.num_states, 0, graph.finals.tobytes(), len(vocab), vocab.blank_id, **extra
+            )
+            search.accept(lp[:37])  # in two chunks, as streams feed it
+            search.accept(lp[37:])
+            steps, score, free = search.result()
+            results.append((bytes(steps), score, free))
+        (exact_steps, exact_score, exact_free), (steps, score, free) = results
+        assert free == exact_free and score <= exact_score
+        if in_grammar:
+            assert (steps, score) == (exact_steps, exact_score)
+    with pytest.raises(ValueError, match="beam must be > 0"):
+        _native.GrammarDecoder(
+            graph.arcs.tobytes(), graph.num_states, 0, graph.finals.tobytes(), len(vocab), 0, beam=0.0
+        )

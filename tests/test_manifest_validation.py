@@ -28,7 +28,8 @@ def waveform_manifest(**decoder) -> Manifest:
     "decoder, message",
     [
         ({"beam": 0}, "decoder beam must be an int in 1..65536"),
-        ({"lm_weight": float("nan")}, "decoder lm_weight must be a finite number"),
+        ({"lm_weight": float("nan")}, r"decoder lm_weight must be a number within \+-1000"),
+        ({"grammar_token_bonus": 1e30}, r"decoder grammar_token_bonus must be a number within \+-1000"),
         ({"grammar_threshold": 2}, r"decoder grammar_threshold must be a number in \[0, 1\]"),
         ({"lexicon": True}, "decoder lexicon needs an lm"),
         ({"beem": 4}, r"decoder has unknown key\(s\) \['beem'\]"),

@@ -22,6 +22,8 @@ __all__ = ["GRAMMAR_MIN_EVIDENCE", "GrammarSearch", "GrammarStream"]
 # Commands' greedy decodings spell 0.86-1.05x their tokens even at 10 dB SNR; noise 0-0.1x, music
 # 2.5-6.5x (benchmarks/bench_vad_session.py). 0.6 lost 1 of 60 held-out commands at 20 dB.
 GRAMMAR_MIN_EVIDENCE = 0.55
+# a per-token bonus in natural-log units, bounded like the beam's lm_weight and word_bonus
+MAX_TOKEN_BONUS = 1000.0
 
 # one step of the best in-grammar alignment as the native grammar decoder writes it
 _STEP_DTYPE = np.dtype(
@@ -59,8 +61,12 @@ class GrammarSearch:
     ) -> "GrammarSearch":
         if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
             raise ValueError(f"grammar_threshold must be in [0, 1], got {threshold!r}")
-        if isinstance(token_bonus, bool) or not isinstance(token_bonus, numbers.Real) or not math.isfinite(token_bonus):
-            raise ValueError(f"grammar_token_bonus must be a finite number, got {token_bonus!r}")
+        if (
+            isinstance(token_bonus, bool)
+            or not isinstance(token_bonus, numbers.Real)
+            or not abs(token_bonus) <= MAX_TOKEN_BONUS
+        ):
+            raise ValueError(f"grammar_token_bonus must be a number within +-{MAX_TOKEN_BONUS:g}, got {token_bonus!r}")
         if isinstance(min_evidence, bool) or not isinstance(min_evidence, numbers.Real) or not 0 <= min_evidence <= 1:
             raise ValueError(f"grammar_min_evidence must be in [0, 1], got {min_evidence!r}")
         graph = grammar.compile_tokens(vocab, float(token_bonus))

@@ -1,8 +1,9 @@
 /* Grammar automata built from fuzzed arcs, states and finals (in and out of range, non-finite
  * weights), then decoded over fuzzed log-probs in fuzzed chunks: es_grammar_init either builds or
- * refuses with a reason, and the decoder's results stay inside the automaton.
+ * refuses with a reason, and the decoder's results stay inside the automaton. A second decoder
+ * runs the exact search (infinite beam) beside the fuzzed beam's: the pruned score never beats it.
  *
- * Input layout: states, vocabulary size, blank, start, finals, arcs, then log-probs to the end,
+ * Input layout: states, vocabulary size, blank, start, finals, arcs, the beam, then log-probs to the end,
  * each frame preceded by a control byte (chunk boundary, reset, result with a small buffer). */
 #include <math.h>
 #include <stddef.h>
@@ -31,11 +32,23 @@ static float take_weight(fuzz_input *in) {
   return ((float)b - 128.0f) / 32.0f;
 }
 
-static void check_result(const es_grammar_decoder *d, const es_grammar *g, size_t capacity) {
+static float best_score(const es_grammar_decoder *d) {
+  size_t length = 0;
+  float score = 0.0f;
+  (void)es_grammar_decoder_result(d, NULL, 0, &length, &score, NULL);
+  return score;
+}
+
+static void check_result(const es_grammar_decoder *d, const es_grammar_decoder *exact, const es_grammar *g,
+                         size_t capacity) {
   es_grammar_step path[MAX_FRAMES + 1];
   size_t length = 0;
   float score = 0.0f, free_score = 0.0f;
   const es_status s = es_grammar_decoder_result(d, path, capacity, &length, &score, &free_score);
+  const float exact_score = best_score(exact);
+  /* the pruned search never beats the exact one (both sum the same floats along a path) */
+  FUZZ_REQUIRE(score <= exact_score);
+  if (d->beam == INFINITY) FUZZ_REQUIRE(score == exact_score);
   FUZZ_REQUIRE(s == ES_OK || s == ES_ERR_BUFFER_TOO_SMALL);
   FUZZ_REQUIRE(!isnan(score) && !isnan(free_score));
   FUZZ_REQUIRE(length <= (size_t)d->frames_done); /* at most one token per frame */
@@ -83,8 +96,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   FUZZ_REQUIRE(g.first_arc[g.num_states] == num_arcs && g.first_in[g.num_states] == num_arcs);
 
-  es_grammar_decoder d;
+  es_grammar_decoder d, exact;
   FUZZ_REQUIRE(es_grammar_decoder_init(&d, &g) == ES_OK);
+  FUZZ_REQUIRE(es_grammar_decoder_init(&exact, &g) == ES_OK);
+  FUZZ_REQUIRE(es_grammar_decoder_set_beam(&exact, INFINITY) == ES_OK);
+  const uint8_t beam = take_u8(&in); /* 0: the default, 255: exact, else 1/8 .. 31.75 */
+  if (beam == 255) FUZZ_REQUIRE(es_grammar_decoder_set_beam(&d, INFINITY) == ES_OK);
+  if (beam > 0 && beam < 255) FUZZ_REQUIRE(es_grammar_decoder_set_beam(&d, beam / 8.0f) == ES_OK);
   float frames[MAX_FRAMES * MAX_VOCAB];
   size_t pending = 0;
   for (int t = 0; t < MAX_FRAMES && in.size > 0; t++) {
@@ -96,15 +114,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       s = es_grammar_decoder_accept(&d, frames, pending);
       FUZZ_REQUIRE(s == ES_OK || s == ES_ERR_NON_FINITE_INPUT);
       FUZZ_REQUIRE(d.frames_done == before + (s == ES_OK ? (int64_t)pending : 0));
+      FUZZ_REQUIRE(es_grammar_decoder_accept(&exact, frames, pending) == s);
       pending = 0;
     }
-    if (control & 2) check_result(&d, &g, control >> 4);
-    if ((control & 0x0C) == 0x0C) es_grammar_decoder_reset(&d);
+    if (control & 2) check_result(&d, &exact, &g, control >> 4);
+    if ((control & 0x0C) == 0x0C) {
+      es_grammar_decoder_reset(&d);
+      es_grammar_decoder_reset(&exact);
+    }
   }
-  if (pending > 0) (void)es_grammar_decoder_accept(&d, frames, pending);
-  check_result(&d, &g, MAX_FRAMES + 1);
+  if (pending > 0) {
+    (void)es_grammar_decoder_accept(&d, frames, pending);
+    (void)es_grammar_decoder_accept(&exact, frames, pending);
+  }
+  check_result(&d, &exact, &g, MAX_FRAMES + 1);
   es_grammar_decoder_free(&d);
   es_grammar_decoder_free(&d);
+  es_grammar_decoder_free(&exact);
   es_grammar_free(&g);
   es_grammar_free(&g);
   return 0;

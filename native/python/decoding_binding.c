@@ -542,12 +542,19 @@ typedef struct {
 } GrammarObject;
 
 static int grammar_init(GrammarObject *self, PyObject *args, PyObject *kwargs) {
-  static char *kwlist[] = {"arcs", "num_states", "start", "finals", "vocab_size", "blank_id", NULL};
+  static char *kwlist[] = {"arcs", "num_states", "start", "finals", "vocab_size", "blank_id", "beam", NULL};
   Py_buffer arcs, finals;
   int num_states, start, vocab_size, blank;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiy*ii:GrammarDecoder", kwlist, &arcs, &num_states, &start,
-                                   &finals, &vocab_size, &blank))
+  float beam = ES_GRAMMAR_DEFAULT_BEAM;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*iiy*ii|f:GrammarDecoder", kwlist, &arcs, &num_states, &start,
+                                   &finals, &vocab_size, &blank, &beam))
     return -1;
+  if (!(beam > 0.0f)) {
+    PyBuffer_Release(&arcs);
+    PyBuffer_Release(&finals);
+    PyErr_SetString(PyExc_ValueError, "GrammarDecoder beam must be > 0 (inf: exact search)");
+    return -1;
+  }
   if (self->busy) {
     PyBuffer_Release(&arcs);
     PyBuffer_Release(&finals);
@@ -565,6 +572,7 @@ static int grammar_init(GrammarObject *self, PyObject *args, PyObject *kwargs) {
     s = es_grammar_init(&self->grammar, arcs.buf, (int32_t)(arcs.len / (Py_ssize_t)sizeof(es_grammar_arc)),
                         num_states, start, finals.buf, (int32_t)(finals.len / 4), vocab_size, blank, why, sizeof why);
     if (s == ES_OK) s = es_grammar_decoder_init(&self->decoder, &self->grammar);
+    if (s == ES_OK) s = es_grammar_decoder_set_beam(&self->decoder, beam);
   }
   PyBuffer_Release(&arcs);
   PyBuffer_Release(&finals);
@@ -628,7 +636,10 @@ static PyObject *grammar_result(GrammarObject *self, PyObject *unused) {
   es_grammar_decoder_result(&self->decoder, NULL, 0, &length, &score, &free_score);
   char *data;
   PyObject *steps = es_new_bytes((Py_ssize_t)(length * sizeof(es_grammar_step)), &data);
-  if (steps != NULL) es_grammar_decoder_result(&self->decoder, (es_grammar_step *)data, length, &length, &score, &free_score);
+  if (steps != NULL) {
+    memset(data, 0, length * sizeof(es_grammar_step)); /* the struct's padding too: no stale heap bytes */
+    es_grammar_decoder_result(&self->decoder, (es_grammar_step *)data, length, &length, &score, &free_score);
+  }
   self->busy = 0;
   if (steps == NULL) return NULL;
   return Py_BuildValue("Nff", steps, score, free_score);

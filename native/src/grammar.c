@@ -35,8 +35,10 @@ es_status es_grammar_init(es_grammar *g, const es_grammar_arc *arcs, int32_t num
   for (int32_t i = 0; i < num_arcs; i++) {
     const es_grammar_arc *a = &arcs[i];
     if (a->from < 0 || a->from >= num_states || a->to < 0 || a->to >= num_states || a->token < 0 ||
-        a->token >= vocab_size || a->token == blank_id || !isfinite(a->weight)) {
-      snprintf(msg, sizeof msg, "arc %d (%d -> %d, token %d) is out of range, uses the blank, or has a bad weight",
+        a->token >= vocab_size || a->token == blank_id || !(fabsf(a->weight) <= ES_GRAMMAR_MAX_ABS_WEIGHT)) {
+      snprintf(msg, sizeof msg,
+               "arc %d (%d -> %d, token %d) is out of range, uses the blank, or has a weight that is not "
+               "finite within +-1e6",
                (int)i, (int)a->from, (int)a->to, (int)a->token);
       es_explain(why, why_size, msg);
       return ES_ERR_INVALID_CONFIG;
@@ -97,6 +99,20 @@ void es_grammar_decoder_free(es_grammar_decoder *d) {
   free(d->next_arc);
   free(d->next_blank_trace);
   free(d->next_arc_trace);
+  free(d->live_states);
+  free(d->live_arcs);
+  free(d->next_live_states);
+  free(d->next_live_arcs);
+  free(d->touched);
+  free(d->state_seen);
+  free(d->arc_seen);
+  free(d->in_best);
+  free(d->in_second);
+  free(d->in_token);
+  free(d->in_trace);
+  free(d->in_second_trace);
+  free(d->in_arc);
+  free(d->in_second_arc);
   free(d->trace);
   memset(d, 0, sizeof(*d));
 }
@@ -104,14 +120,19 @@ void es_grammar_decoder_free(es_grammar_decoder *d) {
 void es_grammar_decoder_reset(es_grammar_decoder *d) {
   const es_grammar *g = d->grammar;
   for (int32_t s = 0; s < g->num_states; s++) {
-    d->blank_score[s] = -INFINITY;
-    d->blank_trace[s] = -1;
+    d->blank_score[s] = d->next_blank[s] = -INFINITY;
+    d->blank_trace[s] = d->next_blank_trace[s] = -1;
+    d->state_seen[s] = 0;
   }
   for (int32_t a = 0; a < g->num_arcs; a++) {
-    d->arc_score[a] = -INFINITY;
-    d->arc_trace[a] = -1;
+    d->arc_score[a] = d->next_arc[a] = -INFINITY;
+    d->arc_trace[a] = d->next_arc_trace[a] = -1;
+    d->arc_seen[a] = 0;
   }
   d->blank_score[g->start] = 0.0f; /* before the first frame */
+  d->live_states[0] = g->start;
+  d->num_live_states = 1;
+  d->num_live_arcs = 0;
   d->num_trace = 0;
   d->free_score = 0.0;
   d->frames_done = 0;
@@ -122,6 +143,7 @@ es_status es_grammar_decoder_init(es_grammar_decoder *d, const es_grammar *g) {
   memset(d, 0, sizeof(*d));
   if (g == NULL || g->final == NULL) return ES_ERR_INVALID_ARGUMENT;
   d->grammar = g;
+  d->beam = ES_GRAMMAR_DEFAULT_BEAM;
   size_t ns = (size_t)g->num_states, na = (size_t)(g->num_arcs ? g->num_arcs : 1);
   d->blank_score = malloc(sizeof(float) * ns);
   d->next_blank = malloc(sizeof(float) * ns);
@@ -131,10 +153,27 @@ es_status es_grammar_decoder_init(es_grammar_decoder *d, const es_grammar *g) {
   d->next_arc = malloc(sizeof(float) * na);
   d->arc_trace = malloc(sizeof(int32_t) * na);
   d->next_arc_trace = malloc(sizeof(int32_t) * na);
+  d->live_states = malloc(sizeof(int32_t) * ns);
+  d->next_live_states = malloc(sizeof(int32_t) * ns);
+  d->live_arcs = malloc(sizeof(int32_t) * na);
+  d->next_live_arcs = malloc(sizeof(int32_t) * na);
+  d->touched = malloc(sizeof(int32_t) * ns);
+  d->state_seen = malloc(sizeof(int32_t) * ns);
+  d->arc_seen = malloc(sizeof(int32_t) * na);
+  d->in_best = malloc(sizeof(float) * ns);
+  d->in_second = malloc(sizeof(float) * ns);
+  d->in_token = malloc(sizeof(int32_t) * ns);
+  d->in_trace = malloc(sizeof(int32_t) * ns);
+  d->in_second_trace = malloc(sizeof(int32_t) * ns);
+  d->in_arc = malloc(sizeof(int32_t) * ns);
+  d->in_second_arc = malloc(sizeof(int32_t) * ns);
   d->trace_capacity = 2 * (int32_t)na + 64;
   d->trace = malloc(sizeof(es_grammar_trace) * (size_t)d->trace_capacity);
   if (!d->blank_score || !d->next_blank || !d->blank_trace || !d->next_blank_trace || !d->arc_score ||
-      !d->next_arc || !d->arc_trace || !d->next_arc_trace || !d->trace) {
+      !d->next_arc || !d->arc_trace || !d->next_arc_trace || !d->live_states || !d->next_live_states ||
+      !d->live_arcs || !d->next_live_arcs || !d->touched || !d->state_seen || !d->arc_seen || !d->in_best ||
+      !d->in_second || !d->in_token || !d->in_trace || !d->in_second_trace || !d->in_arc || !d->in_second_arc ||
+      !d->trace) {
     es_grammar_decoder_free(d);
     return ES_ERR_OUT_OF_MEMORY;
   }
@@ -142,26 +181,35 @@ es_status es_grammar_decoder_init(es_grammar_decoder *d, const es_grammar *g) {
   return ES_OK;
 }
 
+es_status es_grammar_decoder_set_beam(es_grammar_decoder *d, float beam) {
+  if (d == NULL || !(beam > 0.0f)) return ES_ERR_INVALID_ARGUMENT;
+  d->beam = beam;
+  return ES_OK;
+}
+
 /* Room for `needed` trace records: drop unreachable ones (order kept: prev < id), grow if still
- * more than half full. */
+ * more than half full. Only live entries hold trace ids (the others are -1). */
 static int make_room(es_grammar_decoder *d, int32_t needed) {
   if (d->num_trace + needed <= d->trace_capacity) return 1;
-  const es_grammar *g = d->grammar;
   es_grammar_trace *t = d->trace;
   for (int32_t i = 0; i < d->num_trace; i++) t[i].mark = -1;
-  for (int32_t s = 0; s < g->num_states; s++)
-    for (int32_t i = d->blank_trace[s]; i >= 0 && t[i].mark < 0; i = t[i].prev) t[i].mark = 0;
-  for (int32_t a = 0; a < g->num_arcs; a++)
-    for (int32_t i = d->arc_trace[a]; i >= 0 && t[i].mark < 0; i = t[i].prev) t[i].mark = 0;
+  for (int32_t k = 0; k < d->num_live_states; k++)
+    for (int32_t i = d->blank_trace[d->live_states[k]]; i >= 0 && t[i].mark < 0; i = t[i].prev) t[i].mark = 0;
+  for (int32_t k = 0; k < d->num_live_arcs; k++)
+    for (int32_t i = d->arc_trace[d->live_arcs[k]]; i >= 0 && t[i].mark < 0; i = t[i].prev) t[i].mark = 0;
   int32_t n = 0;
   for (int32_t i = 0; i < d->num_trace; i++)
     if (t[i].mark >= 0) t[i].mark = n++;
   for (int32_t i = 0; i < d->num_trace; i++) /* remap prev before anything moves */
     if (t[i].mark >= 0 && t[i].prev >= 0) t[i].prev = t[t[i].prev].mark;
-  for (int32_t s = 0; s < g->num_states; s++)
+  for (int32_t k = 0; k < d->num_live_states; k++) {
+    int32_t s = d->live_states[k];
     if (d->blank_trace[s] >= 0) d->blank_trace[s] = t[d->blank_trace[s]].mark;
-  for (int32_t a = 0; a < g->num_arcs; a++)
+  }
+  for (int32_t k = 0; k < d->num_live_arcs; k++) {
+    int32_t a = d->live_arcs[k];
     if (d->arc_trace[a] >= 0) d->arc_trace[a] = t[d->arc_trace[a]].mark;
+  }
   for (int32_t i = 0; i < d->num_trace; i++)
     if (t[i].mark >= 0) t[t[i].mark] = t[i];
   d->num_trace = n;
@@ -175,6 +223,23 @@ static int make_room(es_grammar_decoder *d, int32_t needed) {
   return 1;
 }
 
+/* q joins this frame's touched states (once); its arrivals start empty. */
+static void touch(es_grammar_decoder *d, int32_t q, int32_t *num_touched) {
+  if (d->state_seen[q]) return;
+  d->state_seen[q] = 1;
+  d->touched[(*num_touched)++] = q;
+  d->in_best[q] = d->in_second[q] = -INFINITY;
+  d->in_token[q] = -1;
+  d->in_trace[q] = d->in_second_trace[q] = -1;
+  d->in_arc[q] = d->in_second_arc[q] = INT32_MAX;
+}
+
+static void write_arc(es_grammar_decoder *d, int32_t a, float value, int32_t trace, int32_t *num_next) {
+  d->next_arc[a] = value;
+  d->next_arc_trace[a] = trace;
+  d->next_live_arcs[(*num_next)++] = a;
+}
+
 static es_status step(es_grammar_decoder *d, const float *row) {
   const es_grammar *g = d->grammar;
   const float lp_blank = row[g->blank_id];
@@ -183,28 +248,37 @@ static es_status step(es_grammar_decoder *d, const float *row) {
   for (int v = 1; v < g->vocab_size; v++)
     if (row[v] > frame_max) frame_max = row[v];
   d->free_score += frame_max;
-  for (int32_t q = 0; q < g->num_states; q++) {
-    /* the best two arrivals into q with different tokens (a token cannot follow itself directly) */
-    float v1 = -INFINITY, v2 = -INFINITY;
-    int32_t tok1 = -1, tr1 = -1, tr2 = -1;
-    for (int32_t k = g->first_in[q]; k < g->first_in[q + 1]; k++) {
-      int32_t a = g->in_arcs[k];
-      float v = d->arc_score[a];
-      int32_t tok = g->arcs[a].token;
-      if (v > v1) {
-        if (tok != tok1) {
-          v2 = v1;
-          tr2 = tr1;
-        }
-        v1 = v;
-        tok1 = tok;
-        tr1 = d->arc_trace[a];
-      } else if (tok != tok1 && v > v2) {
-        v2 = v;
-        tr2 = d->arc_trace[a];
+  int32_t num_touched = 0;
+  /* the best two arrivals into each destination, with different tokens (a token cannot follow
+   * itself directly) */
+  for (int32_t k = 0; k < d->num_live_arcs; k++) {
+    int32_t a = d->live_arcs[k];
+    int32_t q = g->arcs[a].to, tok = g->arcs[a].token;
+    float v = d->arc_score[a];
+    touch(d, q, &num_touched);
+    /* ties go to the lower arc id, so the result does not depend on the order of the live list */
+    if (v > d->in_best[q] || (v == d->in_best[q] && a < d->in_arc[q])) {
+      if (tok != d->in_token[q]) {
+        d->in_second[q] = d->in_best[q];
+        d->in_second_trace[q] = d->in_trace[q];
+        d->in_second_arc[q] = d->in_arc[q];
       }
+      d->in_best[q] = v;
+      d->in_token[q] = tok;
+      d->in_trace[q] = d->arc_trace[a];
+      d->in_arc[q] = a;
+    } else if (tok != d->in_token[q] && (v > d->in_second[q] || (v == d->in_second[q] && a < d->in_second_arc[q]))) {
+      d->in_second[q] = v;
+      d->in_second_trace[q] = d->arc_trace[a];
+      d->in_second_arc[q] = a;
     }
-    const float b = d->blank_score[q];
+  }
+  for (int32_t k = 0; k < d->num_live_states; k++) touch(d, d->live_states[k], &num_touched);
+  int32_t num_next_states = 0, num_next_arcs = 0;
+  for (int32_t k = 0; k < num_touched; k++) {
+    const int32_t q = d->touched[k];
+    const float v1 = d->in_best[q], v2 = d->in_second[q], b = d->blank_score[q];
+    const int32_t tok1 = d->in_token[q], tr1 = d->in_trace[q], tr2 = d->in_second_trace[q];
     if (b >= v1) {
       d->next_blank[q] = b + lp_blank;
       d->next_blank_trace[q] = d->blank_trace[q];
@@ -212,6 +286,7 @@ static es_status step(es_grammar_decoder *d, const float *row) {
       d->next_blank[q] = v1 + lp_blank;
       d->next_blank_trace[q] = tr1;
     }
+    d->next_live_states[num_next_states++] = q;
     for (int32_t a = g->first_arc[q]; a < g->first_arc[q + 1]; a++) {
       const es_grammar_arc *arc = &g->arcs[a];
       const float stay = d->arc_score[a];
@@ -224,26 +299,77 @@ static es_status step(es_grammar_decoder *d, const float *row) {
       }
       enter += arc->weight;
       const float lp = row[arc->token];
+      d->arc_seen[a] = 1;
       if (stay >= enter) {
-        d->next_arc[a] = stay + lp;
-        d->next_arc_trace[a] = d->arc_trace[a];
+        if (stay > -INFINITY) write_arc(d, a, stay + lp, d->arc_trace[a], &num_next_arcs);
       } else {
-        d->next_arc[a] = enter + lp;
         int32_t id = d->num_trace++;
         d->trace[id].arc = a;
         d->trace[id].prev = enter_trace;
         d->trace[id].frame = d->frames_done;
         d->trace[id].mark = 0;
-        d->next_arc_trace[a] = id;
+        write_arc(d, a, enter + lp, id, &num_next_arcs);
       }
     }
   }
+  /* live arcs whose source state was not reached: they can only stay */
+  for (int32_t k = 0; k < d->num_live_arcs; k++) {
+    int32_t a = d->live_arcs[k];
+    if (!d->arc_seen[a]) write_arc(d, a, d->arc_score[a] + row[g->arcs[a].token], d->arc_trace[a], &num_next_arcs);
+  }
+  for (int32_t k = 0; k < num_touched; k++) {
+    const int32_t q = d->touched[k];
+    d->state_seen[q] = 0;
+    for (int32_t a = g->first_arc[q]; a < g->first_arc[q + 1]; a++) d->arc_seen[a] = 0;
+  }
+  /* this frame's entries go back to -INFINITY: the arrays become next frame's `next` */
+  for (int32_t k = 0; k < d->num_live_states; k++) {
+    d->blank_score[d->live_states[k]] = -INFINITY;
+    d->blank_trace[d->live_states[k]] = -1;
+  }
+  for (int32_t k = 0; k < d->num_live_arcs; k++) {
+    d->arc_score[d->live_arcs[k]] = -INFINITY;
+    d->arc_trace[d->live_arcs[k]] = -1;
+  }
+  /* the beam: drop what is too far below the best (and what is not finite) */
+  float best = -INFINITY;
+  for (int32_t k = 0; k < num_next_states; k++)
+    if (d->next_blank[d->next_live_states[k]] > best) best = d->next_blank[d->next_live_states[k]];
+  for (int32_t k = 0; k < num_next_arcs; k++)
+    if (d->next_arc[d->next_live_arcs[k]] > best) best = d->next_arc[d->next_live_arcs[k]];
+  const float floor = best - d->beam;
+  int32_t n = 0;
+  for (int32_t k = 0; k < num_next_states; k++) {
+    int32_t q = d->next_live_states[k];
+    if (d->next_blank[q] > -INFINITY && d->next_blank[q] >= floor) {
+      d->next_live_states[n++] = q;
+    } else {
+      d->next_blank[q] = -INFINITY;
+      d->next_blank_trace[q] = -1;
+    }
+  }
+  num_next_states = n;
+  n = 0;
+  for (int32_t k = 0; k < num_next_arcs; k++) {
+    int32_t a = d->next_live_arcs[k];
+    if (d->next_arc[a] > -INFINITY && d->next_arc[a] >= floor) {
+      d->next_live_arcs[n++] = a;
+    } else {
+      d->next_arc[a] = -INFINITY;
+      d->next_arc_trace[a] = -1;
+    }
+  }
+  num_next_arcs = n;
   float *f;
   int32_t *i;
   f = d->blank_score, d->blank_score = d->next_blank, d->next_blank = f;
   f = d->arc_score, d->arc_score = d->next_arc, d->next_arc = f;
   i = d->blank_trace, d->blank_trace = d->next_blank_trace, d->next_blank_trace = i;
   i = d->arc_trace, d->arc_trace = d->next_arc_trace, d->next_arc_trace = i;
+  i = d->live_states, d->live_states = d->next_live_states, d->next_live_states = i;
+  i = d->live_arcs, d->live_arcs = d->next_live_arcs, d->next_live_arcs = i;
+  d->num_live_states = num_next_states;
+  d->num_live_arcs = num_next_arcs;
   d->frames_done++;
   return ES_OK;
 }

@@ -70,8 +70,40 @@ int main(void) {
     for (size_t i = 0; i < n && (int)i < best_n; i++) CHECK(steps[i].token == best_labels[i]);
     CHECK(n == 2 && steps[0].label == 10 && (steps[1].label == 11 || steps[1].label == 12));
     CHECK(steps[0].frame < steps[1].frame);
+    /* the exact search (infinite beam) gives the same; a narrow beam never beats it and what it
+     * finds is still in the language */
+    es_grammar_decoder exact, narrow;
+    CHECK(es_grammar_decoder_init(&exact, &g) == ES_OK && es_grammar_decoder_init(&narrow, &g) == ES_OK);
+    CHECK(es_grammar_decoder_set_beam(&exact, INFINITY) == ES_OK);
+    CHECK(es_grammar_decoder_set_beam(&narrow, 0.5f) == ES_OK);
+    CHECK(es_grammar_decoder_accept(&exact, lp, T) == ES_OK && es_grammar_decoder_accept(&narrow, lp, T) == ES_OK);
+    float exact_score, narrow_score;
+    size_t exact_n, narrow_n;
+    es_grammar_step narrow_steps[T];
+    CHECK(es_grammar_decoder_result(&exact, steps2, T, &exact_n, &exact_score, NULL) == ES_OK);
+    CHECK(exact_score == score && exact_n == n);
+    CHECK(es_grammar_decoder_result(&narrow, narrow_steps, T, &narrow_n, &narrow_score, NULL) == ES_OK);
+    CHECK(narrow_score <= exact_score);
+    if (narrow_score > -INFINITY) {
+      int labels[T];
+      float w;
+      for (size_t i = 0; i < narrow_n; i++) labels[i] = narrow_steps[i].token;
+      CHECK(accepted(labels, (int)narrow_n, &w));
+    }
+    es_grammar_decoder_free(&exact);
+    es_grammar_decoder_free(&narrow);
     es_grammar_decoder_free(&d);
     es_grammar_decoder_free(&d2);
+  }
+  /* a beam must be positive */
+  {
+    es_grammar_decoder d;
+    CHECK(es_grammar_decoder_init(&d, &g) == ES_OK);
+    CHECK(es_grammar_decoder_set_beam(&d, 0.0f) == ES_ERR_INVALID_ARGUMENT);
+    CHECK(es_grammar_decoder_set_beam(&d, NAN) == ES_ERR_INVALID_ARGUMENT);
+    CHECK(es_grammar_decoder_set_beam(&d, -1.0f) == ES_ERR_INVALID_ARGUMENT);
+    CHECK(d.beam == ES_GRAMMAR_DEFAULT_BEAM);
+    es_grammar_decoder_free(&d);
   }
   /* too few frames for "a a" (needs a blank between): only "a b" is possible in 2 frames */
   es_grammar_decoder d;

@@ -17,6 +17,9 @@
  * log-probability plus its arc weights; free_score is the best unconstrained alignment's (the
  * frame-wise maximum), so score - free_score <= 0 measures how far the grammar had to bend the
  * audio: the basis for rejecting speech outside the grammar.
+ * The search visits only the states and arcs whose score is within `beam` of the frame's best
+ * (ES_GRAMMAR_DEFAULT_BEAM; es_grammar_decoder_set_beam with INFINITY makes it exact): a grammar
+ * of hundreds of thousands of arcs costs what its few live paths cost, not its size.
  * The grammar is read-only after init and may be shared. Memory: after init only the decoder's
  * accept allocates, to double its traceback pool when compacting a full pool leaves it more than
  * half in use (see edge_speech.h). Thread safety: see es_common.h.
@@ -30,10 +33,13 @@
 extern "C" {
 #endif
 
+/* An arc weight's bound: sums along any path then stay finite (no +inf, so no inf - inf NaN). */
+#define ES_GRAMMAR_MAX_ABS_WEIGHT 1e6f
+
 typedef struct es_grammar_arc {
   int32_t from, to;
   int32_t token;    /* a non-blank token id */
-  float weight;     /* natural-log weight added when the arc is entered */
+  float weight;     /* natural-log weight added when the arc is entered, |weight| <= ES_GRAMMAR_MAX_ABS_WEIGHT */
   int32_t label;    /* caller's output label (e.g. a word of an intent), -1 for none */
 } es_grammar_arc;
 
@@ -67,12 +73,26 @@ typedef struct es_grammar_trace {
   int32_t mark;
 } es_grammar_trace;
 
+/* Log-probability units: a path this far below the frame's best is dropped. On 126 synthesized
+ * in-grammar commands (clean and at 10 dB SNR, two grammars) the pruned search equalled the exact
+ * one; outside a grammar it can only score lower (so rejection only gets stricter). Home
+ * Assistant's English intents (463k arcs): 10-20 ms per 2-s command instead of 1.5-2.3 s. */
+#define ES_GRAMMAR_DEFAULT_BEAM 40.0f
+
 typedef struct es_grammar_decoder {
   const es_grammar *grammar;
-  float *blank_score, *arc_score;       /* current frame */
+  float *blank_score, *arc_score;       /* current frame; -INFINITY wherever not live */
   int32_t *blank_trace, *arc_trace;     /* traceback ids (-1: none) */
-  float *next_blank, *next_arc;
+  float *next_blank, *next_arc;         /* all -INFINITY between frames */
   int32_t *next_blank_trace, *next_arc_trace;
+  int32_t *live_states, *live_arcs;     /* the finite entries of blank_score / arc_score */
+  int32_t num_live_states, num_live_arcs;
+  int32_t *next_live_states, *next_live_arcs;
+  int32_t *touched;                     /* states reached this frame */
+  int32_t *state_seen, *arc_seen;       /* 1: already in this frame's lists (0 between frames) */
+  float *in_best, *in_second;           /* per touched state: the best two arrivals by token */
+  int32_t *in_token, *in_trace, *in_second_trace, *in_arc, *in_second_arc;
+  float beam;
   es_grammar_trace *trace;
   int32_t num_trace, trace_capacity;
   double free_score;
@@ -80,6 +100,8 @@ typedef struct es_grammar_decoder {
 } es_grammar_decoder;
 
 es_status es_grammar_decoder_init(es_grammar_decoder *d, const es_grammar *g);
+/* beam > 0 (INFINITY: exact search); takes effect from the next frame. */
+es_status es_grammar_decoder_set_beam(es_grammar_decoder *d, float beam);
 void es_grammar_decoder_free(es_grammar_decoder *d);
 void es_grammar_decoder_reset(es_grammar_decoder *d);
 /* ES_ERR_NON_FINITE_INPUT (nothing consumed) for NaN or +Inf. */
