@@ -25,7 +25,8 @@ would refuse a 17th stream); ``--max-sessions 0`` keeps the server's default.
    (``listen.EndpointConfig.trailing_silence_s``; speech end: the last 20 ms above -40 dBFS) to
    its ``final`` event received; *after endpoint* is the same from the server's own speech end
    (the final's ``end``, which carries the energy VAD's hangover) plus the endpoint silence: the
-   server's processing and delivery alone. K *keeps up* when no stream gets an error event,
+   server's processing and delivery alone (the difference, ~0.25 s, is the VAD's hangover: the
+   endpoint silence starts counting after it). K *keeps up* when no stream gets an error event,
    every utterance gets its final, and every final latency is at most 1 s.
 3. The server's CPU (utime + stime from /proc/PID/stat, all threads) over each HTTP level, and
    for streams over the window in which all K send (the staggered start and the drain left out):
