@@ -805,7 +805,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         type=int,
         help="jobs that may wait for a worker before requests are refused as busy (default: 8 per worker)",
     )
-    p.add_argument("--max-sessions", type=int, help="audio streams open at once (default: 8 per worker)")
+    p.add_argument(
+        "--max-sessions", type=int, help="audio streams open at once, live ones included (default: 16 per worker)"
+    )
     p.add_argument("--max-audio-seconds", type=float, default=30.0, help="longest audio of one request")
     p.add_argument("--max-upload-mb", type=float, default=16.0, help="largest HTTP request body, in MB")
     p.add_argument("--max-connections", type=int, default=2048)

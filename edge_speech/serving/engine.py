@@ -68,9 +68,10 @@ class ServeLimits:
     """What one client may ask of the server (all of it untrusted input). The runtime's own
     limits (:mod:`edge_speech.limits`: sample rates, audio length) apply as well.
 
-    ``max_sessions`` (audio streams open at once) and ``queue`` (jobs waiting for a worker)
-    default to 8 per worker each (a job waits at most about 8 jobs' time: ~0.3 s with en-small
-    commands); beyond them a request is answered ``server-busy``."""
+    ``max_sessions`` (audio streams open at once, live WebSocket streams included) defaults to
+    16 per worker (a live en-small stream costs ~0.04 of a core: benchmarks/bench_http.py), and
+    ``queue`` (jobs waiting for a worker) to 8 per worker (a job waits at most about 8 jobs'
+    time: ~0.3 s with en-small commands); beyond them a request is answered ``server-busy``."""
 
     max_audio_s: float = 30.0  # audio of one transcription request
     max_chunk_bytes: int = 1 << 20  # payload of one audio chunk
@@ -511,12 +512,14 @@ class LiveSession:
         wake_threshold: Optional[float] = None,
         grammar: Optional[Grammar] = None,
         grammar_threshold: Optional[float] = None,
+        voice_events: bool = True,
     ):
         config = service.config
         self.rate, self.width, self.channels = rate, width, channels
         self.model_name = model.name
         self.recognizer = model.recognizer  # pinned: a hot reload affects new sessions only
-        self.vad = VoiceActivity(config.vad, rate, config.trailing_silence_s)
+        # voice-started/-stopped for protocols that send them (listen's own VAD gates recognition)
+        self.vad = VoiceActivity(config.vad, rate, config.trailing_silence_s) if voice_events else None
         self.samples = 0
         self.error: Optional[BaseException] = None
         self._piece = max(1, int(rate * self.PIECE_S))
@@ -556,7 +559,7 @@ class LiveSession:
         except queue.Full:
             raise ServeError("server-busy", "recognition is falling behind the audio") from None
         self.samples += len(x) - len(self._carry)
-        return self.vad.accept(x[:whole]) if whole else []
+        return self.vad.accept(x[:whole]) if whole and self.vad is not None else []
 
     def has_room(self, payload_bytes: int) -> bool:
         """Whether a chunk of ``payload_bytes`` fits the backlog now: a client that sends faster
@@ -660,7 +663,7 @@ class SpeechService:
         self.config = config
         workers = config.workers or os.cpu_count() or 1
         limits = config.limits
-        self.max_sessions = limits.max_sessions or 8 * workers
+        self.max_sessions = limits.max_sessions or 16 * workers
         options = {"target": config.target, "backend": config.backend, "threads": config.threads}
         self.models: Dict[str, ServedModel] = {}
         for source in config.models:

@@ -356,6 +356,7 @@ class HttpServer:
             grammar_threshold=config.grammar_threshold,
             wake=config.wake if wake else None,
             wake_threshold=config.wake_threshold if wake else None,
+            voice_events=False,  # the events are listen's own
         )
         ws.headers.update(self._tags(model, session.recognizer))
         await ws.prepare(request)
