@@ -119,12 +119,15 @@ def test_batch_rows_equal_serial_transcribe_file_by_file_including_failures(loca
 def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(local_ray, corpus, serial, tmp_path):
     _, manifest, _ = corpus
     killed = []
+    workers = lambda: [
+        a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("edge-speech")
+    ]
+    earlier = [a["name"] for a in workers()]  # earlier jobs' workers, if any are still going away
 
     def kill_a_worker(summary):  # after the first batch is written, while others are in flight
         if killed:
             return
-        names = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("edge-speech")]
-        victim = sorted(names, key=lambda a: a["name"])[0]
+        victim = sorted((a for a in workers() if a["name"] not in earlier), key=lambda a: a["name"])[0]
         ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
         killed.append((victim["name"], summary["files"]))
 
