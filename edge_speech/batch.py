@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from edge_speech._deps import MissingDependency
+from edge_speech.manifest import BundleError
 from edge_speech.text import error_rates
 
 __all__ = ["BatchItem", "evaluate_dataset", "iter_inputs", "register_cli", "transcribe_dataset"]
@@ -430,7 +431,10 @@ def _drive(ray, job: _Job, listing: Iterator[BatchItem], workers: int, done, sin
                 rows = ray.get(ready[0])
             except ray.exceptions.RayActorError as err:
                 if getattr(err, "actor_init_failed", False):  # its constructor raised: every worker would
-                    raise RuntimeError(f"batch: a worker could not load the bundle {job.bundle!r}: {err}") from None
+                    reason = [line for line in str(err).splitlines() if line.strip()][-1:]  # the worker's exception
+                    raise BundleError(
+                        f"a batch worker could not load the bundle {job.bundle!r}: {' '.join(reason).strip()}"
+                    ) from None
                 if actors[index] is actor:  # the first of its batches to come back: replace it
                     LOG.warning("batch: worker %d died (%s); its batches go to a fresh one", index, type(err).__name__)
                     state.worker_deaths += 1

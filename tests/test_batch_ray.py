@@ -200,7 +200,7 @@ def test_bad_inputs_are_refused_by_name(local_ray, corpus, tmp_path):
     with pytest.raises(ValueError, match="'no/such/bundle': no such file or directory, and not an embedded model"):
         batch.transcribe_dataset(folder, "no/such/bundle", out=tmp_path / "d.jsonl", workers=1)
     (tmp_path / "empty_bundle").mkdir()
-    with pytest.raises(RuntimeError, match="a worker could not load the bundle .*empty_bundle"):
+    with pytest.raises(ValueError, match=r"a batch worker could not load the bundle .*empty_bundle.*: \S"):
         batch.transcribe_dataset(folder, tmp_path / "empty_bundle", out=tmp_path / "e.jsonl", workers=1)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         batch.transcribe_dataset(folder, out=tmp_path / "c.jsonl", workers=0)
