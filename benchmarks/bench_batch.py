@@ -17,6 +17,8 @@ data xN     (``--ray-data``) the same worker class under Ray Data's ``map_batche
             pool of N, transcripts collected in the driver (nothing written): the engine
             edge_speech.batch did not choose, timed from building the dataset to the last row.
 
+``--driver-ceiling N`` instead times the driver alone: N missing files, each failing at once.
+
 Throughput is audio hours per wall-clock hour; ratios are against serial. For Ray, also the
 time until its first batch is written (actors started, models loaded) and the throughput after
 it (the steady state a long job sees). Every mode's
@@ -89,6 +91,28 @@ def ray_data_transcripts(files: List[str], model: str, workers: int, batch_size:
     return {row["file"]: row["text"] for row in dataset.iter_rows()}
 
 
+def driver_ceiling(count: int, workers: int) -> int:
+    """Files per second the driver and Ray move when the workers have nothing to do."""
+    import ray
+
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        print(
+            f"{datetime.date.today()}, commit {commit()}, {os.cpu_count()} cores ({cpu_model()}), ray {version('ray')}"
+        )
+        for size in (8, 64):
+            files = (f"/nonexistent/{i}.wav" for i in range(count))
+            with tempfile.TemporaryDirectory() as scratch:
+                summary = batch.transcribe_dataset(
+                    files, out=Path(scratch) / "out.jsonl", workers=workers, batch_size=size
+                )
+            rate = summary["files"] / summary["wall_s"]
+            print(f"batches of {size:>2}: {summary['files']} files in {summary['wall_s']:.2f} s: {rate:,.0f} files/s")
+    finally:
+        ray.shutdown()
+    return 0
+
+
 def table(rows: List[dict]) -> str:
     header = (
         f"{'mode':<10} {'workers':>7} {'files':>6} {'audio h':>8} {'wall s':>8} {'audio-h/wall-h':>15} "
@@ -113,6 +137,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max-workers", type=int, default=os.cpu_count() or 1, help="largest Ray worker count")
     parser.add_argument("--json", type=Path, help="also write the numbers and the machine here")
     parser.add_argument(
+        "--driver-ceiling",
+        type=int,
+        metavar="N",
+        help="instead: push N missing files through batch.transcribe_dataset (each fails at once, so only "
+        "scheduling and writing are timed), batches of 8 and 64",
+    )
+    parser.add_argument(
         "--ray-data",
         action="store_true",
         help="also run the job on Ray Data (map_batches, actor pool) at the most workers",
@@ -121,6 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     import ray
 
+    if args.driver_ceiling:
+        return driver_ceiling(args.driver_ceiling, args.max_workers)
     if not args.corpus.is_dir():
         print(
             f"no corpus at {args.corpus}: apt-get install asterisk-core-sounds-en-wav, or pass --corpus",
