@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from edge_speech import __version__, audio, features, targets
+from edge_speech import __version__, audio, batch, features, targets
 from edge_speech.vad import KINDS as VAD_KINDS
 
 
@@ -300,6 +300,10 @@ def _convert(args: argparse.Namespace) -> int:
         max_accuracy_drop=args.max_accuracy_drop,
     )
     if args.model and os.path.isdir(args.model):  # a Hugging Face *ForCTC directory
+        if args.sweep:
+            raise ValueError(
+                "--sweep takes a --factory model; Hugging Face model directories convert one setting at a time"
+            )
         if args.factory or args.tokens:
             raise ValueError(
                 f"{args.model} is a model directory: it brings its own model and tokens (drop --factory/--tokens)"
@@ -317,6 +321,33 @@ def _convert(args: argparse.Namespace) -> int:
     with torch.no_grad():
         if model(example).dim() == 2:  # a classifier: the example is its clip
             example = torch.zeros(1, config.num_frames(int(args.clip_seconds * 16000), 16000), config.dim)
+    if args.sweep:  # every setting of the sweep file's grid through convert(), on Ray
+        from edge_speech.converters.sweep import sweep_from_file
+
+        if args.prune is not None or args.target is not None:
+            raise ValueError("--sweep: prune and target come from the sweep file's 'search', not --prune/--target")
+        result = sweep_from_file(
+            args.sweep,
+            model,
+            example,
+            config,
+            tokens,
+            calib=shared["calib"],
+            eval=shared["eval"],
+            out=args.output,
+            formats=shared["formats"],
+            max_accuracy_drop=args.max_accuracy_drop,
+            finetune_epochs=args.finetune_epochs,
+            finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None,
+            importance=args.importance,
+            ignored_layers=args.ignore_layer or (),
+            layer_ratios=_layer_ratios(args.layer_ratio),
+            strict=args.strict,
+            lm=args.lm,
+            decoder=_decoder_defaults(args.decoder),
+        )
+        print(json.dumps(result.to_dict(), indent=2, default=float))
+        return 0
     report = converters.convert(
         model,
         example,
@@ -723,7 +754,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--formats", default="onnx", help="comma-separated: onnx,tflite")
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
     p.add_argument("--name", default="model")
-    p.add_argument("-o", "--output", required=True, help="bundle directory to write")
+    p.add_argument("-o", "--output", required=True, help="bundle directory to write (with --sweep: the sweep's folder)")
+    p.add_argument(
+        "--sweep",
+        metavar="SWEEP.yaml",
+        help="run a conversion sweep on Ray (pip install 'edge-speech[ray]') instead of one conversion: a YAML file "
+        "with 'search' (lists of prune, quantize, calib_size, target), optional 'constraints' (max_bytes, "
+        "max_macs, max_rtf, max_cer_loss), 'ray_address' and 'workers'",
+    )
     p.set_defaults(run=_convert)
     p = sub.add_parser("listen", help="recognise speech and commands live from a microphone or a WAV file")
     p.add_argument("--bundle")
@@ -839,6 +877,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = sub.add_parser("targets", help="list device profiles, or suggest one for this machine")
     p.add_argument("--detect", action="store_true", help="read /proc/cpuinfo and the device-tree model")
     p.set_defaults(run=_targets)
+    batch.register_cli(sub)  # edge-speech batch transcribe|evaluate (Ray; imported only when run)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:

@@ -13,7 +13,8 @@ packages=(python3 python3-venv python3-dev build-essential espeak-ng sox)
 if [ $with_tests = 1 ]; then
   packages+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user
              portaudio19-dev libasound2-dev asterisk-core-sounds-en asterisk-core-sounds-en-wav
-             clang libclang-rt-dev)  # libFuzzer (native/fuzz); the runtime package is only recommended
+             clang libclang-rt-dev  # libFuzzer (native/fuzz); the runtime package is only recommended
+             iproute2)  # ip: loopback up in the Ray tests' network namespace (tests/run.sh)
 fi
 
 missing=()

@@ -36,6 +36,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(mark)
 
 
+def _only_loopback() -> bool:
+    """Whether this process sees no network interface but loopback (a network namespace)."""
+    try:
+        return set(os.listdir("/sys/class/net")) <= {"lo"}
+    except OSError:
+        return False
+
+
+def pytest_runtest_setup(item):
+    # Ray's servers listen on every interface whatever address they are given: its tests run only
+    # where nothing but loopback exists (tests/run.sh starts them in a network namespace).
+    if item.get_closest_marker("ray") is not None and not _only_loopback():
+        pytest.skip(
+            "starts Ray, which listens on every interface: run it in a network namespace with only "
+            "loopback, as tests/run.sh does (unshare -n)"
+        )
+
+
 def _require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:

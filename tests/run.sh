@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: lint and type checks, the C unit tests (native, under AddressSanitizer +
 # UBSan, and cross-compiled for aarch64 and armv7 under qemu), a bounded libFuzzer run over the C
-# parsers and decoders, then the Python tests (tests/test_fuzz_parsers.py is the Python fuzz budget).
+# parsers and decoders, then the Python tests (tests/test_fuzz_parsers.py is the Python fuzz budget),
+# the Ray ones in a network namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash recipes/setup.sh --test
@@ -31,4 +32,16 @@ cmake --build build/fuzz >/dev/null
 bash native/fuzz/run.sh build/fuzz 20
 
 echo "== Python tests"
-.venv/bin/pytest -p no:cacheprovider tests
+.venv/bin/pytest -p no:cacheprovider -m "not ray" tests
+
+# Ray's servers listen on every interface whatever address they are given, so its tests run in
+# a network namespace that holds only loopback (root, or unprivileged user namespaces, needed).
+echo "== Python tests on a local Ray (network namespace: loopback only)"
+if unshare -n true 2>/dev/null; then
+  unshare -n sh -c 'ip link set lo up && exec .venv/bin/pytest -p no:cacheprovider -m ray tests'
+elif unshare -rn true 2>/dev/null; then
+  unshare -rn sh -c 'ip link set lo up && exec .venv/bin/pytest -p no:cacheprovider -m ray tests'
+else
+  echo "cannot create a network namespace (unshare -n): the Ray tests are not run" >&2
+  exit 1
+fi

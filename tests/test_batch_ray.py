@@ -14,6 +14,7 @@ import sys
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
 from edge_speech import Recognizer, batch
 from edge_speech._deps import MissingDependency

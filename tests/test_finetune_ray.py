@@ -18,7 +18,7 @@ from torch import nn
 from edge_speech.converters.finetune import finetune
 from edge_speech.converters.finetune_ray import finetune_data_parallel, shard_batches
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.ray]
 
 
 class SmallCTC(nn.Module):

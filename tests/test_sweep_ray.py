@@ -23,7 +23,7 @@ from converter_models import DSConvCTC, seeded
 from edge_speech import Recognizer, converters, features
 from edge_speech.converters import sweep as sweeping
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.ray]
 
 FBANK = features.FeatureConfig.preset("kaldi-fbank")
 TOKENS = ["<blk>", " ", *"abcdefghijklmnopqrstuvwxyz", "'"]
