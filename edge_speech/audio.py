@@ -281,11 +281,18 @@ def _read_file(path: Path) -> bytes:
     limit = limits.current().max_audio_file_bytes
     if size > limit:
         raise limits.exceeded(f"{path}: file size", f"{size} bytes", "max_audio_file_bytes")
+    chunks, total = [], 0
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+        # in pieces: one read(limit + 1) asks for a buffer of the whole limit (4 GiB fails on 32-bit Arm)
+        while total <= limit:
+            chunk = f.read(min(max(size, 1) + 1, limit + 1 - total, 1 << 26))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > limit:
         raise limits.exceeded(f"{path}: file size", f"over {limit} bytes", "max_audio_file_bytes")
-    return data
+    return b"".join(chunks)
 
 
 def _first_bytes(path: Path, count: int) -> bytes:
