@@ -59,7 +59,7 @@ step() {  # label, command...
 if command -v cc || command -v gcc; then echo "error: a C compiler is installed in the root" >&2; exit 1; fi
 echo "machine: \$(uname -m), \$(python3 --version), glibc \$(getconf GNU_LIBC_VERSION | cut -d' ' -f2)"
 step venv python3 -m venv $venv_options venv
-step pip_install venv/bin/pip install --no-index --find-links wheels $install_options wheels/$(basename "$wheel")
+step pip_install venv/bin/pip install --no-cache-dir --no-index --find-links wheels $install_options wheels/$(basename "$wheel")
 step import venv/bin/python -c "import edge_speech._native as n; print('native:', n.__file__)"
 step features venv/bin/edge-speech features example.wav
 step transcribe $transcribe
