@@ -8,7 +8,7 @@ features are replayed; the native beam search with the bundle's language model d
     python replay_transcribe.py --reference ref.npz audio.wav     (ref.npz: 'features', 'model_output')
     python replay_transcribe.py --record ref.npz audio.wav        (on the reference machine, with a backend)
 
-Runs on the oldest supported Python (3.9) and numpy (1.22) with the wheel's own dependencies only.
+Needs nothing beyond the installed wheel and its numpy (on the Pi: Debian's python3-numpy).
 """
 
 import argparse

@@ -3,9 +3,10 @@
 # arm_roots.sh (no compiler, no network: dependencies come from a wheelhouse or from Debian's packages),
 # run under qemu-user through chroot. Prints each step's time under emulation and checks the transcript of
 # the example against this machine's (x86_64) build.
-#   bash recipes/wheels/smoke.sh bullseye-arm64|bookworm-armhf [WHEEL]
-# bullseye-arm64 (aarch64, Python 3.9, glibc 2.31): pip installs the wheel with its dependencies, ONNX Runtime
-#   included, and `edge-speech transcribe` runs the embedded model.
+#   bash recipes/wheels/smoke.sh bullseye-arm64|bookworm-arm64|bookworm-armhf [WHEEL]
+# bullseye-arm64 (aarch64, Python 3.9, glibc 2.31) and bookworm-arm64 (aarch64, Python 3.11, Raspberry Pi OS
+#   64-bit): pip installs the wheel with its dependencies, ONNX Runtime included, and `edge-speech transcribe`
+#   runs the embedded model.
 # bookworm-armhf (armv7l, Python 3.11): PyPI has no armv7l wheels of ONNX Runtime, LiteRT or soxr, and numpy and
 #   PyYAML come from apt as on Raspberry Pi OS; the wheel goes in with --no-deps, and everything but the model
 #   runs on the device (recipes/wheels/replay_transcribe.py: native features checked against this machine's,
@@ -14,12 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 roots=${ES_ARM_ROOTS:-/work/data/arm-roots}
-name=${1:?usage: smoke.sh bullseye-arm64|bookworm-armhf [WHEEL]}
+name=${1:?usage: smoke.sh bullseye-arm64|bookworm-arm64|bookworm-armhf [WHEEL]}
 root="$roots/$name"
 case $name in
   bullseye-arm64) arch=aarch64 py=39 ;;
+  bookworm-arm64) arch=aarch64 py=311 ;;
   bookworm-armhf) arch=armv7l py=311 ;;
-  *) echo "error: unknown root '$name' (bullseye-arm64 or bookworm-armhf)" >&2; exit 1 ;;
+  *) echo "error: unknown root '$name' (bullseye-arm64, bookworm-arm64 or bookworm-armhf)" >&2; exit 1 ;;
 esac
 [ -e "$root/.complete" ] || { echo "error: $root is missing: bash recipes/wheels/arm_roots.sh" >&2; exit 1; }
 wheel=${2:-$(ls dist/edge_speech-*-cp$py-cp$py-manylinux_*_$arch.whl 2>/dev/null | sort -V | tail -1 || true)}
