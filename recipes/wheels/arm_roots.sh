@@ -2,9 +2,10 @@
 # Builds the emulated Arm Python environments the wheel smoke tests install into: Debian roots made
 # from Debian packages only (no compiler in them), run under qemu-user through binfmt_misc.
 #   bullseye-arm64  : glibc 2.31, Python 3.9  (the oldest glibc our manylinux_2_31 tag promises; JetPack 5's glibc)
+#   bookworm-arm64  : glibc 2.36, Python 3.11 (Raspberry Pi OS bookworm 64-bit, the common Pi 4/5 setup)
 #   bookworm-armhf  : glibc 2.36, Python 3.11 (Raspberry Pi OS bookworm 32-bit; numpy and PyYAML from apt as on a Pi,
 #                     since PyPI has no armv7l wheels for them)
-# plus wheelhouse-bullseye-arm64: PyPI's aarch64 wheels of the package's dependencies, for an offline install.
+# plus wheelhouse-<root> for the arm64 roots: PyPI's aarch64 wheels of the dependencies, for an offline install.
 # Usage: bash recipes/wheels/arm_roots.sh [ROOTS_DIR]   (default /work/data/arm-roots; 3-4 min per root)
 # Needs root, the debootstrap and qemu-user-static packages, and network access to the Debian mirror and PyPI.
 set -euo pipefail
@@ -33,28 +34,37 @@ build_root() {  # name, debian arch, suite, packages
   echo "$suite $arch $packages" >"$root/.complete"
   echo "== $name: done in $((SECONDS - start)) s ($(du -sh "$root" | cut -f1))"
 }
-build_root bullseye-arm64 arm64 bullseye python3,python3-venv
-build_root bookworm-armhf armhf bookworm python3,python3-venv,python3-numpy,python3-yaml
-
-# The aarch64 smoke test installs offline: the wheel's dependencies (pyproject.toml), ONNX Runtime included, as
-# PyPI's aarch64 wheels for Python 3.9, any manylinux tag that glibc 2.31 accepts.
-wheelhouse="$roots_dir/wheelhouse-bullseye-arm64"
-if [ ! -e "$wheelhouse/.complete" ]; then
+wheelhouse() {  # root name, Python version (3.X), glibc minor of the root
+  # The aarch64 smoke tests install offline: the wheel's dependencies (pyproject.toml), ONNX Runtime included,
+  # as PyPI's aarch64 wheels for that Python, under any manylinux tag the root's glibc accepts.
+  local name=$1 version=$2 glibc_minor=$3 dir="$roots_dir/wheelhouse-$1"
+  [ -e "$dir/.complete" ] && return
   # pip download evaluates markers for this machine: evaluate them for the target instead.
-  .venv/bin/python - >"$roots_dir/requirements-bullseye-arm64.txt" <<'PY'
+  .venv/bin/python - "$version" >"$roots_dir/requirements-$name.txt" <<'PY'
+import sys
 import tomllib
+
 from packaging.requirements import Requirement
-target = {"python_version": "3.9", "python_full_version": "3.9.2", "platform_machine": "aarch64", "sys_platform": "linux"}
+
+target = {"python_version": sys.argv[1], "python_full_version": sys.argv[1] + ".0", "platform_machine": "aarch64",
+          "sys_platform": "linux"}
 for line in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
     req = Requirement(line)
     if req.marker is None or req.marker.evaluate(target):
         req.marker = None
         print(req)
 PY
-  platforms=(--platform manylinux2014_aarch64)
-  for minor in 17 24 26 27 28 31; do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
-  PIP_CONSTRAINT="" .venv/bin/pip download --quiet --only-binary=:all: "${platforms[@]}" --python-version 3.9 \
-    --implementation cp --abi cp39 -d "$wheelhouse" -r "$roots_dir/requirements-bullseye-arm64.txt"
-  touch "$wheelhouse/.complete"
-  echo "== wheelhouse-bullseye-arm64: $(ls "$wheelhouse" | wc -l) wheels ($(du -sh "$wheelhouse" | cut -f1))"
-fi
+  local platforms=(--platform manylinux2014_aarch64) minor
+  for minor in $(seq 17 "$glibc_minor"); do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
+  PIP_CONSTRAINT="" .venv/bin/pip download --quiet --only-binary=:all: "${platforms[@]}" --python-version "$version" \
+    --implementation cp --abi "cp${version/./}" -d "$dir" -r "$roots_dir/requirements-$name.txt" 2>&1 | grep -v "^WARNING: Location" || true
+  ls "$dir"/onnxruntime-*.whl >/dev/null  # the point of the aarch64 roots: the model runs there
+  touch "$dir/.complete"
+  echo "== wheelhouse-$name: $(ls "$dir" | wc -l) wheels ($(du -sh "$dir" | cut -f1))"
+}
+
+build_root bullseye-arm64 arm64 bullseye python3,python3-venv
+wheelhouse bullseye-arm64 3.9 31
+build_root bookworm-arm64 arm64 bookworm python3,python3-venv
+wheelhouse bookworm-arm64 3.11 36
+build_root bookworm-armhf armhf bookworm python3,python3-venv,python3-numpy,python3-yaml
