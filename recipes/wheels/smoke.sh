@@ -67,9 +67,12 @@ step features venv/bin/edge-speech features example.wav
 step transcribe $transcribe
 SCRIPT
 log="$roots/smoke-$name.log"
-# No /sys: it would be the x86 host's, and ONNX Runtime 1.32's CPU detection (cpuinfo) reads it and crashes
-# under qemu-user; without it cpuinfo reports that it failed and the portable kernels run.
-unshare --mount --fork sh -c "mount -t proc proc '$root/proc' && mount --rbind /dev '$root/dev' && exec chroot '$root' /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
+# /sys holds only the CPU lists: ONNX Runtime's CPU detection (cpuinfo) aborts without them (1.19), and the
+# x86 host's real /sys makes it crash under qemu-user (1.32).
+cpus="0-$(($(nproc) - 1))"
+unshare --mount --fork sh -c "mount -t proc proc '$root/proc' && mount -t tmpfs cpus '$root/sys' &&
+  mkdir -p '$root/sys/devices/system/cpu' && for list in possible present online; do
+  echo $cpus >'$root/sys/devices/system/cpu/'\$list; done && mount --rbind /dev '$root/dev' && exec chroot '$root' /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
   sh $work/run.sh" 2>&1 | tee "$log"
 got=$(sed -n "s|^[^\t]*example.wav\t||p" "$log" | tail -1)
 if [ "$got" != "$expected" ]; then
