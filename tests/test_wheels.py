@@ -8,7 +8,7 @@ its own, computes the same features and transcript as the source build.
 
 Slow (emulated Arm, recipes/wheels/smoke.sh): a fresh venv in a Debian root under qemu (arm64 bullseye and
 bookworm, armhf bookworm) installs the wheel without a compiler and transcribes the example like this machine. The roots come from
-``bash recipes/wheels/prepare.sh`` (about 8 min once, cached outside git); without them these tests fail in
+``bash recipes/wheels/prepare.sh`` (about 10 min once, cached outside git); without them these tests fail in
 CI and skip elsewhere, naming that command.
 """
 
@@ -156,7 +156,7 @@ def test_x86_64_wheel_unpacked_alone_matches_the_source_build(cp311_wheels, tmp_
 def require_root(name: str) -> None:
     if (ARM_ROOTS / name / ".complete").exists():
         return
-    message = f"{ARM_ROOTS / name} is missing: run bash recipes/wheels/prepare.sh (about 8 min, cached)"
+    message = f"{ARM_ROOTS / name} is missing: run bash recipes/wheels/prepare.sh (about 10 min, cached)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -6,7 +6,7 @@
 #   bookworm-armhf  : glibc 2.36, Python 3.11 (Raspberry Pi OS bookworm 32-bit; numpy and PyYAML from apt as on a Pi,
 #                     since PyPI has no armv7l wheels for them)
 # plus wheelhouse-<root> for the arm64 roots: PyPI's aarch64 wheels of the dependencies, for an offline install.
-# Usage: bash recipes/wheels/arm_roots.sh [ROOTS_DIR]   (default /work/data/arm-roots; 3-4 min per root)
+# Usage: bash recipes/wheels/arm_roots.sh [ROOTS_DIR]   (default /work/data/arm-roots; 3-4 min per root, three roots)
 # Needs root, the debootstrap and qemu-user-static packages, and network access to the Debian mirror and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches what the wheel builds and their smoke tests need from Debian and PyPI, cached outside git (about
-# 8 min the first time on 2 cores, a second once cached): the target CPython headers (python_headers.sh) and
+# 10 min the first time on 2 cores, a second once cached): the target CPython headers (python_headers.sh) and
 # the emulated Arm roots with their wheelhouse (arm_roots.sh). Needs root, debootstrap and qemu-user-static.
 #   bash recipes/wheels/prepare.sh
 set -euo pipefail
