@@ -25,7 +25,7 @@ fetch() {  # debian arch, python version
   "${apt[@]}" update >/dev/null
   (cd "$apt_dir/deb" && "${apt[@]}" download "libpython$version-dev:$arch" >/dev/null)
   dpkg-deb -x "$(ls "$apt_dir"/deb/libpython"$version"-dev_*.deb | head -1)" "$dest"
-  rm -rf "$apt_dir"  # the suite's package lists: about 40 MB each
+  rm -rf "$apt_dir" "$dest/usr/lib" "$dest/usr/share"  # package lists (40 MB a suite), static libpython: unused
   touch "$stamp"
   echo "libpython$version-dev:$arch ($suite) -> $dest"
 }
