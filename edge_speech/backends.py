@@ -14,17 +14,25 @@ A stateful model's recurrent state is passed in and returned by each call, never
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import numbers
 import os
 import threading
 import warnings
-from typing import Callable, Iterator, Optional, Protocol, Sequence, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from edge_speech._deps import BackendUnavailable, import_litert, import_onnxruntime
 from edge_speech.bundle import Bundle
-from edge_speech.manifest import BundleError, InputSpec
+from edge_speech.manifest import BundleError, InputSpec, Manifest
+
+if TYPE_CHECKING:
+    from edge_speech.targets import Target
+
+LOG = logging.getLogger(__name__)
 
 __all__ = [
     "Backend",
@@ -34,9 +42,13 @@ __all__ = [
     "OnnxBackend",
     "create_backend",
     "create_backend_for_target",
+    "engine_cache_dir",
     "import_litert",
     "import_onnxruntime",
     "model_feeds",
+    "onnx_provider_options",
+    "start_session",
+    "tensorrt_profile_shapes",
     "run_stateful",
     "stateful_chunk",
 ]
@@ -62,8 +74,11 @@ class Backend(Protocol):
 
 
 class OnnxBackend:
-    """ONNX Runtime with the requested execution providers, falling back to CPU with a warning
-    (and the reason in :attr:`fallback`) when a provider is missing or fails to start.
+    """ONNX Runtime with the requested execution providers and their options
+    (``provider_options``: {provider: {option: value}}, see :func:`onnx_provider_options`).
+    A provider that this onnxruntime lacks, that fails to start or that ONNX Runtime silently
+    leaves out is skipped for the next one (CPU last) with a warning naming it and why; the
+    reasons are in :attr:`fallback`, the providers that loaded in :attr:`providers`.
 
     Thread safety: one backend may be shared by any number of threads; calls run concurrently
     in the one session (``InferenceSession.run`` is thread-safe) and each builds its own feeds."""
@@ -79,6 +94,7 @@ class OnnxBackend:
         threads: Optional[int] = None,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         source: str = "model",
+        provider_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
     ):
         ort = import_onnxruntime()
         options = ort.SessionOptions()
@@ -86,24 +102,16 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        available = set(ort.get_available_providers())
-        wanted = [p for p in providers if p in available]
-        missing = [p for p in providers if p not in available]
-        self.fallback = f"not available in this onnxruntime: {', '.join(missing)}" if missing else None
-        if "CPUExecutionProvider" not in wanted:
-            wanted.append("CPUExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(model, sess_options=options, providers=wanted)
-        except Exception as err:  # onnxruntime's own exception types
-            if wanted == ["CPUExecutionProvider"]:
-                raise BundleError(
-                    f"{source}: ONNX Runtime cannot load the model ({str(err).splitlines()[0]})"
-                ) from None
-            self.fallback = f"{', '.join(wanted[:-1])} failed to start: {str(err).splitlines()[0]}"
-            self.session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        self.requested_providers = tuple(providers)
+        self.session, notes = start_session(ort, model, options, providers, provider_options or {}, source)
+        self.fallback = "; ".join(notes) if notes else None
         if self.fallback:
+            loaded = self.session.get_providers()
             warnings.warn(
-                f"edge_speech: ONNX Runtime falls back to CPU ({self.fallback})", RuntimeWarning, stacklevel=3
+                f"edge_speech: ONNX Runtime falls back to {loaded[0].replace('ExecutionProvider', '').upper()} "
+                f"({self.fallback})",
+                RuntimeWarning,
+                stacklevel=3,
             )
         self.providers = tuple(self.session.get_providers())
         self.input_spec = input_spec
@@ -726,11 +734,13 @@ def create_backend(
     providers: Optional[Sequence[str]] = None,
     preferred: str = "onnx",
     max_interpreters: Optional[int] = None,
+    provider_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Backend:
     """The backend for a bundle: ``"onnx"``, ``"tflite"``, or ``"auto"``: ``preferred`` (a
     target profile's choice) when the bundle has that model and its runtime is installed, else
     the other one. ``max_interpreters`` bounds the LiteRT backend's pool of interpreters (the
-    threads it runs at once; default: the cores, at most 4); ONNX Runtime needs no pool."""
+    threads it runs at once; default: the cores, at most 4); ONNX Runtime needs no pool.
+    ``provider_options``: ONNX Runtime options per provider (see :func:`onnx_provider_options`)."""
     manifest = bundle.manifest
     if backend not in ("auto", "onnx", "tflite"):
         raise ValueError(f"backend must be 'auto', 'onnx' or 'tflite', got {backend!r}")
@@ -764,6 +774,7 @@ def create_backend(
         threads=threads,
         providers=providers,
         source=bundle.source,
+        provider_options=provider_options,
     )
 
 
@@ -775,13 +786,15 @@ def create_backend_for_target(
     max_interpreters: Optional[int] = None,
 ) -> Backend:
     """:func:`create_backend` with a device profile's (``edge-speech targets``) preferred
-    backend, execution providers and thread count; ``threads`` overrides the profile's."""
-    providers, preferred = None, "onnx"
+    backend, execution providers with their options (:func:`onnx_provider_options`) and thread
+    count; ``threads`` overrides the profile's."""
+    providers, preferred, options = None, "onnx", None
     if target is not None:
         from edge_speech.targets import get_target
 
         profile = get_target(target)
         providers, preferred = profile.onnx_providers, profile.backend
+        options = onnx_provider_options(bundle, providers, profile)
         if threads is None and profile.threads:
             threads = profile.threads
     return create_backend(
@@ -791,7 +804,147 @@ def create_backend_for_target(
         providers=providers,
         preferred=preferred,
         max_interpreters=max_interpreters,
+        provider_options=options,
     )
+
+
+CPU_PROVIDER = "CPUExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def start_session(
+    ort,
+    model: bytes,
+    options,
+    providers: Sequence[str],
+    provider_options: Mapping[str, Mapping[str, Any]],
+    source: str = "model",
+) -> Tuple[Any, List[str]]:
+    """An ``InferenceSession`` on the first of ``providers`` (then the rest, CPU always last)
+    that starts: those this onnxruntime lacks are left out, one that raises is dropped and the
+    rest retried, and one ONNX Runtime silently leaves out (a CUDA/TensorRT library it could not
+    load) is noted. Returns (session, notes: one "provider: why" per provider that did not load),
+    each also logged as a warning. Raises :class:`BundleError` only when CPU cannot load the model."""
+    available = set(ort.get_available_providers())
+    notes = []
+    candidates = []
+    for provider in dict.fromkeys(providers):  # in order, once each
+        if provider in available:
+            candidates.append(provider)
+        else:
+            notes.append(f"{provider}: not available in this onnxruntime (it has {', '.join(sorted(available))})")
+    if CPU_PROVIDER not in candidates:
+        candidates.append(CPU_PROVIDER)
+    for provider in candidates:  # engine caches live in per-user folders made on first use
+        for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
+            folder = provider_options.get(provider, {}).get(key)
+            if folder:
+                Path(str(folder)).mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            session = ort.InferenceSession(
+                model,
+                sess_options=options,
+                providers=candidates,
+                provider_options=[dict(provider_options.get(p, {})) for p in candidates],
+            )
+            break
+        except Exception as err:  # onnxruntime's own exception types
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            if candidates == [CPU_PROVIDER]:
+                raise BundleError(f"{source}: ONNX Runtime cannot load the model ({reason})") from None
+            notes.append(f"{candidates[0]}: failed to start ({reason})")
+            candidates = candidates[1:]
+    loaded = session.get_providers()
+    notes += [
+        f"{p}: ONNX Runtime did not load it (usually a missing CUDA, cuDNN or TensorRT library; its log says)"
+        for p in candidates
+        if p not in loaded
+    ]
+    for note in notes:
+        LOG.warning("execution provider %s", note)
+    return session, notes
+
+
+def engine_cache_dir(model: bytes, shapes: Mapping[str, str]) -> Path:
+    """The per-user folder of TensorRT engines for one model and optimisation profile:
+    ``$XDG_CACHE_HOME/edge_speech/trt/<model sha256>-<profile hash>`` (``~/.cache`` without
+    XDG_CACHE_HOME). Engines depend on both, so a new bundle or profile never reuses a stale one."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    profile = hashlib.sha256(repr(sorted(shapes.items())).encode()).hexdigest()[:8]
+    return base / "edge_speech" / "trt" / f"{hashlib.sha256(model).hexdigest()[:16]}-{profile}"
+
+
+def tensorrt_profile_shapes(
+    manifest: Manifest, spec: InputSpec, opt_seconds: float = 10.0, max_seconds: float = 30.0
+) -> Dict[str, str]:
+    """TensorRT's optimisation profile for a bundle's model, as ONNX Runtime takes it:
+    {"trt_profile_min_shapes" | "trt_profile_opt_shapes" | "trt_profile_max_shapes":
+    "name:1x500x80,..."}, so one engine serves every input the runtime feeds and is built once.
+
+    Fixed-shape (chunked) models: the window (left + chunk + right frames) everywhere. Dynamic
+    models: from one output frame (``subsampling_factor`` frames or samples) through
+    ``opt_seconds`` of audio (what the engine is tuned for) to ``input.max_frames`` or
+    ``max_seconds``. Length, mask, chunk-range and state inputs follow the manifest's names."""
+    if not 0 < opt_seconds <= max_seconds:
+        raise ValueError(f"need 0 < opt_seconds <= max_seconds, got {opt_seconds} and {max_seconds}")
+    step = manifest.subsampling_factor
+    per_second = (
+        manifest.sample_rate
+        if spec.kind == "waveform" or manifest.features is None
+        else manifest.sample_rate / manifest.features.frame_shift(manifest.sample_rate)
+    )
+
+    def frames(seconds: float) -> int:
+        return max(step, int(seconds * per_second) // step * step)
+
+    if spec.chunk_frames is not None and not spec.state:
+        window = spec.left_context_frames + spec.chunk_frames + spec.right_context_frames
+        lengths = (window, window, window)
+    else:
+        longest = spec.max_frames if spec.max_frames is not None else frames(max_seconds)
+        lengths = (step, min(frames(opt_seconds), longest), longest)
+    dim = manifest.input_dim or 0  # None only for waveform input, which has no feature axis
+    shapes: Dict[str, List[str]] = {"min": [], "opt": [], "max": []}
+    for key, length in zip(shapes, lengths):
+        if spec.kind == "waveform":
+            main = [1, length]
+        else:
+            main = [1, length, dim] if spec.layout == "time_major" else [1, dim, length]
+        dims = {spec.name: main}
+        if spec.length_name:
+            dims[spec.length_name] = [1]
+        if spec.mask_name:
+            dims[spec.mask_name] = main[:2]
+        if spec.state:
+            dims[spec.chunk_range_name or "chunk_range"] = [2]
+            dims.update({s.input: list(s.shape) for s in spec.state})
+        shapes[key] = [f"{name}:{'x'.join(str(d) for d in value)}" for name, value in dims.items()]
+    return {f"trt_profile_{key}_shapes": ",".join(value) for key, value in shapes.items()}
+
+
+def onnx_provider_options(
+    bundle: Bundle, providers: Sequence[str], target: "Optional[Target]" = None
+) -> Dict[str, Dict[str, Any]]:
+    """ONNX Runtime options for each of ``providers`` on this bundle: the target profile's
+    ([runtime.provider_options]), and for TensorRT the optimisation profile from the manifest
+    (:func:`tensorrt_profile_shapes`) and, when the engine cache is on, its per-user folder
+    (:func:`engine_cache_dir`); options the profile sets itself are kept."""
+    given = dict(target.provider_options) if target is not None else {}
+    result = {p: dict(given.get(p, {})) for p in providers if given.get(p)}
+    if TENSORRT_PROVIDER in providers and "onnx" in bundle.model_bytes:
+        trt = result.setdefault(TENSORRT_PROVIDER, {})
+        opt_s, max_s = (target.profile_opt_seconds, target.profile_max_seconds) if target else (10.0, 30.0)
+        shapes = tensorrt_profile_shapes(bundle.manifest, bundle.manifest.input_for("onnx"), opt_s, max_s)
+        for key, value in shapes.items():
+            trt.setdefault(key, value)
+        if trt.get("trt_engine_cache_enable") in (True, 1, "1", "True", "true"):
+            folder = str(engine_cache_dir(bundle.model_bytes["onnx"], shapes))
+            trt.setdefault("trt_engine_cache_path", folder)
+            if trt.get("trt_timing_cache_enable") in (True, 1, "1", "True", "true"):
+                trt.setdefault("trt_timing_cache_path", folder)
+    return result
 
 
 def _pick_backend(bundle: Bundle, preferred: str) -> str:
