@@ -101,7 +101,9 @@ def convert(
     """Converts a CTC model (features [1, frames, dim] -> log-probs [1, frames', vocab]).
 
     ``prune``: fraction of MACs to remove. ``quantize``: ``"int8"``, ``"int16x8"``, ``"dynamic"``,
-    ``None`` (float), or ``"target"`` to take the scheme from ``target``'s profile. ``calib``: a
+    ``"fp16"`` (ONNX weights and compute in float16 with float32 inputs and outputs, for CUDA and
+    TensorRT; verified against fp32 like int8; a TFLite model stays float32), ``None`` (float),
+    or ``"target"`` to take the scheme from ``target``'s profile. ``calib``: a
     folder of WAVs or an iterable of audio (arrays at ``sample_rate`` or paths). ``eval``:
     ``(audio, transcript)`` pairs for CER before and after each step. Writes the final bundle to
     ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``). ``formats``

@@ -1,6 +1,7 @@
 """int8 quantization of ONNX models with onnxruntime.quantization: static QDQ with calibration
 features (per-channel symmetric int8 weights, int8 activations), int16-activation/int8-weight,
-or dynamic (weights only).
+or dynamic (weights only); and float16 (:func:`to_float16`: weights and compute in fp16 for
+GPUs and TensorRT, float32 inputs and outputs kept).
 
 Whatever the scheme, index arithmetic stays float (:func:`index_arithmetic_nodes`): the nodes
 that compute positions, distance buckets, positional tables and masks from shapes and lengths
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Tuple
@@ -20,7 +22,7 @@ from edge_speech.backends import model_feeds
 from edge_speech.converters._deps import import_ort_quantization
 from edge_speech.converters.onnx_size import compact_qdq
 
-SCHEMES = ("int8", "int16x8", "dynamic")
+SCHEMES = ("int8", "int16x8", "dynamic", "fp16")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -49,9 +51,11 @@ def quantize(
     with full-range weights clips large activations; on such a CPU a pruned conv model's output
     SNR fell from 39 dB to 16 dB. The file size is unchanged.
     """
-    q = import_ort_quantization()
     if scheme not in SCHEMES:
         raise ValueError(f"quantization scheme must be one of {SCHEMES}, got {scheme!r}")
+    if scheme == "fp16":  # no calibration: a cast of the weights and compute
+        return to_float16(onnx_model, keep_float=keep_float)
+    q = import_ort_quantization()
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
     with tempfile.TemporaryDirectory(prefix="es_quant_") as tmp:
@@ -205,6 +209,61 @@ def _exclude_index_arithmetic(source: Path, destination: Path) -> Tuple[list, li
     name_nodes(model)
     onnx.save(model, str(destination))
     return index_arithmetic_nodes(model), activation_product_nodes(model)
+
+
+# Op types left in float32 by to_float16, besides onnxruntime's own list: squares and sums of
+# squares overflow fp16 (65504) on activations a few hundred large (decomposed LayerNorm, L2).
+FLOAT16_BLOCKED_OPS = ("Pow", "ReduceSumSquare", "ReduceL2")
+_MAX_FLOAT16_RETRIES = 16
+
+
+def to_float16(onnx_model: bytes, keep_float: Sequence[str] = (), blocked_ops: Sequence[str] = ()) -> bytes:
+    """The model with weights and compute in float16 and its inputs and outputs kept float32
+    (casts at the edges), for GPUs (CUDA, TensorRT) and fp16 Arm cores: half the size of fp32.
+
+    Index arithmetic (:func:`index_arithmetic_nodes`: positions, masks; fp16 holds integers
+    exactly only up to 2048), the nodes named in ``keep_float`` and the op types in
+    :data:`FLOAT16_BLOCKED_OPS` + ``blocked_ops`` stay float32. An op type the CPU build of
+    onnxruntime has no fp16 kernel for is also kept float32 (found by starting a CPU session),
+    so the model runs everywhere, if slowly on CPUs without fp16 arithmetic.
+
+    Uses onnxruntime's float16 converter (``onnxruntime.transformers.float16``), which the
+    converter's onnxruntime dependency already ships."""
+    import onnx
+
+    try:
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    except ImportError:
+        raise ImportError("fp16 conversion needs onnxruntime: pip install 'edge-speech[converter]'") from None
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(onnx_model)
+    name_nodes(model)
+    keep_nodes = list(dict.fromkeys([*keep_float, *index_arithmetic_nodes(model)]))
+    op_block = list(dict.fromkeys([*DEFAULT_OP_BLOCK_LIST, *FLOAT16_BLOCKED_OPS, *blocked_ops]))
+    named = model.SerializeToString()
+    for _ in range(_MAX_FLOAT16_RETRIES):
+        converted = convert_float_to_float16(
+            onnx.load_from_string(named),
+            keep_io_types=True,
+            op_block_list=op_block,
+            node_block_list=keep_nodes,
+        ).SerializeToString()
+        try:
+            ort.InferenceSession(converted, providers=["CPUExecutionProvider"])
+            return converted
+        except Exception as err:  # onnxruntime's NOT_IMPLEMENTED: no fp16 kernel for an op type
+            missing = _op_without_kernel(str(err))
+            if missing is None or missing in op_block:
+                raise RuntimeError(f"the fp16 model does not load in onnxruntime: {err}") from None
+            op_block.append(missing)
+    raise RuntimeError(f"the fp16 model still does not load after keeping {op_block} in float32")
+
+
+def _op_without_kernel(message: str) -> Optional[str]:
+    """The op type in onnxruntime's 'Could not find an implementation for Foo(13) node' error."""
+    found = re.search(r"implementation for (\w+)\(\d+\)", message)
+    return found.group(1) if found else None
 
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")

@@ -47,6 +47,7 @@ __all__ = [
     "import_onnxruntime",
     "model_feeds",
     "onnx_provider_options",
+    "probe_providers",
     "start_session",
     "tensorrt_profile_shapes",
     "run_stateful",
@@ -865,6 +866,24 @@ def start_session(
     for note in notes:
         LOG.warning("execution provider %s", note)
     return session, notes
+
+
+# A one-node model (Relu on float32 [1]) that every provider can run: starting a session on it
+# shows which providers load here without a bundle (edge-speech targets --detect).
+PROBE_MODEL = (
+    b'\x08\x08\x12\x00:3\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x01pZ\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08'
+    b"\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r"
+)
+
+
+def probe_providers(providers: Sequence[str]) -> Tuple[Tuple[str, ...], List[str]]:
+    """(the providers that load, in ONNX Runtime's order; a note per one that does not) for
+    ``providers`` (CPU is added last), found by starting a session on a one-node model."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the probe's own failures are reported in the notes
+    session, notes = start_session(ort, PROBE_MODEL, options, providers, {}, "provider probe")
+    return tuple(session.get_providers()), notes
 
 
 def engine_cache_dir(model: bytes, shapes: Mapping[str, str]) -> Path:

@@ -242,6 +242,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     from edge_speech.recognizer import Recognizer
 
+    if args.providers is not None:
+        return _bench_providers(args)
+
     rec = Recognizer.from_bundle(args.bundle, backend=args.backend, threads=args.threads)
     rate = rec.manifest.sample_rate
     rng = np.random.default_rng(0)
@@ -481,6 +484,89 @@ def _listen(args: argparse.Namespace) -> int:
     return 0
 
 
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _bench_providers(args: argparse.Namespace) -> int:
+    """Per execution provider: the first load (TensorRT builds its engines into a fresh cache),
+    a second load (engines from that cache), and the real-time factor."""
+    import tempfile
+
+    from edge_speech import backends
+    from edge_speech.bundle import Bundle
+
+    bundle = Bundle.load(args.bundle)
+    if "onnx" not in bundle.model_bytes:
+        raise ValueError(f"{args.bundle}: --providers compares ONNX Runtime providers; the bundle has no ONNX model")
+    profile = targets.get_target(args.target or targets.detect().target)
+    gpu_options = targets.get_target("x86_64-cuda")  # a profile without GPU options borrows these
+    available = backends.import_onnxruntime().get_available_providers()
+    wanted = args.providers or [p for p in (*GPU_PROVIDERS, "CPUExecutionProvider") if p in available]
+    rate = bundle.manifest.sample_rate
+    samples = (0.05 * np.random.default_rng(0).standard_normal(int(args.seconds * rate))).astype(np.float32)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="es_bench_trt_") as cache:
+        for provider in wanted:
+            source = profile if profile.provider_options.get(provider) else gpu_options
+            options = backends.onnx_provider_options(bundle, [provider], source)
+            if "trt_engine_cache_path" in options.get(provider, {}):  # a fresh cache: the first load builds
+                options[provider]["trt_engine_cache_path"] = options[provider]["trt_timing_cache_path"] = cache
+            rows.append(_bench_one_provider(bundle, provider, options, samples, rate, args))
+    if args.json:
+        print(json.dumps({"bundle": args.bundle, "target": profile.name, "rows": rows}))
+        return 0
+    print(f"bundle {args.bundle}, {args.seconds:g} s of audio, profile {profile.name}")
+    print("| provider | loaded | first load s | cached load s | RTF | note |")
+    print("|---|---|---:|---:|---:|---|")
+    for row in rows:
+        print(
+            f"| {row['provider']} | {', '.join(row['loaded'])} | {row['first_load_s']} | {row['cached_load_s']} "
+            f"| {row['rtf']} | {row['note']} |"
+        )
+    return 0
+
+
+def _bench_one_provider(bundle, provider: str, options: dict, samples, rate: int, args) -> dict:
+    import time
+    import warnings
+
+    from edge_speech import backends
+    from edge_speech.recognizer import Recognizer
+
+    def load() -> "tuple[Recognizer, float]":
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the note column says why a provider fell back
+            backend = backends.create_backend(
+                bundle, "onnx", threads=args.threads, providers=[provider], provider_options=options
+            )
+            recognizer = Recognizer(bundle, backend)
+            recognizer.transcribe((samples[:rate], rate))  # TensorRT may build at the first run
+        return recognizer, round(time.perf_counter() - t0, 3)
+
+    _, first = load()
+    recognizer, cached = load()  # the same again, with what the first one cached
+    loads = [first, cached]
+    best = min(_timed(lambda: recognizer.transcribe((samples, rate))) for _ in range(max(1, args.repeats)))
+    loaded = list(recognizer.backend.providers)
+    return {
+        "provider": provider,
+        "loaded": loaded,
+        "first_load_s": loads[0],
+        "cached_load_s": loads[1],
+        "rtf": round(best / args.seconds, 5),
+        "note": "" if loaded[0] == provider else (getattr(recognizer.backend, "fallback", None) or "not loaded"),
+    }
+
+
+def _timed(call) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    call()
+    return time.perf_counter() - t0
+
+
 def _devices(args: argparse.Namespace) -> int:
     from edge_speech import listen
 
@@ -492,15 +578,51 @@ def _devices(args: argparse.Namespace) -> int:
 def _targets(args: argparse.Namespace) -> int:
     profiles = targets.load_targets()
     if args.detect:
-        name, reason = targets.detect_target()
-        print(f"{name}  ({reason})")
-        return 0
+        return _detect(args)
     width = max(len(n) for n in profiles)
     for name, target in profiles.items():
         print(
             f"{name:<{width}}  {target.backend:<6} threads={target.threads or 'all'}  "
             f"quant={target.quantization:<5} {target.description}"
         )
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    """The board (under --root: captured files), its profile, and which of the profile's
+    providers load here (a one-node model; a bundle with --bundle), CPU when none does."""
+    from edge_speech import backends
+
+    found = targets.detect(args.root)
+    profile = targets.get_target(found.target)
+    if args.bundle:
+        from edge_speech.bundle import Bundle
+
+        bundle = Bundle.load(args.bundle)
+        backend = backends.create_backend_for_target(bundle, profile.name, backend="onnx")
+        fallback = getattr(backend, "fallback", None)
+        loaded, notes = tuple(backend.providers), (fallback.split("; ") if fallback else [])
+    else:
+        loaded, notes = backends.probe_providers(profile.onnx_providers)
+    report = {
+        **found.to_dict(),
+        "profile_providers": list(profile.onnx_providers),
+        "loaded_providers": list(loaded),
+        "provider_notes": notes,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{found.target}  ({found.reason})")
+    print(f"{'machine':>18}: {found.machine}" + (f", {found.mem_total_mb} MB" if found.mem_total_mb else ""))
+    if found.cpu_parts:
+        print(f"{'CPU parts':>18}: {', '.join(found.cpu_parts)}")
+    if found.l4t_release:
+        print(f"{'L4T':>18}: {found.l4t_release} (JetPack {found.jetpack or 'unknown'})")
+    print(f"{'providers wanted':>18}: {', '.join(profile.onnx_providers)}")
+    print(f"{'providers loaded':>18}: {', '.join(loaded)}")
+    for line in found.warnings:  # each provider that did not load was logged as a warning already
+        print(f"edge-speech: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -686,6 +808,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int)
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--providers",
+        nargs="*",
+        help="compare ONNX Runtime execution providers (default: TensorRT, CUDA and CPU where available): "
+        "first load, cached load and RTF of each",
+    )
+    p.add_argument("--target", help="with --providers: the profile whose provider options apply (default: detected)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_bench)
     p = sub.add_parser(
@@ -875,7 +1004,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_info)
     p = sub.add_parser("targets", help="list device profiles, or suggest one for this machine")
-    p.add_argument("--detect", action="store_true", help="read /proc/cpuinfo and the device-tree model")
+    p.add_argument(
+        "--detect",
+        action="store_true",
+        help="read the device-tree model, /proc/cpuinfo, /proc/meminfo and /etc/nv_tegra_release, pick a profile "
+        "and show which of its execution providers load",
+    )
+    p.add_argument("--root", default="/", help="with --detect: read those files under this folder (captured files)")
+    p.add_argument("--bundle", help="with --detect: start this bundle's ONNX model with the profile's providers")
+    p.add_argument("--json", action="store_true", help="with --detect: one JSON object")
     p.set_defaults(run=_targets)
     batch.register_cli(sub)  # edge-speech batch transcribe|evaluate (Ray; imported only when run)
     args = parser.parse_args(argv)

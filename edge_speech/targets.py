@@ -143,6 +143,16 @@ class Detection:
         return dataclasses.asdict(self)
 
 
+# A profile's CPU feature -> the names /proc/cpuinfo gives it (64-bit kernels say asimd for NEON,
+# fphp/asimdhp for fp16 arithmetic, asimddp for the dot product).
+_CPUINFO_NAMES = {
+    "neon": ("neon", "asimd"),
+    "asimd": ("asimd",),
+    "fp16": ("fphp", "asimdhp", "fp16"),
+    "dotprod": ("asimddp", "dotprod"),
+    "crc32": ("crc32",),
+}
+
 # L4T major release -> JetPack series (NVIDIA's release notes).
 _JETPACK = {"32": "4.x", "34": "5.0 (developer preview)", "35": "5.x", "36": "6.x"}
 
@@ -173,12 +183,14 @@ def detect(root: "str | Path" = "/", machine: Optional[str] = None) -> Detection
     name, reason = _match(load_targets(), cpuinfo, model, machine, board.group(1) if board else None, nvidia_driver)
     target = get_target(name)
     notes = []
-    if reason.startswith("architecture"):
-        notes.append(f"no known board ({reason}); using the generic {name} profile")
+    if reason.startswith("architecture") and name != "x86_64":  # x86 PCs have no board profiles
+        board_seen = f"device-tree model {model!r}" if model else "no device-tree model"
+        parts_seen = ", ".join(sorted(_cpu_parts(cpuinfo))) or "none"
+        notes.append(f"no profile names this board ({board_seen}, CPU parts {parts_seen}): using {name}")
     if target.arch == "aarch64" and machine != "aarch64" and machine.startswith("arm"):
         notes.append(f"a 32-bit OS ({machine}) on a {name} board: the profile assumes a 64-bit OS")
     if features and target.cpu_features:
-        missing = [f for f in target.cpu_features if f not in features]
+        missing = [f for f in target.cpu_features if not set(_CPUINFO_NAMES.get(f, (f,))) & set(features)]
         if missing and machine == target.arch:
             notes.append(f"/proc/cpuinfo lacks the profile's CPU features {missing}")
     if mem_mb is not None and target.ram_mb and mem_mb < 0.8 * target.ram_mb:
