@@ -362,7 +362,7 @@ def convert(
             input=spec,
             format_inputs=format_inputs,
             output_is_log_probs=output_is_log_probs,
-            quantization={"scheme": quantize or "float"},
+            quantization=_manifest_quantization(quantize),
             target=target,
             name=name,
             provenance=provenance,
@@ -458,6 +458,14 @@ def convert(
     return ConversionReport(str(out), str(fp32_dir) if fp32_dir else None, tuple(steps), model)
 
 
+def _manifest_quantization(scheme: Optional[str]) -> dict:
+    """The manifest's quantization entry. An fp16 model is float (the schema's schemes name
+    integer quantization); its precision says float16."""
+    if scheme == "fp16":
+        return {"scheme": "float", "precision": "float16"}
+    return {"scheme": scheme or "float"}
+
+
 def _prune_to_target(model, example_input, target: float, importance: str, calibration, ignored, layer_ratios):
     """``prune_model`` down to ``target`` of the MACs; with ``layer_ratios`` (fixed per layer), by
     bisecting the ratio of every other layer."""
@@ -548,7 +556,7 @@ def convert_onnx(
         subsampling_factor=subsampling_factor,
         input=input_spec,
         output_is_log_probs=output_is_log_probs,
-        quantization={"scheme": quantize or "float"},
+        quantization=_manifest_quantization(quantize),
         name=name,
         provenance={
             "converter_version": __version__,
