@@ -31,6 +31,9 @@ cmake -S . -B build/fuzz -G Ninja -DES_BUILD_FUZZERS=ON -DCMAKE_C_COMPILER=clang
 cmake --build build/fuzz >/dev/null
 bash native/fuzz/run.sh build/fuzz 20
 
+echo "== Wheels: target CPython headers and emulated Arm roots for tests/test_wheels.py (cached under data/)"
+bash recipes/wheels/prepare.sh
+
 echo "== Python tests"
 .venv/bin/pytest -p no:cacheprovider -m "not ray" tests
 

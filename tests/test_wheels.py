@@ -27,10 +27,11 @@ import pytest
 
 from edge_speech import Recognizer, audio, features
 from edge_speech.recognizer import DEFAULT_BUNDLE
+from recipes import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "recipes" / "default_model" / "examples" / "set_a_timer_for_ten_minutes.wav"
-ARM_ROOTS = Path(os.environ.get("ES_ARM_ROOTS", "/work/data/arm-roots"))
+ARM_ROOTS = Path(os.environ.get("ES_ARM_ROOTS", ROOT / DATA / "arm-roots"))  # DATA: $EDGE_SPEECH_DATA, else data/
 MAX_GLIBC = (2, 31)  # JetPack 5 (Ubuntu 20.04) and Debian bullseye
 ARCHITECTURES = {
     # wheel platform: (readelf's machine, ELF class, the CPython SOABI triplet)

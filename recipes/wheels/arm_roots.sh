@@ -6,11 +6,11 @@
 #   bookworm-armhf  : glibc 2.36, Python 3.11 (Raspberry Pi OS bookworm 32-bit; numpy and PyYAML from apt as on a Pi,
 #                     since PyPI has no armv7l wheels for them)
 # plus wheelhouse-<root> for the arm64 roots: PyPI's aarch64 wheels of the dependencies, for an offline install.
-# Usage: bash recipes/wheels/arm_roots.sh [ROOTS_DIR]   (default /work/data/arm-roots; 3-4 min per root, three roots)
+# Usage: bash recipes/wheels/arm_roots.sh [ROOTS_DIR]   (default $EDGE_SPEECH_DATA/arm-roots, else data/arm-roots; 3-4 min per root, three roots)
 # Needs root, the debootstrap and qemu-user-static packages, and network access to the Debian mirror and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-roots_dir=${1:-${ES_ARM_ROOTS:-/work/data/arm-roots}}
+roots_dir=${1:-${ES_ARM_ROOTS:-${EDGE_SPEECH_DATA:-data}/arm-roots}}
 mirror=${ES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 bash recipes/wheels/binfmt.sh
 

@@ -12,5 +12,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap qemu-user-static >/dev/null
 fi
-ES_HEADER_ARCHS="amd64 arm64 armhf" bash recipes/wheels/python_headers.sh "${ES_WHEEL_CACHE:-/work/data/wheel-headers}"
+ES_HEADER_ARCHS="amd64 arm64 armhf" bash recipes/wheels/python_headers.sh "${ES_WHEEL_CACHE:-${EDGE_SPEECH_DATA:-data}/wheel-headers}"
 bash recipes/wheels/arm_roots.sh

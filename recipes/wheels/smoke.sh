@@ -14,7 +14,7 @@
 # Needs root (chroot, mounts in a private namespace) and qemu-user-static.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-roots=${ES_ARM_ROOTS:-/work/data/arm-roots}
+roots=${ES_ARM_ROOTS:-${EDGE_SPEECH_DATA:-data}/arm-roots}
 name=${1:?usage: smoke.sh bullseye-arm64|bookworm-arm64|bookworm-armhf [WHEEL]}
 root="$roots/$name"
 case $name in
