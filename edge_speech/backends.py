@@ -937,7 +937,7 @@ def tensorrt_profile_shapes(
         if spec.mask_name:
             dims[spec.mask_name] = main[:2]
         if spec.state:
-            dims[spec.chunk_range_name or "chunk_range"] = [2]
+            dims[_chunk_range_name(spec)] = [2]
             dims.update({s.input: list(s.shape) for s in spec.state})
         shapes[key] = [f"{name}:{'x'.join(str(d) for d in value)}" for name, value in dims.items()]
     return {f"trt_profile_{key}_shapes": ",".join(value) for key, value in shapes.items()}
