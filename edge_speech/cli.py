@@ -878,7 +878,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="a decoder default for the manifest: beam, lm_weight, word_bonus, lexicon, "
         "grammar_threshold, grammar_token_bonus (repeatable)",
     )
-    p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "float", "target"])
+    p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "fp16", "float", "target"])
     p.add_argument("--max-accuracy-drop", type=float, help="CER points the quantization may cost")
     p.add_argument("--formats", default="onnx", help="comma-separated: onnx,tflite")
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
