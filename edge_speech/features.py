@@ -69,7 +69,10 @@ def _default(name: str) -> Any:
     return _FIELDS[name].default
 
 
-MIN_CMVN_STD = 1e-6  # 1e-30 passed the old "> 0" check and gave non-finite features
+# The C check's bounds (es_cmvn.h), checked here first for a message naming the field: 1e-30 passed
+# the old "> 0" check and gave non-finite features, and so did a mean near FLT_MAX.
+MIN_CMVN_STD = 1e-6
+MAX_ABS_CMVN_MEAN = 1e9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +255,10 @@ class FeatureConfig:
             if mean is None:
                 raise ValueError("cmvn='global' needs cmvn_mean (see with_global_cmvn)")
             _require(len(mean) == self.dim, f"cmvn_mean has {len(mean)} values; the features have {self.dim}")
-            _require(all(math.isfinite(v) for v in mean), "cmvn_mean must be finite")
+            _require(
+                all(abs(v) <= MAX_ABS_CMVN_MEAN for v in mean),
+                f"cmvn_mean values must be finite and within +-{MAX_ABS_CMVN_MEAN:g}",
+            )
             if self.cmvn_std is not None:
                 _require(
                     len(self.cmvn_std) == self.dim,

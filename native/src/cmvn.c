@@ -30,8 +30,12 @@ es_status es_cmvn_config_check(const es_cmvn_config *c, int dim, char *why, size
         break;
       }
       for (int i = 0; i < dim; i++) {
-        if (!isfinite(c->mean[i]) || (c->stddev && !(c->stddev[i] > 0.0f && isfinite(c->stddev[i])))) {
-          snprintf(msg, sizeof msg, "global CMVN statistics at dimension %d are not finite or std <= 0", i);
+        if (!(fabsf(c->mean[i]) <= ES_CMVN_MAX_ABS_MEAN) ||
+            (c->stddev && !(c->stddev[i] >= ES_CMVN_MIN_STD && isfinite(c->stddev[i])))) {
+          snprintf(msg, sizeof msg,
+                   "global CMVN statistics at dimension %d: the mean must be within +-1e9 and the std finite "
+                   "and >= 1e-6 (features would overflow)",
+                   i);
           es_explain(why, why_size, msg);
           return ES_ERR_INVALID_CONFIG;
         }

@@ -51,7 +51,7 @@ static const es_config_field frontend_fields[] = {
     BOOLEAN("drop_last_frame", drop_last_frame, 0),
     /* scales within +-1e6 (Kaldi's int16 range is 32768): near FLT_MAX the features overflow to inf */
     NUMBER("input_scale", input_scale, 1.0, -1e6, 1e6, 0), /* and non-zero */
-    NUMBER("dither", dither, 0.0, 0.0, INFINITY, HIGH_OPEN),
+    NUMBER("dither", dither, 0.0, 0.0, 1e6, 0), /* input units, as the scales: 1e30 overflowed the energy */
     {"dither_seed", ES_FIELD_U64, AT(dither_seed), 0, 0, 18446744073709551616.0, ES_FIELD_MAX_EXCLUSIVE, NULL},
     BOOLEAN("remove_dc_offset", remove_dc_offset, 1),
     NUMBER("preemphasis", preemphasis, 0.97, 0.0, 1.0, 0),
@@ -164,8 +164,8 @@ static es_status check_own_fields(const es_frontend_config *c, char *why, size_t
     snprintf(msg, sizeof msg, "unknown window type %d", (int)c->window);
   } else if (!(fabsf(c->input_scale) <= 1e6f) || c->input_scale == 0.0f) {
     snprintf(msg, sizeof msg, "input_scale must be non-zero and in [-1e6, 1e6], got %g", c->input_scale);
-  } else if (!(c->dither >= 0.0f) || !isfinite(c->dither)) {
-    snprintf(msg, sizeof msg, "dither must be finite and >= 0, got %g", c->dither);
+  } else if (!(c->dither >= 0.0f && c->dither <= 1e6f)) {
+    snprintf(msg, sizeof msg, "dither must be in [0, 1e6] (input units), got %g", c->dither);
   } else if (!(c->preemphasis >= 0.0f && c->preemphasis <= 1.0f)) {
     snprintf(msg, sizeof msg, "preemphasis must be in [0, 1], got %g", c->preemphasis);
   } else if (!(c->log_floor >= FLT_MIN) || !isfinite(c->log_floor)) {

@@ -16,6 +16,11 @@ typedef enum es_cmvn_mode {
   ES_CMVN_SLIDING = 2   /* x = x - window mean (and / window std if normalize_variance) */
 } es_cmvn_mode;
 
+/* Bounds on global statistics: a smaller std or a larger mean makes features overflow to Inf at
+ * the feature scales the front end allows (output_scale and output_offset within +-1e6). */
+#define ES_CMVN_MIN_STD 1e-6f
+#define ES_CMVN_MAX_ABS_MEAN 1e9f
+
 typedef struct es_cmvn_config {
   es_cmvn_mode mode;
   int window_frames;        /* sliding: window length in frames (Kaldi's default 600) */
