@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 roots_dir=${1:-${ES_ARM_ROOTS:-${EDGE_SPEECH_DATA:-data}/arm-roots}}
+mkdir -p "$roots_dir" && roots_dir=$(cd "$roots_dir" && pwd)  # absolute: debootstrap and chroot run elsewhere
 mirror=${ES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 bash recipes/wheels/binfmt.sh
 

@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=${ES_VENV:-.venv}
 cache=${ES_WHEEL_CACHE:-${EDGE_SPEECH_DATA:-data}/wheel-headers}
+mkdir -p "$cache" && cache=$(cd "$cache" && pwd)  # absolute: CMake runs in its own build folder
 out=${ES_WHEEL_DIST:-dist}
 pythons=${ES_WHEEL_PYTHONS:-3.9 3.11 3.13}
 max_glibc_minor=31

@@ -6,6 +6,7 @@
 # Needs apt-get and network access to the Debian mirror; idempotent (skips what is there).
 set -euo pipefail
 out=${1:?usage: python_headers.sh OUT_DIR}
+mkdir -p "$out" && out=$(cd "$out" && pwd)  # absolute: apt reads relative Dir:: paths from /
 mirror=${ES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 declare -A suite_of=([3.9]=bullseye [3.11]=bookworm [3.13]=trixie)

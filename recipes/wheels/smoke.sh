@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 roots=${ES_ARM_ROOTS:-${EDGE_SPEECH_DATA:-data}/arm-roots}
+mkdir -p "$roots" && roots=$(cd "$roots" && pwd)  # absolute: the chroot and unshare commands need it
 name=${1:?usage: smoke.sh bullseye-arm64|bookworm-arm64|bookworm-armhf [WHEEL]}
 root="$roots/$name"
 case $name in
