@@ -324,6 +324,16 @@ def _convert(args: argparse.Namespace) -> int:
     with torch.no_grad():
         if model(example).dim() == 2:  # a classifier: the example is its clip
             example = torch.zeros(1, config.num_frames(int(args.clip_seconds * 16000), 16000), config.dim)
+    model_options = dict(  # what a PyTorch model's conversion (one, or each of a sweep) takes besides
+        finetune_epochs=args.finetune_epochs,
+        finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None,
+        importance=args.importance,
+        ignored_layers=args.ignore_layer or (),
+        layer_ratios=_layer_ratios(args.layer_ratio),
+        strict=args.strict,
+        lm=args.lm,
+        decoder=_decoder_defaults(args.decoder),
+    )
     if args.sweep:  # every setting of the sweep file's grid through convert(), on Ray
         from edge_speech.converters.sweep import sweep_from_file
 
@@ -340,32 +350,11 @@ def _convert(args: argparse.Namespace) -> int:
             out=args.output,
             formats=shared["formats"],
             max_accuracy_drop=args.max_accuracy_drop,
-            finetune_epochs=args.finetune_epochs,
-            finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None,
-            importance=args.importance,
-            ignored_layers=args.ignore_layer or (),
-            layer_ratios=_layer_ratios(args.layer_ratio),
-            strict=args.strict,
-            lm=args.lm,
-            decoder=_decoder_defaults(args.decoder),
+            **model_options,
         )
         print(json.dumps(result.to_dict(), indent=2, default=float))
         return 0
-    report = converters.convert(
-        model,
-        example,
-        config,
-        tokens,
-        **shared,
-        finetune_epochs=args.finetune_epochs,
-        finetune_data=_read_eval(args.finetune_data) if args.finetune_data else None,
-        importance=args.importance,
-        ignored_layers=args.ignore_layer or (),
-        layer_ratios=_layer_ratios(args.layer_ratio),
-        strict=args.strict,
-        lm=args.lm,
-        decoder=_decoder_defaults(args.decoder),
-    )
+    report = converters.convert(model, example, config, tokens, **shared, **model_options)
     print(json.dumps(report.to_dict(), indent=2, default=float))
     return 0
 
