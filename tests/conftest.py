@@ -55,6 +55,26 @@ def pytest_runtest_setup(item):
         )
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for one test module: 2 CPUs, no dashboard, a small object store; its workers
+    import from tests/ (they unpickle the test models' classes)."""
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
+    tests_dir = str(Path(__file__).parent)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=80 * 1024 * 1024,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests_dir, *sys.path])}},
+    )
+    yield ray
+    ray.shutdown()
+
+
 def _require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:

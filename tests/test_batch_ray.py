@@ -32,21 +32,6 @@ IGNORED = {"rtf"}  # the only field that depends on the run (its timing)
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024 * 1024,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory, speech_wav):
     """A folder with speech WAVs (one at 8 kHz, resampled by the recognizer), a corrupt WAV, and a
     JSONL manifest (relative paths) that also names a missing file."""

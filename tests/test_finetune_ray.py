@@ -4,7 +4,6 @@ gets from finetune() with the same global batch; the shards deal out each global
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
@@ -31,22 +30,6 @@ class SmallCTC(nn.Module):
 
     def forward(self, features):
         return self.head(torch.relu(self.conv(features.transpose(1, 2)))).transpose(1, 2).log_softmax(-1)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024 * 1024,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}},  # the workers unpickle SmallCTC
-    )
-    yield ray
-    ray.shutdown()
 
 
 def test_two_workers_reach_the_weights_of_one_process(local_ray, tmp_path):

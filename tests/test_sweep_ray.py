@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,23 +34,6 @@ constraints:
   max_bytes: 30000
   max_cer_loss: 0.5
 """
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
-    tests_dir = str(Path(__file__).parent)  # the workers unpickle converter_models' classes
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=80 * 1024 * 1024,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests_dir, *sys.path])}},
-    )
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
