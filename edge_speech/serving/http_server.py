@@ -218,13 +218,12 @@ class HttpServer:
         if grammar_used:
             body.update(intent=result.intent, slots=dict(result.slots or {}), confidence=result.confidence)
         if response_format == "verbose_json":
-            words = [w["text"] for w in result.to_dict()["words"]]
             spans = result.to_dict()["words"]
             body.update(
                 task="transcribe",
                 language=language,
                 duration=round(result.duration_s, 3),
-                words=[{"word": w, **{k: s[k] for k in ("start", "end", "confidence")}} for w, s in zip(words, spans)],
+                words=[{"word": w["text"], **{k: w[k] for k in ("start", "end", "confidence")}} for w in spans],
                 segments=[
                     {
                         "id": 0,
