@@ -108,7 +108,8 @@ def convert(
     ``(audio, transcript)`` pairs for CER before and after each step. Writes the final bundle to
     ``out`` (and the float one to ``out``-fp32 when quantized and ``keep_fp32``). ``formats``
     may add ``"tflite"``: a fixed-shape model over windows of ``tflite_chunk_frames`` plus
-    ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``); for waveform models,
+    ``tflite_context_frames`` on each side (int8 when ``quantize="int8"``, int8 weights with float
+    activations when ``"dynamic"``); for waveform models,
     one signature per window of ``tflite_window_seconds`` (see :func:`export_tflite_waveform`).
     ``finetune_epochs``: after pruning, distil from the unpruned model on ``finetune_data``
     (audio items, or ``(audio, transcript)`` pairs that add a CTC term; classifiers: a label),
@@ -383,7 +384,9 @@ def convert(
     if files:
         write()
     if "tflite" in formats:
-        tflite_scheme = "int8" if quantize == "int8" else None
+        # "dynamic" (int8 weights, float activations) maps to LiteRT's dynamic range on the windowed path.
+        weights_only = quantize == "dynamic" and not waveform and plan is None
+        tflite_scheme = "int8" if quantize == "int8" or weights_only else None
         try:
             if waveform:
                 tflite, tflite_spec = export_tflite_waveform(
@@ -419,13 +422,13 @@ def convert(
                         left_context_frames=context,
                         right_context_frames=context,
                         export=export_tflite,
-                        **({"int8_activations": False} if full_context else {}),
+                        **({"int8_activations": False} if full_context or weights_only else {}),
                     )
                 layout = {
                     "chunk_frames": tflite_spec.chunk_frames,
                     "context_frames": tflite_spec.left_context_frames,
                     **({"receptive_field": "unbounded"} if full_context else {}),
-                    **({"int8": "weights only"} if full_context and tflite_scheme else {}),
+                    **({"int8": "weights only"} if (full_context or weights_only) and tflite_scheme else {}),
                 }
                 tflite_spec = dataclasses.replace(tflite_spec, stream_context_frames=spec.stream_context_frames)
                 if classifier:  # one fixed window: the clip

@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument("--grammar-token-bonus", type=float, default=3.0)
     parser.add_argument("--grammar-threshold", type=float, default=0.2)
     parser.add_argument("--name", default="en-base")
+    parser.add_argument("--formats", default="onnx", help="comma-separated: onnx, tflite")
+    parser.add_argument("--tflite-chunk-frames", type=int, default=300)
+    parser.add_argument("--tflite-context-frames", type=int, default=100)
     parser.add_argument("--keep-fp32", action="store_true", help="also write the float bundle to OUT-fp32")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -89,7 +92,9 @@ def main(argv=None) -> int:
         eval=evaluation,
         prune=args.prune,
         quantize=args.quantize,
-        formats=("onnx",),
+        formats=tuple(args.formats.split(",")),
+        tflite_chunk_frames=args.tflite_chunk_frames,
+        tflite_context_frames=args.tflite_context_frames,
         out=out,
         name=args.name,
         blank_id=BLANK_ID,
