@@ -46,6 +46,7 @@ def test_en_base_is_a_verified_quantized_bundle_in_the_package(base):
     assert steps["export_onnx"]["vs_torch"]["cosine"] >= 0.999
     assert steps["quantize"]["vs_fp32"]["cosine"] >= 0.99 and steps["quantize"]["size_ratio"] >= 3.4
     assert len(base.bundle.model_bytes["onnx"]) < 30_000_000
+    assert len(base.bundle.model_bytes["tflite"]) < 25_000_000
     assert m.decoder.get("lm") and (EMBEDDED_MODELS["en-base"] / m.decoder["lm"]).is_file()
 
 
@@ -96,6 +97,31 @@ def test_streaming_gives_the_offline_text(base):
         for start in range(0, len(samples), 1600):
             stream.accept_waveform(samples[start : start + 1600], rate)
         assert stream.finish().text == base.transcribe((samples, rate)).text
+
+
+@pytest.fixture(scope="module")
+def base_tflite():
+    return Recognizer.default("en-base", threads=1, backend="tflite")
+
+
+def test_the_tflite_model_transcribes_and_streams_like_the_onnx_one(base, base_tflite, speech_wav):
+    """LiteRT's dynamic-range model (int8 weights, float activations) in fixed 5-s windows: the
+    same held-out sentences within the ONNX model's error bound, and its stream gives its offline text."""
+    assert base_tflite.backend.name == "tflite"
+    steps = {s["step"]: s for s in base_tflite.manifest.verification["steps"]}
+    assert steps["export_tflite"]["int8"] == "weights only"
+    refs, hyps = [], []
+    for text, voice in SENTENCES:
+        refs.append(" ".join(text.lower().replace(".", "").split()))
+        hyps.append(base_tflite.transcribe(speech_wav(16000, text, voice)).text)
+    assert error_rate(refs, hyps, "char") <= 0.12, list(zip(refs, hyps))
+    samples, rate = audio.read_wav(EXAMPLES / "turn_on_the_kitchen_light.wav")
+    offline = base_tflite.transcribe((samples, rate)).text
+    assert offline == base.transcribe((samples, rate)).text == "turn on the kitchen light"
+    stream = base_tflite.create_stream()
+    for start in range(0, len(samples), 1600):
+        stream.accept_waveform(samples[start : start + 1600], rate)
+    assert stream.finish().text == offline
 
 
 def test_cli_picks_the_model_by_name():
