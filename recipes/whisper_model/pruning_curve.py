@@ -4,7 +4,8 @@
         --train W/wb_a/train.jsonl --train W/real/train.jsonl --ratios 0.1,0.2,0.3 --out W/pruning
 
 Each point is one ``converters.convert()`` call on the trained model: prune ``ratio`` of the MACs
-(attention heads, FFN width, head width: torch-pruning's magnitude importance), fine-tune the
+(attention heads, FFN width, head width; torch-pruning's magnitude importance, or ``--importance
+taylor`` from the calibration audio's gradients), fine-tune the
 whole pruned network for ``--epochs`` by distillation from the unpruned model plus CTC on the
 training transcripts (``--finetune-count`` utterances of the ``--train`` manifests, never the
 evaluation audio), then dynamic int8 as shipped. The evaluation is ``--eval-count`` asterisk
@@ -50,21 +51,27 @@ def curve_point(model, ratio: float, args, calib: list, tuning: list, evaluation
         calib=calib,
         eval=evaluation,
         prune=ratio,
+        importance=args.importance,
         quantize="dynamic",
         formats=("onnx",),
-        out=out / f"prune{ratio:g}",
+        out=out / f"prune{ratio:g}-{args.importance}",
         name=f"en-base-prune{ratio:g}",
         blank_id=BLANK_ID,
         input_spec=InputSpec(name="features", max_frames=MAX_FRAMES, stream_context_frames=STREAM_CONTEXT_FRAMES),
         finetune_epochs=args.epochs,
         finetune_data=tuning,
-        finetune_options={"lr": args.lr, "batch_size": args.batch_size, "checkpoint": out / f"finetune{ratio:g}.pt"},
+        finetune_options={
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "checkpoint": out / f"finetune{ratio:g}-{args.importance}.pt",
+        },
     ).to_dict()
     steps = {s["step"]: s for s in report["steps"]}
     prune = steps.get("prune", {})
     tuned = steps.get("finetune", {})
     return {
         "ratio": ratio,
+        "importance": args.importance,
         "macs_removed": prune.get("mac_reduction"),
         "params": prune.get("params"),
         "cer_unpruned": _cer(steps.get("source")),
@@ -85,6 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ratios", default="0.1,0.2,0.3")
     parser.add_argument("--finetune-count", type=int, default=800)
     parser.add_argument("--eval-count", type=int, default=60)
+    parser.add_argument("--importance", choices=("magnitude", "taylor"), default="magnitude")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -103,7 +111,7 @@ def main(argv=None) -> int:
     results = out / "curve.json"
     done = json.loads(results.read_text()) if results.is_file() else []
     for ratio in (float(r) for r in args.ratios.split(",")):
-        if any(p["ratio"] == ratio for p in done):
+        if any(p["ratio"] == ratio and p.get("importance", "magnitude") == args.importance for p in done):
             continue
         done.append(curve_point(model, ratio, args, calib, tuning, evaluation, out))
         results.write_text(json.dumps(done, indent=2))
