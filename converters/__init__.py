@@ -23,7 +23,7 @@ from edge_speech.converters.finetune import FinetuneReport, finetune
 from edge_speech.converters.loading import load_checkpoint
 from edge_speech.converters.pipeline import ConversionReport, convert, convert_onnx
 from edge_speech.converters.pruning import PruneReport, count_macs, prune
-from edge_speech.converters.quantization import quantize, sensitivity
+from edge_speech.converters.quantization import quantize, quantize_within_agreement, sensitivity
 from edge_speech.converters.verification import VerifyReport, verify
 from edge_speech.converters.wav2vec2 import (
     HFCTCSource,
@@ -56,5 +56,6 @@ __all__ = [
     "load_wav2vec2",
     "prune",
     "quantize",
+    "quantize_within_agreement",
     "verify",
 ]

@@ -21,6 +21,7 @@ from edge_speech.converters.export import WAVEFORM_WINDOW_SECONDS, export_onnx, 
 from edge_speech.converters.preflight import pad_frames, preflight
 from edge_speech.converters.pruning import count_macs
 from edge_speech.converters.pruning import prune as prune_model
+from edge_speech.converters.quantization import MIN_AGREEMENT, quantize_within_agreement
 from edge_speech.converters.quantization import quantize as quantize_onnx
 from edge_speech.converters.report import REPORT_FOLDER, write_report
 from edge_speech.converters.verification import (
@@ -87,6 +88,7 @@ def convert(
     tflite_window_seconds: Sequence[float] = WAVEFORM_WINDOW_SECONDS,
     finetune_epochs: int = 0,
     max_accuracy_drop: Optional[float] = None,
+    min_agreement: Optional[float] = MIN_AGREEMENT,
     input_spec: Optional[InputSpec] = None,
     subsampling_factor: Optional[int] = None,
     output_is_log_probs: bool = True,
@@ -118,6 +120,14 @@ def convert(
     evaluation audio is never trained on: ``finetune_data`` sharing an utterance with ``eval`` is
     refused. ``max_accuracy_drop``: CER points (greedy-token disagreement without ``eval``) the
     ONNX quantization may cost; the most sensitive layers go back to float until it holds.
+    ``min_agreement`` (default 0.95; ``None`` turns it off): the static int8 (and int16x8) ONNX
+    model's greedy-token agreement with the float one on the first 8 calibration utterances
+    (classifiers: equal labels) that the conversion guarantees: below it, the activations whose
+    rounding costs most are left in float (int8 weights and file size unchanged; those layers
+    run in float) until it holds (:func:`~edge_speech.converters.quantization.quantize_within_agreement`),
+    recorded in the report's quantize step as ``agreement_guard``; a model that meets it costs one
+    comparison. If it cannot be met with every activation in float, that is a warning (an error
+    with ``strict=True``).
 
     ``ignored_layers``: modules (or their names in ``model.named_modules()``) never pruned.
     ``layer_ratios``: per-layer channel ratios by module name, fixed while a uniform ratio for
@@ -304,13 +314,18 @@ def convert(
 
     final = fp32
     if quantize:
-        final = quantize_onnx(
-            fp32,
-            calibration,
+        options = dict(
             scheme=quantize,
             input_spec=spec,
             symmetric_activations=bool(profile and "TensorrtExecutionProvider" in profile.onnx_providers),
         )
+        guard: Dict[str, Any] = {}
+        if min_agreement is not None and quantize in ("int8", "int16x8") and calibration:
+            final, guard = quantize_within_agreement(
+                fp32, calibration, _agreement_with(runner(fp32), runner, probe, blank_id), min_agreement, **options
+            )
+        else:
+            final = quantize_onnx(fp32, calibration, **options)
         kept_float: List[str] = []
         if max_accuracy_drop is not None:
             final, kept_float = _within_budget(
@@ -327,18 +342,27 @@ def convert(
                 subsampling,
             )
         check = verify(runner(fp32), runner(final), probe + [f for f, _ in evaluation], blank_id)
-        _record(
-            steps,
-            {
-                "step": "quantize",
-                "scheme": quantize,
-                "bytes": len(final),
-                "kept_float": kept_float,
-                "size_ratio": round(len(fp32) / len(final), 3),
-                "vs_fp32": check.to_dict(),
-                **_accuracy(runner(final), evaluation, tokens, blank_id),
-            },
-        )
+        step = {
+            "step": "quantize",
+            "scheme": quantize,
+            "bytes": len(final),
+            "kept_float": kept_float,
+            **({"agreement_guard": guard} if guard else {}),
+            "size_ratio": round(len(fp32) / len(final), 3),
+            "vs_fp32": check.to_dict(),
+            **_accuracy(runner(final), evaluation, tokens, blank_id),
+        }
+        if guard.get("met") is False:
+            message = (
+                f"{quantize} agrees with float on {guard['after']['agreement']:.1%} of the calibration audio's "
+                f"greedy tokens with every activation in float, below min_agreement={min_agreement}: the "
+                "weights' rounding alone costs that (max_accuracy_drop= keeps the most sensitive layers in float)"
+            )
+            if strict:
+                raise RuntimeError(message + " (strict=True)")
+            warnings.warn(message, stacklevel=2)
+            step["warnings"] = [message]
+        _record(steps, step)
 
     files = {"model.onnx": final} if "onnx" in formats else {}
     shipped = dict(lm_file)  # files every bundle carries besides its models
@@ -611,6 +635,20 @@ def _within_budget(
         if drop(quantized) <= budget:
             break
     return quantized, kept
+
+
+def _agreement_with(reference, runner, probe, blank_id: int):
+    """``model -> (agreement, output SNR dB)`` of a quantized model against the float one's
+    outputs on ``probe`` (computed once): greedy-token agreement, or for classifiers the share of
+    equal labels."""
+    outputs = {id(x): reference(x) for x in probe}
+
+    def compare(model: bytes) -> Tuple[float, float]:
+        check = verify(lambda x: outputs[id(x)], runner(model), probe, blank_id)
+        classifier = np.isnan(check.greedy_token_agreement)
+        return (check.frame_agreement if classifier else check.greedy_token_agreement), check.snr_db
+
+    return compare
 
 
 def _finetune_set(finetune_data, calibration, evaluation, front_end, rate: int) -> List[Tuple[np.ndarray, Any]]:

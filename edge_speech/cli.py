@@ -301,6 +301,7 @@ def _convert(args: argparse.Namespace) -> int:
         out=args.output,
         name=args.name,
         max_accuracy_drop=args.max_accuracy_drop,
+        min_agreement=args.min_agreement or None,
     )
     if args.model and os.path.isdir(args.model):  # a Hugging Face *ForCTC directory
         if args.sweep:
@@ -869,6 +870,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     p.add_argument("--quantize", default="int8", choices=["int8", "int16x8", "dynamic", "fp16", "float", "target"])
     p.add_argument("--max-accuracy-drop", type=float, help="CER points the quantization may cost")
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.95,
+        help="int8 ONNX's greedy-token agreement with float on the calibration audio below which the activations "
+        "costing most stay float (int8 weights kept); 0 turns the guard off (default 0.95)",
+    )
     p.add_argument("--formats", default="onnx", help="comma-separated: onnx,tflite")
     p.add_argument("--target", help="device profile (see 'edge-speech targets')")
     p.add_argument("--name", default="model")
