@@ -180,25 +180,33 @@ def test_each_family_converts_to_onnx_and_tflite_in_float_and_int8(family, famil
         f"int8 TFLite {tflite_agreement:.3f}"
     )
     assert ratio >= 3.5
+    # convert()'s agreement guard: int8 below 95% agreement with float on the calibration audio
+    # gets its costliest activations left float (int8 weights kept) until it agrees
+    guard = report.step("quantize")["agreement_guard"]
+    print(f"{family}: agreement guard {guard}")
+    assert guard["min_agreement"] == 0.95 and guard.get("met", True)
     onnx_floor, tflite_floor = INT8_AGREEMENT_FLOORS[family]
     assert int8_agreement >= onnx_floor
     assert tflite_agreement >= tflite_floor
 
 
 # Greedy-token agreement of int8 with float on the espeak sentence (int8 ONNX, int8 TFLite), as
-# measured on an AVX2 x86 machine with attention graphs quantized on their weight ops only
-# (converters.quantization): HuBERT 0.899 / 0.848, WavLM 0.887 / 0.975 (0.975 with every op
-# quantized), data2vec-audio 0.887 / 0.912, Conformer 0.813 / 0.813; the floors leave 0.05. Issue 15 asks 0.9; these random
-# encoders miss it where the sentence is silent: espeak's pauses are digital zeros (17% of the
-# frames), which the feature encoder turns into near-constant vectors that a per-frame LayerNorm
-# then scales up, rounding included (in development a HuBERT of this configuration agreed on 97%
-# of the speech frames and on none of the silent ones). A trained model gives blank there by a
-# wide margin; a random one's head can only be built from its own features. Size ratios measured: 3.84, 3.95, 3.87, 3.80 (fp32 ONNX / int8 ONNX).
+# measured on an AVX2 x86 machine. int8 ONNX passes convert()'s agreement guard (the calibration
+# audio is this sentence's 1 s windows): HuBERT 1.000, WavLM 0.950, data2vec-audio 0.988,
+# Conformer 0.973 (0.899, 0.887, 0.887, 0.813 as statically quantized, which is what the guard
+# measured on the calibration audio and then fixed by leaving 1-8 of 34-55 activations float);
+# the floor is issue 15's 0.9. int8 TFLite (no guard yet): HuBERT 0.848, WavLM 0.975, data2vec-audio
+# 0.912, Conformer 0.813; its floors leave 0.05. These random encoders' int8 loses where the
+# sentence is silent: espeak's pauses are digital zeros (17% of the frames), which the feature
+# encoder turns into near-constant vectors that a per-frame LayerNorm then scales up, rounding
+# included (in development a HuBERT of this configuration agreed on 97% of the speech frames and on
+# none of the silent ones); with those activations in float the output SNR went from 22 to 55 dB.
+# Size ratios measured (fp32 ONNX / int8 ONNX): 3.83, 3.95, 3.87, 3.80.
 INT8_AGREEMENT_FLOORS = {
-    "hubert": (0.85, 0.8),
-    "wavlm": (0.83, 0.92),
-    "data2vec-audio": (0.83, 0.86),
-    "wav2vec2-conformer": (0.76, 0.76),
+    "hubert": (0.9, 0.8),
+    "wavlm": (0.9, 0.92),
+    "data2vec-audio": (0.9, 0.86),
+    "wav2vec2-conformer": (0.9, 0.76),
 }
 
 
