@@ -127,7 +127,9 @@ def convert(
     run in float) until it holds (:func:`~edge_speech.converters.quantization.quantize_within_agreement`),
     recorded in the report's quantize step as ``agreement_guard``; a model that meets it costs one
     comparison. If it cannot be met with every activation in float, that is a warning (an error
-    with ``strict=True``).
+    with ``strict=True``). Waveform models' static int8 TFLite below the bound (measured against
+    torch on the same audio) is replaced by int8 weights dequantized for float kernels when that
+    agrees better (``agreement_guard`` in the report's export_tflite step).
 
     ``ignored_layers``: modules (or their names in ``model.named_modules()``) never pruned.
     ``layer_ratios``: per-layer channel ratios by module name, fixed while a uniform ratio for
@@ -458,6 +460,34 @@ def convert(
                 if classifier:  # one fixed window: the clip
                     tflite_spec, layout = spec, {"clip_frames": spec.clip_frames}
             check = verify(run_torch(model), tflite_runner(tflite, tflite_spec, subsampling), probe, blank_id)
+            if waveform and tflite_scheme and min_agreement is not None and calibration:
+                # The agreement guard for waveform TFLite: static int8 below the bound (random HF
+                # encoders: digital silence magnified by LayerNorm) gives way to int8 weights
+                # dequantized for float kernels, kept if it agrees better.
+                agreement = check.greedy_token_agreement
+                if agreement < min_agreement:
+                    from edge_speech.converters.export import _inline_buffers
+                    from edge_speech.converters.recurrent import int8_weights_tflite
+
+                    floating, float_spec = export_tflite_waveform(
+                        model,
+                        spec,
+                        sample_rate=sample_rate,
+                        samples_per_frame=subsampling,
+                        window_seconds=tflite_window_seconds,
+                    )
+                    weights_only = _inline_buffers(int8_weights_tflite(floating, weight_only=True))
+                    second = verify(
+                        run_torch(model), tflite_runner(weights_only, float_spec, subsampling), probe, blank_id
+                    )
+                    layout["agreement_guard"] = {
+                        "min_agreement": min_agreement,
+                        "static_int8": round(agreement, 4),
+                        "weights_only_int8": round(second.greedy_token_agreement, 4),
+                    }
+                    if second.greedy_token_agreement > agreement:
+                        tflite, check, tflite_spec = weights_only, second, float_spec
+                        layout["int8"] = "weights only"
         except Exception as err:  # keep the ONNX bundle; say what failed, in full
             message = f"TFLite export failed: {type(err).__name__}: {err}"
             if not files:

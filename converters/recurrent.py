@@ -703,13 +703,15 @@ def short_tensor_names(model: bytes) -> bytes:
     return bytes(builder.Output())
 
 
-def int8_weights_tflite(model: bytes) -> bytes:
+def int8_weights_tflite(model: bytes, weight_only: bool = False) -> bytes:
     """The TFLite model with every weight stored as int8 (per channel) and activations left in
     float: LiteRT's dynamic-range quantization (ai-edge-quantizer's ``dynamic_wi8_afp32``). For
     recurrent layers lowered to matmuls and unrolled over a window, static int8 (PT2E) stores
     quantization parameters and a bias per unrolled step and re-quantizes around every gate, so
     its file came out larger than the float one (GRU stack, 32 steps: 1.71 MB vs 1.59 MB);
-    weights-only int8 keeps one int8 copy of each weight (0.88 MB)."""
+    weights-only int8 keeps one int8 copy of each weight (0.88 MB). ``weight_only``: the
+    weights are dequantized to float for float kernels (``weight_only_wi8_afp32``), where
+    dynamic range quantizes each matmul's input to int8 on the fly."""
     try:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError:
@@ -717,7 +719,7 @@ def int8_weights_tflite(model: bytes) -> bytes:
             "int8 TFLite of recurrent models needs ai-edge-quantizer: pip install 'edge-speech[converter]'"
         ) from None
     engine = quantizer.Quantizer(model)
-    engine.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    engine.load_quantization_recipe(recipe.weight_only_wi8_afp32() if weight_only else recipe.dynamic_wi8_afp32())
     return bytes(engine.quantize().quantized_model)
 
 
