@@ -64,6 +64,8 @@ def main(argv=None) -> int:
             after = converters.count_macs(report.model, example)[0]
             fp32 = (Path(report.fp32_bundle) / "model.onnx").stat().st_size
             int8 = (Path(report.bundle) / "model.onnx").stat().st_size
+            tflite_file = Path(report.bundle) / "model.tflite"
+            tflite_ratio = f"{fp32 / tflite_file.stat().st_size:.2f}x" if tflite_file.is_file() else "-"
             cells = []
             for backend, use_fp32 in (("onnx", True), ("onnx", False), ("tflite", False)):
                 if backend == "tflite" and refusal:
@@ -90,8 +92,10 @@ def main(argv=None) -> int:
                     f"{params / 1e3:.0f}k",
                     f"{1 - after / before:.1%}",
                     f"{fp32 / int8:.2f}x",
+                    tflite_ratio,
                     *cells,
                     str(window),
+                    f"{report.step('source')['preflight']['seconds']:.1f} s",
                     f"{seconds:.1f} s",
                 )
             )
@@ -101,10 +105,12 @@ def main(argv=None) -> int:
         "params",
         "MACs removed",
         "int8 ONNX smaller",
+        "int8 TFLite smaller",
         "fp32 ONNX agrees",
         "int8 ONNX agrees",
         "int8 TFLite agrees",
         "TFLite window (frames)",
+        "preflight",
         "convert() time",
     )
     print("| " + " | ".join(header) + " |")
