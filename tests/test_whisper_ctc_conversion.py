@@ -36,21 +36,24 @@ def _trained_model(ct2_dir):
 def converted(tiny_whisper, tmp_path_factory):
     _, ct2_dir = tiny_whisper
     model = _trained_model(ct2_dir)
-    out = tmp_path_factory.mktemp("bundle") / "whisper-ctc"
-    rng = np.random.default_rng(0)
-    calib = [rng.standard_normal(16000).astype(np.float32) * 0.1 for _ in range(2)]
+    out = _bundle(model, tmp_path_factory.mktemp("bundle") / "whisper-ctc")
+    return ct2_dir, model, out / "model.onnx"
+
+
+def _bundle(model, out, quantize="dynamic", formats=("onnx",), frames=200, **options):
     converters.convert(
         model,
-        torch.zeros(1, 200, 80),
+        torch.zeros(1, frames, 80),
         feature_config(),
         TOKENS,
-        calib=calib,
-        quantize="dynamic",
-        formats=("onnx",),
+        calib=[np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1],
+        quantize=quantize,
+        formats=formats,
         out=out,
         blank_id=BLANK_ID,
+        **options,
     )
-    return ct2_dir, model, out / "model.onnx"
+    return out
 
 
 def test_recovered_weights_equal_the_converted_ones_within_half_a_step(converted):
@@ -87,19 +90,7 @@ def test_a_graph_of_another_model_is_refused(converted, tmp_path):
 def _other_graph(tmp_path):
     """A bundle of a head-only model: fewer int8 weights than the Whisper CTC model has."""
     head = torch.nn.Sequential(torch.nn.Linear(80, 32), torch.nn.Linear(32, len(TOKENS)), torch.nn.LogSoftmax(-1))
-    out = tmp_path / "other"
-    converters.convert(
-        head.eval(),
-        torch.zeros(1, 50, 80),
-        feature_config(),
-        TOKENS,
-        calib=[np.zeros(16000, np.float32) + 0.01],
-        quantize="dynamic",
-        formats=("onnx",),
-        out=out,
-        blank_id=BLANK_ID,
-    )
-    return out / "model.onnx"
+    return _bundle(head.eval(), tmp_path / "other", frames=50) / "model.onnx"
 
 
 def test_frozen_weights_that_are_not_whispers_are_refused(converted, tmp_path):
@@ -108,37 +99,9 @@ def test_frozen_weights_that_are_not_whispers_are_refused(converted, tmp_path):
     model = _trained_model(ct2_dir)
     with torch.no_grad():
         model.encoder.layers[0].feed_forward.up.weight.mul_(-1)
-    out = tmp_path / "mismatch"
-    converters.convert(
-        model,
-        torch.zeros(1, 200, 80),
-        feature_config(),
-        TOKENS,
-        calib=[np.zeros(16000, np.float32) + 0.01],
-        quantize="dynamic",
-        formats=("onnx",),
-        out=out,
-        blank_id=BLANK_ID,
-    )
+    out = _bundle(model, tmp_path / "mismatch")
     with pytest.raises(SystemExit, match="off Whisper's"):
         recover(ct2_dir, out / "model.onnx", FROZEN, HIDDEN)
-
-
-def _tflite_bundle(model, out, quantize):
-    converters.convert(
-        model,
-        torch.zeros(1, 200, 80),
-        feature_config(),
-        TOKENS,
-        calib=[np.zeros(16000, np.float32) + 0.01],
-        quantize=quantize,
-        formats=("onnx", "tflite"),
-        out=out,
-        blank_id=BLANK_ID,
-        tflite_chunk_frames=64,
-        tflite_context_frames=32,
-    )
-    return out
 
 
 def test_dynamic_int8_reaches_tflite_as_int8_weights_with_float_activations(tiny_whisper, tmp_path):
@@ -149,8 +112,9 @@ def test_dynamic_int8_reaches_tflite_as_int8_weights_with_float_activations(tiny
 
     _, ct2_dir = tiny_whisper
     model = _trained_model(ct2_dir)
-    dynamic = _tflite_bundle(model, tmp_path / "dynamic", "dynamic")
-    float_ = _tflite_bundle(model, tmp_path / "float", None)
+    windows = {"formats": ("onnx", "tflite"), "tflite_chunk_frames": 64, "tflite_context_frames": 32}
+    dynamic = _bundle(model, tmp_path / "dynamic", "dynamic", **windows)
+    float_ = _bundle(model, tmp_path / "float", None, **windows)
     assert (dynamic / "model.tflite").stat().st_size < (float_ / "model.tflite").stat().st_size / 2
     features = np.random.default_rng(2).standard_normal((300, 80)).astype(np.float32)
     outputs = []
