@@ -15,7 +15,8 @@ from qemu-user's translation log (``-d in_asm,exec,nochain``: every executed blo
 instruction count, exact to 1e-5 against single-stepping). A stage's count is the run's minus the
 count of the same program stopping after reading its inputs.
 
-The model runs in ONNX Runtime: its instructions are counted around ``Recognizer.log_probs`` (a
+The model runs in ONNX Runtime (``--models NAME@tflite``: its LiteRT model, with PyPI's newest
+aarch64 ai-edge-litert fetched into the root): its instructions are counted around ``Recognizer.log_probs`` (a
 run over the 10 s minus a run that only loads the model and warms it up on 1 s), on x86 with
 callgrind, and on aarch64 with ``--arm-root ROOT``: the same counting qemu (``-cpu cortex-a72``,
 so ONNX Runtime takes the kernels a Pi 4 gets) inside an emulated Raspberry Pi OS root made by
@@ -218,19 +219,22 @@ def model_instructions_x86(model: str, inputs: Dict[str, Path]) -> float:
 
 
 def _model_script(speech: str) -> str:
+    """argv: MODEL[@BACKEND] (an embedded model, ``@tflite`` for its LiteRT model) and load|run."""
     return (
         "import sys, numpy as np\n"
         "from edge_speech import Recognizer\n"
-        "r = Recognizer.default(sys.argv[1], threads=1)\n"
+        "name, _, backend = sys.argv[1].partition('@')\n"
+        "r = Recognizer.default(name, threads=1, backend=backend or 'onnx')\n"
         f"x = np.fromfile({speech!r}, dtype=np.float32)\n"
         "r.log_probs(x[:16000])\n"  # warm-up: ONNX Runtime's first run allocates and plans
         "if sys.argv[2] == 'run': r.log_probs(x)\n"
     )
 
 
-def prepare_arm_root(root: Path, inputs: Dict[str, Path]) -> None:
+def prepare_arm_root(root: Path, inputs: Dict[str, Path], litert: bool = False) -> None:
     """A venv in the emulated root with this tree's aarch64 wheel and its dependencies (offline,
-    from the root's wheelhouse beside it), the speech, the counting qemu and the model script."""
+    from the root's wheelhouse beside it; with ``litert``, ai-edge-litert too), the speech, the
+    counting qemu and the model script."""
     wheels = sorted((ROOT / "dist").glob("edge_speech-*-cp311-cp311-manylinux_*_aarch64.whl"))
     wheelhouse = root.parent / f"wheelhouse-{root.name}"
     if not wheels or not wheelhouse.is_dir() or shutil.which("qemu-aarch64-static") is None:
@@ -243,12 +247,32 @@ def prepare_arm_root(root: Path, inputs: Dict[str, Path]) -> None:
     (work / "wheels").mkdir(parents=True)
     for wheel in [wheels[-1], *wheelhouse.glob("*.whl")]:
         shutil.copy(wheel, work / "wheels")
+    extras = ""
+    if litert:  # PyPI's newest LiteRT for aarch64 (2.x ships x86 only): fetched by name, like pip would
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                *(f"--platform=manylinux_2_{minor}_aarch64" for minor in (17, 28, 31)),
+                "-d",
+                str(work / "wheels"),
+                "ai-edge-litert",
+            ],
+            check=True,
+        )
+        extras = " ai-edge-litert"
     shutil.copy(shutil.which("qemu-aarch64-static") or "", work / "qemu")
     shutil.copy(inputs["speech"], work / "speech.f32")
     (work / "model.py").write_text(_model_script(f"{ARM_WORK}/speech.f32"))
     install = (
         f"cd {ARM_WORK} && python3 -m venv venv && venv/bin/pip install -q --no-cache-dir --no-index "
-        f"--find-links wheels wheels/{wheels[-1].name}"
+        f"--find-links wheels wheels/{wheels[-1].name}{extras}"
     )
     subprocess.run(_in_root(root, ["sh", "-c", install]), check=True)
 
@@ -324,7 +348,9 @@ def pi_range(instructions: float, core: Tuple[float, Tuple[float, float], Tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", nargs="+", default=list(BUILDS), choices=list(BUILDS))
-    parser.add_argument("--models", nargs="+", default=["en-small", "en-base"])
+    parser.add_argument(
+        "--models", nargs="+", default=["en-small", "en-base"], help="embedded models; NAME@tflite for its LiteRT model"
+    )
     parser.add_argument("--native", action="store_true", help="on the device itself: seconds, not instructions")
     parser.add_argument(
         "--arm-root",
@@ -366,13 +392,13 @@ def main() -> None:
         from edge_speech.recognizer import EMBEDDED_MODELS
 
         if args.arm_root:
-            prepare_arm_root(args.arm_root, inputs)
-        print("\nModels (ONNX Runtime, 1 thread), per second of speech:\n")
+            prepare_arm_root(args.arm_root, inputs, litert=any(m.endswith("@tflite") for m in args.models))
+        print("\nModels (ONNX Runtime, or LiteRT for @tflite; 1 thread), per second of speech:\n")
         print("| model | MMACs | x86 M instructions | x86 instructions per MAC | aarch64 M instructions |")
         print("|---|---:|---:|---:|---:|")
         macs_of, arm_of = {}, {}
         for model in args.models:
-            macs_of[model] = onnx_macs_per_second(Path(EMBEDDED_MODELS[model]) / "model.onnx")
+            macs_of[model] = onnx_macs_per_second(Path(EMBEDDED_MODELS[model.partition("@")[0]]) / "model.onnx")
             x86 = model_instructions_x86(model, inputs)
             arm_of[model] = model_instructions_arm(args.arm_root, model) if args.arm_root else None
             arm_text = f"{arm_of[model] / 1e6:.1f}" if arm_of[model] else "(no --arm-root)"
@@ -417,7 +443,8 @@ def native_table(work: Path, inputs: Dict[str, Path], models: List[str]) -> None
             print(f"| {stage} | {audio} | {elapsed / SECONDS:.5f} |")
     speech = np.fromfile(inputs["speech"], dtype=np.float32)
     for model in models:
-        recognizer = Recognizer.default(model, threads=1)
+        name, _, backend = model.partition("@")
+        recognizer = Recognizer.default(name, threads=1, backend=backend or "onnx")
         recognizer.log_probs(speech[:RATE])
         start = time.perf_counter()
         recognizer.log_probs(speech)
