@@ -146,10 +146,11 @@ def recover(
 
 
 def checkpoint_state(model: WhisperCTC) -> dict:
-    trainable = {id(p) for p in model.trainable_parameters()}
-    names = {name for name, p in model.named_parameters() if id(p) in trainable}
-    state = {k: v for k, v in model.state_dict().items() if k in names}
-    return {"frozen_layers": model.frozen_layers, "head_hidden": model.head.project.out_features, "trainable": state}
+    return {
+        "frozen_layers": model.frozen_layers,
+        "head_hidden": model.head.project.out_features,
+        "trainable": model.trainable_state(),
+    }
 
 
 def main(argv=None) -> int:

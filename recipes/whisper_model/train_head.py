@@ -146,10 +146,6 @@ def main(argv=None) -> int:
         log.write(message + "\n")
         log.flush()
 
-    def trainable_state():
-        names = {id(p) for p in model.trainable_parameters()}
-        return {k: v for k, v in model.state_dict(keep_vars=True).items() if id(v) in names}
-
     say(
         f"args {vars(args)}; {steps_per_epoch} steps per epoch; "
         f"{sum(p.numel() for p in head_params + encoder_params)} trainable parameters"
@@ -187,7 +183,7 @@ def main(argv=None) -> int:
         )
         first = scores[dev_caches[0].name]["cer"]
         snapshot = {
-            "trainable": trainable_state(),
+            "trainable": model.trainable_state(),
             "epoch": epoch,
             "scores": scores,
             "frozen_layers": args.frozen_layers,

@@ -84,3 +84,8 @@ class WhisperCTC(nn.Module):
         for layer in self.encoder.layers[self.frozen_layers :]:
             yield from layer.parameters()
         yield from self.encoder.layer_norm.parameters()
+
+    def trainable_state(self) -> dict:
+        """The state_dict entries of :meth:`trainable_parameters`: what a checkpoint keeps."""
+        ids = {id(p) for p in self.trainable_parameters()}
+        return {k: v for k, v in self.state_dict(keep_vars=True).items() if id(v) in ids}
