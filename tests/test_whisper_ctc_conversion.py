@@ -23,9 +23,9 @@ pytestmark = pytest.mark.torch
 FROZEN, HIDDEN = 1, 32
 
 
-def _trained_model(ct2_dir):
+def _trained_model(ct2_dir, frozen=FROZEN):
     torch.manual_seed(3)
-    model = WhisperCTC(load_ctranslate2_encoder(ct2_dir), FROZEN, HIDDEN).eval()
+    model = WhisperCTC(load_ctranslate2_encoder(ct2_dir), frozen, HIDDEN).eval()
     with torch.no_grad():  # training moved the top layer away from Whisper's weights
         for p in model.trainable_parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -79,6 +79,21 @@ def test_recovered_weights_equal_the_converted_ones_within_half_a_step(converted
     with torch.no_grad():
         a, b = original(features), recovered(features)
     assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
+
+
+def test_a_fully_fine_tuned_model_is_recovered_stem_and_all(converted, tmp_path):
+    """finetune_encoder.py's models (nothing frozen): every weight, the conv stem's too, comes
+    from the graph."""
+    ct2_dir = converted[0]
+    original = _trained_model(ct2_dir, frozen=0)
+    recovered = recover(ct2_dir, _bundle(original, tmp_path / "full") / "model.onnx", 0, HIDDEN)
+    trainable = checkpoint_state(recovered)["trainable"]
+    assert {"encoder.conv1.weight", "encoder.layers.0.attention.query.weight"} <= set(trainable)
+    want = dict(original.named_parameters())
+    for name, got in recovered.named_parameters():
+        expected = want[name].detach().numpy()
+        step = np.abs(expected).reshape(expected.shape[0], -1).max(axis=1).max() / 63.5 if got.dim() >= 2 else 0
+        assert np.abs(got.detach().numpy() - expected).max() <= 0.51 * step + 1e-6, name
 
 
 def test_a_graph_of_another_model_is_refused(converted, tmp_path):

@@ -1,6 +1,6 @@
 """Smoke run of the real-voices recipe's chain (recipes/whisper_model) on a tiny random Whisper:
 cache the frozen encoder's states, train the top layer + CTC head, build the bundle through
-convert(), and run it in the runtime. The scripts run as a user runs them: python -m from the
+convert(), run it in the runtime, then fine-tune the whole encoder from that checkpoint. The scripts run as a user runs them: python -m from the
 repository root."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("ctranslate2")
 
 from edge_speech import Recognizer, audio, features  # noqa: E402
+from edge_speech.converters.whisper_encoder import load_ctranslate2_encoder  # noqa: E402
+from recipes.whisper_model.build_bundle import load_model  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.recipe, pytest.mark.slow]
 
@@ -128,3 +130,38 @@ def test_recipe_chain_caches_trains_and_builds_a_working_bundle(tiny_whisper, sp
     log_probs = recognizer.log_probs(samples)
     assert log_probs.shape == ((len(samples) // 160 - 1) // 2 + 1, 29)
     assert np.allclose(np.exp(log_probs).sum(-1), 1, atol=1e-3)
+
+    # The whole encoder, stem included, fine-tuned on waveforms from that checkpoint.
+    full = tmp_path / "full"
+    run(
+        "finetune_encoder.py",
+        "--whisper",
+        whisper,
+        "--init",
+        runs / "best.pt",
+        "--train",
+        f"{manifest}:2",
+        "--dev",
+        manifest,
+        "--dev-count",
+        2,
+        "--asterisk",
+        0,
+        "--out",
+        full,
+        "--epochs",
+        1,
+        "--max-frames",
+        1200,
+        "--threads",
+        1,
+    )
+    log = (full / "log.txt").read_text()
+    assert "start step 0:" in log and "epoch 0 done" in log, log
+    state = torch.load(full / "last.pt")
+    assert state["frozen_layers"] == 0 and state["epoch"] == 1
+    assert {"encoder.conv1.weight", "encoder.layers.0.attention.query.weight"} <= set(state["trainable"])
+    tuned, original = load_model(whisper, full / "last.pt"), load_ctranslate2_encoder(whisper)
+    for name in ("conv1.weight", "layers.0.feed_forward.up.weight"):
+        moved = (dict(tuned.encoder.named_parameters())[name] - dict(original.named_parameters())[name]).abs().max()
+        assert moved > 0, f"{name} did not train"

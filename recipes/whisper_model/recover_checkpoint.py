@@ -121,7 +121,8 @@ def recover(
             f"{onnx_path}: {len(weighted)} int8 weights and {len(norms)} LayerNorms, "
             f"the model has {len(linear_slots)} and {len(norm_slots)}: not an en-base graph"
         )
-    frozen_prefixes = ("encoder.conv",) + tuple(f"encoder.layers.{i}." for i in range(frozen_layers))
+    frozen = [f"encoder.layers.{i}." for i in range(frozen_layers)]
+    frozen_prefixes = tuple(["encoder.conv"] + frozen if frozen else [])  # nothing frozen: the stem trained too
     with torch.no_grad():
         for (name, module), node in zip(linear_slots, weighted):
             weight, bias, step = graph.dequantized(node)
@@ -158,8 +159,14 @@ def main(argv=None) -> int:
     parser.add_argument("--whisper", required=True, help="Whisper base in CTranslate2 format (prepare_whisper.py)")
     parser.add_argument("--bundle", default="edge_speech/models/en-base")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--frozen-layers",
+        type=int,
+        default=5,
+        help="layers the bundle's model kept as Whisper's (0: finetune_encoder.py's, nothing to check against)",
+    )
     args = parser.parse_args(argv)
-    model = recover(args.whisper, Path(args.bundle) / "model.onnx")
+    model = recover(args.whisper, Path(args.bundle) / "model.onnx", args.frozen_layers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint_state(model), out)

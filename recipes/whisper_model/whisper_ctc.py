@@ -80,7 +80,12 @@ class WhisperCTC(nn.Module):
         return self.head(self.encoder(features))
 
     def trainable_parameters(self):
+        """The head, the encoder layers above ``frozen_layers`` and the final LayerNorm; with no
+        layer frozen, the conv stem too (``finetune_encoder.py``)."""
         yield from self.head.parameters()
+        if self.frozen_layers == 0:
+            yield from self.encoder.conv1.parameters()
+            yield from self.encoder.conv2.parameters()
         for layer in self.encoder.layers[self.frozen_layers :]:
             yield from layer.parameters()
         yield from self.encoder.layer_norm.parameters()
