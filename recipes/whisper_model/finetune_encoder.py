@@ -41,7 +41,7 @@ from recipes.default_model import augment
 from recipes.default_model.evaluate import asterisk_set, error_rates
 from recipes.default_model.train import batches
 from recipes.whisper_model.build_bundle import load_model
-from recipes.whisper_model.train_head import greedy
+from recipes.whisper_model.train_head import ctc_step, greedy
 from recipes.whisper_model.whisper_ctc import BLANK_ID, MAX_SECONDS, encode, whisper_features
 
 RATE = 16000
@@ -203,14 +203,8 @@ def main(argv=None) -> int:
             targets = [torch.tensor(encode(rows[i]["text"])) for i in ids]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 log_probs, lengths = forward_batch(model, features)
-            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), lengths, torch.tensor([len(t) for t in targets]))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head + encoder, 5.0)
-            optimizer.step()
-            schedule.step()
+            losses.append(ctc_step(ctc, log_probs, lengths, targets, optimizer, schedule, head + encoder))
             step += 1
-            losses.append(loss.item())
             if step % 20 == 0:
                 say(
                     f"epoch {epoch} step {step} loss {np.mean(losses[-20:]):.3f} {(time.time() - started) / 60:.1f} min"

@@ -71,6 +71,17 @@ def greedy(log_probs: torch.Tensor, length: int) -> str:
     return "".join(TOKENS[t] for t in greedy_ids(log_probs[:length].numpy(), BLANK_ID)).strip()
 
 
+def ctc_step(ctc, log_probs, lengths, targets: list, optimizer, schedule, params: list) -> float:
+    """One optimizer step on the CTC loss of a batch's log-probs [B, T, V]; returns the loss."""
+    loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), lengths, torch.tensor([len(t) for t in targets]))
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
 def evaluate(model, cache: StateCache, batch_frames: int = 6000) -> dict:
     model.eval()
     pairs = []
@@ -164,13 +175,8 @@ def main(argv=None) -> int:
             x, mask, lengths = collate(cache, ids, rng, args.time_masks, args.drop)
             targets = [torch.tensor(labels[id(cache)][i]) for i in ids]
             log_probs = model.forward_states(x, mask)
-            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), lengths, torch.tensor([len(t) for t in targets]))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head_params + encoder_params, 5.0)
-            optimizer.step()
-            schedule.step()
-            seen_loss.append(loss.item())
+            params = head_params + encoder_params
+            seen_loss.append(ctc_step(ctc, log_probs, lengths, targets, optimizer, schedule, params))
             if step % 200 == 0:
                 say(
                     f"epoch {epoch} step {step}/{len(plan)} loss {np.mean(seen_loss[-200:]):.3f} "
