@@ -109,12 +109,13 @@ class WhisperEncoder(nn.Module):
     def dim(self) -> int:
         return self.layer_norm.normalized_shape[0]
 
-    def forward(self, features):
+    def forward(self, features, padding_mask=None):
+        """``padding_mask`` [B, T'] True on padded output frames (batched training only)."""
         x = F.gelu(self.conv1(features.transpose(1, 2)))
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         x = x + self.positions[: x.shape[1]]
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, padding_mask)
         return self.layer_norm(x)
 
 

@@ -82,14 +82,8 @@ def forward_batch(model, features: list) -> "tuple[torch.Tensor, torch.Tensor]":
     for b, f in enumerate(features):
         x[b, : len(f)] = torch.from_numpy(f)
     out_lengths = torch.tensor([encoder_output_frames(n) for n in lengths])
-    encoder = model.encoder
-    h = torch.nn.functional.gelu(encoder.conv1(x.transpose(1, 2)))
-    h = torch.nn.functional.gelu(encoder.conv2(h)).transpose(1, 2)
-    h = h + encoder.positions[: h.shape[1]]
-    mask = torch.arange(h.shape[1])[None, :] >= out_lengths[:, None]
-    for layer in encoder.layers:
-        h = layer(h, mask)
-    return model.head(encoder.layer_norm(h)).float(), out_lengths
+    mask = torch.arange(encoder_output_frames(max(lengths)))[None, :] >= out_lengths[:, None]
+    return model.head(model.encoder(x, mask)).float(), out_lengths
 
 
 def dev_sets(manifests: list, per_voice: int, asterisk: int) -> dict:
